@@ -1,0 +1,2 @@
+//! snapinit's format and read path: `no_std`, no heap.
+#![no_std]
