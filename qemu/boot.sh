@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Boot one QEMU x86_64 (TCG) VM non-interactively.
+#   qemu/boot.sh --rootfs ROOT.squashfs [options]
+# Options:
+#   --kernel BZIMAGE     kernel (default: output of qemu/build-kernel.sh, cached)
+#   --rootfs FILE        squashfs root -> /dev/vda (read-only), root=/dev/vda
+#   --flash FILE         raw flash image -> /dev/vdb (writable, cache=writethrough),
+#                        exposed as MTD "rootfs_data" via block2mtd
+#   --erase-size BYTES   block2mtd erase size (default 65536)
+#   --mtd-name NAME      MTD partition name (default rootfs_data)
+#   --script FILE        agent step script -> next virtio disk (read-only), see README
+#   --init PATH          init= (default /sbin/init)
+#   --append "ARGS"      extra kernel command line
+#   --log FILE           serial console log (default: a temp file, shown on failure)
+#   --result FILE        host side of the virtio-serial port "result" (default: temp)
+#   --timeout SECONDS    kill QEMU and fail if still running (default 60)
+#   --kill-after SECONDS SIGKILL QEMU after SECONDS (simulated power cut)
+#   --mem SIZE           guest RAM (default 128M)
+#   --qemu-arg ARG       extra raw QEMU argument (repeatable)
+#   --interactive        serial console on stdio, no timeout (for humans)
+#   --dry-run            print the QEMU command line and exit
+# Last stdout line: "boot: result=<exited|killed|timeout|panic|error> rc=N wall=S.SS"
+# Exit status: 0 exited (guest reboot) or killed by --kill-after as asked;
+#              124 timeout; 4 kernel panic seen in the log; else QEMU's status.
+set -euo pipefail
+
+usage() {
+  sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+kernel='' rootfs='' flash='' script='' init=/sbin/init append='' log='' result=''
+timeout_s=60 kill_after='' mem=128M interactive=0 dry_run=0
+erase_size=65536 mtd_name=rootfs_data
+extra=()
+while (($#)); do
+  case $1 in
+    --kernel) kernel=${2:?}; shift 2 ;;
+    --rootfs) rootfs=${2:?}; shift 2 ;;
+    --flash) flash=${2:?}; shift 2 ;;
+    --erase-size) erase_size=${2:?}; shift 2 ;;
+    --mtd-name) mtd_name=${2:?}; shift 2 ;;
+    --script) script=${2:?}; shift 2 ;;
+    --init) init=${2:?}; shift 2 ;;
+    --append) append=${2?}; shift 2 ;;
+    --log) log=${2:?}; shift 2 ;;
+    --result) result=${2:?}; shift 2 ;;
+    --timeout) timeout_s=${2:?}; shift 2 ;;
+    --kill-after) kill_after=${2:?}; shift 2 ;;
+    --mem) mem=${2:?}; shift 2 ;;
+    --qemu-arg) extra+=("${2?}"); shift 2 ;;
+    --interactive) interactive=1; shift ;;
+    --dry-run) dry_run=1; shift ;;
+    -h | --help) usage ;;
+    *) echo "boot.sh: unknown argument $1" >&2; usage ;;
+  esac
+done
+[[ -n $rootfs ]] || { echo "boot.sh: --rootfs is required" >&2; usage; }
+
+"$here/deps.sh"
+if [[ -z $kernel ]]; then
+  kernel=$("$here/build-kernel.sh" | tail -n 1)
+fi
+for f in "$kernel" "$rootfs" ${flash:+"$flash"} ${script:+"$script"}; do
+  [[ -f $f ]] || { echo "boot.sh: no such file: $f" >&2; exit 2; }
+done
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/snapinit-boot.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+[[ -n $log ]] || log=$tmp/console.log
+[[ -n $result ]] || result=$tmp/result.jsonl
+: >"$result"
+: >"$log"
+
+cmdline="console=ttyS0 root=/dev/vda rootfstype=squashfs ro init=$init"
+cmdline+=" panic=-1 i8042.noaux"
+
+# Disk order == PCI slot order == vda, vdb, vdc.
+qemu=(qemu-system-x86_64 -accel tcg -m "$mem" -no-reboot -nodefaults -no-user-config
+  -kernel "$kernel"
+  -drive "file=$rootfs,if=virtio,format=raw,readonly=on")
+if [[ -n $flash ]]; then
+  qemu+=(-drive "file=$flash,if=virtio,format=raw,cache=writethrough")
+  cmdline+=" block2mtd.block2mtd=/dev/vdb,$erase_size,$mtd_name"
+fi
+if [[ -n $script ]]; then
+  # A raw disk: marker line, name line, the script, zero padding to 4 KiB.
+  sdisk=$tmp/script.img
+  {
+    echo "# snapinit-agent-script v1"
+    echo "# name: $(basename "$script")"
+    cat "$script"
+  } >"$sdisk"
+  truncate -s "%4096" "$sdisk"
+  qemu+=(-drive "file=$sdisk,if=virtio,format=raw,readonly=on")
+fi
+qemu+=(-device virtio-serial-pci
+  -chardev "file,id=res,path=$result"
+  -device 'virtserialport,chardev=res,name=result')
+[[ -z $append ]] || cmdline+=" $append"
+
+if ((interactive)); then
+  qemu+=(-nographic -append "$cmdline" "${extra[@]}")
+  ((dry_run)) && { printf '%q ' "${qemu[@]}"; echo; exit 0; }
+  echo "boot.sh: interactive; quit with Ctrl-A x" >&2
+  exec "${qemu[@]}"
+fi
+
+qemu+=(-display none -serial "file:$log" -monitor none -append "$cmdline" "${extra[@]}")
+if ((dry_run)); then
+  printf '%q ' "${qemu[@]}"
+  echo
+  exit 0
+fi
+
+limit=$timeout_s
+if [[ -n $kill_after ]]; then
+  limit=$kill_after
+fi
+
+start=$(date +%s.%N)
+rc=0
+timeout -s KILL "$limit" "${qemu[@]}" </dev/null || rc=$?
+end=$(date +%s.%N)
+wall=$(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.2f", b-a}')
+
+status=0
+if ((rc == 137)) && [[ -n $kill_after ]]; then
+  state=killed
+elif ((rc == 137)); then
+  state=timeout status=124
+elif ((rc != 0)); then
+  state=error status=$rc
+elif grep -q 'Kernel panic' "$log"; then
+  state=panic status=4
+else
+  state=exited
+fi
+if [[ -n $kill_after && $state == exited ]]; then
+  echo "boot.sh: note: guest exited before --kill-after $kill_after" >&2
+fi
+if ((status != 0)); then
+  echo "boot.sh: FAIL ($state); last console lines ($log):" >&2
+  tail -n 25 "$log" | sed 's/^/  | /' >&2
+fi
+echo "boot: result=$state rc=$rc wall=$wall"
+exit "$status"
