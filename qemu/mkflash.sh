@@ -9,5 +9,5 @@ if ((kib % 64 != 0)); then
   echo "mkflash.sh: size ${kib} KiB is not a multiple of 64 KiB" >&2
   exit 2
 fi
-tr '\0' '\377' </dev/zero | head -c "$((kib * 1024))" >"$out.tmp"
+head -c "$((kib * 1024))" /dev/zero | tr '\0' '\377' >"$out.tmp"
 mv "$out.tmp" "$out"
