@@ -1,2 +1,21 @@
-//! snapinit's format and read path: `no_std`, no heap.
+//! snapinit's on-flash format and read path, shared by PID 1 and the `snapshot` tool.
+//!
+//! `no_std` and heap-free: data flows one way, flash -> chain -> verified block -> payload
+//! stream. The `sim` feature adds a power-cut simulator for tests (it needs a heap).
 #![no_std]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod chain;
+pub mod file;
+pub mod flash;
+pub mod gzip;
+pub mod header;
+pub mod mtd;
+pub mod payload;
+#[cfg(feature = "sim")]
+pub mod sim;
+pub mod tar;
+
+pub use chain::{read_chain, Block, ChainView};

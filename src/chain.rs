@@ -1,0 +1,364 @@
+//! Walking the chain: which blocks on flash are live, verified, and in what order.
+//!
+//! The chain region runs from offset 0 to the back buffer. Snapshot blocks follow each other
+//! without gaps, each linked to the header hash of the one below it; the walk stops at the first
+//! slot that is not a live, linked, verified snapshot. The volatile is the highest-generation
+//! valid volatile linked to the last snapshot, found either in the slot after it or at the start
+//! of the back buffer.
+
+use crate::flash::{Geometry, ReadNorFlash};
+use crate::header::{self, Digest32, Header, HeaderError, Kind, HEADER_LEN};
+use crate::payload::payload_sha256;
+use core::fmt;
+
+/// Most snapshots a chain may hold; a longer chain boots its first `MAX_SNAPSHOTS`.
+pub const MAX_SNAPSHOTS: usize = 128;
+
+/// A block found on flash: where it is and its decoded header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Block {
+    pub offset: u32,
+    pub header: Header,
+}
+
+impl Block {
+    /// Offset just past the block's last erase block.
+    pub fn end(&self) -> u64 {
+        u64::from(self.offset) + self.header.span_blocks() * u64::from(self.header.fields.erase_size)
+    }
+}
+
+/// Partition geometry as the chain uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub capacity: u32,
+    pub erase_size: u32,
+    pub backbuf_blocks: u32,
+}
+
+impl Layout {
+    pub fn total_blocks(&self) -> u32 {
+        self.capacity / self.erase_size.max(1)
+    }
+    /// Start of the back buffer, which is also the end of the chain region.
+    pub fn backbuf_offset(&self) -> u32 {
+        self.total_blocks().saturating_sub(self.backbuf_blocks) * self.erase_size
+    }
+    pub fn backbuf_bytes(&self) -> u64 {
+        u64::from(self.backbuf_blocks) * u64::from(self.erase_size)
+    }
+    /// Back-buffer sizes a reader tries when no chain header tells it: the back buffer never
+    /// takes more than half the partition.
+    pub fn max_backbuf_blocks(total_blocks: u32) -> u32 {
+        total_blocks / 2
+    }
+    /// The default back buffer for a fresh partition: an eighth of it, at least one erase block.
+    pub fn default_backbuf_blocks(total_blocks: u32) -> u32 {
+        (total_blocks / 8).clamp(1, Self::max_backbuf_blocks(total_blocks).max(1))
+    }
+}
+
+/// Why a block was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    Header(HeaderError),
+    /// A valid header that links to a different block below: left over from an older chain.
+    Unlinked,
+    /// Dropped by a rollback.
+    Dropped,
+    /// Written for another erase size or back buffer, or it would overlap the back buffer.
+    Geometry,
+    /// The payload's SHA-256 does not match the header.
+    PayloadHash,
+    /// The flash driver failed to read the block.
+    Read,
+    /// More snapshots than this reader holds.
+    TooMany,
+}
+
+impl fmt::Display for Reject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reject::Header(e) => write!(f, "header: {e}"),
+            Reject::Unlinked => f.write_str("not linked to the block below (stale)"),
+            Reject::Dropped => f.write_str("dropped by a rollback"),
+            Reject::Geometry => f.write_str("geometry does not match the partition"),
+            Reject::PayloadHash => f.write_str("payload SHA-256 mismatch"),
+            Reject::Read => f.write_str("flash read error"),
+            Reject::TooMany => f.write_str("too many snapshots"),
+        }
+    }
+}
+
+/// A block the reader looked at and did not accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejected {
+    pub offset: u32,
+    pub kind: Option<Kind>,
+    pub reason: Reject,
+}
+
+/// How the snapshot walk ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// An erased slot, a volatile, or the end of the chain region: nothing is missing.
+    Clean,
+    /// The slot after the last accepted snapshot holds something that was not accepted.
+    Rejected(Rejected),
+}
+
+/// What the partition holds as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Nothing valid anywhere and the first erase block is not erased: another filesystem
+    /// (JFFS2, say) or garbage.
+    Unformatted,
+    /// Erased: a formatted, empty chain.
+    Empty,
+    /// At least one valid block.
+    Chain,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainView {
+    pub layout: Layout,
+    pub status: Status,
+    /// Verified snapshots, oldest first.
+    pub snapshots: heapless::Vec<Block, MAX_SNAPSHOTS>,
+    pub end: End,
+    /// Verified volatile copies linked to the last snapshot, current first.
+    pub volatiles: heapless::Vec<Block, 2>,
+    /// Volatile copies linked to the last snapshot that failed verification.
+    pub rejected_volatiles: heapless::Vec<Rejected, 2>,
+    /// Where the next chain block starts.
+    pub next_offset: u32,
+    /// Highest generation of any valid header seen; the next write uses a larger one.
+    pub max_generation: u64,
+}
+
+impl ChainView {
+    pub fn volatile(&self) -> Option<&Block> {
+        self.volatiles.first()
+    }
+    /// Header hash a new block on top of the snapshots links to.
+    pub fn top_hash(&self) -> Digest32 {
+        self.snapshots.last().map(|b| b.header.hash).unwrap_or([0; 32])
+    }
+}
+
+/// Reads one header. `Err` only for driver failures.
+pub fn read_header<F: ReadNorFlash>(
+    flash: &mut F,
+    offset: u32,
+) -> Result<Result<Header, HeaderError>, Reject> {
+    let mut raw = [0u8; HEADER_LEN];
+    flash.read(offset, &mut raw).map_err(|_| Reject::Read)?;
+    Ok(header::decode(&raw))
+}
+
+struct Walker<'a, F> {
+    flash: &'a mut F,
+    buf: &'a mut [u8],
+    layout: Layout,
+    max_generation: u64,
+}
+
+impl<F: ReadNorFlash> Walker<'_, F> {
+    /// Checks everything about a block at `offset` that should link onto `prev`.
+    fn check(&mut self, offset: u32, prev: &Digest32) -> Result<Block, (Option<Kind>, Reject)> {
+        let header = match read_header(self.flash, offset) {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => return Err((None, Reject::Header(e))),
+            Err(r) => return Err((None, r)),
+        };
+        let f = &header.fields;
+        let kind = Some(f.kind);
+        self.max_generation = self.max_generation.max(f.generation);
+        if f.prev != *prev {
+            return Err((kind, Reject::Unlinked));
+        }
+        if !header.marks.live {
+            return Err((kind, Reject::Dropped));
+        }
+        let block = Block { offset, header };
+        let in_backbuf = offset == self.layout.backbuf_offset();
+        let limit = if in_backbuf {
+            u64::from(self.layout.capacity)
+        } else {
+            u64::from(self.layout.backbuf_offset())
+        };
+        if f.erase_size != self.layout.erase_size
+            || u32::from(f.backbuf_blocks) != self.layout.backbuf_blocks
+            || block.end() > limit
+        {
+            return Err((kind, Reject::Geometry));
+        }
+        match payload_sha256(self.flash, &block, self.buf) {
+            Ok(sum) if sum == f.payload_sha256 => Ok(block),
+            Ok(_) => Err((kind, Reject::PayloadHash)),
+            Err(_) => Err((kind, Reject::Read)),
+        }
+    }
+}
+
+/// The back-buffer size, from the first chain header, or else from a volatile found alone in
+/// the back buffer (the chain slot can be mid-rewrite while its only copy sits there).
+fn find_layout<F: ReadNorFlash + Geometry>(flash: &mut F) -> (Layout, bool) {
+    let erase_size = flash.erase_size();
+    let capacity = u32::try_from(flash.capacity()).unwrap_or(u32::MAX);
+    let mut layout = Layout {
+        capacity,
+        erase_size,
+        backbuf_blocks: 0,
+    };
+    let total = layout.total_blocks();
+    if let Ok(Ok(h)) = read_header(flash, 0) {
+        layout.backbuf_blocks = u32::from(h.fields.backbuf_blocks);
+        return (layout, true);
+    }
+    for b in 1..=Layout::max_backbuf_blocks(total) {
+        let offset = (total - b) * erase_size;
+        if let Ok(Ok(h)) = read_header(flash, offset) {
+            if u32::from(h.fields.backbuf_blocks) == b && h.fields.kind == Kind::Volatile {
+                layout.backbuf_blocks = b;
+                return (layout, true);
+            }
+        }
+    }
+    (layout, false)
+}
+
+/// Walks and verifies the whole chain. `buf` (a few KiB) carries payload bytes to the hasher.
+pub fn read_chain<F: ReadNorFlash + Geometry>(flash: &mut F, buf: &mut [u8]) -> ChainView {
+    let mut small = [0u8; 64];
+    let buf = if buf.is_empty() { &mut small[..] } else { buf };
+    let (layout, found) = find_layout(flash);
+    let mut view = ChainView {
+        layout,
+        status: Status::Empty,
+        snapshots: heapless::Vec::new(),
+        end: End::Clean,
+        volatiles: heapless::Vec::new(),
+        rejected_volatiles: heapless::Vec::new(),
+        next_offset: 0,
+        max_generation: 0,
+    };
+    if !found || layout.erase_size == 0 || layout.backbuf_blocks == 0 {
+        view.status = first_slot_status(flash);
+        return view;
+    }
+    let mut walker = Walker {
+        flash,
+        buf,
+        layout,
+        max_generation: 0,
+    };
+    let chain_end = layout.backbuf_offset();
+    let mut prev = [0u8; 32];
+    let mut offset = 0u32;
+    // Volatiles are only looked for where the walk ended as a write in progress or a rollback
+    // would leave it: not above a live, linked snapshot that failed its checks, whose volatile
+    // belongs to a state that no longer exists.
+    let mut look_for_volatile = true;
+    let mut slot_volatile: Option<Block> = None;
+    while offset < chain_end {
+        match walker.check(offset, &prev) {
+            Ok(block) if block.header.fields.kind == Kind::Snapshot => {
+                if view.snapshots.push(block).is_err() {
+                    view.end = End::Rejected(Rejected {
+                        offset,
+                        kind: Some(Kind::Snapshot),
+                        reason: Reject::TooMany,
+                    });
+                    look_for_volatile = false;
+                    break;
+                }
+                prev = block.header.hash;
+                offset = u32::try_from(block.end()).unwrap_or(u32::MAX);
+            }
+            Ok(block) => {
+                slot_volatile = Some(block);
+                break;
+            }
+            Err((_, Reject::Header(HeaderError::Erased))) => break,
+            Err((kind, reason)) => {
+                if kind == Some(Kind::Volatile) {
+                    if !matches!(reason, Reject::Unlinked | Reject::Dropped) {
+                        let _ = view.rejected_volatiles.push(Rejected {
+                            offset,
+                            kind,
+                            reason,
+                        });
+                    }
+                } else {
+                    view.end = End::Rejected(Rejected {
+                        offset,
+                        kind,
+                        reason,
+                    });
+                    let linked_snapshot = kind == Some(Kind::Snapshot)
+                        && !matches!(reason, Reject::Unlinked | Reject::Dropped);
+                    look_for_volatile = !linked_snapshot;
+                }
+                break;
+            }
+        }
+    }
+    view.next_offset = offset;
+    if look_for_volatile {
+        if let Some(v) = slot_volatile {
+            let _ = view.volatiles.push(v);
+        }
+        match walker.check(chain_end, &prev) {
+            Ok(v) if v.header.fields.kind == Kind::Volatile => {
+                let _ = view.volatiles.push(v);
+            }
+            Err((Some(Kind::Volatile), reason))
+                if !matches!(reason, Reject::Unlinked | Reject::Dropped) =>
+            {
+                let _ = view.rejected_volatiles.push(Rejected {
+                    offset: chain_end,
+                    kind: Some(Kind::Volatile),
+                    reason,
+                });
+            }
+            _ => {}
+        }
+        if view.volatiles.len() == 2
+            && view.volatiles[1].header.fields.generation > view.volatiles[0].header.fields.generation
+        {
+            view.volatiles.swap(0, 1);
+        }
+    }
+    view.max_generation = walker.max_generation;
+    view.status = if view.snapshots.is_empty() && view.volatiles.is_empty() {
+        first_slot_status(walker.flash)
+    } else {
+        Status::Chain
+    };
+    view
+}
+
+/// With no valid block anywhere: erased, or a snapinit header torn while being programmed (a
+/// prefix of it landed on erased flash), is an empty chain; anything else is foreign data.
+fn first_slot_status<F: ReadNorFlash>(flash: &mut F) -> Status {
+    let mut raw = [0u8; HEADER_LEN];
+    if flash.read(0, &mut raw).is_err() {
+        return Status::Unformatted;
+    }
+    if is_snapinit_slot(&raw) {
+        Status::Empty
+    } else {
+        Status::Unformatted
+    }
+}
+
+/// True for an erased header, a whole or torn snapinit header, or a dropped one.
+pub fn is_snapinit_slot(raw: &[u8; HEADER_LEN]) -> bool {
+    let k = raw
+        .iter()
+        .zip(header::MAGIC.iter())
+        .take_while(|(a, b)| a == b)
+        .count();
+    k == header::MAGIC.len() || raw[k..].iter().all(|&x| x == 0xFF)
+}

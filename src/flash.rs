@@ -1,0 +1,132 @@
+//! The flash interface: embedded-storage's `ReadNorFlash`/`NorFlash`, plus what that interface
+//! cannot say about a Linux partition.
+
+pub use embedded_storage::nor_flash::{
+    ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
+};
+
+/// embedded-storage fixes `ERASE_SIZE` at compile time, but an MTD partition reports its erase
+/// size at run time. Drivers here set `NorFlash::ERASE_SIZE` to 1 and check real alignment in
+/// `erase`; the format uses this value.
+pub trait Geometry {
+    fn erase_size(&self) -> u32;
+}
+
+/// Makes every earlier program and erase durable before the next one is issued. The writer calls
+/// it at each ordering point; without it a page cache (block2mtd, a file) may reorder writes
+/// across a power cut.
+pub trait Durable: ErrorType {
+    fn sync(&mut self) -> Result<(), Self::Error>;
+}
+
+/// What a Linux-backed flash operation was doing when it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Open,
+    Info,
+    Read,
+    Program,
+    Erase,
+    Sync,
+}
+
+/// Errors of the Linux-backed drivers (MTD character device, file or block device).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceError {
+    Io {
+        op: Op,
+        offset: u64,
+        errno: rustix::io::Errno,
+    },
+    /// The device returned fewer bytes than asked, or none.
+    Short { op: Op, offset: u64 },
+    /// An erase not aligned to the erase size.
+    NotAligned { offset: u64 },
+    OutOfBounds { offset: u64 },
+    /// The device reports a geometry the format cannot use.
+    BadGeometry { size: u64, erase_size: u32 },
+}
+
+impl core::fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DeviceError::Io { op, offset, errno } => {
+                write!(f, "{op:?} at {offset:#x} failed: {errno}")
+            }
+            DeviceError::Short { op, offset } => write!(f, "short {op:?} at {offset:#x}"),
+            DeviceError::NotAligned { offset } => {
+                write!(f, "erase at {offset:#x} is not erase-block aligned")
+            }
+            DeviceError::OutOfBounds { offset } => write!(f, "offset {offset:#x} out of bounds"),
+            DeviceError::BadGeometry { size, erase_size } => {
+                write!(f, "unusable geometry: size {size}, erase size {erase_size}")
+            }
+        }
+    }
+}
+
+impl NorFlashError for DeviceError {
+    fn kind(&self) -> NorFlashErrorKind {
+        match self {
+            DeviceError::NotAligned { .. } => NorFlashErrorKind::NotAligned,
+            DeviceError::OutOfBounds { .. } => NorFlashErrorKind::OutOfBounds,
+            _ => NorFlashErrorKind::Other,
+        }
+    }
+}
+
+pub(crate) fn check_range(capacity: u64, offset: u32, len: usize) -> Result<(), DeviceError> {
+    if u64::from(offset) + len as u64 > capacity {
+        return Err(DeviceError::OutOfBounds {
+            offset: u64::from(offset),
+        });
+    }
+    Ok(())
+}
+
+/// `pread` until `buf` is full.
+pub(crate) fn read_full(
+    fd: rustix::fd::BorrowedFd<'_>,
+    mut offset: u64,
+    mut buf: &mut [u8],
+) -> Result<(), DeviceError> {
+    while !buf.is_empty() {
+        match rustix::io::pread(fd, &mut *buf, offset) {
+            Ok(0) => return Err(DeviceError::Short { op: Op::Read, offset }),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(errno) => {
+                return Err(DeviceError::Io {
+                    op: Op::Read,
+                    offset,
+                    errno,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `pwrite` until `data` is all written.
+pub(crate) fn write_full(
+    fd: rustix::fd::BorrowedFd<'_>,
+    op: Op,
+    mut offset: u64,
+    mut data: &[u8],
+) -> Result<(), DeviceError> {
+    while !data.is_empty() {
+        match rustix::io::pwrite(fd, data, offset) {
+            Ok(0) => return Err(DeviceError::Short { op, offset }),
+            Ok(n) => {
+                data = &data[n..];
+                offset += n as u64;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(errno) => return Err(DeviceError::Io { op, offset, errno }),
+        }
+    }
+    Ok(())
+}

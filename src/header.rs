@@ -1,0 +1,405 @@
+//! The 256-byte block header, byte by byte (see docs/FORMAT.md).
+//!
+//! A header has two parts. The *sealed* part (bytes 0..192) is written once, in one program
+//! operation, and is protected by its own SHA-256 at 160..192: that program is the commit point
+//! of every block. The *marks* (bytes 192..256) stay erased (0xFF) when the block is written and
+//! are later cleared one byte at a time, so that a single-byte program — which NOR flash cannot
+//! tear — moves the block to its next state (dropped, confirmed, one trial boot consumed).
+
+use core::fmt;
+use sha2::{Digest, Sha256};
+
+pub const MAGIC: [u8; 8] = *b"SNAPINIT";
+pub const VERSION: u16 = 1;
+/// Header size; the payload starts right after it.
+pub const HEADER_LEN: usize = 256;
+/// Bytes covered by the header hash.
+pub const HASHED_LEN: usize = 0xA0;
+/// Bytes written by the commit program: the hashed fields plus the hash itself.
+pub const SEALED_LEN: usize = 0xC0;
+/// Offset of the `live` mark: 0xFF live, 0x00 dropped by a rollback.
+pub const LIVE_MARK: usize = 0xC0;
+/// Offset of the `confirmed` mark: 0xFF unconfirmed, 0x00 confirmed (trial boots).
+pub const CONFIRM_MARK: usize = 0xC1;
+/// Offset of the trial-boot marks: one byte per boot attempt, cleared in order.
+pub const TRIAL_MARKS: usize = 0xC2;
+pub const TRIAL_MARKS_LEN: usize = 16;
+
+/// A mark byte that has been programmed.
+pub const MARK_SET: u8 = 0x00;
+/// A mark byte still erased.
+pub const MARK_CLEAR: u8 = 0xFF;
+
+pub type Digest32 = [u8; 32];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Snapshot,
+    Volatile,
+}
+
+impl Kind {
+    fn to_byte(self) -> u8 {
+        match self {
+            Kind::Snapshot => 1,
+            Kind::Volatile => 2,
+        }
+    }
+    fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(Kind::Snapshot),
+            2 => Some(Kind::Volatile),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Snapshot => "snapshot",
+            Kind::Volatile => "volatile",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// The payload is a plain tar.
+    None,
+    /// The payload is a gzip member holding the tar.
+    Gzip,
+}
+
+impl Compression {
+    fn to_byte(self) -> u8 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+        }
+    }
+    fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(Compression::None),
+            1 => Some(Compression::Gzip),
+            _ => None,
+        }
+    }
+}
+
+/// The fields a writer chooses; everything the sealed part of a header holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fields {
+    pub kind: Kind,
+    pub compression: Compression,
+    /// Erase size the chain was laid out for; a reader with another geometry rejects the block.
+    pub erase_size: u32,
+    /// Erase blocks at the end of the partition reserved as the back buffer.
+    pub backbuf_blocks: u16,
+    /// Trial boots granted to this block before it must be confirmed; 0 = confirmed at write.
+    pub trial_budget: u16,
+    /// Snapshot: its 1-based position in the chain. Volatile: the number of snapshots below it.
+    pub seq: u32,
+    /// Strictly increasing over every block ever written to the partition; of two valid copies
+    /// of the volatile the higher one is current.
+    pub generation: u64,
+    pub payload_len: u64,
+    /// Size of the tar before compression (informational).
+    pub unpacked_len: u64,
+    /// Unix time of the write (informational).
+    pub created: u64,
+    /// Random bytes: two writes of identical content still get distinct header hashes, so a
+    /// block left behind by a rollback never links onto a rewritten predecessor.
+    pub nonce: [u8; 8],
+    pub payload_sha256: Digest32,
+    /// Header hash of the block below; all zero for the first block.
+    pub prev: Digest32,
+}
+
+/// The state carried by the marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marks {
+    pub live: bool,
+    pub confirmed: bool,
+    /// Trial boots already consumed.
+    pub trials_used: u8,
+}
+
+/// A decoded, integrity-checked header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub fields: Fields,
+    pub marks: Marks,
+    /// SHA-256 of the hashed part: the identity the next block links to.
+    pub hash: Digest32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderError {
+    /// Every byte of the header is 0xFF: nothing was ever written here.
+    Erased,
+    BadMagic,
+    UnsupportedVersion(u16),
+    /// The stored header hash does not match: torn write or bit rot.
+    HashMismatch,
+    UnknownKind(u8),
+    UnknownCompression(u8),
+    /// A reserved byte that must be zero is not (a writer from the future, or corruption).
+    ReservedNotZero,
+    /// A mark byte is neither 0xFF nor 0x00, or the trial marks are not used in order.
+    CorruptMark(usize),
+}
+
+impl fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeaderError::Erased => f.write_str("erased (no block)"),
+            HeaderError::BadMagic => f.write_str("bad magic"),
+            HeaderError::UnsupportedVersion(v) => write!(f, "unsupported format version {v}"),
+            HeaderError::HashMismatch => f.write_str("header hash mismatch (torn or corrupt)"),
+            HeaderError::UnknownKind(k) => write!(f, "unknown block type {k}"),
+            HeaderError::UnknownCompression(c) => write!(f, "unknown compression {c}"),
+            HeaderError::ReservedNotZero => f.write_str("reserved header bytes not zero"),
+            HeaderError::CorruptMark(at) => write!(f, "corrupt mark byte at header offset {at:#x}"),
+        }
+    }
+}
+
+fn le_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+fn le_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+fn le_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn sha256(data: &[u8]) -> Digest32 {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&Sha256::digest(data));
+    out
+}
+
+impl Fields {
+    /// The sealed bytes (0..192) to program at the block's start; bytes 192..256 stay erased.
+    pub fn seal(&self) -> [u8; SEALED_LEN] {
+        let mut b = [0u8; SEALED_LEN];
+        b[0..8].copy_from_slice(&MAGIC);
+        b[0x08..0x0A].copy_from_slice(&VERSION.to_le_bytes());
+        b[0x0A] = self.kind.to_byte();
+        b[0x0B] = self.compression.to_byte();
+        b[0x0C..0x10].copy_from_slice(&self.erase_size.to_le_bytes());
+        b[0x10..0x12].copy_from_slice(&self.backbuf_blocks.to_le_bytes());
+        b[0x12..0x14].copy_from_slice(&self.trial_budget.to_le_bytes());
+        b[0x14..0x18].copy_from_slice(&self.seq.to_le_bytes());
+        b[0x18..0x20].copy_from_slice(&self.generation.to_le_bytes());
+        b[0x20..0x28].copy_from_slice(&self.payload_len.to_le_bytes());
+        b[0x28..0x30].copy_from_slice(&self.unpacked_len.to_le_bytes());
+        b[0x30..0x38].copy_from_slice(&self.created.to_le_bytes());
+        b[0x38..0x40].copy_from_slice(&self.nonce);
+        b[0x40..0x60].copy_from_slice(&self.payload_sha256);
+        b[0x60..0x80].copy_from_slice(&self.prev);
+        // 0x80..0xA0 reserved, zero.
+        let hash = sha256(&b[..HASHED_LEN]);
+        b[HASHED_LEN..SEALED_LEN].copy_from_slice(&hash);
+        b
+    }
+
+    /// The header hash these fields will have once sealed.
+    pub fn hash(&self) -> Digest32 {
+        let sealed = self.seal();
+        let mut h = [0u8; 32];
+        h.copy_from_slice(&sealed[HASHED_LEN..SEALED_LEN]);
+        h
+    }
+}
+
+/// Decodes and checks a 256-byte header as read from flash.
+pub fn decode(b: &[u8; HEADER_LEN]) -> Result<Header, HeaderError> {
+    if b.iter().all(|&x| x == 0xFF) {
+        return Err(HeaderError::Erased);
+    }
+    if b[0..8] != MAGIC {
+        return Err(HeaderError::BadMagic);
+    }
+    // The hash is checked before any field is trusted, the version included.
+    if sha256(&b[..HASHED_LEN])[..] != b[HASHED_LEN..SEALED_LEN] {
+        return Err(HeaderError::HashMismatch);
+    }
+    let version = le_u16(b, 0x08);
+    if version != VERSION {
+        return Err(HeaderError::UnsupportedVersion(version));
+    }
+    let kind = Kind::from_byte(b[0x0A]).ok_or(HeaderError::UnknownKind(b[0x0A]))?;
+    let compression =
+        Compression::from_byte(b[0x0B]).ok_or(HeaderError::UnknownCompression(b[0x0B]))?;
+    if b[0x80..HASHED_LEN].iter().any(|&x| x != 0) {
+        return Err(HeaderError::ReservedNotZero);
+    }
+    let marks = decode_marks(b)?;
+    let mut nonce = [0u8; 8];
+    nonce.copy_from_slice(&b[0x38..0x40]);
+    let mut payload_sha256 = [0u8; 32];
+    payload_sha256.copy_from_slice(&b[0x40..0x60]);
+    let mut prev = [0u8; 32];
+    prev.copy_from_slice(&b[0x60..0x80]);
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(&b[HASHED_LEN..SEALED_LEN]);
+    Ok(Header {
+        fields: Fields {
+            kind,
+            compression,
+            erase_size: le_u32(b, 0x0C),
+            backbuf_blocks: le_u16(b, 0x10),
+            trial_budget: le_u16(b, 0x12),
+            seq: le_u32(b, 0x14),
+            generation: le_u64(b, 0x18),
+            payload_len: le_u64(b, 0x20),
+            unpacked_len: le_u64(b, 0x28),
+            created: le_u64(b, 0x30),
+            nonce,
+            payload_sha256,
+            prev,
+        },
+        marks,
+        hash,
+    })
+}
+
+/// Marks are strict: a byte is 0xFF or 0x00, trial marks are consumed in order, and the unused
+/// tail is erased. Single-byte programs cannot tear, so anything else is corruption.
+fn decode_marks(b: &[u8; HEADER_LEN]) -> Result<Marks, HeaderError> {
+    let bit = |at: usize| match b[at] {
+        MARK_CLEAR => Ok(false),
+        MARK_SET => Ok(true),
+        _ => Err(HeaderError::CorruptMark(at)),
+    };
+    let dropped = bit(LIVE_MARK)?;
+    let confirmed = bit(CONFIRM_MARK)?;
+    let mut trials_used = 0u8;
+    let mut seen_clear = false;
+    for i in 0..TRIAL_MARKS_LEN {
+        let at = TRIAL_MARKS + i;
+        if bit(at)? {
+            if seen_clear {
+                return Err(HeaderError::CorruptMark(at));
+            }
+            trials_used += 1;
+        } else {
+            seen_clear = true;
+        }
+    }
+    for (i, &x) in b.iter().enumerate().skip(TRIAL_MARKS + TRIAL_MARKS_LEN) {
+        if x != MARK_CLEAR {
+            return Err(HeaderError::CorruptMark(i));
+        }
+    }
+    Ok(Marks {
+        live: !dropped,
+        confirmed,
+        trials_used,
+    })
+}
+
+impl Header {
+    /// Erase blocks the block occupies, header included.
+    pub fn span_blocks(&self) -> u64 {
+        span_blocks(self.fields.payload_len, self.fields.erase_size)
+    }
+}
+
+/// Erase blocks needed by a block with `payload_len` payload bytes.
+pub fn span_blocks(payload_len: u64, erase_size: u32) -> u64 {
+    let total = HEADER_LEN as u64 + payload_len;
+    let e = u64::from(erase_size.max(1));
+    total.div_ceil(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields() -> Fields {
+        Fields {
+            kind: Kind::Volatile,
+            compression: Compression::Gzip,
+            erase_size: 65536,
+            backbuf_blocks: 4,
+            trial_budget: 3,
+            seq: 7,
+            generation: 0x0102_0304_0506_0708,
+            payload_len: 1234,
+            unpacked_len: 10240,
+            created: 1_700_000_000,
+            nonce: [9; 8],
+            payload_sha256: [0xAB; 32],
+            prev: [0xCD; 32],
+        }
+    }
+
+    fn full(f: &Fields) -> [u8; HEADER_LEN] {
+        let mut b = [0xFFu8; HEADER_LEN];
+        b[..SEALED_LEN].copy_from_slice(&f.seal());
+        b
+    }
+
+    #[test]
+    fn round_trip() {
+        let f = fields();
+        let h = decode(&full(&f)).expect("valid header");
+        assert_eq!(h.fields, f);
+        assert_eq!(h.hash, f.hash());
+        assert!(h.marks.live && !h.marks.confirmed && h.marks.trials_used == 0);
+    }
+
+    #[test]
+    fn byte_order_is_fixed() {
+        let b = full(&fields());
+        assert_eq!(&b[0x18..0x20], &[8, 7, 6, 5, 4, 3, 2, 1]);
+        assert_eq!(&b[0x0C..0x10], &[0, 0, 1, 0]);
+    }
+
+    #[test]
+    fn marks_move_state() {
+        let mut b = full(&fields());
+        b[TRIAL_MARKS] = MARK_SET;
+        b[TRIAL_MARKS + 1] = MARK_SET;
+        assert_eq!(decode(&b).map(|h| h.marks.trials_used), Ok(2));
+        b[LIVE_MARK] = MARK_SET;
+        assert_eq!(decode(&b).map(|h| h.marks.live), Ok(false));
+        b[TRIAL_MARKS + 5] = MARK_SET;
+        assert_eq!(
+            decode(&b),
+            Err(HeaderError::CorruptMark(TRIAL_MARKS + 5))
+        );
+    }
+
+    #[test]
+    fn every_single_bit_flip_is_rejected() {
+        let good = full(&fields());
+        for byte in 0..HEADER_LEN {
+            for bit in 0..8 {
+                let mut b = good;
+                b[byte] ^= 1 << bit;
+                assert!(decode(&b).is_err(), "flip {byte}:{bit} accepted");
+            }
+        }
+    }
+
+    #[test]
+    fn erased_is_not_corrupt() {
+        assert_eq!(decode(&[0xFF; HEADER_LEN]), Err(HeaderError::Erased));
+    }
+
+    #[test]
+    fn span() {
+        assert_eq!(span_blocks(0, 4096), 1);
+        assert_eq!(span_blocks(4096 - 256, 4096), 1);
+        assert_eq!(span_blocks(4096 - 255, 4096), 2);
+    }
+}

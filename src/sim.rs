@@ -1,0 +1,319 @@
+//! An in-memory NOR flash that can lose power: the ground truth for the power-cut tests.
+//!
+//! NOR semantics: erase sets a whole erase block to 0xFF; programming can only clear bits, and
+//! programming a byte twice between erases is a writer bug, reported as an error. Every erase
+//! (per erase block) and every program call is one *operation*; the simulator can be told to cut
+//! power at operation K, tearing that operation physically (a program lands a prefix or some of
+//! its cleared bits; an erase sets a prefix or some of the bits), after which every operation
+//! fails until `power_on`.
+
+extern crate alloc;
+
+use crate::flash::{Durable, ErrorType, Geometry, NorFlash, NorFlashError, NorFlashErrorKind};
+use crate::flash::ReadNorFlash;
+use alloc::vec;
+use alloc::vec::Vec;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimError {
+    /// Power is off: the operation did not happen (or was torn, if it was the cut one).
+    PowerCut,
+    /// A byte was programmed twice without an erase between: a bug in the writer.
+    Reprogram { offset: u32 },
+    NotAligned { offset: u32 },
+    OutOfBounds { offset: u32 },
+}
+
+impl NorFlashError for SimError {
+    fn kind(&self) -> NorFlashErrorKind {
+        match self {
+            SimError::NotAligned { .. } => NorFlashErrorKind::NotAligned,
+            SimError::OutOfBounds { .. } => NorFlashErrorKind::OutOfBounds,
+            _ => NorFlashErrorKind::Other,
+        }
+    }
+}
+
+/// How the operation at the cut point is torn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tear {
+    /// The cut operation does not happen at all.
+    Nothing,
+    /// The first `n` bytes of the cut operation land (erase or program), the rest not.
+    Prefix(usize),
+    /// Every bit the operation would change changes or not at random (seeded).
+    Random(u64),
+}
+
+/// Wear and traffic per erase block.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlockStats {
+    pub reads: u64,
+    pub programs: u64,
+    pub erases: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimFlash {
+    mem: Vec<u8>,
+    programmed: Vec<bool>,
+    erase_size: u32,
+    ops: u64,
+    cut_at: Option<(u64, Tear)>,
+    powered: bool,
+    stats: Vec<BlockStats>,
+}
+
+/// xorshift64*: deterministic bits for torn operations.
+fn next_random(state: &mut u64) -> u64 {
+    let mut x = (*state).max(1);
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
+impl SimFlash {
+    /// A fully erased flash of `blocks` erase blocks.
+    pub fn new(erase_size: u32, blocks: u32) -> Self {
+        let len = erase_size as usize * blocks as usize;
+        SimFlash {
+            mem: vec![0xFF; len],
+            programmed: vec![false; len],
+            erase_size,
+            ops: 0,
+            cut_at: None,
+            powered: true,
+            stats: vec![BlockStats::default(); blocks as usize],
+        }
+    }
+
+    /// Cut power when operation number `op` (0-based, counted from now) starts.
+    pub fn cut_power_at(&mut self, op: u64, tear: Tear) {
+        self.cut_at = Some((self.ops + op, tear));
+    }
+
+    /// Power comes back: the cut is disarmed, the contents stay as the cut left them.
+    pub fn power_on(&mut self) {
+        self.cut_at = None;
+        self.powered = true;
+    }
+
+    pub fn powered(&self) -> bool {
+        self.powered
+    }
+
+    /// Flash operations (erase blocks erased, programs) issued so far.
+    pub fn ops(&self) -> u64 {
+        self.ops
+    }
+
+    pub fn contents(&self) -> &[u8] {
+        &self.mem
+    }
+
+    pub fn stats(&self) -> &[BlockStats] {
+        &self.stats
+    }
+
+    /// Flips one bit, as bit rot would.
+    pub fn flip_bit(&mut self, offset: usize, bit: u8) {
+        self.mem[offset] ^= 1 << (bit & 7);
+    }
+
+    /// Starts operation `ops`: `Ok(None)` runs it whole, `Ok(Some(tear))` runs it torn and then
+    /// power is off.
+    fn begin(&mut self) -> Result<Option<Tear>, SimError> {
+        if !self.powered {
+            return Err(SimError::PowerCut);
+        }
+        let this = self.ops;
+        self.ops += 1;
+        match self.cut_at {
+            Some((at, tear)) if at == this => {
+                self.powered = false;
+                Ok(Some(tear))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn block_of(&self, offset: usize) -> usize {
+        offset / self.erase_size as usize
+    }
+
+    fn erase_one(&mut self, start: usize) -> Result<(), SimError> {
+        let tear = self.begin()?;
+        let block = self.block_of(start);
+        self.stats[block].erases += 1;
+        let len = self.erase_size as usize;
+        let range = start..start + len;
+        match tear {
+            None => {
+                self.mem[range.clone()].fill(0xFF);
+                self.programmed[range].fill(false);
+                Ok(())
+            }
+            Some(Tear::Nothing) => Err(SimError::PowerCut),
+            Some(Tear::Prefix(n)) => {
+                let end = start + n.min(len);
+                self.mem[start..end].fill(0xFF);
+                self.programmed[start..end].fill(false);
+                Err(SimError::PowerCut)
+            }
+            Some(Tear::Random(seed)) => {
+                // A half-done erase can only have raised bits.
+                let mut state = seed;
+                for i in range {
+                    self.mem[i] |= next_random(&mut state) as u8;
+                }
+                Err(SimError::PowerCut)
+            }
+        }
+    }
+}
+
+impl ErrorType for SimFlash {
+    type Error = SimError;
+}
+
+impl Geometry for SimFlash {
+    fn erase_size(&self) -> u32 {
+        self.erase_size
+    }
+}
+
+impl ReadNorFlash for SimFlash {
+    const READ_SIZE: usize = 1;
+
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), SimError> {
+        let start = offset as usize;
+        let end = start
+            .checked_add(bytes.len())
+            .filter(|&e| e <= self.mem.len())
+            .ok_or(SimError::OutOfBounds { offset })?;
+        bytes.copy_from_slice(&self.mem[start..end]);
+        if !bytes.is_empty() {
+            for b in self.block_of(start)..=self.block_of(end - 1) {
+                self.stats[b].reads += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn capacity(&self) -> usize {
+        self.mem.len()
+    }
+}
+
+impl NorFlash for SimFlash {
+    const WRITE_SIZE: usize = 1;
+    /// The real erase size is `Geometry::erase_size`, checked at run time.
+    const ERASE_SIZE: usize = 1;
+
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), SimError> {
+        if from % self.erase_size != 0 || to % self.erase_size != 0 || to < from {
+            return Err(SimError::NotAligned { offset: from });
+        }
+        if to as usize > self.mem.len() {
+            return Err(SimError::OutOfBounds { offset: from });
+        }
+        let mut at = from as usize;
+        while at < to as usize {
+            self.erase_one(at)?;
+            at += self.erase_size as usize;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), SimError> {
+        let start = offset as usize;
+        let end = start
+            .checked_add(bytes.len())
+            .filter(|&e| e <= self.mem.len())
+            .ok_or(SimError::OutOfBounds { offset })?;
+        if let Some(i) = (start..end).find(|&i| self.programmed[i]) {
+            return Err(SimError::Reprogram { offset: i as u32 });
+        }
+        let tear = self.begin()?;
+        if !bytes.is_empty() {
+            for b in self.block_of(start)..=self.block_of(end - 1) {
+                self.stats[b].programs += 1;
+            }
+        }
+        let landed = match tear {
+            None => bytes.len(),
+            Some(Tear::Nothing) => return Err(SimError::PowerCut),
+            Some(Tear::Prefix(n)) => n.min(bytes.len()),
+            Some(Tear::Random(seed)) => {
+                let mut state = seed;
+                for (i, &b) in bytes.iter().enumerate() {
+                    // Some of the bits that should clear did.
+                    let partial = b | next_random(&mut state) as u8;
+                    self.mem[start + i] &= partial;
+                    self.programmed[start + i] = true;
+                }
+                return Err(SimError::PowerCut);
+            }
+        };
+        for (i, &b) in bytes[..landed].iter().enumerate() {
+            self.mem[start + i] &= b;
+            self.programmed[start + i] = true;
+        }
+        if landed < bytes.len() {
+            Err(SimError::PowerCut)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Durable for SimFlash {
+    /// The simulator has no cache: every operation is durable when it returns.
+    fn sync(&mut self) -> Result<(), SimError> {
+        if self.powered {
+            Ok(())
+        } else {
+            Err(SimError::PowerCut)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nor_rules() {
+        let mut f = SimFlash::new(256, 4);
+        f.write(0, &[0x0F]).unwrap();
+        assert_eq!(f.contents()[0], 0x0F);
+        assert_eq!(f.write(0, &[0x00]), Err(SimError::Reprogram { offset: 0 }));
+        f.erase(0, 256).unwrap();
+        assert_eq!(f.contents()[0], 0xFF);
+        assert_eq!(f.erase(1, 256), Err(SimError::NotAligned { offset: 1 }));
+    }
+
+    #[test]
+    fn cut_tears_and_stays_off() {
+        let mut f = SimFlash::new(256, 4);
+        f.cut_power_at(1, Tear::Prefix(2));
+        f.write(0, &[1, 2, 3]).unwrap();
+        assert_eq!(f.write(10, &[0, 0, 0, 0]), Err(SimError::PowerCut));
+        assert_eq!(&f.contents()[10..14], &[0, 0, 0xFF, 0xFF]);
+        assert_eq!(f.write(20, &[0]), Err(SimError::PowerCut));
+        f.power_on();
+        f.write(20, &[0]).unwrap();
+    }
+
+    #[test]
+    fn torn_erase_only_raises_bits() {
+        let mut f = SimFlash::new(256, 2);
+        f.write(0, &[0u8; 256]).unwrap();
+        f.cut_power_at(0, Tear::Random(7));
+        assert_eq!(f.erase(0, 256), Err(SimError::PowerCut));
+        let c = f.contents();
+        assert!(c[..256].iter().any(|&b| b != 0) && c[..256].iter().any(|&b| b != 0xFF));
+    }
+}
