@@ -49,6 +49,7 @@ fi
 
 stage=$(mktemp -d "${TMPDIR:-/tmp}/snapinit-rootfs.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
+chmod 0755 "$stage"
 
 install -d -m 0755 "$stage"/{bin,sbin,usr/bin,usr/sbin,etc/init.d,etc/config,lib,root,var}
 install -d -m 0755 "$stage"/{proc,sys,dev,rom,overlay,snapshot,mnt}
