@@ -486,7 +486,11 @@ mod tests {
         let mut x: u32 = 12345;
         for i in 0..300_000u32 {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            data.push(if i % 3 == 0 { (x >> 16) as u8 } else { b"snapinit"[(i % 8) as usize] });
+            data.push(if i % 3 == 0 {
+                (x >> 16) as u8
+            } else {
+                b"snapinit"[(i % 8) as usize]
+            });
         }
         for level in ["-1", "-6", "-9"] {
             let gz = system_gzip(&data, &["-c", level]);

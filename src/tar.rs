@@ -1,0 +1,625 @@
+//! Streaming reader for the payload's tar dialect, without a heap.
+//!
+//! The dialect is POSIX pax: ustar headers ("ustar\0" "00", octal numbers,
+//! verified checksum) with optional 'x' records for the next entry. Anything a
+//! snapshot writer would not produce (GNU long names, global pax headers,
+//! devices other than overlayfs whiteouts, base-256 numbers) is rejected rather
+//! than guessed at, because the result is replayed as root into the live root.
+//!
+//! ustar fields are decoded here directly rather than through `tar-no-std`:
+//! its mtime parsing is decimal and it needs the whole archive in one slice.
+
+use core::fmt;
+
+use embedded_io::Read;
+use heapless::Vec;
+
+pub const BLOCK: usize = 512;
+pub const MAX_PATH: usize = 255;
+pub const MAX_XATTRS: usize = 8;
+pub const MAX_XATTR_NAME: usize = 64;
+pub const MAX_XATTR_VALUE: usize = 256;
+/// Enough for a long path, a long link target and 8 full xattrs with keys.
+pub const MAX_PAX: usize = 4096;
+
+/// overlayfs marks a directory whose lower contents are hidden with this xattr.
+pub const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
+
+/// Which of an entry's paths a path error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathField {
+    Path,
+    LinkTarget,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    Empty,
+    Absolute,
+    DotDot,
+    Nul,
+    TooLong,
+    NotUtf8,
+}
+
+/// Why an archive was rejected. `E` is the underlying reader's error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TarError<E> {
+    Io(E),
+    /// The stream ended inside a header, pax data or file data.
+    Truncated,
+    BadChecksum {
+        stored: u32,
+        computed: u32,
+    },
+    /// Not "ustar\0" + "00" (e.g. GNU "ustar  \0" or v7).
+    NotUstar,
+    /// A numeric field is not octal (base-256 numbers included).
+    BadNumber(&'static str),
+    /// Entry type that the dialect does not allow, e.g. 'g', 'L', 'K', '4'.
+    UnsupportedType(u8),
+    /// A character device other than 0:0 (the only device is a whiteout).
+    Device {
+        major: u32,
+        minor: u32,
+    },
+    BadPath(PathField, PathError),
+    /// The pax record block is larger than [`MAX_PAX`].
+    PaxTooLarge(u64),
+    /// A pax record's framing ("len key=value\n") is broken.
+    BadPaxRecord,
+    /// A pax value (size, mtime, uid, gid) does not parse.
+    BadPaxValue(&'static str),
+    TooManyXattrs,
+    XattrTooLarge,
+    /// A pax header was followed by the end of the archive.
+    DanglingPax,
+    /// Symlink or hard link without a target.
+    MissingLinkTarget,
+}
+
+impl<E: fmt::Debug> fmt::Display for TarError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "tar: read error: {e:?}"),
+            Self::Truncated => f.write_str("tar: archive truncated"),
+            Self::BadChecksum { stored, computed } => {
+                write!(f, "tar: header checksum {stored} != computed {computed}")
+            }
+            Self::NotUstar => f.write_str("tar: not a POSIX ustar/pax header"),
+            Self::BadNumber(field) => write!(f, "tar: bad octal number in {field}"),
+            Self::UnsupportedType(t) => {
+                write!(f, "tar: unsupported entry type {:?}", char::from(*t))
+            }
+            Self::Device { major, minor } => {
+                write!(f, "tar: device {major}:{minor} is not a whiteout")
+            }
+            Self::BadPath(field, why) => write!(f, "tar: bad {field:?}: {why:?}"),
+            Self::PaxTooLarge(n) => write!(f, "tar: pax header of {n} bytes too large"),
+            Self::BadPaxRecord => f.write_str("tar: malformed pax record"),
+            Self::BadPaxValue(key) => write!(f, "tar: bad pax value for {key}"),
+            Self::TooManyXattrs => write!(f, "tar: more than {MAX_XATTRS} xattrs"),
+            Self::XattrTooLarge => f.write_str("tar: xattr name or value too large"),
+            Self::DanglingPax => f.write_str("tar: pax header without an entry"),
+            Self::MissingLinkTarget => f.write_str("tar: link without target"),
+        }
+    }
+}
+
+/// A validated relative path: no leading "/", no "..", no NUL, no "./" prefix,
+/// no trailing "/". Empty only for the archive's root directory entry ("./").
+pub type TarPath = heapless::String<MAX_PATH>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink {
+        target: TarPath,
+    },
+    /// Target is a path inside the same archive, validated like `path`.
+    HardLink {
+        target: TarPath,
+    },
+    /// overlayfs whiteout: character device 0:0.
+    Whiteout,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Xattr {
+    pub name: heapless::String<MAX_XATTR_NAME>,
+    pub value: Vec<u8, MAX_XATTR_VALUE>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Empty means the archive root ("./"), which can only be a directory.
+    pub path: TarPath,
+    pub kind: EntryKind,
+    /// Permission bits including setuid/setgid/sticky (12 bits).
+    pub mode: u16,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime_secs: i64,
+    pub mtime_nanos: u32,
+    /// Bytes of data that follow (regular files only; zero otherwise).
+    pub size: u64,
+    pub xattrs: Vec<Xattr, MAX_XATTRS>,
+}
+
+impl Entry {
+    pub fn is_root(&self) -> bool {
+        self.path.is_empty()
+    }
+
+    pub fn xattr(&self, name: &[u8]) -> Option<&[u8]> {
+        self.xattrs
+            .iter()
+            .find(|x| x.name.as_bytes() == name)
+            .map(|x| x.value.as_slice())
+    }
+
+    /// overlayfs opaque directory: lower layers' contents are hidden.
+    pub fn is_opaque(&self) -> bool {
+        matches!(self.kind, EntryKind::Dir) && self.xattr(OPAQUE_XATTR) == Some(b"y")
+    }
+}
+
+/// Overrides collected from a pax 'x' record for the next entry.
+#[derive(Default)]
+struct Pax {
+    path: Option<TarPath>,
+    linkpath: Option<TarPath>,
+    size: Option<u64>,
+    mtime: Option<(i64, u32)>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    xattrs: Vec<Xattr, MAX_XATTRS>,
+}
+
+pub struct TarReader<R> {
+    inner: R,
+    /// Unread data bytes of the current entry.
+    remaining: u64,
+    /// Zero padding after the current entry's data up to the next record.
+    padding: u64,
+    done: bool,
+    record: [u8; BLOCK],
+    pax: [u8; MAX_PAX],
+}
+
+impl<R: Read> TarReader<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            remaining: 0,
+            padding: 0,
+            done: false,
+            record: [0; BLOCK],
+            pax: [0; MAX_PAX],
+        }
+    }
+
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
+    fn fill(inner: &mut R, buf: &mut [u8]) -> Result<(), TarError<R::Error>> {
+        let mut off = 0;
+        while off < buf.len() {
+            match inner.read(&mut buf[off..]).map_err(TarError::Io)? {
+                0 => return Err(TarError::Truncated),
+                n => off += n,
+            }
+        }
+        Ok(())
+    }
+
+    fn skip(&mut self, mut n: u64) -> Result<(), TarError<R::Error>> {
+        while n > 0 {
+            let k = n.min(BLOCK as u64) as usize;
+            Self::fill(&mut self.inner, &mut self.record[..k])?;
+            n -= k as u64;
+        }
+        Ok(())
+    }
+
+    /// Reads the current regular file's data; 0 at its end.
+    pub fn read_data(&mut self, buf: &mut [u8]) -> Result<usize, TarError<R::Error>> {
+        let want = (buf.len() as u64).min(self.remaining) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.inner.read(&mut buf[..want]).map_err(TarError::Io)?;
+        if n == 0 {
+            return Err(TarError::Truncated);
+        }
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+
+    /// Next entry, or `None` at the end-of-archive zero record.
+    pub fn next_entry(&mut self) -> Result<Option<Entry>, TarError<R::Error>> {
+        if self.done {
+            return Ok(None);
+        }
+        self.skip(self.remaining + self.padding)?;
+        self.remaining = 0;
+        self.padding = 0;
+        let mut pax = Pax::default();
+        let mut have_pax = false;
+        loop {
+            Self::fill(&mut self.inner, &mut self.record)?;
+            if self.record.iter().all(|&b| b == 0) {
+                self.done = true;
+                return if have_pax {
+                    Err(TarError::DanglingPax)
+                } else {
+                    Ok(None)
+                };
+            }
+            let h = Header(&self.record);
+            h.verify()?;
+            let size = h.octal(124, 12, "size")?;
+            match h.0[156] {
+                b'x' => {
+                    if size > MAX_PAX as u64 {
+                        return Err(TarError::PaxTooLarge(size));
+                    }
+                    let n = size as usize;
+                    Self::fill(&mut self.inner, &mut self.pax[..n])?;
+                    self.skip(pad(size))?;
+                    parse_pax(&self.pax[..n], &mut pax)?;
+                    have_pax = true;
+                }
+                _ => {
+                    let entry = build_entry(&h, size, pax)?;
+                    let data = if matches!(entry.kind, EntryKind::File) {
+                        entry.size
+                    } else {
+                        // Only files carry data, but honour the declared size so
+                        // the stream stays in sync (e.g. hard links with size).
+                        pax_or(size, &entry)
+                    };
+                    self.remaining = data;
+                    self.padding = pad(data);
+                    return Ok(Some(entry));
+                }
+            }
+        }
+    }
+}
+
+fn pax_or(header_size: u64, entry: &Entry) -> u64 {
+    if matches!(entry.kind, EntryKind::HardLink { .. }) {
+        header_size
+    } else {
+        0
+    }
+}
+
+const fn pad(size: u64) -> u64 {
+    (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64
+}
+
+struct Header<'a>(&'a [u8; BLOCK]);
+
+impl Header<'_> {
+    fn verify<E>(&self) -> Result<(), TarError<E>> {
+        let stored = self.octal(148, 8, "chksum")? as u32;
+        let computed: u32 = self
+            .0
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                if (148..156).contains(&i) {
+                    u32::from(b' ')
+                } else {
+                    u32::from(b)
+                }
+            })
+            .sum();
+        if stored != computed {
+            return Err(TarError::BadChecksum { stored, computed });
+        }
+        if &self.0[257..263] != b"ustar\0" || &self.0[263..265] != b"00" {
+            return Err(TarError::NotUstar);
+        }
+        Ok(())
+    }
+
+    /// Octal field: optional leading spaces, digits, then NUL/space padding.
+    fn octal<E>(&self, off: usize, len: usize, what: &'static str) -> Result<u64, TarError<E>> {
+        let field = &self.0[off..off + len];
+        let mut value: u64 = 0;
+        let mut seen_digit = false;
+        let mut ended = false;
+        for &b in field {
+            match b {
+                b'0'..=b'7' if !ended => {
+                    value = value
+                        .checked_mul(8)
+                        .map(|v| v + u64::from(b - b'0'))
+                        .ok_or(TarError::BadNumber(what))?;
+                    seen_digit = true;
+                }
+                b' ' if !seen_digit => {}
+                b' ' | 0 => ended = true,
+                _ => return Err(TarError::BadNumber(what)),
+            }
+        }
+        Ok(value)
+    }
+
+    fn cstr(&self, off: usize, len: usize) -> &[u8] {
+        let field = &self.0[off..off + len];
+        let end = field.iter().position(|&b| b == 0).unwrap_or(len);
+        &field[..end]
+    }
+}
+
+fn build_entry<E>(h: &Header<'_>, size: u64, pax: Pax) -> Result<Entry, TarError<E>> {
+    let typeflag = h.0[156];
+    let mode = h.octal(100, 8, "mode")?;
+    let uid = match pax.uid {
+        Some(v) => v,
+        None => h.octal(108, 8, "uid")? as u32,
+    };
+    let gid = match pax.gid {
+        Some(v) => v,
+        None => h.octal(116, 8, "gid")? as u32,
+    };
+    let (mtime_secs, mtime_nanos) = match pax.mtime {
+        Some(t) => t,
+        None => (h.octal(136, 12, "mtime")? as i64, 0),
+    };
+    let size = pax.size.unwrap_or(size);
+
+    let raw_path = match pax.path {
+        Some(p) => p,
+        None => {
+            let name = h.cstr(0, 100);
+            let prefix = h.cstr(345, 155);
+            let mut joined: Vec<u8, { MAX_PATH + 1 }> = Vec::new();
+            let too_long = |_: u8| TarError::BadPath(PathField::Path, PathError::TooLong);
+            if !prefix.is_empty() {
+                joined.extend_from_slice(prefix).map_err(|_| too_long(0))?;
+                joined.push(b'/').map_err(too_long)?;
+            }
+            joined.extend_from_slice(name).map_err(|_| too_long(0))?;
+            to_path(&joined).map_err(|e| TarError::BadPath(PathField::Path, e))?
+        }
+    };
+    let link = || -> Result<TarPath, TarError<E>> {
+        match &pax.linkpath {
+            Some(p) => Ok(p.clone()),
+            None => {
+                to_path(h.cstr(157, 100)).map_err(|e| TarError::BadPath(PathField::LinkTarget, e))
+            }
+        }
+    };
+    let kind = match typeflag {
+        b'0' | 0 => EntryKind::File,
+        b'5' => EntryKind::Dir,
+        b'2' => {
+            let target = link()?;
+            if target.is_empty() {
+                return Err(TarError::MissingLinkTarget);
+            }
+            EntryKind::Symlink { target }
+        }
+        b'1' => {
+            let target = normalize(link()?.as_bytes())
+                .map_err(|e| TarError::BadPath(PathField::LinkTarget, e))?;
+            if target.is_empty() {
+                return Err(TarError::MissingLinkTarget);
+            }
+            EntryKind::HardLink { target }
+        }
+        b'3' => {
+            let major = h.octal(329, 8, "devmajor")? as u32;
+            let minor = h.octal(337, 8, "devminor")? as u32;
+            if (major, minor) != (0, 0) {
+                return Err(TarError::Device { major, minor });
+            }
+            EntryKind::Whiteout
+        }
+        other => return Err(TarError::UnsupportedType(other)),
+    };
+    // "./" (what `tar -C dir .` emits for dir itself) names the layer root.
+    let was_root = raw_path.starts_with('.');
+    let path = normalize(raw_path.as_bytes()).map_err(|e| TarError::BadPath(PathField::Path, e));
+    let path = match path {
+        Err(TarError::BadPath(_, PathError::Empty)) if was_root && kind == EntryKind::Dir => {
+            TarPath::new()
+        }
+        other => other?,
+    };
+    Ok(Entry {
+        path,
+        kind: kind.clone(),
+        mode: (mode & 0o7777) as u16,
+        uid,
+        gid,
+        mtime_secs,
+        mtime_nanos,
+        size: if kind == EntryKind::File { size } else { 0 },
+        xattrs: pax.xattrs,
+    })
+}
+
+fn to_path(bytes: &[u8]) -> Result<TarPath, PathError> {
+    if bytes.contains(&0) {
+        return Err(PathError::Nul);
+    }
+    let s = core::str::from_utf8(bytes).map_err(|_| PathError::NotUtf8)?;
+    let mut p = TarPath::new();
+    p.push_str(s).map_err(|_| PathError::TooLong)?;
+    Ok(p)
+}
+
+/// Applies the path rules; `"./a/b/"` becomes `"a/b"`.
+pub fn normalize(bytes: &[u8]) -> Result<TarPath, PathError> {
+    if bytes.contains(&0) {
+        return Err(PathError::Nul);
+    }
+    if bytes.first() == Some(&b'/') {
+        return Err(PathError::Absolute);
+    }
+    let mut s = bytes;
+    while let Some(rest) = s.strip_prefix(b"./") {
+        s = rest;
+    }
+    while let Some(rest) = s.strip_suffix(b"/") {
+        s = rest;
+    }
+    if s == b"." {
+        s = b"";
+    }
+    if s.is_empty() {
+        return Err(PathError::Empty);
+    }
+    if s.split(|&b| b == b'/').any(|c| c == b"..") {
+        return Err(PathError::DotDot);
+    }
+    to_path(s)
+}
+
+fn parse_pax<E>(mut data: &[u8], pax: &mut Pax) -> Result<(), TarError<E>> {
+    while !data.is_empty() {
+        let sp = data
+            .iter()
+            .position(|&b| b == b' ')
+            .ok_or(TarError::BadPaxRecord)?;
+        let len = parse_decimal(&data[..sp]).ok_or(TarError::BadPaxRecord)? as usize;
+        if len <= sp + 1 || len > data.len() || data[len - 1] != b'\n' {
+            return Err(TarError::BadPaxRecord);
+        }
+        let record = &data[sp + 1..len - 1];
+        data = &data[len..];
+        let eq = record
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or(TarError::BadPaxRecord)?;
+        let (key, value) = (&record[..eq], &record[eq + 1..]);
+        match key {
+            b"path" => {
+                pax.path = Some(to_path(value).map_err(|e| TarError::BadPath(PathField::Path, e))?)
+            }
+            b"linkpath" => {
+                pax.linkpath =
+                    Some(to_path(value).map_err(|e| TarError::BadPath(PathField::LinkTarget, e))?)
+            }
+            b"size" => pax.size = Some(parse_decimal(value).ok_or(TarError::BadPaxValue("size"))?),
+            b"uid" => pax.uid = Some(parse_u32(value).ok_or(TarError::BadPaxValue("uid"))?),
+            b"gid" => pax.gid = Some(parse_u32(value).ok_or(TarError::BadPaxValue("gid"))?),
+            b"mtime" => pax.mtime = Some(parse_time(value).ok_or(TarError::BadPaxValue("mtime"))?),
+            _ => {
+                if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                    let name = core::str::from_utf8(name).map_err(|_| TarError::BadPaxRecord)?;
+                    if name.is_empty() || name.contains('\0') {
+                        return Err(TarError::BadPaxRecord);
+                    }
+                    let mut x = Xattr {
+                        name: heapless::String::new(),
+                        value: Vec::new(),
+                    };
+                    x.name.push_str(name).map_err(|_| TarError::XattrTooLarge)?;
+                    x.value
+                        .extend_from_slice(value)
+                        .map_err(|_| TarError::XattrTooLarge)?;
+                    // A repeated key overrides, like any other pax key.
+                    if let Some(old) = pax.xattrs.iter_mut().find(|o| o.name == x.name) {
+                        *old = x;
+                    } else {
+                        pax.xattrs.push(x).map_err(|_| TarError::TooManyXattrs)?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    s.iter().try_fold(0u64, |acc, &b| {
+        if b.is_ascii_digit() {
+            acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+fn parse_u32(s: &[u8]) -> Option<u32> {
+    parse_decimal(s).and_then(|v| u32::try_from(v).ok())
+}
+
+/// pax time: `[-]secs[.fraction]`, fraction truncated to nanoseconds.
+fn parse_time(s: &[u8]) -> Option<(i64, u32)> {
+    let (neg, s) = match s.strip_prefix(b"-") {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (int, frac) = match s.iter().position(|&b| b == b'.') {
+        Some(dot) => (&s[..dot], Some(&s[dot + 1..])),
+        None => (s, None),
+    };
+    let secs = i64::try_from(parse_decimal(int)?).ok()?;
+    let mut nanos: u32 = 0;
+    if let Some(frac) = frac {
+        if frac.is_empty() || !frac.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let mut scale = 100_000_000;
+        for &d in frac.iter().take(9) {
+            nanos += u32::from(d - b'0') * scale;
+            scale /= 10;
+        }
+    }
+    if neg {
+        // -1.5 means 1.5 s before the epoch: secs -2, nanos 0.5e9.
+        if nanos == 0 {
+            Some((-secs, 0))
+        } else {
+            Some((-secs - 1, 1_000_000_000 - nanos))
+        }
+    } else {
+        Some((secs, nanos))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_rules() {
+        assert_eq!(normalize(b"./a/b/").unwrap().as_str(), "a/b");
+        assert_eq!(normalize(b"a").unwrap().as_str(), "a");
+        assert_eq!(normalize(b"/etc"), Err(PathError::Absolute));
+        assert_eq!(normalize(b"a/../b"), Err(PathError::DotDot));
+        assert_eq!(normalize(b".."), Err(PathError::DotDot));
+        assert_eq!(normalize(b"./"), Err(PathError::Empty));
+        assert_eq!(normalize(b""), Err(PathError::Empty));
+        assert_eq!(normalize(b"a\0b"), Err(PathError::Nul));
+        assert_eq!(normalize(&[b'a'; 256]), Err(PathError::TooLong));
+        assert!(normalize(&[b'a'; 255]).is_ok());
+    }
+
+    #[test]
+    fn pax_times() {
+        assert_eq!(parse_time(b"1700000000"), Some((1_700_000_000, 0)));
+        assert_eq!(
+            parse_time(b"1700000000.5"),
+            Some((1_700_000_000, 500_000_000))
+        );
+        assert_eq!(parse_time(b"1.0000000019"), Some((1, 1)));
+        assert_eq!(parse_time(b"-1.5"), Some((-2, 500_000_000)));
+        assert_eq!(parse_time(b"1."), None);
+        assert_eq!(parse_time(b"x"), None);
+    }
+}

@@ -1,0 +1,346 @@
+//! The payload tar reader against archives made by real tools: GNU tar in pax
+//! format and the Rust `tar` crate.
+
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use snapinit::gzip::GzipReader;
+use snapinit::tar::{Entry, EntryKind, PathError, PathField, TarError, TarReader};
+
+type Err = TarError<core::convert::Infallible>;
+
+struct Slice<'a>(&'a [u8]);
+
+impl embedded_io::ErrorType for Slice<'_> {
+    type Error = core::convert::Infallible;
+}
+
+impl embedded_io::Read for Slice<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        // Odd chunking shakes out any assumption that reads are whole records.
+        let n = self.0.len().min(buf.len()).min(333);
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+/// Every entry with its file data, or the first error.
+fn read_all(archive: &[u8]) -> Result<Vec<(Entry, Vec<u8>)>, Err> {
+    let mut r = TarReader::new(Slice(archive));
+    let mut out = Vec::new();
+    while let Some(e) = r.next_entry()? {
+        let mut data = Vec::new();
+        // Leave some files unread: next_entry must skip their data.
+        if !e.path.ends_with("skipme") {
+            let mut buf = [0u8; 100];
+            loop {
+                let n = r.read_data(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                data.extend_from_slice(&buf[..n]);
+            }
+        }
+        out.push((e, data));
+    }
+    Ok(out)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("snapinit-tar-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().expect("failed to run a tool the tests need");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn gnu_tar(dir: &Path, extra: &[&str], members: &[&str]) -> Vec<u8> {
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .args(extra)
+        .args(["-cf", "-"])
+        .args(members))
+}
+
+fn find<'a>(entries: &'a [(Entry, Vec<u8>)], path: &str) -> &'a (Entry, Vec<u8>) {
+    entries
+        .iter()
+        .find(|(e, _)| e.path.as_str() == path)
+        .unwrap_or_else(|| panic!("{path} missing"))
+}
+
+const LONG_DIR: &str = "a-directory-name-that-is-quite-long-to-exceed-the-ustar-limits/\
+                        and-another-level-that-pushes-the-total-well-past-one-hundred";
+
+fn build_tree(root: &Path) {
+    std::fs::create_dir_all(root.join(LONG_DIR)).unwrap();
+    std::fs::write(
+        root.join(LONG_DIR).join("file-with-a-long-name.txt"),
+        b"long\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("hello"), b"hello world\n").unwrap();
+    std::fs::set_permissions(root.join("hello"), std::fs::Permissions::from_mode(0o4751)).unwrap();
+    std::fs::write(root.join("big-skipme"), vec![7u8; 5000]).unwrap();
+    std::fs::write(
+        root.join("big"),
+        (0..70_000u32).map(|i| i as u8).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    symlink("../hello/../../etc/passwd", root.join("sym")).unwrap();
+    std::fs::hard_link(root.join("hello"), root.join("zz-hard")).unwrap();
+    std::fs::create_dir(root.join("opaque")).unwrap();
+    run(Command::new("mknod")
+        .arg(root.join("wh"))
+        .args(["c", "0", "0"]));
+    run(Command::new("touch")
+        .args(["-d", "2023-11-14 22:13:20.123456789 UTC"])
+        .arg(root.join("hello")));
+    run(Command::new("touch")
+        .args(["-h", "-d", "@1234567890"])
+        .arg(root.join("big")));
+    // user.* xattrs need a filesystem that supports them; trusted.* needs root
+    // and is what overlayfs uses for opaque directories.
+    let py = format!(
+        "import os\nos.setxattr({:?}, 'user.snap', b'va\\nl\\x00ue')\nos.setxattr({:?}, 'trusted.overlay.opaque', b'y')\n",
+        root.join("hello").to_str().unwrap(),
+        root.join("opaque").to_str().unwrap()
+    );
+    run(Command::new("python3").args(["-c", &py]));
+}
+
+#[test]
+fn gnu_tar_pax_tree() {
+    let d = scratch("tree");
+    let root = d.join("root");
+    build_tree(&root);
+    let archive = gnu_tar(
+        &root,
+        &[
+            "--format=pax",
+            "--xattrs",
+            "--xattrs-include=*",
+            "--sort=name",
+        ],
+        &["."],
+    );
+    let entries = read_all(&archive).unwrap();
+
+    let (r, _) = find(&entries, "");
+    assert!(r.is_root() && r.kind == EntryKind::Dir);
+
+    let long = format!("{LONG_DIR}/file-with-a-long-name.txt");
+    assert!(long.len() > 100);
+    assert_eq!(find(&entries, &long).1, b"long\n");
+    assert_eq!(find(&entries, LONG_DIR).0.kind, EntryKind::Dir);
+
+    let (hello, data) = find(&entries, "hello");
+    assert_eq!(data, b"hello world\n");
+    assert_eq!(hello.mode, 0o4751);
+    assert_eq!(hello.mtime_secs, 1_700_000_000);
+    assert_eq!(hello.mtime_nanos, 123_456_789);
+    assert_eq!(hello.xattr(b"user.snap"), Some(&b"va\nl\0ue"[..]));
+
+    let (big, data) = find(&entries, "big");
+    assert_eq!(data.len(), 70_000);
+    assert!(data.iter().enumerate().all(|(i, &b)| b == i as u8));
+    assert_eq!(big.mtime_secs, 1_234_567_890);
+    assert_eq!(find(&entries, "big-skipme").0.size, 5000);
+
+    match &find(&entries, "sym").0.kind {
+        EntryKind::Symlink { target } => assert_eq!(target.as_str(), "../hello/../../etc/passwd"),
+        k => panic!("sym is {k:?}"),
+    }
+    // GNU tar stores the second name of a hard-linked pair as the link.
+    let (hard, _) = find(&entries, "hello");
+    let other = find(&entries, "zz-hard");
+    let linked = [&other.0, hard]
+        .into_iter()
+        .find_map(|e| match &e.kind {
+            EntryKind::HardLink { target } => Some(target.as_str().to_owned()),
+            _ => None,
+        })
+        .expect("one of hello/hard is a hard link");
+    assert_eq!(linked, "hello");
+
+    assert_eq!(find(&entries, "wh").0.kind, EntryKind::Whiteout);
+    assert!(find(&entries, "opaque").0.is_opaque());
+    assert!(entries.iter().all(|(e, _)| e.uid == 0 && e.gid == 0));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn gzip_then_tar() {
+    let d = scratch("gz");
+    let root = d.join("root");
+    build_tree(&root);
+    let archive = gnu_tar(&root, &["--format=pax"], &["."]);
+    let gz = run(Command::new("sh").arg("-c").arg(format!(
+        "tar -C {} --format=pax -cf - . | gzip -9c",
+        root.display()
+    )));
+    let mut r = TarReader::new(GzipReader::new(Slice(&gz)));
+    let mut n = 0;
+    let mut bytes = 0;
+    while let Some(_e) = r.next_entry().unwrap() {
+        n += 1;
+        let mut buf = [0u8; 4096];
+        loop {
+            let k = r.read_data(&mut buf).unwrap();
+            if k == 0 {
+                break;
+            }
+            bytes += k;
+        }
+    }
+    let plain = read_all(&archive).unwrap();
+    assert_eq!(n, plain.len());
+    assert!(bytes > 70_000);
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn hostile_paths_are_rejected() {
+    let d = scratch("hostile");
+    std::fs::create_dir_all(d.join("in")).unwrap();
+    std::fs::write(d.join("evil"), b"x").unwrap();
+    let dotdot = gnu_tar(&d.join("in"), &["--format=pax", "-P"], &["../evil"]);
+    assert_eq!(
+        read_all(&dotdot).unwrap_err(),
+        Err::BadPath(PathField::Path, PathError::DotDot)
+    );
+    let abs = gnu_tar(
+        &d,
+        &["--format=pax", "-P"],
+        &[d.join("evil").to_str().unwrap()],
+    );
+    assert_eq!(
+        read_all(&abs).unwrap_err(),
+        Err::BadPath(PathField::Path, PathError::Absolute)
+    );
+    // A hard link may only point inside the archive.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Link);
+    h.set_size(0);
+    h.set_mode(0o644);
+    h.as_ustar_mut().unwrap().linkname[..9].copy_from_slice(b"/etc/shad");
+    h.set_path("innocent").unwrap();
+    h.set_cksum();
+    b.append(&h, std::io::empty()).unwrap();
+    let link = b.into_inner().unwrap();
+    assert_eq!(
+        read_all(&link).unwrap_err(),
+        Err::BadPath(PathField::LinkTarget, PathError::Absolute)
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn gnu_long_names_and_formats_are_rejected() {
+    let d = scratch("gnu");
+    build_tree(&d);
+    let long = format!("{LONG_DIR}/file-with-a-long-name.txt");
+    let gnu = gnu_tar(&d, &["--format=gnu"], &[&long]);
+    assert!(matches!(
+        read_all(&gnu).unwrap_err(),
+        Err::UnsupportedType(b'L') | Err::NotUstar
+    ));
+    let v7 = gnu_tar(&d, &["--format=v7"], &["hello"]);
+    assert_eq!(read_all(&v7).unwrap_err(), Err::NotUstar);
+    // Global pax headers would silently change every later entry.
+    let global = gnu_tar(&d, &["--format=pax", "--pax-option=comment=x"], &["hello"]);
+    assert_eq!(read_all(&global).unwrap_err(), Err::UnsupportedType(b'g'));
+    // A FIFO is not part of the dialect.
+    run(Command::new("mkfifo").arg(d.join("fifo")));
+    let fifo = gnu_tar(&d, &["--format=pax"], &["fifo"]);
+    assert_eq!(read_all(&fifo).unwrap_err(), Err::UnsupportedType(b'6'));
+    // Only 0:0 character devices (whiteouts) are allowed.
+    run(Command::new("mknod")
+        .arg(d.join("null"))
+        .args(["c", "1", "3"]));
+    let dev = gnu_tar(&d, &["--format=pax"], &["null"]);
+    assert_eq!(
+        read_all(&dev).unwrap_err(),
+        Err::Device { major: 1, minor: 3 }
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn rust_tar_crate_pax_and_whiteouts() {
+    let mut b = tar::Builder::new(Vec::new());
+    let long = "d/".repeat(70) + "leaf";
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(3);
+    h.set_mode(0o640);
+    h.set_uid(1000);
+    h.set_gid(100);
+    // Large enough that reading it as decimal would be wrong.
+    h.set_mtime(0o17777777777);
+    b.append_pax_extensions([
+        ("path", long.as_bytes()),
+        ("SCHILY.xattr.user.one", &b"1"[..]),
+        ("SCHILY.xattr.trusted.two", &b"22"[..]),
+        ("comment", &b"ignored"[..]),
+    ])
+    .unwrap();
+    h.set_path("placeholder").unwrap();
+    h.set_cksum();
+    b.append(&h, &b"abc"[..]).unwrap();
+
+    let mut w = tar::Header::new_ustar();
+    w.set_entry_type(tar::EntryType::Char);
+    w.set_device_major(0).unwrap();
+    w.set_device_minor(0).unwrap();
+    w.set_size(0);
+    w.set_mode(0);
+    w.set_path("gone/file").unwrap();
+    w.set_cksum();
+    b.append(&w, std::io::empty()).unwrap();
+    b.finish().unwrap();
+    let archive = b.into_inner().unwrap();
+
+    let entries = read_all(&archive).unwrap();
+    assert_eq!(entries.len(), 2);
+    let (f, data) = &entries[0];
+    assert_eq!(f.path.as_str(), long);
+    assert_eq!(data, b"abc");
+    assert_eq!((f.mode, f.uid, f.gid), (0o640, 1000, 100));
+    assert_eq!(f.mtime_secs, 0o17777777777);
+    assert_eq!(f.xattrs.len(), 2);
+    assert_eq!(f.xattr(b"trusted.two"), Some(&b"22"[..]));
+    assert_eq!(entries[1].0.kind, EntryKind::Whiteout);
+
+    // Corrupting one header byte must trip the checksum.
+    let mut bad = archive.clone();
+    bad[1024 + 5] ^= 0x40;
+    assert!(matches!(
+        read_all(&bad).unwrap_err(),
+        Err::BadChecksum { .. } | Err::BadPaxRecord
+    ));
+    let mut bad = archive.clone();
+    let second = bad.len() - 1024 - 512;
+    bad[second + 100] = b'9';
+    assert!(matches!(
+        read_all(&bad).unwrap_err(),
+        Err::BadNumber(_) | Err::BadChecksum { .. }
+    ));
+    // Truncation anywhere is an error, never a short success.
+    for cut in [100, 600, 1500, archive.len() - 1024 - 1] {
+        assert!(read_all(&archive[..cut]).is_err(), "cut {cut}");
+    }
+}
