@@ -98,10 +98,12 @@ emit_str cmdline "$(cat /proc/cmdline)"
 emit_lines mounts </proc/self/mountinfo
 emit_lines mtd </proc/mtd 2>/dev/null || emit_json mtd '[]'
 
-# Tree of / (this mount only): "mode size path[ -> target]" per entry, sorted;
+# Tree of / (this mount only): "mode size 'path'[ -> 'target']" per entry, sorted;
 # tree_sha256 covers the listing plus the content hash of every regular file.
 find / -xdev 2>/dev/null | sort >"$work/paths"
-tr '\n' '\0' <"$work/paths" | xargs -0 stat -c '%A %s %N' 2>/dev/null >"$work/tree"
+# (directory sizes are filesystem-specific, so they are shown as "-")
+tr '\n' '\0' <"$work/paths" | xargs -0 stat -c '%A %s %N' 2>/dev/null |
+	awk '/^d/ {$2 = "-"} {print}' >"$work/tree"
 find / -xdev -type f 2>/dev/null | sort | tr '\n' '\0' |
 	xargs -0 sha256sum 2>/dev/null | grep -v " $work/" >"$work/files.sha"
 emit_lines tree <"$work/tree"

@@ -101,7 +101,8 @@ qemu+=(-device virtio-serial-pci
 [[ -z $append ]] || cmdline+=" $append"
 
 if ((interactive)); then
-  qemu+=(-nographic -append "$cmdline" "${extra[@]}")
+  # -nodefaults dropped the default serial: put it (muxed with the monitor) on stdio.
+  qemu+=(-nographic -serial mon:stdio -append "$cmdline" "${extra[@]}")
   ((dry_run)) && { printf '%q ' "${qemu[@]}"; echo; exit 0; }
   echo "boot.sh: interactive; quit with Ctrl-A x" >&2
   exec "${qemu[@]}"
@@ -121,7 +122,8 @@ fi
 
 start=$(date +%s.%N)
 rc=0
-timeout -s KILL "$limit" "${qemu[@]}" </dev/null || rc=$?
+# --foreground: SIGKILL only QEMU, not our own process group.
+timeout --foreground -s KILL "$limit" "${qemu[@]}" </dev/null || rc=$?
 end=$(date +%s.%N)
 wall=$(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.2f", b-a}')
 

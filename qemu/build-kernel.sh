@@ -30,6 +30,15 @@ if [[ -s $bzimage ]]; then
   exit 0
 fi
 
+# Serialize concurrent builders (parallel test jobs); re-check after the wait.
+exec 9>"$cache/.build-kernel.lock"
+flock 9
+if [[ -s $bzimage ]]; then
+  echo "build-kernel.sh: cached $bzimage" >&2
+  echo "$bzimage"
+  exit 0
+fi
+
 start=$(date +%s)
 
 # 1. Source tree, extracted once per package version (shared by all configs).
