@@ -1,0 +1,165 @@
+//! Kernel command line -> typed settings. Pure (no I/O) so it is unit-tested
+//! on the host via tests/init_cmdline.rs. Nothing here is ever fatal: a bad
+//! value is reported through `warn` and the default kept, because a typo on
+//! the command line must not stop the router from booting.
+
+use core::fmt;
+
+pub type Text = heapless::String<128>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// MTD partition name holding the chain.
+    pub part: heapless::String<32>,
+    /// A block device or file holding the chain instead of an MTD partition.
+    pub device: Option<Text>,
+    pub erase_size: u32,
+    /// Program to exec once the root is set up.
+    pub init: Text,
+    /// Skip the chain: plain tmpfs overlay.
+    pub failsafe: bool,
+    /// Directory to chroot into first and treat as the read-only root (tests).
+    pub root: Option<Text>,
+    /// Log to stderr instead of /dev/kmsg.
+    pub log_console: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let mut part = heapless::String::new();
+        let _ = part.push_str("rootfs_data");
+        let mut init = Text::new();
+        let _ = init.push_str("/sbin/init");
+        Self {
+            part,
+            device: None,
+            erase_size: 65536,
+            init,
+            failsafe: false,
+            root: None,
+            log_console: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Warning<'a> {
+    UnknownKey(&'a str),
+    BadValue { key: &'a str, value: &'a str },
+}
+
+impl fmt::Display for Warning<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownKey(k) => write!(f, "ignoring unknown option {k}"),
+            Self::BadValue { key, value } => write!(f, "ignoring bad value {value:?} for {key}"),
+        }
+    }
+}
+
+fn text<const N: usize>(v: &str) -> Option<heapless::String<N>> {
+    let mut s = heapless::String::new();
+    s.push_str(v).ok()?;
+    Some(s)
+}
+
+fn abs_path(v: &str) -> Option<Text> {
+    if v.starts_with('/') && !v.contains('\0') {
+        text(v)
+    } else {
+        None
+    }
+}
+
+fn number(v: &str) -> Option<u32> {
+    match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => v.parse().ok(),
+    }
+}
+
+/// Splits on whitespace; a `"..."` value may hold spaces (as the kernel allows).
+fn words(s: &str) -> impl Iterator<Item = &str> {
+    let mut rest = s;
+    core::iter::from_fn(move || {
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            return None;
+        }
+        let mut quoted = false;
+        let end = rest
+            .char_indices()
+            .find(|&(_, c)| {
+                if c == '"' {
+                    quoted = !quoted;
+                }
+                c.is_whitespace() && !quoted
+            })
+            .map_or(rest.len(), |(i, _)| i);
+        let (w, r) = rest.split_at(end);
+        rest = r;
+        Some(w)
+    })
+}
+
+pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(Warning<'a>)) -> Settings {
+    let mut s = Settings::default();
+    let mut part_explicit = false;
+    for word in words(cmdline) {
+        let (key, value) = match word.split_once('=') {
+            Some((k, v)) => (k, Some(v.trim_matches('"'))),
+            None => (word, None),
+        };
+        let bad = |value: Option<&'a str>| Warning::BadValue {
+            key,
+            value: value.unwrap_or(""),
+        };
+        match key {
+            "snapinit.part" | "fstools_overlay_name" => {
+                // The snapinit-specific key wins over the fstools one.
+                if key == "fstools_overlay_name" && part_explicit {
+                    continue;
+                }
+                match value
+                    .filter(|v| !v.is_empty() && !v.contains('/'))
+                    .and_then(text)
+                {
+                    Some(v) => {
+                        s.part = v;
+                        part_explicit |= key == "snapinit.part";
+                    }
+                    None => warn(bad(value)),
+                }
+            }
+            "snapinit.device" => match value.and_then(abs_path) {
+                Some(v) => s.device = Some(v),
+                None => warn(bad(value)),
+            },
+            "snapinit.erase_size" => match value.and_then(number) {
+                Some(n) if n >= 512 && n.is_power_of_two() => s.erase_size = n,
+                _ => warn(bad(value)),
+            },
+            "snapinit.init" => match value.and_then(abs_path) {
+                Some(v) => s.init = v,
+                None => warn(bad(value)),
+            },
+            "snapinit.root" => match value.and_then(abs_path) {
+                Some(v) => s.root = Some(v),
+                None => warn(bad(value)),
+            },
+            "snapinit.failsafe" => match value {
+                None | Some("1") | Some("y") | Some("yes") | Some("on") => s.failsafe = true,
+                Some("0") | Some("n") | Some("no") | Some("off") => s.failsafe = false,
+                Some(_) => warn(bad(value)),
+            },
+            "snapinit.log" => match value {
+                Some("console") => s.log_console = true,
+                Some("kmsg") => s.log_console = false,
+                _ => warn(bad(value)),
+            },
+            k if k.starts_with("snapinit.") => warn(Warning::UnknownKey(k)),
+            _ => {}
+        }
+    }
+    s
+}

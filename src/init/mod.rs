@@ -1,0 +1,335 @@
+//! The boot sequence, in order:
+//!
+//! 1. Refuse to run unless PID 1 (it rearranges the mount table).
+//! 2. Settings: `SNAPINIT_CMDLINE` from the environment replaces
+//!    /proc/cmdline when set. The kernel turns unknown `key=value` boot
+//!    parameters into init's environment, so this grants nothing beyond what
+//!    the command line already can; tests use it (with `snapinit.root=`) to
+//!    boot a prepared root inside a PID+mount namespace.
+//! 3. Mount /proc, /sys, /dev if absent; open /dev/kmsg.
+//! 4. Scaffold + layer tmpfs mounts (mounts.rs).
+//! 5. Unless failsafe: read and verify the chain (read-only, never writes
+//!    flash), replay snapshots into the snapshot layer and the best volatile
+//!    into the upper layer, degrading as described at `load_chain`.
+//! 6. Overlay, switch root, exec the target with the kernel's argv/envp.
+//!    Any failure before the switch execs the target on the read-only root.
+
+pub mod cmdline;
+pub mod fs;
+pub mod kmsg;
+mod mem;
+pub mod mounts;
+pub mod replay;
+pub mod rt;
+
+use core::ffi::CStr;
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+use rustix::fd::AsFd;
+use snapinit::chain::{read_chain, Block, Status};
+use snapinit::flash::{Geometry, ReadNorFlash};
+use snapinit::gzip::GzipReader;
+use snapinit::header::Compression;
+use snapinit::payload::PayloadReader;
+use snapinit::tar::TarReader;
+
+use crate::{error, info, warn};
+use cmdline::Settings;
+use mounts::Layers;
+
+#[cfg(target_arch = "x86_64")]
+core::arch::global_asm!(include_str!("../../boot/x86_64.s"), options(att_syntax));
+
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!("no boot/<arch>.s for this architecture yet");
+
+/// For the panic handler: the initial stack and the target path (both live
+/// for the whole process: the stack is the kernel's, the path is in
+/// `snapinit_main`'s frame, which never returns).
+static STACK: AtomicPtr<usize> = AtomicPtr::new(core::ptr::null_mut());
+static TARGET: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+
+const DEFAULT_TARGET: &CStr = c"/sbin/init";
+
+type CPath = [u8; 130];
+
+fn c_path(s: &str) -> CPath {
+    let mut b = [0u8; 130];
+    let n = s.len().min(129);
+    b[..n].copy_from_slice(&s.as_bytes()[..n]);
+    b
+}
+
+fn as_cstr(b: &CPath) -> &CStr {
+    CStr::from_bytes_until_nul(b).unwrap_or(DEFAULT_TARGET)
+}
+
+#[no_mangle]
+pub extern "C" fn snapinit_main(sp: *const usize) -> ! {
+    STACK.store(sp.cast_mut(), Ordering::Relaxed);
+    // SAFETY: boot/<arch>.s passes the kernel's initial stack pointer.
+    let args = unsafe { rt::Args::from_stack(sp) };
+    // Archive modes must land exactly as recorded.
+    rustix::process::umask(rustix::fs::Mode::empty());
+
+    if rustix::process::getpid().as_raw_nonzero().get() != 1 {
+        kmsg::use_console(true);
+        error!("not PID 1: refusing to rearrange this system's mounts");
+        rt::exit(1);
+    }
+
+    let env_cmdline = args.env("SNAPINIT_CMDLINE");
+    let mut proc_buf = [0u8; 4096];
+    let mut settings = Settings::default();
+    if let Some(c) = env_cmdline {
+        settings = parse_settings(c);
+        if let Some(root) = &settings.root {
+            // Tests: make the prepared directory the read-only root.
+            if let Err(e) =
+                rustix::process::chroot(root.as_str()).and_then(|()| rustix::process::chdir("/"))
+            {
+                error!("chroot {root}: {e}");
+            }
+        }
+    }
+    mounts::api_filesystems();
+    kmsg::open();
+    if env_cmdline.is_none() {
+        let text = read_file("/proc/cmdline", &mut proc_buf);
+        settings = parse_settings(text);
+    } else {
+        info!("settings from SNAPINIT_CMDLINE");
+    }
+    let target = c_path(&settings.init);
+    TARGET.store(target.as_ptr().cast_mut(), Ordering::Relaxed);
+    info!("target {}", settings.init);
+
+    match Layers::create() {
+        Ok(layers) => {
+            if settings.failsafe {
+                info!("failsafe: skipping the chain, plain tmpfs overlay");
+            } else {
+                load_chain(&settings, &layers);
+            }
+            match layers.switch_root() {
+                Ok(()) => info!("root switched to the overlay"),
+                Err(e) => {
+                    error!(
+                        "switching root failed ({e}); running {} on the read-only root",
+                        settings.init
+                    );
+                    layers.abandon();
+                }
+            }
+        }
+        Err(e) => error!(
+            "layer setup failed ({e}); running {} on the read-only root",
+            settings.init
+        ),
+    }
+    exec_target(&args, as_cstr(&target))
+}
+
+fn exec_target(args: &rt::Args, target: &CStr) -> ! {
+    info!("exec {}", target.to_str().unwrap_or("?"));
+    let e = args.exec(target);
+    error!("exec {} failed: {e}", target.to_str().unwrap_or("?"));
+    if target != DEFAULT_TARGET {
+        let e = args.exec(DEFAULT_TARGET);
+        error!("exec /sbin/init failed: {e}");
+    }
+    rt::exit(1)
+}
+
+fn parse_settings(text: &str) -> Settings {
+    let s = cmdline::parse(text, |w| warn!("cmdline: {w}"));
+    kmsg::use_console(s.log_console);
+    s
+}
+
+/// Reads a small file (e.g. /proc/cmdline) as text; empty on any failure.
+fn read_file<'a>(path: &str, buf: &'a mut [u8]) -> &'a str {
+    let Ok(fd) = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) else {
+        warn!("cannot open {path}");
+        return "";
+    };
+    let mut len = 0;
+    while len < buf.len() {
+        match rustix::io::read(&fd, &mut buf[len..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => len += n,
+        }
+    }
+    core::str::from_utf8(&buf[..len]).unwrap_or("")
+}
+
+/// Finds the chain and replays it. Degradation: a snapshot that fails replay
+/// ends the chain there (the layer is rebuilt from the good prefix); a
+/// volatile that fails falls back to the next candidate, then to none; no
+/// partition or an unusable chain leaves both layers empty.
+fn load_chain(settings: &Settings, layers: &Layers) {
+    if let Some(dev) = &settings.device {
+        match snapinit::file::FileFlash::open(dev.as_str(), settings.erase_size, false) {
+            Ok(mut flash) => {
+                info!("chain device {dev} (erase size {})", settings.erase_size);
+                replay_chain(&mut flash, layers);
+            }
+            Err(e) => warn!("cannot open {dev}: {e}; plain tmpfs overlay"),
+        }
+        return;
+    }
+    let mut buf = [0u8; 4096];
+    let mtd = read_file("/proc/mtd", &mut buf);
+    let Some(index) = snapinit::mtd::find_partition(mtd.as_bytes(), &settings.part) else {
+        warn!(
+            "no MTD partition {:?}; plain tmpfs overlay",
+            settings.part.as_str()
+        );
+        return;
+    };
+    let mut path: heapless::String<24> = heapless::String::new();
+    let _ = core::fmt::Write::write_fmt(&mut path, format_args!("/dev/mtd{index}"));
+    match snapinit::mtd::MtdFlash::open(&path, false) {
+        Ok(mut flash) => {
+            info!("chain on {path} ({})", settings.part);
+            replay_chain(&mut flash, layers);
+        }
+        Err(e) => warn!("cannot open {path}: {e}; plain tmpfs overlay"),
+    }
+}
+
+fn replay_chain<F: ReadNorFlash + Geometry>(flash: &mut F, layers: &Layers) {
+    let mut buf = [0u8; 4096];
+    let view = read_chain(flash, &mut buf);
+    info!(
+        "chain: {:?}, {} snapshot(s), {} volatile candidate(s), end {:?}",
+        view.status,
+        view.snapshots.len(),
+        view.volatiles.len(),
+        view.end
+    );
+    if view.status != Status::Chain {
+        info!("nothing to replay; plain tmpfs overlay");
+        return;
+    }
+    let snaps = &view.snapshots[..];
+    let mut good = snaps.len();
+    for (i, block) in snaps.iter().enumerate() {
+        if !replay_into(flash, block, &layers.snapshot(), "snapshot") {
+            good = i;
+            break;
+        }
+    }
+    if good < snaps.len() {
+        warn!("snapshot chain ends at #{good}: rebuilding the layer from the {good} good one(s)");
+        if let Err(e) = layers.reset_snapshot() {
+            error!("resetting the snapshot layer: {e}");
+            return;
+        }
+        for block in &snaps[..good] {
+            if !replay_into(flash, block, &layers.snapshot(), "snapshot") {
+                warn!("replay of a good snapshot failed again; leaving the snapshot layer empty");
+                let _ = layers.reset_snapshot();
+                break;
+            }
+        }
+    }
+    for (i, block) in view.volatiles.iter().enumerate() {
+        if replay_into(flash, block, &layers.upper(), "volatile") {
+            info!("volatile candidate #{i} in place");
+            return;
+        }
+        warn!("volatile candidate #{i} failed; resetting the volatile layer");
+        if let Err(e) = layers.reset_volatile() {
+            error!("resetting the volatile layer: {e}");
+            return;
+        }
+    }
+    info!("no volatile state");
+}
+
+/// Replays one block into the layer at `dir`; false (logged) on any failure.
+fn replay_into<F: ReadNorFlash>(flash: &mut F, block: &Block, dir: &str, what: &str) -> bool {
+    let layer = match rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(e) => {
+            error!("open {dir}: {e}");
+            return false;
+        }
+    };
+    let seq = block.header.fields.seq;
+    let mut buf = [0u8; 4096];
+    let gz = block.header.fields.compression == Compression::Gzip;
+    // Pass one creates entries; pass two re-reads the payload for dir mtimes.
+    for pass in 0..2 {
+        let payload = PayloadReader::new(flash, block);
+        let result = if gz {
+            run_pass(
+                layer.as_fd(),
+                TarReader::new(GzipReader::new(payload)),
+                &mut buf,
+                pass,
+            )
+        } else {
+            run_pass(layer.as_fd(), TarReader::new(payload), &mut buf, pass)
+        };
+        if let Err(()) = result {
+            error!(
+                "{what} block seq {seq} at {:#x}: replay failed",
+                block.offset
+            );
+            return false;
+        }
+    }
+    info!("{what} block seq {seq} at {:#x} replayed", block.offset);
+    true
+}
+
+fn run_pass<R: embedded_io::Read>(
+    layer: rustix::fd::BorrowedFd<'_>,
+    mut tar: TarReader<R>,
+    buf: &mut [u8],
+    pass: u32,
+) -> Result<(), ()> {
+    if pass == 0 {
+        match replay::apply(layer, &mut tar, buf) {
+            Ok(s) => {
+                info!("  {} entries, {} bytes", s.entries, s.bytes);
+                Ok(())
+            }
+            Err(e) => {
+                error!("  {e}");
+                Err(())
+            }
+        }
+    } else {
+        replay::fix_dir_times(layer, &mut tar).map_err(|e| error!("  {e}"))
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    error!("internal error: {info}");
+    let sp = STACK.load(Ordering::Relaxed);
+    let target = TARGET.load(Ordering::Relaxed);
+    if !sp.is_null() {
+        // SAFETY: sp is the initial stack pointer stored at entry; target
+        // points into snapinit_main's frame, which is never popped.
+        let args = unsafe { rt::Args::from_stack(sp) };
+        let path = if target.is_null() {
+            DEFAULT_TARGET
+        } else {
+            unsafe { CStr::from_ptr(target.cast()) }
+        };
+        let _ = args.exec(path);
+    }
+    rt::exit(1)
+}

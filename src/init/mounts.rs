@@ -1,0 +1,275 @@
+//! The mount sequence.
+//!
+//! The read-only root cannot grow mount points, so everything is built under
+//! a small tmpfs "scaffold" mounted on a directory the root already has (/tmp
+//! or /mnt, both present in OpenWrt images):
+//!
+//!   S=/tmp (scaffold tmpfs)
+//!   S/snapshot        tmpfs: snapshot layer (replayed snapshots)
+//!   S/overlay         tmpfs: volatile layer, with upper/ and work/
+//!   S/root            overlay lowerdir=S/snapshot:/ upperdir=S/overlay/upper
+//!
+//! Then mount points the merged view lacks (rom, snapshot, overlay) are made
+//! in it (they land in the volatile upper, never on flash), S/snapshot and
+//! S/overlay and the API filesystems are moved into it, and pivot_root makes
+//! it / with the old root at /rom. The scaffold, now /rom/tmp, is detached.
+
+use core::fmt::Write;
+
+use rustix::fs::Mode;
+use rustix::io::Errno;
+use rustix::mount::{MountFlags, UnmountFlags};
+
+use crate::{info, warn};
+
+pub type Path = heapless::String<64>;
+
+const SCAFFOLD_CANDIDATES: [&str; 2] = ["/tmp", "/mnt"];
+
+const PROC_MAGIC: i64 = 0x9fa0;
+const SYSFS_MAGIC: i64 = 0x6265_6572;
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+#[derive(Debug, Clone, Copy)]
+pub struct MountError {
+    pub op: &'static str,
+    pub errno: Errno,
+}
+
+impl core::fmt::Display for MountError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}: {}", self.op, self.errno)
+    }
+}
+
+fn err(op: &'static str) -> impl Fn(Errno) -> MountError {
+    move |errno| MountError { op, errno }
+}
+
+fn join(base: &str, rest: &str) -> Path {
+    let mut p = Path::new();
+    let _ = write!(p, "{base}{rest}");
+    p
+}
+
+fn fs_magic(path: &str) -> Option<i64> {
+    rustix::fs::statfs(path).ok().map(|s| s.f_type as i64)
+}
+
+/// Mounts /proc, /sys and /dev unless something of the right type is there.
+pub fn api_filesystems() {
+    let table: [(&str, &str, i64, MountFlags); 3] = [
+        (
+            "proc",
+            "/proc",
+            PROC_MAGIC,
+            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        ),
+        (
+            "sysfs",
+            "/sys",
+            SYSFS_MAGIC,
+            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        ),
+        (
+            "devtmpfs",
+            "/dev",
+            TMPFS_MAGIC,
+            MountFlags::NOSUID | MountFlags::NOEXEC,
+        ),
+    ];
+    for (fstype, target, magic, flags) in table {
+        if fs_magic(target) == Some(magic) {
+            info!("{target} already mounted");
+            continue;
+        }
+        match rustix::mount::mount(fstype, target, fstype, flags, None) {
+            Ok(()) => info!("mounted {fstype} on {target}"),
+            Err(e) => warn!("mounting {fstype} on {target} failed: {e}"),
+        }
+    }
+}
+
+fn tmpfs(target: &str, what: &'static str) -> Result<(), MountError> {
+    rustix::mount::mount(
+        what,
+        target,
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV,
+        Some(c"mode=0755"),
+    )
+    .map_err(err("mount tmpfs"))
+}
+
+fn mkdir(path: &str) -> Result<(), MountError> {
+    match rustix::fs::mkdir(path, Mode::from_raw_mode(0o755)) {
+        Ok(()) | Err(Errno::EXIST) => Ok(()),
+        Err(e) => Err(err("mkdir")(e)),
+    }
+}
+
+fn is_dir(path: &str) -> bool {
+    rustix::fs::stat(path)
+        .map(|s| rustix::fs::FileType::from_raw_mode(s.st_mode) == rustix::fs::FileType::Directory)
+        .unwrap_or(false)
+}
+
+/// The scaffold and its two layer tmpfs mounts.
+pub struct Layers {
+    pub base: &'static str,
+}
+
+impl Layers {
+    pub fn snapshot(&self) -> Path {
+        join(self.base, "/snapshot")
+    }
+    pub fn overlay(&self) -> Path {
+        join(self.base, "/overlay")
+    }
+    pub fn upper(&self) -> Path {
+        join(self.base, "/overlay/upper")
+    }
+    fn work(&self) -> Path {
+        join(self.base, "/overlay/work")
+    }
+    fn root(&self) -> Path {
+        join(self.base, "/root")
+    }
+
+    pub fn create() -> Result<Self, MountError> {
+        let base = SCAFFOLD_CANDIDATES
+            .into_iter()
+            .find(|p| is_dir(p))
+            .ok_or(MountError {
+                op: "find a scaffold mount point (/tmp or /mnt)",
+                errno: Errno::NOENT,
+            })?;
+        tmpfs(base, "snapinit")?;
+        info!("scaffold tmpfs on {base}");
+        let l = Self { base };
+        for p in [l.snapshot(), l.overlay(), l.root()] {
+            mkdir(&p)?;
+        }
+        tmpfs(&l.snapshot(), "snapshot")?;
+        l.fresh_volatile_dirs()?;
+        Ok(l)
+    }
+
+    fn fresh_volatile_dirs(&self) -> Result<(), MountError> {
+        tmpfs(&self.overlay(), "overlay")?;
+        mkdir(&self.upper())?;
+        mkdir(&self.work())
+    }
+
+    /// Empties the snapshot layer by replacing its tmpfs.
+    pub fn reset_snapshot(&self) -> Result<(), MountError> {
+        rustix::mount::unmount(self.snapshot().as_str(), UnmountFlags::DETACH)
+            .map_err(err("unmount snapshot"))?;
+        tmpfs(&self.snapshot(), "snapshot")
+    }
+
+    pub fn reset_volatile(&self) -> Result<(), MountError> {
+        rustix::mount::unmount(self.overlay().as_str(), UnmountFlags::DETACH)
+            .map_err(err("unmount overlay"))?;
+        self.fresh_volatile_dirs()
+    }
+
+    /// Best effort when giving up: the target then runs on the read-only root.
+    pub fn abandon(&self) {
+        let _ = rustix::mount::unmount(self.base, UnmountFlags::DETACH);
+    }
+
+    /// Mounts the overlay and makes it / (see the module comment).
+    pub fn switch_root(&self) -> Result<(), MountError> {
+        let mut opts: heapless::String<200> = heapless::String::new();
+        let _ = write!(
+            opts,
+            "lowerdir={}:/,upperdir={},workdir={}\0",
+            self.snapshot(),
+            self.upper(),
+            self.work()
+        );
+        let opts =
+            core::ffi::CStr::from_bytes_until_nul(opts.as_bytes()).map_err(|_| MountError {
+                op: "overlay options",
+                errno: Errno::NAMETOOLONG,
+            })?;
+        let root = self.root();
+        rustix::mount::mount(
+            "overlay",
+            root.as_str(),
+            "overlay",
+            MountFlags::empty(),
+            Some(opts),
+        )
+        .map_err(err("mount overlay"))?;
+        info!("overlay mounted: {}", opts.to_str().unwrap_or("?"));
+        for dir in ["/rom", "/snapshot", "/overlay", "/proc", "/sys", "/dev"] {
+            let p = join(&root, dir);
+            if !is_dir(&p) {
+                info!("creating mount point {dir} in the volatile layer");
+                mkdir(&p)?;
+            }
+        }
+        // From here on a failure must put the moved mounts back.
+        let moves: [(Path, Path); 5] = [
+            (self.snapshot(), join(&root, "/snapshot")),
+            (self.overlay(), join(&root, "/overlay")),
+            (join("", "/proc"), join(&root, "/proc")),
+            (join("", "/sys"), join(&root, "/sys")),
+            (join("", "/dev"), join(&root, "/dev")),
+        ];
+        let mut done = 0;
+        let mut failure = None;
+        for (from, to) in &moves {
+            if let Err(e) = rustix::mount::mount_move(from.as_str(), to.as_str()) {
+                failure = Some(err("move mount")(e));
+                break;
+            }
+            done += 1;
+        }
+        if failure.is_none() {
+            match self.pivot(&root) {
+                Ok(()) => return Ok(()),
+                Err(e) => failure = Some(e),
+            }
+        }
+        for (from, to) in moves[..done].iter().rev() {
+            let _ = rustix::mount::mount_move(to.as_str(), from.as_str());
+        }
+        let _ = rustix::mount::unmount(root.as_str(), UnmountFlags::DETACH);
+        Err(failure.unwrap_or(MountError {
+            op: "switch root",
+            errno: Errno::INVAL,
+        }))
+    }
+
+    fn pivot(&self, root: &str) -> Result<(), MountError> {
+        rustix::process::chdir(root).map_err(err("chdir new root"))?;
+        match rustix::process::pivot_root(".", "rom") {
+            Ok(()) => {
+                rustix::process::chroot(".").map_err(err("chroot"))?;
+                rustix::process::chdir("/").map_err(err("chdir /"))?;
+                let scaffold = join("/rom", self.base);
+                // The layer mounts left the scaffold; it is empty now.
+                if let Err(e) = rustix::mount::unmount(scaffold.as_str(), UnmountFlags::DETACH) {
+                    warn!("detaching scaffold {scaffold}: {e}");
+                }
+                info!("pivot_root done: old root at /rom");
+                Ok(())
+            }
+            Err(e) => {
+                // e.g. the old root is the initramfs rootfs, which cannot be
+                // pivoted: bind it to /rom and move the overlay over /.
+                warn!("pivot_root failed ({e}); moving the overlay onto / instead");
+                rustix::mount::mount_bind("/", "rom").map_err(err("bind old root to /rom"))?;
+                rustix::mount::mount_move(".", "/").map_err(err("move overlay to /"))?;
+                rustix::process::chroot(".").map_err(err("chroot"))?;
+                rustix::process::chdir("/").map_err(err("chdir /"))?;
+                let scaffold = join("/rom", self.base);
+                let _ = rustix::mount::unmount(scaffold.as_str(), UnmountFlags::DETACH);
+                Ok(())
+            }
+        }
+    }
+}
