@@ -24,7 +24,8 @@ pub struct Block {
 impl Block {
     /// Offset just past the block's last erase block.
     pub fn end(&self) -> u64 {
-        u64::from(self.offset) + self.header.span_blocks() * u64::from(self.header.fields.erase_size)
+        u64::from(self.offset)
+            + self.header.span_blocks() * u64::from(self.header.fields.erase_size)
     }
 }
 
@@ -110,10 +111,11 @@ pub enum End {
 /// What the partition holds as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
-    /// Nothing valid anywhere and the first erase block is not erased: another filesystem
-    /// (JFFS2, say) or garbage.
-    Unformatted,
-    /// Erased: a formatted, empty chain.
+    /// Nothing valid anywhere, and another filesystem starts the partition.
+    Unformatted(Foreign),
+    /// The first erase block could not be read.
+    Unreadable,
+    /// No valid block: erased, or only leftovers of torn or dropped writes.
     Empty,
     /// At least one valid block.
     Chain,
@@ -142,7 +144,10 @@ impl ChainView {
     }
     /// Header hash a new block on top of the snapshots links to.
     pub fn top_hash(&self) -> Digest32 {
-        self.snapshots.last().map(|b| b.header.hash).unwrap_or([0; 32])
+        self.snapshots
+            .last()
+            .map(|b| b.header.hash)
+            .unwrap_or([0; 32])
     }
 }
 
@@ -325,7 +330,8 @@ pub fn read_chain<F: ReadNorFlash + Geometry>(flash: &mut F, buf: &mut [u8]) -> 
             _ => {}
         }
         if view.volatiles.len() == 2
-            && view.volatiles[1].header.fields.generation > view.volatiles[0].header.fields.generation
+            && view.volatiles[1].header.fields.generation
+                > view.volatiles[0].header.fields.generation
         {
             view.volatiles.swap(0, 1);
         }
@@ -339,26 +345,50 @@ pub fn read_chain<F: ReadNorFlash + Geometry>(flash: &mut F, buf: &mut [u8]) -> 
     view
 }
 
-/// With no valid block anywhere: erased, or a snapinit header torn while being programmed (a
-/// prefix of it landed on erased flash), is an empty chain; anything else is foreign data.
+/// With no valid block anywhere, the partition is empty unless it holds a recognised foreign
+/// filesystem. Garbage is an empty chain: a torn erase or header program leaves exactly that,
+/// and the next write erases before it programs.
 fn first_slot_status<F: ReadNorFlash>(flash: &mut F) -> Status {
     let mut raw = [0u8; HEADER_LEN];
-    if flash.read(0, &mut raw).is_err() {
-        return Status::Unformatted;
-    }
-    if is_snapinit_slot(&raw) {
-        Status::Empty
-    } else {
-        Status::Unformatted
+    match flash.read(0, &mut raw) {
+        Ok(()) => match Foreign::detect(&raw) {
+            Some(fs) => Status::Unformatted(fs),
+            None => Status::Empty,
+        },
+        Err(_) => Status::Unreadable,
     }
 }
 
-/// True for an erased header, a whole or torn snapinit header, or a dropped one.
-pub fn is_snapinit_slot(raw: &[u8; HEADER_LEN]) -> bool {
-    let k = raw
-        .iter()
-        .zip(header::MAGIC.iter())
-        .take_while(|(a, b)| a == b)
-        .count();
-    k == header::MAGIC.len() || raw[k..].iter().all(|&x| x == 0xFF)
+/// Filesystems that a partition called rootfs_data may hold instead of a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Foreign {
+    /// A JFFS2 overlay (node magic 0x1985 in either byte order): `snapshot convert` material.
+    Jffs2,
+    /// fstools' 0xdeadc0de marker: "format me on first boot".
+    DeadCode,
+    Ubi,
+    Squashfs,
+}
+
+impl Foreign {
+    pub fn detect(raw: &[u8]) -> Option<Foreign> {
+        match raw.get(..4)? {
+            [0x85, 0x19, ..] | [0x19, 0x85, ..] => Some(Foreign::Jffs2),
+            [0xde, 0xad, 0xc0, 0xde] => Some(Foreign::DeadCode),
+            b"UBI#" => Some(Foreign::Ubi),
+            b"hsqs" | b"sqsh" => Some(Foreign::Squashfs),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Foreign {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Foreign::Jffs2 => "a JFFS2 filesystem",
+            Foreign::DeadCode => "the fstools 0xdeadc0de format marker",
+            Foreign::Ubi => "UBI",
+            Foreign::Squashfs => "a squashfs image",
+        })
+    }
 }

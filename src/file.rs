@@ -22,7 +22,11 @@ impl FileFlash {
         erase_size: u32,
         writable: bool,
     ) -> Result<Self, DeviceError> {
-        let flags = if writable { OFlags::RDWR } else { OFlags::RDONLY } | OFlags::CLOEXEC;
+        let flags = if writable {
+            OFlags::RDWR
+        } else {
+            OFlags::RDONLY
+        } | OFlags::CLOEXEC;
         let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(|errno| DeviceError::Io {
             op: Op::Open,
             offset: 0,
@@ -41,7 +45,8 @@ impl FileFlash {
         if erase_size < 512 || !erase_size.is_power_of_two() {
             return Err(DeviceError::BadGeometry { size, erase_size });
         }
-        let capacity = (size.min(u64::from(u32::MAX)) / u64::from(erase_size)) * u64::from(erase_size);
+        let capacity =
+            (size.min(u64::from(u32::MAX)) / u64::from(erase_size)) * u64::from(erase_size);
         if capacity < 2 * u64::from(erase_size) {
             return Err(DeviceError::BadGeometry { size, erase_size });
         }
@@ -93,7 +98,12 @@ impl NorFlash for FileFlash {
         let mut at = from;
         while at < to {
             let n = (to - at).min(ones.len() as u32);
-            write_full(self.fd.as_fd(), Op::Erase, u64::from(at), &ones[..n as usize])?;
+            write_full(
+                self.fd.as_fd(),
+                Op::Erase,
+                u64::from(at),
+                &ones[..n as usize],
+            )?;
             at += n;
         }
         Ok(())

@@ -39,12 +39,22 @@ pub enum DeviceError {
         errno: rustix::io::Errno,
     },
     /// The device returned fewer bytes than asked, or none.
-    Short { op: Op, offset: u64 },
+    Short {
+        op: Op,
+        offset: u64,
+    },
     /// An erase not aligned to the erase size.
-    NotAligned { offset: u64 },
-    OutOfBounds { offset: u64 },
+    NotAligned {
+        offset: u64,
+    },
+    OutOfBounds {
+        offset: u64,
+    },
     /// The device reports a geometry the format cannot use.
-    BadGeometry { size: u64, erase_size: u32 },
+    BadGeometry {
+        size: u64,
+        erase_size: u32,
+    },
 }
 
 impl core::fmt::Display for DeviceError {
@@ -92,7 +102,12 @@ pub(crate) fn read_full(
 ) -> Result<(), DeviceError> {
     while !buf.is_empty() {
         match rustix::io::pread(fd, &mut *buf, offset) {
-            Ok(0) => return Err(DeviceError::Short { op: Op::Read, offset }),
+            Ok(0) => {
+                return Err(DeviceError::Short {
+                    op: Op::Read,
+                    offset,
+                })
+            }
             Ok(n) => {
                 buf = &mut buf[n..];
                 offset += n as u64;

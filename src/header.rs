@@ -373,10 +373,7 @@ mod tests {
         b[LIVE_MARK] = MARK_SET;
         assert_eq!(decode(&b).map(|h| h.marks.live), Ok(false));
         b[TRIAL_MARKS + 5] = MARK_SET;
-        assert_eq!(
-            decode(&b),
-            Err(HeaderError::CorruptMark(TRIAL_MARKS + 5))
-        );
+        assert_eq!(decode(&b), Err(HeaderError::CorruptMark(TRIAL_MARKS + 5)));
     }
 
     #[test]

@@ -44,7 +44,11 @@ pub struct MtdFlash {
 }
 
 fn open_fd(path: &str, writable: bool) -> Result<OwnedFd, DeviceError> {
-    let flags = if writable { OFlags::RDWR } else { OFlags::RDONLY } | OFlags::CLOEXEC;
+    let flags = if writable {
+        OFlags::RDWR
+    } else {
+        OFlags::RDONLY
+    } | OFlags::CLOEXEC;
     rustix::fs::open(path, flags, Mode::empty()).map_err(|errno| DeviceError::Io {
         op: Op::Open,
         offset: 0,
@@ -58,10 +62,10 @@ impl MtdFlash {
         // SAFETY: MEMGETINFO fills exactly one `mtd_info_user`, which `MtdInfoUser` mirrors.
         let info = unsafe { rustix::ioctl::ioctl(&fd, Getter::<MEMGETINFO, MtdInfoUser>::new()) }
             .map_err(|errno| DeviceError::Io {
-                op: Op::Info,
-                offset: 0,
-                errno,
-            })?;
+            op: Op::Info,
+            offset: 0,
+            errno,
+        })?;
         let erase_size = info.erasesize;
         if erase_size == 0 || info.size < 2 * erase_size {
             return Err(DeviceError::BadGeometry {
@@ -70,10 +74,12 @@ impl MtdFlash {
             });
         }
         let mut stored = DevicePath::new();
-        stored.push_str(path).map_err(|_| DeviceError::BadGeometry {
-            size: u64::from(info.size),
-            erase_size,
-        })?;
+        stored
+            .push_str(path)
+            .map_err(|_| DeviceError::BadGeometry {
+                size: u64::from(info.size),
+                erase_size,
+            })?;
         Ok(MtdFlash {
             fd,
             path: stored,

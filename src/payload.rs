@@ -53,7 +53,9 @@ impl<F> embedded_io::ErrorType for PayloadReader<'_, F> {
 
 impl<F: ReadNorFlash> embedded_io::Read for PayloadReader<'_, F> {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, ReadFailed> {
-        let n = buf.len().min(usize::try_from(self.remaining()).unwrap_or(usize::MAX));
+        let n = buf
+            .len()
+            .min(usize::try_from(self.remaining()).unwrap_or(usize::MAX));
         if n == 0 {
             return Ok(0);
         }

@@ -9,8 +9,8 @@
 
 extern crate alloc;
 
-use crate::flash::{Durable, ErrorType, Geometry, NorFlash, NorFlashError, NorFlashErrorKind};
 use crate::flash::ReadNorFlash;
+use crate::flash::{Durable, ErrorType, Geometry, NorFlash, NorFlashError, NorFlashErrorKind};
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -19,9 +19,15 @@ pub enum SimError {
     /// Power is off: the operation did not happen (or was torn, if it was the cut one).
     PowerCut,
     /// A byte was programmed twice without an erase between: a bug in the writer.
-    Reprogram { offset: u32 },
-    NotAligned { offset: u32 },
-    OutOfBounds { offset: u32 },
+    Reprogram {
+        offset: u32,
+    },
+    NotAligned {
+        offset: u32,
+    },
+    OutOfBounds {
+        offset: u32,
+    },
 }
 
 impl NorFlashError for SimError {

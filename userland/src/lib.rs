@@ -1,0 +1,4 @@
+//! The `snapshot` tool as a library: every write to snapinit's chain, and the archive side
+//! (packing an overlay upper directory into a payload and back).
+
+pub mod writer;

@@ -1,0 +1,376 @@
+//! Power cuts at every flash operation of every write, on chains of several shapes, and single
+//! bit flips in every header and a sample of payload bytes.
+//!
+//! After each cut the reader must show exactly the old or exactly the new state (decoded block
+//! contents, not counts), `repair` must succeed without changing what is visible, and the next
+//! write must succeed.
+
+use snapinit::chain::{read_chain, ChainView};
+use snapinit::header::{Compression, HEADER_LEN};
+use snapinit::sim::{SimError, SimFlash, Tear};
+use snapshot::writer::{Outcome, Payload, WriteError, Writer};
+
+const ERASE: u32 = 1024;
+const BLOCKS: u32 = 32;
+const BACKBUF: u32 = 4;
+
+/// What the boot path would replay: snapshot payloads oldest first, then the volatile's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct State {
+    snapshots: Vec<Vec<u8>>,
+    volatile: Option<Vec<u8>>,
+}
+
+fn payload_bytes(view: &ChainView, flash: &mut SimFlash, b: &snapinit::Block) -> Vec<u8> {
+    let _ = view;
+    let mut data = vec![0u8; b.header.fields.payload_len as usize];
+    snapinit::flash::ReadNorFlash::read(flash, b.offset + HEADER_LEN as u32, &mut data)
+        .expect("sim read");
+    data
+}
+
+fn state(flash: &mut SimFlash) -> State {
+    let mut buf = [0u8; 512];
+    let view = read_chain(flash, &mut buf);
+    let snapshots = view
+        .snapshots
+        .iter()
+        .map(|b| payload_bytes(&view, flash, b))
+        .collect();
+    let volatile = view.volatile().map(|b| payload_bytes(&view, flash, b));
+    State {
+        snapshots,
+        volatile,
+    }
+}
+
+/// Distinct, recognisable payloads of varied sizes (1 to 4 erase blocks with the header).
+fn data(tag: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| tag.wrapping_mul(31).wrapping_add((i % 251) as u8))
+        .collect()
+}
+
+fn payload(d: &[u8]) -> Payload<'_> {
+    Payload {
+        data: d,
+        compression: Compression::None,
+        unpacked_len: d.len() as u64,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Save(u8, usize),
+    Append(u8, usize),
+    Commit,
+    Rollback(usize),
+    Repair,
+    Format,
+}
+
+fn apply(flash: &mut SimFlash, op: Op) -> Result<Outcome, WriteError<SimError>> {
+    let mut w = Writer::new(flash);
+    w.backbuf_blocks = Some(BACKBUF);
+    match op {
+        Op::Save(t, n) => w.save_volatile(&payload(&data(t, n))),
+        Op::Append(t, n) => w.append_snapshot(&payload(&data(t, n))),
+        Op::Commit => w.commit(),
+        Op::Rollback(k) => w.rollback(k),
+        Op::Repair => w.repair(),
+        Op::Format => w.format(),
+    }
+}
+
+struct Shape {
+    name: &'static str,
+    flash: SimFlash,
+    /// Every state the chain went through while being built.
+    history: Vec<State>,
+}
+
+fn build(name: &'static str, ops: &[Op]) -> Shape {
+    let mut flash = SimFlash::new(ERASE, BLOCKS);
+    let mut history = vec![state(&mut flash)];
+    for &op in ops {
+        apply(&mut flash, op).unwrap_or_else(|e| panic!("{name}: building with {op:?}: {e}"));
+        history.push(state(&mut flash));
+    }
+    Shape {
+        name,
+        flash,
+        history,
+    }
+}
+
+fn shapes() -> Vec<Shape> {
+    use Op::*;
+    vec![
+        build("empty", &[]),
+        build("1 snapshot", &[Append(1, 700)]),
+        build(
+            "5 snapshots",
+            &[
+                Append(1, 300),
+                Append(2, 1500),
+                Append(3, 100),
+                Append(4, 2500),
+                Append(5, 800),
+            ],
+        ),
+        build("volatile only", &[Save(1, 900)]),
+        build(
+            "1 snapshot + volatile in its slot",
+            &[Append(1, 700), Save(2, 1200)],
+        ),
+        build(
+            "1 snapshot + volatile in the back buffer",
+            &[Append(1, 700), Save(2, 1200), Save(3, 2000)],
+        ),
+        build(
+            "5 snapshots + volatile, back buffer in use",
+            &[
+                Append(1, 300),
+                Append(2, 1500),
+                Append(3, 100),
+                Append(4, 2500),
+                Append(5, 800),
+                Save(6, 600),
+                Save(7, 1800),
+                Save(8, 400),
+                Save(9, 1000),
+            ],
+        ),
+        build(
+            "rolled back, stale blocks left",
+            &[
+                Append(1, 300),
+                Save(2, 500),
+                Append(3, 1200),
+                Append(4, 700),
+                Save(5, 900),
+                Rollback(1),
+            ],
+        ),
+        build(
+            "committed volatile, stale copy in the back buffer",
+            &[Append(1, 300), Save(2, 500), Save(3, 600), Commit],
+        ),
+    ]
+}
+
+fn ops_for(shape: &Shape) -> Vec<Op> {
+    use Op::*;
+    let top = shape.history.last().expect("history");
+    let n = top.snapshots.len();
+    let mut ops = vec![
+        Save(40, 1700),
+        Save(41, 200),
+        Append(42, 2300),
+        Append(43, 10),
+        Repair,
+        Format,
+    ];
+    if top.volatile.is_some() {
+        ops.push(Commit);
+    }
+    for k in 0..=n {
+        ops.push(Rollback(k));
+    }
+    ops
+}
+
+/// The write after the cut, and the state it must lead to from `from`.
+fn follow_up(from: &State) -> (Op, State) {
+    let d = data(99, 600);
+    (
+        Op::Save(99, 600),
+        State {
+            snapshots: from.snapshots.clone(),
+            volatile: Some(d),
+        },
+    )
+}
+
+/// Torn variants of the cut operation: nothing lands, prefixes around the header's sealed part
+/// (191 is one byte short of it) and inside payload chunks, and two random partial operations.
+fn tears() -> [Tear; 7] {
+    [
+        Tear::Nothing,
+        Tear::Prefix(1),
+        Tear::Prefix(100),
+        Tear::Prefix(191),
+        Tear::Prefix(700),
+        Tear::Random(0x9E37_79B9_7F4A_7C15),
+        Tear::Random(0x0123_4567_89AB_CDEF),
+    ]
+}
+
+#[test]
+fn every_cut_shows_old_or_new_and_recovers() {
+    let mut checked = 0u64;
+    for shape in shapes() {
+        let old = shape.history.last().expect("history").clone();
+        for op in ops_for(&shape) {
+            let mut whole = shape.flash.clone();
+            let start = whole.ops();
+            let result = apply(&mut whole, op);
+            if let Err(e) = &result {
+                panic!("{}: {op:?} failed without a cut: {e}", shape.name);
+            }
+            let new = state(&mut whole);
+            let count = whole.ops() - start;
+            for cut in 0..count {
+                for tear in tears() {
+                    let mut f = shape.flash.clone();
+                    f.cut_power_at(cut, tear);
+                    let r = apply(&mut f, op);
+                    assert!(
+                        matches!(r, Err(WriteError::Flash(SimError::PowerCut))),
+                        "{}: {op:?} cut at {cut} returned {r:?}",
+                        shape.name
+                    );
+                    f.power_on();
+                    let seen = state(&mut f);
+                    assert!(
+                        seen == old || seen == new,
+                        "{}: {op:?} cut at op {cut}/{count} ({tear:?}) shows a mix:\n seen {seen:?}\n old {old:?}\n new {new:?}",
+                        shape.name
+                    );
+                    apply(&mut f, Op::Repair).unwrap_or_else(|e| {
+                        panic!("{}: repair after {op:?} cut at {cut}: {e}", shape.name)
+                    });
+                    assert_eq!(
+                        state(&mut f),
+                        seen,
+                        "{}: repair changed the state",
+                        shape.name
+                    );
+                    let (next, expect) = follow_up(&seen);
+                    apply(&mut f, next).unwrap_or_else(|e| {
+                        panic!(
+                            "{}: next write after {op:?} cut at {cut} ({tear:?}): {e}",
+                            shape.name
+                        )
+                    });
+                    assert_eq!(state(&mut f), expect, "{}: next write", shape.name);
+                    checked += 1;
+                }
+            }
+        }
+    }
+    println!("cut points checked: {checked}");
+    assert!(checked > 1000, "only {checked} cut points");
+}
+
+#[test]
+fn single_bit_flips_fall_back_to_the_valid_prefix() {
+    let mut checked = 0u64;
+    for shape in shapes() {
+        let mut buf = [0u8; 512];
+        let mut probe = shape.flash.clone();
+        let view = read_chain(&mut probe, &mut buf);
+        let top = state(&mut probe);
+        let blocks: Vec<(usize, snapinit::Block, bool)> = view
+            .snapshots
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (i, *b, true))
+            .chain(
+                view.volatiles
+                    .iter()
+                    .map(|b| (view.snapshots.len(), *b, false)),
+            )
+            .collect();
+        for (index, block, is_snapshot) in blocks {
+            let start = block.offset as usize;
+            let payload_len = block.header.fields.payload_len as usize;
+            let mut targets: Vec<usize> = (start..start + HEADER_LEN).collect();
+            let step = (payload_len / 7).max(1);
+            targets.extend(
+                (0..payload_len)
+                    .step_by(step)
+                    .map(|i| start + HEADER_LEN + i),
+            );
+            for at in targets {
+                for bit in 0..8 {
+                    let mut f = shape.flash.clone();
+                    f.flip_bit(at, bit);
+                    let seen = state(&mut f);
+                    assert_eq!(
+                        seen.snapshots,
+                        top.snapshots[..index],
+                        "{}: flip at {at}:{bit} kept a damaged block or lost a good one",
+                        shape.name
+                    );
+                    if is_snapshot {
+                        // Whatever volatile shows must be one the chain really had on that
+                        // prefix: a rotten snapshot never exposes a mix.
+                        assert!(
+                            seen.volatile.is_none() || shape.history.iter().any(|h| *h == seen),
+                            "{}: flip at {at}:{bit} shows a volatile that never existed there",
+                            shape.name
+                        );
+                    } else {
+                        assert!(
+                            seen.volatile != top.volatile || view.volatiles.len() == 2,
+                            "{}: flip at {at}:{bit} in the volatile was not noticed",
+                            shape.name
+                        );
+                        assert!(
+                            seen.volatile.is_none() || shape.history.iter().any(|h| *h == seen),
+                            "{}: flip at {at}:{bit}: fallback volatile never existed",
+                            shape.name
+                        );
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    println!("bit flips checked: {checked}");
+    assert!(checked > 1000, "only {checked} bit flips");
+}
+
+#[test]
+fn too_large_is_refused_before_anything_is_erased() {
+    let shape = build("two snapshots", &[Op::Append(1, 3000), Op::Append(2, 3000)]);
+    let before = shape.flash.contents().to_vec();
+    let mut f = shape.flash.clone();
+    let ops = f.ops();
+    let backbuf_bytes = (BACKBUF * ERASE) as usize;
+    let r = apply(&mut f, Op::Save(3, backbuf_bytes));
+    assert!(
+        matches!(r, Err(WriteError::VolatileTooLarge { .. })),
+        "{r:?}"
+    );
+    let r = apply(&mut f, Op::Append(3, (BLOCKS * ERASE) as usize));
+    assert!(matches!(r, Err(WriteError::NoSpace { .. })), "{r:?}");
+    // Fill the chain region, then one more must be refused.
+    let mut filled = 0;
+    while apply(&mut f, Op::Append(4, 2000)).is_ok() {
+        filled += 1;
+    }
+    assert!(filled > 0);
+    let full = f.contents().to_vec();
+    let ops_full = f.ops();
+    let r = apply(&mut f, Op::Append(5, 2000));
+    assert!(matches!(r, Err(WriteError::NoSpace { .. })), "{r:?}");
+    assert_eq!(f.contents(), &full[..], "a refused write changed flash");
+    assert_eq!(f.ops(), ops_full, "a refused write issued flash operations");
+    assert_ne!(before.len(), 0);
+    assert!(ops > 0);
+}
+
+#[test]
+fn wear_is_reported() {
+    let mut f = SimFlash::new(ERASE, BLOCKS);
+    for i in 0..50u8 {
+        apply(&mut f, Op::Save(i, 1500)).expect("save");
+    }
+    let erases: Vec<u64> = f.stats().iter().map(|s| s.erases).collect();
+    println!("erase counts per block after 50 saves of 1500 bytes: {erases:?}");
+    // Ping-pong splits the saves between the chain slot and the back buffer.
+    assert_eq!(erases[0], 25);
+    assert_eq!(erases[(BLOCKS - BACKBUF) as usize], 25);
+}
