@@ -142,9 +142,9 @@ fn exec_target(args: &rt::Args, target: &CStr) -> ! {
 }
 
 fn parse_settings(text: &str) -> Settings {
-    let s = cmdline::parse(text, |w| warn!("cmdline: {w}"));
-    kmsg::use_console(s.log_console);
-    s
+    // Pick the log destination first so the warnings land there too.
+    kmsg::use_console(cmdline::parse(text, |_| {}).log_console);
+    cmdline::parse(text, |w| warn!("cmdline: {w}"))
 }
 
 /// Reads a small file (e.g. /proc/cmdline) as text; empty on any failure.
