@@ -1,0 +1,565 @@
+//! Turning an overlayfs upper directory into a payload tar.
+//!
+//! # The payload dialect
+//!
+//! PID 1 replays payloads with a small, strict reader, so the writer emits
+//! exactly this subset of POSIX pax and nothing else:
+//!
+//! * 512-byte ustar headers (magic `ustar\0`, version `00`, octal numeric
+//!   fields, valid checksum, empty uname/gname, devmajor/devminor `0`), the
+//!   ustar `prefix` field always empty. The archive ends with two zero
+//!   records. No GNU records (`L`, `K`, base-256 numbers), no `g` records.
+//! * Entry types `5` directory, `0` regular file, `2` symlink, `1` hard link
+//!   (its link name is the path of an earlier `0` entry of the same archive)
+//!   and `3` character device `0:0` (an overlayfs whiteout). Sockets, FIFOs,
+//!   block devices and other character devices are not packed; they are
+//!   returned in [`PackReport::skipped`].
+//! * An `x` record precedes an entry when it needs any of these keys, written
+//!   in this order: `path` (path longer than 100 bytes; the ustar name field
+//!   then holds the first 100 bytes), `linkpath` (link target longer than
+//!   100 bytes, likewise), `mtime` (only when the nanoseconds are not zero,
+//!   as `<secs>.<9 digits>`), then `SCHILY.xattr.<name>` with the raw value
+//!   bytes, one per extended attribute, sorted by name.
+//! * Paths are relative to the packed directory, `/`-separated, without a
+//!   leading `/` or `./`, without `..`, without a trailing slash, at most
+//!   [`MAX_PATH`] bytes; link targets at most [`MAX_PATH`] bytes, stored
+//!   byte-for-byte as `readlink` returns them. Longer is an error.
+//! * Each entry carries mode (12 bits), uid, gid and mtime seconds in the
+//!   ustar fields. uid/gid must fit 7 octal digits, mtime and size 11.
+//! * At most [`MAX_XATTRS`] extended attributes per entry, names at most
+//!   [`MAX_XATTR_NAME`] bytes, values at most [`MAX_XATTR_VALUE`] bytes.
+//! * Order: depth-first, the entries of each directory sorted bytewise by
+//!   name, so every directory precedes its contents and packing the same tree
+//!   twice gives the same bytes. The packed directory itself is not emitted:
+//!   the root of an overlay upper cannot meaningfully be opaque, and its
+//!   mode/owner are set by whoever mounts the layer.
+//!
+//! # Overlay bookkeeping that is dropped
+//!
+//! Every extended attribute is carried as-is except these, under both the
+//! `trusted.overlay.` and the `user.overlay.` (userxattr mounts) prefixes:
+//! `origin` and `upper` (file handles of an inode on one particular
+//! filesystem, meaningless once replayed onto tmpfs), `impure` (says the
+//! directory holds entries with `origin`/`redirect`, about inode numbers of
+//! this one overlay), `nlink` (hard-link count bookkeeping of the inode
+//! index) and `uuid` (identity of one upper layer). Kept: `opaque`,
+//! `redirect`, `whiteout`, `whiteouts`, `protattr` and the escaped
+//! `overlay.overlay.*` names, which describe the layer's content. A file
+//! carrying `metacopy` is an error ([`PackError::Metacopy`]): its data lives
+//! in a lower layer, so the payload would silently lose it.
+//!
+//! Whiteouts that share an inode (overlayfs links whiteouts to one shared
+//! node) are each emitted as their own `3` entry; only regular files are
+//! emitted as hard links.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use tar::{Builder, EntryType, Header};
+
+/// Longest path or link target, in bytes, that PID 1 accepts.
+pub const MAX_PATH: usize = 255;
+/// Most extended attributes on one entry.
+pub const MAX_XATTRS: usize = 8;
+/// Longest extended attribute name, in bytes.
+pub const MAX_XATTR_NAME: usize = 64;
+/// Longest extended attribute value, in bytes.
+pub const MAX_XATTR_VALUE: usize = 256;
+/// Longest name that fits the ustar `name`/`linkname` fields.
+pub const USTAR_NAME_LEN: usize = 100;
+/// Largest uid/gid in 7 octal digits.
+pub const MAX_ID: u64 = 0o7_777_777;
+/// Largest mtime/size in 11 octal digits.
+pub const MAX_OCTAL11: u64 = 0o77_777_777_777;
+
+/// Overlay xattr suffixes (after `trusted.overlay.` / `user.overlay.`)
+/// that only mean something inside one overlay instance and are dropped.
+pub const DROPPED_OVERLAY_XATTRS: &[&str] = &["origin", "upper", "impure", "nlink", "uuid"];
+
+/// Overlay xattr suffix that makes packing fail: see [`PackError::Metacopy`].
+pub const METACOPY_XATTR: &str = "metacopy";
+
+const OVERLAY_PREFIXES: &[&str] = &["trusted.overlay.", "user.overlay."];
+
+/// How to pack.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackOptions {
+    /// Gzip the whole archive (default compression level).
+    pub gzip: bool,
+    /// Paths relative to the packed directory that are left out with
+    /// everything below them (e.g. `work` when packing a directory that
+    /// also holds the overlay work directory).
+    pub exclude: Vec<PathBuf>,
+}
+
+/// What was packed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackReport {
+    /// Entries written (not counting `x` records).
+    pub entries: u64,
+    /// Bytes of regular-file content read (hard links count once).
+    pub bytes_in: u64,
+    /// Tree members that the dialect cannot carry, in archive order.
+    pub skipped: Vec<Skipped>,
+}
+
+/// A tree member that was left out of the payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Path relative to the packed directory.
+    pub path: PathBuf,
+    /// Why it was left out.
+    pub reason: SkipReason,
+}
+
+/// Why a tree member was left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// A Unix domain socket.
+    Socket,
+    /// A named pipe.
+    Fifo,
+    /// A block device.
+    BlockDevice { major: u32, minor: u32 },
+    /// A character device other than the `0:0` whiteout.
+    CharDevice { major: u32, minor: u32 },
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::Socket => f.write_str("socket"),
+            SkipReason::Fifo => f.write_str("fifo"),
+            SkipReason::BlockDevice { major, minor } => {
+                write!(f, "block device {major}:{minor}")
+            }
+            SkipReason::CharDevice { major, minor } => {
+                write!(f, "character device {major}:{minor} (not a whiteout)")
+            }
+        }
+    }
+}
+
+/// Why packing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("writing the payload: {0}")]
+    Write(#[source] io::Error),
+    #[error("{path}: not a directory")]
+    NotADirectory { path: PathBuf },
+    #[error("exclude path {path:?} must be relative, without `.` or `..`")]
+    InvalidExclude { path: PathBuf },
+    #[error("{path:?}: path is {len} bytes, more than {MAX_PATH}")]
+    PathTooLong { path: PathBuf, len: usize },
+    #[error("{path:?}: link target is {len} bytes, more than {MAX_PATH}")]
+    LinkTargetTooLong { path: PathBuf, len: usize },
+    #[error("{path:?}: {count} extended attributes, more than {MAX_XATTRS}")]
+    TooManyXattrs { path: PathBuf, count: usize },
+    #[error("{path:?}: xattr name {name:?} is longer than {MAX_XATTR_NAME} bytes")]
+    XattrNameTooLong { path: PathBuf, name: OsString },
+    #[error("{path:?}: xattr name {name:?} is not UTF-8 or contains '='")]
+    XattrNameInvalid { path: PathBuf, name: OsString },
+    #[error("{path:?}: xattr {name} value is {len} bytes, more than {MAX_XATTR_VALUE}")]
+    XattrValueTooLong {
+        path: PathBuf,
+        name: String,
+        len: usize,
+    },
+    #[error("{path:?}: overlay metacopy file (data lives in a lower layer)")]
+    Metacopy { path: PathBuf },
+    #[error("{path:?}: {field} {value} does not fit the ustar field")]
+    FieldOverflow {
+        path: PathBuf,
+        field: &'static str,
+        value: i128,
+    },
+    #[error("{path:?}: file changed size while being packed (expected {expected} bytes)")]
+    FileChanged { path: PathBuf, expected: u64 },
+}
+
+/// Packs the directory `src` (not itself emitted) into `out` in the payload
+/// dialect described in the [module docs](self).
+pub fn pack_dir<W: Write>(src: &Path, opts: &PackOptions, out: W) -> Result<PackReport, PackError> {
+    for ex in &opts.exclude {
+        let ok = ex.components().next().is_some()
+            && ex.components().all(|c| matches!(c, Component::Normal(_)));
+        if !ok {
+            return Err(PackError::InvalidExclude { path: ex.clone() });
+        }
+    }
+    let meta = fs::symlink_metadata(src).map_err(|source| PackError::Io {
+        path: src.to_path_buf(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Err(PackError::NotADirectory {
+            path: src.to_path_buf(),
+        });
+    }
+    if opts.gzip {
+        let gz = GzEncoder::new(out, Compression::default());
+        let (report, gz) = pack_into(src, opts, gz)?;
+        gz.finish().map_err(PackError::Write)?;
+        Ok(report)
+    } else {
+        let (report, _) = pack_into(src, opts, out)?;
+        Ok(report)
+    }
+}
+
+fn pack_into<W: Write>(
+    src: &Path,
+    opts: &PackOptions,
+    out: W,
+) -> Result<(PackReport, W), PackError> {
+    let mut packer = Packer {
+        src,
+        opts,
+        builder: Builder::new(out),
+        report: PackReport::default(),
+        links: HashMap::new(),
+    };
+    packer.walk_dir(Path::new(""))?;
+    let Packer {
+        builder,
+        mut report,
+        ..
+    } = packer;
+    let mut out = builder.into_inner().map_err(PackError::Write)?;
+    out.flush().map_err(PackError::Write)?;
+    report.skipped.shrink_to_fit();
+    Ok((report, out))
+}
+
+struct Packer<'a, W: Write> {
+    src: &'a Path,
+    opts: &'a PackOptions,
+    builder: Builder<W>,
+    report: PackReport,
+    /// (dev, ino) of regular files with several links → first archived path.
+    links: HashMap<(u64, u64), Vec<u8>>,
+}
+
+/// What kind of entry one tree member becomes.
+enum Kind {
+    Dir,
+    File { size: u64 },
+    Symlink { target: Vec<u8> },
+    HardLink { target: Vec<u8> },
+    Whiteout,
+}
+
+impl<W: Write> Packer<'_, W> {
+    /// Emits the members of `rel` (relative to `src`), depth-first, sorted.
+    fn walk_dir(&mut self, rel: &Path) -> Result<(), PackError> {
+        let dir = self.src.join(rel);
+        let io_err = |source| PackError::Io {
+            path: dir.clone(),
+            source,
+        };
+        let mut names: Vec<OsString> = fs::read_dir(&dir)
+            .map_err(io_err)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(io_err)?;
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for name in names {
+            let child = rel.join(&name);
+            if self.opts.exclude.contains(&child) {
+                continue;
+            }
+            if self.pack_one(&child)? {
+                self.walk_dir(&child)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Emits one member; returns whether it is a directory to descend into.
+    fn pack_one(&mut self, rel: &Path) -> Result<bool, PackError> {
+        let full = self.src.join(rel);
+        let io_err = |source| PackError::Io {
+            path: full.clone(),
+            source,
+        };
+        let meta = fs::symlink_metadata(&full).map_err(io_err)?;
+        let ft = meta.file_type();
+        let path_bytes = rel.as_os_str().as_bytes().to_vec();
+        if path_bytes.len() > MAX_PATH {
+            return Err(PackError::PathTooLong {
+                path: rel.to_path_buf(),
+                len: path_bytes.len(),
+            });
+        }
+
+        let skip = |reason| Skipped {
+            path: rel.to_path_buf(),
+            reason,
+        };
+        let kind = if ft.is_dir() {
+            Kind::Dir
+        } else if ft.is_file() {
+            let key = (meta.dev(), meta.ino());
+            match self.links.get(&key) {
+                Some(target) if meta.nlink() > 1 => Kind::HardLink {
+                    target: target.clone(),
+                },
+                _ => {
+                    if meta.nlink() > 1 {
+                        self.links.insert(key, path_bytes.clone());
+                    }
+                    Kind::File { size: meta.len() }
+                }
+            }
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&full).map_err(io_err)?.into_os_string();
+            Kind::Symlink {
+                target: target.into_vec(),
+            }
+        } else if ft.is_char_device() {
+            let (major, minor) = split_dev(meta.rdev());
+            if (major, minor) != (0, 0) {
+                self.report
+                    .skipped
+                    .push(skip(SkipReason::CharDevice { major, minor }));
+                return Ok(false);
+            }
+            Kind::Whiteout
+        } else {
+            let reason = if ft.is_socket() {
+                SkipReason::Socket
+            } else if ft.is_fifo() {
+                SkipReason::Fifo
+            } else {
+                let (major, minor) = split_dev(meta.rdev());
+                SkipReason::BlockDevice { major, minor }
+            };
+            self.report.skipped.push(skip(reason));
+            return Ok(false);
+        };
+
+        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut header = Header::new_ustar();
+        set_name_field(&mut header.as_old_mut().name, &path_bytes);
+        if path_bytes.len() > USTAR_NAME_LEN {
+            pax.push(("path".into(), path_bytes.clone()));
+        }
+        if let Kind::Symlink { target } | Kind::HardLink { target } = &kind {
+            if target.len() > MAX_PATH {
+                return Err(PackError::LinkTargetTooLong {
+                    path: rel.to_path_buf(),
+                    len: target.len(),
+                });
+            }
+            set_name_field(&mut header.as_old_mut().linkname, target);
+            if target.len() > USTAR_NAME_LEN {
+                pax.push(("linkpath".into(), target.clone()));
+            }
+        }
+
+        let overflow = |field, value: i128| PackError::FieldOverflow {
+            path: rel.to_path_buf(),
+            field,
+            value,
+        };
+        let (uid, gid) = (u64::from(meta.uid()), u64::from(meta.gid()));
+        if uid > MAX_ID {
+            return Err(overflow("uid", uid.into()));
+        }
+        if gid > MAX_ID {
+            return Err(overflow("gid", gid.into()));
+        }
+        let secs = u64::try_from(meta.mtime())
+            .ok()
+            .filter(|s| *s <= MAX_OCTAL11)
+            .ok_or_else(|| overflow("mtime", meta.mtime().into()))?;
+        let nanos = meta.mtime_nsec();
+        if nanos != 0 && !matches!(kind, Kind::HardLink { .. }) {
+            pax.push(("mtime".into(), format!("{secs}.{nanos:09}").into_bytes()));
+        }
+        if !matches!(kind, Kind::HardLink { .. }) {
+            self.collect_xattrs(&full, rel, &mut pax)?;
+        }
+
+        let (entry_type, size) = match &kind {
+            Kind::Dir => (EntryType::Directory, 0),
+            Kind::File { size } => (EntryType::Regular, *size),
+            Kind::Symlink { .. } => (EntryType::Symlink, 0),
+            Kind::HardLink { .. } => (EntryType::Link, 0),
+            Kind::Whiteout => (EntryType::Char, 0),
+        };
+        if size > MAX_OCTAL11 {
+            return Err(overflow("size", size.into()));
+        }
+        header.set_entry_type(entry_type);
+        header.set_mode(meta.mode() & 0o7777);
+        header.set_uid(uid);
+        header.set_gid(gid);
+        header.set_mtime(secs);
+        header.set_size(size);
+        header.set_device_major(0).map_err(PackError::Write)?;
+        header.set_device_minor(0).map_err(PackError::Write)?;
+        header.set_cksum();
+
+        if !pax.is_empty() {
+            self.builder
+                .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+                .map_err(PackError::Write)?;
+        }
+        if let Kind::File { size } = kind {
+            let file = open_nofollow(&full).map_err(io_err)?;
+            let mut data = CountingReader {
+                inner: file.take(size),
+                count: 0,
+                error: None,
+            };
+            self.builder
+                .append(&header, &mut data)
+                .map_err(PackError::Write)?;
+            if let Some(source) = data.error {
+                return Err(PackError::Io { path: full, source });
+            }
+            if data.count != size {
+                // The archive is now corrupt; the caller must discard it.
+                return Err(PackError::FileChanged {
+                    path: rel.to_path_buf(),
+                    expected: size,
+                });
+            }
+            self.report.bytes_in += size;
+        } else {
+            self.builder
+                .append(&header, io::empty())
+                .map_err(PackError::Write)?;
+        }
+        self.report.entries += 1;
+        Ok(matches!(kind, Kind::Dir))
+    }
+
+    /// Appends the `SCHILY.xattr.*` records of `full`, sorted by name.
+    fn collect_xattrs(
+        &self,
+        full: &Path,
+        rel: &Path,
+        pax: &mut Vec<(String, Vec<u8>)>,
+    ) -> Result<(), PackError> {
+        let io_err = |source| PackError::Io {
+            path: full.to_path_buf(),
+            source,
+        };
+        let mut names: Vec<OsString> = xattr::list(full).map_err(io_err)?.collect();
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let mut kept = Vec::new();
+        for name in names {
+            let Some(name_str) = name.to_str().filter(|n| !n.contains('=')) else {
+                return Err(PackError::XattrNameInvalid {
+                    path: rel.to_path_buf(),
+                    name,
+                });
+            };
+            if let Some(suffix) = overlay_suffix(name_str) {
+                if suffix == METACOPY_XATTR {
+                    return Err(PackError::Metacopy {
+                        path: rel.to_path_buf(),
+                    });
+                }
+                if DROPPED_OVERLAY_XATTRS.contains(&suffix) {
+                    continue;
+                }
+            }
+            if name.len() > MAX_XATTR_NAME {
+                return Err(PackError::XattrNameTooLong {
+                    path: rel.to_path_buf(),
+                    name,
+                });
+            }
+            // Removed between list and get: nothing to carry.
+            let Some(value) = xattr::get(full, &name).map_err(io_err)? else {
+                continue;
+            };
+            if value.len() > MAX_XATTR_VALUE {
+                return Err(PackError::XattrValueTooLong {
+                    path: rel.to_path_buf(),
+                    name: name_str.to_owned(),
+                    len: value.len(),
+                });
+            }
+            kept.push((format!("SCHILY.xattr.{name_str}"), value));
+        }
+        if kept.len() > MAX_XATTRS {
+            return Err(PackError::TooManyXattrs {
+                path: rel.to_path_buf(),
+                count: kept.len(),
+            });
+        }
+        pax.extend(kept);
+        Ok(())
+    }
+}
+
+/// The part after `trusted.overlay.` / `user.overlay.`, if `name` has one.
+fn overlay_suffix(name: &str) -> Option<&str> {
+    OVERLAY_PREFIXES
+        .iter()
+        .find_map(|prefix| name.strip_prefix(prefix))
+}
+
+fn split_dev(rdev: u64) -> (u32, u32) {
+    (rustix::fs::major(rdev), rustix::fs::minor(rdev))
+}
+
+/// Writes at most the field's length of `bytes` into a NUL-filled field.
+fn set_name_field(field: &mut [u8], bytes: &[u8]) {
+    let n = bytes.len().min(field.len());
+    field.fill(0);
+    field[..n].copy_from_slice(&bytes[..n]);
+}
+
+fn open_nofollow(path: &Path) -> io::Result<File> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    )?;
+    Ok(File::from(fd))
+}
+
+/// Counts what the tar builder copied and keeps the source's read error
+/// apart from the output's write errors.
+struct CountingReader<R> {
+    inner: R,
+    count: u64,
+    error: Option<io::Error>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.count += n as u64;
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                self.error = Some(e);
+                // End the entry; the recorded error is reported by the caller.
+                Ok(0)
+            }
+        }
+    }
+}
