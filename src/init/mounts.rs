@@ -52,6 +52,8 @@ fn join(base: &str, rest: &str) -> Path {
     p
 }
 
+// statfs's f_type width differs between architectures.
+#[allow(clippy::unnecessary_cast)]
 fn fs_magic(path: &str) -> Option<i64> {
     rustix::fs::statfs(path).ok().map(|s| s.f_type as i64)
 }

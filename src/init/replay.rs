@@ -68,6 +68,9 @@ fn owner(e: &Entry) -> (Option<Uid>, Option<Gid>) {
 }
 
 /// Pass one: create every entry. `buf` carries file data.
+// The error carries the entry path inline (no heap to box it into); it is
+// built once per failed replay.
+#[allow(clippy::result_large_err)]
 pub fn apply<R: Read>(
     layer: BorrowedFd<'_>,
     tar: &mut TarReader<R>,
@@ -279,6 +282,7 @@ fn set_xattrs_fd<E>(fd: BorrowedFd<'_>, e: &Entry) -> Result<(), Step<E>> {
 }
 
 /// Pass two: directory mtimes, children are all in place now.
+#[allow(clippy::result_large_err)]
 pub fn fix_dir_times<R: Read>(
     layer: BorrowedFd<'_>,
     tar: &mut TarReader<R>,
