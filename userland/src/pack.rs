@@ -20,6 +20,8 @@
 //!   100 bytes, likewise), `mtime` (only when the nanoseconds are not zero,
 //!   as `<secs>.<9 digits>`), then `SCHILY.xattr.<name>` with the raw value
 //!   bytes, one per extended attribute, sorted by name.
+//! * Paths and link targets are UTF-8 without NUL (PID 1 keeps them as
+//!   strings); anything else is an error naming the path.
 //! * Paths are relative to the packed directory, `/`-separated, without a
 //!   leading `/` or `./`, without `..`, without a trailing slash, at most
 //!   [`MAX_PATH`] bytes; link targets at most [`MAX_PATH`] bytes, stored
@@ -167,6 +169,10 @@ pub enum PackError {
     PathTooLong { path: PathBuf, len: usize },
     #[error("{path:?}: link target is {len} bytes, more than {MAX_PATH}")]
     LinkTargetTooLong { path: PathBuf, len: usize },
+    #[error("{path:?}: path is not UTF-8")]
+    PathNotUtf8 { path: PathBuf },
+    #[error("{path:?}: link target is not UTF-8")]
+    LinkTargetNotUtf8 { path: PathBuf },
     #[error("{path:?}: {count} extended attributes, more than {MAX_XATTRS}")]
     TooManyXattrs { path: PathBuf, count: usize },
     #[error("{path:?}: xattr name {name:?} is longer than {MAX_XATTR_NAME} bytes")]
@@ -299,6 +305,11 @@ impl<W: Write> Packer<'_, W> {
         let meta = fs::symlink_metadata(&full).map_err(io_err)?;
         let ft = meta.file_type();
         let path_bytes = rel.as_os_str().as_bytes().to_vec();
+        if std::str::from_utf8(&path_bytes).is_err() {
+            return Err(PackError::PathNotUtf8 {
+                path: rel.to_path_buf(),
+            });
+        }
         if path_bytes.len() > MAX_PATH {
             return Err(PackError::PathTooLong {
                 path: rel.to_path_buf(),
@@ -359,6 +370,11 @@ impl<W: Write> Packer<'_, W> {
             pax.push(("path".into(), path_bytes.clone()));
         }
         if let Kind::Symlink { target } | Kind::HardLink { target } = &kind {
+            if std::str::from_utf8(target).is_err() || target.contains(&0) {
+                return Err(PackError::LinkTargetNotUtf8 {
+                    path: rel.to_path_buf(),
+                });
+            }
             if target.len() > MAX_PATH {
                 return Err(PackError::LinkTargetTooLong {
                     path: rel.to_path_buf(),

@@ -47,9 +47,9 @@ use crate::pack::{MAX_PATH, MAX_XATTRS, MAX_XATTR_NAME, MAX_XATTR_VALUE};
 /// Names of the xattr that makes an overlay directory opaque (value `y`).
 const OPAQUE_XATTRS: &[&str] = &["trusted.overlay.opaque", "user.overlay.opaque"];
 
-/// Largest pax 'x' record data accepted: path + linkpath + mtime + 8
-/// xattrs at their limits fit easily.
-pub const MAX_PAX_SIZE: u64 = 8192;
+/// Largest pax 'x' record data accepted, as in PID 1 (path + linkpath +
+/// mtime + 8 xattrs at their limits take about 3.3 KiB).
+pub const MAX_PAX_SIZE: u64 = 4096;
 
 /// How to unpack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +112,8 @@ pub enum UnpackError {
     PaxTooLarge { path: PathBuf, size: u64 },
     #[error("{path:?}: GNU long name/link record (the dialect uses pax)")]
     GnuLongName { path: PathBuf },
+    #[error("{path:?}: path or link target is not UTF-8")]
+    NotUtf8 { path: PathBuf },
     #[error("{path:?}: path is empty, absolute or has `.`/`..` components")]
     UnsafePath { path: PathBuf },
     #[error("{path:?}: path is {len} bytes, more than {MAX_PATH}")]
@@ -389,6 +391,9 @@ impl Unpacker<'_> {
                         path: rel.clone(),
                         kind: "symlink",
                     })?;
+                    if std::str::from_utf8(&target).is_err() || target.contains(&0) {
+                        return Err(UnpackError::NotUtf8 { path: rel });
+                    }
                     if target.len() > MAX_PATH {
                         return Err(UnpackError::LinkTargetTooLong {
                             path: rel,
@@ -650,6 +655,16 @@ fn open_dir_beneath(dest: &Path, rel: &Path) -> io::Result<Option<OwnedFd>> {
 /// A payload path as a relative path of plain components, or an error.
 fn safe_rel(raw: &[u8]) -> Result<PathBuf, UnpackError> {
     let path = Path::new(OsStr::from_bytes(raw));
+    if raw.contains(&0) {
+        return Err(UnpackError::UnsafePath {
+            path: path.to_path_buf(),
+        });
+    }
+    if std::str::from_utf8(raw).is_err() {
+        return Err(UnpackError::NotUtf8 {
+            path: path.to_path_buf(),
+        });
+    }
     if raw.len() > MAX_PATH {
         return Err(UnpackError::PathTooLong {
             path: path.to_path_buf(),
@@ -683,7 +698,7 @@ fn parse_mtime(value: &[u8]) -> Option<Timespec> {
     if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+    if s.contains('.') && frac.is_empty() || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let tv_sec: i64 = secs.parse().ok()?;

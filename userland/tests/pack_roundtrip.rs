@@ -724,6 +724,17 @@ fn pack_errors_name_the_path() {
     }
     fs::remove_file(src.join(&too_long)).expect("rm");
 
+    let latin1 = src.join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+    write(&latin1, b"", 0o644);
+    assert!(matches!(pack_err(&src, &d), PackError::PathNotUtf8 { .. }));
+    fs::remove_file(&latin1).expect("rm");
+    symlink(std::ffi::OsStr::from_bytes(b"caf\xe9"), src.join("s3")).expect("symlink");
+    assert!(matches!(
+        pack_err(&src, &d),
+        PackError::LinkTargetNotUtf8 { .. }
+    ));
+    fs::remove_file(src.join("s3")).expect("rm");
+
     write(&src.join("meta"), b"", 0o644);
     xattr::set(src.join("meta"), "trusted.overlay.metacopy", b"").expect("xattr");
     assert!(
@@ -780,4 +791,87 @@ fn gnu_tar_list(archive: &Path) -> Vec<Listed> {
             }
         })
         .collect()
+}
+
+/// PID 1's own reader (`snapinit::tar`) accepts the payload and sees the
+/// same metadata as the source tree.
+#[test]
+fn pid1_reader_accepts_the_payload() {
+    use snapinit::tar::{EntryKind, TarReader};
+    let tmp = scratch();
+    let src = tmp.path().join("upper");
+    fs::create_dir(&src).expect("mkdir");
+    build_tree(&src);
+    let (bytes, report) = pack_vec(&src, &opts(false));
+    let mut expected = Vec::new();
+    walk(&src, Path::new(""), &mut expected);
+    expected.retain(|p| !SKIPPED.iter().any(|s| p.starts_with(s)));
+
+    let mut reader = TarReader::new(&bytes[..]);
+    let mut seen = Vec::new();
+    while let Some(entry) = reader
+        .next_entry()
+        .expect("PID 1 reader rejected the payload")
+    {
+        let rel = PathBuf::from(entry.path.as_str());
+        let full = src.join(&rel);
+        let m = fs::symlink_metadata(&full).expect("lstat");
+        let what = format!("{rel:?}");
+        assert_eq!(u32::from(entry.mode), m.mode() & 0o7777, "mode {what}");
+        assert_eq!((entry.uid, entry.gid), (m.uid(), m.gid()), "owner {what}");
+        assert_eq!(entry.mtime_secs, m.mtime(), "mtime {what}");
+        let hard_link = matches!(entry.kind, EntryKind::HardLink { .. });
+        if !hard_link {
+            assert_eq!(i64::from(entry.mtime_nanos), m.mtime_nsec(), "nanos {what}");
+            let mut want: Vec<(String, Vec<u8>)> = xattr::list(&full)
+                .expect("list")
+                .map(|n| n.into_string().expect("utf-8"))
+                .filter(|n| !DROPPED.contains(&n.as_str()))
+                .map(|n| {
+                    let v = xattr::get(&full, &n).expect("get").unwrap_or_default();
+                    (n, v)
+                })
+                .collect();
+            want.sort();
+            let got: Vec<(String, Vec<u8>)> = entry
+                .xattrs
+                .iter()
+                .map(|x| (x.name.as_str().to_owned(), x.value.to_vec()))
+                .collect();
+            assert_eq!(got, want, "xattrs {what}");
+        }
+        match &entry.kind {
+            EntryKind::File => {
+                let mut data = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let n = reader.read_data(&mut buf).expect("read_data");
+                    if n == 0 {
+                        break;
+                    }
+                    data.extend_from_slice(&buf[..n]);
+                }
+                assert_eq!(data, fs::read(&full).expect("read"), "content {what}");
+            }
+            EntryKind::Dir => assert!(m.is_dir(), "{what}"),
+            EntryKind::Symlink { target } => assert_eq!(
+                Path::new(target.as_str()),
+                fs::read_link(&full).expect("readlink"),
+                "{what}"
+            ),
+            EntryKind::HardLink { target } => {
+                let t = fs::symlink_metadata(src.join(target.as_str())).expect("lstat");
+                assert_eq!((t.dev(), t.ino()), (m.dev(), m.ino()), "{what}");
+                assert!(seen.contains(&PathBuf::from(target.as_str())), "{what}");
+            }
+            EntryKind::Whiteout => {
+                use std::os::unix::fs::FileTypeExt;
+                assert!(m.file_type().is_char_device() && m.rdev() == 0, "{what}");
+            }
+        }
+        seen.push(rel);
+    }
+    assert_eq!(seen, expected);
+    assert_eq!(seen.len() as u64, report.entries);
+    assert!(seen.iter().any(|p| p.as_os_str().len() > 100));
 }
