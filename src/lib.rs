@@ -4,9 +4,6 @@
 //! stream. The `sim` feature adds a power-cut simulator for tests (it needs a heap).
 #![no_std]
 
-#[cfg(feature = "std")]
-extern crate std;
-
 pub mod chain;
 pub mod file;
 pub mod flash;

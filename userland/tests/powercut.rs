@@ -307,7 +307,7 @@ fn single_bit_flips_fall_back_to_the_valid_prefix() {
                         // Whatever volatile shows must be one the chain really had on that
                         // prefix: a rotten snapshot never exposes a mix.
                         assert!(
-                            seen.volatile.is_none() || shape.history.iter().any(|h| *h == seen),
+                            seen.volatile.is_none() || shape.history.contains(&seen),
                             "{}: flip at {at}:{bit} shows a volatile that never existed there",
                             shape.name
                         );
@@ -318,7 +318,7 @@ fn single_bit_flips_fall_back_to_the_valid_prefix() {
                             shape.name
                         );
                         assert!(
-                            seen.volatile.is_none() || shape.history.iter().any(|h| *h == seen),
+                            seen.volatile.is_none() || shape.history.contains(&seen),
                             "{}: flip at {at}:{bit}: fallback volatile never existed",
                             shape.name
                         );
