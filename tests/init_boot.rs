@@ -83,13 +83,14 @@ $bb test -e /rom/written || echo "ROM-CLEAN"
 "#;
 
 /// Prepares a squashfs root holding busybox and a stand-in /sbin/init.
-fn squashfs_root(dir: &Path) -> PathBuf {
+fn squashfs_root(dir: &Path, script: &str, extra: &dyn Fn(&Path)) -> PathBuf {
     let root = dir.join("rootdir");
     for d in ["bin", "sbin", "proc", "sys", "dev", "tmp", "mnt", "etc"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    std::fs::write(root.join("sbin/init"), TARGET_SCRIPT).unwrap();
+    std::fs::write(root.join("sbin/init"), script).unwrap();
+    extra(&root);
     run(Command::new("chmod").arg("755").arg(root.join("sbin/init")));
     let img = dir.join("root.squashfs");
     let _ = std::fs::remove_file(&img);
@@ -116,7 +117,11 @@ fn require_root_namespace_tools() {
 
 /// Boots snapinit as PID 1 of a new PID + mount namespace; returns (stdout, stderr).
 fn boot(dir: &Path, cmdline: &str) -> (String, String) {
-    let img = squashfs_root(dir);
+    boot_with(dir, cmdline, TARGET_SCRIPT, &|_| {})
+}
+
+fn boot_with(dir: &Path, cmdline: &str, script: &str, extra: &dyn Fn(&Path)) -> (String, String) {
+    let img = squashfs_root(dir, script, extra);
     let mnt = dir.join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     let script = format!(
@@ -205,4 +210,247 @@ fn failsafe_skips_the_chain() {
     let (out, log) = boot(&dir, "snapinit.failsafe");
     assert!(log.contains("failsafe: skipping the chain"), "{log}");
     assert!(out.contains("UPPER-OK"), "{out}");
+}
+
+// ---- chain replay -------------------------------------------------------
+
+const ERASE: u32 = 65536;
+const BLOCKS: u32 = 16;
+const BACKBUF: u16 = 2;
+
+/// A chain image built with the library's own header sealing, the way the
+/// writer lays it out: snapshots from offset 0, the volatile in the slot
+/// after them or at the start of the back buffer, erased (0xFF) elsewhere.
+struct Image {
+    data: Vec<u8>,
+    generation: u64,
+    prev: [u8; 32],
+    next: u32,
+    snapshots: u32,
+}
+
+impl Image {
+    fn new() -> Self {
+        Self {
+            data: vec![0xFF; (ERASE * BLOCKS) as usize],
+            generation: 0,
+            prev: [0; 32],
+            next: 0,
+            snapshots: 0,
+        }
+    }
+
+    fn put(&mut self, offset: u32, kind: Kind, payload: &(Vec<u8>, Compression)) -> [u8; 32] {
+        use sha2::Digest;
+        self.generation += 1;
+        let (data, compression) = payload;
+        let mut sha = [0u8; 32];
+        sha.copy_from_slice(&sha2::Sha256::digest(data));
+        let fields = Fields {
+            kind,
+            compression: *compression,
+            erase_size: ERASE,
+            backbuf_blocks: BACKBUF,
+            trial_budget: 0,
+            seq: if kind == Kind::Snapshot {
+                self.snapshots + 1
+            } else {
+                self.snapshots
+            },
+            generation: self.generation,
+            payload_len: data.len() as u64,
+            unpacked_len: 0,
+            created: 0,
+            nonce: self.generation.to_le_bytes(),
+            payload_sha256: sha,
+            prev: self.prev,
+        };
+        let at = offset as usize;
+        let sealed = fields.seal();
+        self.data[at..at + sealed.len()].copy_from_slice(&sealed);
+        self.data[at + 256..at + 256 + data.len()].copy_from_slice(data);
+        fields.hash()
+    }
+
+    fn snapshot(&mut self, payload: &(Vec<u8>, Compression)) {
+        let offset = self.next;
+        self.prev = self.put(offset, Kind::Snapshot, payload);
+        self.snapshots += 1;
+        let span = (256 + payload.0.len() as u32).div_ceil(ERASE);
+        self.next += span * ERASE;
+    }
+
+    fn volatile_in_slot(&mut self, payload: &(Vec<u8>, Compression)) {
+        self.put(self.next, Kind::Volatile, payload);
+    }
+
+    fn volatile_in_backbuf(&mut self, payload: &(Vec<u8>, Compression)) {
+        self.put(
+            (BLOCKS - u32::from(BACKBUF)) * ERASE,
+            Kind::Volatile,
+            payload,
+        );
+    }
+}
+
+use snapinit::header::{Compression, Fields, Kind};
+
+/// A pax tar (GNU tar, with xattrs) of the tree `build` makes.
+fn payload(dir: &Path, name: &str, gzip: bool, build: &dyn Fn(&Path)) -> (Vec<u8>, Compression) {
+    let tree = dir.join(name);
+    let _ = std::fs::remove_dir_all(&tree);
+    std::fs::create_dir_all(&tree).unwrap();
+    build(&tree);
+    let tar = format!(
+        "tar -C {} --format=pax --xattrs --xattrs-include='*' --sort=name -cf - .{}",
+        tree.display(),
+        if gzip { " | gzip -9c" } else { "" }
+    );
+    let data = run(Command::new("sh").args(["-c", &tar])).stdout;
+    (
+        data,
+        if gzip {
+            Compression::Gzip
+        } else {
+            Compression::None
+        },
+    )
+}
+
+fn write(root: &Path, path: &str, content: &str) {
+    let p = root.join(path);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, content).unwrap();
+}
+
+fn sh(cmd: &str) {
+    run(Command::new("sh").args(["-c", cmd]));
+}
+
+const CHAIN_SCRIPT: &str = r#"#!/bin/busybox sh
+bb=/bin/busybox
+echo "NET=$($bb cat /etc/config/network)"
+$bb test -e /etc/old && echo "OLD=$($bb cat /etc/old)" || echo "OLD-GONE"
+echo "DATA=$($bb ls /data | $bb tr '\n' ,)"
+echo "VOL=$($bb cat /etc/volatile 2>/dev/null)"
+echo "LINK=$($bb readlink /etc/link)"
+echo "DMTIME=$($bb stat -c %Y /data)"
+echo "HARD=$($bb stat -c %h /etc/hard 2>/dev/null)"
+echo "ROMOLD=$($bb cat /rom/etc/old)"
+echo "SNAPLS=$($bb ls /snapshot/etc | $bb tr '\n' ,)"
+echo "UPPERLS=$($bb ls /overlay/upper/etc 2>/dev/null | $bb tr '\n' ,)"
+"#;
+
+fn rom_extra(image: Vec<u8>) -> impl Fn(&Path) {
+    move |root: &Path| {
+        std::fs::write(root.join("chain.img"), &image).unwrap();
+        write(root, "etc/old", "rom-old");
+        write(root, "data/c", "c");
+    }
+}
+
+fn snap1(dir: &Path) -> (Vec<u8>, Compression) {
+    payload(dir, "snap1", false, &|t| {
+        write(t, "etc/config/network", "one");
+        write(t, "etc/old", "snap1-old");
+        write(t, "data/a", "a");
+        std::os::unix::fs::symlink("config/network", t.join("etc/link")).unwrap();
+    })
+}
+
+#[test]
+fn replays_snapshots_and_volatile() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("chain");
+    let mut img = Image::new();
+    img.snapshot(&snap1(&dir));
+    img.snapshot(&payload(&dir, "snap2", true, &|t| {
+        write(t, "etc/config/network", "two");
+        std::fs::hard_link(t.join("etc/config/network"), t.join("etc/hard")).unwrap();
+        sh(&format!("mknod {} c 0 0", t.join("etc/old").display()));
+        write(t, "data/b", "b");
+        let data = t.join("data");
+        sh(&format!(
+            "python3 -c \"import os; os.setxattr('{}', 'trusted.overlay.opaque', b'y')\"",
+            data.display()
+        ));
+        sh(&format!("touch -d @1600000000 {}", data.display()));
+    }));
+    img.volatile_in_slot(&payload(&dir, "vol", false, &|t| {
+        write(t, "etc/volatile", "vol")
+    }));
+    let (out, log) = boot_with(
+        &dir,
+        "snapinit.device=/chain.img snapinit.erase_size=65536",
+        CHAIN_SCRIPT,
+        &rom_extra(img.data),
+    );
+    println!("--- log ---\n{log}--- target ---\n{out}");
+    assert!(
+        log.contains("2 snapshot(s), 1 volatile candidate(s)"),
+        "{log}"
+    );
+    assert!(log.contains("volatile candidate #0 in place"), "{log}");
+    for want in [
+        "NET=two",
+        "OLD-GONE",
+        "DATA=b,\n",
+        "VOL=vol",
+        "LINK=config/network",
+        "DMTIME=1600000000",
+        "HARD=2",
+        "ROMOLD=rom-old",
+        "UPPERLS=volatile,",
+    ] {
+        assert!(out.contains(want), "{want} missing:\n{out}");
+    }
+}
+
+#[test]
+fn bad_snapshot_ends_chain_and_bad_volatile_falls_back() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("chain-bad");
+    let hostile = {
+        let base = dir.join("hostile");
+        std::fs::create_dir_all(base.join("in")).unwrap();
+        std::fs::write(base.join("evil"), "x").unwrap();
+        let tar = format!(
+            "tar -C {} --format=pax -P -cf - ../evil",
+            base.join("in").display()
+        );
+        (
+            run(Command::new("sh").args(["-c", &tar])).stdout,
+            Compression::None,
+        )
+    };
+    let mut img = Image::new();
+    img.snapshot(&snap1(&dir));
+    img.snapshot(&hostile);
+    img.snapshot(&payload(&dir, "snap3", false, &|t| {
+        write(t, "etc/config/network", "three")
+    }));
+    img.volatile_in_backbuf(&payload(&dir, "vol2", false, &|t| {
+        write(t, "etc/volatile", "vol2")
+    }));
+    // Higher generation, so tried first.
+    img.volatile_in_slot(&hostile);
+    let (out, log) = boot_with(
+        &dir,
+        "snapinit.device=/chain.img",
+        CHAIN_SCRIPT,
+        &rom_extra(img.data),
+    );
+    println!("--- log ---\n{log}--- target ---\n{out}");
+    assert!(
+        log.contains("3 snapshot(s), 2 volatile candidate(s)"),
+        "{log}"
+    );
+    assert!(log.contains("snapshot chain ends at #1"), "{log}");
+    assert!(log.contains("volatile candidate #0 failed"), "{log}");
+    assert!(log.contains("volatile candidate #1 in place"), "{log}");
+    for want in ["NET=one", "OLD=snap1-old", "VOL=vol2", "DATA=a,c,\n"] {
+        assert!(out.contains(want), "{want} missing:\n{out}");
+    }
 }

@@ -22,19 +22,22 @@ pub enum Cause<E> {
     Sys { op: &'static str, errno: Errno },
 }
 
-/// A replay failure, naming the entry it happened at (empty: before the first).
+/// A replay failure, naming the entry it happened at; for archive errors the
+/// last good entry (`None`: before the first). An empty path is the root "./".
 #[derive(Debug)]
 pub struct ReplayError<E> {
-    pub path: TarPath,
+    pub path: Option<TarPath>,
     pub cause: Cause<E>,
 }
 
 impl<E: fmt::Debug> fmt::Display for ReplayError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.cause {
-            Cause::Tar(e) => write!(f, "after entry {:?}: {e}", self.path.as_str()),
-            Cause::Sys { op, errno } => {
-                write!(f, "entry {:?}: {op}: {errno}", self.path.as_str())
+        let path = self.path.as_ref().map(|p| p.as_str());
+        match (&self.cause, path) {
+            (Cause::Tar(e), None) => write!(f, "at the first entry: {e}"),
+            (Cause::Tar(e), Some(p)) => write!(f, "after entry {p:?}: {e}"),
+            (Cause::Sys { op, errno }, p) => {
+                write!(f, "entry {:?}: {op}: {errno}", p.unwrap_or(""))
             }
         }
     }
@@ -77,7 +80,7 @@ pub fn apply<R: Read>(
     buf: &mut [u8],
 ) -> Result<Stats, ReplayError<R::Error>> {
     let mut stats = Stats::default();
-    let mut last = TarPath::new();
+    let mut last: Option<TarPath> = None;
     loop {
         let entry = match tar.next_entry() {
             Ok(Some(e)) => e,
@@ -89,7 +92,7 @@ pub fn apply<R: Read>(
                 })
             }
         };
-        last = entry.path.clone();
+        last = Some(entry.path.clone());
         stats.entries += 1;
         match apply_entry(layer, &entry, tar, buf, &mut stats) {
             Ok(()) => {}
@@ -287,7 +290,7 @@ pub fn fix_dir_times<R: Read>(
     layer: BorrowedFd<'_>,
     tar: &mut TarReader<R>,
 ) -> Result<(), ReplayError<R::Error>> {
-    let mut last = TarPath::new();
+    let mut last: Option<TarPath> = None;
     loop {
         let e = match tar.next_entry() {
             Ok(Some(e)) => e,
@@ -299,7 +302,7 @@ pub fn fix_dir_times<R: Read>(
                 })
             }
         };
-        last = e.path.clone();
+        last = Some(e.path.clone());
         if !matches!(e.kind, EntryKind::Dir) {
             continue;
         }
