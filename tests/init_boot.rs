@@ -178,6 +178,7 @@ fn boots_to_tmpfs_overlay_without_partition() {
     assert!(log.contains("no MTD partition"), "{log}");
     assert!(log.contains("plain tmpfs overlay"), "{log}");
     assert!(log.contains("root switched to the overlay"), "{log}");
+    assert!(log.contains("peak RSS"), "{log}");
     assert!(
         out.contains("TARGET-RAN pid=1 args=quiet extra-arg"),
         "{out}"

@@ -15,6 +15,7 @@
 //!    Any failure before the switch execs the target on the read-only root.
 
 pub mod cmdline;
+pub mod flash;
 pub mod fs;
 pub mod kmsg;
 mod mem;
@@ -27,7 +28,6 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 
 use rustix::fd::AsFd;
 use snapinit::chain::{read_chain, Block, Status};
-use snapinit::flash::{Geometry, ReadNorFlash};
 use snapinit::gzip::GzipReader;
 use snapinit::header::Compression;
 use snapinit::payload::PayloadReader;
@@ -131,6 +131,14 @@ pub extern "C" fn snapinit_main(sp: *const usize) -> ! {
 }
 
 fn exec_target(args: &rt::Args, target: &CStr) -> ! {
+    // Memory is what a small router lacks; record what the boot path took.
+    let mut status = [0u8; 2048];
+    if let Some(hwm) = read_file("/proc/self/status", &mut status)
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+    {
+        info!("peak RSS {}", hwm.trim_start_matches("VmHWM:").trim());
+    }
     info!("exec {}", target.to_str().unwrap_or("?"));
     let e = args.exec(target);
     error!("exec {} failed: {e}", target.to_str().unwrap_or("?"));
@@ -174,9 +182,9 @@ fn read_file<'a>(path: &str, buf: &'a mut [u8]) -> &'a str {
 fn load_chain(settings: &Settings, layers: &Layers) {
     if let Some(dev) = &settings.device {
         match snapinit::file::FileFlash::open(dev.as_str(), settings.erase_size, false) {
-            Ok(mut flash) => {
+            Ok(flash) => {
                 info!("chain device {dev} (erase size {})", settings.erase_size);
-                replay_chain(&mut flash, layers);
+                replay_chain(&mut flash::BootFlash::File(flash), layers);
             }
             Err(e) => warn!("cannot open {dev}: {e}; plain tmpfs overlay"),
         }
@@ -194,15 +202,15 @@ fn load_chain(settings: &Settings, layers: &Layers) {
     let mut path: heapless::String<24> = heapless::String::new();
     let _ = core::fmt::Write::write_fmt(&mut path, format_args!("/dev/mtd{index}"));
     match snapinit::mtd::MtdFlash::open(&path, false) {
-        Ok(mut flash) => {
+        Ok(flash) => {
             info!("chain on {path} ({})", settings.part);
-            replay_chain(&mut flash, layers);
+            replay_chain(&mut flash::BootFlash::Mtd(flash), layers);
         }
         Err(e) => warn!("cannot open {path}: {e}; plain tmpfs overlay"),
     }
 }
 
-fn replay_chain<F: ReadNorFlash + Geometry>(flash: &mut F, layers: &Layers) {
+fn replay_chain(flash: &mut flash::BootFlash, layers: &Layers) {
     let mut buf = [0u8; 4096];
     let view = read_chain(flash, &mut buf);
     info!(
@@ -253,7 +261,7 @@ fn replay_chain<F: ReadNorFlash + Geometry>(flash: &mut F, layers: &Layers) {
 }
 
 /// Replays one block into the layer at `dir`; false (logged) on any failure.
-fn replay_into<F: ReadNorFlash>(flash: &mut F, block: &Block, dir: &str, what: &str) -> bool {
+fn replay_into(flash: &mut flash::BootFlash, block: &Block, dir: &str, what: &str) -> bool {
     let layer = match rustix::fs::open(
         dir,
         rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,

@@ -149,12 +149,21 @@ impl Layers {
         tmpfs(base, "snapinit")?;
         info!("scaffold tmpfs on {base}");
         let l = Self { base };
-        for p in [l.snapshot(), l.overlay(), l.root()] {
+        match l.populate() {
+            Ok(()) => Ok(l),
+            Err(e) => {
+                l.abandon();
+                Err(e)
+            }
+        }
+    }
+
+    fn populate(&self) -> Result<(), MountError> {
+        for p in [self.snapshot(), self.overlay(), self.root()] {
             mkdir(&p)?;
         }
-        tmpfs(&l.snapshot(), "snapshot")?;
-        l.fresh_volatile_dirs()?;
-        Ok(l)
+        tmpfs(&self.snapshot(), "snapshot")?;
+        self.fresh_volatile_dirs()
     }
 
     fn fresh_volatile_dirs(&self) -> Result<(), MountError> {
