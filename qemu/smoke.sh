@@ -8,16 +8,20 @@
 #   boot 2 (init=/sbin/test-agent): reads the marker back from /dev/mtd0;
 #   boot 3 (busybox init, agent via rcS): plain busybox init boots;
 #   boot 4 (--kill-after 1): QEMU is SIGKILLed (power-cut simulation).
-# --snapinit/--snapshot are only installed into the image (not exercised).
+#   boot 5 (only with --snapinit): init=/sbin/snapinit snapinit.init=/sbin/test-agent
+#          on a fresh erased flash: the agent must run on an overlay root.
+# --snapshot is only installed into the image (not exercised).
 # Prints PASS/FAIL lines, per-boot wall time, and "N passed, N failed".
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 mk_args=()
 keep=0
+with_snapinit=0
 while (($#)); do
   case $1 in
-    --snapinit | --snapshot) mk_args+=("$1" "${2:?}"); shift 2 ;;
+    --snapinit) mk_args+=("$1" "${2:?}"); with_snapinit=1; shift 2 ;;
+    --snapshot) mk_args+=("$1" "${2:?}"); shift 2 ;;
     --keep) keep=1; shift ;;
     *) echo "usage: smoke.sh [--snapinit PATH] [--snapshot PATH] [--keep]" >&2; exit 2 ;;
   esac
@@ -116,6 +120,15 @@ check "boot3: rcS ran" grep -q 'rcS: up' "$work/boot3.log"
 # --- boot 4: power cut ------------------------------------------------------------
 boot boot4 --init /sbin/test-agent --script "$work/step2.sh" --kill-after 1
 check "boot4: --kill-after SIGKILLed QEMU" grep -q 'result=killed' <<<"$boot_line"
+
+# --- boot 5: snapinit as PID 1 execs the agent -------------------------------------
+if ((with_snapinit)); then
+  "$here/mkflash.sh" "$work/flash.img" 2048
+  boot boot5 --init /sbin/snapinit --append snapinit.init=/sbin/test-agent
+  check "boot5: snapinit exec'd the agent (done=true)" is boot5 "done" true
+  check "boot5: root is an overlay" grep -q '^[0-9]* [0-9]* [0-9:]* / / .* - overlay ' <(get boot5 mounts)
+  check "boot5: dmesg has snapinit: lines" grep -q 'snapinit:' <(get boot5 dmesg_snapinit)
+fi
 
 echo "$passed passed, $failed failed"
 ((failed == 0))
