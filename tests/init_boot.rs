@@ -298,12 +298,23 @@ use snapinit::header::{Compression, Fields, Kind};
 
 /// A pax tar (GNU tar, with xattrs) of the tree `build` makes.
 fn payload(dir: &Path, name: &str, gzip: bool, build: &dyn Fn(&Path)) -> (Vec<u8>, Compression) {
+    payload_of(dir, name, gzip, ".", build)
+}
+
+/// Like `payload`, archiving only `members` (so parents can be left out).
+fn payload_of(
+    dir: &Path,
+    name: &str,
+    gzip: bool,
+    members: &str,
+    build: &dyn Fn(&Path),
+) -> (Vec<u8>, Compression) {
     let tree = dir.join(name);
     let _ = std::fs::remove_dir_all(&tree);
     std::fs::create_dir_all(&tree).unwrap();
     build(&tree);
     let tar = format!(
-        "tar -C {} --format=pax --xattrs --xattrs-include='*' --sort=name -cf - .{}",
+        "tar -C {} --format=pax --xattrs --xattrs-include='*' --sort=name -cf - {members}{}",
         tree.display(),
         if gzip { " | gzip -9c" } else { "" }
     );
@@ -454,4 +465,46 @@ fn bad_snapshot_ends_chain_and_bad_volatile_falls_back() {
     for want in ["NET=one", "OLD=snap1-old", "VOL=vol2", "DATA=a,c,\n"] {
         assert!(out.contains(want), "{want} missing:\n{out}");
     }
+}
+
+#[test]
+fn replay_cannot_write_through_planted_symlinks() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("chain-escape");
+    let mut img = Image::new();
+    // An older snapshot plants symlinks out of the layer; later ones try to
+    // write and hard-link through them.
+    img.snapshot(&payload(&dir, "plant", false, &|t| {
+        std::os::unix::fs::symlink("/etc", t.join("esc")).unwrap();
+        std::os::unix::fs::symlink("../../..", t.join("up")).unwrap();
+        write(t, "keep", "kept");
+    }));
+    // Only the file entries: their parents resolve to the planted symlinks.
+    img.snapshot(&payload_of(&dir, "through", false, "esc/pwned", &|t| {
+        write(t, "esc/pwned", "x");
+    }));
+    img.volatile_in_slot(&payload_of(&dir, "up", false, "up/pwned", &|t| {
+        write(t, "up/pwned", "x");
+    }));
+    let script = r#"#!/bin/busybox sh
+bb=/bin/busybox
+echo "KEEP=$($bb cat /keep)"
+for p in /etc/pwned /rom/etc/pwned /pwned /up/pwned /snapshot/up/pwned; do
+    $bb test -e $p && echo "ESCAPED $p"
+done
+echo "ESC=$($bb readlink /esc)"
+"#;
+    let (out, log) = boot_with(
+        &dir,
+        "snapinit.device=/chain.img",
+        script,
+        &rom_extra(img.data),
+    );
+    println!("--- log ---\n{log}--- target ---\n{out}");
+    assert!(log.contains("snapshot chain ends at #1"), "{log}");
+    assert!(log.contains("volatile candidate #0 failed"), "{log}");
+    assert!(out.contains("KEEP=kept"), "{out}");
+    assert!(out.contains("ESC=/etc"), "{out}");
+    assert!(!out.contains("ESCAPED"), "{out}");
 }
