@@ -1,0 +1,166 @@
+//! Every way a command fails, each mapped to one documented exit code (docs/SNAPSHOT.md).
+
+use snapinit::chain::Foreign;
+use snapinit::flash::DeviceError;
+use snapshot::pack::PackError;
+use snapshot::unpack::UnpackError;
+use snapshot::writer::WriteError;
+use std::io;
+use std::path::PathBuf;
+
+/// Exit codes. Stable: scripts depend on them.
+pub mod code {
+    /// Bad command line (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// The device could not be found, opened, read or written.
+    pub const DEVICE: u8 = 3;
+    /// Another `snapshot` holds the lock.
+    pub const LOCKED: u8 = 4;
+    /// The partition is in a state the command refuses (foreign filesystem, not empty, ...).
+    pub const STATE: u8 = 5;
+    /// Not enough room on the partition.
+    pub const NO_SPACE: u8 = 6;
+    /// The named snapshot or volatile does not exist.
+    pub const NOT_FOUND: u8 = 7;
+    /// Packing or unpacking a directory tree failed.
+    pub const TREE: u8 = 8;
+    /// `verify` found a problem.
+    pub const VERIFY: u8 = 9;
+    /// The package manager failed; flash untouched.
+    pub const UPGRADE: u8 = 10;
+    /// The user declined, or confirmation was needed and no terminal could ask.
+    pub const ABORTED: u8 = 11;
+    /// The write succeeded but the reboot could not be started.
+    pub const REBOOT: u8 = 12;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{path}: {err}")]
+    Device { path: PathBuf, err: DeviceError },
+    #[error("{path}: {source}")]
+    DeviceIo {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot read /proc/mtd to find partition {name:?}: {source} (use --device PATH)")]
+    ProcMtd {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("no MTD partition named {0:?} in /proc/mtd (use --partition NAME or --device PATH)")]
+    NoPartition(String),
+    #[error("{path}: cannot lock: {source}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is locked by another snapshot command{}", waited.map(|s| format!(" (gave up after {s} s)")).unwrap_or_else(|| " (--no-wait)".into()))]
+    Locked { path: PathBuf, waited: Option<u64> },
+    #[error("the partition holds {0}, not a snapinit chain (`snapshot convert` for a JFFS2 overlay, or `snapshot format --force`)")]
+    Unformatted(Foreign),
+    #[error("the partition's first erase block cannot be read")]
+    Unreadable,
+    #[error("{0}")]
+    Refused(String),
+    #[error("not enough space: the {what} needs {need} bytes but only {free} are free")]
+    NoSpace {
+        what: &'static str,
+        need: u64,
+        free: u64,
+    },
+    #[error("the partition is too small: {blocks} erase blocks")]
+    TooSmall { blocks: u32 },
+    #[error("bad back buffer: {0}")]
+    BadBackbuf(&'static str),
+    #[error("there is no volatile block")]
+    NoVolatile,
+    #[error("no snapshot {id}: the chain has {have}")]
+    NoSuchSnapshot { id: usize, have: usize },
+    #[error("{0:?} is not a snapshot number, `volatile` or `all`")]
+    BadId(String),
+    #[error("packing {dir}: {source}")]
+    Pack {
+        dir: PathBuf,
+        #[source]
+        source: PackError,
+    },
+    #[error("unpacking {what} into {dir}: {source}")]
+    Unpack {
+        what: String,
+        dir: PathBuf,
+        #[source]
+        source: UnpackError,
+    },
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("reading {what}: {detail}")]
+    Payload { what: String, detail: String },
+    #[error("verification failed: {0} problem(s)")]
+    Verify(usize),
+    #[error("the package manager `{cmd}` failed ({status}); flash untouched")]
+    PackageManager { cmd: String, status: String },
+    #[error("no package manager found in PATH (apk or opkg); pass --pm")]
+    NoPackageManager,
+    #[error("aborted; nothing changed")]
+    Aborted,
+    #[error("{0} needs confirmation: pass --yes (no terminal to ask on)")]
+    NeedsConfirmation(&'static str),
+    #[error("the write succeeded, but `reboot` could not be run: {0}")]
+    Reboot(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        use CliError::*;
+        match self {
+            Device { .. } | DeviceIo { .. } | ProcMtd { .. } | NoPartition(_) | Unreadable => {
+                code::DEVICE
+            }
+            Lock { .. } | Locked { .. } => code::LOCKED,
+            Unformatted(_) | Refused(_) | BadBackbuf(_) => code::STATE,
+            NoSpace { .. } | TooSmall { .. } => code::NO_SPACE,
+            NoVolatile | NoSuchSnapshot { .. } => code::NOT_FOUND,
+            BadId(_) => code::USAGE,
+            Pack { .. } | Unpack { .. } | Io { .. } => code::TREE,
+            Payload { .. } | Verify(_) => code::VERIFY,
+            PackageManager { .. } | NoPackageManager => code::UPGRADE,
+            Aborted | NeedsConfirmation(_) => code::ABORTED,
+            Reboot(_) => code::REBOOT,
+        }
+    }
+
+    /// Maps a writer error, naming the device for flash failures.
+    pub fn write(path: &std::path::Path, e: WriteError<DeviceError>) -> Self {
+        match e {
+            WriteError::Flash(err) => CliError::Device {
+                path: path.to_path_buf(),
+                err,
+            },
+            WriteError::Unformatted(fs) => CliError::Unformatted(fs),
+            WriteError::Unreadable => CliError::Unreadable,
+            WriteError::NoVolatile => CliError::NoVolatile,
+            WriteError::NoSuchSnapshot { id, have } => CliError::NoSuchSnapshot { id, have },
+            WriteError::VolatileTooLarge { need, backbuf } => CliError::NoSpace {
+                what: "volatile (it must fit the back buffer)",
+                need,
+                free: backbuf,
+            },
+            WriteError::NoSpace { need, free } => CliError::NoSpace {
+                what: "block",
+                need,
+                free,
+            },
+            WriteError::TooSmall { blocks } => CliError::TooSmall { blocks },
+            WriteError::BadBackbuf(s) => CliError::BadBackbuf(s),
+        }
+    }
+}

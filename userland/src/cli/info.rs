@@ -1,0 +1,311 @@
+//! `snapshot info`: what is on the partition, for people and (with --json) for machines.
+
+use super::device::Device;
+use serde::Serialize;
+use snapinit::chain::{Block, ChainView, End, Foreign, Layout, Rejected, Status};
+use snapinit::flash::{Geometry, ReadNorFlash};
+use snapinit::header::{Compression, Kind};
+
+#[derive(Debug, Serialize)]
+pub struct BlockInfo {
+    /// 1-based snapshot number; null for the volatile.
+    pub index: Option<usize>,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub seq: u32,
+    pub generation: u64,
+    pub offset: u32,
+    pub erase_blocks: u64,
+    /// Payload bytes as stored (compressed).
+    pub stored_size: u64,
+    /// Size of the tar before compression.
+    pub unpacked_size: u64,
+    pub compression: &'static str,
+    pub sha256: String,
+    /// Unix time of the write.
+    pub created: u64,
+    /// Trial boots granted at write (0: confirmed at write).
+    pub trial_budget: u16,
+    pub trials_used: u8,
+    pub confirmed: bool,
+    /// "chain" (its slot in the chain) or "backbuf" (the back buffer copy).
+    pub location: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RejectInfo {
+    pub offset: u32,
+    #[serde(rename = "type")]
+    pub kind: Option<&'static str>,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Backbuf {
+    pub offset: u32,
+    pub blocks: u32,
+    pub bytes: u64,
+    /// False when the partition holds no chain yet: the size a first write would use.
+    pub from_chain: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Info {
+    pub device: String,
+    pub device_kind: &'static str,
+    pub erase_size: u32,
+    pub capacity: u64,
+    pub total_blocks: u32,
+    /// "chain", "empty", "unformatted" or "unreadable".
+    pub status: &'static str,
+    /// The foreign filesystem of an unformatted partition ("jffs2", "deadc0de", "ubi", "squashfs").
+    pub foreign: Option<&'static str>,
+    pub backbuf: Backbuf,
+    /// Bytes taken by visible blocks (snapshots and every volatile copy).
+    pub used_bytes: u64,
+    /// Bytes from the end of the last snapshot to the back buffer: room for new snapshots.
+    pub free_bytes: u64,
+    pub next_offset: u32,
+    pub max_generation: u64,
+    pub snapshots: Vec<BlockInfo>,
+    /// The current volatile, or null.
+    pub volatile: Option<BlockInfo>,
+    /// An older, still valid copy of the volatile (superseded by `volatile`).
+    pub volatile_old_copy: Option<BlockInfo>,
+    /// Why the snapshot walk stopped: null when clean.
+    pub end: Option<RejectInfo>,
+    pub rejected_volatiles: Vec<RejectInfo>,
+}
+
+pub fn foreign_name(f: Foreign) -> &'static str {
+    match f {
+        Foreign::Jffs2 => "jffs2",
+        Foreign::DeadCode => "deadc0de",
+        Foreign::Ubi => "ubi",
+        Foreign::Squashfs => "squashfs",
+    }
+}
+
+pub fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Snapshot => "snapshot",
+        Kind::Volatile => "volatile",
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn block_info(b: &Block, index: Option<usize>, layout: &Layout) -> BlockInfo {
+    let f = &b.header.fields;
+    BlockInfo {
+        index,
+        kind: kind_name(f.kind),
+        seq: f.seq,
+        generation: f.generation,
+        offset: b.offset,
+        erase_blocks: b.header.span_blocks(),
+        stored_size: f.payload_len,
+        unpacked_size: f.unpacked_len,
+        compression: match f.compression {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+        },
+        sha256: hex(&f.payload_sha256),
+        created: f.created,
+        trial_budget: f.trial_budget,
+        trials_used: b.header.marks.trials_used,
+        confirmed: f.trial_budget == 0 || b.header.marks.confirmed,
+        location: if b.offset == layout.backbuf_offset() && f.kind == Kind::Volatile {
+            "backbuf"
+        } else {
+            "chain"
+        },
+    }
+}
+
+fn reject_info(r: &Rejected) -> RejectInfo {
+    RejectInfo {
+        offset: r.offset,
+        kind: r.kind.map(kind_name),
+        reason: r.reason.to_string(),
+    }
+}
+
+/// The layout a write would use: the chain's, or the default for an empty partition.
+pub fn effective_layout(view: &ChainView) -> (Layout, bool) {
+    let mut layout = view.layout;
+    if layout.backbuf_blocks == 0 {
+        layout.backbuf_blocks = Layout::default_backbuf_blocks(layout.total_blocks());
+        (layout, false)
+    } else {
+        (layout, true)
+    }
+}
+
+pub fn gather(dev: &Device, view: &ChainView) -> Info {
+    let (layout, from_chain) = effective_layout(view);
+    let (status, foreign) = match view.status {
+        Status::Chain => ("chain", None),
+        Status::Empty => ("empty", None),
+        Status::Unformatted(f) => ("unformatted", Some(foreign_name(f))),
+        Status::Unreadable => ("unreadable", None),
+    };
+    let snapshots: Vec<BlockInfo> = view
+        .snapshots
+        .iter()
+        .enumerate()
+        .map(|(i, b)| block_info(b, Some(i + 1), &layout))
+        .collect();
+    let used_bytes = view
+        .snapshots
+        .iter()
+        .chain(view.volatiles.iter())
+        .map(|b| b.header.span_blocks() * u64::from(layout.erase_size))
+        .sum();
+    let free_bytes = u64::from(layout.backbuf_offset()).saturating_sub(u64::from(view.next_offset));
+    Info {
+        device: dev.path.display().to_string(),
+        device_kind: dev.kind(),
+        erase_size: dev.erase_size(),
+        capacity: dev.capacity() as u64,
+        total_blocks: layout.total_blocks(),
+        status,
+        foreign,
+        backbuf: Backbuf {
+            offset: layout.backbuf_offset(),
+            blocks: layout.backbuf_blocks,
+            bytes: layout.backbuf_bytes(),
+            from_chain,
+        },
+        used_bytes,
+        free_bytes,
+        next_offset: view.next_offset,
+        max_generation: view.max_generation,
+        snapshots,
+        volatile: view.volatiles.first().map(|b| block_info(b, None, &layout)),
+        volatile_old_copy: view.volatiles.get(1).map(|b| block_info(b, None, &layout)),
+        end: match &view.end {
+            End::Clean => None,
+            End::Rejected(r) => Some(reject_info(r)),
+        },
+        rejected_volatiles: view.rejected_volatiles.iter().map(reject_info).collect(),
+    }
+}
+
+fn marks(b: &BlockInfo) -> String {
+    if b.trial_budget == 0 {
+        "confirmed".into()
+    } else if b.confirmed {
+        format!("confirmed (after {} trial boot(s))", b.trials_used)
+    } else {
+        format!("trial {}/{}", b.trials_used, b.trial_budget)
+    }
+}
+
+fn row(b: &BlockInfo, note: &str) -> String {
+    format!(
+        "{:>3}  {:<8} {:>4} {:>5}  {:#010x} {:>4} {:>10} {:>10}  {:<4}  {}  {}{}",
+        b.index.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
+        b.kind,
+        b.seq,
+        b.generation,
+        b.offset,
+        b.erase_blocks,
+        b.stored_size,
+        b.unpacked_size,
+        b.compression,
+        &b.sha256[..12],
+        marks(b),
+        note
+    )
+}
+
+pub fn render(info: &Info) -> String {
+    let mut s = String::new();
+    let mut line = |l: String| {
+        s.push_str(&l);
+        s.push('\n');
+    };
+    line(format!(
+        "device:      {} ({}, erase size {} bytes)",
+        info.device,
+        if info.device_kind == "mtd" {
+            "MTD"
+        } else {
+            "file or block device"
+        },
+        info.erase_size
+    ));
+    line(format!(
+        "capacity:    {} bytes ({} erase blocks)",
+        info.capacity, info.total_blocks
+    ));
+    let status = match (info.status, info.foreign) {
+        ("unformatted", Some(f)) => format!("unformatted: holds a foreign filesystem ({f})"),
+        ("empty", _) => "empty (no valid block)".to_string(),
+        ("chain", _) => format!(
+            "chain: {} snapshot(s), {}",
+            info.snapshots.len(),
+            if info.volatile.is_some() {
+                "volatile present"
+            } else {
+                "no volatile"
+            }
+        ),
+        (s, _) => s.to_string(),
+    };
+    line(format!("status:      {status}"));
+    line(format!(
+        "back buffer: offset {:#x}, {} erase blocks ({} bytes){}",
+        info.backbuf.offset,
+        info.backbuf.blocks,
+        info.backbuf.bytes,
+        if info.backbuf.from_chain {
+            ""
+        } else {
+            " [default for a first write]"
+        }
+    ));
+    line(format!(
+        "space:       {} bytes used, {} bytes free for snapshots (next block at {:#x})",
+        info.used_bytes, info.free_bytes, info.next_offset
+    ));
+    if !info.snapshots.is_empty() || info.volatile.is_some() {
+        line(String::new());
+        line(format!(
+            "{:>3}  {:<8} {:>4} {:>5}  {:<10} {:>4} {:>10} {:>10}  {:<4}  {:<12}  STATE",
+            "#", "TYPE", "SEQ", "GEN", "OFFSET", "EBS", "STORED", "UNPACKED", "COMP", "SHA256"
+        ));
+        for b in &info.snapshots {
+            line(row(b, ""));
+        }
+        if let Some(v) = &info.volatile {
+            let at = if v.location == "backbuf" {
+                "back buffer"
+            } else {
+                "chain slot"
+            };
+            line(row(v, &format!(", current ({at} copy)")));
+        }
+        if let Some(v) = &info.volatile_old_copy {
+            line(row(v, ", superseded copy"));
+        }
+    }
+    if let Some(e) = &info.end {
+        line(format!(
+            "rejected:    {} at {:#x}: {} (the boot path stops before it)",
+            e.kind.unwrap_or("block"),
+            e.offset,
+            e.reason
+        ));
+    }
+    for r in &info.rejected_volatiles {
+        line(format!(
+            "rejected:    volatile at {:#x}: {}",
+            r.offset, r.reason
+        ));
+    }
+    s
+}

@@ -1,0 +1,263 @@
+//! The `snapshot` command line. docs/SNAPSHOT.md is the reference for every command, option and
+//! exit code; keep the two in step.
+
+mod device;
+mod error;
+mod info;
+mod lock;
+mod ops;
+mod read;
+mod tree;
+mod ui;
+
+use clap::{Args, Parser, Subcommand};
+use device::{Device, DeviceSpec};
+use error::CliError;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+const ABOUT: &str = "Manage snapinit's snapshot chain on the rootfs_data flash partition";
+
+const LONG_ABOUT: &str = "\
+Manage snapinit's snapshot chain on the rootfs_data flash partition.
+
+At boot, snapinit replays every snapshot in order into /snapshot, then unpacks the volatile
+block into the overlay's upper directory. `save` stores the running changes as the volatile,
+`commit` turns them into a new snapshot, `rollback` drops snapshots from the top.
+
+Every write is atomic under power loss: a command that fails, or a power cut at any point,
+leaves the previous state bootable. See docs/SNAPSHOT.md for the full reference and the exit
+codes.";
+
+#[derive(Debug, Parser)]
+#[command(name = "snapshot", version, about = ABOUT, long_about = LONG_ABOUT)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// Partition to use: an MTD character device (/dev/mtdN), a block device or an image file
+    /// [default: the MTD partition named by --partition, found in /proc/mtd]
+    #[arg(long, short = 'd', global = true, value_name = "PATH")]
+    device: Option<PathBuf>,
+    /// MTD partition name to look up in /proc/mtd when --device is not given
+    #[arg(
+        long,
+        global = true,
+        default_value = "rootfs_data",
+        value_name = "NAME"
+    )]
+    partition: String,
+    /// Erase block size for block devices and image files (an MTD device reports its own)
+    #[arg(long, global = true, default_value_t = 65536, value_name = "BYTES")]
+    erase_size: u32,
+    /// Seconds to wait for another running snapshot command to finish
+    #[arg(long, global = true, default_value_t = 30, value_name = "SECS")]
+    wait: u64,
+    /// Fail at once (exit 4) if another snapshot command is running
+    #[arg(long, global = true)]
+    no_wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Show the partition, its layout and every block (alias: list)
+    #[command(visible_alias = "list")]
+    Info {
+        /// Print one JSON object instead of the table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Store the overlay's upper directory as the volatile block (alias: config)
+    ///
+    /// The volatile replaces the previous one and is unpacked into the upper directory at the
+    /// next boot. Sockets, FIFOs and device nodes other than whiteouts are skipped (listed on
+    /// stderr).
+    #[command(visible_alias = "config")]
+    Save {
+        #[command(flatten)]
+        pack: PackArgs,
+    },
+    /// Make the current state a new snapshot, then reboot (alias: push)
+    ///
+    /// If the upper directory has content it is packed and appended as a snapshot (superseding
+    /// the volatile); otherwise the stored volatile is committed as it is.
+    #[command(visible_alias = "push")]
+    Commit {
+        #[command(flatten)]
+        pack: PackArgs,
+        /// Do not reboot after writing
+        #[arg(long)]
+        no_reboot: bool,
+    },
+    /// Keep snapshots 1..=ID, drop the later ones and the volatile, then reboot
+    Rollback {
+        /// Number of snapshots to keep [default: all but the last]
+        id: Option<usize>,
+        /// Do not ask for confirmation
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Do not reboot after writing
+        #[arg(long)]
+        no_reboot: bool,
+    },
+    /// Run the package manager; store what it changed as a new snapshot
+    ///
+    /// Runs `apk update && apk upgrade` (apk systems) or `opkg update` + `opkg upgrade` of every
+    /// upgradable package (opkg systems). Only if it succeeds and changed the upper directory
+    /// is the result appended as a snapshot. A failed upgrade leaves flash untouched (exit 10).
+    Upgrade {
+        #[command(flatten)]
+        pack: PackArgs,
+        /// `apk`, `opkg`, or a shell command to run instead [default: whichever is in PATH]
+        #[arg(long, value_name = "apk|opkg|CMD")]
+        pm: Option<String>,
+        /// Reboot after storing the snapshot
+        #[arg(long)]
+        reboot: bool,
+    },
+    /// Turn a JFFS2 overlay partition into a snapinit chain (its content becomes snapshot 1)
+    ///
+    /// Packs the mounted JFFS2 overlay's upper directory, erases the partition and writes the
+    /// packed tree as the first snapshot, then reboots. Between the erase and the write the
+    /// content exists only in RAM (and in --backup FILE if given): see docs/SNAPSHOT.md.
+    Convert {
+        /// The mounted JFFS2 overlay's upper directory
+        #[arg(long, default_value = "/overlay/upper", value_name = "DIR")]
+        from: PathBuf,
+        /// Write the packed payload to FILE (and sync it) before erasing anything
+        #[arg(long, value_name = "FILE")]
+        backup: Option<PathBuf>,
+        /// Store the payload as a plain tar
+        #[arg(long)]
+        no_compress: bool,
+        /// Do not ask for confirmation
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Do not reboot after writing
+        #[arg(long)]
+        no_reboot: bool,
+    },
+    /// Make the partition an empty chain (alias: mark)
+    ///
+    /// An empty or erased partition is formatted at once. One that holds snapshots, a volatile
+    /// or another filesystem needs --force and confirmation.
+    #[command(visible_alias = "mark")]
+    Format {
+        /// Erase a partition that holds data
+        #[arg(long)]
+        force: bool,
+        /// Do not ask for confirmation
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Back buffer size in erase blocks [default: an eighth of the partition]; recorded by
+        /// writing an empty volatile
+        #[arg(long, value_name = "N")]
+        backbuf_blocks: Option<u32>,
+    },
+    /// Re-read and re-hash every block and decode every payload as the boot path would
+    Verify,
+    /// Erase the leftovers of interrupted or dropped writes (done before every write anyway)
+    Repair,
+    /// Unpack a snapshot, the volatile, or all of them layered, into a directory
+    Extract {
+        /// Snapshot number (1 = oldest), `volatile`, or `all` (every snapshot, then the volatile)
+        id: String,
+        /// Destination directory (created if missing)
+        dir: PathBuf,
+    },
+    /// List what a snapshot or the volatile adds (A), modifies (M), deletes (D) or makes opaque (O)
+    Diff {
+        /// Snapshot number or `volatile` [default: the volatile, else the newest snapshot]
+        id: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct PackArgs {
+    /// The overlay upper directory to pack
+    #[arg(long, default_value = "/overlay/upper", value_name = "DIR")]
+    upper: PathBuf,
+    /// Store the payload as a plain tar instead of gzip
+    #[arg(long)]
+    no_compress: bool,
+}
+
+/// What every command needs to reach the partition.
+pub struct Ctx {
+    spec: DeviceSpec,
+    wait: Option<Duration>,
+}
+
+impl Ctx {
+    /// Takes the lock (exclusive for writers), then opens the device.
+    pub fn open(&self, write: bool) -> Result<(lock::Lock, Device), CliError> {
+        let path = self.spec.resolve()?;
+        let lock = lock::acquire(&path, write, self.wait)?;
+        let dev = Device::open(&path, self.spec.erase_size, write)?;
+        Ok((lock, dev))
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    let g = cli.global;
+    let ctx = Ctx {
+        spec: DeviceSpec {
+            device: g.device,
+            partition: g.partition,
+            erase_size: g.erase_size,
+        },
+        wait: (!g.no_wait).then(|| Duration::from_secs(g.wait)),
+    };
+    match cli.cmd {
+        Cmd::Info { json } => read::info(&ctx, json),
+        Cmd::Save { pack } => ops::save(&ctx, &pack.upper, !pack.no_compress),
+        Cmd::Commit { pack, no_reboot } => {
+            ops::commit(&ctx, &pack.upper, !pack.no_compress, !no_reboot)
+        }
+        Cmd::Rollback { id, yes, no_reboot } => ops::rollback(&ctx, id, yes, !no_reboot),
+        Cmd::Upgrade { pack, pm, reboot } => {
+            ops::upgrade(&ctx, &pack.upper, !pack.no_compress, pm.as_deref(), reboot)
+        }
+        Cmd::Convert {
+            from,
+            backup,
+            no_compress,
+            yes,
+            no_reboot,
+        } => ops::convert(
+            &ctx,
+            &from,
+            backup.as_deref(),
+            !no_compress,
+            yes,
+            !no_reboot,
+        ),
+        Cmd::Format {
+            force,
+            yes,
+            backbuf_blocks,
+        } => ops::format(&ctx, force, yes, backbuf_blocks),
+        Cmd::Verify => read::verify(&ctx),
+        Cmd::Repair => ops::repair(&ctx),
+        Cmd::Extract { id, dir } => read::extract(&ctx, &id, &dir),
+        Cmd::Diff { id } => read::diff(&ctx, id.as_deref()),
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Every message already carries its cause.
+            eprintln!("snapshot: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

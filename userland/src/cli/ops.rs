@@ -1,0 +1,523 @@
+//! The commands that write: save, commit, rollback, upgrade, convert, format, repair.
+//!
+//! Each one takes the exclusive lock, reads the chain, does every check and all the packing
+//! first, then runs `Writer::repair` (leftovers of interrupted writes) and exactly one writer
+//! operation; the writer's own checks come before its first erase. So a command that fails
+//! before that operation's commit point leaves flash as it found it.
+
+use super::device::Device;
+use super::error::CliError;
+use super::info::{effective_layout, foreign_name};
+use super::tree::{self, Packed};
+use super::{ui, Ctx};
+use snapinit::chain::{ChainView, Foreign, Status};
+use snapinit::flash::DeviceError;
+use snapinit::header::{span_blocks, Compression, HEADER_LEN};
+use snapshot::writer::{Outcome, Payload, WriteError, Writer};
+use std::path::Path;
+use std::process::Command;
+
+/// Refuses a partition that is not a chain (or an empty one).
+fn require_chain(view: &ChainView) -> Result<(), CliError> {
+    match view.status {
+        Status::Chain | Status::Empty => Ok(()),
+        Status::Unformatted(fs) => Err(CliError::Unformatted(fs)),
+        Status::Unreadable => Err(CliError::Unreadable),
+    }
+}
+
+/// The space checks the writer makes, made before anything (repair included) touches flash.
+fn precheck(view: &ChainView, len: usize, volatile: bool) -> Result<(), CliError> {
+    let (layout, _) = effective_layout(view);
+    let need = span_blocks(len as u64, layout.erase_size) * u64::from(layout.erase_size);
+    if volatile && need > layout.backbuf_bytes() {
+        return Err(CliError::NoSpace {
+            what: "volatile (it must fit the back buffer)",
+            need,
+            free: layout.backbuf_bytes(),
+        });
+    }
+    let free = u64::from(layout.backbuf_offset()).saturating_sub(u64::from(view.next_offset));
+    if need > free {
+        return Err(CliError::NoSpace {
+            what: if volatile { "volatile" } else { "snapshot" },
+            need,
+            free,
+        });
+    }
+    Ok(())
+}
+
+/// Runs one writer operation with a progress bar sized for `bytes` of erase and program.
+fn write_op<T>(
+    dev: &mut Device,
+    bytes: u64,
+    msg: &'static str,
+    op: impl FnOnce(&mut Writer<'_, Device>) -> Result<T, WriteError<DeviceError>>,
+) -> Result<T, CliError> {
+    let path = dev.path.clone();
+    dev.set_progress(ui::bar(bytes, msg));
+    let res = op(&mut Writer::new(dev));
+    dev.finish_progress();
+    res.map_err(|e| CliError::write(&path, e))
+}
+
+/// Erases the leftovers of interrupted or dropped writes; says so when it did.
+fn auto_repair(dev: &mut Device) -> Result<(), CliError> {
+    let out = write_op(dev, 0, "repairing", |w| w.repair())?;
+    if let Outcome::Repaired { erased_blocks } = out {
+        if erased_blocks > 0 {
+            eprintln!(
+                "snapshot: repair: erased {erased_blocks} erase block(s) left over by interrupted or dropped writes"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Bytes a block of `len` payload bytes erases and programs (for progress bars).
+fn block_cost(view: &ChainView, len: usize) -> u64 {
+    let (layout, _) = effective_layout(view);
+    span_blocks(len as u64, layout.erase_size) * u64::from(layout.erase_size)
+        + (len + HEADER_LEN) as u64
+}
+
+fn read_view(dev: &mut Device) -> ChainView {
+    Writer::new(dev).read()
+}
+
+fn reboot() -> Result<(), CliError> {
+    println!("rebooting");
+    match Command::new("reboot").status() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(CliError::Reboot(format!("reboot exited with {s}"))),
+        Err(e) => Err(CliError::Reboot(e.to_string())),
+    }
+}
+
+fn describe(p: &Packed) -> String {
+    format!(
+        "{} entries, {} bytes stored ({}, {} bytes unpacked)",
+        p.report.entries,
+        p.data.len(),
+        match p.compression {
+            Compression::Gzip => "gzip",
+            Compression::None => "plain tar",
+        },
+        p.unpacked_len
+    )
+}
+
+pub fn save(ctx: &Ctx, upper: &Path, gzip: bool) -> Result<(), CliError> {
+    let (_lock, mut dev) = ctx.open(true)?;
+    let view = read_view(&mut dev);
+    require_chain(&view)?;
+    let packed = tree::pack(upper, gzip)?;
+    precheck(&view, packed.data.len(), true)?;
+    auto_repair(&mut dev)?;
+    let cost = block_cost(&view, packed.data.len());
+    let out = write_op(&mut dev, cost, "saving", |w| {
+        w.save_volatile(&packed.payload())
+    })?;
+    let (layout, _) = effective_layout(&view);
+    if let Outcome::Written { offset, .. } = out {
+        let at = if offset == layout.backbuf_offset() {
+            "back buffer"
+        } else {
+            "chain slot"
+        };
+        println!(
+            "saved volatile at {offset:#x} ({at}): {}",
+            describe(&packed)
+        );
+    }
+    Ok(())
+}
+
+pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<(), CliError> {
+    {
+        let (_lock, mut dev) = ctx.open(true)?;
+        let view = read_view(&mut dev);
+        require_chain(&view)?;
+        if tree::has_content(upper)? {
+            let packed = tree::pack(upper, gzip)?;
+            precheck(&view, packed.data.len(), false)?;
+            auto_repair(&mut dev)?;
+            let cost = block_cost(&view, packed.data.len());
+            let out = write_op(&mut dev, cost, "committing", |w| {
+                w.append_snapshot(&packed.payload())
+            })?;
+            if let Outcome::Written { seq, offset, .. } = out {
+                println!(
+                    "snapshot {seq} written at {offset:#x} from {}: {}",
+                    upper.display(),
+                    describe(&packed)
+                );
+            }
+        } else if let Some(v) = view.volatile() {
+            let len = v.header.fields.payload_len as usize;
+            auto_repair(&mut dev)?;
+            let cost = 2 * block_cost(&view, len);
+            let out = write_op(&mut dev, cost, "committing", |w| w.commit())?;
+            if let Outcome::Committed { seq } = out {
+                println!("volatile committed as snapshot {seq}");
+            }
+        } else {
+            println!(
+                "nothing to commit: {} is empty and there is no volatile",
+                upper.display()
+            );
+            return Ok(());
+        }
+    }
+    if do_reboot {
+        reboot()?;
+    } else {
+        println!("not rebooting (--no-reboot): reboot to run on the new snapshot");
+    }
+    Ok(())
+}
+
+pub fn rollback(ctx: &Ctx, id: Option<usize>, yes: bool, do_reboot: bool) -> Result<(), CliError> {
+    {
+        let (_lock, mut dev) = ctx.open(true)?;
+        let view = read_view(&mut dev);
+        require_chain(&view)?;
+        let have = view.snapshots.len();
+        let keep = id.unwrap_or(have.saturating_sub(1));
+        if keep > have {
+            return Err(CliError::NoSuchSnapshot { id: keep, have });
+        }
+        let has_volatile = view.volatile().is_some();
+        if keep == have && !has_volatile {
+            println!("nothing to roll back: {have} snapshot(s), no volatile");
+            return Ok(());
+        }
+        let mut what = Vec::new();
+        if keep < have {
+            what.push(format!("snapshot(s) {}..={have}", keep + 1));
+        }
+        if has_volatile {
+            what.push("the volatile".to_string());
+        }
+        let what = what.join(" and ");
+        ui::confirm(
+            yes,
+            "rollback",
+            &format!("Keep snapshot(s) 1..={keep} and drop {what}?"),
+        )?;
+        auto_repair(&mut dev)?;
+        let out = write_op(&mut dev, 0, "rolling back", |w| w.rollback(keep))?;
+        if let Outcome::RolledBack { kept, dropped } = out {
+            println!("rolled back: kept {kept} snapshot(s), dropped {dropped} block(s) ({what})");
+        }
+        // Erase what was dropped now, so the space is free and `verify` sees a clean chain.
+        auto_repair(&mut dev)?;
+    }
+    if do_reboot {
+        reboot()?;
+    } else {
+        println!("not rebooting (--no-reboot): the running system still shows the dropped state");
+    }
+    Ok(())
+}
+
+pub fn repair(ctx: &Ctx) -> Result<(), CliError> {
+    let (_lock, mut dev) = ctx.open(true)?;
+    let view = read_view(&mut dev);
+    require_chain(&view)?;
+    let out = write_op(&mut dev, 0, "repairing", |w| w.repair())?;
+    if let Outcome::Repaired { erased_blocks } = out {
+        println!("repair: erased {erased_blocks} erase block(s)");
+    }
+    Ok(())
+}
+
+/// The steps of a package manager run.
+fn pm_steps(pm: Option<&str>) -> Result<(String, Vec<Vec<String>>), CliError> {
+    let in_path = |name: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+    };
+    let v = |args: &[&str]| args.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let pm = match pm {
+        Some(p) => p.to_string(),
+        None if in_path("apk") => "apk".into(),
+        None if in_path("opkg") => "opkg".into(),
+        None => return Err(CliError::NoPackageManager),
+    };
+    let steps = match pm.as_str() {
+        "apk" => vec![v(&["apk", "update"]), v(&["apk", "upgrade"])],
+        // opkg's upgradable list is computed at run time: see run_pm.
+        "opkg" => vec![v(&["opkg", "update"])],
+        cmd => vec![v(&["/bin/sh", "-c", cmd])],
+    };
+    Ok((pm, steps))
+}
+
+fn run_step(step: &[String], upper: &Path) -> Result<(), CliError> {
+    let cmd = step.join(" ");
+    let status = Command::new(&step[0])
+        .args(&step[1..])
+        .env("SNAPSHOT_UPPER", upper)
+        .status()
+        .map_err(|e| CliError::PackageManager {
+            cmd: cmd.clone(),
+            status: e.to_string(),
+        })?;
+    if !status.success() {
+        return Err(CliError::PackageManager {
+            cmd,
+            status: status.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn run_pm(pm: &str, steps: &[Vec<String>], upper: &Path) -> Result<(), CliError> {
+    for step in steps {
+        run_step(step, upper)?;
+    }
+    if pm == "opkg" {
+        let out = Command::new("opkg")
+            .arg("list-upgradable")
+            .output()
+            .map_err(|e| CliError::PackageManager {
+                cmd: "opkg list-upgradable".into(),
+                status: e.to_string(),
+            })?;
+        if !out.status.success() {
+            return Err(CliError::PackageManager {
+                cmd: "opkg list-upgradable".into(),
+                status: out.status.to_string(),
+            });
+        }
+        // Lines are `name - old-version - new-version`.
+        let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split(" - ").next())
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if !names.is_empty() {
+            let mut step = vec!["opkg".to_string(), "upgrade".to_string()];
+            step.extend(names);
+            run_step(&step, upper)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn upgrade(
+    ctx: &Ctx,
+    upper: &Path,
+    gzip: bool,
+    pm: Option<&str>,
+    do_reboot: bool,
+) -> Result<(), CliError> {
+    {
+        // Held across the package manager run: no other command writes meanwhile.
+        let (_lock, mut dev) = ctx.open(true)?;
+        let view = read_view(&mut dev);
+        require_chain(&view)?;
+        let (pm, steps) = pm_steps(pm)?;
+        let before = tree::fingerprint(upper)?;
+        if let Err(e) = run_pm(&pm, &steps, upper) {
+            eprintln!("snapshot: the upgrade failed; nothing was written to flash");
+            return Err(e);
+        }
+        if tree::fingerprint(upper)? == before {
+            println!(
+                "the upgrade changed nothing in {}; flash untouched",
+                upper.display()
+            );
+            return Ok(());
+        }
+        let packed = tree::pack(upper, gzip)?;
+        precheck(&view, packed.data.len(), false)?;
+        auto_repair(&mut dev)?;
+        let cost = block_cost(&view, packed.data.len());
+        let out = write_op(&mut dev, cost, "storing", |w| {
+            w.append_snapshot(&packed.payload())
+        })?;
+        if let Outcome::Written { seq, offset, .. } = out {
+            println!(
+                "upgrade stored as snapshot {seq} at {offset:#x}: {}",
+                describe(&packed)
+            );
+        }
+    }
+    if do_reboot {
+        reboot()?;
+    }
+    Ok(())
+}
+
+/// Writes `data` to `path` and syncs it.
+fn write_synced(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+pub fn convert(
+    ctx: &Ctx,
+    from: &Path,
+    backup: Option<&Path>,
+    gzip: bool,
+    yes: bool,
+    do_reboot: bool,
+) -> Result<(), CliError> {
+    {
+        let (_lock, mut dev) = ctx.open(true)?;
+        let view = read_view(&mut dev);
+        match view.status {
+            Status::Unformatted(Foreign::Jffs2) => {}
+            Status::Unformatted(fs) => {
+                return Err(CliError::Refused(format!(
+                    "the partition holds {fs}, not JFFS2: convert only turns a JFFS2 overlay into a chain (`snapshot format --force` erases it)",
+                )))
+            }
+            Status::Chain | Status::Empty => {
+                return Err(CliError::Refused(
+                    "the partition already holds a snapinit chain: nothing to convert (use `snapshot commit`)".into(),
+                ))
+            }
+            Status::Unreadable => return Err(CliError::Unreadable),
+        }
+        let packed = tree::pack(from, gzip)?;
+        precheck(&view, packed.data.len(), false)?;
+        if let Some(b) = backup {
+            write_synced(b, &packed.data).map_err(|source| CliError::Io {
+                what: "writing the backup",
+                path: b.to_path_buf(),
+                source,
+            })?;
+            println!(
+                "backup of {} written to {} ({} payload, {} bytes)",
+                from.display(),
+                b.display(),
+                if gzip { "gzip tar" } else { "tar" },
+                packed.data.len()
+            );
+        }
+        ui::confirm(
+            yes,
+            "convert",
+            &format!(
+                "Erase the JFFS2 partition {} and store {} as snapshot 1?",
+                dev.path.display(),
+                from.display()
+            ),
+        )?;
+        // From here until the snapshot is written the content is only in RAM (and the backup).
+        let total = dev.path.metadata().map(|m| m.len()).unwrap_or(0);
+        write_op(&mut dev, total, "erasing", |w| w.format())?;
+        let cost = block_cost(&view, packed.data.len());
+        let res = write_op(&mut dev, cost, "writing", |w| {
+            w.append_snapshot(&packed.payload())
+        });
+        match res {
+            Ok(_) => println!(
+                "converted: {} is snapshot 1 ({})",
+                from.display(),
+                describe(&packed)
+            ),
+            Err(e) => {
+                let rescue = backup.map(Path::to_path_buf).unwrap_or_else(|| {
+                    std::env::temp_dir().join(if gzip {
+                        "snapshot-convert-rescue.tar.gz"
+                    } else {
+                        "snapshot-convert-rescue.tar"
+                    })
+                });
+                if backup.is_none() {
+                    match write_synced(&rescue, &packed.data) {
+                        Ok(()) => eprintln!(
+                            "snapshot: the partition was erased but the snapshot could not be written; the packed overlay is saved in {}",
+                            rescue.display()
+                        ),
+                        Err(io) => eprintln!(
+                            "snapshot: the partition was erased, the snapshot could not be written, and the rescue copy {} failed too ({io}): copy {} elsewhere before rebooting",
+                            rescue.display(),
+                            from.display()
+                        ),
+                    }
+                } else {
+                    eprintln!(
+                        "snapshot: the partition was erased but the snapshot could not be written; the backup is {}",
+                        rescue.display()
+                    );
+                }
+                return Err(e);
+            }
+        }
+    }
+    if do_reboot {
+        reboot()?;
+    }
+    Ok(())
+}
+
+/// An empty tar: two zero records.
+const EMPTY_TAR: [u8; 1024] = [0; 1024];
+
+pub fn format(
+    ctx: &Ctx,
+    force: bool,
+    yes: bool,
+    backbuf_blocks: Option<u32>,
+) -> Result<(), CliError> {
+    let (_lock, mut dev) = ctx.open(true)?;
+    let view = read_view(&mut dev);
+    let holds = match view.status {
+        Status::Empty => None,
+        Status::Chain => Some(format!(
+            "{} snapshot(s){}",
+            view.snapshots.len(),
+            if view.volatile().is_some() {
+                " and a volatile"
+            } else {
+                ""
+            }
+        )),
+        Status::Unformatted(fs) => Some(format!("{fs} ({})", foreign_name(fs))),
+        Status::Unreadable => Some("an unreadable first erase block".into()),
+    };
+    if let Some(h) = &holds {
+        if !force {
+            return Err(CliError::Refused(format!(
+                "{} holds {h}: pass --force to erase it",
+                dev.path.display()
+            )));
+        }
+        ui::confirm(
+            yes,
+            "format --force",
+            &format!("Erase {} which holds {h}?", dev.path.display()),
+        )?;
+    }
+    let total = dev.path.metadata().map(|m| m.len()).unwrap_or(0);
+    let out = write_op(&mut dev, total, "formatting", |w| w.format())?;
+    if let Outcome::Formatted { erased_blocks } = out {
+        println!(
+            "formatted {}: erased {erased_blocks} erase block(s)",
+            dev.path.display()
+        );
+    }
+    if let Some(n) = backbuf_blocks {
+        // The layout lives in block headers: an empty volatile records it.
+        let payload = Payload {
+            data: &EMPTY_TAR,
+            compression: Compression::None,
+            unpacked_len: EMPTY_TAR.len() as u64,
+        };
+        write_op(&mut dev, 0, "formatting", |w| {
+            w.backbuf_blocks = Some(n);
+            w.save_volatile(&payload)
+        })?;
+        println!("back buffer: {n} erase block(s) (recorded by an empty volatile)");
+    }
+    Ok(())
+}

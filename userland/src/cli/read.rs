@@ -1,0 +1,390 @@
+//! The commands that only read: info, verify, extract, diff.
+
+use super::device::Device;
+use super::error::CliError;
+use super::info::{self, kind_name};
+use super::{ui, Ctx};
+use snapinit::chain::{Block, ChainView, End, Reject, Status};
+use snapinit::flash::ReadNorFlash;
+use snapinit::gzip::GzipReader;
+use snapinit::header::{Compression, Kind, HEADER_LEN};
+use snapinit::payload::{payload_sha256, PayloadReader};
+use snapinit::tar::{Entry, EntryKind, TarReader};
+use snapshot::unpack::{unpack, UnpackOptions};
+use snapshot::writer::Writer;
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::path::Path;
+
+fn read_view(dev: &mut Device) -> ChainView {
+    Writer::new(dev).read()
+}
+
+pub fn info(ctx: &Ctx, json: bool) -> Result<(), CliError> {
+    let (_lock, mut dev) = ctx.open(false)?;
+    let view = read_view(&mut dev);
+    let info = info::gather(&dev, &view);
+    if json {
+        let text = serde_json::to_string_pretty(&info).map_err(|e| CliError::Payload {
+            what: "the report".into(),
+            detail: e.to_string(),
+        })?;
+        println!("{text}");
+    } else {
+        print!("{}", info::render(&info));
+    }
+    Ok(())
+}
+
+/// Counts the bytes that pass through.
+struct Count<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: embedded_io::Read> embedded_io::ErrorType for Count<R> {
+    type Error = R::Error;
+}
+
+impl<R: embedded_io::Read> embedded_io::Read for Count<R> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, R::Error> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+/// Decodes a whole tar with the boot path's reader, file data included, then reads the stream
+/// to its end (for gzip that checks the CRC32 and length trailer). Returns the entry count and
+/// the bytes of the (decompressed) stream.
+fn walk_tar<R>(r: R, mut f: impl FnMut(&Entry)) -> Result<(u64, u64), String>
+where
+    R: embedded_io::Read,
+    R::Error: Debug,
+{
+    let mut tr = TarReader::new(Count { inner: r, n: 0 });
+    let mut buf = [0u8; 4096];
+    let mut entries = 0;
+    while let Some(e) = tr.next_entry().map_err(|e| e.to_string())? {
+        f(&e);
+        entries += 1;
+        if matches!(e.kind, EntryKind::File) {
+            while tr.read_data(&mut buf).map_err(|e| e.to_string())? > 0 {}
+        }
+    }
+    let mut inner = tr.into_inner();
+    loop {
+        match embedded_io::Read::read(&mut inner, &mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => return Err(format!("after the end of the archive: {e:?}")),
+        }
+    }
+    Ok((entries, inner.n))
+}
+
+/// Walks a payload held in memory.
+fn walk_payload(
+    data: &[u8],
+    compression: Compression,
+    f: impl FnMut(&Entry),
+) -> Result<(u64, u64), String> {
+    match compression {
+        Compression::None => walk_tar(data, f),
+        Compression::Gzip => walk_tar(Box::new(GzipReader::new(data)).as_mut(), f),
+    }
+}
+
+fn name(b: &Block, index: Option<usize>) -> String {
+    match (b.header.fields.kind, index) {
+        (Kind::Snapshot, Some(i)) => format!("snapshot {i}"),
+        _ => format!("volatile at {:#x}", b.offset),
+    }
+}
+
+/// Re-hashes one block and decodes its payload straight from flash as PID 1 does.
+fn check_block(dev: &mut Device, b: &Block) -> Result<(u64, u64), String> {
+    let mut buf = vec![0u8; 4096];
+    let sum = payload_sha256(dev, b, &mut buf).map_err(|e| e.to_string())?;
+    if sum != b.header.fields.payload_sha256 {
+        return Err("payload SHA-256 mismatch".into());
+    }
+    let reader = PayloadReader::new(dev, b);
+    let (entries, bytes) = match b.header.fields.compression {
+        Compression::None => walk_tar(reader, |_| {}),
+        Compression::Gzip => walk_tar(Box::new(GzipReader::new(reader)).as_mut(), |_| {}),
+    }?;
+    Ok((entries, bytes))
+}
+
+pub fn verify(ctx: &Ctx) -> Result<(), CliError> {
+    let (_lock, mut dev) = ctx.open(false)?;
+    let view = read_view(&mut dev);
+    let mut problems = 0usize;
+    match view.status {
+        Status::Unformatted(fs) => {
+            println!("FAIL: the partition holds {fs}, not a snapinit chain");
+            return Err(CliError::Verify(1));
+        }
+        Status::Unreadable => {
+            println!("FAIL: the first erase block cannot be read");
+            return Err(CliError::Verify(1));
+        }
+        Status::Empty | Status::Chain => {}
+    }
+    let blocks: Vec<(Block, Option<usize>)> = view
+        .snapshots
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (*b, Some(i + 1)))
+        .chain(view.volatiles.iter().map(|b| (*b, None)))
+        .collect();
+    let total: u64 = blocks
+        .iter()
+        .map(|(b, _)| 2 * b.header.fields.payload_len)
+        .sum();
+    let bar = ui::bar(total, "verifying");
+    for (b, index) in &blocks {
+        let what = name(b, *index);
+        match check_block(&mut dev, b) {
+            Ok((entries, bytes)) => {
+                let f = &b.header.fields;
+                println!(
+                    "ok    {what}: {entries} entries, {} bytes stored, {bytes} bytes of tar",
+                    f.payload_len
+                );
+                if bytes != f.unpacked_len {
+                    println!(
+                        "note  {what}: header says {} bytes unpacked, the payload holds {bytes}",
+                        f.unpacked_len
+                    );
+                }
+            }
+            Err(e) => {
+                problems += 1;
+                println!("FAIL  {what}: {e}");
+            }
+        }
+        bar.inc(2 * b.header.fields.payload_len);
+    }
+    bar.finish_and_clear();
+    if let End::Rejected(r) = view.end {
+        let lost = r.kind == Some(Kind::Snapshot)
+            && !matches!(r.reason, Reject::Unlinked | Reject::Dropped);
+        if lost || r.reason == Reject::TooMany {
+            problems += 1;
+            println!(
+                "FAIL  snapshot at {:#x}: {} (the boot path stops before it: it and anything above it are lost)",
+                r.offset, r.reason
+            );
+        } else {
+            println!(
+                "note  {} at {:#x}: {} (left over by an interrupted or dropped write; `snapshot repair` erases it)",
+                r.kind.map(kind_name).unwrap_or("block"),
+                r.offset,
+                r.reason
+            );
+        }
+    }
+    for r in &view.rejected_volatiles {
+        problems += 1;
+        println!("FAIL  volatile at {:#x}: {}", r.offset, r.reason);
+    }
+    if problems > 0 {
+        return Err(CliError::Verify(problems));
+    }
+    println!(
+        "all good: {} snapshot(s), {} volatile copy(ies)",
+        view.snapshots.len(),
+        view.volatiles.len()
+    );
+    Ok(())
+}
+
+fn read_payload(dev: &mut Device, b: &Block) -> Result<Vec<u8>, CliError> {
+    let mut data = vec![0u8; b.header.fields.payload_len as usize];
+    dev.read(b.offset + HEADER_LEN as u32, &mut data)
+        .map_err(|err| CliError::Device {
+            path: dev.path.clone(),
+            err,
+        })?;
+    Ok(data)
+}
+
+/// The blocks an ID names, in replay order, with their display names.
+fn select(view: &ChainView, id: &str) -> Result<Vec<(Block, String)>, CliError> {
+    let snaps = || {
+        view.snapshots
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (*b, format!("snapshot {}", i + 1)))
+    };
+    match id {
+        "all" => Ok(snaps()
+            .chain(view.volatile().map(|b| (*b, "the volatile".to_string())))
+            .collect()),
+        "volatile" => view
+            .volatile()
+            .map(|b| vec![(*b, "the volatile".to_string())])
+            .ok_or(CliError::NoVolatile),
+        n => {
+            let i: usize = n.parse().map_err(|_| CliError::BadId(n.to_string()))?;
+            let have = view.snapshots.len();
+            if i == 0 || i > have {
+                return Err(CliError::NoSuchSnapshot { id: i, have });
+            }
+            Ok(snaps().skip(i - 1).take(1).collect())
+        }
+    }
+}
+
+fn readable_chain(view: &ChainView) -> Result<(), CliError> {
+    match view.status {
+        Status::Unformatted(fs) => Err(CliError::Unformatted(fs)),
+        Status::Unreadable => Err(CliError::Unreadable),
+        _ => Ok(()),
+    }
+}
+
+pub fn extract(ctx: &Ctx, id: &str, dir: &Path) -> Result<(), CliError> {
+    let (_lock, mut dev) = ctx.open(false)?;
+    let view = read_view(&mut dev);
+    readable_chain(&view)?;
+    let blocks = select(&view, id)?;
+    std::fs::create_dir_all(dir).map_err(|source| CliError::Io {
+        what: "creating",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for (b, what) in blocks {
+        let data = read_payload(&mut dev, &b)?;
+        let gzip = b.header.fields.compression == Compression::Gzip;
+        let report = unpack(&data[..], gzip, dir, &UnpackOptions::default()).map_err(|source| {
+            CliError::Unpack {
+                what: what.clone(),
+                dir: dir.to_path_buf(),
+                source,
+            }
+        })?;
+        println!(
+            "{what}: {} entries, {} bytes into {}",
+            report.entries,
+            report.bytes,
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// The tree a sequence of layers builds: path -> is a directory.
+#[derive(Default)]
+struct Layered(BTreeMap<String, bool>);
+
+impl Layered {
+    fn drop_below(&mut self, path: &str) {
+        let prefix = format!("{path}/");
+        let doomed: Vec<String> = self
+            .0
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in doomed {
+            self.0.remove(&k);
+        }
+    }
+
+    /// Applies one entry as the replay does.
+    fn apply(&mut self, e: &Entry) {
+        let path = e.path.as_str();
+        match e.kind {
+            EntryKind::Whiteout => {
+                self.drop_below(path);
+                self.0.insert(path.to_string(), false);
+            }
+            EntryKind::Dir => {
+                if e.is_opaque() || self.0.get(path) == Some(&false) {
+                    self.drop_below(path);
+                }
+                self.0.insert(path.to_string(), true);
+            }
+            _ => {
+                self.drop_below(path);
+                self.0.insert(path.to_string(), false);
+            }
+        }
+    }
+}
+
+fn describe_entry(e: &Entry) -> String {
+    let kind = match &e.kind {
+        EntryKind::File => format!("file {} bytes", e.size),
+        EntryKind::Dir => "dir".to_string(),
+        EntryKind::Symlink { target } => format!("symlink -> {}", target.as_str()),
+        EntryKind::HardLink { target } => format!("hard link to {}", target.as_str()),
+        EntryKind::Whiteout => "whiteout".to_string(),
+    };
+    format!("{kind}, mode {:04o}, {}:{}", e.mode, e.uid, e.gid)
+}
+
+pub fn diff(ctx: &Ctx, id: Option<&str>) -> Result<(), CliError> {
+    let (_lock, mut dev) = ctx.open(false)?;
+    let view = read_view(&mut dev);
+    readable_chain(&view)?;
+    let id = match id {
+        Some(id) => id.to_string(),
+        None if view.volatile().is_some() => "volatile".into(),
+        None if !view.snapshots.is_empty() => view.snapshots.len().to_string(),
+        None => {
+            println!("the partition holds no snapshot and no volatile");
+            return Ok(());
+        }
+    };
+    if id == "all" {
+        return Err(CliError::BadId(id));
+    }
+    let target = select(&view, &id)?;
+    let below = match id.as_str() {
+        "volatile" => view.snapshots.len(),
+        n => n.parse::<usize>().map(|n| n - 1).unwrap_or(0),
+    };
+    let mut lower = Layered::default();
+    for (i, b) in view.snapshots.iter().take(below).enumerate() {
+        let data = read_payload(&mut dev, b)?;
+        walk_payload(&data, b.header.fields.compression, |e| lower.apply(e)).map_err(|detail| {
+            CliError::Payload {
+                what: format!("snapshot {}", i + 1),
+                detail,
+            }
+        })?;
+    }
+    for (b, what) in target {
+        println!("{what} (over {below} snapshot(s)):");
+        let data = read_payload(&mut dev, &b)?;
+        let mut lines = Vec::new();
+        walk_payload(&data, b.header.fields.compression, |e| {
+            let path = e.path.as_str();
+            let existed = lower.0.contains_key(path);
+            let tag = match e.kind {
+                EntryKind::Whiteout => "D",
+                _ if existed => "M",
+                _ => "A",
+            };
+            lines.push(format!("{tag} {path} ({})", describe_entry(e)));
+            if e.is_opaque() {
+                lines.push(format!(
+                    "O {path}/ (opaque: hides everything below it in lower layers)"
+                ));
+            }
+            lower.apply(e);
+        })
+        .map_err(|detail| CliError::Payload {
+            what: what.clone(),
+            detail,
+        })?;
+        for l in lines {
+            println!("{l}");
+        }
+    }
+    Ok(())
+}

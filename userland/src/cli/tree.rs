@@ -1,0 +1,148 @@
+//! Directory trees: packing one into a payload, and fingerprinting one to see whether it changed.
+
+use super::error::CliError;
+use super::ui;
+use sha2::{Digest, Sha256};
+use snapinit::header::Compression;
+use snapshot::pack::{pack_dir, PackOptions, PackReport};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// A payload ready for the writer.
+pub struct Packed {
+    pub data: Vec<u8>,
+    pub compression: Compression,
+    pub unpacked_len: u64,
+    pub report: PackReport,
+}
+
+impl Packed {
+    pub fn payload(&self) -> snapshot::writer::Payload<'_> {
+        snapshot::writer::Payload {
+            data: &self.data,
+            compression: self.compression,
+            unpacked_len: self.unpacked_len,
+        }
+    }
+}
+
+/// Packs `dir` in the payload dialect, gzip-compressed if `gzip`; reports skipped members on
+/// stderr.
+pub fn pack(dir: &Path, gzip: bool) -> Result<Packed, CliError> {
+    let spin = ui::spinner("packing");
+    let pack_err = |source| CliError::Pack {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let mut tar = Vec::new();
+    let report = pack_dir(dir, &PackOptions::default(), &mut tar).map_err(pack_err)?;
+    let unpacked_len = tar.len() as u64;
+    let (data, compression) = if gzip {
+        let io_err = |source| CliError::Io {
+            what: "compressing the payload of",
+            path: dir.to_path_buf(),
+            source,
+        };
+        let mut enc = flate2::write::GzEncoder::new(
+            Vec::with_capacity(tar.len() / 2),
+            flate2::Compression::default(),
+        );
+        enc.write_all(&tar).map_err(io_err)?;
+        (enc.finish().map_err(io_err)?, Compression::Gzip)
+    } else {
+        (tar, Compression::None)
+    };
+    spin.finish_and_clear();
+    for s in &report.skipped {
+        eprintln!(
+            "snapshot: skipped {}: {} (not storable)",
+            s.path.display(),
+            s.reason
+        );
+    }
+    Ok(Packed {
+        data,
+        compression,
+        unpacked_len,
+        report,
+    })
+}
+
+/// Whether `dir` holds anything.
+pub fn has_content(dir: &Path) -> Result<bool, CliError> {
+    let mut it = std::fs::read_dir(dir).map_err(|source| CliError::Io {
+        what: "reading",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    Ok(it.next().is_some())
+}
+
+/// SHA-256 over everything a snapshot of `dir` would store: names, types, modes, owners,
+/// mtimes, link targets, xattrs and file contents.
+pub fn fingerprint(dir: &Path) -> Result<[u8; 32], CliError> {
+    let mut h = Sha256::new();
+    walk(dir, Path::new(""), &mut h)?;
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&h.finalize());
+    Ok(out)
+}
+
+fn walk(root: &Path, rel: &Path, h: &mut Sha256) -> Result<(), CliError> {
+    let dir = root.join(rel);
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CliError::Io {
+            what: "fingerprinting",
+            path,
+            source,
+        }
+    };
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .map_err(io_err(&dir))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()
+        .map_err(io_err(&dir))?;
+    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    for name in names {
+        let child = rel.join(&name);
+        let full = root.join(&child);
+        let m = std::fs::symlink_metadata(&full).map_err(io_err(&full))?;
+        let path = child.as_os_str().as_bytes();
+        h.update((path.len() as u64).to_le_bytes());
+        h.update(path);
+        for v in [
+            u64::from(m.mode()),
+            u64::from(m.uid()),
+            u64::from(m.gid()),
+            m.mtime() as u64,
+            m.mtime_nsec() as u64,
+            m.rdev(),
+            m.len(),
+        ] {
+            h.update(v.to_le_bytes());
+        }
+        let mut xattrs: Vec<_> = xattr::list(&full).map_err(io_err(&full))?.collect();
+        xattrs.sort();
+        for x in xattrs {
+            h.update(x.as_bytes());
+            if let Some(v) = xattr::get(&full, &x).map_err(io_err(&full))? {
+                h.update((v.len() as u64).to_le_bytes());
+                h.update(&v);
+            }
+        }
+        let ft = m.file_type();
+        if ft.is_symlink() {
+            let t = std::fs::read_link(&full).map_err(io_err(&full))?;
+            h.update(t.as_os_str().as_bytes());
+        } else if ft.is_file() {
+            let mut f = std::fs::File::open(&full).map_err(io_err(&full))?;
+            std::io::copy(&mut f, h).map_err(io_err(&full))?;
+        } else if ft.is_dir() {
+            walk(root, &child, h)?;
+        }
+    }
+    Ok(())
+}
