@@ -1,0 +1,276 @@
+//! The main life cycle through the built binary: format → save → info --json → commit →
+//! save → rollback → extract all, comparing the extracted tree with the expected one in every
+//! detail (modes, owners, xattrs, whiteouts, opaque dirs, symlinks, hard links, mtimes).
+
+mod cli_common;
+
+use cli_common::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Sets every listed mtime, deepest paths first (so directory mtimes stick).
+fn stamp(root: &Path, mut paths: Vec<(&str, i64, i64)>) {
+    paths.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.matches('/').count()));
+    for (p, s, ns) in paths {
+        set_mtime(&root.join(p), s, ns);
+    }
+}
+
+/// The first upper directory: what snapshot 1 holds.
+fn build_a(r: &Path) {
+    dir(&r.join("etc"), 0o755, (0, 0));
+    dir(&r.join("etc/config"), 0o700, (0, 0));
+    file(&r.join("etc/config/network"), b"config interface 'lan'\n", 0o600, (0, 0));
+    set_xattr(&r.join("etc/config/network"), "user.snap", b"v1");
+    file(&r.join("etc/owned"), b"owned by 1000:2000\n", 0o640, (1000, 2000));
+    file(&r.join("etc/gone-later"), b"deleted by snapshot 2\n", 0o644, (0, 0));
+    whiteout(&r.join("etc/removed"));
+    dir(&r.join("usr"), 0o755, (0, 0));
+    dir(&r.join("usr/bin"), 0o755, (0, 0));
+    file(&r.join("usr/bin/suid"), b"\x7fELF setuid", 0o4755, (0, 0));
+    file(&r.join("usr/bin/sgid"), b"\x7fELF setgid", 0o2750, (0, 42));
+    set_xattr(&r.join("usr/bin/sgid"), "trusted.test", b"\x00\x01binary\xff");
+    file(&r.join("usr/bin/hl1"), b"hard linked", 0o755, (7, 8));
+    fs::hard_link(r.join("usr/bin/hl1"), r.join("usr/bin/hl2")).expect("hard link");
+    dir(&r.join("usr/lib"), 0o755, (0, 0));
+    file(&r.join("usr/lib/libfoo.so.1"), &noise(3000, 1), 0o644, (0, 0));
+    link(&r.join("usr/lib/libfoo.so"), "libfoo.so.1", (5, 6));
+    link(&r.join("usr/lib/dangling"), "/nonexistent/target", (0, 0));
+    dir(&r.join("opq"), 0o750, (0, 0));
+    set_xattr(&r.join("opq"), "trusted.overlay.opaque", b"y");
+    file(&r.join("opq/keep"), b"inside an opaque dir", 0o644, (0, 0));
+    dir(&r.join("tmpdir"), 0o1777, (0, 0));
+    stamp(
+        r,
+        vec![
+            ("etc", 1_600_000_000, 1),
+            ("etc/config", 1_600_000_001, 500_000_000),
+            ("etc/config/network", 1_600_000_002, 123_456_789),
+            ("etc/owned", 1_600_000_003, 0),
+            ("etc/gone-later", 1_600_000_004, 0),
+            ("etc/removed", 1_600_000_005, 0),
+            ("usr", 1_600_000_006, 0),
+            ("usr/bin", 1_600_000_007, 0),
+            ("usr/bin/suid", 1_600_000_008, 0),
+            ("usr/bin/sgid", 1_600_000_009, 999_999_999),
+            ("usr/bin/hl1", 1_600_000_010, 0),
+            ("usr/lib", 1_600_000_011, 0),
+            ("usr/lib/libfoo.so.1", 1_600_000_012, 0),
+            ("usr/lib/libfoo.so", 1_600_000_013, 42),
+            ("usr/lib/dangling", 1_600_000_014, 0),
+            ("opq", 1_600_000_015, 0),
+            ("opq/keep", 1_600_000_016, 0),
+            ("tmpdir", 1_600_000_017, 0),
+        ],
+    );
+}
+
+/// The second upper directory (after a reboot onto snapshot 1): changes, a deletion, a new
+/// opaque directory replacing an old one's content.
+fn build_b(r: &Path) {
+    dir(&r.join("etc"), 0o755, (0, 0));
+    dir(&r.join("etc/config"), 0o700, (0, 0));
+    file(&r.join("etc/config/network"), b"config interface 'wan'\n", 0o644, (0, 0));
+    set_xattr(&r.join("etc/config/network"), "user.snap", b"v2");
+    whiteout(&r.join("etc/gone-later"));
+    dir(&r.join("usr"), 0o755, (0, 0));
+    dir(&r.join("usr/lib"), 0o755, (0, 0));
+    link(&r.join("usr/lib/libfoo.so"), "libfoo.so.2", (0, 0));
+    file(&r.join("usr/lib/libfoo.so.2"), &noise(5000, 2), 0o644, (0, 0));
+    if r.join("opq").exists() {
+        fs::remove_dir_all(r.join("opq")).expect("rm opq");
+    }
+    dir(&r.join("opq"), 0o755, (3, 3));
+    set_xattr(&r.join("opq"), "trusted.overlay.opaque", b"y");
+    file(&r.join("opq/fresh"), b"only this", 0o600, (0, 0));
+    stamp(
+        r,
+        vec![
+            ("etc", 1_700_000_000, 0),
+            ("etc/config", 1_700_000_001, 0),
+            ("etc/config/network", 1_700_000_002, 7),
+            ("etc/gone-later", 1_700_000_003, 0),
+            ("usr", 1_700_000_004, 0),
+            ("usr/lib", 1_700_000_005, 0),
+            ("usr/lib/libfoo.so", 1_700_000_006, 0),
+            ("usr/lib/libfoo.so.2", 1_700_000_007, 0),
+            ("opq", 1_700_000_008, 0),
+            ("opq/fresh", 1_700_000_009, 0),
+        ],
+    );
+}
+
+fn mkdirs(base: &Path, names: &[&str]) -> Vec<PathBuf> {
+    names
+        .iter()
+        .map(|n| {
+            let p = base.join(n);
+            fs::create_dir(&p).expect("mkdir");
+            p
+        })
+        .collect()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn life_cycle_reproduces_every_detail() {
+    let sc = scratch();
+    let base = sc.path();
+    let img = image(base, "flash.img", 4 << 20);
+    let d = mkdirs(
+        base,
+        &["upper_a", "upper_b", "empty", "want_a", "want_ab"],
+    );
+    let (upper_a, upper_b, empty, want_a, want_ab) = (&d[0], &d[1], &d[2], &d[3], &d[4]);
+    build_a(upper_a);
+    build_b(upper_b);
+    build_a(want_a);
+    build_a(want_ab);
+    build_b(want_ab);
+
+    // A zeroed image is no chain yet: format it.
+    assert_eq!(info(&img)["status"], "empty");
+    ok(&img, &["format"]);
+
+    // save: the volatile.
+    ok(&img, &["save", "--upper", s(upper_a)]);
+    let j = info(&img);
+    assert_eq!(j["status"], "chain");
+    assert_eq!(j["erase_size"], 65536);
+    assert_eq!(j["capacity"], 4 << 20);
+    assert_eq!(j["total_blocks"], 64);
+    assert_eq!(j["backbuf"]["blocks"], 8);
+    assert_eq!(j["backbuf"]["offset"], 56 * 65536);
+    assert_eq!(j["snapshots"].as_array().map(Vec::len), Some(0));
+    let v = &j["volatile"];
+    assert_eq!(v["type"], "volatile");
+    assert_eq!(v["compression"], "gzip");
+    assert_eq!(v["location"], "chain");
+    assert_eq!(v["offset"], 0);
+    assert_eq!(v["seq"], 0);
+    assert!(v["stored_size"].as_u64().unwrap_or(0) > 0);
+    assert!(v["unpacked_size"].as_u64() > v["stored_size"].as_u64());
+    assert_eq!(v["sha256"].as_str().map(str::len), Some(64));
+    assert_eq!(j["end"], serde_json::Value::Null);
+    assert_eq!(j["used_bytes"], 65536);
+
+    // commit: upper_a has content, so it becomes snapshot 1 and supersedes the volatile.
+    ok(&img, &["commit", "--upper", s(upper_a), "--no-reboot"]);
+    let j = info(&img);
+    assert_eq!(j["snapshots"].as_array().map(Vec::len), Some(1));
+    assert_eq!(j["snapshots"][0]["index"], 1);
+    assert_eq!(j["snapshots"][0]["seq"], 1);
+    assert_eq!(j["snapshots"][0]["confirmed"], true);
+    assert_eq!(j["volatile"], serde_json::Value::Null);
+
+    // After a reboot the upper holds only new changes: save them as the volatile.
+    ok(&img, &["save", "--upper", s(upper_b)]);
+    let j = info(&img);
+    assert_eq!(j["volatile"]["seq"], 1);
+    let out = base.join("out_ab");
+    ok(&img, &["extract", "all", s(&out)]);
+    assert_same_tree(&out, want_ab);
+    let out = base.join("out_vol");
+    ok(&img, &["extract", "volatile", s(&out)]);
+    assert_same_tree(&out, upper_b);
+
+    // The diff of the volatile names the deletion, the change and the opaque dir.
+    let diff = ok(&img, &["diff"]);
+    assert!(diff.contains("D etc/gone-later"), "{diff}");
+    assert!(diff.contains("M etc/config/network"), "{diff}");
+    assert!(diff.contains("A usr/lib/libfoo.so.2"), "{diff}");
+    assert!(diff.contains("O opq/"), "{diff}");
+
+    // rollback 1: keep snapshot 1, drop the volatile. Without --yes and a terminal: refused.
+    let before = fs::read(&img).expect("read image");
+    fails(&img, &["rollback", "1", "--no-reboot"], 11);
+    assert_eq!(fs::read(&img).expect("read image"), before, "refused rollback wrote");
+    ok(&img, &["rollback", "1", "--yes", "--no-reboot"]);
+    let j = info(&img);
+    assert_eq!(j["snapshots"].as_array().map(Vec::len), Some(1));
+    assert_eq!(j["volatile"], serde_json::Value::Null);
+    let out = base.join("out_a");
+    ok(&img, &["extract", "all", s(&out)]);
+    assert_same_tree(&out, want_a);
+    ok(&img, &["verify"]);
+
+    // Save again and commit the stored volatile (empty upper): snapshot 2 = B.
+    ok(&img, &["save", "--upper", s(upper_b), "--no-compress"]);
+    assert_eq!(info(&img)["volatile"]["compression"], "none");
+    ok(&img, &["commit", "--upper", s(empty), "--no-reboot"]);
+    let j = info(&img);
+    assert_eq!(j["snapshots"].as_array().map(Vec::len), Some(2));
+    assert_eq!(j["snapshots"][1]["compression"], "none");
+    assert_eq!(j["volatile"], serde_json::Value::Null);
+    let out = base.join("out_ab2");
+    ok(&img, &["extract", "all", s(&out)]);
+    assert_same_tree(&out, want_ab);
+    let out = base.join("out_2");
+    ok(&img, &["extract", "2", s(&out)]);
+    assert_same_tree(&out, upper_b);
+    ok(&img, &["verify"]);
+
+    // rollback without ID: all but the last snapshot.
+    ok(&img, &["rollback", "--yes", "--no-reboot"]);
+    assert_eq!(info(&img)["snapshots"].as_array().map(Vec::len), Some(1));
+    let out = base.join("out_a2");
+    ok(&img, &["extract", "all", s(&out)]);
+    assert_same_tree(&out, want_a);
+    ok(&img, &["verify"]);
+
+    // Nothing left over: rollback erased what it dropped.
+    let j = info(&img);
+    assert_eq!(j["end"], serde_json::Value::Null);
+
+    // Aliases from OpenWrt's /sbin/snapshot.
+    ok(&img, &["list"]);
+    ok(&img, &["config", "--upper", s(upper_b)]);
+    ok(&img, &["push", "--upper", s(empty), "--no-reboot"]);
+    assert_eq!(info(&img)["snapshots"].as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn the_comparison_catches_every_kind_of_loss() {
+    // Guards the guard: assert_same_tree must see a mode, owner, xattr or deletion change.
+    let sc = scratch();
+    let base = sc.path();
+    let want = base.join("want");
+    fs::create_dir(&want).expect("mkdir");
+    build_a(&want);
+    let cases: Vec<(&str, Box<dyn Fn(&Path)>)> = vec![
+        ("mode", Box::new(|r: &Path| chmod(&r.join("usr/bin/suid"), 0o755))),
+        ("owner", Box::new(|r: &Path| chown(&r.join("etc/owned"), 0, 0))),
+        (
+            "xattr",
+            Box::new(|r: &Path| {
+                xattr::remove(r.join("etc/config/network"), "user.snap").expect("rm xattr")
+            }),
+        ),
+        (
+            "whiteout",
+            Box::new(|r: &Path| fs::remove_file(r.join("etc/removed")).expect("rm")),
+        ),
+        (
+            "opaque",
+            Box::new(|r: &Path| {
+                xattr::remove(r.join("opq"), "trusted.overlay.opaque").expect("rm xattr")
+            }),
+        ),
+        (
+            "mtime",
+            Box::new(|r: &Path| set_mtime(&r.join("usr/lib/libfoo.so"), 1_600_000_013, 0)),
+        ),
+    ];
+    for (what, break_it) in cases {
+        let got = base.join(format!("got-{what}"));
+        fs::create_dir(&got).expect("mkdir");
+        build_a(&got);
+        assert_same_tree(&got, &want);
+        break_it(&got);
+        let caught = std::panic::catch_unwind(|| assert_same_tree(&got, &want)).is_err();
+        assert!(caught, "a lost {what} went unnoticed");
+    }
+}
