@@ -20,20 +20,44 @@ fn stamp(root: &Path, mut paths: Vec<(&str, i64, i64)>) {
 fn build_a(r: &Path) {
     dir(&r.join("etc"), 0o755, (0, 0));
     dir(&r.join("etc/config"), 0o700, (0, 0));
-    file(&r.join("etc/config/network"), b"config interface 'lan'\n", 0o600, (0, 0));
+    file(
+        &r.join("etc/config/network"),
+        b"config interface 'lan'\n",
+        0o600,
+        (0, 0),
+    );
     set_xattr(&r.join("etc/config/network"), "user.snap", b"v1");
-    file(&r.join("etc/owned"), b"owned by 1000:2000\n", 0o640, (1000, 2000));
-    file(&r.join("etc/gone-later"), b"deleted by snapshot 2\n", 0o644, (0, 0));
+    file(
+        &r.join("etc/owned"),
+        b"owned by 1000:2000\n",
+        0o640,
+        (1000, 2000),
+    );
+    file(
+        &r.join("etc/gone-later"),
+        b"deleted by snapshot 2\n",
+        0o644,
+        (0, 0),
+    );
     whiteout(&r.join("etc/removed"));
     dir(&r.join("usr"), 0o755, (0, 0));
     dir(&r.join("usr/bin"), 0o755, (0, 0));
     file(&r.join("usr/bin/suid"), b"\x7fELF setuid", 0o4755, (0, 0));
     file(&r.join("usr/bin/sgid"), b"\x7fELF setgid", 0o2750, (0, 42));
-    set_xattr(&r.join("usr/bin/sgid"), "trusted.test", b"\x00\x01binary\xff");
+    set_xattr(
+        &r.join("usr/bin/sgid"),
+        "trusted.test",
+        b"\x00\x01binary\xff",
+    );
     file(&r.join("usr/bin/hl1"), b"hard linked", 0o755, (7, 8));
     fs::hard_link(r.join("usr/bin/hl1"), r.join("usr/bin/hl2")).expect("hard link");
     dir(&r.join("usr/lib"), 0o755, (0, 0));
-    file(&r.join("usr/lib/libfoo.so.1"), &noise(3000, 1), 0o644, (0, 0));
+    file(
+        &r.join("usr/lib/libfoo.so.1"),
+        &noise(3000, 1),
+        0o644,
+        (0, 0),
+    );
     link(&r.join("usr/lib/libfoo.so"), "libfoo.so.1", (5, 6));
     link(&r.join("usr/lib/dangling"), "/nonexistent/target", (0, 0));
     dir(&r.join("opq"), 0o750, (0, 0));
@@ -70,13 +94,23 @@ fn build_a(r: &Path) {
 fn build_b(r: &Path) {
     dir(&r.join("etc"), 0o755, (0, 0));
     dir(&r.join("etc/config"), 0o700, (0, 0));
-    file(&r.join("etc/config/network"), b"config interface 'wan'\n", 0o644, (0, 0));
+    file(
+        &r.join("etc/config/network"),
+        b"config interface 'wan'\n",
+        0o644,
+        (0, 0),
+    );
     set_xattr(&r.join("etc/config/network"), "user.snap", b"v2");
     whiteout(&r.join("etc/gone-later"));
     dir(&r.join("usr"), 0o755, (0, 0));
     dir(&r.join("usr/lib"), 0o755, (0, 0));
     link(&r.join("usr/lib/libfoo.so"), "libfoo.so.2", (0, 0));
-    file(&r.join("usr/lib/libfoo.so.2"), &noise(5000, 2), 0o644, (0, 0));
+    file(
+        &r.join("usr/lib/libfoo.so.2"),
+        &noise(5000, 2),
+        0o644,
+        (0, 0),
+    );
     if r.join("opq").exists() {
         fs::remove_dir_all(r.join("opq")).expect("rm opq");
     }
@@ -120,10 +154,7 @@ fn life_cycle_reproduces_every_detail() {
     let sc = scratch();
     let base = sc.path();
     let img = image(base, "flash.img", 4 << 20);
-    let d = mkdirs(
-        base,
-        &["upper_a", "upper_b", "empty", "want_a", "want_ab"],
-    );
+    let d = mkdirs(base, &["upper_a", "upper_b", "empty", "want_a", "want_ab"]);
     let (upper_a, upper_b, empty, want_a, want_ab) = (&d[0], &d[1], &d[2], &d[3], &d[4]);
     build_a(upper_a);
     build_b(upper_b);
@@ -187,7 +218,11 @@ fn life_cycle_reproduces_every_detail() {
     // rollback 1: keep snapshot 1, drop the volatile. Without --yes and a terminal: refused.
     let before = fs::read(&img).expect("read image");
     fails(&img, &["rollback", "1", "--no-reboot"], 11);
-    assert_eq!(fs::read(&img).expect("read image"), before, "refused rollback wrote");
+    assert_eq!(
+        fs::read(&img).expect("read image"),
+        before,
+        "refused rollback wrote"
+    );
     ok(&img, &["rollback", "1", "--yes", "--no-reboot"]);
     let j = info(&img);
     assert_eq!(j["snapshots"].as_array().map(Vec::len), Some(1));
@@ -232,6 +267,9 @@ fn life_cycle_reproduces_every_detail() {
     assert_eq!(info(&img)["snapshots"].as_array().map(Vec::len), Some(2));
 }
 
+/// Damages one aspect of a built tree.
+type Breaker = Box<dyn Fn(&Path)>;
+
 #[test]
 fn the_comparison_catches_every_kind_of_loss() {
     // Guards the guard: assert_same_tree must see a mode, owner, xattr or deletion change.
@@ -240,9 +278,15 @@ fn the_comparison_catches_every_kind_of_loss() {
     let want = base.join("want");
     fs::create_dir(&want).expect("mkdir");
     build_a(&want);
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>)> = vec![
-        ("mode", Box::new(|r: &Path| chmod(&r.join("usr/bin/suid"), 0o755))),
-        ("owner", Box::new(|r: &Path| chown(&r.join("etc/owned"), 0, 0))),
+    let cases: Vec<(&str, Breaker)> = vec![
+        (
+            "mode",
+            Box::new(|r: &Path| chmod(&r.join("usr/bin/suid"), 0o755)),
+        ),
+        (
+            "owner",
+            Box::new(|r: &Path| chown(&r.join("etc/owned"), 0, 0)),
+        ),
         (
             "xattr",
             Box::new(|r: &Path| {

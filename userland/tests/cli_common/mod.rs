@@ -37,7 +37,10 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         if self.mounted {
-            let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path())
+                .status();
         }
     }
 }
@@ -45,8 +48,14 @@ impl Drop for Scratch {
 fn fs_ok(dir: &Path) -> bool {
     let probe = dir.join(".probe");
     let ok = xattr::set(dir, "trusted.snapinit.probe", b"1").is_ok()
-        && rustix::fs::mknodat(CWD, &probe, FileType::CharacterDevice, Mode::from_raw_mode(0o600), 0)
-            .is_ok();
+        && rustix::fs::mknodat(
+            CWD,
+            &probe,
+            FileType::CharacterDevice,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .is_ok();
     let _ = xattr::remove(dir, "trusted.snapinit.probe");
     let _ = fs::remove_file(&probe);
     ok
@@ -72,7 +81,10 @@ pub fn scratch() -> Scratch {
         dir.path().display()
     );
     let s = Scratch { dir, mounted: true };
-    assert!(fs_ok(s.path()), "tmpfs takes no trusted.* xattrs or whiteouts");
+    assert!(
+        fs_ok(s.path()),
+        "tmpfs takes no trusted.* xattrs or whiteouts"
+    );
     s
 }
 
@@ -99,7 +111,11 @@ pub fn show(o: &Output) -> String {
 /// Runs and asserts exit status 0.
 pub fn ok(img: &Path, args: &[&str]) -> String {
     let o = run(img, args);
-    assert!(o.status.success(), "snapshot {args:?} failed:\n{}", show(&o));
+    assert!(
+        o.status.success(),
+        "snapshot {args:?} failed:\n{}",
+        show(&o)
+    );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -290,9 +306,10 @@ pub fn assert_same_tree(got: &Path, want: &Path) {
     for (p, wn) in &w {
         match g.get(p) {
             None => diffs.push(format!("missing: {}", p.display())),
-            Some(gn) if gn != wn => {
-                diffs.push(format!("differs: {}\n  got  {gn:?}\n  want {wn:?}", p.display()))
-            }
+            Some(gn) if gn != wn => diffs.push(format!(
+                "differs: {}\n  got  {gn:?}\n  want {wn:?}",
+                p.display()
+            )),
             _ => {}
         }
     }

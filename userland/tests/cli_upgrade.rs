@@ -1,0 +1,93 @@
+//! `snapshot upgrade` with stand-in package managers: one that changes the upper dir (→ a new
+//! snapshot), one that fails (→ flash byte-identical, exit 10), one that changes nothing.
+
+mod cli_common;
+
+use cli_common::*;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+fn script(path: &Path, body: &str) {
+    fs::write(path, format!("#!/bin/sh\nset -e\n{body}\n")).expect("write script");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn upgrade_stores_changes_and_a_failure_touches_nothing() {
+    let sc = scratch();
+    let base = sc.path();
+    let img = image(base, "flash.img", 2 << 20);
+    let upper = base.join("upper");
+    fs::create_dir(&upper).expect("mkdir");
+    dir(&upper.join("usr"), 0o755, (0, 0));
+    file(&upper.join("usr/pkg-version"), b"1.0\n", 0o644, (0, 0));
+    ok(&img, &["format"]);
+    ok(&img, &["commit", "--upper", s(&upper), "--no-reboot"]);
+    assert_eq!(info(&img)["snapshots"].as_array().map(Vec::len), Some(1));
+
+    // A package manager that upgrades: changes a file, adds one, removes one.
+    let good = base.join("pm-good.sh");
+    script(
+        &good,
+        "echo 2.0 > \"$SNAPSHOT_UPPER/usr/pkg-version\"\n\
+         mkdir -p \"$SNAPSHOT_UPPER/usr/lib\"\n\
+         echo new > \"$SNAPSHOT_UPPER/usr/lib/libnew.so\"\n\
+         echo upgraded",
+    );
+    let out = ok(&img, &["upgrade", "--upper", s(&upper), "--pm", s(&good)]);
+    assert!(out.contains("upgraded"), "{out}");
+    assert!(out.contains("snapshot 2"), "{out}");
+    let j = info(&img);
+    assert_eq!(j["snapshots"].as_array().map(Vec::len), Some(2));
+    let got = base.join("got");
+    ok(&img, &["extract", "2", s(&got)]);
+    assert_same_tree(&got, &upper);
+    assert_eq!(
+        fs::read(got.join("usr/pkg-version")).expect("read"),
+        b"2.0\n"
+    );
+
+    // One that fails half-way: it changed the upper dir, but flash must stay byte-identical.
+    let before = fs::read(&img).expect("read image");
+    let bad = base.join("pm-bad.sh");
+    script(
+        &bad,
+        "echo 3.0-broken > \"$SNAPSHOT_UPPER/usr/pkg-version\"\necho 'download failed' >&2\nexit 1",
+    );
+    let o = fails(
+        &img,
+        &["upgrade", "--upper", s(&upper), "--pm", s(&bad)],
+        10,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("flash untouched"), "{err}");
+    assert!(
+        fs::read(&img).expect("read image") == before,
+        "failed upgrade changed flash"
+    );
+
+    // One that succeeds but changes nothing: no new snapshot, flash untouched.
+    let noop = base.join("pm-noop.sh");
+    script(&noop, "echo 'everything up to date'");
+    let out = ok(&img, &["upgrade", "--upper", s(&upper), "--pm", s(&noop)]);
+    assert!(out.contains("changed nothing"), "{out}");
+    assert!(
+        fs::read(&img).expect("read image") == before,
+        "no-op upgrade changed flash"
+    );
+
+    // A metadata-only change (mode) counts as a change.
+    let chmod_pm = base.join("pm-chmod.sh");
+    script(&chmod_pm, "chmod 600 \"$SNAPSHOT_UPPER/usr/pkg-version\"");
+    ok(
+        &img,
+        &["upgrade", "--upper", s(&upper), "--pm", s(&chmod_pm)],
+    );
+    assert_eq!(info(&img)["snapshots"].as_array().map(Vec::len), Some(3));
+    ok(&img, &["verify"]);
+}

@@ -1,0 +1,114 @@
+//! `snapshot verify` proves what the boot path will accept: it fails on a flipped payload byte
+//! and on a payload whose hash is right but whose tar the boot path would reject.
+
+mod cli_common;
+
+use cli_common::*;
+use snapinit::file::FileFlash;
+use snapinit::header::Compression;
+use snapshot::writer::{Payload, Writer};
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn flip(img: &Path, offset: u64) {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(img)
+        .expect("open image");
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, offset).expect("read");
+    b[0] ^= 0x10;
+    f.write_all_at(&b, offset).expect("write");
+}
+
+fn two_snapshots(base: &Path) -> std::path::PathBuf {
+    let img = image(base, "flash.img", 2 << 20);
+    let upper = base.join("upper");
+    fs::create_dir(&upper).expect("mkdir");
+    file(&upper.join("a"), &noise(10_000, 5), 0o644, (0, 0));
+    ok(&img, &["format"]);
+    ok(&img, &["commit", "--upper", s(&upper), "--no-reboot"]);
+    file(&upper.join("b"), b"second", 0o644, (0, 0));
+    ok(&img, &["commit", "--upper", s(&upper), "--no-reboot"]);
+    ok(&img, &["save", "--upper", s(&upper)]);
+    ok(&img, &["verify"]);
+    img
+}
+
+#[test]
+fn a_flipped_byte_in_the_top_snapshot_fails_verify() {
+    let sc = scratch();
+    let img = two_snapshots(sc.path());
+    let off = info(&img)["snapshots"][1]["offset"]
+        .as_u64()
+        .expect("offset");
+    flip(&img, off + 256 + 100);
+    let o = fails(&img, &["verify"], 9);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("FAIL"), "{out}");
+}
+
+#[test]
+fn a_flipped_byte_in_the_first_snapshot_fails_verify() {
+    let sc = scratch();
+    let img = two_snapshots(sc.path());
+    flip(&img, 256 + 5000);
+    fails(&img, &["verify"], 9);
+}
+
+#[test]
+fn a_flipped_byte_in_the_volatile_fails_verify() {
+    let sc = scratch();
+    let img = two_snapshots(sc.path());
+    let off = info(&img)["volatile"]["offset"].as_u64().expect("offset");
+    flip(&img, off + 256 + 20);
+    fails(&img, &["verify"], 9);
+}
+
+#[test]
+fn a_correctly_hashed_but_undecodable_payload_fails_verify() {
+    let sc = scratch();
+    let img = image(sc.path(), "flash.img", 1 << 20);
+    ok(&img, &["format"]);
+    // Garbage that claims to be gzip, written with a valid header and hash.
+    let data = noise(3000, 9);
+    {
+        let mut flash = FileFlash::open(img.as_path(), 65536, true).expect("open");
+        let mut w = Writer::new(&mut flash);
+        w.append_snapshot(&Payload {
+            data: &data,
+            compression: Compression::Gzip,
+            unpacked_len: 10_240,
+        })
+        .expect("append");
+    }
+    assert_eq!(info(&img)["snapshots"].as_array().map(Vec::len), Some(1));
+    let o = fails(&img, &["verify"], 9);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("FAIL  snapshot 1"),
+        "{}",
+        show(&o)
+    );
+    // A plain tar that is not ustar.
+    let img2 = image(sc.path(), "flash2.img", 1 << 20);
+    ok(&img2, &["format"]);
+    let mut tar = vec![0u8; 2048];
+    tar[..11].copy_from_slice(b"hello-world");
+    {
+        let mut flash = FileFlash::open(img2.as_path(), 65536, true).expect("open");
+        Writer::new(&mut flash)
+            .append_snapshot(&Payload {
+                data: &tar,
+                compression: Compression::None,
+                unpacked_len: 2048,
+            })
+            .expect("append");
+    }
+    fails(&img2, &["verify"], 9);
+}
