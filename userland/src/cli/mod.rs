@@ -30,8 +30,23 @@ Every write is atomic under power loss: a command that fails, or a power cut at 
 leaves the previous state bootable. See docs/SNAPSHOT.md for the full reference and the exit
 codes.";
 
+const EXIT_CODES: &str = "\
+Exit status:
+   0  success (also: nothing to do)
+   2  bad command line or snapshot ID
+   3  device not found, not openable, or an I/O error on it
+   4  another snapshot command holds the partition's lock
+   5  the partition is in a state the command refuses (foreign filesystem, holds data)
+   6  not enough space on the partition (or in the back buffer for a volatile)
+   7  no such snapshot, or no volatile
+   8  packing or unpacking a directory tree failed
+   9  verify found a problem (or a payload could not be decoded)
+  10  the package manager failed (upgrade): flash untouched
+  11  aborted, or confirmation needed and no terminal to ask on (pass --yes)
+  12  written, but `reboot` could not be run";
+
 #[derive(Debug, Parser)]
-#[command(name = "snapshot", version, about = ABOUT, long_about = LONG_ABOUT)]
+#[command(name = "snapshot", version, about = ABOUT, long_about = LONG_ABOUT, after_long_help = EXIT_CODES)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -172,6 +187,10 @@ enum Cmd {
         dir: PathBuf,
     },
     /// List what a snapshot or the volatile adds (A), modifies (M), deletes (D) or makes opaque (O)
+    ///
+    /// Compares the block's tar entries with the tree the snapshots below it build. `=` marks
+    /// an entry whose type, mode, owner, mtime, size and xattrs equal the one below (overlayfs
+    /// copies whole files up, so a volatile repeats unchanged parents).
     Diff {
         /// Snapshot number or `volatile` [default: the volatile, else the newest snapshot]
         id: Option<String>,

@@ -68,7 +68,7 @@ fn auto_repair(dev: &mut Device) -> Result<(), CliError> {
     if let Outcome::Repaired { erased_blocks } = out {
         if erased_blocks > 0 {
             eprintln!(
-                "snapshot: repair: erased {erased_blocks} erase block(s) left over by interrupted or dropped writes"
+                "snapshot: repair: erased {erased_blocks} erase block(s) no longer in use (superseded, dropped or torn blocks)"
             );
         }
     }

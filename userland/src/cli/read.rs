@@ -276,9 +276,9 @@ pub fn extract(ctx: &Ctx, id: &str, dir: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The tree a sequence of layers builds: path -> is a directory.
+/// The tree a sequence of layers builds: path -> (is a directory, metadata signature).
 #[derive(Default)]
-struct Layered(BTreeMap<String, bool>);
+struct Layered(BTreeMap<String, (bool, String)>);
 
 impl Layered {
     fn drop_below(&mut self, path: &str) {
@@ -297,23 +297,36 @@ impl Layered {
     /// Applies one entry as the replay does.
     fn apply(&mut self, e: &Entry) {
         let path = e.path.as_str();
+        let sig = signature(e);
         match e.kind {
-            EntryKind::Whiteout => {
-                self.drop_below(path);
-                self.0.insert(path.to_string(), false);
-            }
             EntryKind::Dir => {
-                if e.is_opaque() || self.0.get(path) == Some(&false) {
+                if e.is_opaque() || self.0.get(path).is_some_and(|(dir, _)| !dir) {
                     self.drop_below(path);
                 }
-                self.0.insert(path.to_string(), true);
+                self.0.insert(path.to_string(), (true, sig));
             }
+            // A whiteout or a non-directory replaces a whole subtree.
             _ => {
                 self.drop_below(path);
-                self.0.insert(path.to_string(), false);
+                self.0.insert(path.to_string(), (false, sig));
             }
         }
     }
+}
+
+/// Everything about an entry except file content: equal signatures mean "unchanged" (a file
+/// rewritten with the same size and mtime would also compare equal).
+fn signature(e: &Entry) -> String {
+    let mut s = format!(
+        "{} {}.{:09}",
+        describe_entry(e),
+        e.mtime_secs,
+        e.mtime_nanos
+    );
+    for x in &e.xattrs {
+        s.push_str(&format!(" {}={:?}", x.name.as_str(), x.value.as_slice()));
+    }
+    s
 }
 
 fn describe_entry(e: &Entry) -> String {
@@ -364,11 +377,17 @@ pub fn diff(ctx: &Ctx, id: Option<&str>) -> Result<(), CliError> {
         let mut lines = Vec::new();
         walk_payload(&data, b.header.fields.compression, |e| {
             let path = e.path.as_str();
-            let existed = lower.0.contains_key(path);
-            let tag = match e.kind {
-                EntryKind::Whiteout => "D",
-                _ if existed => "M",
-                _ => "A",
+            // A path whited out below does not exist there.
+            let below = lower
+                .0
+                .get(path)
+                .map(|(_, sig)| sig.as_str())
+                .filter(|sig| !sig.starts_with("whiteout"));
+            let tag = match (&e.kind, below) {
+                (EntryKind::Whiteout, _) => "D",
+                (_, Some(sig)) if sig == signature(e) => "=",
+                (_, Some(_)) => "M",
+                (_, None) => "A",
             };
             lines.push(format!("{tag} {path} ({})", describe_entry(e)));
             if e.is_opaque() {
