@@ -11,5 +11,16 @@ fn main() {
     if linux && !std {
         println!("cargo:rustc-link-arg-bins=-nostartfiles");
         println!("cargo:rustc-link-arg-bins=-static");
+        // The link layout (linker/<arch>.ld says what it saves), where there
+        // is one; other architectures link with the linker's default layout.
+        let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+        let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+        let script = std::path::Path::new(&dir).join(format!("linker/{arch}.ld"));
+        println!("cargo:rerun-if-changed=linker");
+        if script.exists() {
+            println!("cargo:rustc-link-arg-bins=-Wl,-T,{}", script.display());
+            // No dynamic loader or libc would ever apply RELRO.
+            println!("cargo:rustc-link-arg-bins=-Wl,-z,norelro");
+        }
     }
 }

@@ -28,9 +28,9 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 
 use rustix::fd::AsFd;
 use snapinit::chain::{read_chain, Block, Status};
-use snapinit::gzip::GzipReader;
+use snapinit::gzip::{GzipError, GzipReader};
 use snapinit::header::Compression;
-use snapinit::payload::PayloadReader;
+use snapinit::payload::{PayloadReader, ReadFailed};
 use snapinit::tar::TarReader;
 
 use crate::{error, info, warn};
@@ -279,17 +279,12 @@ fn replay_into(flash: &mut flash::BootFlash, block: &Block, dir: &str, what: &st
     // Pass one creates entries; pass two re-reads the payload for dir mtimes.
     for pass in 0..2 {
         let payload = PayloadReader::new(flash, block);
-        let result = if gz {
-            run_pass(
-                layer.as_fd(),
-                TarReader::new(GzipReader::new(payload)),
-                &mut buf,
-                pass,
-            )
+        let source = if gz {
+            Source::Gzip(GzipReader::new(payload))
         } else {
-            run_pass(layer.as_fd(), TarReader::new(payload), &mut buf, pass)
+            Source::Plain(payload)
         };
-        if let Err(()) = result {
+        if let Err(()) = run_pass(layer.as_fd(), TarReader::new(source), &mut buf, pass) {
             error!(
                 "{what} block seq {seq} at {:#x}: replay failed",
                 block.offset
@@ -301,9 +296,54 @@ fn replay_into(flash: &mut flash::BootFlash, block: &Block, dir: &str, what: &st
     true
 }
 
-fn run_pass<R: embedded_io::Read>(
+/// A block's payload as tar bytes, plain or gunzipped. One type for both, so
+/// the tar parser and the replay are compiled once, not once per reader
+/// (about 11 KiB of the binary). No heap to box the gzip state into; a plain
+/// payload leaves the unused part of the frame untouched.
+#[allow(clippy::large_enum_variant)]
+enum Source<'a> {
+    Plain(PayloadReader<'a, flash::BootFlash>),
+    Gzip(GzipReader<PayloadReader<'a, flash::BootFlash>>),
+}
+
+/// Reading a payload failed: the flash, or the gzip layer above it.
+enum SourceError {
+    Flash(ReadFailed),
+    Gzip(GzipError<ReadFailed>),
+}
+
+impl core::fmt::Debug for SourceError {
+    // Replay errors print their cause with `{:?}`: give the readable text.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Flash(e) => core::fmt::Display::fmt(e, f),
+            Self::Gzip(e) => core::fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl embedded_io::Error for SourceError {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        embedded_io::ErrorKind::InvalidData
+    }
+}
+
+impl embedded_io::ErrorType for Source<'_> {
+    type Error = SourceError;
+}
+
+impl embedded_io::Read for Source<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, SourceError> {
+        match self {
+            Self::Plain(r) => r.read(buf).map_err(SourceError::Flash),
+            Self::Gzip(r) => r.read(buf).map_err(SourceError::Gzip),
+        }
+    }
+}
+
+fn run_pass(
     layer: rustix::fd::BorrowedFd<'_>,
-    mut tar: TarReader<R>,
+    mut tar: TarReader<Source<'_>>,
     buf: &mut [u8],
     pass: u32,
 ) -> Result<(), ()> {
