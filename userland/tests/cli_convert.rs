@@ -83,6 +83,22 @@ fn format_force_erases_a_chain_and_records_the_back_buffer() {
     let sc = scratch();
     let base = sc.path();
     let img = jffs2_image(base);
+    // A back buffer over half the partition is refused before anything is erased.
+    let before = fs::read(&img).expect("read");
+    fails(
+        &img,
+        &["format", "--force", "--yes", "--backbuf-blocks", "17"],
+        5,
+    );
+    fails(
+        &img,
+        &["format", "--force", "--yes", "--backbuf-blocks", "0"],
+        5,
+    );
+    assert!(
+        fs::read(&img).expect("read") == before,
+        "a refused format wrote"
+    );
     ok(
         &img,
         &["format", "--force", "--yes", "--backbuf-blocks", "4"],

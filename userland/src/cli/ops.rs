@@ -10,7 +10,7 @@ use super::error::CliError;
 use super::info::{effective_layout, foreign_name};
 use super::tree::{self, Packed};
 use super::{ui, Ctx};
-use snapinit::chain::{ChainView, Foreign, Status};
+use snapinit::chain::{ChainView, Foreign, Layout, Status};
 use snapinit::flash::DeviceError;
 use snapinit::header::{span_blocks, Compression, HEADER_LEN};
 use snapshot::writer::{Outcome, Payload, WriteError, Writer};
@@ -471,6 +471,17 @@ pub fn format(
 ) -> Result<(), CliError> {
     let (_lock, mut dev) = ctx.open(true)?;
     let view = read_view(&mut dev);
+    if let Some(n) = backbuf_blocks {
+        let total = view.layout.total_blocks();
+        let max = Layout::max_backbuf_blocks(total).min(u32::from(u16::MAX));
+        if n == 0 || n > max {
+            return Err(CliError::BadBackbuf(if n == 0 {
+                "--backbuf-blocks must be at least 1"
+            } else {
+                "--backbuf-blocks must be at most half the partition's erase blocks"
+            }));
+        }
+    }
     let holds = match view.status {
         Status::Empty => None,
         Status::Chain => Some(format!(
