@@ -318,3 +318,34 @@ fn the_comparison_catches_every_kind_of_loss() {
         assert!(caught, "a lost {what} went unnoticed");
     }
 }
+
+#[test]
+fn save_reports_what_it_cannot_store() {
+    let sc = scratch();
+    let base = sc.path();
+    let img = image(base, "flash.img", 1 << 20);
+    let upper = base.join("upper");
+    fs::create_dir(&upper).expect("mkdir");
+    file(&upper.join("kept"), b"kept", 0o644, (0, 0));
+    let _sock = std::os::unix::net::UnixListener::bind(upper.join("ubus.sock")).expect("socket");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        upper.join("fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .expect("mkfifo");
+    ok(&img, &["format"]);
+    let o = run(&img, &["save", "--upper", s(&upper)]);
+    assert!(o.status.success(), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("skipped ubus.sock: socket"), "{err}");
+    assert!(err.contains("skipped fifo: fifo"), "{err}");
+    let got = base.join("got");
+    ok(&img, &["extract", "volatile", s(&got)]);
+    assert_eq!(
+        tree(&got).keys().cloned().collect::<Vec<_>>(),
+        vec![PathBuf::from("kept")]
+    );
+}

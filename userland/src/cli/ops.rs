@@ -11,7 +11,7 @@ use super::info::{effective_layout, foreign_name};
 use super::tree::{self, Packed};
 use super::{ui, Ctx};
 use snapinit::chain::{ChainView, Foreign, Layout, Status};
-use snapinit::flash::DeviceError;
+use snapinit::flash::{DeviceError, ReadNorFlash};
 use snapinit::header::{span_blocks, Compression, HEADER_LEN};
 use snapshot::writer::{Outcome, Payload, WriteError, Writer};
 use std::path::Path;
@@ -156,6 +156,9 @@ pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<()
             }
         } else if let Some(v) = view.volatile() {
             let len = v.header.fields.payload_len as usize;
+            if v.offset != view.next_offset {
+                precheck(&view, len, false)?;
+            }
             auto_repair(&mut dev)?;
             let cost = 2 * block_cost(&view, len);
             let out = write_op(&mut dev, cost, "committing", |w| w.commit())?;
@@ -412,7 +415,7 @@ pub fn convert(
             ),
         )?;
         // From here until the snapshot is written the content is only in RAM (and the backup).
-        let total = dev.path.metadata().map(|m| m.len()).unwrap_or(0);
+        let total = dev.capacity() as u64;
         write_op(&mut dev, total, "erasing", |w| w.format())?;
         let cost = block_cost(&view, packed.data.len());
         let res = write_op(&mut dev, cost, "writing", |w| {
@@ -509,7 +512,7 @@ pub fn format(
             &format!("Erase {} which holds {h}?", dev.path.display()),
         )?;
     }
-    let total = dev.path.metadata().map(|m| m.len()).unwrap_or(0);
+    let total = dev.capacity() as u64;
     let out = write_op(&mut dev, total, "formatting", |w| w.format())?;
     if let Outcome::Formatted { erased_blocks } = out {
         println!(
