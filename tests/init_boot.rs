@@ -460,6 +460,35 @@ fn bad_snapshot_ends_chain_and_bad_volatile_falls_back() {
         "{log}"
     );
     assert!(log.contains("snapshot chain ends at #1"), "{log}");
+    // The volatile was saved above snapshot 3: over snapshot 1 alone it
+    // would show a state that never existed.
+    assert!(
+        log.contains("the volatile belongs to the full chain: not applying it"),
+        "{log}"
+    );
+    assert!(!log.contains("volatile block"), "{log}");
+    for want in ["NET=one", "OLD=snap1-old", "VOL=\n", "DATA=a,c,\n"] {
+        assert!(out.contains(want), "{want} missing:\n{out}");
+    }
+
+    // A full chain whose current volatile fails replay: the other copy.
+    let mut img = Image::new();
+    img.snapshot(&snap1(&dir));
+    img.volatile_in_backbuf(&payload(&dir, "vol2", false, &|t| {
+        write(t, "etc/volatile", "vol2")
+    }));
+    img.volatile_in_slot(&hostile);
+    let (out, log) = boot_with(
+        &dir,
+        "snapinit.device=/chain.img",
+        CHAIN_SCRIPT,
+        &rom_extra(img.data),
+    );
+    println!("--- log ---\n{log}--- target ---\n{out}");
+    assert!(
+        log.contains("1 snapshot(s), 2 volatile candidate(s)"),
+        "{log}"
+    );
     assert!(log.contains("volatile candidate #0 failed"), "{log}");
     assert!(log.contains("volatile candidate #1 in place"), "{log}");
     for want in ["NET=one", "OLD=snap1-old", "VOL=vol2", "DATA=a,c,\n"] {
@@ -475,17 +504,15 @@ fn replay_cannot_write_through_planted_symlinks() {
     let mut img = Image::new();
     // An older snapshot plants symlinks out of the layer; later ones try to
     // write and hard-link through them.
-    img.snapshot(&payload(&dir, "plant", false, &|t| {
+    let plant = payload(&dir, "plant", false, &|t| {
         std::os::unix::fs::symlink("/etc", t.join("esc")).unwrap();
         std::os::unix::fs::symlink("../../..", t.join("up")).unwrap();
         write(t, "keep", "kept");
-    }));
+    });
+    img.snapshot(&plant);
     // Only the file entries: their parents resolve to the planted symlinks.
     img.snapshot(&payload_of(&dir, "through", false, "esc/pwned", &|t| {
         write(t, "esc/pwned", "x");
-    }));
-    img.volatile_in_slot(&payload_of(&dir, "up", false, "up/pwned", &|t| {
-        write(t, "up/pwned", "x");
     }));
     let script = r#"#!/bin/busybox sh
 bb=/bin/busybox
@@ -503,8 +530,25 @@ echo "ESC=$($bb readlink /esc)"
     );
     println!("--- log ---\n{log}--- target ---\n{out}");
     assert!(log.contains("snapshot chain ends at #1"), "{log}");
-    assert!(log.contains("volatile candidate #0 failed"), "{log}");
     assert!(out.contains("KEEP=kept"), "{out}");
     assert!(out.contains("ESC=/etc"), "{out}");
+    assert!(!out.contains("ESCAPED"), "{out}");
+
+    // A volatile (on a chain that replays whole) tries the other symlink.
+    let mut img = Image::new();
+    img.snapshot(&plant);
+    img.volatile_in_slot(&payload_of(&dir, "up", false, "up/pwned", &|t| {
+        write(t, "up/pwned", "x");
+    }));
+    let (out, log) = boot_with(
+        &dir,
+        "snapinit.device=/chain.img",
+        script,
+        &rom_extra(img.data),
+    );
+    println!("--- log ---\n{log}--- target ---\n{out}");
+    assert!(log.contains("volatile candidate #0 failed"), "{log}");
+    assert!(log.contains("no volatile state"), "{log}");
+    assert!(out.contains("KEEP=kept"), "{out}");
     assert!(!out.contains("ESCAPED"), "{out}");
 }

@@ -176,9 +176,10 @@ fn read_file<'a>(path: &str, buf: &'a mut [u8]) -> &'a str {
 }
 
 /// Finds the chain and replays it. Degradation: a snapshot that fails replay
-/// ends the chain there (the layer is rebuilt from the good prefix); a
-/// volatile that fails falls back to the next candidate, then to none; no
-/// partition or an unusable chain leaves both layers empty.
+/// ends the chain there (the layer is rebuilt from the good prefix, and no
+/// volatile is applied: it belongs to the full chain); a volatile that fails
+/// falls back to the next candidate, then to none; no partition or an
+/// unusable chain leaves both layers empty.
 fn load_chain(settings: &Settings, layers: &Layers) {
     if let Some(dev) = &settings.device {
         match snapinit::file::FileFlash::open(dev.as_str(), settings.erase_size, false) {
@@ -245,6 +246,12 @@ fn replay_chain(flash: &mut flash::BootFlash, layers: &Layers) {
                 break;
             }
         }
+        // The volatile is linked to the last snapshot: over a shorter chain
+        // it would show neither the old state nor the new (docs/FORMAT.md
+        // skips it for a snapshot that fails verification, for the same
+        // reason).
+        warn!("the volatile belongs to the full chain: not applying it");
+        return;
     }
     for (i, block) in view.volatiles.iter().enumerate() {
         if replay_into(flash, block, &layers.upper(), "volatile") {
