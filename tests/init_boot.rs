@@ -203,6 +203,69 @@ fn boots_to_tmpfs_overlay_without_partition() {
     }
 }
 
+/// The production log goes to /dev/kmsg, which the kernel rate-limits to 10
+/// lines per open file every 5 s (printk.devkmsg=ratelimit, the default),
+/// silently: snapinit must still get every line of a boot through. This
+/// writes one boot's log (about 15 lines) into the host's kernel log.
+#[test]
+fn logs_every_line_to_kmsg_despite_its_rate_limit() {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::unix::fs::OpenOptionsExt;
+    setup();
+    require_root_namespace_tools();
+    let mut kmsg = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_o_nonblock())
+        .open("/dev/kmsg")
+        .expect("reading /dev/kmsg (needs root)");
+    kmsg.seek(SeekFrom::End(0)).unwrap();
+    let dir = scratch("kmsg");
+    let part = format!("kmsg-test-{}", std::process::id());
+    let (out, log) = boot(&dir, &format!("snapinit.part={part} snapinit.log=kmsg"));
+    assert!(out.contains("TARGET-RAN"), "{out}");
+    assert!(
+        !log.contains("snapinit: exec"),
+        "the log went to stderr:\n{log}"
+    );
+    // One record per read; EAGAIN at the end.
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = kmsg.read(&mut buf) {
+        let rec = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if let Some((_, text)) = rec.split_once(';') {
+            lines.push(text.lines().next().unwrap_or("").to_string());
+        }
+    }
+    // The API filesystem lines come before /dev/kmsg can be opened (the
+    // prepared root's /dev is empty): they went to stderr.
+    let ours: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("snapinit: "))
+        .collect();
+    println!("--- kmsg ---\n{}", lines.join("\n"));
+    assert!(
+        ours.iter().any(|l| l.contains(&part)),
+        "not our boot: {ours:?}"
+    );
+    assert!(ours.len() >= 13, "lines lost: {ours:?}");
+    assert!(
+        ours.iter()
+            .any(|l| l.as_str() == "snapinit: exec /sbin/init"),
+        "{ours:?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("suppressed due to ratelimiting")),
+        "{lines:?}"
+    );
+}
+
+/// O_NONBLOCK without a libc dependency (asm-generic value, x86_64 and ARM).
+fn libc_o_nonblock() -> i32 {
+    0o4000
+}
+
 #[test]
 fn failsafe_skips_the_chain() {
     setup();

@@ -6,7 +6,8 @@
 //!    parameters into init's environment, so this grants nothing beyond what
 //!    the command line already can; tests use it (with `snapinit.root=`) to
 //!    boot a prepared root inside a PID+mount namespace.
-//! 3. Mount /proc, /sys, /dev if absent; open /dev/kmsg.
+//! 3. Open /dev/kmsg if there already; mount /proc, /sys, /dev if absent;
+//!    open /dev/kmsg (log lines before that go to stderr, the console).
 //! 4. Scaffold + layer tmpfs mounts (mounts.rs).
 //! 5. Unless failsafe: read and verify the chain (read-only, never writes
 //!    flash), replay snapshots into the snapshot layer and the best volatile
@@ -92,6 +93,9 @@ pub extern "C" fn snapinit_main(sp: *const usize) -> ! {
             }
         }
     }
+    // The kernel may have mounted devtmpfs already (DEVTMPFS_MOUNT): then
+    // the mount lines reach the kernel log too, not only the console.
+    kmsg::open();
     mounts::api_filesystems();
     kmsg::open();
     if env_cmdline.is_none() {
@@ -250,7 +254,9 @@ fn replay_chain(flash: &mut flash::BootFlash, layers: &Layers) {
         // it would show neither the old state nor the new (docs/FORMAT.md
         // skips it for a snapshot that fails verification, for the same
         // reason).
-        warn!("the volatile belongs to the full chain: not applying it");
+        if !view.volatiles.is_empty() {
+            warn!("the volatile belongs to the full chain: not applying it");
+        }
         return;
     }
     for (i, block) in view.volatiles.iter().enumerate() {
