@@ -277,6 +277,16 @@ fn run_step(step: &[String], upper: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Package names from `opkg list-upgradable`: lines are `name - old-version - new-version`.
+fn upgradable(list: &str) -> Vec<String> {
+    list.lines()
+        .filter(|l| l.contains(" - "))
+        .filter_map(|l| l.split(" - ").next())
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
 fn run_pm(pm: &str, steps: &[Vec<String>], upper: &Path) -> Result<(), CliError> {
     for step in steps {
         run_step(step, upper)?;
@@ -295,13 +305,7 @@ fn run_pm(pm: &str, steps: &[Vec<String>], upper: &Path) -> Result<(), CliError>
                 status: out.status.to_string(),
             });
         }
-        // Lines are `name - old-version - new-version`.
-        let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split(" - ").next())
-            .map(|n| n.trim().to_string())
-            .filter(|n| !n.is_empty())
-            .collect();
+        let names = upgradable(&String::from_utf8_lossy(&out.stdout));
         if !names.is_empty() {
             let mut step = vec!["opkg".to_string(), "upgrade".to_string()];
             step.extend(names);
@@ -534,4 +538,29 @@ pub fn format(
         println!("back buffer: {n} erase block(s) (recorded by an empty volatile)");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opkg_upgradable_list() {
+        let out =
+            "luci-base - git-24.1 - git-24.2\nlibc - 1.2.4-4 - 1.2.4-5\n\nWarning: cache stale\n";
+        assert_eq!(upgradable(out), vec!["luci-base", "libc"]);
+        assert!(upgradable("").is_empty());
+    }
+
+    #[test]
+    fn pm_selection() {
+        let (pm, steps) = pm_steps(Some("apk")).expect("apk");
+        assert_eq!(pm, "apk");
+        assert_eq!(steps, vec![vec!["apk", "update"], vec!["apk", "upgrade"]]);
+        let (_, steps) = pm_steps(Some("/usr/local/bin/my-upgrade --all")).expect("cmd");
+        assert_eq!(
+            steps,
+            vec![vec!["/bin/sh", "-c", "/usr/local/bin/my-upgrade --all"]]
+        );
+    }
 }

@@ -407,3 +407,63 @@ pub fn diff(ctx: &Ctx, id: Option<&str>) -> Result<(), CliError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use snapinit::tar::{TarPath, Xattr};
+
+    fn entry(path: &str, kind: EntryKind, opaque: bool) -> Entry {
+        let mut p = TarPath::new();
+        let _ = p.push_str(path);
+        let mut e = Entry {
+            path: p,
+            kind,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime_secs: 1,
+            mtime_nanos: 0,
+            size: 0,
+            xattrs: Default::default(),
+        };
+        if opaque {
+            let mut x = Xattr {
+                name: Default::default(),
+                value: Default::default(),
+            };
+            let _ = x.name.push_str("trusted.overlay.opaque");
+            let _ = x.value.push(b'y');
+            let _ = e.xattrs.push(x);
+        }
+        e
+    }
+
+    fn paths(l: &Layered) -> Vec<&str> {
+        l.0.keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn layering_follows_the_replay() {
+        let mut l = Layered::default();
+        for e in [
+            entry("a", EntryKind::Dir, false),
+            entry("a/b", EntryKind::File, false),
+            entry("a/c", EntryKind::Dir, false),
+            entry("a/c/d", EntryKind::File, false),
+            entry("ab", EntryKind::File, false),
+        ] {
+            l.apply(&e);
+        }
+        // A whiteout removes the subtree, not its name-prefixed sibling.
+        l.apply(&entry("a/c", EntryKind::Whiteout, false));
+        assert_eq!(paths(&l), vec!["a", "a/b", "a/c", "ab"]);
+        // An opaque directory drops its old children.
+        l.apply(&entry("a", EntryKind::Dir, true));
+        assert_eq!(paths(&l), vec!["a", "ab"]);
+        // A file replacing a directory replaces its subtree.
+        l.apply(&entry("a/x", EntryKind::File, false));
+        l.apply(&entry("a", EntryKind::File, false));
+        assert_eq!(paths(&l), vec!["a", "ab"]);
+    }
+}
