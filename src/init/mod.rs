@@ -144,12 +144,21 @@ fn exec_target(args: &rt::Args, target: &CStr) -> ! {
         info!("peak RSS {}", hwm.trim_start_matches("VmHWM:").trim());
     }
     info!("exec {}", target.to_str().unwrap_or("?"));
+    exec_or_fall_back(args, target)
+}
+
+/// Last resorts after the target: procd's usual path, then a shell on the console. Exiting
+/// PID 1 panics the kernel, so every program that might give the admin a way in is tried first.
+const FALLBACKS: [&CStr; 2] = [DEFAULT_TARGET, c"/bin/sh"];
+
+fn exec_or_fall_back(args: &rt::Args, target: &CStr) -> ! {
     let e = args.exec(target);
     error!("exec {} failed: {e}", target.to_str().unwrap_or("?"));
-    if target != DEFAULT_TARGET {
-        let e = args.exec(DEFAULT_TARGET);
-        error!("exec /sbin/init failed: {e}");
+    for path in FALLBACKS.iter().filter(|p| **p != target) {
+        let e = args.exec(path);
+        error!("exec {} failed: {e}", path.to_str().unwrap_or("?"));
     }
+    error!("nothing left to run: PID 1 exits");
     rt::exit(1)
 }
 
@@ -390,7 +399,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         } else {
             unsafe { CStr::from_ptr(target.cast()) }
         };
-        let _ = args.exec(path);
+        exec_or_fall_back(&args, path)
     }
     rt::exit(1)
 }
