@@ -28,4 +28,4 @@ if ((fresh)) || [[ ! -f $demo/flash.img ]]; then
 fi
 echo "run.sh: booting; press Enter for a shell, 'reboot -f' or Ctrl-A x to quit" >&2
 exec "$here/boot.sh" --interactive --kernel "$kernel" --rootfs "$demo/bin/rootfs.squashfs" \
-  --flash "$demo/flash.img" --init /sbin/snapinit --append "printk.devkmsg=on"
+  --flash "$demo/flash.img" --init /sbin/snapinit
