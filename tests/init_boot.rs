@@ -615,3 +615,76 @@ echo "ESC=$($bb readlink /esc)"
     assert!(out.contains("KEEP=kept"), "{out}");
     assert!(!out.contains("ESCAPED"), "{out}");
 }
+
+#[test]
+fn corrupt_middle_snapshot_boots_the_prefix() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("chain-corrupt");
+    let mut img = Image::new();
+    img.snapshot(&snap1(&dir));
+    let second_at = img.next;
+    img.snapshot(&payload(&dir, "snap2", false, &|t| {
+        write(t, "etc/config/network", "two")
+    }));
+    img.snapshot(&payload(&dir, "snap3", false, &|t| write(t, "data/b", "b")));
+    img.volatile_in_slot(&payload(&dir, "vol", false, &|t| {
+        write(t, "etc/volatile", "vol")
+    }));
+    // Bit rot in the middle snapshot's payload (inside its first tar header).
+    img.data[second_at as usize + 256 + 10] ^= 0x20;
+    let (out, log) = boot_with(
+        &dir,
+        "snapinit.device=/chain.img snapinit.erase_size=65536",
+        CHAIN_SCRIPT,
+        &rom_extra(img.data),
+    );
+    println!("--- log ---\n{log}--- target ---\n{out}");
+    assert!(
+        log.contains("1 snapshot(s), 0 volatile candidate(s)"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "block at {second_at:#x} rejected (snapshot): payload SHA-256 mismatch"
+        )),
+        "{log}"
+    );
+    for want in ["NET=one", "DATA=a,c,\n", "VOL=\n", "UPPERLS=\n"] {
+        assert!(out.contains(want), "{want} missing:\n{out}");
+    }
+}
+
+#[test]
+fn empty_and_foreign_partitions_boot_a_plain_tmpfs_overlay() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("chain-empty");
+    let (out, log) = boot_with(
+        &dir,
+        "snapinit.device=/chain.img snapinit.erase_size=65536",
+        CHAIN_SCRIPT,
+        &rom_extra(Image::new().data),
+    );
+    assert!(log.contains("empty chain: nothing to replay"), "{log}");
+    assert!(
+        out.contains("ROMOLD=rom-old") && out.contains("OLD=rom-old"),
+        "{out}"
+    );
+
+    let dir = scratch("chain-jffs2");
+    let mut jffs2 = Image::new().data;
+    // A JFFS2 node header as on a little-endian unit: magic 0x1985, a dirent node type.
+    jffs2[..4].copy_from_slice(&[0x85, 0x19, 0x01, 0xe0]);
+    let (out, log) = boot_with(
+        &dir,
+        "snapinit.device=/chain.img snapinit.erase_size=65536",
+        CHAIN_SCRIPT,
+        &rom_extra(jffs2),
+    );
+    assert!(
+        log.contains("the partition holds a JFFS2 filesystem, not a snapinit chain"),
+        "{log}"
+    );
+    assert!(out.contains("OLD=rom-old"), "{out}");
+}

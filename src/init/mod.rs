@@ -28,9 +28,10 @@ use core::ffi::CStr;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use rustix::fd::AsFd;
-use snapinit::chain::{read_chain, Block, Status};
+use snapinit::chain::{read_chain, Block, End, Status};
 use snapinit::gzip::{GzipError, GzipReader};
 use snapinit::header::Compression;
+use snapinit::header::Kind;
 use snapinit::payload::{PayloadReader, ReadFailed};
 use snapinit::tar::TarReader;
 
@@ -228,15 +229,40 @@ fn replay_chain(flash: &mut flash::BootFlash, layers: &Layers) {
     let mut buf = [0u8; 4096];
     let view = read_chain(flash, &mut buf);
     info!(
-        "chain: {:?}, {} snapshot(s), {} volatile candidate(s), end {:?}",
+        "chain: {:?}, {} snapshot(s), {} volatile candidate(s)",
         view.status,
         view.snapshots.len(),
         view.volatiles.len(),
-        view.end
     );
-    if view.status != Status::Chain {
-        info!("nothing to replay; plain tmpfs overlay");
-        return;
+    if let End::Rejected(r) = view.end {
+        warn!(
+            "block at {:#x} rejected ({}): {}; the chain ends before it",
+            r.offset,
+            r.kind.map_or("unknown type", |k| if k == Kind::Snapshot {
+                "snapshot"
+            } else {
+                "volatile"
+            }),
+            r.reason
+        );
+    }
+    for r in &view.rejected_volatiles {
+        warn!("volatile at {:#x} rejected: {}", r.offset, r.reason);
+    }
+    match view.status {
+        Status::Chain => {}
+        Status::Unformatted(fs) => {
+            warn!("the partition holds {fs}, not a snapinit chain; plain tmpfs overlay");
+            return;
+        }
+        Status::Unreadable => {
+            warn!("the partition cannot be read; plain tmpfs overlay");
+            return;
+        }
+        Status::Empty => {
+            info!("empty chain: nothing to replay; plain tmpfs overlay");
+            return;
+        }
     }
     let snaps = &view.snapshots[..];
     let mut good = snaps.len();
