@@ -5,6 +5,7 @@
 #![no_std]
 
 pub mod chain;
+pub mod device;
 pub mod file;
 pub mod flash;
 pub mod gzip;

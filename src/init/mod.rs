@@ -16,7 +16,6 @@
 //!    Any failure before the switch execs the target on the read-only root.
 
 pub mod cmdline;
-pub mod flash;
 pub mod fs;
 pub mod kmsg;
 mod mem;
@@ -29,6 +28,8 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 
 use rustix::fd::AsFd;
 use snapinit::chain::{read_chain, Block, End, Status};
+use snapinit::device::DeviceFlash;
+use snapinit::flash::Geometry;
 use snapinit::gzip::{GzipError, GzipReader};
 use snapinit::header::Compression;
 use snapinit::header::Kind;
@@ -196,10 +197,10 @@ fn read_file<'a>(path: &str, buf: &'a mut [u8]) -> &'a str {
 /// unusable chain leaves both layers empty.
 fn load_chain(settings: &Settings, layers: &Layers) {
     if let Some(dev) = &settings.device {
-        match snapinit::file::FileFlash::open(dev.as_str(), settings.erase_size, false) {
-            Ok(flash) => {
-                info!("chain device {dev} (erase size {})", settings.erase_size);
-                replay_chain(&mut flash::BootFlash::File(flash), layers);
+        match DeviceFlash::open(dev.as_str(), settings.erase_size, false) {
+            Ok(mut flash) => {
+                info!("chain device {dev} (erase size {})", flash.erase_size());
+                replay_chain(&mut flash, layers);
             }
             Err(e) => warn!("cannot open {dev}: {e}; plain tmpfs overlay"),
         }
@@ -216,16 +217,16 @@ fn load_chain(settings: &Settings, layers: &Layers) {
     };
     let mut path: heapless::String<24> = heapless::String::new();
     let _ = core::fmt::Write::write_fmt(&mut path, format_args!("/dev/mtd{index}"));
-    match snapinit::mtd::MtdFlash::open(&path, false) {
-        Ok(flash) => {
+    match DeviceFlash::open_mtd(&path, false) {
+        Ok(mut flash) => {
             info!("chain on {path} ({})", settings.part);
-            replay_chain(&mut flash::BootFlash::Mtd(flash), layers);
+            replay_chain(&mut flash, layers);
         }
         Err(e) => warn!("cannot open {path}: {e}; plain tmpfs overlay"),
     }
 }
 
-fn replay_chain(flash: &mut flash::BootFlash, layers: &Layers) {
+fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) {
     let mut buf = [0u8; 4096];
     let view = read_chain(flash, &mut buf);
     info!(
@@ -309,7 +310,7 @@ fn replay_chain(flash: &mut flash::BootFlash, layers: &Layers) {
 }
 
 /// Replays one block into the layer at `dir`; false (logged) on any failure.
-fn replay_into(flash: &mut flash::BootFlash, block: &Block, dir: &str, what: &str) -> bool {
+fn replay_into(flash: &mut DeviceFlash, block: &Block, dir: &str, what: &str) -> bool {
     let layer = match rustix::fs::open(
         dir,
         rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
@@ -350,8 +351,8 @@ fn replay_into(flash: &mut flash::BootFlash, block: &Block, dir: &str, what: &st
 /// payload leaves the unused part of the frame untouched.
 #[allow(clippy::large_enum_variant)]
 enum Source<'a> {
-    Plain(PayloadReader<'a, flash::BootFlash>),
-    Gzip(GzipReader<PayloadReader<'a, flash::BootFlash>>),
+    Plain(PayloadReader<'a, DeviceFlash>),
+    Gzip(GzipReader<PayloadReader<'a, DeviceFlash>>),
 }
 
 /// Reading a payload failed: the flash, or the gzip layer above it.

@@ -4,7 +4,7 @@
 mod cli_common;
 
 use cli_common::*;
-use snapinit::file::FileFlash;
+use snapinit::device::DeviceFlash;
 use snapinit::header::Compression;
 use snapshot::writer::{Payload, Writer};
 use std::fs;
@@ -79,7 +79,7 @@ fn a_correctly_hashed_but_undecodable_payload_fails_verify() {
     // Garbage that claims to be gzip, written with a valid header and hash.
     let data = noise(3000, 9);
     {
-        let mut flash = FileFlash::open(img.as_path(), 65536, true).expect("open");
+        let mut flash = DeviceFlash::open_file(img.as_path(), 65536, true).expect("open");
         let mut w = Writer::new(&mut flash);
         w.append_snapshot(&Payload {
             data: &data,
@@ -101,7 +101,7 @@ fn a_correctly_hashed_but_undecodable_payload_fails_verify() {
     let mut tar = vec![0u8; 2048];
     tar[..11].copy_from_slice(b"hello-world");
     {
-        let mut flash = FileFlash::open(img2.as_path(), 65536, true).expect("open");
+        let mut flash = DeviceFlash::open_file(img2.as_path(), 65536, true).expect("open");
         Writer::new(&mut flash)
             .append_snapshot(&Payload {
                 data: &tar,

@@ -3,19 +3,13 @@
 
 use super::error::CliError;
 use indicatif::ProgressBar;
-use snapinit::file::FileFlash;
+use snapinit::device::DeviceFlash;
 use snapinit::flash::{DeviceError, Durable, ErrorType, Geometry, NorFlash, ReadNorFlash};
-use snapinit::mtd::{find_partition, MtdFlash};
-use std::os::unix::fs::FileTypeExt;
+use snapinit::mtd::find_partition;
 use std::path::{Path, PathBuf};
 
-enum Backend {
-    Mtd(MtdFlash),
-    File(FileFlash),
-}
-
 pub struct Device {
-    backend: Backend,
+    flash: DeviceFlash,
     pub path: PathBuf,
     progress: ProgressBar,
 }
@@ -46,34 +40,26 @@ impl DeviceSpec {
 
 impl Device {
     pub fn open(path: &Path, erase_size: u32, writable: bool) -> Result<Self, CliError> {
-        let meta = std::fs::metadata(path).map_err(|source| CliError::DeviceIo {
+        let s = path.to_str().ok_or_else(|| CliError::DeviceIo {
             path: path.to_path_buf(),
-            source,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path is not UTF-8"),
         })?;
-        let dev_err = |err| CliError::Device {
+        let flash = DeviceFlash::open(s, erase_size, writable).map_err(|err| CliError::Device {
             path: path.to_path_buf(),
             err,
-        };
-        let backend = if meta.file_type().is_char_device() {
-            let s = path.to_str().ok_or_else(|| CliError::DeviceIo {
-                path: path.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path is not UTF-8"),
-            })?;
-            Backend::Mtd(MtdFlash::open(s, writable).map_err(dev_err)?)
-        } else {
-            Backend::File(FileFlash::open(path, erase_size, writable).map_err(dev_err)?)
-        };
+        })?;
         Ok(Device {
-            backend,
+            flash,
             path: path.to_path_buf(),
             progress: ProgressBar::hidden(),
         })
     }
 
     pub fn kind(&self) -> &'static str {
-        match self.backend {
-            Backend::Mtd(_) => "mtd",
-            Backend::File(_) => "file",
+        if self.flash.is_mtd() {
+            "mtd"
+        } else {
+            "file"
         }
     }
 
@@ -94,10 +80,7 @@ impl ErrorType for Device {
 
 impl Geometry for Device {
     fn erase_size(&self) -> u32 {
-        match &self.backend {
-            Backend::Mtd(f) => f.erase_size(),
-            Backend::File(f) => f.erase_size(),
-        }
+        self.flash.erase_size()
     }
 }
 
@@ -105,17 +88,11 @@ impl ReadNorFlash for Device {
     const READ_SIZE: usize = 1;
 
     fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), DeviceError> {
-        match &mut self.backend {
-            Backend::Mtd(f) => f.read(offset, bytes),
-            Backend::File(f) => f.read(offset, bytes),
-        }
+        self.flash.read(offset, bytes)
     }
 
     fn capacity(&self) -> usize {
-        match &self.backend {
-            Backend::Mtd(f) => f.capacity(),
-            Backend::File(f) => f.capacity(),
-        }
+        self.flash.capacity()
     }
 }
 
@@ -124,19 +101,13 @@ impl NorFlash for Device {
     const ERASE_SIZE: usize = 1;
 
     fn erase(&mut self, from: u32, to: u32) -> Result<(), DeviceError> {
-        match &mut self.backend {
-            Backend::Mtd(f) => f.erase(from, to)?,
-            Backend::File(f) => f.erase(from, to)?,
-        }
+        self.flash.erase(from, to)?;
         self.progress.inc(u64::from(to.saturating_sub(from)));
         Ok(())
     }
 
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), DeviceError> {
-        match &mut self.backend {
-            Backend::Mtd(f) => f.write(offset, bytes)?,
-            Backend::File(f) => f.write(offset, bytes)?,
-        }
+        self.flash.write(offset, bytes)?;
         self.progress.inc(bytes.len() as u64);
         Ok(())
     }
@@ -144,9 +115,6 @@ impl NorFlash for Device {
 
 impl Durable for Device {
     fn sync(&mut self) -> Result<(), DeviceError> {
-        match &mut self.backend {
-            Backend::Mtd(f) => f.sync(),
-            Backend::File(f) => f.sync(),
-        }
+        self.flash.sync()
     }
 }

@@ -1,0 +1,143 @@
+//! A Linux partition as flash: one type for an MTD character device and for a file or block
+//! device, so the boot path and the tool each carry one copy of the chain code.
+//!
+//! They differ only in how an erase happens (the MEMERASE ioctl, or writing 0xFF) and how
+//! writes become durable (closing the MTD device, or fdatasync); mtd.rs and file.rs hold those.
+
+use crate::flash::{
+    check_range, read_full, write_full, DeviceError, Durable, ErrorType, Geometry, NorFlash, Op,
+    ReadNorFlash,
+};
+use crate::{file, mtd};
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{FileType, Mode, OFlags};
+
+/// Longest device path kept for reopening an MTD device.
+pub type DevicePath = heapless::String<64>;
+
+pub(crate) enum Backend {
+    Mtd { path: DevicePath, writable: bool },
+    File,
+}
+
+pub struct DeviceFlash {
+    pub(crate) fd: OwnedFd,
+    pub(crate) capacity: u64,
+    pub(crate) erase_size: u32,
+    pub(crate) backend: Backend,
+}
+
+pub(crate) fn open_fd<P: rustix::path::Arg>(
+    path: P,
+    writable: bool,
+) -> Result<OwnedFd, DeviceError> {
+    let flags = if writable {
+        OFlags::RDWR
+    } else {
+        OFlags::RDONLY
+    } | OFlags::CLOEXEC;
+    rustix::fs::open(path, flags, Mode::empty()).map_err(|errno| DeviceError::Io {
+        op: Op::Open,
+        offset: 0,
+        errno,
+    })
+}
+
+impl DeviceFlash {
+    /// Opens `path` as MTD if it is a character device, else as a file or block device with
+    /// the given erase size (MTD devices report their own).
+    pub fn open(path: &str, erase_size: u32, writable: bool) -> Result<Self, DeviceError> {
+        let st = rustix::fs::stat(path).map_err(|errno| DeviceError::Io {
+            op: Op::Open,
+            offset: 0,
+            errno,
+        })?;
+        if FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice {
+            Self::open_mtd(path, writable)
+        } else {
+            Self::open_file(path, erase_size, writable)
+        }
+    }
+
+    pub fn open_mtd(path: &str, writable: bool) -> Result<Self, DeviceError> {
+        mtd::open(path, writable)
+    }
+
+    pub fn open_file<P: rustix::path::Arg>(
+        path: P,
+        erase_size: u32,
+        writable: bool,
+    ) -> Result<Self, DeviceError> {
+        file::open(path, erase_size, writable)
+    }
+
+    pub fn is_mtd(&self) -> bool {
+        matches!(self.backend, Backend::Mtd { .. })
+    }
+}
+
+impl ErrorType for DeviceFlash {
+    type Error = DeviceError;
+}
+
+impl Geometry for DeviceFlash {
+    fn erase_size(&self) -> u32 {
+        self.erase_size
+    }
+}
+
+impl ReadNorFlash for DeviceFlash {
+    const READ_SIZE: usize = 1;
+
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), DeviceError> {
+        check_range(self.capacity, offset, bytes.len())?;
+        read_full(self.fd.as_fd(), u64::from(offset), bytes)
+    }
+
+    fn capacity(&self) -> usize {
+        usize::try_from(self.capacity).unwrap_or(usize::MAX)
+    }
+}
+
+impl NorFlash for DeviceFlash {
+    const WRITE_SIZE: usize = 1;
+    /// The real erase size is `Geometry::erase_size`, checked at run time.
+    const ERASE_SIZE: usize = 1;
+
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), DeviceError> {
+        let e = self.erase_size;
+        if from % e != 0 || to % e != 0 || to < from {
+            return Err(DeviceError::NotAligned {
+                offset: u64::from(from),
+            });
+        }
+        check_range(self.capacity, from, (to - from) as usize)?;
+        match self.backend {
+            Backend::Mtd { .. } => mtd::erase(self.fd.as_fd(), from, to),
+            Backend::File => file::erase(self.fd.as_fd(), from, to),
+        }
+    }
+
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), DeviceError> {
+        check_range(self.capacity, offset, bytes.len())?;
+        write_full(self.fd.as_fd(), Op::Program, u64::from(offset), bytes)
+    }
+}
+
+impl Durable for DeviceFlash {
+    fn sync(&mut self) -> Result<(), DeviceError> {
+        match &self.backend {
+            // The MTD character device answers fsync with EINVAL; closing it syncs the device
+            // (mtdchar calls mtd_sync on release), so sync is a reopen, then a close.
+            Backend::Mtd { path, writable } => {
+                self.fd = open_fd(path.as_str(), *writable)?;
+                Ok(())
+            }
+            Backend::File => rustix::fs::fdatasync(&self.fd).map_err(|errno| DeviceError::Io {
+                op: Op::Sync,
+                offset: 0,
+                errno,
+            }),
+        }
+    }
+}
