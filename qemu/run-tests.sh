@@ -442,7 +442,7 @@ test ! -e /etc/from-vol
 STEP
   check "boot2: only snapshot 1 replayed" has boot2 dmesg_snapinit 'chain: Chain, 1 snapshot\(s\), 0 volatile'
   check "boot2: the log names the rejected block (offset $(printf '%#x' "$off") / $off)" \
-    has boot2 dmesg_snapinit "(Rejected|reject).*($off|$(printf '%#x' "$off"))"
+    has boot2 dmesg_snapinit "([Rr]eject.*($off|$(printf '%#x' "$off"))|($off|$(printf '%#x' "$off")).*[Rr]eject)"
   check "boot2: the log says why (payload hash)" has boot2 dmesg_snapinit '(Payload|payload|sha|Sha|hash|Hash)'
   check "boot2: snapshot info reports the damage" has boot2 info_boot '(reject|corrupt|bad|mismatch|fail)'
   get boot2 dmesg_snapinit | grep -E 'chain:|Rejected|reject' | sed 's/^/      | /'
