@@ -83,9 +83,13 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The nonce only has to differ between writes, not be secret: GRND_INSECURE never blocks, as
+/// getrandom would on a router whose entropy pool is not ready minutes after boot.
 fn nonce() -> [u8; 8] {
     let mut n = [0u8; 8];
-    if rustix::rand::getrandom(&mut n, rustix::rand::GetRandomFlags::empty()).is_err() {
+    if rustix::rand::getrandom(&mut n, rustix::rand::GetRandomFlags::INSECURE).is_err()
+        && rustix::rand::getrandom(&mut n, rustix::rand::GetRandomFlags::NONBLOCK).is_err()
+    {
         // No entropy this early: the time still differs between two writes of one chain.
         let t = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -375,9 +379,22 @@ where
 
     /// Erases every erase block that holds nothing visible and is not already erased: the
     /// leftovers of interrupted writes and dropped blocks. Idempotent, and safe at any cut,
-    /// since it never touches a visible block.
+    /// since it never touches a visible block. The first erase block of a chain without
+    /// snapshots is kept: it may hold the layout marker.
     pub fn repair(&mut self) -> Res<Outcome, F> {
         let (view, layout) = self.formatted()?;
+        let erased_blocks = self.erase_unused(&view, &layout, true)?;
+        Ok(Outcome::Repaired { erased_blocks })
+    }
+
+    /// Erases the erase blocks no visible block uses and that are not erased already; with
+    /// `keep_marker`, offset 0 of a chain without snapshots stays (the layout marker).
+    fn erase_unused(
+        &mut self,
+        view: &ChainView,
+        layout: &Layout,
+        keep_marker: bool,
+    ) -> Res<u32, F> {
         let e = layout.erase_size;
         let total = layout.total_blocks();
         let mut used = vec![false; total as usize];
@@ -387,6 +404,9 @@ where
             for i in first..(first + span).min(total) {
                 used[i as usize] = true;
             }
+        }
+        if keep_marker && view.snapshots.is_empty() {
+            used[0] = true;
         }
         let mut erased_blocks = 0;
         let mut buf = vec![0u8; e as usize];
@@ -404,27 +424,61 @@ where
         if erased_blocks > 0 {
             self.flash.sync()?;
         }
-        Ok(Outcome::Repaired { erased_blocks })
+        Ok(erased_blocks)
     }
 
     /// Makes the partition an empty chain. A foreign partition is erased whole; a chain is first
-    /// rolled back to nothing (atomic), then its unused blocks are erased.
+    /// rolled back to nothing (atomic), then erased. With
+    /// `backbuf_blocks` set, the back-buffer size is recorded in a layout marker at offset 0.
     pub fn format(&mut self) -> Res<Outcome, F> {
         let view = self.read();
-        let layout = self.layout(&view)?;
+        let requested = self.backbuf_blocks;
+        // The requested size wins over the one an old chain recorded.
+        let layout = {
+            let mut v = view.clone();
+            if requested.is_some() {
+                v.layout.backbuf_blocks = 0;
+            }
+            self.layout(&v)?
+        };
         let e = layout.erase_size;
-        if matches!(view.status, Status::Unformatted(_) | Status::Unreadable) {
+        let erased_blocks = if matches!(view.status, Status::Unformatted(_) | Status::Unreadable) {
             self.flash.erase(0, layout.total_blocks() * e)?;
             self.flash.sync()?;
-            return Ok(Outcome::Formatted {
-                erased_blocks: layout.total_blocks(),
-            });
+            layout.total_blocks()
+        } else {
+            // The rollback is the commit point; after it nothing on flash is visible, and
+            // erasing it all, offset 0 included, can only leave garbage that reads as empty.
+            self.rollback(0)?;
+            let view = self.read();
+            self.erase_unused(&view, &layout, false)?
+        };
+        if requested.is_some() {
+            self.write_layout_marker(&layout)?;
         }
-        self.rollback(0)?;
-        match self.repair()? {
-            Outcome::Repaired { erased_blocks } => Ok(Outcome::Formatted { erased_blocks }),
-            other => Ok(other),
-        }
+        Ok(Outcome::Formatted { erased_blocks })
+    }
+
+    /// An empty chain has no header to carry the back-buffer size, so format leaves one: an
+    /// empty volatile at offset 0 whose live mark is programmed *before* its sealed header,
+    /// so it is never visible as a live block, only readable for its layout fields.
+    fn write_layout_marker(&mut self, layout: &Layout) -> Res<(), F> {
+        let view = self.read();
+        let payload = Payload {
+            data: &[],
+            compression: Compression::None,
+            unpacked_len: 0,
+        };
+        let mut fields = self.fields(&view, layout, Kind::Volatile, &payload, sha256(&[]));
+        fields.prev = [0; 32];
+        fields.seq = 0;
+        self.flash.erase(0, layout.erase_size)?;
+        self.flash.sync()?;
+        self.flash.write(LIVE_MARK as u32, &[MARK_SET])?;
+        self.flash.sync()?;
+        self.flash.write(0, &fields.seal())?;
+        self.flash.sync()?;
+        Ok(())
     }
 }
 

@@ -374,3 +374,30 @@ fn wear_is_reported() {
     assert_eq!(erases[0], 25);
     assert_eq!(erases[(BLOCKS - BACKBUF) as usize], 25);
 }
+
+#[test]
+fn format_records_the_back_buffer_size_without_showing_a_block() {
+    let mut f = build("one snapshot", &[Op::Append(1, 700), Op::Save(2, 300)]).flash;
+    let mut w = Writer::new(&mut f);
+    w.backbuf_blocks = Some(6);
+    w.format().expect("format");
+    let mut buf = [0u8; 512];
+    let view = read_chain(&mut f, &mut buf);
+    assert_eq!(view.status, snapinit::chain::Status::Empty);
+    assert_eq!(
+        view.layout.backbuf_blocks, 6,
+        "the marker carries the new size"
+    );
+    assert!(view.snapshots.is_empty() && view.volatiles.is_empty());
+    // Repair keeps the marker; the first write uses its size.
+    apply(&mut f, Op::Repair).expect("repair");
+    let mut w = Writer::new(&mut f);
+    w.backbuf_blocks = None;
+    w.save_volatile(&payload(&data(3, 100))).expect("save");
+    let view = read_chain(&mut f, &mut buf);
+    assert_eq!(view.layout.backbuf_blocks, 6);
+    assert_eq!(
+        view.volatile().map(|b| b.header.fields.backbuf_blocks),
+        Some(6)
+    );
+}

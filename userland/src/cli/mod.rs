@@ -170,8 +170,8 @@ enum Cmd {
         /// Do not ask for confirmation
         #[arg(long, short = 'y')]
         yes: bool,
-        /// Back buffer size in erase blocks [default: an eighth of the partition]; recorded by
-        /// writing an empty volatile
+        /// Back buffer size in erase blocks [default: an eighth of the partition]; recorded in
+        /// a layout marker at offset 0
         #[arg(long, value_name = "N")]
         backbuf_blocks: Option<u32>,
     },

@@ -13,7 +13,7 @@ use super::{ui, Ctx};
 use snapinit::chain::{ChainView, Foreign, Layout, Status};
 use snapinit::flash::{DeviceError, ReadNorFlash};
 use snapinit::header::{span_blocks, Compression, HEADER_LEN};
-use snapshot::writer::{Outcome, Payload, WriteError, Writer};
+use snapshot::writer::{Outcome, WriteError, Writer};
 use std::path::Path;
 use std::process::Command;
 
@@ -467,9 +467,6 @@ pub fn convert(
     Ok(())
 }
 
-/// An empty tar: two zero records.
-const EMPTY_TAR: [u8; 1024] = [0; 1024];
-
 pub fn format(
     ctx: &Ctx,
     force: bool,
@@ -517,7 +514,10 @@ pub fn format(
         )?;
     }
     let total = dev.capacity() as u64;
-    let out = write_op(&mut dev, total, "formatting", |w| w.format())?;
+    let out = write_op(&mut dev, total, "formatting", |w| {
+        w.backbuf_blocks = backbuf_blocks;
+        w.format()
+    })?;
     if let Outcome::Formatted { erased_blocks } = out {
         println!(
             "formatted {}: erased {erased_blocks} erase block(s)",
@@ -525,17 +525,7 @@ pub fn format(
         );
     }
     if let Some(n) = backbuf_blocks {
-        // The layout lives in block headers: an empty volatile records it.
-        let payload = Payload {
-            data: &EMPTY_TAR,
-            compression: Compression::None,
-            unpacked_len: EMPTY_TAR.len() as u64,
-        };
-        write_op(&mut dev, 0, "formatting", |w| {
-            w.backbuf_blocks = Some(n);
-            w.save_volatile(&payload)
-        })?;
-        println!("back buffer: {n} erase block(s) (recorded by an empty volatile)");
+        println!("back buffer: {n} erase block(s), recorded in a layout marker at offset 0");
     }
     Ok(())
 }
