@@ -82,6 +82,17 @@ fn block_cost(view: &ChainView, len: usize) -> u64 {
         + (len + HEADER_LEN) as u64
 }
 
+/// Bytes a new snapshot costs on top of its own block: the writer first copies a volatile that
+/// lives in the slot the snapshot needs to the back buffer.
+fn evacuation_cost(view: &ChainView) -> u64 {
+    match view.volatile() {
+        Some(v) if v.offset == view.next_offset => {
+            block_cost(view, v.header.fields.payload_len as usize)
+        }
+        _ => 0,
+    }
+}
+
 fn read_view(dev: &mut Device) -> ChainView {
     Writer::new(dev).read()
 }
@@ -143,7 +154,7 @@ pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<()
             let packed = tree::pack(upper, gzip)?;
             precheck(&view, packed.data.len(), false)?;
             auto_repair(&mut dev)?;
-            let cost = block_cost(&view, packed.data.len());
+            let cost = block_cost(&view, packed.data.len()) + evacuation_cost(&view);
             let out = write_op(&mut dev, cost, "committing", |w| {
                 w.append_snapshot(&packed.payload())
             })?;
@@ -160,7 +171,7 @@ pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<()
                 precheck(&view, len, false)?;
             }
             auto_repair(&mut dev)?;
-            let cost = 2 * block_cost(&view, len);
+            let cost = block_cost(&view, len) + evacuation_cost(&view);
             let out = write_op(&mut dev, cost, "committing", |w| w.commit())?;
             if let Outcome::Committed { seq } = out {
                 println!("volatile committed as snapshot {seq}");
@@ -343,7 +354,7 @@ pub fn upgrade(
         let packed = tree::pack(upper, gzip)?;
         precheck(&view, packed.data.len(), false)?;
         auto_repair(&mut dev)?;
-        let cost = block_cost(&view, packed.data.len());
+        let cost = block_cost(&view, packed.data.len()) + evacuation_cost(&view);
         let out = write_op(&mut dev, cost, "storing", |w| {
             w.append_snapshot(&packed.payload())
         })?;
