@@ -320,6 +320,8 @@ emit_str new_hash "\$(dirhash /data)"
 emit_str save_start "\$(up)"
 snapshot save --no-compress
 emit_str save_done "\$(up)"
+# Idle after the save, so a kill can land once it has returned: the new state must survive.
+sleep 6
 STEP
 }
 s_powercut() {
@@ -371,7 +373,9 @@ s_powercut() {
 emit_str cur_hash "$(dirhash /data)"
 STEP
     h=$(get "$tag-check" cur_hash)
-    if [[ $h == "$old" ]]; then
+    if [[ -n $done_ && $h != "$new" ]]; then
+      fail "$tag: the save returned before the cut, but /data hash $h is not its $new"
+    elif [[ $h == "$old" ]]; then
       echo "  ok   [$cur] $tag: booted the old state"; ok=$((ok + 1))
     elif [[ -n $new && $h == "$new" ]]; then
       echo "  ok   [$cur] $tag: booted the new state"; ok=$((ok + 1))
@@ -386,6 +390,47 @@ STEP
       extra=$((extra + 1))
     fi
   done
+  # At least one cut after the save has returned (the guest idles 6 s before rebooting): the
+  # saved state must be durable without an orderly reboot. If none of the cuts above landed
+  # there, aim 2 s past the observed end, later on each retry.
+  local try
+  for ((try = 0; try < 4 && late == 0; try++)); do
+    n=$((n + 1))
+    tag=cut$n
+    d=$(awk -v o="$offset" -v b="$s_done" -v t="$try" 'BEGIN{printf "%.2f", o + b + 2 + 1.5 * t}')
+    vm "$tag" "$f" --mem 256M --kill-after "$d" < <(pc_step) || return 1
+    start=$(get "$tag" save_start || true) done_=$(get "$tag" save_done || true)
+    new=$(get "$tag" new_hash || true)
+    if [[ -n $start ]]; then
+      s_done=$(awk -v a="$s_start" -v b="$s_done" -v s="$start" 'BEGIN{printf "%.2f", s + b - a}')
+      s_start=$start
+    fi
+    if [[ -n $done_ ]]; then
+      what="after the save returned"; late=$((late + 1))
+    elif [[ -n $start ]]; then
+      what="during the save (started at ${start}s)"; mid=$((mid + 1))
+    else
+      what="before the save started"; early=$((early + 1))
+    fi
+    note "$tag: QEMU SIGKILLed at ${d}s: $what"
+    vm "$tag-check" "$f" --mem 256M <<'STEP' || return 1
+emit_str cur_hash "$(dirhash /data)"
+STEP
+    h=$(get "$tag-check" cur_hash)
+    if [[ -n $done_ ]]; then
+      if [[ $h == "$new" ]]; then
+        echo "  ok   [$cur] $tag: the save that returned before the cut survived it"; ok=$((ok + 1))
+      else
+        fail "$tag: the save returned before the cut, but /data hash $h is not its $new"
+      fi
+    elif [[ $h == "$old" || (-n $new && $h == "$new") ]]; then
+      echo "  ok   [$cur] $tag: booted the old or the new state"; ok=$((ok + 1))
+    else
+      fail "$tag: booted /data hash $h: neither old $old nor new ${new:-<not reported>}"
+    fi
+    old=$h
+  done
+  ((late >= 1)) || fail "no cut landed after a save had returned"
   # After all the cuts a save must still run to its end and boot.
   vm final "$f" --mem 256M < <(pc_step) || return 1
   check "final: booted the last cut's state" is final cur_hash "$old"
