@@ -416,6 +416,19 @@ echo "SNAPLS=$($bb ls /snapshot/etc | $bb tr '\n' ,)"
 echo "UPPERLS=$($bb ls /overlay/upper/etc 2>/dev/null | $bb tr '\n' ,)"
 "#;
 
+/// Boots the standard root with `image` as the chain device and CHAIN_SCRIPT as the target;
+/// prints both outputs for a failing test's report.
+fn boot_chain(dir: &Path, image: Vec<u8>) -> (String, String) {
+    let (out, log) = boot_with(
+        dir,
+        "snapinit.device=/chain.img",
+        CHAIN_SCRIPT,
+        &rom_extra(image),
+    );
+    println!("--- log ---\n{log}--- target ---\n{out}");
+    (out, log)
+}
+
 fn rom_extra(image: Vec<u8>) -> impl Fn(&Path) {
     move |root: &Path| {
         std::fs::write(root.join("chain.img"), &image).unwrap();
@@ -455,13 +468,7 @@ fn replays_snapshots_and_volatile() {
     img.volatile_in_slot(&payload(&dir, "vol", false, &|t| {
         write(t, "etc/volatile", "vol")
     }));
-    let (out, log) = boot_with(
-        &dir,
-        "snapinit.device=/chain.img snapinit.erase_size=65536",
-        CHAIN_SCRIPT,
-        &rom_extra(img.data),
-    );
-    println!("--- log ---\n{log}--- target ---\n{out}");
+    let (out, log) = boot_chain(&dir, img.data);
     assert!(
         log.contains("2 snapshot(s), 1 volatile candidate(s)"),
         "{log}"
@@ -511,13 +518,7 @@ fn bad_snapshot_ends_chain_and_bad_volatile_falls_back() {
     }));
     // Higher generation, so tried first.
     img.volatile_in_slot(&hostile);
-    let (out, log) = boot_with(
-        &dir,
-        "snapinit.device=/chain.img",
-        CHAIN_SCRIPT,
-        &rom_extra(img.data),
-    );
-    println!("--- log ---\n{log}--- target ---\n{out}");
+    let (out, log) = boot_chain(&dir, img.data);
     assert!(
         log.contains("3 snapshot(s), 2 volatile candidate(s)"),
         "{log}"
@@ -541,13 +542,7 @@ fn bad_snapshot_ends_chain_and_bad_volatile_falls_back() {
         write(t, "etc/volatile", "vol2")
     }));
     img.volatile_in_slot(&hostile);
-    let (out, log) = boot_with(
-        &dir,
-        "snapinit.device=/chain.img",
-        CHAIN_SCRIPT,
-        &rom_extra(img.data),
-    );
-    println!("--- log ---\n{log}--- target ---\n{out}");
+    let (out, log) = boot_chain(&dir, img.data);
     assert!(
         log.contains("1 snapshot(s), 2 volatile candidate(s)"),
         "{log}"
@@ -633,13 +628,7 @@ fn corrupt_middle_snapshot_boots_the_prefix() {
     }));
     // Bit rot in the middle snapshot's payload (inside its first tar header).
     img.data[second_at as usize + 256 + 10] ^= 0x20;
-    let (out, log) = boot_with(
-        &dir,
-        "snapinit.device=/chain.img snapinit.erase_size=65536",
-        CHAIN_SCRIPT,
-        &rom_extra(img.data),
-    );
-    println!("--- log ---\n{log}--- target ---\n{out}");
+    let (out, log) = boot_chain(&dir, img.data);
     assert!(
         log.contains("1 snapshot(s), 0 volatile candidate(s)"),
         "{log}"
@@ -660,12 +649,7 @@ fn empty_and_foreign_partitions_boot_a_plain_tmpfs_overlay() {
     setup();
     require_root_namespace_tools();
     let dir = scratch("chain-empty");
-    let (out, log) = boot_with(
-        &dir,
-        "snapinit.device=/chain.img snapinit.erase_size=65536",
-        CHAIN_SCRIPT,
-        &rom_extra(Image::new().data),
-    );
+    let (out, log) = boot_chain(&dir, Image::new().data);
     assert!(log.contains("empty chain: nothing to replay"), "{log}");
     assert!(
         out.contains("ROMOLD=rom-old") && out.contains("OLD=rom-old"),
@@ -676,12 +660,7 @@ fn empty_and_foreign_partitions_boot_a_plain_tmpfs_overlay() {
     let mut jffs2 = Image::new().data;
     // A JFFS2 node header as on a little-endian unit: magic 0x1985, a dirent node type.
     jffs2[..4].copy_from_slice(&[0x85, 0x19, 0x01, 0xe0]);
-    let (out, log) = boot_with(
-        &dir,
-        "snapinit.device=/chain.img snapinit.erase_size=65536",
-        CHAIN_SCRIPT,
-        &rom_extra(jffs2),
-    );
+    let (out, log) = boot_chain(&dir, jffs2);
     assert!(
         log.contains("the partition holds a JFFS2 filesystem, not a snapinit chain"),
         "{log}"
