@@ -324,8 +324,50 @@ emit_str save_done "\$(up)"
 sleep 6
 STEP
 }
+# One power cut: boot the cut save, SIGKILL QEMU after $1 seconds, boot again and compare
+# /data with the states before and after the save. Updates the counters and the save
+# window (s_start, s_done) that s_powercut aims with.
+pc_cut() {
+  local d=$1 tag start done_ new h what
+  n=$((n + 1))
+  tag=cut$n
+  vm "$tag" "$f" --mem 256M --kill-after "$d" < <(pc_step) || return 1
+  start=$(get "$tag" save_start || true) done_=$(get "$tag" save_done || true)
+  new=$(get "$tag" new_hash || true)
+  # Later boots replay /data (two volatile copies) and start the save later
+  # than the calibration boot did: aim the next cuts at the observed start.
+  if [[ -n $start ]]; then
+    s_done=$(awk -v a="$s_start" -v b="$s_done" -v s="$start" 'BEGIN{printf "%.2f", s + b - a}')
+    s_start=$start
+  fi
+  if [[ -z $start ]]; then
+    what="before the save started"; early=$((early + 1))
+    offset=$(awk -v o="$offset" 'BEGIN{printf "%.2f", o + 0.4}')
+  elif [[ -z $done_ ]]; then
+    what="during the save (started at ${start}s)"; mid=$((mid + 1))
+  else
+    what="after the save returned"; late=$((late + 1))
+  fi
+  note "$tag: QEMU SIGKILLed at ${d}s: $what"
+  # The next boot shows what survived.
+  vm "$tag-check" "$f" --mem 256M <<'STEP' || return 1
+emit_str cur_hash "$(dirhash /data)"
+STEP
+  h=$(get "$tag-check" cur_hash)
+  if [[ -n $done_ && $h != "$new" ]]; then
+    fail "$tag: the save returned before the cut, but /data hash $h is not its $new"
+  elif [[ $h == "$old" ]]; then
+    echo "  ok   [$cur] $tag: booted the old state"; ok=$((ok + 1))
+  elif [[ -n $new && $h == "$new" ]]; then
+    echo "  ok   [$cur] $tag: booted the new state"; ok=$((ok + 1))
+  else
+    fail "$tag: booted /data hash $h: neither old $old nor new ${new:-<not reported>}"
+  fi
+  old=$h
+}
+
 s_powercut() {
-  local f=$sdir/flash.img old new h tag k d start done_ n=0 ok=0 mid=0 early=0 late=0
+  local f=$sdir/flash.img old h k n=0 ok=0 mid=0 early=0 late=0
   flash_new "$f" 16384
   # boot0: format with an 8 MiB back buffer (a volatile must fit in it), first save.
   vm boot0 "$f" --mem 256M < <(echo 'snapshot format --yes --backbuf-blocks 128'; pc_step) || return 1
@@ -340,97 +382,21 @@ s_powercut() {
   # host seconds since QEMU start ~= guest uptime + offset (QEMU start-up)
   offset=$(awk -v w="$last_wall" -v u="$up_end" 'BEGIN{o = w - u - 0.1; if (o < 0) o = 0; printf "%.2f", o}')
   note "calibration: the $pc_mib MiB save ran from ${s_start}s to ${s_done}s guest uptime; host offset ${offset}s"
-  local fracs=() extra=0
+  # Cuts spread over the save window, the last one past its end.
   for ((k = 0; k < cuts; k++)); do
-    fracs+=("$(awk -v k="$k" -v n="$cuts" 'BEGIN{printf "%.3f", 0.1 + 1.0 * k / (n - 1)}')")
+    pc_cut "$(awk -v o="$offset" -v a="$s_start" -v b="$s_done" -v k="$k" -v n="$cuts" \
+      'BEGIN{printf "%.2f", o + a + (0.1 + 1.0 * k / (n - 1)) * (b - a)}')" || return 1
   done
-  k=0
-  while ((k < ${#fracs[@]})); do
-    n=$((n + 1))
-    tag=cut$n
-    d=$(awk -v o="$offset" -v a="$s_start" -v b="$s_done" -v f="${fracs[$k]}" \
-      'BEGIN{printf "%.2f", o + a + f * (b - a)}')
-    vm "$tag" "$f" --mem 256M --kill-after "$d" < <(pc_step) || return 1
-    start=$(get "$tag" save_start || true) done_=$(get "$tag" save_done || true)
-    new=$(get "$tag" new_hash || true)
-    # Later boots replay /data (two volatile copies) and start the save later
-    # than the calibration boot did: aim the next cuts at the observed start.
-    if [[ -n $start ]]; then
-      s_done=$(awk -v a="$s_start" -v b="$s_done" -v s="$start" 'BEGIN{printf "%.2f", s + b - a}')
-      s_start=$start
-    fi
-    if [[ -z $start ]]; then
-      what="before the save started"; early=$((early + 1))
-      offset=$(awk -v o="$offset" 'BEGIN{printf "%.2f", o + 0.4}')
-    elif [[ -z $done_ ]]; then
-      what="during the save (started at ${start}s)"; mid=$((mid + 1))
-    else
-      what="after the save finished"; late=$((late + 1))
-    fi
-    note "$tag: QEMU SIGKILLed at ${d}s: $what"
-    # The next boot shows what survived.
-    vm "$tag-check" "$f" --mem 256M <<'STEP' || return 1
-emit_str cur_hash "$(dirhash /data)"
-STEP
-    h=$(get "$tag-check" cur_hash)
-    if [[ -n $done_ && $h != "$new" ]]; then
-      fail "$tag: the save returned before the cut, but /data hash $h is not its $new"
-    elif [[ $h == "$old" ]]; then
-      echo "  ok   [$cur] $tag: booted the old state"; ok=$((ok + 1))
-    elif [[ -n $new && $h == "$new" ]]; then
-      echo "  ok   [$cur] $tag: booted the new state"; ok=$((ok + 1))
-    else
-      fail "$tag: booted /data hash $h: neither old $old nor new ${new:-<not reported>}"
-    fi
-    old=$h
-    k=$((k + 1))
-    if ((k == ${#fracs[@]} && mid < 4 && extra < 4)); then
-      # Too few cuts landed inside the save: aim at its middle again.
-      fracs+=("$(awk -v e="$extra" 'BEGIN{printf "%.3f", 0.3 + 0.15 * e}')")
-      extra=$((extra + 1))
-    fi
+  # Too few cuts landed inside the save (jitter): aim at its middle again.
+  for ((k = 0; k < 4 && mid < 4; k++)); do
+    pc_cut "$(awk -v o="$offset" -v a="$s_start" -v b="$s_done" -v e="$k" \
+      'BEGIN{printf "%.2f", o + a + (0.3 + 0.15 * e) * (b - a)}')" || return 1
   done
-  # At least one cut after the save has returned (the guest idles 6 s before rebooting): the
-  # saved state must be durable without an orderly reboot. If none of the cuts above landed
-  # there, aim 2 s past the observed end, later on each retry.
-  local try
-  for ((try = 0; try < 4 && late == 0; try++)); do
-    n=$((n + 1))
-    tag=cut$n
-    d=$(awk -v o="$offset" -v b="$s_done" -v t="$try" 'BEGIN{printf "%.2f", o + b + 2 + 1.5 * t}')
-    vm "$tag" "$f" --mem 256M --kill-after "$d" < <(pc_step) || return 1
-    start=$(get "$tag" save_start || true) done_=$(get "$tag" save_done || true)
-    new=$(get "$tag" new_hash || true)
-    if [[ -n $start ]]; then
-      s_done=$(awk -v a="$s_start" -v b="$s_done" -v s="$start" 'BEGIN{printf "%.2f", s + b - a}')
-      s_start=$start
-    fi
-    if [[ -n $done_ ]]; then
-      what="after the save returned"; late=$((late + 1))
-    elif [[ -n $start ]]; then
-      what="during the save (started at ${start}s)"; mid=$((mid + 1))
-    else
-      what="before the save started"; early=$((early + 1))
-    fi
-    note "$tag: QEMU SIGKILLed at ${d}s: $what"
-    vm "$tag-check" "$f" --mem 256M <<'STEP' || return 1
-emit_str cur_hash "$(dirhash /data)"
-STEP
-    h=$(get "$tag-check" cur_hash)
-    if [[ -n $done_ ]]; then
-      if [[ $h == "$new" ]]; then
-        echo "  ok   [$cur] $tag: the save that returned before the cut survived it"; ok=$((ok + 1))
-      else
-        fail "$tag: the save returned before the cut, but /data hash $h is not its $new"
-      fi
-    elif [[ $h == "$old" || (-n $new && $h == "$new") ]]; then
-      echo "  ok   [$cur] $tag: booted the old or the new state"; ok=$((ok + 1))
-    else
-      fail "$tag: booted /data hash $h: neither old $old nor new ${new:-<not reported>}"
-    fi
-    old=$h
+  # At least one cut after the save returned (the guest idles 6 s before rebooting): the
+  # saved state must be durable without an orderly reboot.
+  for ((k = 0; k < 4 && late == 0; k++)); do
+    pc_cut "$(awk -v o="$offset" -v b="$s_done" -v t="$k" 'BEGIN{printf "%.2f", o + b + 2 + 1.5 * t}')" || return 1
   done
-  ((late >= 1)) || fail "no cut landed after a save had returned"
   # After all the cuts a save must still run to its end and boot.
   vm final "$f" --mem 256M < <(pc_step) || return 1
   check "final: booted the last cut's state" is final cur_hash "$old"
@@ -438,9 +404,10 @@ STEP
 emit_str cur_hash "$(dirhash /data)"
 STEP
   check "verify: the final save's state booted" is verify cur_hash "$(get final new_hash)"
-  powercut_summary="$ok of $n power cuts survived ($mid during the save, $early before it, $late after it)"
+  powercut_summary="$ok of $n power cuts survived ($mid during the save, $early before it, $late after it returned)"
   note "$powercut_summary"
   ((mid >= 4)) || fail "only $mid cuts landed during the save (need 4)"
+  ((late >= 1)) || fail "no cut landed after a save had returned"
   ((ok == n)) || fail "$((n - ok)) cut(s) booted neither the old nor the new state"
 }
 
