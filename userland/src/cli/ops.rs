@@ -97,7 +97,18 @@ fn read_view(dev: &mut Device) -> ChainView {
     Writer::new(dev).read()
 }
 
-fn reboot() -> Result<(), CliError> {
+/// Reboots into the new state, unless the chain is an image file: then this machine is not the
+/// one that boots it (a workstation preparing an image must not go down).
+fn reboot(ctx: &Ctx) -> Result<(), CliError> {
+    if let Ok(path) = ctx.spec.resolve() {
+        if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            println!(
+                "not rebooting: {} is an image file, not this system's flash",
+                path.display()
+            );
+            return Ok(());
+        }
+    }
     println!("rebooting");
     match Command::new("reboot").status() {
         Ok(s) if s.success() => Ok(()),
@@ -185,7 +196,7 @@ pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<()
         }
     }
     if do_reboot {
-        reboot()?;
+        reboot(ctx)?;
     } else {
         println!("not rebooting (--no-reboot): reboot to run on the new snapshot");
     }
@@ -229,7 +240,7 @@ pub fn rollback(ctx: &Ctx, id: Option<usize>, yes: bool, do_reboot: bool) -> Res
         auto_repair(&mut dev)?;
     }
     if do_reboot {
-        reboot()?;
+        reboot(ctx)?;
     } else {
         println!("not rebooting (--no-reboot): the running system still shows the dropped state");
     }
@@ -366,7 +377,7 @@ pub fn upgrade(
         }
     }
     if do_reboot {
-        reboot()?;
+        reboot(ctx)?;
     }
     Ok(())
 }
@@ -473,7 +484,7 @@ pub fn convert(
         }
     }
     if do_reboot {
-        reboot()?;
+        reboot(ctx)?;
     }
     Ok(())
 }
