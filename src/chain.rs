@@ -132,6 +132,9 @@ pub struct ChainView {
     pub volatiles: heapless::Vec<Block, 2>,
     /// Volatile copies linked to the last snapshot that failed verification.
     pub rejected_volatiles: heapless::Vec<Rejected, 2>,
+    /// With `Volatiles::VerifyCurrent`: older copies whose headers are valid and linked but whose
+    /// payload was not hashed. `verify` them before use.
+    pub unverified_volatiles: heapless::Vec<Block, 2>,
     /// Where the next chain block starts.
     pub next_offset: u32,
     /// Highest generation of any valid header seen; the next write uses a larger one.
@@ -169,8 +172,12 @@ struct Walker<'a, F> {
 }
 
 impl<F: ReadNorFlash> Walker<'_, F> {
-    /// Checks everything about a block at `offset` that should link onto `prev`.
-    fn check(&mut self, offset: u32, prev: &Digest32) -> Result<Block, (Option<Kind>, Reject)> {
+    /// Checks everything but the payload of a block at `offset` that should link onto `prev`.
+    fn check_header(
+        &mut self,
+        offset: u32,
+        prev: &Digest32,
+    ) -> Result<Block, (Option<Kind>, Reject)> {
         let header = match read_header(self.flash, offset) {
             Ok(Ok(h)) => h,
             Ok(Err(e)) => return Err((None, Reject::Header(e))),
@@ -198,12 +205,29 @@ impl<F: ReadNorFlash> Walker<'_, F> {
         {
             return Err((kind, Reject::Geometry));
         }
-        match payload_sha256(self.flash, &block, self.buf) {
-            Ok(sum) if sum == f.payload_sha256 => Ok(block),
-            Ok(_) => Err((kind, Reject::PayloadHash)),
-            Err(_) => Err((kind, Reject::Read)),
-        }
+        Ok(block)
     }
+}
+
+/// Streams a block's payload through `buf` and compares its SHA-256 with the header's.
+pub fn verify<F: ReadNorFlash>(flash: &mut F, block: &Block, buf: &mut [u8]) -> Result<(), Reject> {
+    let mut small = [0u8; 64];
+    let buf = if buf.is_empty() { &mut small[..] } else { buf };
+    match payload_sha256(flash, block, buf) {
+        Ok(sum) if sum == block.header.fields.payload_sha256 => Ok(()),
+        Ok(_) => Err(Reject::PayloadHash),
+        Err(_) => Err(Reject::Read),
+    }
+}
+
+/// How much of the volatile's copies a read hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Volatiles {
+    /// Every copy: what the tool reports and writes from.
+    VerifyAll,
+    /// Only until one verifies, newest first; older copies wait in `unverified_volatiles`. The
+    /// boot path needs them only if the current one fails replay.
+    VerifyCurrent,
 }
 
 /// The back-buffer size, from the first chain header, or else from a volatile found alone in
@@ -235,8 +259,15 @@ fn find_layout<F: ReadNorFlash + Geometry>(flash: &mut F) -> (Layout, bool) {
 
 /// Walks and verifies the whole chain. `buf` (a few KiB) carries payload bytes to the hasher.
 pub fn read_chain<F: ReadNorFlash + Geometry>(flash: &mut F, buf: &mut [u8]) -> ChainView {
-    let mut small = [0u8; 64];
-    let buf = if buf.is_empty() { &mut small[..] } else { buf };
+    read_chain_with(flash, buf, Volatiles::VerifyAll)
+}
+
+/// Walks the chain, verifying every snapshot and the volatile's copies as `volatiles` says.
+pub fn read_chain_with<F: ReadNorFlash + Geometry>(
+    flash: &mut F,
+    buf: &mut [u8],
+    volatiles: Volatiles,
+) -> ChainView {
     let (layout, found) = find_layout(flash);
     let mut view = ChainView {
         layout,
@@ -245,6 +276,7 @@ pub fn read_chain<F: ReadNorFlash + Geometry>(flash: &mut F, buf: &mut [u8]) -> 
         end: End::Clean,
         volatiles: heapless::Vec::new(),
         rejected_volatiles: heapless::Vec::new(),
+        unverified_volatiles: heapless::Vec::new(),
         next_offset: 0,
         max_generation: 0,
     };
@@ -267,7 +299,13 @@ pub fn read_chain<F: ReadNorFlash + Geometry>(flash: &mut F, buf: &mut [u8]) -> 
     let mut look_for_volatile = true;
     let mut slot_volatile: Option<Block> = None;
     while offset < chain_end {
-        match walker.check(offset, &prev) {
+        let checked = walker.check_header(offset, &prev).and_then(|block| {
+            if block.header.fields.kind == Kind::Snapshot {
+                verify(walker.flash, &block, walker.buf).map_err(|r| (Some(Kind::Snapshot), r))?;
+            }
+            Ok(block)
+        });
+        match checked {
             Ok(block) if block.header.fields.kind == Kind::Snapshot => {
                 if view.snapshots.push(block).is_err() {
                     view.end = End::Rejected(Rejected {
@@ -311,12 +349,13 @@ pub fn read_chain<F: ReadNorFlash + Geometry>(flash: &mut F, buf: &mut [u8]) -> 
     }
     view.next_offset = offset;
     if look_for_volatile {
+        let mut candidates: heapless::Vec<Block, 2> = heapless::Vec::new();
         if let Some(v) = slot_volatile {
-            let _ = view.volatiles.push(v);
+            let _ = candidates.push(v);
         }
-        match walker.check(chain_end, &prev) {
+        match walker.check_header(chain_end, &prev) {
             Ok(v) if v.header.fields.kind == Kind::Volatile => {
-                let _ = view.volatiles.push(v);
+                let _ = candidates.push(v);
             }
             Err((Some(Kind::Volatile), reason))
                 if !matches!(reason, Reject::Unlinked | Reject::Dropped) =>
@@ -329,11 +368,25 @@ pub fn read_chain<F: ReadNorFlash + Geometry>(flash: &mut F, buf: &mut [u8]) -> 
             }
             _ => {}
         }
-        if view.volatiles.len() == 2
-            && view.volatiles[1].header.fields.generation
-                > view.volatiles[0].header.fields.generation
-        {
-            view.volatiles.swap(0, 1);
+        // Newest first: the current copy is the highest generation that verifies.
+        candidates.sort_unstable_by_key(|v| core::cmp::Reverse(v.header.fields.generation));
+        for v in candidates {
+            if volatiles == Volatiles::VerifyCurrent && !view.volatiles.is_empty() {
+                let _ = view.unverified_volatiles.push(v);
+                continue;
+            }
+            match verify(walker.flash, &v, walker.buf) {
+                Ok(()) => {
+                    let _ = view.volatiles.push(v);
+                }
+                Err(reason) => {
+                    let _ = view.rejected_volatiles.push(Rejected {
+                        offset: v.offset,
+                        kind: Some(Kind::Volatile),
+                        reason,
+                    });
+                }
+            }
         }
     }
     view.max_generation = walker.max_generation;

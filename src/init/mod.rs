@@ -27,7 +27,7 @@ use core::ffi::CStr;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use rustix::fd::AsFd;
-use snapinit::chain::{read_chain, Block, End, Status};
+use snapinit::chain::{read_chain_with, verify, Block, End, Status, Volatiles};
 use snapinit::device::DeviceFlash;
 use snapinit::flash::Geometry;
 use snapinit::gzip::{GzipError, GzipReader};
@@ -228,12 +228,14 @@ fn load_chain(settings: &Settings, layers: &Layers) {
 
 fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) {
     let mut buf = [0u8; 4096];
-    let view = read_chain(flash, &mut buf);
+    // The older volatile copy is hashed only if the current one fails: it is a full second
+    // read of the largest payload on most boots.
+    let view = read_chain_with(flash, &mut buf, Volatiles::VerifyCurrent);
     info!(
         "chain: {:?}, {} snapshot(s), {} volatile candidate(s)",
         view.status,
         view.snapshots.len(),
-        view.volatiles.len(),
+        view.volatiles.len() + view.unverified_volatiles.len(),
     );
     if let End::Rejected(r) = view.end {
         warn!(
@@ -290,12 +292,24 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) {
         // it would show neither the old state nor the new (docs/FORMAT.md
         // skips it for a snapshot that fails verification, for the same
         // reason).
-        if !view.volatiles.is_empty() {
+        if view.volatile().is_some() {
             warn!("the volatile belongs to the full chain: not applying it");
         }
         return;
     }
-    for (i, block) in view.volatiles.iter().enumerate() {
+    // Older copies were not hashed while reading the chain: each is verified before use.
+    let verified = view.volatiles.iter().map(|b| (b, true));
+    let older = view.unverified_volatiles.iter().map(|b| (b, false));
+    for (i, (block, hashed)) in verified.chain(older).enumerate() {
+        if !hashed {
+            if let Err(r) = verify(flash, block, &mut buf) {
+                warn!(
+                    "volatile candidate #{i} at {:#x} rejected: {r}",
+                    block.offset
+                );
+                continue;
+            }
+        }
         if replay_into(flash, block, &layers.upper(), "volatile") {
             info!("volatile candidate #{i} in place");
             return;

@@ -401,3 +401,40 @@ fn format_records_the_back_buffer_size_without_showing_a_block() {
         Some(6)
     );
 }
+
+#[test]
+fn boot_reads_hash_only_the_current_volatile() {
+    use snapinit::chain::{read_chain_with, verify, Reject, Volatiles};
+    let shape = build(
+        "two volatile copies",
+        &[Op::Append(1, 300), Op::Save(2, 900), Op::Save(3, 1500)],
+    );
+    let mut f = shape.flash.clone();
+    let mut buf = [0u8; 512];
+    let full = read_chain(&mut f, &mut buf);
+    assert_eq!(full.volatiles.len(), 2);
+    let older = full.volatiles[1];
+    // Rot in the older copy: a lazy read does not notice, the full read does.
+    f.flip_bit(older.offset as usize + HEADER_LEN + 5, 3);
+    let lazy = read_chain_with(&mut f, &mut buf, Volatiles::VerifyCurrent);
+    assert_eq!(
+        lazy.volatile(),
+        full.volatile(),
+        "the current copy is the same"
+    );
+    assert_eq!(lazy.unverified_volatiles.len(), 1);
+    assert_eq!(
+        verify(&mut f, &lazy.unverified_volatiles[0], &mut buf),
+        Err(Reject::PayloadHash)
+    );
+    let full = read_chain(&mut f, &mut buf);
+    assert_eq!(full.volatiles.len(), 1);
+    assert_eq!(full.rejected_volatiles[0].reason, Reject::PayloadHash);
+    // Rot in the current copy instead: the lazy read goes on to verify the older one.
+    let mut f = shape.flash.clone();
+    let current = read_chain(&mut f, &mut buf).volatiles[0];
+    f.flip_bit(current.offset as usize + HEADER_LEN + 5, 3);
+    let lazy = read_chain_with(&mut f, &mut buf, Volatiles::VerifyCurrent);
+    assert_eq!(lazy.volatile().map(|b| b.offset), Some(older.offset));
+    assert!(lazy.unverified_volatiles.is_empty());
+}
