@@ -8,9 +8,7 @@
 
 use snapinit::chain::{read_chain, read_header, Block, ChainView, Layout, Status};
 use snapinit::flash::{Durable, Geometry, NorFlash, ReadNorFlash};
-use snapinit::header::{
-    span_blocks, Compression, Fields, Kind, HEADER_LEN, LIVE_MARK, MARK_SET, VERSION,
-};
+use snapinit::header::{span_blocks, Compression, Fields, Kind, HEADER_LEN, LIVE_MARK, MARK_SET};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Bytes per program operation: a NOR page program is this size or less.
@@ -68,7 +66,8 @@ pub enum Outcome {
 
 pub struct Writer<'f, F> {
     flash: &'f mut F,
-    /// Back-buffer size for the first block of an empty partition; a chain's own wins.
+    /// Back-buffer size for the first block of an empty partition (a chain's own wins), and the
+    /// size `format` records in its layout marker.
     pub backbuf_blocks: Option<u32>,
     /// Trial boots granted to new snapshots (0: confirmed at write).
     pub trial_budget: u16,
@@ -488,6 +487,3 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     out.copy_from_slice(&sha2::Sha256::digest(data));
     out
 }
-
-/// The format version this writer produces.
-pub const FORMAT_VERSION: u16 = VERSION;
