@@ -2,6 +2,9 @@
 # Boot one QEMU x86_64 (TCG) VM non-interactively.
 #   qemu/boot.sh --rootfs ROOT.squashfs [options]
 # Options:
+#   --arch ARCH          x86_64 (default), or mipsel / mips: QEMU's malta board
+#                        (qemu-system-mipsel/-mips -M malta, kernel from
+#                        build-kernel-malta.sh); everything else is the same
 #   --kernel BZIMAGE     kernel (default: output of qemu/build-kernel.sh, cached)
 #   --rootfs FILE        squashfs root -> /dev/vda (read-only), root=/dev/vda
 #   --flash FILE         raw flash image -> /dev/vdb (writable, cache=writethrough),
@@ -25,17 +28,18 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 kernel='' rootfs='' flash='' script='' init=/sbin/init append='' log='' result=''
 timeout_s=60 kill_after='' mem=128M interactive=0 dry_run=0
-erase_size=65536 mtd_name=rootfs_data
+erase_size=65536 mtd_name=rootfs_data arch=x86_64
 extra=()
 while (($#)); do
   case $1 in
+    --arch) arch=${2:?}; shift 2 ;;
     --kernel) kernel=${2:?}; shift 2 ;;
     --rootfs) rootfs=${2:?}; shift 2 ;;
     --flash) flash=${2:?}; shift 2 ;;
@@ -59,8 +63,17 @@ done
 [[ -n $rootfs ]] || { echo "boot.sh: --rootfs is required" >&2; usage; }
 
 "$here/deps.sh"
+case $arch in
+  x86_64) machine=(qemu-system-x86_64 -accel tcg) ;;
+  mipsel | mips) machine=("qemu-system-$arch" -M malta -accel tcg) ;;
+  *) echo "boot.sh: --arch must be x86_64, mipsel or mips" >&2; exit 2 ;;
+esac
 if [[ -z $kernel ]]; then
-  kernel=$("$here/build-kernel.sh" | tail -n 1)
+  if [[ $arch == x86_64 ]]; then
+    kernel=$("$here/build-kernel.sh" | tail -n 1)
+  else
+    kernel=$("$here/build-kernel-malta.sh" "$arch" | tail -n 1)
+  fi
 fi
 for f in "$kernel" "$rootfs" ${flash:+"$flash"} ${script:+"$script"}; do
   [[ -f $f ]] || { echo "boot.sh: no such file: $f" >&2; exit 2; }
@@ -74,10 +87,11 @@ trap 'rm -rf "$tmp"' EXIT
 : >"$log"
 
 cmdline="console=ttyS0 root=/dev/vda rootfstype=squashfs ro init=$init"
-cmdline+=" panic=-1 i8042.noaux"
+cmdline+=" panic=-1"
+[[ $arch != x86_64 ]] || cmdline+=" i8042.noaux"
 
 # Disk order == PCI slot order == vda, vdb, vdc.
-qemu=(qemu-system-x86_64 -accel tcg -m "$mem" -no-reboot -nodefaults -no-user-config
+qemu=("${machine[@]}" -m "$mem" -no-reboot -nodefaults -no-user-config
   -kernel "$kernel"
   -drive "file=$rootfs,if=virtio,format=raw,readonly=on")
 if [[ -n $flash ]]; then

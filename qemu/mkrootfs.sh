@@ -2,14 +2,17 @@
 # Build the read-only squashfs (xz) root used by the QEMU boot tests.
 #   qemu/mkrootfs.sh OUT.squashfs [--snapinit PATH] [--snapshot PATH]
 #                    [--agent PATH] [--add SRC:/DEST[:MODE]]...
+#                    [--busybox PATH [--busybox-list FILE]]
 # Contents: static busybox + applet links, busybox init (/sbin/init) with
 # /etc/inittab + /etc/init.d/rcS, passwd/group, sample files under /etc,
 # mount points, /dev/console + /dev/null nodes, and the optional binaries
 # /sbin/snapinit, /sbin/snapshot, /sbin/test-agent.
+# --busybox: another static busybox (default: the host's); for a foreign
+# architecture give its `busybox --list-full` output as --busybox-list.
 set -euo pipefail
 
 usage() {
-  sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -19,12 +22,16 @@ snapinit=
 snapshot=
 agent=
 adds=()
+busybox=
+busybox_list=
 while (($#)); do
   case $1 in
     --snapinit) snapinit=${2:?}; shift 2 ;;
     --snapshot) snapshot=${2:?}; shift 2 ;;
     --agent) agent=${2:?}; shift 2 ;;
     --add) adds+=("${2:?}"); shift 2 ;;
+    --busybox) busybox=${2:?}; shift 2 ;;
+    --busybox-list) busybox_list=${2:?}; shift 2 ;;
     -h | --help) usage ;;
     -*) echo "mkrootfs.sh: unknown option $1" >&2; usage ;;
     *)
@@ -36,8 +43,10 @@ done
 
 "$here/deps.sh"
 
-busybox=/bin/busybox
-[[ -x $busybox ]] || busybox=$(command -v busybox)
+if [[ -z $busybox ]]; then
+  busybox=/bin/busybox
+  [[ -x $busybox ]] || busybox=$(command -v busybox)
+fi
 if ! file_out=$(LC_ALL=C od -An -c -N4 "$busybox") || [[ $file_out != *E*L*F* ]]; then
   echo "mkrootfs.sh: $busybox is not an ELF binary" >&2
   exit 1
@@ -68,7 +77,7 @@ while IFS= read -r applet; do
     *) continue ;;
   esac
   [[ -e $stage/$applet || -L $stage/$applet ]] || ln -s "$rel" "$stage/$applet"
-done < <("$busybox" --list-full)
+done < <(if [[ -n $busybox_list ]]; then cat "$busybox_list"; else "$busybox" --list-full; fi)
 # /sbin/init must be busybox (the agent or snapinit are chosen with init=).
 ln -sf ../bin/busybox "$stage/sbin/init"
 

@@ -43,7 +43,11 @@ use mounts::Layers;
 #[cfg(target_arch = "x86_64")]
 core::arch::global_asm!(include_str!("../../boot/x86_64.s"), options(att_syntax));
 
-#[cfg(not(target_arch = "x86_64"))]
+// 32-bit MIPS o32, both endiannesses (mipsel and mips).
+#[cfg(target_arch = "mips")]
+core::arch::global_asm!(include_str!("../../boot/mips.s"));
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "mips")))]
 compile_error!("no boot/<arch>.s for this architecture yet");
 
 /// For the panic handler: the initial stack and the target path (both live
