@@ -13,7 +13,8 @@
 #    (--cfg rustix_use_experimental_asm; without it rustix falls back to libc),
 #    -C relocation-model=static (a static non-PIE ELF: no GOT loads, ~20% smaller
 #    than PIC), no unwind tables, 4 KiB pages, no build id. rustix's o32 syscall
-#    asm is patched to preserve $at (qemu/patch-rustix-mips.py says why).
+#    asm is patched to preserve $at, and its raw backend enabled for big-endian
+#    o32 too (qemu/patch-rustix-mips.py says why).
 #  * snapshot: -Zbuild-std=std,panic_abort, +crt-static; rustix uses its libc
 #    backend there (glibc's syscall wrappers get the o32 clobbers right).
 # The build runs in a copy of the working tree under the target dir
@@ -67,12 +68,13 @@ rustix_src=$(cd "$work" && $cargo metadata -q --format-version 1 |
   python3 -c 'import json,sys; m=json.load(sys.stdin); print(next(p["manifest_path"] for p in m["packages"] if p["name"]=="rustix"))')
 rustix_src=$(dirname "$rustix_src")
 rustix_ver=$(basename "$rustix_src")
-if [[ ! -f $tdir/cross-rustix/$rustix_ver/.patched ]]; then
+stamp=$(sha256sum <"$here/patch-rustix-mips.py" | cut -c1-16)
+if [[ $(cat "$tdir/cross-rustix/$rustix_ver/.patched" 2>/dev/null) != "$stamp" ]]; then
   rm -rf "$tdir/cross-rustix/$rustix_ver"
   mkdir -p "$tdir/cross-rustix"
   cp -r "$rustix_src" "$tdir/cross-rustix/$rustix_ver"
   python3 "$here/patch-rustix-mips.py" "$tdir/cross-rustix/$rustix_ver"
-  touch "$tdir/cross-rustix/$rustix_ver/.patched"
+  echo "$stamp" >"$tdir/cross-rustix/$rustix_ver/.patched"
 fi
 printf '\n[patch.crates-io]\nrustix = { path = "%s" }\n' "$tdir/cross-rustix/$rustix_ver" >>"$work/Cargo.toml"
 t1=$(now)

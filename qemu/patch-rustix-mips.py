@@ -15,10 +15,33 @@ The patch saves $at in $v1 ($3, which the kernel restores) around the
 `syscall` instruction, under `.set noat`, and declares $3 clobbered.
 Blocks with `options(noreturn)` (exit) have no outputs and are left alone.
 
+Second change, build.rs: rustix lists big-endian o32 (mips-unknown-linux-gnu)
+as an unsupported ABI for its raw-syscall backend and falls back to libc,
+which a no-libc PID 1 cannot link (build.rs and the target cfgs of
+Cargo.toml both say so). The backend's 32-bit register pairs for
+64-bit arguments are already endian-aware (conv.rs hi()/lo()); run-malta.sh
+boots the big-endian build on a host-written chain to prove it.
+
 usage: patch-rustix-mips.py RUSTIX_DIR
 """
 import re
 import sys
+
+build = sys.argv[1] + "/build.rs"
+text = open(build).read()
+if "snapinit: big-endian o32" not in text:
+    old = 'let is_mipseb = (arch == "mips" || arch == "mips32r6") && endian == "big";'
+    assert old in text, "rustix build.rs: is_mipseb line not found"
+    text = text.replace(old, 'let is_mipseb = false; // snapinit: big-endian o32 uses linux_raw too\n    let _ = &endian;')
+    open(build, "w").write(text)
+# ... and Cargo.toml's matching target cfgs, which pick linux-raw-sys (raw backend)
+# or libc: big-endian is allowed there only for s390x and powerpc.
+manifest = sys.argv[1] + "/Cargo.toml"
+text = open(manifest).read()
+old = 'any(target_arch = "s390x", target_arch = "powerpc")'
+if old in text:
+    text = text.replace(old, 'any(target_arch = "s390x", target_arch = "powerpc", target_arch = "mips")')
+    open(manifest, "w").write(text)
 
 path = sys.argv[1] + "/src/backend/linux_raw/arch/mips.rs"
 src = open(path).read()
