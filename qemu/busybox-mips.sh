@@ -6,6 +6,11 @@
 # `mkrootfs.sh --busybox P --busybox-list L`. Cached in
 # ~/.cache/snapinit/busybox-<arch>-<version>/ (SNAPINIT_CACHE overrides).
 # Adds the dpkg architecture (dpkg --add-architecture + apt-get update) once.
+# Debian bookworm has no big-endian mips port any more: when the architecture
+# has no busybox-static package, Debian's busybox *source* package is fetched
+# with apt-get source (through a private deb-src list: the system's apt
+# configuration is not touched) and built with Debian's own static config
+# (debian/config/pkg/static) and the <arch>-linux-gnu cross gcc + glibc.
 set -euo pipefail
 
 arch=${1:-mipsel}
@@ -21,18 +26,70 @@ exec 9>"$cache/.busybox-$arch.lock"
 flock 9
 
 export DEBIAN_FRONTEND=noninteractive
-if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
-  [[ $(id -u) -eq 0 ]] || { echo "busybox-mips.sh: run as root (dpkg --add-architecture $arch)" >&2; exit 1; }
-  echo "busybox-mips.sh: dpkg --add-architecture $arch; apt-get update" >&2
-  dpkg --add-architecture "$arch"
-  apt-get update -qq >&2
-fi
-ver=$(apt-cache policy "busybox-static:$arch" | awk '/Candidate:/ {print $2}')
-if [[ -z $ver || $ver == "(none)" ]]; then
-  apt-get update -qq >&2
+codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+# Does the release carry this architecture at all (its Release file says)?
+ported=0
+for r in /var/lib/apt/lists/*_dists_"${codename}"_InRelease /var/lib/apt/lists/*_dists_"${codename}"_Release; do
+  [[ -f $r ]] || continue
+  if grep -qE "^Architectures:.* $arch( |\$)" "$r"; then ported=1; fi
+  break
+done
+ver=
+if ((ported)); then
+  if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+    [[ $(id -u) -eq 0 ]] || { echo "busybox-mips.sh: run as root (dpkg --add-architecture $arch)" >&2; exit 1; }
+    echo "busybox-mips.sh: dpkg --add-architecture $arch; apt-get update" >&2
+    dpkg --add-architecture "$arch"
+    apt-get update -qq >&2
+  fi
   ver=$(apt-cache policy "busybox-static:$arch" | awk '/Candidate:/ {print $2}')
+  if [[ -z $ver || $ver == "(none)" ]]; then
+    apt-get update -qq >&2
+    ver=$(apt-cache policy "busybox-static:$arch" | awk '/Candidate:/ {print $2}')
+  fi
 fi
-[[ -n $ver && $ver != "(none)" ]] || { echo "busybox-mips.sh: no busybox-static:$arch candidate" >&2; exit 1; }
+
+from_source() { # build Debian's busybox source with the static flavour's config
+  local aptdir src_ver d
+  aptdir=$cache/apt-src
+  mkdir -p "$aptdir/lists/partial"
+  echo "deb-src http://deb.debian.org/debian $codename main" >"$aptdir/sources.list"
+  local A=(-o Dir::Etc::SourceList="$aptdir/sources.list" -o Dir::Etc::SourceParts=/nonexistent
+    -o Dir::State::Lists="$aptdir/lists")
+  [[ -n $(ls "$aptdir/lists" 2>/dev/null | grep -v partial) ]] || apt-get "${A[@]}" update -qq >&2
+  src_ver=$(apt-cache "${A[@]}" showsrc busybox | awk '/^Version:/ {print $2; exit}')
+  [[ -n $src_ver ]] || { echo "busybox-mips.sh: no busybox source package" >&2; return 1; }
+  dir=$cache/busybox-$arch-${src_ver//[:\/]/_}-src
+  [[ -s $dir/busybox && -s $dir/busybox.list ]] && return 0
+  tmp=$(mktemp -d "${TMPDIR:-/tmp}/snapinit-busybox.XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+  chmod 0777 "$tmp" # apt's _apt user writes the download
+  echo "busybox-mips.sh: no busybox-static:$arch; building Debian's busybox $src_ver from source" >&2
+  (cd "$tmp" && apt-get "${A[@]}" source -q --download-only "busybox=$src_ver" >&2)
+  (cd "$tmp" && dpkg-source -x --no-check busybox_*.dsc src >/dev/null)
+  d=$tmp/build
+  mkdir -p "$d"
+  cat "$tmp/src/debian/config/os/linux" "$tmp/src/debian/config/pkg/static" >"$d/.config"
+  local mk=(make -s -C "$d" -f "$tmp/src/Makefile" KBUILD_SRC="$tmp/src" CROSS_COMPILE="$arch-linux-gnu-")
+  if ! { (cd "$tmp/src" && { yes "" || true; } | "${mk[@]}" silentoldconfig) &&
+    (cd "$tmp/src" && "${mk[@]}" -j"$(nproc)" busybox); } >"$tmp/build.log" 2>&1; then
+    tail -n 30 "$tmp/build.log" >&2
+    echo "busybox-mips.sh: busybox build failed" >&2
+    return 1
+  fi
+  file -b "$d/busybox" | grep -q 'statically linked' || { echo "busybox-mips.sh: $d/busybox is not static" >&2; return 1; }
+  "qemu-$arch-static" "$d/busybox" --list-full >"$tmp/busybox.list"
+  [[ -s $tmp/busybox.list ]] || { echo "busybox-mips.sh: cannot run the built busybox" >&2; return 1; }
+  mkdir -p "$dir"
+  install -m 0755 "$d/busybox" "$dir/busybox"
+  mv "$tmp/busybox.list" "$dir/busybox.list"
+}
+
+if [[ -z $ver || $ver == "(none)" ]]; then
+  from_source || exit 1
+  echo "$dir/busybox"
+  exit 0
+fi
 
 dir=$cache/busybox-$arch-${ver//[:\/]/_}
 if [[ ! -s $dir/busybox || ! -s $dir/busybox.list ]]; then

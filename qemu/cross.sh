@@ -52,7 +52,7 @@ export "$linker_var=$gcc"
 t0=$(now)
 # 1. A copy of the tree (tracked + new files), serialized between callers.
 mkdir -p "$tdir"
-exec 9>"$tdir.cross.lock"
+exec 9>"$tdir/.cross.lock"
 flock 9
 mkdir -p "$work"
 (cd "$repo" && git ls-files -z -co --exclude-standard -- . ':!target' ':!qemu' |
