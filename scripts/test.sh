@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh Debian bookworm machine, as root.
 # Installs what it needs (apt-get, rustup components) itself.
-#   scripts/test.sh           host tests + QEMU boot tests
+#   scripts/test.sh           host tests + QEMU boot tests (x86_64, then mipsel and mips malta)
 #   scripts/test.sh --host    host tests only
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +45,9 @@ step "power-cut and bit-flip proof (figures)"
 cargo test -p snapshot --test powercut -- --nocapture --test-threads=2 2>&1 \
     | grep -E 'checked|erase counts|test result'
 
-if [ "$host_only" = 0 ] && [ -x qemu/run-tests.sh ]; then
-    step "QEMU boot tests"
+if [ "$host_only" = 0 ]; then
+    step "QEMU boot tests: x86_64"
     qemu/run-tests.sh
+    step "QEMU boot tests: MIPS malta, little- and big-endian"
+    qemu/run-malta.sh
 fi
