@@ -4,7 +4,7 @@
 # Options:
 #   --arch ARCH          x86_64 (default), or mipsel / mips: QEMU's malta board
 #                        (qemu-system-mipsel/-mips -M malta, kernel from
-#                        build-kernel-malta.sh); everything else is the same
+#                        build-kernel.sh mipsel|mips); everything else is the same
 #   --kernel BZIMAGE     kernel (default: output of qemu/build-kernel.sh, cached)
 #   --rootfs FILE        squashfs root -> /dev/vda (read-only), root=/dev/vda
 #   --flash FILE         raw flash image -> /dev/vdb (writable, cache=writethrough),
@@ -72,7 +72,7 @@ if [[ -z $kernel ]]; then
   if [[ $arch == x86_64 ]]; then
     kernel=$("$here/build-kernel.sh" | tail -n 1)
   else
-    kernel=$("$here/build-kernel-malta.sh" "$arch" | tail -n 1)
+    kernel=$("$here/build-kernel.sh" "$arch" | tail -n 1)
   fi
 fi
 for f in "$kernel" "$rootfs" ${flash:+"$flash"} ${script:+"$script"}; do

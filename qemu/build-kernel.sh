@@ -1,63 +1,80 @@
 #!/usr/bin/env bash
-# Build (or reuse) the tiny x86_64 test kernel.
-#   qemu/build-kernel.sh [x86_64]
-# Last line of stdout is the path of the bzImage; progress goes to stderr.
+# Build (or reuse) a tiny Linux 6.1 test kernel from Debian's linux-source-6.1.
+#   qemu/build-kernel.sh [x86_64|mipsel|mips]      (default x86_64)
+# x86_64: a bzImage from tinyconfig + x86_64.config. mipsel/mips: a 32-bit MIPS malta vmlinux
+# (QEMU's malta loads the ELF) from tinyconfig + malta.config + the endianness, cross-built.
+# Last line of stdout is the kernel's path; progress goes to stderr. Cached in
+# ~/.cache/snapinit/kernel-<name>-<key>/ (SNAPINIT_CACHE overrides), key = first 16 hex of
+# sha256(fragment + linux-source package version); every fragment symbol is checked to have
+# really ended up set (a missing dependency fails the build with the list).
 set -euo pipefail
 
-arch=${1:-x86_64}
-if [[ $arch != x86_64 ]]; then
-  echo "build-kernel.sh: only x86_64 is supported (got '$arch')" >&2
-  exit 2
-fi
-
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-"$here/deps.sh"
+arch=${1:-x86_64}
+case $arch in
+  x86_64)
+    deps=deps.sh name=x86_64 karch=x86_64 cross='' target=bzImage image=arch/x86/boot/bzImage
+    fragment_text=$(cat "$here/x86_64.config")
+    ;;
+  mipsel | mips)
+    deps=deps-mips.sh name=$arch-malta karch=mips cross=$arch-linux-gnu- target=vmlinux image=vmlinux
+    if [[ $arch == mipsel ]]; then endian=CONFIG_CPU_LITTLE_ENDIAN=y; else endian=CONFIG_CPU_BIG_ENDIAN=y; fi
+    fragment_text=$(cat "$here/malta.config"; echo; echo "# endianness ($arch)"; echo "$endian")
+    ;;
+  *) echo "build-kernel.sh: arch must be x86_64, mipsel or mips (got '$arch')" >&2; exit 2 ;;
+esac
+"$here/$deps"
 
-fragment=$here/$arch.config
 src_pkg=linux-source-6.1
 src_tar=/usr/src/$src_pkg.tar.xz
 cache=${SNAPINIT_CACHE:-$HOME/.cache/snapinit}
 mkdir -p "$cache"
 
 pkg_ver=$(dpkg-query -W -f='${Version}' "$src_pkg")
-key=$({ cat "$fragment"; echo "$src_pkg $pkg_ver"; } | sha256sum | cut -c1-16)
-out_dir=$cache/kernel-$arch-$key
-bzimage=$out_dir/bzImage
+key=$({ echo "$fragment_text"; echo "$src_pkg $pkg_ver"; } | sha256sum | cut -c1-16)
+out_dir=$cache/kernel-$name-$key
+kernel=$out_dir/$target
 
-if [[ -s $bzimage ]]; then
-  echo "build-kernel.sh: cached $bzimage" >&2
-  echo "$bzimage"
-  exit 0
-fi
-
-# Serialize concurrent builders (parallel test jobs); re-check after the wait.
-exec 9>"$cache/.build-kernel.lock"
+cached() {
+  if [[ -s $kernel ]]; then
+    echo "build-kernel.sh: cached $kernel" >&2
+    echo "$kernel"
+    exit 0
+  fi
+}
+cached
+# Serialize concurrent builders of this kernel; re-check after the wait.
+exec 9>"$cache/.build-kernel-$name.lock"
 flock 9
-if [[ -s $bzimage ]]; then
-  echo "build-kernel.sh: cached $bzimage" >&2
-  echo "$bzimage"
-  exit 0
-fi
+cached
 
 start=$(date +%s)
 
-# 1. Source tree, extracted once per package version (shared by all configs).
+# 1. Source tree, extracted once per package version and shared by every kernel.
 src_dir=$cache/src-$src_pkg-$pkg_ver
 if [[ ! -f $src_dir/.extracted ]]; then
-  echo "build-kernel.sh: extracting $src_tar" >&2
-  rm -rf "$src_dir" "$src_dir.tmp"
-  mkdir -p "$src_dir.tmp"
-  tar -xJf "$src_tar" -C "$src_dir.tmp" --strip-components=1
-  touch "$src_dir.tmp/.extracted"
-  mv "$src_dir.tmp" "$src_dir"
+  exec 8>"$cache/.build-kernel-src.lock"
+  flock 8
+  if [[ ! -f $src_dir/.extracted ]]; then
+    echo "build-kernel.sh: extracting $src_tar" >&2
+    rm -rf "$src_dir" "$src_dir.tmp"
+    mkdir -p "$src_dir.tmp"
+    tar -xJf "$src_tar" -C "$src_dir.tmp" --strip-components=1
+    touch "$src_dir.tmp/.extracted"
+    mv "$src_dir.tmp" "$src_dir"
+  fi
+  exec 8>&-
 fi
 
 # 2. Out-of-tree build dir per config key.
-build_dir=$cache/build-$arch-$key
+build_dir=$cache/build-$name-$key
 mkdir -p "$build_dir"
-mk=(make -C "$src_dir" O="$build_dir" ARCH="$arch" -s)
+fragment=$build_dir/fragment.config
+echo "$fragment_text" >"$fragment"
+mk=(make -C "$src_dir" O="$build_dir" ARCH="$karch" -s)
+[[ -n $cross ]] && mk+=(CROSS_COMPILE="$cross")
 
-echo "build-kernel.sh: configuring in $build_dir" >&2
+echo "build-kernel.sh: configuring $name in $build_dir" >&2
 cfg_log=$build_dir/config.log
 if ! {
   "${mk[@]}" tinyconfig &&
@@ -90,15 +107,15 @@ if ((${#missing[@]} > 0)); then
 fi
 
 # 4. Build.
-echo "build-kernel.sh: building bzImage with -j$(nproc)" >&2
-"${mk[@]}" -j"$(nproc)" bzImage >&2
+echo "build-kernel.sh: building $target ($name) with -j$(nproc)" >&2
+"${mk[@]}" -j"$(nproc)" "$target" >&2
 
 mkdir -p "$out_dir.tmp"
-cp "$build_dir/arch/x86/boot/bzImage" "$out_dir.tmp/bzImage"
+cp "$build_dir/$image" "$out_dir.tmp/$target"
 cp "$build_dir/.config" "$out_dir.tmp/config"
 rm -rf "$out_dir"
 mv "$out_dir.tmp" "$out_dir"
 
 end=$(date +%s)
-echo "build-kernel.sh: built in $((end - start)) s ($(stat -c %s "$bzimage") bytes)" >&2
-echo "$bzimage"
+echo "build-kernel.sh: built in $((end - start)) s ($(stat -c %s "$kernel") bytes)" >&2
+echo "$kernel"

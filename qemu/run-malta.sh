@@ -2,7 +2,7 @@
 # snapinit on QEMU's MIPS malta board, little- and big-endian, and the
 # cross-architecture proof that the chain is the same bytes everywhere.
 #   qemu/run-malta.sh [--arch mipsel,mips] [--only blank,chain,roundtrip,powercut] [--keep]
-# Builds (cached where possible): the malta kernels (build-kernel-malta.sh),
+# Builds (cached where possible): the malta kernels (build-kernel.sh mipsel|mips),
 # snapinit + snapshot for each MIPS target (cross.sh), Debian's static busybox
 # for each (busybox-mips.sh), the squashfs roots (mkrootfs.sh --busybox), and
 # the x86_64 side with qemu/build.sh (kernel, host `snapshot`, x86_64 root).
@@ -142,7 +142,7 @@ for arch in "${arch_list[@]}"; do
   echo "== build $arch"
   cur="$arch/build" cur_fail=0
   t0=$(now)
-  if ! kernel[$arch]=$("$here/build-kernel-malta.sh" "$arch" | tail -n 1); then
+  if ! kernel[$arch]=$("$here/build-kernel.sh" "$arch" | tail -n 1); then
     fail "malta kernel build failed"
   fi
   t1=$(now)
