@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the QEMU boot tests need (Debian bookworm, run as root).
+#   qemu/deps.sh [EXTRA_PACKAGE...]     (deps-mips.sh passes the MIPS ones)
 # Idempotent: quiet and fast when everything is already present.
 set -euo pipefail
 
@@ -7,6 +8,7 @@ pkgs=(
   qemu-system-x86 squashfs-tools busybox-static linux-source-6.1
   make gcc flex bison bc libelf-dev libssl-dev xz-utils cpio python3
   mtd-utils
+  "$@"
 )
 
 missing=()
