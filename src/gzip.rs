@@ -43,6 +43,9 @@ pub enum GzipError<E> {
     Crc { stored: u32, computed: u32 },
     /// Inflated length (mod 2^32) does not match the trailer's ISIZE.
     Size { stored: u32, computed: u32 },
+    /// Bytes follow the member's trailer (a second member or garbage): a payload is exactly one
+    /// gzip member.
+    TrailingData,
 }
 
 impl<E: fmt::Debug> fmt::Display for GzipError<E> {
@@ -63,6 +66,7 @@ impl<E: fmt::Debug> fmt::Display for GzipError<E> {
             Self::Size { stored, computed } => {
                 write!(f, "gzip: isize {stored} != computed {computed}")
             }
+            Self::TrailingData => f.write_str("gzip: data after the member's trailer"),
         }
     }
 }
@@ -132,8 +136,9 @@ enum State {
     Done,
 }
 
-/// Decodes one gzip member from `R`; bytes after the member are left unread
-/// in the internal buffer (concatenated members are not supported).
+/// Decodes exactly one gzip member from `R`: the trailer's CRC32 and ISIZE are checked when the
+/// deflate stream ends, and any byte after the trailer (a second member, garbage) is an error,
+/// so the end of the stream is reported only once all of it has been checked.
 pub struct GzipReader<R> {
     inner: R,
     state: State,
@@ -349,6 +354,9 @@ impl<R: Read> Read for GzipReader<R> {
                 State::Body => self.inflate_some()?,
                 State::Trailer => {
                     self.trailer()?;
+                    if self.fill()? {
+                        return Err(GzipError::TrailingData);
+                    }
                     self.state = State::Done;
                 }
                 State::Done => return Ok(0),
@@ -440,8 +448,21 @@ mod tests {
     }
 
     #[test]
+    fn trailing_bytes_and_second_members_are_refused() {
+        let mut two = HELLO_GZ.to_vec();
+        two.extend_from_slice(HELLO_GZ);
+        assert_eq!(inflate_all(&two, 1000, 64), Err(GzipError::TrailingData));
+        let mut junk = HELLO_GZ.to_vec();
+        junk.push(0);
+        for chunk in [1, 7, 1000] {
+            assert_eq!(inflate_all(&junk, chunk, 64), Err(GzipError::TrailingData));
+        }
+    }
+
+    #[test]
     fn truncation_and_magic() {
-        for cut in [0, 5, 12, HELLO_GZ.len() - 3] {
+        let n = HELLO_GZ.len();
+        for cut in [0, 5, 12, n - 8, n - 5, n - 3, n - 1] {
             assert_eq!(
                 inflate_all(&HELLO_GZ[..cut], 1000, 64),
                 Err(GzipError::Truncated),

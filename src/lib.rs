@@ -6,12 +6,14 @@
 
 pub mod chain;
 pub mod device;
+pub mod dirlayer;
 pub mod file;
 pub mod flash;
 pub mod gzip;
 pub mod header;
 pub mod mtd;
 pub mod payload;
+pub mod replay;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod tar;

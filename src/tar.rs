@@ -1,13 +1,15 @@
 //! Streaming reader for the payload's tar dialect, without a heap.
 //!
-//! The dialect is POSIX pax: ustar headers ("ustar\0" "00", octal numbers,
-//! verified checksum) with optional 'x' records for the next entry. Anything a
-//! snapshot writer would not produce (GNU long names, global pax headers,
-//! devices other than overlayfs whiteouts, base-256 numbers) is rejected rather
+//! The dialect (docs/FORMAT.md, "The payload") is what GNU tar, busybox tar and bsdtar write
+//! for a tree of files, directories, symlinks, hard links and overlayfs whiteouts: POSIX pax
+//! (ustar headers with per-entry 'x' records) and the GNU format's long-name records. Anything
+//! that would change what lands on disk and that the reader cannot honour exactly (global pax
+//! headers, sparse maps, devices other than whiteouts, unknown pax keys) is rejected rather
 //! than guessed at, because the result is replayed as root into the live root.
 //!
-//! ustar fields are decoded here directly rather than through `tar-no-std`:
-//! its mtime parsing is decimal and it needs the whole archive in one slice.
+//! The project reads tar itself rather than through a crate: PID 1 must stream a payload from
+//! flash through fixed buffers (no heap, no whole-archive slice), and `verify`/`extract` must
+//! accept exactly what PID 1 accepts, so both use this one reader.
 
 use core::fmt;
 
@@ -52,9 +54,9 @@ pub enum TarError<E> {
         stored: u32,
         computed: u32,
     },
-    /// Not "ustar\0" + "00" (e.g. GNU "ustar  \0" or v7).
+    /// Neither POSIX "ustar\0" "00" nor GNU "ustar  \0" (e.g. v7).
     NotUstar,
-    /// A numeric field is not octal (base-256 numbers included).
+    /// A numeric field is neither octal nor positive base-256.
     BadNumber(&'static str),
     /// Entry type that the dialect does not allow, e.g. 'g', 'L', 'K', '4'.
     UnsupportedType(u8),
@@ -76,6 +78,17 @@ pub enum TarError<E> {
     DanglingPax,
     /// Symlink or hard link without a target.
     MissingLinkTarget,
+    /// A pax key the dialect neither reads nor may ignore.
+    UnsupportedPaxKey(ShortName),
+    /// An xattr outside the `trusted.` and `security.` namespaces, which tmpfs does not store
+    /// on every kernel a router runs.
+    XattrNamespace,
+    /// A directory, symlink, whiteout or hard link header that declares data.
+    UnexpectedData(u64),
+    /// A GNU long name or link record longer than a path may be, or two in a row.
+    BadLongName,
+    /// Non-zero bytes after the end-of-archive record.
+    TrailingData,
 }
 
 impl<E: fmt::Debug> fmt::Display for TarError<E> {
@@ -87,7 +100,7 @@ impl<E: fmt::Debug> fmt::Display for TarError<E> {
                 write!(f, "tar: header checksum {stored} != computed {computed}")
             }
             Self::NotUstar => f.write_str("tar: not a POSIX ustar/pax header"),
-            Self::BadNumber(field) => write!(f, "tar: bad octal number in {field}"),
+            Self::BadNumber(field) => write!(f, "tar: bad number in {field}"),
             Self::UnsupportedType(t) => {
                 write!(f, "tar: unsupported entry type {:?}", char::from(*t))
             }
@@ -102,7 +115,39 @@ impl<E: fmt::Debug> fmt::Display for TarError<E> {
             Self::XattrTooLarge => f.write_str("tar: xattr name or value too large"),
             Self::DanglingPax => f.write_str("tar: pax header without an entry"),
             Self::MissingLinkTarget => f.write_str("tar: link without target"),
+            Self::UnsupportedPaxKey(k) => write!(f, "tar: unsupported pax key {:?}", k.as_str()),
+            Self::XattrNamespace => {
+                f.write_str("tar: xattr outside the trusted. and security. namespaces")
+            }
+            Self::UnexpectedData(n) => write!(f, "tar: {n} bytes of data on a non-file entry"),
+            Self::BadLongName => f.write_str("tar: bad GNU long name record"),
+            Self::TrailingData => f.write_str("tar: data after the end-of-archive record"),
         }
+    }
+}
+
+/// The first 32 bytes of a name for an error message (non-printable bytes as `?`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShortName {
+    bytes: [u8; 32],
+    len: u8,
+}
+
+impl ShortName {
+    pub fn new(name: &[u8]) -> Self {
+        let mut s = Self {
+            bytes: [0; 32],
+            len: 0,
+        };
+        for (d, &b) in s.bytes.iter_mut().zip(name) {
+            *d = if b.is_ascii_graphic() { b } else { b'?' };
+            s.len += 1;
+        }
+        s
+    }
+
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("?")
     }
 }
 
@@ -165,7 +210,7 @@ impl Entry {
     }
 }
 
-/// Overrides collected from a pax 'x' record for the next entry.
+/// Overrides collected from pax 'x' and GNU 'L'/'K' records for the next entry.
 #[derive(Default)]
 struct Pax {
     path: Option<TarPath>,
@@ -176,6 +221,29 @@ struct Pax {
     gid: Option<u32>,
     xattrs: Vec<Xattr, MAX_XATTRS>,
 }
+
+/// pax keys that carry nothing the replay restores; they are skipped. Every other key that
+/// the reader does not read is an error: silently dropping, say, a sparse map or an ACL would
+/// replay something other than what was saved.
+const IGNORED_PAX_KEYS: [&[u8]; 11] = [
+    b"atime",
+    b"ctime",
+    b"comment",
+    b"uname",
+    b"gname",
+    b"charset",
+    b"hdrcharset",
+    b"SCHILY.dev",
+    b"SCHILY.ino",
+    b"SCHILY.nlink",
+    b"LIBARCHIVE.creationtime",
+];
+/// bsdtar writes every xattr twice: base64 under this prefix, raw under `SCHILY.xattr.`.
+const IGNORED_PAX_PREFIX: &[u8] = b"LIBARCHIVE.xattr.";
+
+/// xattr namespaces an entry may carry: tmpfs stores these on every kernel (`user.` only
+/// since Linux 6.6, `system.` only with ACL support).
+pub const XATTR_NAMESPACES: [&str; 2] = ["trusted.", "security."];
 
 pub struct TarReader<R> {
     inner: R,
@@ -217,8 +285,8 @@ impl<R: Read> TarReader<R> {
 
     fn skip(&mut self, mut n: u64) -> Result<(), TarError<R::Error>> {
         while n > 0 {
-            let k = n.min(BLOCK as u64) as usize;
-            Self::fill(&mut self.inner, &mut self.record[..k])?;
+            let k = n.min(MAX_PAX as u64) as usize;
+            Self::fill(&mut self.inner, &mut self.pax[..k])?;
             n -= k as u64;
         }
         Ok(())
@@ -238,6 +306,11 @@ impl<R: Read> TarReader<R> {
         Ok(n)
     }
 
+    /// Data bytes of the current entry not read yet.
+    pub fn data_left(&self) -> u64 {
+        self.remaining
+    }
+
     /// Next entry, or `None` at the end-of-archive zero record.
     pub fn next_entry(&mut self) -> Result<Option<Entry>, TarError<R::Error>> {
         if self.done {
@@ -247,20 +320,20 @@ impl<R: Read> TarReader<R> {
         self.remaining = 0;
         self.padding = 0;
         let mut pax = Pax::default();
-        let mut have_pax = false;
+        let mut have_ext = false;
         loop {
             Self::fill(&mut self.inner, &mut self.record)?;
             if self.record.iter().all(|&b| b == 0) {
                 self.done = true;
-                return if have_pax {
+                return if have_ext {
                     Err(TarError::DanglingPax)
                 } else {
                     Ok(None)
                 };
             }
             let h = Header(&self.record);
-            h.verify()?;
-            let size = h.octal(124, 12, "size")?;
+            let gnu = h.verify()?;
+            let size = h.number(124, 12, "size")?;
             match h.0[156] {
                 b'x' => {
                     if size > MAX_PAX as u64 {
@@ -268,18 +341,46 @@ impl<R: Read> TarReader<R> {
                     }
                     let n = size as usize;
                     Self::fill(&mut self.inner, &mut self.pax[..n])?;
-                    self.skip(pad(size))?;
+                    // Parsed before the padding is skipped: skipping reuses the buffer.
                     parse_pax(&self.pax[..n], &mut pax)?;
-                    have_pax = true;
+                    self.skip(pad(size))?;
+                    have_ext = true;
+                }
+                kind @ (b'L' | b'K') if gnu => {
+                    // The name, NUL-terminated, as the record's data.
+                    if size > (MAX_PATH + 1) as u64 {
+                        return Err(TarError::BadLongName);
+                    }
+                    let n = size as usize;
+                    Self::fill(&mut self.inner, &mut self.pax[..n])?;
+                    let name = cstr(&self.pax[..n]);
+                    let field = if kind == b'L' {
+                        PathField::Path
+                    } else {
+                        PathField::LinkTarget
+                    };
+                    let p = to_path(name).map_err(|e| TarError::BadPath(field, e))?;
+                    let slot = if kind == b'L' {
+                        &mut pax.path
+                    } else {
+                        &mut pax.linkpath
+                    };
+                    // A pax record for the same entry wins; a second long name does not.
+                    if slot.is_none() {
+                        *slot = Some(p);
+                    }
+                    self.skip(pad(size))?;
+                    have_ext = true;
                 }
                 _ => {
-                    let entry = build_entry(&h, size, pax)?;
-                    let data = if matches!(entry.kind, EntryKind::File) {
-                        entry.size
-                    } else {
-                        // Only files carry data, but honour the declared size so
-                        // the stream stays in sync (e.g. hard links with size).
-                        pax_or(size, &entry)
+                    let entry = build_entry(&h, gnu, size, pax)?;
+                    let data = match entry.kind {
+                        EntryKind::File => entry.size,
+                        // A hard link may carry data in pax archives (POSIX allows it); it is
+                        // skipped, the link shares its target's content.
+                        EntryKind::HardLink { .. } => size,
+                        _ if size == 0 => 0,
+                        _ => return Err(TarError::UnexpectedData(size)),
                     };
                     self.remaining = data;
                     self.padding = pad(data);
@@ -288,13 +389,23 @@ impl<R: Read> TarReader<R> {
             }
         }
     }
-}
 
-fn pax_or(header_size: u64, entry: &Entry) -> u64 {
-    if matches!(entry.kind, EntryKind::HardLink { .. }) {
-        header_size
-    } else {
-        0
+    /// Reads the rest of the stream after the end-of-archive record: it must be zeros (the
+    /// second zero record, blocking padding) up to the end, so that nothing stored in the
+    /// payload goes unchecked; for gzip this also reaches and checks the trailer.
+    pub fn finish(&mut self) -> Result<(), TarError<R::Error>> {
+        while !self.done {
+            if self.next_entry()?.is_none() {
+                break;
+            }
+        }
+        loop {
+            match self.inner.read(&mut self.pax).map_err(TarError::Io)? {
+                0 => return Ok(()),
+                n if self.pax[..n].iter().all(|&b| b == 0) => {}
+                _ => return Err(TarError::TrailingData),
+            }
+        }
     }
 }
 
@@ -302,11 +413,17 @@ const fn pad(size: u64) -> u64 {
     (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64
 }
 
+fn cstr(field: &[u8]) -> &[u8] {
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    &field[..end]
+}
+
 struct Header<'a>(&'a [u8; BLOCK]);
 
 impl Header<'_> {
-    fn verify<E>(&self) -> Result<(), TarError<E>> {
-        let stored = self.octal(148, 8, "chksum")? as u32;
+    /// Checks the checksum and the magic; true for the GNU format (no `prefix` field).
+    fn verify<E>(&self) -> Result<bool, TarError<E>> {
+        let stored = self.number(148, 8, "chksum")?;
         let computed: u32 = self
             .0
             .iter()
@@ -319,18 +436,30 @@ impl Header<'_> {
                 }
             })
             .sum();
-        if stored != computed {
-            return Err(TarError::BadChecksum { stored, computed });
+        if stored != u64::from(computed) {
+            return Err(TarError::BadChecksum {
+                stored: stored as u32,
+                computed,
+            });
         }
-        if &self.0[257..263] != b"ustar\0" || &self.0[263..265] != b"00" {
-            return Err(TarError::NotUstar);
+        match (&self.0[257..263], &self.0[263..265]) {
+            (b"ustar\0", b"00") => Ok(false),
+            (b"ustar ", b" \0") => Ok(true),
+            _ => Err(TarError::NotUstar),
         }
-        Ok(())
     }
 
-    /// Octal field: optional leading spaces, digits, then NUL/space padding.
-    fn octal<E>(&self, off: usize, len: usize, what: &'static str) -> Result<u64, TarError<E>> {
+    /// A numeric field: octal digits (optional leading spaces, then NUL/space padding), or
+    /// GNU base-256 (first byte 0x80, big-endian value in the rest).
+    fn number<E>(&self, off: usize, len: usize, what: &'static str) -> Result<u64, TarError<E>> {
         let field = &self.0[off..off + len];
+        if field[0] == 0x80 {
+            return field[1..].iter().try_fold(0u64, |v, &b| {
+                v.checked_mul(256)
+                    .map(|v| v + u64::from(b))
+                    .ok_or(TarError::BadNumber(what))
+            });
+        }
         let mut value: u64 = 0;
         let mut seen_digit = false;
         let mut ended = false;
@@ -351,27 +480,32 @@ impl Header<'_> {
         Ok(value)
     }
 
+    fn id<E>(&self, off: usize, what: &'static str) -> Result<u32, TarError<E>> {
+        u32::try_from(self.number(off, 8, what)?).map_err(|_| TarError::BadNumber(what))
+    }
+
     fn cstr(&self, off: usize, len: usize) -> &[u8] {
-        let field = &self.0[off..off + len];
-        let end = field.iter().position(|&b| b == 0).unwrap_or(len);
-        &field[..end]
+        cstr(&self.0[off..off + len])
     }
 }
 
-fn build_entry<E>(h: &Header<'_>, size: u64, pax: Pax) -> Result<Entry, TarError<E>> {
+fn build_entry<E>(h: &Header<'_>, gnu: bool, size: u64, pax: Pax) -> Result<Entry, TarError<E>> {
     let typeflag = h.0[156];
-    let mode = h.octal(100, 8, "mode")?;
+    let mode = h.number(100, 8, "mode")?;
     let uid = match pax.uid {
         Some(v) => v,
-        None => h.octal(108, 8, "uid")? as u32,
+        None => h.id(108, "uid")?,
     };
     let gid = match pax.gid {
         Some(v) => v,
-        None => h.octal(116, 8, "gid")? as u32,
+        None => h.id(116, "gid")?,
     };
     let (mtime_secs, mtime_nanos) = match pax.mtime {
         Some(t) => t,
-        None => (h.octal(136, 12, "mtime")? as i64, 0),
+        None => (
+            i64::try_from(h.number(136, 12, "mtime")?).map_err(|_| TarError::BadNumber("mtime"))?,
+            0,
+        ),
     };
     let size = pax.size.unwrap_or(size);
 
@@ -379,7 +513,8 @@ fn build_entry<E>(h: &Header<'_>, size: u64, pax: Pax) -> Result<Entry, TarError
         Some(p) => p,
         None => {
             let name = h.cstr(0, 100);
-            let prefix = h.cstr(345, 155);
+            // The GNU format keeps other fields where ustar has `prefix`.
+            let prefix = if gnu { &[][..] } else { h.cstr(345, 155) };
             let mut joined: Vec<u8, { MAX_PATH + 1 }> = Vec::new();
             let too_long = |_: u8| TarError::BadPath(PathField::Path, PathError::TooLong);
             if !prefix.is_empty() {
@@ -399,7 +534,7 @@ fn build_entry<E>(h: &Header<'_>, size: u64, pax: Pax) -> Result<Entry, TarError
         }
     };
     let kind = match typeflag {
-        b'0' | 0 => EntryKind::File,
+        b'0' | 0 | b'7' => EntryKind::File,
         b'5' => EntryKind::Dir,
         b'2' => {
             let target = link()?;
@@ -417,24 +552,22 @@ fn build_entry<E>(h: &Header<'_>, size: u64, pax: Pax) -> Result<Entry, TarError
             EntryKind::HardLink { target }
         }
         b'3' => {
-            let major = h.octal(329, 8, "devmajor")? as u32;
-            let minor = h.octal(337, 8, "devminor")? as u32;
+            let major = h.number(329, 8, "devmajor")?;
+            let minor = h.number(337, 8, "devminor")?;
             if (major, minor) != (0, 0) {
-                return Err(TarError::Device { major, minor });
+                return Err(TarError::Device {
+                    major: major as u32,
+                    minor: minor as u32,
+                });
             }
             EntryKind::Whiteout
         }
         other => return Err(TarError::UnsupportedType(other)),
     };
-    // "./" (what `tar -C dir .` emits for dir itself) names the layer root.
-    let was_root = raw_path.starts_with('.');
-    let path = normalize(raw_path.as_bytes()).map_err(|e| TarError::BadPath(PathField::Path, e));
-    let path = match path {
-        Err(TarError::BadPath(_, PathError::Empty)) if was_root && kind == EntryKind::Dir => {
-            TarPath::new()
-        }
-        other => other?,
-    };
+    let path = normalize(raw_path.as_bytes()).map_err(|e| TarError::BadPath(PathField::Path, e))?;
+    if path.is_empty() && kind != EntryKind::Dir {
+        return Err(TarError::BadPath(PathField::Path, PathError::Empty));
+    }
     Ok(Entry {
         path,
         kind: kind.clone(),
@@ -458,31 +591,34 @@ fn to_path(bytes: &[u8]) -> Result<TarPath, PathError> {
     Ok(p)
 }
 
-/// Applies the path rules; `"./a/b/"` becomes `"a/b"`.
+/// Applies the path rules and gives the canonical form: components separated by single
+/// slashes, no `.` components, no leading or trailing slash; `""` is the layer root (what
+/// `.`, `./` and `tar -C dir .` name). `"./a//b/./c/"` becomes `"a/b/c"`.
 pub fn normalize(bytes: &[u8]) -> Result<TarPath, PathError> {
     if bytes.contains(&0) {
         return Err(PathError::Nul);
     }
+    if bytes.is_empty() {
+        return Err(PathError::Empty);
+    }
     if bytes.first() == Some(&b'/') {
         return Err(PathError::Absolute);
     }
-    let mut s = bytes;
-    while let Some(rest) = s.strip_prefix(b"./") {
-        s = rest;
+    let s = core::str::from_utf8(bytes).map_err(|_| PathError::NotUtf8)?;
+    let mut p = TarPath::new();
+    for c in s.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => return Err(PathError::DotDot),
+            c => {
+                if !p.is_empty() {
+                    p.push('/').map_err(|_| PathError::TooLong)?;
+                }
+                p.push_str(c).map_err(|_| PathError::TooLong)?;
+            }
+        }
     }
-    while let Some(rest) = s.strip_suffix(b"/") {
-        s = rest;
-    }
-    if s == b"." {
-        s = b"";
-    }
-    if s.is_empty() {
-        return Err(PathError::Empty);
-    }
-    if s.split(|&b| b == b'/').any(|c| c == b"..") {
-        return Err(PathError::DotDot);
-    }
-    to_path(s)
+    Ok(p)
 }
 
 fn parse_pax<E>(mut data: &[u8], pax: &mut Pax) -> Result<(), TarError<E>> {
@@ -491,7 +627,8 @@ fn parse_pax<E>(mut data: &[u8], pax: &mut Pax) -> Result<(), TarError<E>> {
             .iter()
             .position(|&b| b == b' ')
             .ok_or(TarError::BadPaxRecord)?;
-        let len = parse_decimal(&data[..sp]).ok_or(TarError::BadPaxRecord)? as usize;
+        let len = parse_decimal(&data[..sp]).ok_or(TarError::BadPaxRecord)?;
+        let len = usize::try_from(len).map_err(|_| TarError::BadPaxRecord)?;
         if len <= sp + 1 || len > data.len() || data[len - 1] != b'\n' {
             return Err(TarError::BadPaxRecord);
         }
@@ -514,29 +651,40 @@ fn parse_pax<E>(mut data: &[u8], pax: &mut Pax) -> Result<(), TarError<E>> {
             b"uid" => pax.uid = Some(parse_u32(value).ok_or(TarError::BadPaxValue("uid"))?),
             b"gid" => pax.gid = Some(parse_u32(value).ok_or(TarError::BadPaxValue("gid"))?),
             b"mtime" => pax.mtime = Some(parse_time(value).ok_or(TarError::BadPaxValue("mtime"))?),
-            _ => {
-                if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                    let name = core::str::from_utf8(name).map_err(|_| TarError::BadPaxRecord)?;
-                    if name.is_empty() || name.contains('\0') {
-                        return Err(TarError::BadPaxRecord);
-                    }
-                    let mut x = Xattr {
-                        name: heapless::String::new(),
-                        value: Vec::new(),
-                    };
-                    x.name.push_str(name).map_err(|_| TarError::XattrTooLarge)?;
-                    x.value
-                        .extend_from_slice(value)
-                        .map_err(|_| TarError::XattrTooLarge)?;
-                    // A repeated key overrides, like any other pax key.
-                    if let Some(old) = pax.xattrs.iter_mut().find(|o| o.name == x.name) {
-                        *old = x;
-                    } else {
-                        pax.xattrs.push(x).map_err(|_| TarError::TooManyXattrs)?;
-                    }
-                }
-            }
+            k if IGNORED_PAX_KEYS.contains(&k) || k.starts_with(IGNORED_PAX_PREFIX) => {}
+            k => match k.strip_prefix(b"SCHILY.xattr.") {
+                Some(name) => add_xattr(pax, name, value)?,
+                None => return Err(TarError::UnsupportedPaxKey(ShortName::new(k))),
+            },
         }
+    }
+    Ok(())
+}
+
+fn add_xattr<E>(pax: &mut Pax, name: &[u8], value: &[u8]) -> Result<(), TarError<E>> {
+    let name = core::str::from_utf8(name).map_err(|_| TarError::BadPaxRecord)?;
+    if name.is_empty() || name.contains('\0') {
+        return Err(TarError::BadPaxRecord);
+    }
+    if !XATTR_NAMESPACES
+        .iter()
+        .any(|ns| name.len() > ns.len() && name.starts_with(ns))
+    {
+        return Err(TarError::XattrNamespace);
+    }
+    let mut x = Xattr {
+        name: heapless::String::new(),
+        value: Vec::new(),
+    };
+    x.name.push_str(name).map_err(|_| TarError::XattrTooLarge)?;
+    x.value
+        .extend_from_slice(value)
+        .map_err(|_| TarError::XattrTooLarge)?;
+    // A repeated key overrides, like any other pax key.
+    if let Some(old) = pax.xattrs.iter_mut().find(|o| o.name == x.name) {
+        *old = x;
+    } else {
+        pax.xattrs.push(x).map_err(|_| TarError::TooManyXattrs)?;
     }
     Ok(())
 }
@@ -603,7 +751,10 @@ mod tests {
         assert_eq!(normalize(b"/etc"), Err(PathError::Absolute));
         assert_eq!(normalize(b"a/../b"), Err(PathError::DotDot));
         assert_eq!(normalize(b".."), Err(PathError::DotDot));
-        assert_eq!(normalize(b"./"), Err(PathError::Empty));
+        assert_eq!(normalize(b"./").unwrap().as_str(), "");
+        assert_eq!(normalize(b".").unwrap().as_str(), "");
+        assert_eq!(normalize(b"./a//b/./c/").unwrap().as_str(), "a/b/c");
+        assert_eq!(normalize(b"a/./../b"), Err(PathError::DotDot));
         assert_eq!(normalize(b""), Err(PathError::Empty));
         assert_eq!(normalize(b"a\0b"), Err(PathError::Nul));
         assert_eq!(normalize(&[b'a'; 256]), Err(PathError::TooLong));

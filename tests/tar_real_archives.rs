@@ -111,10 +111,10 @@ fn build_tree(root: &Path) {
     run(Command::new("touch")
         .args(["-h", "-d", "@1234567890"])
         .arg(root.join("big")));
-    // user.* xattrs need a filesystem that supports them; trusted.* needs root
-    // and is what overlayfs uses for opaque directories.
+    // trusted.* needs root and is what overlayfs uses for opaque directories; the dialect
+    // carries only trusted.* and security.* (tmpfs stores user.* only since Linux 6.6).
     let py = format!(
-        "import os\nos.setxattr({:?}, 'user.snap', b'va\\nl\\x00ue')\nos.setxattr({:?}, 'trusted.overlay.opaque', b'y')\n",
+        "import os\nos.setxattr({:?}, 'trusted.snap', b'va\\nl\\x00ue')\nos.setxattr({:?}, 'trusted.overlay.opaque', b'y')\n",
         root.join("hello").to_str().unwrap(),
         root.join("opaque").to_str().unwrap()
     );
@@ -151,7 +151,7 @@ fn gnu_tar_pax_tree() {
     assert_eq!(hello.mode, 0o4751);
     assert_eq!(hello.mtime_secs, 1_700_000_000);
     assert_eq!(hello.mtime_nanos, 123_456_789);
-    assert_eq!(hello.xattr(b"user.snap"), Some(&b"va\nl\0ue"[..]));
+    assert_eq!(hello.xattr(b"trusted.snap"), Some(&b"va\nl\0ue"[..]));
 
     let (big, data) = find(&entries, "big");
     assert_eq!(data.len(), 70_000);
@@ -243,15 +243,20 @@ fn hostile_paths_are_rejected() {
 }
 
 #[test]
-fn gnu_long_names_and_formats_are_rejected() {
+fn gnu_long_names_are_read_and_other_formats_rejected() {
     let d = scratch("gnu");
     build_tree(&d);
     let long = format!("{LONG_DIR}/file-with-a-long-name.txt");
+    // GNU tar's default format (and busybox tar's): "ustar  " magic, 'L' long-name records.
     let gnu = gnu_tar(&d, &["--format=gnu"], &[&long]);
-    assert!(matches!(
-        read_all(&gnu).unwrap_err(),
-        Err::UnsupportedType(b'L') | Err::NotUstar
-    ));
+    let entries = read_all(&gnu).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].0.path.as_str(), long);
+    assert_eq!(entries[0].1, b"long\n");
+    let user = python_tar(
+        "t = tarfile.TarInfo('f'); t.pax_headers = {'SCHILY.xattr.user.x': '1'}\ntf.addfile(t)\n",
+    );
+    assert_eq!(read_all(&user).unwrap_err(), Err::XattrNamespace);
     let v7 = gnu_tar(&d, &["--format=v7"], &["hello"]);
     assert_eq!(read_all(&v7).unwrap_err(), Err::NotUstar);
     // Global pax headers would silently change every later entry.
@@ -288,7 +293,7 @@ fn python_tarfile_pax_and_whiteouts() {
     let archive = python_tar(&format!(
         "t = tarfile.TarInfo({long:?}); t.size = 3; t.mode = 0o640; t.uid = 1000; t.gid = 100\n\
          t.mtime = 0o17777777777\n\
-         t.pax_headers = {{'SCHILY.xattr.user.one': '1', 'SCHILY.xattr.trusted.two': '22', 'comment': 'ignored'}}\n\
+         t.pax_headers = {{'SCHILY.xattr.security.one': '1', 'SCHILY.xattr.trusted.two': '22', 'comment': 'ignored'}}\n\
          tf.addfile(t, io.BytesIO(b'abc'))\n\
          w = tarfile.TarInfo('gone/file'); w.type = tarfile.CHRTYPE; w.devmajor = 0; w.devminor = 0; w.mode = 0\n\
          tf.addfile(w)\n"

@@ -16,24 +16,24 @@
 //!    Any failure before the switch execs the target on the read-only root.
 
 pub mod cmdline;
-pub mod fs;
 pub mod kmsg;
 mod mem;
 pub mod mounts;
-pub mod replay;
 pub mod rt;
 
 use core::ffi::CStr;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
-use rustix::fd::AsFd;
+use rustix::fd::{AsFd, OwnedFd};
 use snapinit::chain::{read_chain_with, verify, Block, End, Status, Volatiles};
 use snapinit::device::DeviceFlash;
+use snapinit::dirlayer::{DirLayer, Lower};
 use snapinit::flash::Geometry;
 use snapinit::gzip::{GzipError, GzipReader};
 use snapinit::header::Compression;
 use snapinit::header::Kind;
 use snapinit::payload::{PayloadReader, ReadFailed};
+use snapinit::replay::replay;
 use snapinit::tar::TarReader;
 
 use crate::{error, info, warn};
@@ -76,7 +76,7 @@ pub extern "C" fn snapinit_main(sp: *const usize) -> ! {
     STACK.store(sp.cast_mut(), Ordering::Relaxed);
     // SAFETY: boot/<arch>.s passes the kernel's initial stack pointer.
     let args = unsafe { rt::Args::from_stack(sp) };
-    // Archive modes must land exactly as recorded.
+    // Archive modes must land exactly as recorded; the target gets the kernel's default back.
     rustix::process::umask(rustix::fs::Mode::empty());
 
     if rustix::process::getpid().as_raw_nonzero().get() != 1 {
@@ -157,7 +157,11 @@ fn exec_target(args: &rt::Args, target: &CStr) -> ! {
 /// PID 1 panics the kernel, so every program that might give the admin a way in is tried first.
 const FALLBACKS: [&CStr; 2] = [DEFAULT_TARGET, c"/bin/sh"];
 
+/// The kernel starts init with this umask; snapinit clears it for the replay only.
+const TARGET_UMASK: u32 = 0o022;
+
 fn exec_or_fall_back(args: &rt::Args, target: &CStr) -> ! {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(TARGET_UMASK as _));
     let e = args.exec(target);
     error!("exec {} failed: {e}", target.to_str().unwrap_or("?"));
     for path in FALLBACKS.iter().filter(|p| **p != target) {
@@ -271,10 +275,17 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) {
             return;
         }
     }
+    // The read-only root lies below every layer; the snapshot layer below the volatile.
+    let rom = open_dir("/");
+    let rom_lower = rom.as_ref().map(|fd| Lower {
+        fd: fd.as_fd(),
+        blocks: false,
+    });
+    let rom_lower = rom_lower.as_slice();
     let snaps = &view.snapshots[..];
     let mut good = snaps.len();
     for (i, block) in snaps.iter().enumerate() {
-        if !replay_into(flash, block, &layers.snapshot(), "snapshot") {
+        if !replay_into(flash, block, &layers.snapshot(), rom_lower, "snapshot") {
             good = i;
             break;
         }
@@ -286,7 +297,7 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) {
             return;
         }
         for block in &snaps[..good] {
-            if !replay_into(flash, block, &layers.snapshot(), "snapshot") {
+            if !replay_into(flash, block, &layers.snapshot(), rom_lower, "snapshot") {
                 warn!("replay of a good snapshot failed again; leaving the snapshot layer empty");
                 let _ = layers.reset_snapshot();
                 break;
@@ -301,6 +312,15 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) {
         }
         return;
     }
+    let snapshot_layer = open_dir(&layers.snapshot());
+    let mut lowers: heapless::Vec<Lower<'_>, 2> = heapless::Vec::new();
+    if let Some(fd) = &snapshot_layer {
+        let _ = lowers.push(Lower {
+            fd: fd.as_fd(),
+            blocks: true,
+        });
+    }
+    let _ = lowers.extend_from_slice(rom_lower);
     // Older copies were not hashed while reading the chain: each is verified before use.
     let verified = view.volatiles.iter().map(|b| (b, true));
     let older = view.unverified_volatiles.iter().map(|b| (b, false));
@@ -314,7 +334,7 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) {
                 continue;
             }
         }
-        if replay_into(flash, block, &layers.upper(), "volatile") {
+        if replay_into(flash, block, &layers.upper(), &lowers, "volatile") {
             info!("volatile candidate #{i} in place");
             return;
         }
@@ -327,40 +347,58 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) {
     info!("no volatile state");
 }
 
-/// Replays one block into the layer at `dir`; false (logged) on any failure.
-fn replay_into(flash: &mut DeviceFlash, block: &Block, dir: &str, what: &str) -> bool {
-    let layer = match rustix::fs::open(
+fn open_dir(dir: &str) -> Option<OwnedFd> {
+    match rustix::fs::open(
         dir,
         rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     ) {
-        Ok(fd) => fd,
+        Ok(fd) => Some(fd),
         Err(e) => {
             error!("open {dir}: {e}");
-            return false;
+            None
         }
+    }
+}
+
+/// Replays one block into the layer at `dir`; false (logged) on any failure. `lowers` are the
+/// layers below it, whose directories lend their metadata to parents the payload omits.
+fn replay_into(
+    flash: &mut DeviceFlash,
+    block: &Block,
+    dir: &str,
+    lowers: &[Lower<'_>],
+    what: &str,
+) -> bool {
+    let Some(layer) = open_dir(dir) else {
+        return false;
     };
     let seq = block.header.fields.seq;
     let mut buf = [0u8; 4096];
-    let gz = block.header.fields.compression == Compression::Gzip;
-    // Pass one creates entries; pass two re-reads the payload for dir mtimes.
-    for pass in 0..2 {
-        let payload = PayloadReader::new(flash, block);
-        let source = if gz {
-            Source::Gzip(GzipReader::new(payload))
-        } else {
-            Source::Plain(payload)
-        };
-        if let Err(()) = run_pass(layer.as_fd(), TarReader::new(source), &mut buf, pass) {
+    let payload = PayloadReader::new(flash, block);
+    let source = if block.header.fields.compression == Compression::Gzip {
+        Source::Gzip(GzipReader::new(payload))
+    } else {
+        Source::Plain(payload)
+    };
+    let mut tar = TarReader::new(source);
+    let mut target = DirLayer::new(layer.as_fd(), lowers);
+    match replay(&mut tar, &mut target, &mut buf) {
+        Ok(s) => {
+            info!(
+                "{what} block seq {seq} at {:#x} replayed: {} entries, {} bytes",
+                block.offset, s.entries, s.bytes
+            );
+            true
+        }
+        Err(e) => {
             error!(
-                "{what} block seq {seq} at {:#x}: replay failed",
+                "{what} block seq {seq} at {:#x}: replay failed: {e}",
                 block.offset
             );
-            return false;
+            false
         }
     }
-    info!("{what} block seq {seq} at {:#x} replayed", block.offset);
-    true
 }
 
 /// A block's payload as tar bytes, plain or gunzipped. One type for both, so
@@ -405,28 +443,6 @@ impl embedded_io::Read for Source<'_> {
             Self::Plain(r) => r.read(buf).map_err(SourceError::Flash),
             Self::Gzip(r) => r.read(buf).map_err(SourceError::Gzip),
         }
-    }
-}
-
-fn run_pass(
-    layer: rustix::fd::BorrowedFd<'_>,
-    mut tar: TarReader<Source<'_>>,
-    buf: &mut [u8],
-    pass: u32,
-) -> Result<(), ()> {
-    if pass == 0 {
-        match replay::apply(layer, &mut tar, buf) {
-            Ok(s) => {
-                info!("  {} entries, {} bytes", s.entries, s.bytes);
-                Ok(())
-            }
-            Err(e) => {
-                error!("  {e}");
-                Err(())
-            }
-        }
-    } else {
-        replay::fix_dir_times(layer, &mut tar).map_err(|e| error!("  {e}"))
     }
 }
 

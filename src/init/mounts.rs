@@ -9,8 +9,9 @@
 //!   S/overlay         tmpfs: volatile layer, with upper/ and work/
 //!   S/root            overlay lowerdir=S/snapshot:/ upperdir=S/overlay/upper
 //!
-//! Then mount points the merged view lacks (rom, snapshot, overlay) are made
-//! in it (they land in the volatile upper, never on flash), S/snapshot and
+//! Then mount points the read-only root lacks (rom, snapshot, overlay) are made
+//! in the snapshot layer (so they are never in the volatile upper, which
+//! `snapshot save` stores), S/snapshot and
 //! S/overlay and the API filesystems are moved into it, and pivot_root makes
 //! it / with the old root at /rom. The scaffold, now /rom/tmp, is detached.
 
@@ -25,6 +26,9 @@ use crate::{info, warn};
 pub type Path = heapless::String<64>;
 
 const SCAFFOLD_CANDIDATES: [&str; 2] = ["/tmp", "/mnt"];
+
+/// Where the layers and the API filesystems are mounted in the merged root.
+const MOUNT_POINTS: [&str; 6] = ["/rom", "/snapshot", "/overlay", "/proc", "/sys", "/dev"];
 
 const PROC_MAGIC: i64 = 0x9fa0;
 const SYSFS_MAGIC: i64 = 0x6265_6572;
@@ -190,8 +194,24 @@ impl Layers {
         let _ = rustix::mount::unmount(self.base, UnmountFlags::DETACH);
     }
 
+    /// Mount points the merged root needs and the read-only root may lack go into the
+    /// snapshot layer, never into the volatile one: there `snapshot save` would store them.
+    fn mount_points(&self) {
+        for dir in MOUNT_POINTS {
+            let in_layer = join(&self.snapshot(), dir);
+            if is_dir(dir) || is_dir(&in_layer) {
+                continue;
+            }
+            match mkdir(&in_layer) {
+                Ok(()) => info!("mount point {dir} created in the snapshot layer"),
+                Err(e) => warn!("mount point {dir} in the snapshot layer: {e}"),
+            }
+        }
+    }
+
     /// Mounts the overlay and makes it / (see the module comment).
     pub fn switch_root(&self) -> Result<(), MountError> {
+        self.mount_points();
         let mut opts: heapless::String<200> = heapless::String::new();
         let _ = write!(
             opts,
@@ -215,9 +235,10 @@ impl Layers {
         )
         .map_err(err("mount overlay"))?;
         info!("overlay mounted: {}", opts.to_str().unwrap_or("?"));
-        for dir in ["/rom", "/snapshot", "/overlay", "/proc", "/sys", "/dev"] {
+        for dir in MOUNT_POINTS {
             let p = join(&root, dir);
             if !is_dir(&p) {
+                // Only when the snapshot layer could not hold it (see `mount_points`).
                 info!("creating mount point {dir} in the volatile layer");
                 mkdir(&p)?;
             }

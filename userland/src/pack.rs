@@ -122,8 +122,8 @@ pub struct Skipped {
     pub reason: SkipReason,
 }
 
-/// Why a tree member was left out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a tree member (or a part of it) was left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SkipReason {
     /// A Unix domain socket.
     Socket,
@@ -133,6 +133,9 @@ pub enum SkipReason {
     BlockDevice { major: u32, minor: u32 },
     /// A character device other than the `0:0` whiteout.
     CharDevice { major: u32, minor: u32 },
+    /// An extended attribute outside the namespaces tmpfs restores on every kernel
+    /// (`snapinit::tar::XATTR_NAMESPACES`); the entry itself is kept.
+    Xattr { name: String },
 }
 
 impl fmt::Display for SkipReason {
@@ -146,6 +149,10 @@ impl fmt::Display for SkipReason {
             SkipReason::CharDevice { major, minor } => {
                 write!(f, "character device {major}:{minor} (not a whiteout)")
             }
+            SkipReason::Xattr { name } => write!(
+                f,
+                "extended attribute {name} (only trusted.* and security.* are restored at boot)"
+            ),
         }
     }
 }
@@ -468,7 +475,7 @@ impl<W: Write> Packer<'_, W> {
 
     /// Appends the `SCHILY.xattr.*` records of `full`, sorted by name.
     fn collect_xattrs(
-        &self,
+        &mut self,
         full: &Path,
         rel: &Path,
         pax: &mut Vec<(String, Vec<u8>)>,
@@ -496,6 +503,18 @@ impl<W: Write> Packer<'_, W> {
                 if DROPPED_OVERLAY_XATTRS.contains(&suffix) {
                     continue;
                 }
+            }
+            if !snapinit::tar::XATTR_NAMESPACES
+                .iter()
+                .any(|ns| name_str.starts_with(ns))
+            {
+                self.report.skipped.push(Skipped {
+                    path: rel.to_path_buf(),
+                    reason: SkipReason::Xattr {
+                        name: name_str.to_owned(),
+                    },
+                });
+                continue;
             }
             if name.len() > MAX_XATTR_NAME {
                 return Err(PackError::XattrNameTooLong {

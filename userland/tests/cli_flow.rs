@@ -26,7 +26,7 @@ fn build_a(r: &Path) {
         0o600,
         (0, 0),
     );
-    set_xattr(&r.join("etc/config/network"), "user.snap", b"v1");
+    set_xattr(&r.join("etc/config/network"), "trusted.snap", b"v1");
     file(
         &r.join("etc/owned"),
         b"owned by 1000:2000\n",
@@ -100,7 +100,7 @@ fn build_b(r: &Path) {
         0o644,
         (0, 0),
     );
-    set_xattr(&r.join("etc/config/network"), "user.snap", b"v2");
+    set_xattr(&r.join("etc/config/network"), "trusted.snap", b"v2");
     whiteout(&r.join("etc/gone-later"));
     dir(&r.join("usr"), 0o755, (0, 0));
     dir(&r.join("usr/lib"), 0o755, (0, 0));
@@ -290,7 +290,7 @@ fn the_comparison_catches_every_kind_of_loss() {
         (
             "xattr",
             Box::new(|r: &Path| {
-                xattr::remove(r.join("etc/config/network"), "user.snap").expect("rm xattr")
+                xattr::remove(r.join("etc/config/network"), "trusted.snap").expect("rm xattr")
             }),
         ),
         (

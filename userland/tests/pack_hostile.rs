@@ -4,9 +4,11 @@
 
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use snapshot::unpack::{self, UnpackError, UnpackOptions};
+use snapinit::replay::{Blocked, Cause, Refusal};
+use snapinit::tar::{PathError, TarError};
+use snapshot::unpack::{self, UnpackError};
 use tar::{Builder, EntryType, Header};
 
 fn scratch() -> tempfile::TempDir {
@@ -88,7 +90,7 @@ fn env() -> Env {
 
 impl Env {
     fn unpack(&self, bytes: &[u8]) -> Result<unpack::UnpackReport, UnpackError> {
-        unpack::unpack(bytes, false, &self.dest, &UnpackOptions::default())
+        unpack::unpack(bytes, false, &self.dest)
     }
 
     /// Nothing but `dest`, `outside` and `outside/secret` (unchanged) exist.
@@ -117,6 +119,29 @@ impl Env {
     }
 }
 
+/// The boot path's reason for refusing, as the replay reports it.
+fn cause(err: &UnpackError) -> &Cause<unpack::SourceError, rustix::io::Errno> {
+    match err {
+        UnpackError::Replay(r) => &r.cause,
+        other => panic!("not a replay refusal: {other:?}"),
+    }
+}
+
+fn bad_path(err: &UnpackError, want: PathError) -> bool {
+    matches!(cause(err), Cause::Tar(TarError::BadPath(_, e)) if *e == want)
+}
+
+fn blocked(err: &UnpackError, dir: &str, why: Blocked) -> bool {
+    matches!(cause(err), Cause::Refused(Refusal::Blocked { dir: d, why: w }) if d.as_str() == dir && *w == why)
+}
+
+fn tar_error(err: &UnpackError) -> Option<&TarError<unpack::SourceError>> {
+    match cause(err) {
+        Cause::Tar(e) => Some(e),
+        _ => None,
+    }
+}
+
 fn file<'a>(name: &'a str, data: &'a [u8]) -> Raw<'a> {
     Raw {
         data,
@@ -127,19 +152,20 @@ fn file<'a>(name: &'a str, data: &'a [u8]) -> Raw<'a> {
 #[test]
 fn dotdot_path_is_refused() {
     let e = env();
-    for name in ["../evil", "a/../../evil", "./evil", "."] {
+    for name in ["../evil", "a/../../evil", "a/./../evil"] {
         let mut entries = Vec::new();
         if name.starts_with("a/") {
             entries.push(raw("a", EntryType::Directory));
         }
         entries.push(file(name, b"pwned"));
         let err = e.unpack(&archive(&entries)).expect_err(name);
-        assert!(
-            matches!(err, UnpackError::UnsafePath { .. }),
-            "{name}: {err:?}"
-        );
+        assert!(bad_path(&err, PathError::DotDot), "{name}: {err:?}");
         e.assert_outside_untouched();
     }
+    // "." names the layer root, which only a directory entry may set.
+    let err = e.unpack(&archive(&[file(".", b"pwned")])).expect_err(".");
+    assert!(bad_path(&err, PathError::Empty), "{err:?}");
+    e.assert_outside_untouched();
 }
 
 #[test]
@@ -149,7 +175,7 @@ fn absolute_path_is_refused() {
     let err = e
         .unpack(&archive(&[file(abs.to_str().expect("utf-8"), b"pwned")]))
         .expect_err("absolute");
-    assert!(matches!(err, UnpackError::UnsafePath { .. }), "{err:?}");
+    assert!(bad_path(&err, PathError::Absolute), "{err:?}");
     e.assert_outside_untouched();
 }
 
@@ -161,7 +187,7 @@ fn pax_path_cannot_escape() {
         ..file("innocent", b"pwned")
     };
     let err = e.unpack(&archive(&[entry])).expect_err("pax ..");
-    assert!(matches!(err, UnpackError::UnsafePath { .. }), "{err:?}");
+    assert!(bad_path(&err, PathError::DotDot), "{err:?}");
     e.assert_outside_untouched();
     assert!(!e.dest.join("innocent").exists());
 }
@@ -178,10 +204,7 @@ fn writing_through_an_archived_symlink_is_refused() {
         let err = e
             .unpack(&archive(&[link, file("link/evil", b"pwned")]))
             .expect_err(target);
-        assert!(
-            matches!(&err, UnpackError::SymlinkInPath { parent, .. } if parent == Path::new("link")),
-            "{target}: {err:?}"
-        );
+        assert!(blocked(&err, "link", Blocked::Symlink), "{target}: {err:?}");
         e.assert_outside_untouched();
         fs::remove_file(e.dest.join("link")).expect("rm");
     }
@@ -194,7 +217,7 @@ fn writing_through_a_preexisting_symlink_is_refused() {
     let err = e
         .unpack(&archive(&[file("pre/evil", b"pwned")]))
         .expect_err("through pre-existing symlink");
-    assert!(matches!(err, UnpackError::SymlinkInPath { .. }), "{err:?}");
+    assert!(blocked(&err, "pre", Blocked::Symlink), "{err:?}");
     // A directory entry at the symlink's path replaces the link itself.
     e.unpack(&archive(&[
         raw("pre", EntryType::Directory),
@@ -230,15 +253,12 @@ fn a_file_replaces_a_symlink_instead_of_writing_through_it() {
 }
 
 #[test]
-fn hard_links_must_name_an_earlier_file_inside() {
+fn hard_links_must_name_an_existing_file_inside() {
     let e = env();
     let secret = e.outside.join("secret");
-    fs::write(e.dest.join("preexisting"), b"p").expect("write");
-    for (target, unsafe_path) in [
-        ("../outside/secret", true),
-        (secret.to_str().expect("utf-8"), true),
-        ("preexisting", false),
-        ("later", false),
+    for (target, refused) in [
+        ("../outside/secret", PathError::DotDot),
+        (secret.to_str().expect("utf-8"), PathError::Absolute),
     ] {
         let hl = Raw {
             link: target.as_bytes(),
@@ -247,19 +267,30 @@ fn hard_links_must_name_an_earlier_file_inside() {
         let err = e
             .unpack(&archive(&[hl, file("later", b"l")]))
             .expect_err(target);
-        if unsafe_path {
-            assert!(
-                matches!(err, UnpackError::UnsafePath { .. }),
-                "{target}: {err:?}"
-            );
-        } else {
-            assert!(
-                matches!(err, UnpackError::BadHardLink { .. }),
-                "{target}: {err:?}"
-            );
-        }
+        assert!(bad_path(&err, refused), "{target}: {err:?}");
         assert!(!e.dest.join("hl").exists());
     }
+    // A path a later entry creates does not exist yet.
+    let hl = Raw {
+        link: b"later",
+        ..raw("hl", EntryType::Link)
+    };
+    let err = e
+        .unpack(&archive(&[hl, file("later", b"l")]))
+        .expect_err("later");
+    assert!(
+        matches!(cause(&err), Cause::Refused(Refusal::LinkTargetMissing(t)) if t.as_str() == "later"),
+        "{err:?}"
+    );
+    // A file an earlier payload left in the same layer is a valid target.
+    fs::write(e.dest.join("preexisting"), b"p").expect("write");
+    let hl = Raw {
+        link: b"preexisting",
+        ..raw("hl2", EntryType::Link)
+    };
+    e.unpack(&archive(&[hl]))
+        .expect("link to a file of the layer");
+    assert_eq!(fs::metadata(e.dest.join("hl2")).expect("stat").nlink(), 2);
     assert_eq!(fs::metadata(&secret).expect("stat").nlink(), 1);
     e.assert_outside_untouched();
 }
@@ -285,7 +316,7 @@ fn hard_link_through_a_replaced_parent_is_refused() {
             hl,
         ]))
         .expect_err("link via symlinked parent");
-    assert!(matches!(err, UnpackError::SymlinkInPath { .. }), "{err:?}");
+    assert!(blocked(&err, "d", Blocked::Symlink), "{err:?}");
     assert_eq!(
         fs::metadata(e.outside.join("d/f")).expect("stat").nlink(),
         1
@@ -320,30 +351,23 @@ fn off_dialect_archives_are_refused() {
     let e = env();
     let cases: Vec<(&str, Vec<u8>, ErrCheck)> = vec![
         ("fifo", archive(&[raw("p", EntryType::Fifo)]), |e| {
-            matches!(e, UnpackError::UnsupportedEntryType { typeflag: '6', .. })
+            matches!(tar_error(e), Some(TarError::UnsupportedType(b'6')))
         }),
         (
             "block device",
             archive(&[raw("b", EntryType::Block)]),
-            |e| matches!(e, UnpackError::UnsupportedEntryType { typeflag: '4', .. }),
+            |e| matches!(tar_error(e), Some(TarError::UnsupportedType(b'4'))),
         ),
         ("char device 1:3", char_dev(1, 3), |e| {
-            matches!(
-                e,
-                UnpackError::UnsupportedDevice {
-                    major: 1,
-                    minor: 3,
-                    ..
-                }
-            )
+            matches!(tar_error(e), Some(TarError::Device { major: 1, minor: 3 }))
         }),
         (
-            "pax size key",
+            "unknown pax key",
             archive(&[Raw {
-                pax: &[("size", b"0")],
+                pax: &[("GNU.sparse.map", b"0,0")],
                 ..file("f", b"")
             }]),
-            |e| matches!(e, UnpackError::UnsupportedPaxKey { key, .. } if key == "size"),
+            |e| matches!(tar_error(e), Some(TarError::UnsupportedPaxKey(k)) if k.as_str() == "GNU.sparse.map"),
         ),
         (
             "malformed pax record",
@@ -351,35 +375,45 @@ fn off_dialect_archives_are_refused() {
                 pax: &[("mtime", b"12x")],
                 ..file("f", b"")
             }]),
-            |e| matches!(e, UnpackError::BadPaxRecord { .. }),
+            |e| matches!(tar_error(e), Some(TarError::BadPaxValue("mtime"))),
         ),
-        ("gnu long name", gnu_long_name(), |e| {
-            matches!(
-                e,
-                UnpackError::GnuLongName { .. } | UnpackError::NotUstar { .. }
-            )
-        }),
         ("global pax header", global_header(), |e| {
-            matches!(e, UnpackError::UnsupportedEntryType { typeflag: 'g', .. })
+            matches!(tar_error(e), Some(TarError::UnsupportedType(b'g')))
         }),
-        (
-            "missing parent",
-            archive(&[file("no/such/dir", b"")]),
-            |e| matches!(e, UnpackError::MissingParent { .. }),
-        ),
         (
             "path over 255 bytes",
             archive(&[Raw {
                 pax: &[("path", "p".repeat(256).as_bytes())],
                 ..file("f", b"")
             }]),
-            |e| matches!(e, UnpackError::PathTooLong { len: 256, .. }),
+            |e| bad_path(e, PathError::TooLong),
+        ),
+        (
+            "user xattr",
+            archive(&[Raw {
+                pax: &[("SCHILY.xattr.user.x", b"1")],
+                ..file("f", b"")
+            }]),
+            |e| matches!(tar_error(e), Some(TarError::XattrNamespace)),
         ),
     ];
     for (what, bytes, ok) in cases {
         let err = e.unpack(&bytes).expect_err(what);
         assert!(ok(&err), "{what}: {err:?}");
     }
+    e.assert_outside_untouched();
+}
+
+#[test]
+fn gnu_long_names_and_missing_parents_replay() {
+    let e = env();
+    e.unpack(&gnu_long_name()).expect("GNU long name");
+    assert!(e.dest.join("x".repeat(150)).is_file());
+    e.unpack(&archive(&[file("no/such/dir", b"d")]))
+        .expect("missing parents are created");
+    let m = fs::metadata(e.dest.join("no/such")).expect("stat");
+    assert_eq!((m.mode() & 0o7777, m.uid(), m.mtime()), (0o755, 0, 0));
+    assert_eq!(fs::read(e.dest.join("no/such/dir")).expect("read"), b"d");
     e.assert_outside_untouched();
 }
 

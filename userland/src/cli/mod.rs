@@ -180,11 +180,18 @@ enum Cmd {
     /// Erase the leftovers of interrupted or dropped writes (done before every write anyway)
     Repair,
     /// Unpack a snapshot, the volatile, or all of them layered, into a directory
+    ///
+    /// Uses the boot path's own readers and replay rules: it refuses exactly what PID 1
+    /// refuses, with the same reason, and builds the tree PID 1 builds.
     Extract {
         /// Snapshot number (1 = oldest), `volatile`, or `all` (every snapshot, then the volatile)
         id: String,
         /// Destination directory (created if missing)
         dir: PathBuf,
+        /// Ignore the chain: unpack every block whose header still decodes (also past a bad
+        /// block, dropped or stale ones), each into its own subdirectory, as far as it decodes
+        #[arg(long)]
+        salvage: bool,
     },
     /// List what a snapshot or the volatile adds (A), modifies (M), deletes (D) or makes opaque (O)
     ///
@@ -264,7 +271,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         } => ops::format(&ctx, force, yes, backbuf_blocks),
         Cmd::Verify => read::verify(&ctx),
         Cmd::Repair => ops::repair(&ctx),
-        Cmd::Extract { id, dir } => read::extract(&ctx, &id, &dir),
+        Cmd::Extract { id, dir, salvage } => read::extract(&ctx, &id, &dir, salvage),
         Cmd::Diff { id } => read::diff(&ctx, id.as_deref()),
     }
 }

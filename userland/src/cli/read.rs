@@ -4,16 +4,16 @@ use super::device::Device;
 use super::error::CliError;
 use super::info::{self, kind_name};
 use super::{ui, Ctx};
-use snapinit::chain::{Block, ChainView, End, Reject, Status};
-use snapinit::flash::ReadNorFlash;
-use snapinit::gzip::GzipReader;
+use snapinit::chain::{read_header, Block, ChainView, End, Reject, Status};
+use snapinit::flash::{Geometry, ReadNorFlash};
 use snapinit::header::{Compression, Kind, HEADER_LEN};
-use snapinit::payload::{payload_sha256, PayloadReader};
+use snapinit::payload::payload_sha256;
+use snapinit::replay::{replay, Stats};
 use snapinit::tar::{Entry, EntryKind, TarReader};
-use snapshot::unpack::{unpack, UnpackOptions};
+use snapshot::model::ModelLayer;
+use snapshot::unpack::{tar_reader, unpack, TarSource};
 use snapshot::writer::Writer;
 use std::collections::BTreeMap;
-use std::fmt::Debug;
 use std::path::Path;
 
 fn read_view(dev: &mut Device) -> ChainView {
@@ -54,45 +54,38 @@ impl<R: embedded_io::Read> embedded_io::Read for Count<R> {
     }
 }
 
-/// Decodes a whole tar with the boot path's reader, file data included, then reads the stream
-/// to its end (for gzip that checks the CRC32 and length trailer). Returns the entry count and
-/// the bytes of the (decompressed) stream.
-fn walk_tar<R>(r: R, mut f: impl FnMut(&Entry)) -> Result<(u64, u64), String>
-where
-    R: embedded_io::Read,
-    R::Error: Debug,
-{
-    let mut tr = TarReader::new(Count { inner: r, n: 0 });
-    let mut buf = [0u8; 4096];
-    let mut entries = 0;
-    while let Some(e) = tr.next_entry().map_err(|e| e.to_string())? {
-        f(&e);
-        entries += 1;
-        if matches!(e.kind, EntryKind::File) {
-            while tr.read_data(&mut buf).map_err(|e| e.to_string())? > 0 {}
-        }
-    }
-    let mut inner = tr.into_inner();
-    loop {
-        match embedded_io::Read::read(&mut inner, &mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => return Err(format!("after the end of the archive: {e:?}")),
-        }
-    }
-    Ok((entries, inner.n))
+/// Replays a payload held in memory into `layer` with the boot path's readers and rules.
+/// Returns what the replay did and the bytes of the (decompressed) tar stream, or the boot
+/// path's own words for why it would refuse the block.
+fn dry_run(
+    data: &[u8],
+    compression: Compression,
+    layer: &mut ModelLayer,
+) -> Result<(Stats, u64), String> {
+    let source = TarSource::new(data, compression == Compression::Gzip);
+    let mut tar = Box::new(TarReader::new(Count {
+        inner: source,
+        n: 0,
+    }));
+    let mut buf = vec![0u8; 64 * 1024];
+    let stats = replay(&mut tar, layer, &mut buf).map_err(|e| e.to_string())?;
+    Ok((stats, tar.into_inner().n))
 }
 
-/// Walks a payload held in memory.
+/// Calls `f` on every entry of a payload held in memory, read to its end as the boot path
+/// reads it (file data, the end of the archive, the gzip trailer).
 fn walk_payload(
     data: &[u8],
     compression: Compression,
-    f: impl FnMut(&Entry),
-) -> Result<(u64, u64), String> {
-    match compression {
-        Compression::None => walk_tar(data, f),
-        Compression::Gzip => walk_tar(Box::new(GzipReader::new(data)).as_mut(), f),
+    mut f: impl FnMut(&Entry),
+) -> Result<(), String> {
+    let mut tar = tar_reader(data, compression == Compression::Gzip);
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Some(e) = tar.next_entry().map_err(|e| e.to_string())? {
+        f(&e);
+        while tar.read_data(&mut buf).map_err(|e| e.to_string())? > 0 {}
     }
+    tar.finish().map_err(|e| e.to_string())
 }
 
 fn name(b: &Block, index: Option<usize>) -> String {
@@ -102,19 +95,20 @@ fn name(b: &Block, index: Option<usize>) -> String {
     }
 }
 
-/// Re-hashes one block and decodes its payload straight from flash as PID 1 does.
-fn check_block(dev: &mut Device, b: &Block) -> Result<(u64, u64), String> {
-    let mut buf = vec![0u8; 4096];
+/// Re-hashes one block straight from flash, then replays its payload over `layer` as PID 1
+/// would.
+fn check_block(
+    dev: &mut Device,
+    b: &Block,
+    layer: &mut ModelLayer,
+) -> Result<(Stats, u64), String> {
+    let mut buf = vec![0u8; 64 * 1024];
     let sum = payload_sha256(dev, b, &mut buf).map_err(|e| e.to_string())?;
     if sum != b.header.fields.payload_sha256 {
         return Err("payload SHA-256 mismatch".into());
     }
-    let reader = PayloadReader::new(dev, b);
-    let (entries, bytes) = match b.header.fields.compression {
-        Compression::None => walk_tar(reader, |_| {}),
-        Compression::Gzip => walk_tar(Box::new(GzipReader::new(reader)).as_mut(), |_| {}),
-    }?;
-    Ok((entries, bytes))
+    let data = read_payload(dev, b).map_err(|e| e.to_string())?;
+    dry_run(&data, b.header.fields.compression, layer)
 }
 
 pub fn verify(ctx: &Ctx) -> Result<(), CliError> {
@@ -132,42 +126,62 @@ pub fn verify(ctx: &Ctx) -> Result<(), CliError> {
         }
         Status::Empty | Status::Chain => {}
     }
-    let blocks: Vec<(Block, Option<usize>)> = view
+    let total: u64 = view
         .snapshots
         .iter()
-        .enumerate()
-        .map(|(i, b)| (*b, Some(i + 1)))
-        .chain(view.volatiles.iter().map(|b| (*b, None)))
-        .collect();
-    let total: u64 = blocks
-        .iter()
-        .map(|(b, _)| 2 * b.header.fields.payload_len)
+        .chain(view.volatiles.iter())
+        .map(|b| 2 * b.header.fields.payload_len)
         .sum();
     let bar = ui::bar(total, "verifying");
-    for (b, index) in &blocks {
-        let what = name(b, *index);
-        match check_block(&mut dev, b) {
-            Ok((entries, bytes)) => {
-                let f = &b.header.fields;
-                println!(
-                    "ok    {what}: {entries} entries, {} bytes stored, {bytes} bytes of tar",
-                    f.payload_len
-                );
-                if bytes != f.unpacked_len {
-                    println!(
-                        "note  {what}: header says {} bytes unpacked, the payload holds {bytes}",
-                        f.unpacked_len
-                    );
+    let mut lines = Vec::new();
+    // Snapshots replay one over the other into one layer, as at boot; the first one PID 1
+    // would refuse ends the chain there, and the volatile is then not applied either.
+    let mut layer = ModelLayer::new();
+    let mut refused_at = None;
+    for (i, b) in view.snapshots.iter().enumerate() {
+        let what = name(b, Some(i + 1));
+        if let Some(at) = refused_at {
+            problems += 1;
+            lines.push(format!(
+                "FAIL  {what}: not booted: snapshot {at} below it is refused"
+            ));
+        } else {
+            match check_block(&mut dev, b, &mut layer) {
+                Ok((stats, bytes)) => lines.push(ok_line(&what, b, stats, bytes)),
+                Err(e) => {
+                    problems += 1;
+                    refused_at = Some(i + 1);
+                    lines.push(format!(
+                        "FAIL  {what}: {e} (the boot path stops here: it boots snapshots 1..{i} and no volatile)"
+                    ));
                 }
-            }
-            Err(e) => {
-                problems += 1;
-                println!("FAIL  {what}: {e}");
             }
         }
         bar.inc(2 * b.header.fields.payload_len);
     }
+    // Each volatile copy replays into an empty layer of its own above the snapshots, as at boot.
+    for b in &view.volatiles {
+        let what = name(b, None);
+        match check_block(&mut dev, b, &mut ModelLayer::above(&layer)) {
+            Ok(_) if refused_at.is_some() => {
+                problems += 1;
+                lines.push(format!(
+                    "FAIL  {what}: not applied: a snapshot below it is refused"
+                ));
+            }
+            Ok((stats, bytes)) => lines.push(ok_line(&what, b, stats, bytes)),
+            Err(e) => {
+                problems += 1;
+                lines.push(format!("FAIL  {what}: {e}"));
+            }
+        }
+        bar.inc(2 * b.header.fields.payload_len);
+    }
+    // The bar goes before any result line reaches the terminal.
     bar.finish_and_clear();
+    for l in lines {
+        println!("{l}");
+    }
     if let End::Rejected(r) = view.end {
         let lost = r.kind == Some(Kind::Snapshot)
             && !matches!(r.reason, Reject::Unlinked | Reject::Dropped);
@@ -199,6 +213,21 @@ pub fn verify(ctx: &Ctx) -> Result<(), CliError> {
         view.volatiles.len()
     );
     Ok(())
+}
+
+fn ok_line(what: &str, b: &Block, stats: Stats, bytes: u64) -> String {
+    let f = &b.header.fields;
+    let mut line = format!(
+        "ok    {what}: {} entries, {} bytes stored, {bytes} bytes of tar",
+        stats.entries, f.payload_len
+    );
+    if bytes != f.unpacked_len {
+        line.push_str(&format!(
+            "\nnote  {what}: header says {} bytes unpacked, the payload holds {bytes}",
+            f.unpacked_len
+        ));
+    }
+    line
 }
 
 fn read_payload(dev: &mut Device, b: &Block) -> Result<Vec<u8>, CliError> {
@@ -246,33 +275,123 @@ fn readable_chain(view: &ChainView) -> Result<(), CliError> {
     }
 }
 
-pub fn extract(ctx: &Ctx, id: &str, dir: &Path) -> Result<(), CliError> {
-    let (_lock, mut dev) = ctx.open(false)?;
-    let view = read_view(&mut dev);
-    readable_chain(&view)?;
-    let blocks = select(&view, id)?;
+fn create_dir(dir: &Path) -> Result<(), CliError> {
     std::fs::create_dir_all(dir).map_err(|source| CliError::Io {
         what: "creating",
         path: dir.to_path_buf(),
         source,
+    })
+}
+
+fn unpack_block(dev: &mut Device, b: &Block, what: &str, dir: &Path) -> Result<(), CliError> {
+    let data = read_payload(dev, b)?;
+    let gzip = b.header.fields.compression == Compression::Gzip;
+    let report = unpack(&data[..], gzip, dir).map_err(|source| CliError::Unpack {
+        what: what.to_string(),
+        dir: dir.to_path_buf(),
+        source,
     })?;
-    for (b, what) in blocks {
-        let data = read_payload(&mut dev, &b)?;
-        let gzip = b.header.fields.compression == Compression::Gzip;
-        let report = unpack(&data[..], gzip, dir, &UnpackOptions::default()).map_err(|source| {
-            CliError::Unpack {
-                what: what.clone(),
-                dir: dir.to_path_buf(),
-                source,
-            }
-        })?;
-        println!(
-            "{what}: {} entries, {} bytes into {}",
-            report.entries,
-            report.bytes,
-            dir.display()
-        );
+    println!(
+        "{what}: {} entries, {} bytes into {}",
+        report.entries,
+        report.bytes,
+        dir.display()
+    );
+    Ok(())
+}
+
+pub fn extract(ctx: &Ctx, id: &str, dir: &Path, salvage: bool) -> Result<(), CliError> {
+    let (_lock, mut dev) = ctx.open(false)?;
+    if salvage {
+        return salvage_all(&mut dev, dir);
     }
+    let view = read_view(&mut dev);
+    readable_chain(&view)?;
+    let blocks = select(&view, id)?;
+    create_dir(dir)?;
+    // At boot the volatile replays into an empty layer of its own above the snapshots: a hard
+    // link to a snapshot's file, say, is refused there, so it is refused here too, before the
+    // volatile is layered onto the snapshots in `dir`.
+    let mut snapshots = ModelLayer::new();
+    for (b, what) in blocks {
+        if id == "all" {
+            let data = read_payload(&mut dev, &b)?;
+            let compression = b.header.fields.compression;
+            let judged = if b.header.fields.kind == Kind::Volatile {
+                dry_run(&data, compression, &mut ModelLayer::above(&snapshots))
+            } else {
+                dry_run(&data, compression, &mut snapshots)
+            };
+            judged.map_err(|detail| CliError::Payload {
+                what: what.clone(),
+                detail,
+            })?;
+        }
+        unpack_block(&mut dev, &b, &what, dir)?;
+    }
+    Ok(())
+}
+
+/// Every block whose header still decodes, wherever it is and whatever the chain walk made of
+/// it (past a bad block, dropped, stale, failing its hash), each into a directory of its own
+/// under `dir`, as far as its payload decodes.
+fn salvage_all(dev: &mut Device, dir: &Path) -> Result<(), CliError> {
+    let erase = dev.erase_size();
+    let capacity = u32::try_from(dev.capacity()).unwrap_or(u32::MAX);
+    create_dir(dir)?;
+    let mut found = 0;
+    let mut complete = 0;
+    let mut offset = 0u32;
+    while offset < capacity {
+        let next = offset.saturating_add(erase);
+        let Ok(Ok(h)) = read_header(dev, offset) else {
+            offset = next;
+            continue;
+        };
+        let f = &h.fields;
+        found += 1;
+        let sub = dir.join(format!(
+            "{offset:08x}-{}-seq{}-gen{}",
+            kind_name(f.kind),
+            f.seq,
+            f.generation
+        ));
+        let block = Block { offset, header: h };
+        let mut buf = vec![0u8; 64 * 1024];
+        let hash_ok =
+            payload_sha256(dev, &block, &mut buf).is_ok_and(|sum| sum == f.payload_sha256);
+        let state = format!(
+            "{}{}",
+            if h.marks.live { "" } else { "dropped, " },
+            if hash_ok {
+                "payload hash ok"
+            } else {
+                "payload hash MISMATCH"
+            }
+        );
+        create_dir(&sub)?;
+        match unpack_block(
+            dev,
+            &block,
+            &format!("block at {offset:#x} ({state})"),
+            &sub,
+        ) {
+            Ok(()) => complete += 1,
+            Err(e) => println!("partial {}: {e}", sub.display()),
+        }
+        // A block that decodes spans whole erase blocks; a bogus length moves on by one.
+        let end = block.end();
+        offset = if end > u64::from(offset) && end <= u64::from(capacity) {
+            end as u32
+        } else {
+            next
+        };
+    }
+    println!(
+        "salvaged {found} block(s) into {} ({complete} complete, {} partial)",
+        dir.display(),
+        found - complete
+    );
     Ok(())
 }
 
