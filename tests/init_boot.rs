@@ -80,6 +80,11 @@ $bb test -x /rom/sbin/init && echo "ROM-OK"
 echo hi > /written && echo "WRITE-OK"
 $bb test -e /overlay/upper/written && echo "UPPER-OK"
 $bb test -e /rom/written || echo "ROM-CLEAN"
+echo "UMASK=$(umask)"
+for d in rom snapshot overlay; do
+    $bb test -e /overlay/upper/$d && echo "MOUNTPOINT-IN-UPPER $d"
+done
+$bb mknod /devnode c 1 3 && echo x > /devnode && echo "DEVNODE-OK"
 "#;
 
 /// Prepares a squashfs root holding busybox and a stand-in /sbin/init.
@@ -198,9 +203,19 @@ fn boots_to_tmpfs_overlay_without_partition() {
         "WRITE-OK",
         "UPPER-OK",
         "ROM-CLEAN",
+        // The target runs with the kernel's default umask, not the replay's 0.
+        "UMASK=0022",
+        // A device node made at run time outside /dev opens (the merged root is not nodev).
+        "DEVNODE-OK",
     ] {
         assert!(out.contains(want), "{want} missing:\n{out}");
     }
+    // Mount points the root lacks never land in the volatile layer `snapshot save` stores.
+    assert!(!out.contains("MOUNTPOINT-IN-UPPER"), "{out}");
+    assert!(
+        log.contains("mount point /rom created in the snapshot layer"),
+        "{log}"
+    );
 }
 
 /// The production log goes to /dev/kmsg, which the kernel rate-limits to 10

@@ -29,10 +29,9 @@ use snapinit::chain::{read_chain_with, verify, Block, End, Status, Volatiles};
 use snapinit::device::DeviceFlash;
 use snapinit::dirlayer::{DirLayer, Lower};
 use snapinit::flash::Geometry;
-use snapinit::gzip::{GzipError, GzipReader};
 use snapinit::header::Compression;
 use snapinit::header::Kind;
-use snapinit::payload::{PayloadReader, ReadFailed};
+use snapinit::payload::{PayloadReader, TarSource};
 use snapinit::replay::replay;
 use snapinit::tar::TarReader;
 
@@ -376,12 +375,8 @@ fn replay_into(
     let seq = block.header.fields.seq;
     let mut buf = [0u8; 4096];
     let payload = PayloadReader::new(flash, block);
-    let source = if block.header.fields.compression == Compression::Gzip {
-        Source::Gzip(GzipReader::new(payload))
-    } else {
-        Source::Plain(payload)
-    };
-    let mut tar = TarReader::new(source);
+    let gzip = block.header.fields.compression == Compression::Gzip;
+    let mut tar = TarReader::new(TarSource::new(payload, gzip));
     let mut target = DirLayer::new(layer.as_fd(), lowers);
     match replay(&mut tar, &mut target, &mut buf) {
         Ok(s) => {
@@ -397,51 +392,6 @@ fn replay_into(
                 block.offset
             );
             false
-        }
-    }
-}
-
-/// A block's payload as tar bytes, plain or gunzipped. One type for both, so
-/// the tar parser and the replay are compiled once, not once per reader
-/// (about 11 KiB of the binary). No heap to box the gzip state into; a plain
-/// payload leaves the unused part of the frame untouched.
-#[allow(clippy::large_enum_variant)]
-enum Source<'a> {
-    Plain(PayloadReader<'a, DeviceFlash>),
-    Gzip(GzipReader<PayloadReader<'a, DeviceFlash>>),
-}
-
-/// Reading a payload failed: the flash, or the gzip layer above it.
-enum SourceError {
-    Flash(ReadFailed),
-    Gzip(GzipError<ReadFailed>),
-}
-
-impl core::fmt::Debug for SourceError {
-    // Replay errors print their cause with `{:?}`: give the readable text.
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Self::Flash(e) => core::fmt::Display::fmt(e, f),
-            Self::Gzip(e) => core::fmt::Display::fmt(e, f),
-        }
-    }
-}
-
-impl embedded_io::Error for SourceError {
-    fn kind(&self) -> embedded_io::ErrorKind {
-        embedded_io::ErrorKind::InvalidData
-    }
-}
-
-impl embedded_io::ErrorType for Source<'_> {
-    type Error = SourceError;
-}
-
-impl embedded_io::Read for Source<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, SourceError> {
-        match self {
-            Self::Plain(r) => r.read(buf).map_err(SourceError::Flash),
-            Self::Gzip(r) => r.read(buf).map_err(SourceError::Gzip),
         }
     }
 }

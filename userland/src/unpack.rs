@@ -9,7 +9,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use snapinit::dirlayer::DirLayer;
-use snapinit::gzip::{GzipError, GzipReader};
+use snapinit::payload::TarSource;
 use snapinit::replay::{replay, ReplayError, Stats};
 use snapinit::tar::TarReader;
 
@@ -48,59 +48,14 @@ impl<R: Read> embedded_io::Read for IoReader<R> {
 }
 
 /// A payload's bytes as tar, plain or gunzipped by the boot path's decoder.
-pub enum TarSource<R: Read> {
-    Plain(IoReader<R>),
-    Gzip(Box<GzipReader<IoReader<R>>>),
-}
+pub type Source<R> = TarSource<IoReader<R>>;
 
-impl<R: Read> TarSource<R> {
-    pub fn new(payload: R, gzip: bool) -> Self {
-        if gzip {
-            TarSource::Gzip(Box::new(GzipReader::new(IoReader(payload))))
-        } else {
-            TarSource::Plain(IoReader(payload))
-        }
-    }
-}
-
-/// Why the payload's bytes could not be read: the reader, or the gzip layer above it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceError {
-    Read(ReadError),
-    Gzip(GzipError<ReadError>),
-}
-
-impl fmt::Display for SourceError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SourceError::Read(e) => write!(f, "read error: {e}"),
-            SourceError::Gzip(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl embedded_io::Error for SourceError {
-    fn kind(&self) -> embedded_io::ErrorKind {
-        embedded_io::ErrorKind::InvalidData
-    }
-}
-
-impl<R: Read> embedded_io::ErrorType for TarSource<R> {
-    type Error = SourceError;
-}
-
-impl<R: Read> embedded_io::Read for TarSource<R> {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, SourceError> {
-        match self {
-            TarSource::Plain(r) => r.read(buf).map_err(SourceError::Read),
-            TarSource::Gzip(r) => r.read(buf).map_err(SourceError::Gzip),
-        }
-    }
-}
+/// Why the payload's bytes could not be read.
+pub type SourceError = snapinit::payload::SourceError<ReadError>;
 
 /// A tar reader over a payload, boxed: its record buffers are large.
-pub fn tar_reader<R: Read>(payload: R, gzip: bool) -> Box<TarReader<TarSource<R>>> {
-    Box::new(TarReader::new(TarSource::new(payload, gzip)))
+pub fn tar_reader<R: Read>(payload: R, gzip: bool) -> Box<TarReader<Source<R>>> {
+    Box::new(TarReader::new(TarSource::new(IoReader(payload), gzip)))
 }
 
 /// A replay failure of the boot path's code, as the boot path would log it.

@@ -8,10 +8,11 @@ use snapinit::chain::{read_header, Block, ChainView, End, Reject, Status};
 use snapinit::flash::{Geometry, ReadNorFlash};
 use snapinit::header::{Compression, Kind, HEADER_LEN};
 use snapinit::payload::payload_sha256;
+use snapinit::payload::TarSource;
 use snapinit::replay::{replay, Stats};
 use snapinit::tar::{Entry, EntryKind, TarReader};
 use snapshot::model::ModelLayer;
-use snapshot::unpack::{tar_reader, unpack, TarSource};
+use snapshot::unpack::{tar_reader, unpack, IoReader};
 use snapshot::writer::Writer;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -62,7 +63,7 @@ fn dry_run(
     compression: Compression,
     layer: &mut ModelLayer,
 ) -> Result<(Stats, u64), String> {
-    let source = TarSource::new(data, compression == Compression::Gzip);
+    let source = TarSource::new(IoReader(data), compression == Compression::Gzip);
     let mut tar = Box::new(TarReader::new(Count {
         inner: source,
         n: 0,
