@@ -220,14 +220,19 @@ pub fn verify<F: ReadNorFlash>(flash: &mut F, block: &Block, buf: &mut [u8]) -> 
     }
 }
 
-/// How much of the volatile's copies a read hashes.
+/// How much of the payloads a read hashes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Volatiles {
-    /// Every copy: what the tool reports and writes from.
+    /// Every snapshot and every volatile copy: what the tool reports and writes from.
     VerifyAll,
-    /// Only until one verifies, newest first; older copies wait in `unverified_volatiles`. The
-    /// boot path needs them only if the current one fails replay.
+    /// Every snapshot; volatile copies only until one verifies, newest first. Older copies wait
+    /// in `unverified_volatiles`.
     VerifyCurrent,
+    /// No payload: the walk checks headers, links and geometry only, and every volatile copy
+    /// waits in `unverified_volatiles`, newest first. For a reader that hashes each payload in
+    /// the same pass that consumes it and discards what it built when the hash does not match
+    /// (the boot path: one read of the flash instead of two).
+    Deferred,
 }
 
 /// The back-buffer size, from the first chain header, or else from a volatile found alone in
@@ -300,7 +305,7 @@ pub fn read_chain_with<F: ReadNorFlash + Geometry>(
     let mut slot_volatile: Option<Block> = None;
     while offset < chain_end {
         let checked = walker.check_header(offset, &prev).and_then(|block| {
-            if block.header.fields.kind == Kind::Snapshot {
+            if block.header.fields.kind == Kind::Snapshot && volatiles != Volatiles::Deferred {
                 verify(walker.flash, &block, walker.buf).map_err(|r| (Some(Kind::Snapshot), r))?;
             }
             Ok(block)
@@ -371,7 +376,12 @@ pub fn read_chain_with<F: ReadNorFlash + Geometry>(
         // Newest first: the current copy is the highest generation that verifies.
         candidates.sort_unstable_by_key(|v| core::cmp::Reverse(v.header.fields.generation));
         for v in candidates {
-            if volatiles == Volatiles::VerifyCurrent && !view.volatiles.is_empty() {
+            let hashed = match volatiles {
+                Volatiles::VerifyAll => true,
+                Volatiles::VerifyCurrent => view.volatiles.is_empty(),
+                Volatiles::Deferred => false,
+            };
+            if !hashed {
                 let _ = view.unverified_volatiles.push(v);
                 continue;
             }

@@ -69,6 +69,55 @@ impl<F: ReadNorFlash> embedded_io::Read for PayloadReader<'_, F> {
     }
 }
 
+/// A reader that hashes every byte it passes on: a payload verified in the same pass that
+/// replays it.
+pub struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R> Hashing<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// SHA-256 of everything read so far.
+    pub fn digest(&self) -> Digest32 {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&self.hasher.clone().finalize());
+        out
+    }
+}
+
+impl<R: embedded_io::ErrorType> embedded_io::ErrorType for Hashing<R> {
+    type Error = R::Error;
+}
+
+impl<R: embedded_io::Read> embedded_io::Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, R::Error> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl<R: embedded_io::Read> TarSource<R> {
+    /// The payload reader below the gzip layer, if any.
+    pub fn payload(&self) -> &R {
+        match self {
+            TarSource::Plain(r) => r,
+            TarSource::Gzip(g) => g.inner(),
+        }
+    }
+}
+
 /// SHA-256 of a block's stored payload, streamed through `buf`.
 pub fn payload_sha256<F: ReadNorFlash>(
     flash: &mut F,

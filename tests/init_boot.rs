@@ -644,19 +644,48 @@ fn corrupt_middle_snapshot_boots_the_prefix() {
     // Bit rot in the middle snapshot's payload (inside its first tar header).
     img.data[second_at as usize + 256 + 10] ^= 0x20;
     let (out, log) = boot_chain(&dir, img.data);
+    // Headers are fine: the walk finds all three; the hash, checked as the block replays,
+    // discards the second and everything above it.
     assert!(
-        log.contains("1 snapshot(s), 0 volatile candidate(s)"),
+        log.contains("3 snapshot(s), 1 volatile candidate(s)"),
         "{log}"
     );
     assert!(
         log.contains(&format!(
-            "block at {second_at:#x} rejected (snapshot): payload SHA-256 mismatch"
+            "snapshot block seq 2 at {second_at:#x}: payload SHA-256 mismatch: discarded"
         )),
         "{log}"
     );
+    assert!(log.contains("snapshot chain ends at #1"), "{log}");
+    assert!(
+        log.contains("the volatile belongs to the full chain: not applying it"),
+        "{log}"
+    );
+    assert!(!log.contains("snapshot block seq 3"), "{log}");
     for want in ["NET=one", "DATA=a,c,\n", "VOL=\n", "UPPERLS=\n"] {
         assert!(out.contains(want), "{want} missing:\n{out}");
     }
+
+    // Bit rot in the current volatile copy: discarded as it replays, the older copy boots.
+    let mut img = Image::new();
+    img.snapshot(&snap1(&dir));
+    img.volatile_in_backbuf(&payload(&dir, "vol-old", false, &|t| {
+        write(t, "etc/volatile", "older")
+    }));
+    let current_at = img.next;
+    img.volatile_in_slot(&payload(&dir, "vol-new", false, &|t| {
+        write(t, "etc/volatile", "newer")
+    }));
+    img.data[current_at as usize + 256 + 700] ^= 0x01;
+    let (out, log) = boot_chain(&dir, img.data);
+    assert!(
+        log.contains(&format!(
+            "volatile block seq 1 at {current_at:#x}: payload SHA-256 mismatch: discarded"
+        )),
+        "{log}"
+    );
+    assert!(log.contains("volatile candidate #1 in place"), "{log}");
+    assert!(out.contains("VOL=older"), "{out}");
 }
 
 #[test]

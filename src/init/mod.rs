@@ -31,7 +31,7 @@ use snapinit::dirlayer::{DirLayer, Lower};
 use snapinit::flash::Geometry;
 use snapinit::header::Compression;
 use snapinit::header::Kind;
-use snapinit::payload::{PayloadReader, TarSource};
+use snapinit::payload::{Hashing, PayloadReader, TarSource};
 use snapinit::replay::replay;
 use snapinit::tar::TarReader;
 
@@ -233,16 +233,19 @@ fn load_chain(settings: &Settings, layers: &Layers) {
     }
 }
 
+/// Bytes per flash read when hashing and per file write when replaying.
+const IO_CHUNK: usize = 64 * 1024;
+
 fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) {
+    // Headers only: payloads are read by `replay_into`.
     let mut buf = [0u8; 4096];
-    // The older volatile copy is hashed only if the current one fails: it is a full second
-    // read of the largest payload on most boots.
-    let view = read_chain_with(flash, &mut buf, Volatiles::VerifyCurrent);
+    // Payloads are hashed while they are replayed (`replay_into`): one read of the flash.
+    let view = read_chain_with(flash, &mut buf, Volatiles::Deferred);
     info!(
         "chain: {:?}, {} snapshot(s), {} volatile candidate(s)",
         view.status,
         view.snapshots.len(),
-        view.volatiles.len() + view.unverified_volatiles.len(),
+        view.unverified_volatiles.len(),
     );
     if let End::Rejected(r) = view.end {
         warn!(
@@ -306,7 +309,7 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) {
         // it would show neither the old state nor the new (docs/FORMAT.md
         // skips it for a snapshot that fails verification, for the same
         // reason).
-        if view.volatile().is_some() {
+        if !view.unverified_volatiles.is_empty() {
             warn!("the volatile belongs to the full chain: not applying it");
         }
         return;
@@ -320,19 +323,8 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) {
         });
     }
     let _ = lowers.extend_from_slice(rom_lower);
-    // Older copies were not hashed while reading the chain: each is verified before use.
-    let verified = view.volatiles.iter().map(|b| (b, true));
-    let older = view.unverified_volatiles.iter().map(|b| (b, false));
-    for (i, (block, hashed)) in verified.chain(older).enumerate() {
-        if !hashed {
-            if let Err(r) = verify(flash, block, &mut buf) {
-                warn!(
-                    "volatile candidate #{i} at {:#x} rejected: {r}",
-                    block.offset
-                );
-                continue;
-            }
-        }
+    // Newest first; each copy is hashed as it is replayed, the next one tried if it fails.
+    for (i, block) in view.unverified_volatiles.iter().enumerate() {
         if replay_into(flash, block, &layers.upper(), &lowers, "volatile") {
             info!("volatile candidate #{i} in place");
             return;
@@ -373,12 +365,34 @@ fn replay_into(
         return false;
     };
     let seq = block.header.fields.seq;
-    let mut buf = [0u8; 4096];
-    let payload = PayloadReader::new(flash, block);
+    let mut buf = [0u8; IO_CHUNK];
+    // Hashed in the same pass that replays it: the flash is read once. The layer is private
+    // until the overlay is mounted, and a block whose hash does not match is discarded with
+    // everything above it, so nothing unverified is ever part of the booted root.
+    let payload = Hashing::new(PayloadReader::new(flash, block));
     let gzip = block.header.fields.compression == Compression::Gzip;
     let mut tar = TarReader::new(TarSource::new(payload, gzip));
     let mut target = DirLayer::new(layer.as_fd(), lowers);
-    match replay(&mut tar, &mut target, &mut buf) {
+    let replayed = replay(&mut tar, &mut target, &mut buf);
+    let hashed = tar.get_ref().payload();
+    let complete = hashed.get_ref().remaining() == 0;
+    let digest = hashed.digest();
+    drop(tar);
+    // A replay that stopped early read part of the payload: hash all of it, so that corruption
+    // is reported as such rather than as whatever the parser tripped over.
+    let hash_ok = if complete {
+        digest == block.header.fields.payload_sha256
+    } else {
+        verify(flash, block, &mut buf).is_ok()
+    };
+    match replayed {
+        _ if !hash_ok => {
+            error!(
+                "{what} block seq {seq} at {:#x}: payload SHA-256 mismatch: discarded",
+                block.offset
+            );
+            false
+        }
         Ok(s) => {
             info!(
                 "{what} block seq {seq} at {:#x} replayed: {} entries, {} bytes",
