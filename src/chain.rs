@@ -22,10 +22,13 @@ pub struct Block {
 }
 
 impl Block {
-    /// Offset just past the block's last erase block.
+    /// Offset just past the block's last erase block. Saturates: the length comes from flash,
+    /// and an absurd one must fail the bounds checks, not overflow.
     pub fn end(&self) -> u64 {
-        u64::from(self.offset)
-            + self.header.span_blocks() * u64::from(self.header.fields.erase_size)
+        self.header
+            .span_blocks()
+            .saturating_mul(u64::from(self.header.fields.erase_size))
+            .saturating_add(u64::from(self.offset))
     }
 }
 
@@ -83,7 +86,9 @@ impl fmt::Display for Reject {
             Reject::Header(e) => write!(f, "header: {e}"),
             Reject::Unlinked => f.write_str("not linked to the block below (stale)"),
             Reject::Dropped => f.write_str("dropped by a rollback"),
-            Reject::Geometry => f.write_str("geometry does not match the partition"),
+            Reject::Geometry => f.write_str(
+                "geometry does not match the partition (erase size, back buffer, or the block runs past its region)",
+            ),
             Reject::PayloadHash => f.write_str("payload SHA-256 mismatch"),
             Reject::Read => f.write_str("flash read error"),
             Reject::TooMany => f.write_str("too many snapshots"),

@@ -252,6 +252,15 @@ impl NorFlash for SimFlash {
             None => bytes.len(),
             Some(Tear::Nothing) => return Err(SimError::PowerCut),
             Some(Tear::Prefix(n)) => n.min(bytes.len()),
+            // NOR programs one byte as a unit (docs/FORMAT.md): a cut one-byte program (a
+            // mark) happened or did not.
+            Some(Tear::Random(seed)) if bytes.len() == 1 => {
+                if seed & 1 == 1 {
+                    self.mem[start] &= bytes[0];
+                    self.programmed[start] = true;
+                }
+                return Err(SimError::PowerCut);
+            }
             Some(Tear::Random(seed)) => {
                 let mut state = seed;
                 for (i, &b) in bytes.iter().enumerate() {
