@@ -417,15 +417,24 @@ fn first_slot_status<F: ReadNorFlash>(flash: &mut F) -> Status {
     }
 }
 
-/// Filesystems that a partition called rootfs_data may hold instead of a chain.
+/// Filesystems that a partition called rootfs_data may hold instead of a chain, recognised by
+/// the first bytes of the partition exactly as OpenWrt writes and reads them (docs/FORMAT.md,
+/// "Foreign filesystems").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Foreign {
-    /// A JFFS2 overlay (node magic 0x1985 in either byte order): `snapshot convert` material.
+    /// A JFFS2 overlay: node magic 0x1985 in the byte order of the CPU that wrote it (85 19 on
+    /// little-endian units, 19 85 on big-endian ones): `snapshot convert` material.
     Jffs2,
-    /// fstools' 0xdeadc0de marker: "format me on first boot".
+    /// OpenWrt's "format me" marker: the bytes DE AD C0 DE, which the `mtd` utility and the
+    /// image tools write as a byte string and fstools reads as a big-endian word, so they are
+    /// the same on little- and big-endian units.
     DeadCode,
+    /// UBI: an erase counter header, "UBI#".
     Ubi,
+    /// A squashfs image: "hsqs" (little-endian, what mksquashfs writes) or "sqsh".
     Squashfs,
+    /// The chain of OpenWrt's original snapshot tool (fstools' FS_SNAPSHOT): "OWRT".
+    OpenWrtSnapshot,
 }
 
 impl Foreign {
@@ -435,6 +444,7 @@ impl Foreign {
             [0xde, 0xad, 0xc0, 0xde] => Some(Foreign::DeadCode),
             b"UBI#" => Some(Foreign::Ubi),
             b"hsqs" | b"sqsh" => Some(Foreign::Squashfs),
+            b"OWRT" => Some(Foreign::OpenWrtSnapshot),
             _ => None,
         }
     }
@@ -447,6 +457,7 @@ impl fmt::Display for Foreign {
             Foreign::DeadCode => "the fstools 0xdeadc0de format marker",
             Foreign::Ubi => "UBI",
             Foreign::Squashfs => "a squashfs image",
+            Foreign::OpenWrtSnapshot => "a chain of OpenWrt's original snapshot tool (OWRT)",
         })
     }
 }

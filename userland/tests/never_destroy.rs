@@ -428,3 +428,52 @@ fn crafted_payload_len_near_2_64_is_rejected_not_read() {
     let u = upper(sc.path(), "u", 1);
     refused(&img, &["save", "--upper", s(&u)], 13, "runs past");
 }
+
+// ---- issue 9, bug 7: OpenWrt's markers, exactly as OpenWrt writes them ----
+
+#[test]
+fn deadc0de_is_recognised_exactly_as_openwrt_writes_it() {
+    let sc = scratch();
+    let u = upper(sc.path(), "u", 1);
+    for (name, bytes, status, foreign) in [
+        // mtd's JFFS2_EOF byte string; fstools compares be32_to_cpu(word) with 0xdeadc0de.
+        ("be", [0xDE, 0xAD, 0xC0, 0xDE], "unformatted", "deadc0de"),
+        // The little-endian word is nothing OpenWrt writes: unknown data, not a chain.
+        ("le", [0xDE, 0xC0, 0xAD, 0xDE], "unformatted", "unknown"),
+        // fstools' FS_SNAPSHOT, the original snapshot tool's chain.
+        ("owrt", *b"OWRT", "unformatted", "owrt"),
+    ] {
+        let img = image(sc.path(), &format!("{name}.img"), 1 << 20);
+        let f = fs::OpenOptions::new().write(true).open(&img).expect("open");
+        let mut head = noise(4096, 3);
+        head[..4].copy_from_slice(&bytes);
+        f.write_all_at(&head, 0).expect("write");
+        drop(f);
+        let i = info(&img);
+        assert_eq!(i["status"], status, "{name}: {i}");
+        assert_eq!(i["foreign"], foreign, "{name}: {i}");
+        let code = if foreign == "unknown" { 13 } else { 5 };
+        refused(&img, &["save", "--upper", s(&u)], code, "format --force");
+    }
+}
+
+#[test]
+fn info_lists_what_might_be_data() {
+    let sc = scratch();
+    let img = chain(sc.path());
+    poke(&img, 256 + 3000, |b| b ^ 0x01);
+    let i = info(&img);
+    let suspects = i["suspects"].as_array().expect("suspects");
+    // Snapshot 1 itself, and snapshot 2 and both volatile copies the walk no longer reaches.
+    assert_eq!(suspects.len(), 4, "{i}");
+    assert_eq!(suspects[0]["offset"], 0);
+    assert!(
+        suspects[0]["what"]
+            .as_str()
+            .unwrap_or("")
+            .contains("payload SHA-256"),
+        "{i}"
+    );
+    let text = ok(&img, &["info"]);
+    assert!(text.contains("writes refuse"), "{text}");
+}
