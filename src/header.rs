@@ -448,6 +448,94 @@ mod tests {
         }
     }
 
+    /// A header as the writer leaves it: sealed part, then the sealed mark.
+    fn sealed(f: &Fields) -> [u8; HEADER_LEN] {
+        let mut b = full(f);
+        b[SEALED_MARK] = MARK_SET;
+        b
+    }
+
+    #[test]
+    fn the_sealed_mark_decodes() {
+        let b = sealed(&fields());
+        assert_eq!(decode(&b).map(|h| h.marks.sealed), Ok(true));
+        assert_eq!(decode(&full(&fields())).map(|h| h.marks.sealed), Ok(false));
+    }
+
+    #[test]
+    fn every_bit_flip_of_a_sealed_header_is_damage_to_data() {
+        let good = sealed(&fields());
+        for byte in 0..HEADER_LEN {
+            for bit in 0..8 {
+                let mut b = good;
+                b[byte] ^= 1 << bit;
+                assert!(
+                    matches!(damage(&b), Damage::Sealed(_)),
+                    "flip {byte}:{bit} reads as {:?}",
+                    damage(&b)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_cut_header_program_is_torn_not_data() {
+        let f = fields();
+        let seal = f.seal();
+        // Every prefix of the sealed program over erased flash.
+        for n in 1..SEALED_LEN {
+            let mut b = [0xFFu8; HEADER_LEN];
+            b[..n].copy_from_slice(&seal[..n]);
+            assert_eq!(damage(&b), Damage::Torn, "prefix {n}");
+        }
+        // Some of the bits that should clear did, at random.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for round in 0..200 {
+            let mut b = [0xFFu8; HEADER_LEN];
+            for (i, &x) in seal.iter().enumerate() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                b[i] = x | (state as u8);
+            }
+            if decode(&b).is_ok() {
+                continue;
+            }
+            assert_eq!(damage(&b), Damage::Torn, "random tear {round}");
+        }
+    }
+
+    #[test]
+    fn a_cut_erase_of_a_header_is_torn_and_foreign_data_is_foreign() {
+        let mut b = sealed(&fields());
+        b[LIVE_MARK] = MARK_SET;
+        // An erase only sets bits: a prefix erased, or bits raised.
+        for n in 1..HEADER_LEN {
+            let mut c = b;
+            c[..n].fill(0xFF);
+            if decode(&c).is_ok() || c.iter().all(|&x| x == 0xFF) {
+                continue;
+            }
+            assert_eq!(damage(&c), Damage::Torn, "erase prefix {n}");
+        }
+        let mut c = b;
+        for (i, x) in c.iter_mut().enumerate() {
+            *x |= (i as u8).wrapping_mul(37) | 0x21;
+        }
+        assert_eq!(damage(&c), Damage::Torn);
+        assert_eq!(damage(&[0u8; HEADER_LEN]), Damage::Foreign);
+        let mut ext = [0u8; HEADER_LEN];
+        ext[0..4].copy_from_slice(&[0x53, 0xEF, 0x01, 0x00]);
+        assert_eq!(damage(&ext), Damage::Foreign);
+    }
+
+    #[test]
+    fn an_absurd_payload_len_does_not_overflow() {
+        assert_eq!(span_blocks(u64::MAX, 4096), u64::MAX / 4096 + 1);
+        assert_eq!(span_blocks(u64::MAX - 100, 1), u64::MAX);
+        assert_eq!(span_blocks(5, 0), 261);
+    }
+
     #[test]
     fn erased_is_not_corrupt() {
         assert_eq!(decode(&[0xFF; HEADER_LEN]), Err(HeaderError::Erased));
