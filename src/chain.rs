@@ -22,10 +22,13 @@ pub struct Block {
 }
 
 impl Block {
-    /// Offset just past the block's last erase block.
+    /// Offset just past the block's last erase block. Saturates: the length comes from flash,
+    /// and an absurd one must fail the bounds checks, not overflow.
     pub fn end(&self) -> u64 {
-        u64::from(self.offset)
-            + self.header.span_blocks() * u64::from(self.header.fields.erase_size)
+        self.header
+            .span_blocks()
+            .saturating_mul(u64::from(self.header.fields.erase_size))
+            .saturating_add(u64::from(self.offset))
     }
 }
 
@@ -83,7 +86,9 @@ impl fmt::Display for Reject {
             Reject::Header(e) => write!(f, "header: {e}"),
             Reject::Unlinked => f.write_str("not linked to the block below (stale)"),
             Reject::Dropped => f.write_str("dropped by a rollback"),
-            Reject::Geometry => f.write_str("geometry does not match the partition"),
+            Reject::Geometry => f.write_str(
+                "geometry does not match the partition (erase size, back buffer, or the block runs past its region)",
+            ),
             Reject::PayloadHash => f.write_str("payload SHA-256 mismatch"),
             Reject::Read => f.write_str("flash read error"),
             Reject::TooMany => f.write_str("too many snapshots"),
@@ -422,15 +427,24 @@ fn first_slot_status<F: ReadNorFlash>(flash: &mut F) -> Status {
     }
 }
 
-/// Filesystems that a partition called rootfs_data may hold instead of a chain.
+/// Filesystems that a partition called rootfs_data may hold instead of a chain, recognised by
+/// the first bytes of the partition exactly as OpenWrt writes and reads them (docs/FORMAT.md,
+/// "Foreign filesystems").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Foreign {
-    /// A JFFS2 overlay (node magic 0x1985 in either byte order): `snapshot convert` material.
+    /// A JFFS2 overlay: node magic 0x1985 in the byte order of the CPU that wrote it (85 19 on
+    /// little-endian units, 19 85 on big-endian ones): `snapshot convert` material.
     Jffs2,
-    /// fstools' 0xdeadc0de marker: "format me on first boot".
+    /// OpenWrt's "format me" marker: the bytes DE AD C0 DE, which the `mtd` utility and the
+    /// image tools write as a byte string and fstools reads as a big-endian word, so they are
+    /// the same on little- and big-endian units.
     DeadCode,
+    /// UBI: an erase counter header, "UBI#".
     Ubi,
+    /// A squashfs image: "hsqs" (little-endian, what mksquashfs writes) or "sqsh".
     Squashfs,
+    /// The chain of OpenWrt's original snapshot tool (fstools' FS_SNAPSHOT): "OWRT".
+    OpenWrtSnapshot,
 }
 
 impl Foreign {
@@ -440,6 +454,7 @@ impl Foreign {
             [0xde, 0xad, 0xc0, 0xde] => Some(Foreign::DeadCode),
             b"UBI#" => Some(Foreign::Ubi),
             b"hsqs" | b"sqsh" => Some(Foreign::Squashfs),
+            b"OWRT" => Some(Foreign::OpenWrtSnapshot),
             _ => None,
         }
     }
@@ -452,6 +467,7 @@ impl fmt::Display for Foreign {
             Foreign::DeadCode => "the fstools 0xdeadc0de format marker",
             Foreign::Ubi => "UBI",
             Foreign::Squashfs => "a squashfs image",
+            Foreign::OpenWrtSnapshot => "a chain of OpenWrt's original snapshot tool (OWRT)",
         })
     }
 }

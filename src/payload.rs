@@ -21,12 +21,12 @@ impl<'a, F: ReadNorFlash> PayloadReader<'a, F> {
         PayloadReader {
             flash,
             pos: start,
-            end: start + block.header.fields.payload_len,
+            end: start.saturating_add(block.header.fields.payload_len),
         }
     }
 
     pub fn remaining(&self) -> u64 {
-        self.end - self.pos
+        self.end.saturating_sub(self.pos)
     }
 }
 
@@ -64,7 +64,7 @@ impl<F: ReadNorFlash> embedded_io::Read for PayloadReader<'_, F> {
         self.flash
             .read(offset, &mut buf[..n])
             .map_err(|_| ReadFailed { offset: self.pos })?;
-        self.pos += n as u64;
+        self.pos = self.pos.saturating_add(n as u64);
         Ok(n)
     }
 }

@@ -43,7 +43,13 @@ Exit status:
    9  verify found a problem (or a payload could not be decoded)
   10  the package manager failed (upgrade): flash untouched
   11  aborted, or confirmation needed and no terminal to ask on (pass --yes)
-  12  written, but `reboot` could not be run";
+  12  written, but `reboot` could not be run
+  13  refused: the partition holds data the chain does not show (damaged or unreachable
+      blocks, unknown content); flash untouched. See the message: repair, extract --salvage,
+      format --force
+  14  the device does not exist
+  15  chain full: the chain holds the most snapshots the boot path reads (128)
+  16  the chain on flash was written for another erase size than --erase-size or the device's";
 
 #[derive(Debug, Parser)]
 #[command(name = "snapshot", version, about = ABOUT, long_about = LONG_ABOUT, after_long_help = EXIT_CODES)]
@@ -68,9 +74,11 @@ struct Global {
         value_name = "NAME"
     )]
     partition: String,
-    /// Erase block size for block devices and image files (an MTD device reports its own)
-    #[arg(long, global = true, default_value_t = 65536, value_name = "BYTES")]
-    erase_size: u32,
+    /// Erase block size for block devices and image files: a power of two, at least 512
+    /// [default: the one the chain's headers record, else 65536]. An MTD device reports its
+    /// own; a chain recorded for another size is an error (exit 16)
+    #[arg(long, global = true, value_name = "BYTES", value_parser = parse_erase_size)]
+    erase_size: Option<u32>,
     /// Seconds to wait for another running snapshot command to finish
     #[arg(long, global = true, default_value_t = 30, value_name = "SECS")]
     wait: u64,
@@ -178,7 +186,15 @@ enum Cmd {
     /// Re-read and re-hash every block and decode every payload as the boot path would
     Verify,
     /// Erase the leftovers of interrupted or dropped writes (done before every write anyway)
-    Repair,
+    ///
+    /// Leftovers the writer can prove are its own (torn, dropped, superseded blocks) are erased
+    /// at once. Anything that might be data (a damaged or unreachable block) is listed with the
+    /// erase blocks it occupies and erased only after confirmation or --yes.
+    Repair {
+        /// Erase blocks that might be data without asking
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
     /// Unpack a snapshot, the volatile, or all of them layered, into a directory
     ///
     /// Uses the boot path's own readers and replay rules: it refuses exactly what PID 1
@@ -214,6 +230,21 @@ struct PackArgs {
     no_compress: bool,
 }
 
+/// `--erase-size`: a power of two of at least 512 bytes (decimal or 0x hex).
+fn parse_erase_size(s: &str) -> Result<u32, String> {
+    let n = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => s.parse::<u32>(),
+    }
+    .map_err(|e| format!("{s:?} is not a number of bytes: {e}"))?;
+    if n < 512 || !n.is_power_of_two() {
+        return Err(format!(
+            "{n} is not a power of two of at least 512 (flash erase blocks are 4096, 65536, 131072, ...)"
+        ));
+    }
+    Ok(n)
+}
+
 /// What every command needs to reach the partition.
 pub struct Ctx {
     spec: DeviceSpec,
@@ -221,11 +252,13 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Takes the lock (exclusive for writers), then opens the device.
+    /// Takes the lock (exclusive for writers), then opens the device with the erase size the
+    /// chain on it records (see `device::open_checked`).
     pub fn open(&self, write: bool) -> Result<(lock::Lock, Device), CliError> {
         let path = self.spec.resolve()?;
+        device::check_path(&path)?;
         let lock = lock::acquire(&path, write, self.wait)?;
-        let dev = Device::open(&path, self.spec.erase_size, write)?;
+        let dev = device::open_checked(&path, self.spec.erase_size, write)?;
         Ok((lock, dev))
     }
 }
@@ -270,7 +303,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             backbuf_blocks,
         } => ops::format(&ctx, force, yes, backbuf_blocks),
         Cmd::Verify => read::verify(&ctx),
-        Cmd::Repair => ops::repair(&ctx),
+        Cmd::Repair { yes } => ops::repair(&ctx, yes),
         Cmd::Extract { id, dir, salvage } => read::extract(&ctx, &id, &dir, salvage),
         Cmd::Diff { id } => read::diff(&ctx, id.as_deref()),
     }

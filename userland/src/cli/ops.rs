@@ -17,13 +17,34 @@ use snapshot::writer::{Outcome, WriteError, Writer};
 use std::path::Path;
 use std::process::Command;
 
-/// Refuses a partition that is not a chain (or an empty one).
-fn require_chain(view: &ChainView) -> Result<(), CliError> {
+/// Refuses a partition that is not a clean chain (or an empty one): a foreign filesystem, or
+/// anything that might be data the chain does not show. Runs before any packing.
+fn require_chain(dev: &mut Device, view: &ChainView) -> Result<(), CliError> {
     match view.status {
-        Status::Chain | Status::Empty => Ok(()),
-        Status::Unformatted(fs) => Err(CliError::Unformatted(fs)),
-        Status::Unreadable => Err(CliError::Unreadable),
+        Status::Chain | Status::Empty => {}
+        Status::Unformatted(fs) => return Err(CliError::Unformatted(fs)),
+        Status::Unreadable => return Err(CliError::Unreadable),
     }
+    let path = dev.path.clone();
+    let (_, _, survey) = Writer::new(dev)
+        .survey()
+        .map_err(|e| CliError::write(&path, e))?;
+    if !survey.suspects.is_empty() {
+        return Err(CliError::Damaged(survey.suspects));
+    }
+    Ok(())
+}
+
+/// A new snapshot past the most the boot path reads is refused before any work.
+fn require_room(view: &ChainView) -> Result<(), CliError> {
+    let have = view.snapshots.len();
+    if have >= snapinit::chain::MAX_SNAPSHOTS {
+        return Err(CliError::ChainFull {
+            have,
+            max: snapinit::chain::MAX_SNAPSHOTS,
+        });
+    }
+    Ok(())
 }
 
 /// The space checks the writer makes, made before anything (repair included) touches flash.
@@ -133,7 +154,7 @@ fn describe(p: &Packed) -> String {
 pub fn save(ctx: &Ctx, upper: &Path, gzip: bool) -> Result<(), CliError> {
     let (_lock, mut dev) = ctx.open(true)?;
     let view = read_view(&mut dev);
-    require_chain(&view)?;
+    require_chain(&mut dev, &view)?;
     let packed = tree::pack(upper, gzip)?;
     precheck(&view, packed.data.len(), true)?;
     auto_repair(&mut dev)?;
@@ -160,7 +181,10 @@ pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<()
     {
         let (_lock, mut dev) = ctx.open(true)?;
         let view = read_view(&mut dev);
-        require_chain(&view)?;
+        require_chain(&mut dev, &view)?;
+        if tree::has_content(upper)? || view.volatile().is_some() {
+            require_room(&view)?;
+        }
         if tree::has_content(upper)? {
             let packed = tree::pack(upper, gzip)?;
             precheck(&view, packed.data.len(), false)?;
@@ -207,7 +231,7 @@ pub fn rollback(ctx: &Ctx, id: Option<usize>, yes: bool, do_reboot: bool) -> Res
     {
         let (_lock, mut dev) = ctx.open(true)?;
         let view = read_view(&mut dev);
-        require_chain(&view)?;
+        require_chain(&mut dev, &view)?;
         let have = view.snapshots.len();
         let keep = id.unwrap_or(have.saturating_sub(1));
         if keep > have {
@@ -247,11 +271,66 @@ pub fn rollback(ctx: &Ctx, id: Option<usize>, yes: bool, do_reboot: bool) -> Res
     Ok(())
 }
 
-pub fn repair(ctx: &Ctx) -> Result<(), CliError> {
+/// Erases provable garbage at once; anything that might be data only after saying what it is
+/// and what would be erased, and a confirmation.
+pub fn repair(ctx: &Ctx, yes: bool) -> Result<(), CliError> {
     let (_lock, mut dev) = ctx.open(true)?;
     let view = read_view(&mut dev);
-    require_chain(&view)?;
-    let out = write_op(&mut dev, 0, "repairing", |w| w.repair())?;
+    match view.status {
+        Status::Chain | Status::Empty => {}
+        Status::Unformatted(fs) => return Err(CliError::Unformatted(fs)),
+        Status::Unreadable => return Err(CliError::Unreadable),
+    }
+    let path = dev.path.clone();
+    let (_, layout, survey) = Writer::new(&mut dev)
+        .survey()
+        .map_err(|e| CliError::write(&path, e))?;
+    if survey.suspects.is_empty() {
+        let out = write_op(&mut dev, 0, "repairing", |w| w.repair())?;
+        if let Outcome::Repaired { erased_blocks } = out {
+            println!("repair: erased {erased_blocks} erase block(s)");
+        }
+        return Ok(());
+    }
+    if !survey.identity {
+        return Err(CliError::Damaged(survey.suspects));
+    }
+    let e = u64::from(layout.erase_size);
+    println!("the partition holds data that the chain does not show:");
+    for s in &survey.suspects {
+        println!("  - {s}");
+    }
+    let mut blocks: Vec<u32> = survey
+        .garbage
+        .iter()
+        .chain(survey.suspect_blocks.iter())
+        .copied()
+        .collect();
+    blocks.sort_unstable();
+    let list: Vec<String> = blocks
+        .iter()
+        .map(|&i| format!("{:#x}", u64::from(i) * e))
+        .collect();
+    println!(
+        "repair would erase {} erase block(s) of {e} bytes at: {}",
+        blocks.len(),
+        list.join(" ")
+    );
+    println!(
+        "the boot path shows {} snapshot(s){}, which stay. Run `snapshot extract --salvage` first to keep what is still readable.",
+        view.snapshots.len(),
+        if view.volatile().is_some() {
+            " and a volatile"
+        } else {
+            ""
+        }
+    );
+    ui::confirm(
+        yes,
+        "repair",
+        &format!("Erase these {} erase block(s)?", blocks.len()),
+    )?;
+    let out = write_op(&mut dev, 0, "repairing", |w| w.repair_all())?;
     if let Outcome::Repaired { erased_blocks } = out {
         println!("repair: erased {erased_blocks} erase block(s)");
     }
@@ -348,7 +427,8 @@ pub fn upgrade(
         // Held across the package manager run: no other command writes meanwhile.
         let (_lock, mut dev) = ctx.open(true)?;
         let view = read_view(&mut dev);
-        require_chain(&view)?;
+        require_chain(&mut dev, &view)?;
+        require_room(&view)?;
         let (pm, steps) = pm_steps(pm)?;
         let before = tree::fingerprint(upper)?;
         if let Err(e) = run_pm(&pm, &steps, upper) {
@@ -408,9 +488,14 @@ pub fn convert(
                     "the partition holds {fs}, not JFFS2: convert only turns a JFFS2 overlay into a chain (`snapshot format --force` erases it)",
                 )))
             }
-            Status::Chain | Status::Empty => {
+            Status::Chain => {
                 return Err(CliError::Refused(
                     "the partition already holds a snapinit chain: nothing to convert (use `snapshot commit`)".into(),
+                ))
+            }
+            Status::Empty => {
+                return Err(CliError::Refused(
+                    "the partition is empty (no JFFS2 overlay on it): nothing to convert; `snapshot commit --upper DIR` stores a directory as the first snapshot".into(),
                 ))
             }
             Status::Unreadable => return Err(CliError::Unreadable),
@@ -442,7 +527,11 @@ pub fn convert(
         )?;
         // From here until the snapshot is written the content is only in RAM (and the backup).
         let total = dev.capacity() as u64;
-        write_op(&mut dev, total, "erasing", |w| w.format())?;
+        // Confirmed: the JFFS2 content is packed (and backed up if asked).
+        write_op(&mut dev, total, "erasing", |w| {
+            w.force = true;
+            w.format()
+        })?;
         let cost = block_cost(&view, packed.data.len());
         let res = write_op(&mut dev, cost, "writing", |w| {
             w.append_snapshot(&packed.payload())
@@ -508,15 +597,48 @@ pub fn format(
             }));
         }
     }
+    let path = dev.path.clone();
+    let suspects = match view.status {
+        Status::Chain | Status::Empty => match Writer::new(&mut dev).survey() {
+            Ok((_, _, survey)) => survey.suspects,
+            // A chain laid out for a larger partition: only --force starts over.
+            Err(e @ WriteError::LayoutMismatch { .. }) if !force => {
+                return Err(CliError::write(&path, e))
+            }
+            Err(WriteError::LayoutMismatch { .. }) => Vec::new(),
+            Err(e) => return Err(CliError::write(&path, e)),
+        },
+        _ => Vec::new(),
+    };
     let holds = match view.status {
+        Status::Empty if !suspects.is_empty() => Some(format!(
+            "no valid chain but data: {}",
+            suspects
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
         Status::Empty => None,
         Status::Chain => Some(format!(
-            "{} snapshot(s){}",
+            "{} snapshot(s){}{}",
             view.snapshots.len(),
             if view.volatile().is_some() {
                 " and a volatile"
             } else {
                 ""
+            },
+            if suspects.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", and data the chain does not show: {}",
+                    suspects
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
             }
         )),
         Status::Unformatted(fs) => Some(format!("{fs} ({})", foreign_name(fs))),
@@ -538,6 +660,7 @@ pub fn format(
     let total = dev.capacity() as u64;
     let out = write_op(&mut dev, total, "formatting", |w| {
         w.backbuf_blocks = backbuf_blocks;
+        w.force = force;
         w.format()
     })?;
     if let Outcome::Formatted { erased_blocks } = out {
