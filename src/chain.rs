@@ -7,7 +7,7 @@
 //! of the back buffer.
 
 use crate::flash::{Geometry, ReadNorFlash};
-use crate::header::{self, Digest32, Header, HeaderError, Kind, HEADER_LEN};
+use crate::header::{self, Digest32, Header, HeaderError, Kind, Trial, HEADER_LEN};
 use crate::payload::payload_sha256;
 use core::fmt;
 
@@ -78,6 +78,8 @@ pub enum Reject {
     Read,
     /// More snapshots than this reader holds.
     TooMany,
+    /// On trial, every allowed boot spent without a confirmation: rolled back by the boot.
+    TrialExhausted,
 }
 
 impl fmt::Display for Reject {
@@ -92,6 +94,9 @@ impl fmt::Display for Reject {
             Reject::PayloadHash => f.write_str("payload SHA-256 mismatch"),
             Reject::Read => f.write_str("flash read error"),
             Reject::TooMany => f.write_str("too many snapshots"),
+            Reject::TrialExhausted => {
+                f.write_str("on trial, every allowed boot spent without a confirmation")
+            }
         }
     }
 }
@@ -196,6 +201,9 @@ impl<F: ReadNorFlash> Walker<'_, F> {
         }
         if !header.marks.live {
             return Err((kind, Reject::Dropped));
+        }
+        if matches!(header.trial(), Trial::Exhausted { .. }) {
+            return Err((kind, Reject::TrialExhausted));
         }
         let block = Block { offset, header };
         let in_backbuf = offset == self.layout.backbuf_offset();
@@ -405,7 +413,10 @@ pub fn read_chain_with<F: ReadNorFlash + Geometry>(
         }
     }
     view.max_generation = walker.max_generation;
-    view.status = if view.snapshots.is_empty() && view.volatiles.is_empty() {
+    view.status = if view.snapshots.is_empty()
+        && view.volatiles.is_empty()
+        && view.unverified_volatiles.is_empty()
+    {
         first_slot_status(walker.flash)
     } else {
         Status::Chain

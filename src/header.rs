@@ -315,10 +315,41 @@ fn decode_marks(b: &[u8; HEADER_LEN]) -> Result<Marks, HeaderError> {
     })
 }
 
+/// Where a block stands in its trial (docs/FORMAT.md, "Trial boots").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trial {
+    /// Written with no trial (budget 0), or confirmed: boots without spending anything.
+    Confirmed,
+    /// Not confirmed yet; `used` of `budget` boots spent. The boot path spends one more (the
+    /// next trial mark) each time it boots the block.
+    OnTrial { used: u8, budget: u16 },
+    /// Every allowed boot spent without a confirmation: the boot path leaves the block out,
+    /// with everything above it, and the next write drops it for good.
+    Exhausted { budget: u16 },
+}
+
+/// Most boots a block can be given on trial: one trial mark each.
+pub const MAX_TRIAL_BUDGET: u16 = TRIAL_MARKS_LEN as u16;
+
 impl Header {
     /// Erase blocks the block occupies, header included.
     pub fn span_blocks(&self) -> u64 {
         span_blocks(self.fields.payload_len, self.fields.erase_size)
+    }
+
+    /// The block's trial state, from its budget and its marks.
+    pub fn trial(&self) -> Trial {
+        let budget = self.fields.trial_budget.min(MAX_TRIAL_BUDGET);
+        if budget == 0 || self.marks.confirmed {
+            Trial::Confirmed
+        } else if u16::from(self.marks.trials_used) < budget {
+            Trial::OnTrial {
+                used: self.marks.trials_used,
+                budget,
+            }
+        } else {
+            Trial::Exhausted { budget }
+        }
     }
 }
 
@@ -534,6 +565,33 @@ mod tests {
         assert_eq!(span_blocks(u64::MAX, 4096), u64::MAX / 4096 + 1);
         assert_eq!(span_blocks(u64::MAX - 100, 1), u64::MAX);
         assert_eq!(span_blocks(5, 0), 261);
+    }
+
+    #[test]
+    fn trial_state_follows_budget_and_marks() {
+        let mut f = fields();
+        f.trial_budget = 0;
+        // No budget: confirmed, whatever the (erased) confirm mark says.
+        assert_eq!(decode(&full(&f)).map(|h| h.trial()), Ok(Trial::Confirmed));
+        f.trial_budget = 2;
+        let mut b = full(&f);
+        assert_eq!(
+            decode(&b).map(|h| h.trial()),
+            Ok(Trial::OnTrial { used: 0, budget: 2 })
+        );
+        b[TRIAL_MARKS] = MARK_SET;
+        assert_eq!(
+            decode(&b).map(|h| h.trial()),
+            Ok(Trial::OnTrial { used: 1, budget: 2 })
+        );
+        b[TRIAL_MARKS + 1] = MARK_SET;
+        assert_eq!(
+            decode(&b).map(|h| h.trial()),
+            Ok(Trial::Exhausted { budget: 2 })
+        );
+        // A confirmation wins, even after the last boot was spent.
+        b[CONFIRM_MARK] = MARK_SET;
+        assert_eq!(decode(&b).map(|h| h.trial()), Ok(Trial::Confirmed));
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod kmsg;
 mod mem;
 pub mod mounts;
 pub mod rt;
+mod trial;
 
 use core::ffi::CStr;
 use core::sync::atomic::{AtomicPtr, Ordering};
@@ -30,7 +31,7 @@ use snapinit::device::DeviceFlash;
 use snapinit::dirlayer::{DirLayer, Lower};
 use snapinit::flash::Geometry;
 use snapinit::header::Compression;
-use snapinit::header::Kind;
+use snapinit::header::{Kind, Trial};
 use snapinit::payload::{Hashing, PayloadReader, TarSource};
 use snapinit::replay::replay;
 use snapinit::tar::TarReader;
@@ -207,7 +208,9 @@ fn load_chain(settings: &Settings, layers: &Layers) {
         match DeviceFlash::open(dev.as_str(), settings.erase_size, false) {
             Ok(mut flash) => {
                 info!("chain device {dev} (erase size {})", flash.erase_size());
-                replay_chain(&mut flash, layers);
+                let booted = replay_chain(&mut flash, layers);
+                drop(flash);
+                trial::on_boot(booted, dev.as_str(), settings);
             }
             Err(e) => warn!("cannot open {dev}: {e}; plain tmpfs overlay"),
         }
@@ -227,7 +230,9 @@ fn load_chain(settings: &Settings, layers: &Layers) {
     match DeviceFlash::open_mtd(&path, false) {
         Ok(mut flash) => {
             info!("chain on {path} ({})", settings.part);
-            replay_chain(&mut flash, layers);
+            let booted = replay_chain(&mut flash, layers);
+            drop(flash);
+            trial::on_boot(booted, path.as_str(), settings);
         }
         Err(e) => warn!("cannot open {path}: {e}; plain tmpfs overlay"),
     }
@@ -236,7 +241,8 @@ fn load_chain(settings: &Settings, layers: &Layers) {
 /// Bytes per flash read when hashing and per file write when replaying.
 const IO_CHUNK: usize = 64 * 1024;
 
-fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) {
+/// Replays the chain; returns the lowest block it booted that is on trial, if any.
+fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> Option<Block> {
     // Headers only: payloads are read by `replay_into`.
     let mut buf = [0u8; 4096];
     // Payloads are hashed while they are replayed (`replay_into`): one read of the flash.
@@ -266,15 +272,15 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) {
         Status::Chain => {}
         Status::Unformatted(fs) => {
             warn!("the partition holds {fs}, not a snapinit chain; plain tmpfs overlay");
-            return;
+            return None;
         }
         Status::Unreadable => {
             warn!("the partition cannot be read; plain tmpfs overlay");
-            return;
+            return None;
         }
         Status::Empty => {
             info!("empty chain: nothing to replay; plain tmpfs overlay");
-            return;
+            return None;
         }
     }
     // The read-only root lies below every layer; the snapshot layer below the volatile.
@@ -292,17 +298,18 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) {
             break;
         }
     }
+    let on_trial = |b: &&Block| matches!(b.header.trial(), Trial::OnTrial { .. });
     if good < snaps.len() {
         warn!("snapshot chain ends at #{good}: rebuilding the layer from the {good} good one(s)");
         if let Err(e) = layers.reset_snapshot() {
             error!("resetting the snapshot layer: {e}");
-            return;
+            return None;
         }
         for block in &snaps[..good] {
             if !replay_into(flash, block, &layers.snapshot(), rom_lower, "snapshot") {
                 warn!("replay of a good snapshot failed again; leaving the snapshot layer empty");
                 let _ = layers.reset_snapshot();
-                break;
+                return None;
             }
         }
         // The volatile is linked to the last snapshot: over a shorter chain
@@ -312,7 +319,7 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) {
         if !view.unverified_volatiles.is_empty() {
             warn!("the volatile belongs to the full chain: not applying it");
         }
-        return;
+        return snaps[..good].iter().find(on_trial).copied();
     }
     let snapshot_layer = open_dir(&layers.snapshot());
     let mut lowers: heapless::Vec<Lower<'_>, 2> = heapless::Vec::new();
@@ -327,15 +334,16 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) {
     for (i, block) in view.unverified_volatiles.iter().enumerate() {
         if replay_into(flash, block, &layers.upper(), &lowers, "volatile") {
             info!("volatile candidate #{i} in place");
-            return;
+            return snaps.iter().chain(Some(block)).find(on_trial).copied();
         }
         warn!("volatile candidate #{i} failed; resetting the volatile layer");
         if let Err(e) = layers.reset_volatile() {
             error!("resetting the volatile layer: {e}");
-            return;
+            return None;
         }
     }
     info!("no volatile state");
+    snaps.iter().find(on_trial).copied()
 }
 
 fn open_dir(dir: &str) -> Option<OwnedFd> {

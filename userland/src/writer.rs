@@ -8,10 +8,13 @@
 
 pub mod survey;
 
-use snapinit::chain::{read_chain, read_header, Block, ChainView, Layout, Status, MAX_SNAPSHOTS};
+use snapinit::chain::{
+    read_chain, read_header, Block, ChainView, End, Layout, Reject, Status, MAX_SNAPSHOTS,
+};
 use snapinit::flash::{Durable, Geometry, NorFlash, ReadNorFlash};
 use snapinit::header::{
-    span_blocks, Compression, Fields, Kind, HEADER_LEN, LIVE_MARK, MARK_SET, SEALED_MARK,
+    span_blocks, Compression, Fields, Kind, Trial, CONFIRM_MARK, HEADER_LEN, LIVE_MARK, MARK_SET,
+    SEALED_MARK,
 };
 use std::time::{SystemTime, UNIX_EPOCH};
 pub use survey::{survey, Survey, Suspect};
@@ -92,6 +95,7 @@ pub enum Outcome {
     RolledBack { kept: usize, dropped: usize },
     Repaired { erased_blocks: u32 },
     Formatted { erased_blocks: u32 },
+    Confirmed { blocks: usize },
     Unchanged,
 }
 
@@ -190,7 +194,10 @@ where
 
     /// What is on flash apart from the chain, and whether a write may go ahead.
     pub fn survey(&mut self) -> Res<(ChainView, Layout, Survey), F> {
-        let view = self.read();
+        let mut view = self.read();
+        if self.settle_trials(&view)? {
+            view = self.read();
+        }
         if let Status::Unformatted(fs) = view.status {
             return Err(WriteError::Unformatted(fs));
         }
@@ -276,11 +283,7 @@ where
             compression: payload.compression,
             erase_size: layout.erase_size,
             backbuf_blocks: layout.backbuf_blocks as u16,
-            trial_budget: if kind == Kind::Snapshot {
-                self.trial_budget
-            } else {
-                0
-            },
+            trial_budget: self.trial_budget,
             seq: if kind == Kind::Snapshot {
                 snapshots + 1
             } else {
@@ -396,9 +399,58 @@ where
         let mut fields = v.header.fields;
         fields.generation = view.max_generation + 1;
         fields.nonce = nonce();
+        // The copy carries on the trial where the original stands (fresh marks would give
+        // back the boots already spent), and a confirmed original makes a confirmed copy.
+        fields.trial_budget = match v.header.trial() {
+            Trial::OnTrial { used, budget } => budget - u16::from(used),
+            Trial::Confirmed | Trial::Exhausted { .. } => 0,
+        };
         self.write_block(layout.backbuf_offset(), &fields, &data)?;
         *view = self.read();
         Ok(())
+    }
+
+    /// Marks every block on trial good, lowest first (a cut leaves the lower ones confirmed and
+    /// the upper still on trial: never an upper block confirmed over an unconfirmed one). One
+    /// single-byte program each.
+    pub fn confirm(&mut self) -> Res<Outcome, F> {
+        let (view, _) = self.formatted()?;
+        let on_trial: Vec<u32> = view
+            .snapshots
+            .iter()
+            .chain(view.volatile())
+            .filter(|b| matches!(b.header.trial(), Trial::OnTrial { .. }))
+            .map(|b| b.offset)
+            .collect();
+        for offset in &on_trial {
+            self.program_checked(offset + CONFIRM_MARK as u32, &[MARK_SET])?;
+            self.flash.sync()?;
+        }
+        Ok(Outcome::Confirmed {
+            blocks: on_trial.len(),
+        })
+    }
+
+    /// Makes a rollback the boot path did by trial exhaustion permanent: the exhausted block
+    /// (and so everything linked above it) is dropped by its live mark, as `rollback` would.
+    /// The boot already leaves it out, so a cut on either side of the one-byte program shows
+    /// the same state.
+    fn settle_trials(&mut self, view: &ChainView) -> Res<bool, F> {
+        let mut doomed: Vec<u32> = view
+            .rejected_volatiles
+            .iter()
+            .filter(|r| r.reason == Reject::TrialExhausted)
+            .map(|r| r.offset)
+            .collect();
+        if let End::Rejected(r) = view.end {
+            if r.reason == Reject::TrialExhausted {
+                doomed.push(r.offset);
+            }
+        }
+        for offset in &doomed {
+            self.kill(*offset)?;
+        }
+        Ok(!doomed.is_empty())
     }
 
     /// Writes `payload` as the volatile block, replacing the current one.

@@ -41,10 +41,18 @@ pub mod code {
     pub const CHAIN_FULL: u8 = 15;
     /// The chain on flash records another erase size than the one given or reported.
     pub const GEOMETRY: u8 = 16;
+    /// `health`: a check failed (the unit reboots unless --no-reboot).
+    pub const UNHEALTHY: u8 = 17;
+    /// A configuration file cannot be read or is invalid.
+    pub const CONFIG: u8 = 18;
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    #[error("{path}: {detail}")]
+    Config { path: PathBuf, detail: String },
+    #[error("{0} health check(s) failed")]
+    Unhealthy(usize),
     #[error("{path}: {err}")]
     Device { path: PathBuf, err: DeviceError },
     #[error("{path}: {source}")]
@@ -169,6 +177,8 @@ impl CliError {
             PackageManager { .. } | NoPackageManager => code::UPGRADE,
             Aborted | NeedsConfirmation(_) => code::ABORTED,
             Reboot(_) => code::REBOOT,
+            Unhealthy(_) => code::UNHEALTHY,
+            Config { .. } => code::CONFIG,
         }
     }
 

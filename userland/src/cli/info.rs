@@ -250,7 +250,10 @@ fn marks(b: &BlockInfo) -> String {
     } else if b.confirmed {
         format!("confirmed (after {} trial boot(s))", b.trials_used)
     } else {
-        format!("trial {}/{}", b.trials_used, b.trial_budget)
+        format!(
+            "ON TRIAL: {} of {} boots spent",
+            b.trials_used, b.trial_budget
+        )
     }
 }
 
@@ -310,6 +313,42 @@ pub fn render(info: &Info) -> String {
         (s, _) => s.to_string(),
     };
     line(format!("status:      {status}"));
+    let on_trial: Vec<String> = info
+        .snapshots
+        .iter()
+        .chain(info.volatile.iter())
+        .filter(|b| b.trial_budget > 0 && !b.confirmed)
+        .map(|b| match b.index {
+            Some(i) => format!(
+                "snapshot {i} ({} of {} boots spent)",
+                b.trials_used, b.trial_budget
+            ),
+            None => format!(
+                "the volatile ({} of {} boots spent)",
+                b.trials_used, b.trial_budget
+            ),
+        })
+        .collect();
+    if !on_trial.is_empty() {
+        line(format!(
+            "trial:       {} on trial: `snapshot confirm` (or `snapshot health`) keeps it, else the unit rolls back by itself",
+            on_trial.join(", ")
+        ));
+    }
+    let exhausted = snapinit::chain::Reject::TrialExhausted.to_string();
+    let rolled: Vec<String> = info
+        .end
+        .iter()
+        .chain(info.rejected_volatiles.iter())
+        .filter(|r| r.reason == exhausted)
+        .map(|r| format!("{} at {:#x}", r.kind.unwrap_or("block"), r.offset))
+        .collect();
+    if !rolled.is_empty() {
+        line(format!(
+            "rolled back: {} ran out of trial boots unconfirmed; the boot leaves it out and the next write drops it for good",
+            rolled.join(", ")
+        ));
+    }
     line(format!(
         "back buffer: offset {:#x}, {} erase blocks ({} bytes){}",
         info.backbuf.offset,

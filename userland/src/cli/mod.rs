@@ -3,6 +3,7 @@
 
 mod device;
 mod error;
+mod health;
 mod info;
 mod lock;
 mod ops;
@@ -16,6 +17,9 @@ use error::CliError;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+
+/// Where `snapshot health` reads its checks.
+pub const DEFAULT_HEALTH_CONFIG: &str = "/etc/config/snapshot";
 
 const ABOUT: &str = "Manage snapinit's snapshot chain on the rootfs_data flash partition";
 
@@ -49,7 +53,9 @@ Exit status:
       format --force
   14  the device does not exist
   15  chain full: the chain holds the most snapshots the boot path reads (128)
-  16  the chain on flash was written for another erase size than --erase-size or the device's";
+  16  the chain on flash was written for another erase size than --erase-size or the device's
+  17  health: a check failed (without --no-reboot the unit is rebooting)
+  18  a configuration file cannot be read or is invalid";
 
 #[derive(Debug, Parser)]
 #[command(name = "snapshot", version, about = ABOUT, long_about = LONG_ABOUT, after_long_help = EXIT_CODES)]
@@ -185,6 +191,29 @@ enum Cmd {
     },
     /// Re-read and re-hash every block and decode every payload as the boot path would
     Verify,
+    /// Keep the blocks on trial: the running state is good
+    ///
+    /// Programs the confirm mark of every block on trial (lowest first); from then on they
+    /// boot without spending trial boots.
+    Confirm,
+    /// Check the running system; confirm the boot on trial when every check passes
+    ///
+    /// Checks come from the config (UCI syntax): commands that must succeed, hosts that must
+    /// answer ping, a least number of batman-adv neighbours. They are retried until they pass
+    /// or the unit has been up `deadline` seconds; then it reboots, spending the next trial
+    /// boot (with none left, the unit boots the state below the trial). Does nothing when
+    /// nothing is on trial.
+    Health {
+        /// The checks [default: /etc/config/snapshot, through `uci export` when uci exists]
+        #[arg(long, default_value = DEFAULT_HEALTH_CONFIG, value_name = "FILE")]
+        config: PathBuf,
+        /// One round of checks: confirm if they pass, else reboot at once
+        #[arg(long)]
+        once: bool,
+        /// Do not reboot on failure (exit 17 instead)
+        #[arg(long)]
+        no_reboot: bool,
+    },
     /// Erase the leftovers of interrupted or dropped writes (done before every write anyway)
     ///
     /// Leftovers the writer can prove are its own (torn, dropped, superseded blocks) are erased
@@ -228,6 +257,10 @@ struct PackArgs {
     /// Store the payload as a plain tar instead of gzip
     #[arg(long)]
     no_compress: bool,
+    /// Write the new block on trial: boot it at most N times (1-16) until `snapshot confirm`
+    /// (or `snapshot health`) keeps it; unconfirmed, the unit rolls back by itself
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=16))]
+    trial: Option<u16>,
 }
 
 /// `--erase-size`: a power of two of at least 512 bytes (decimal or 0x hex).
@@ -249,6 +282,8 @@ fn parse_erase_size(s: &str) -> Result<u32, String> {
 pub struct Ctx {
     spec: DeviceSpec,
     wait: Option<Duration>,
+    /// Trial boots for the block a write adds (`--trial`); 0: confirmed at write.
+    trial: u16,
 }
 
 impl Ctx {
@@ -272,6 +307,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
             erase_size: g.erase_size,
         },
         wait: (!g.no_wait).then(|| Duration::from_secs(g.wait)),
+        trial: match &cli.cmd {
+            Cmd::Save { pack } | Cmd::Commit { pack, .. } | Cmd::Upgrade { pack, .. } => {
+                pack.trial.unwrap_or(0)
+            }
+            _ => 0,
+        },
     };
     match cli.cmd {
         Cmd::Info { json } => read::info(&ctx, json),
@@ -303,6 +344,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
             backbuf_blocks,
         } => ops::format(&ctx, force, yes, backbuf_blocks),
         Cmd::Verify => read::verify(&ctx),
+        Cmd::Confirm => ops::confirm(&ctx),
+        Cmd::Health {
+            config,
+            once,
+            no_reboot,
+        } => health::health(&ctx, &config, once, !no_reboot),
         Cmd::Repair { yes } => ops::repair(&ctx, yes),
         Cmd::Extract { id, dir, salvage } => read::extract(&ctx, &id, &dir, salvage),
         Cmd::Diff { id } => read::diff(&ctx, id.as_deref()),

@@ -120,7 +120,7 @@ fn read_view(dev: &mut Device) -> ChainView {
 
 /// Reboots into the new state, unless the chain is an image file: then this machine is not the
 /// one that boots it (a workstation preparing an image must not go down).
-fn reboot(ctx: &Ctx) -> Result<(), CliError> {
+pub(super) fn reboot(ctx: &Ctx) -> Result<(), CliError> {
     if let Ok(path) = ctx.spec.resolve() {
         if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
             println!(
@@ -160,6 +160,7 @@ pub fn save(ctx: &Ctx, upper: &Path, gzip: bool) -> Result<(), CliError> {
     auto_repair(&mut dev)?;
     let cost = block_cost(&view, packed.data.len());
     let out = write_op(&mut dev, cost, "saving", |w| {
+        w.trial_budget = ctx.trial;
         w.save_volatile(&packed.payload())
     })?;
     let (layout, _) = effective_layout(&view);
@@ -191,6 +192,7 @@ pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<()
             auto_repair(&mut dev)?;
             let cost = block_cost(&view, packed.data.len()) + evacuation_cost(&view);
             let out = write_op(&mut dev, cost, "committing", |w| {
+                w.trial_budget = ctx.trial;
                 w.append_snapshot(&packed.payload())
             })?;
             if let Outcome::Written { seq, offset, .. } = out {
@@ -207,7 +209,10 @@ pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<()
             }
             auto_repair(&mut dev)?;
             let cost = block_cost(&view, len) + evacuation_cost(&view);
-            let out = write_op(&mut dev, cost, "committing", |w| w.commit())?;
+            let out = write_op(&mut dev, cost, "committing", |w| {
+                w.trial_budget = ctx.trial;
+                w.commit()
+            })?;
             if let Outcome::Committed { seq } = out {
                 println!("volatile committed as snapshot {seq}");
             }
@@ -447,6 +452,7 @@ pub fn upgrade(
         auto_repair(&mut dev)?;
         let cost = block_cost(&view, packed.data.len()) + evacuation_cost(&view);
         let out = write_op(&mut dev, cost, "storing", |w| {
+            w.trial_budget = ctx.trial;
             w.append_snapshot(&packed.payload())
         })?;
         if let Outcome::Written { seq, offset, .. } = out {
@@ -671,6 +677,20 @@ pub fn format(
     }
     if let Some(n) = backbuf_blocks {
         println!("back buffer: {n} erase block(s), recorded in a layout marker at offset 0");
+    }
+    Ok(())
+}
+
+/// Marks every block on trial good (`snapshot confirm`).
+pub fn confirm(ctx: &Ctx) -> Result<(), CliError> {
+    let (_lock, mut dev) = ctx.open(true)?;
+    let out = write_op(&mut dev, 0, "confirming", |w| w.confirm())?;
+    match out {
+        Outcome::Confirmed { blocks: 0 } => println!("nothing is on trial"),
+        Outcome::Confirmed { blocks } => {
+            println!("confirmed: {blocks} block(s) on trial are kept from now on")
+        }
+        _ => {}
     }
     Ok(())
 }

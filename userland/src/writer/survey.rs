@@ -9,7 +9,8 @@
 //! * a header that was never sealed (a cut header program or a cut erase over a header: see
 //!   `header::damage`), and unrecognised bytes on a partition that carries a snapinit block or
 //!   such a torn header (a cut payload program or erase);
-//! * a valid block whose live mark is programmed (dropped by a rollback, or a layout marker);
+//! * a valid block whose live mark is programmed (dropped by a rollback, or a layout marker), or
+//!   whose trial boots ran out unconfirmed (rolled back by the boot path);
 //! * a valid live block the chain does not reach that is older than the newest visible block
 //!   (superseded: a volatile copy after a commit, a stale block a later write replaced), or
 //!   that links to a dropped or superseded block (the rest of a rolled-back chain);
@@ -17,7 +18,7 @@
 
 use snapinit::chain::{ChainView, End, Foreign, Layout, Reject};
 use snapinit::flash::ReadNorFlash;
-use snapinit::header::{self, Damage, Digest32, Header, HeaderError, Kind, HEADER_LEN};
+use snapinit::header::{self, Damage, Digest32, Header, HeaderError, Kind, Trial, HEADER_LEN};
 use std::collections::HashSet;
 use std::fmt;
 
@@ -246,7 +247,10 @@ pub fn survey<F: ReadNorFlash>(
         let suspect = match (r.kind, r.reason) {
             (_, Reject::TooMany) => Some(Suspect::TooMany { offset: r.offset }),
             (Some(Kind::Snapshot), reason)
-                if !matches!(reason, Reject::Unlinked | Reject::Dropped) =>
+                if !matches!(
+                    reason,
+                    Reject::Unlinked | Reject::Dropped | Reject::TrialExhausted
+                ) =>
             {
                 Some(Suspect::Damaged {
                     offset: r.offset,
@@ -263,7 +267,11 @@ pub fn survey<F: ReadNorFlash>(
         }
     }
     let current = view.volatile().map(|v| v.header.fields.generation);
-    for r in &view.rejected_volatiles {
+    for r in view
+        .rejected_volatiles
+        .iter()
+        .filter(|r| r.reason != Reject::TrialExhausted)
+    {
         // A rotten copy older than a verified one is superseded; any other is data.
         let superseded = match (current, read_valid(flash, r.offset)?) {
             (Some(cur), Some(h)) => h.fields.generation < cur,
@@ -353,7 +361,10 @@ pub fn survey<F: ReadNorFlash>(
                 continue;
             }
             let f = &h.fields;
-            if !h.marks.live || f.generation < visible_gen || dead.contains(&f.prev) {
+            // A block whose trial ran out was rolled back by the boot: as good as dropped.
+            let rolled_back = matches!(h.trial(), Trial::Exhausted { .. });
+            if !h.marks.live || rolled_back || f.generation < visible_gen || dead.contains(&f.prev)
+            {
                 is_dead[k] = true;
                 dead.insert(h.hash);
                 changed = true;
