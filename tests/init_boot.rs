@@ -846,3 +846,17 @@ fn a_volatile_on_trial_falls_back_to_the_previous_one() {
         "{log}"
     );
 }
+
+#[test]
+fn a_chain_of_only_a_volatile_boots_it() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("only-volatile");
+    let mut img = Image::new();
+    img.volatile_in_slot(&payload(&dir, "vol", false, &|t| {
+        write(t, "etc/volatile", "alone")
+    }));
+    let (out, log) = boot_chain(&dir, img.data);
+    assert!(log.contains("0 snapshot(s), 1 volatile candidate(s)"), "{log}");
+    assert!(out.contains("VOL=alone"), "{out}");
+}
