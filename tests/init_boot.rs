@@ -857,6 +857,9 @@ fn a_chain_of_only_a_volatile_boots_it() {
         write(t, "etc/volatile", "alone")
     }));
     let (out, log) = boot_chain(&dir, img.data);
-    assert!(log.contains("0 snapshot(s), 1 volatile candidate(s)"), "{log}");
+    assert!(
+        log.contains("0 snapshot(s), 1 volatile candidate(s)"),
+        "{log}"
+    );
     assert!(out.contains("VOL=alone"), "{out}");
 }

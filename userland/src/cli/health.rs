@@ -358,6 +358,13 @@ config health 'health'
     }
 
     #[test]
+    fn the_shipped_config_is_valid() {
+        let text = include_str!("../../../openwrt/files/etc/config/snapshot");
+        let c = checks(&parse_uci(text).expect("parse")).expect("valid");
+        assert_eq!((c.deadline, c.interval, c.watchdog), (600, 20, true));
+    }
+
+    #[test]
     fn config_errors_are_named() {
         assert!(parse_uci("option x 1\n").is_err());
         assert!(parse_uci("config health\n\tbogus line here x\n").is_err());
