@@ -108,14 +108,6 @@ fn tears() -> [Tear; 4] {
     ]
 }
 
-fn used(t: &Trial) -> u16 {
-    match *t {
-        Trial::Confirmed => u16::MAX,
-        Trial::OnTrial { used, .. } => u16::from(used),
-        Trial::Exhausted { budget } => budget,
-    }
-}
-
 /// Runs `op` on a copy of `flash` cut at every operation, with every tear, and checks each.
 fn cut_everywhere(
     name: &str,
