@@ -454,6 +454,13 @@ fn deadc0de_is_recognised_exactly_as_openwrt_writes_it() {
         assert_eq!(i["foreign"], foreign, "{name}: {i}");
         let code = if foreign == "unknown" { 13 } else { 5 };
         refused(&img, &["save", "--upper", s(&u)], code, "format --force");
+        if foreign == "deadc0de" {
+            // The marker asks to be formatted: no --force needed.
+            ok(&img, &["format"]);
+            assert_eq!(info(&img)["status"], "empty");
+        } else {
+            refused(&img, &["format"], 5, "--force");
+        }
     }
 }
 

@@ -641,6 +641,8 @@ pub fn format(
                 )
             }
         )),
+        // OpenWrt's own "format me" marker: erasing it is what it asks for.
+        Status::Unformatted(Foreign::DeadCode) => None,
         Status::Unformatted(fs) => Some(format!("{fs} ({})", foreign_name(fs))),
         Status::Unreadable => Some("an unreadable first erase block".into()),
     };
@@ -658,9 +660,10 @@ pub fn format(
         )?;
     }
     let total = dev.capacity() as u64;
+    let deadc0de = view.status == Status::Unformatted(Foreign::DeadCode);
     let out = write_op(&mut dev, total, "formatting", |w| {
         w.backbuf_blocks = backbuf_blocks;
-        w.force = force;
+        w.force = force || deadc0de;
         w.format()
     })?;
     if let Outcome::Formatted { erased_blocks } = out {
