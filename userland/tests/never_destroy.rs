@@ -137,6 +137,13 @@ fn case1_ext4_partition_is_never_written() {
     );
     refused(&img, &["format"], 5, "--force");
     refused(&img, &["repair"], 13, "no snapinit chain");
+    refused(
+        &img,
+        &["convert", "--from", s(&u), "--yes", "--no-reboot"],
+        5,
+        "neither a snapinit chain nor JFFS2",
+    );
+    assert_eq!(info(&img)["foreign"], "unknown");
     // Starting over is still possible, and then the partition works.
     ok(&img, &["format", "--force", "--yes"]);
     ok(&img, &["save", "--upper", s(&u)]);

@@ -494,9 +494,15 @@ pub fn convert(
                 ))
             }
             Status::Empty => {
-                return Err(CliError::Refused(
-                    "the partition is empty (no JFFS2 overlay on it): nothing to convert; `snapshot commit --upper DIR` stores a directory as the first snapshot".into(),
-                ))
+                let path = dev.path.clone();
+                let (_, _, survey) = Writer::new(&mut dev)
+                    .survey()
+                    .map_err(|e| CliError::write(&path, e))?;
+                return Err(CliError::Refused(if survey.identity {
+                    "the partition is empty (no JFFS2 overlay on it): nothing to convert; `snapshot commit --upper DIR` stores a directory as the first snapshot".into()
+                } else {
+                    "the partition holds data that is neither a snapinit chain nor JFFS2: convert only turns a JFFS2 overlay into a chain (`snapshot format --force` erases it)".into()
+                }));
             }
             Status::Unreadable => return Err(CliError::Unreadable),
         }
