@@ -177,6 +177,7 @@ fn case2_flipped_header_bit_is_never_erased() {
     let img = chain(sc.path());
     // A bit inside snapshot 1's sealed header (its generation field).
     poke(&img, 0x18, |b| b ^ 0x04);
+    assert_eq!(info(&img)["status"], "damaged");
     every_write_refused(sc.path(), &img, 13, "has changed since");
     refused(&img, &["repair"], 11, "would erase");
     refused(&img, &["format"], 5, "--force");
