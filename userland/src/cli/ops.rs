@@ -1,9 +1,10 @@
 //! The commands that write: save, commit, rollback, upgrade, convert, format, repair.
 //!
-//! Each one takes the exclusive lock, reads the chain, does every check and all the packing
-//! first, then runs `Writer::repair` (leftovers of interrupted writes) and exactly one writer
-//! operation; the writer's own checks come before its first erase. So a command that fails
-//! before that operation's commit point leaves flash as it found it.
+//! Each one takes the exclusive lock, reads the chain, surveys the partition (refusing anything
+//! that might be data), does every check and all the packing first, then runs exactly one writer
+//! operation, which surveys again, erases the provable garbage and writes; the writer's own
+//! checks come before its first erase. So a command that fails before that operation's commit
+//! point leaves flash as it found it.
 
 use super::device::Device;
 use super::error::CliError;
@@ -157,7 +158,6 @@ pub fn save(ctx: &Ctx, upper: &Path, gzip: bool) -> Result<(), CliError> {
     require_chain(&mut dev, &view)?;
     let packed = tree::pack(upper, gzip)?;
     precheck(&view, packed.data.len(), true)?;
-    auto_repair(&mut dev)?;
     let cost = block_cost(&view, packed.data.len());
     let out = write_op(&mut dev, cost, "saving", |w| {
         w.save_volatile(&packed.payload())
@@ -188,7 +188,6 @@ pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<()
         if tree::has_content(upper)? {
             let packed = tree::pack(upper, gzip)?;
             precheck(&view, packed.data.len(), false)?;
-            auto_repair(&mut dev)?;
             let cost = block_cost(&view, packed.data.len()) + evacuation_cost(&view);
             let out = write_op(&mut dev, cost, "committing", |w| {
                 w.append_snapshot(&packed.payload())
@@ -205,7 +204,6 @@ pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<()
             if v.offset != view.next_offset {
                 precheck(&view, len, false)?;
             }
-            auto_repair(&mut dev)?;
             let cost = block_cost(&view, len) + evacuation_cost(&view);
             let out = write_op(&mut dev, cost, "committing", |w| w.commit())?;
             if let Outcome::Committed { seq } = out {
@@ -255,7 +253,6 @@ pub fn rollback(ctx: &Ctx, id: Option<usize>, yes: bool, do_reboot: bool) -> Res
             "rollback",
             &format!("Keep snapshot(s) 1..={keep} and drop {what}?"),
         )?;
-        auto_repair(&mut dev)?;
         let out = write_op(&mut dev, 0, "rolling back", |w| w.rollback(keep))?;
         if let Outcome::RolledBack { kept, dropped } = out {
             println!("rolled back: kept {kept} snapshot(s), dropped {dropped} block(s) ({what})");
@@ -444,7 +441,6 @@ pub fn upgrade(
         }
         let packed = tree::pack(upper, gzip)?;
         precheck(&view, packed.data.len(), false)?;
-        auto_repair(&mut dev)?;
         let cost = block_cost(&view, packed.data.len()) + evacuation_cost(&view);
         let out = write_op(&mut dev, cost, "storing", |w| {
             w.append_snapshot(&packed.payload())
