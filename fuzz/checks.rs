@@ -161,3 +161,48 @@ pub fn cmdline(data: &[u8]) {
     });
     let _ = settings.erase_size;
 }
+
+/// The writer's survey (what a write may erase) over the same inputs as `chain`: never panics,
+/// never lists a visible erase block as garbage or suspect, and lists no block twice.
+pub fn survey(data: &[u8]) {
+    use snapinit::chain::Layout;
+    if data.len() < 9 {
+        return;
+    }
+    let erase_size = 1u32 << (9 + u32::from(data[0] % 8));
+    let image = &data[9..];
+    let len = image.len().max(1) as u32;
+    let start = u32::from_le_bytes([data[1], data[2], data[3], data[4]]) % len;
+    let span = u32::from_le_bytes([data[5], data[6], data[7], data[8]]) % len;
+    let mut flash = Image {
+        data: image,
+        erase_size,
+        fail: (start, start.saturating_add(span)),
+    };
+    let mut buf = [0u8; 97];
+    let view = read_chain(&mut flash, &mut buf);
+    let mut layout = view.layout;
+    let total = layout.total_blocks();
+    if total < 2 {
+        return;
+    }
+    if layout.backbuf_blocks == 0 {
+        layout.backbuf_blocks = Layout::default_backbuf_blocks(total);
+    }
+    let Ok(s) = snapshot::writer::survey(&mut flash, &view, &layout) else {
+        return;
+    };
+    let mut seen = std::collections::HashSet::new();
+    for &i in s.garbage.iter().chain(s.suspect_blocks.iter()) {
+        assert!(i < total, "erase block {i} out of range");
+        assert!(seen.insert(i), "erase block {i} listed twice");
+        let at = u64::from(i) * u64::from(erase_size);
+        for b in view.snapshots.iter().chain(view.volatiles.iter()) {
+            assert!(
+                at < u64::from(b.offset) || at >= b.end(),
+                "visible block at {:#x} would be erased",
+                b.offset
+            );
+        }
+    }
+}

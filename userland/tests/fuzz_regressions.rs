@@ -50,6 +50,7 @@ fn every_saved_fuzz_input_passes() {
         ("tar", checks::tar),
         ("gzip", checks::gzip),
         ("cmdline", checks::cmdline),
+        ("survey", checks::survey),
     ] {
         let n = replay(target, check);
         assert!(n > 0, "no seeds for {target}");

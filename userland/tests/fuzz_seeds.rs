@@ -87,6 +87,7 @@ fn expected() -> Vec<(String, Vec<u8>)> {
     for (name, f) in chains() {
         let mut seed = CHAIN_PREFIX.to_vec();
         seed.extend_from_slice(f.contents());
+        files.push((format!("survey/{name}"), seed.clone()));
         files.push((format!("chain/{name}"), seed));
         for (i, block) in f.contents().chunks(ERASE as usize).enumerate() {
             if block[..HEADER_LEN].iter().any(|&b| b != 0xFF) {
@@ -122,7 +123,7 @@ fn fuzz_seed_corpora() {
             fs::write(&p, data).expect("write seed");
         }
     }
-    for target in ["header", "chain", "tar", "gzip", "cmdline"] {
+    for target in ["header", "chain", "tar", "gzip", "cmdline", "survey"] {
         let n = fs::read_dir(dir.join(target))
             .map(|d| d.count())
             .unwrap_or(0);

@@ -137,6 +137,13 @@ fn case1_ext4_partition_is_never_written() {
     );
     refused(&img, &["format"], 5, "--force");
     refused(&img, &["repair"], 13, "no snapinit chain");
+    refused(
+        &img,
+        &["convert", "--from", s(&u), "--yes", "--no-reboot"],
+        5,
+        "neither a snapinit chain nor JFFS2",
+    );
+    assert_eq!(info(&img)["foreign"], "unknown");
     // Starting over is still possible, and then the partition works.
     ok(&img, &["format", "--force", "--yes"]);
     ok(&img, &["save", "--upper", s(&u)]);
@@ -170,6 +177,7 @@ fn case2_flipped_header_bit_is_never_erased() {
     let img = chain(sc.path());
     // A bit inside snapshot 1's sealed header (its generation field).
     poke(&img, 0x18, |b| b ^ 0x04);
+    assert_eq!(info(&img)["status"], "damaged");
     every_write_refused(sc.path(), &img, 13, "has changed since");
     refused(&img, &["repair"], 11, "would erase");
     refused(&img, &["format"], 5, "--force");
@@ -454,6 +462,13 @@ fn deadc0de_is_recognised_exactly_as_openwrt_writes_it() {
         assert_eq!(i["foreign"], foreign, "{name}: {i}");
         let code = if foreign == "unknown" { 13 } else { 5 };
         refused(&img, &["save", "--upper", s(&u)], code, "format --force");
+        if foreign == "deadc0de" {
+            // The marker asks to be formatted: no --force needed.
+            ok(&img, &["format"]);
+            assert_eq!(info(&img)["status"], "empty");
+        } else {
+            refused(&img, &["format"], 5, "--force");
+        }
     }
 }
 

@@ -66,7 +66,8 @@ pub struct Info {
     pub erase_size: u32,
     pub capacity: u64,
     pub total_blocks: u32,
-    /// "chain", "empty", "unformatted" or "unreadable".
+    /// "chain", "empty", "damaged" (no valid chain, but blocks that might be data), "unformatted"
+    /// or "unreadable".
     pub status: &'static str,
     /// The foreign filesystem of an unformatted partition ("jffs2", "deadc0de", "ubi", "squashfs").
     pub foreign: Option<&'static str>,
@@ -183,6 +184,9 @@ pub fn gather(dev: &Device, view: &ChainView) -> Info {
     let (status, foreign) = match view.status {
         Status::Chain => ("chain", None),
         Status::Empty if unknown.is_some() => ("unformatted", unknown),
+        Status::Empty if surveyed.as_ref().is_some_and(|s| !s.suspects.is_empty()) => {
+            ("damaged", None)
+        }
         Status::Empty => ("empty", None),
         Status::Unformatted(f) => ("unformatted", Some(foreign_name(f))),
         Status::Unreadable => ("unreadable", None),
@@ -301,6 +305,9 @@ pub fn render(info: &Info) -> String {
         }
         ("unformatted", Some(f)) => format!("unformatted: holds a foreign filesystem ({f})"),
         ("empty", _) => "empty (no valid block)".to_string(),
+        ("damaged", _) => {
+            "damaged: no valid chain, but blocks that might be data (below)".to_string()
+        }
         ("chain", _) => format!(
             "chain: {} snapshot(s), {}",
             info.snapshots.len(),

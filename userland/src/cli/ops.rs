@@ -1,9 +1,10 @@
 //! The commands that write: save, commit, rollback, upgrade, convert, format, repair.
 //!
-//! Each one takes the exclusive lock, reads the chain, does every check and all the packing
-//! first, then runs `Writer::repair` (leftovers of interrupted writes) and exactly one writer
-//! operation; the writer's own checks come before its first erase. So a command that fails
-//! before that operation's commit point leaves flash as it found it.
+//! Each one takes the exclusive lock, reads the chain, surveys the partition (refusing anything
+//! that might be data), does every check and all the packing first, then runs exactly one writer
+//! operation, which surveys again, erases the provable garbage and writes; the writer's own
+//! checks come before its first erase. So a command that fails before that operation's commit
+//! point leaves flash as it found it.
 
 use super::device::Device;
 use super::error::CliError;
@@ -157,7 +158,6 @@ pub fn save(ctx: &Ctx, upper: &Path, gzip: bool) -> Result<(), CliError> {
     require_chain(&mut dev, &view)?;
     let packed = tree::pack(upper, gzip)?;
     precheck(&view, packed.data.len(), true)?;
-    auto_repair(&mut dev)?;
     let cost = block_cost(&view, packed.data.len());
     let out = write_op(&mut dev, cost, "saving", |w| {
         w.trial_budget = ctx.trial;
@@ -189,7 +189,6 @@ pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<()
         if tree::has_content(upper)? {
             let packed = tree::pack(upper, gzip)?;
             precheck(&view, packed.data.len(), false)?;
-            auto_repair(&mut dev)?;
             let cost = block_cost(&view, packed.data.len()) + evacuation_cost(&view);
             let out = write_op(&mut dev, cost, "committing", |w| {
                 w.trial_budget = ctx.trial;
@@ -207,7 +206,6 @@ pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<()
             if v.offset != view.next_offset {
                 precheck(&view, len, false)?;
             }
-            auto_repair(&mut dev)?;
             let cost = block_cost(&view, len) + evacuation_cost(&view);
             let out = write_op(&mut dev, cost, "committing", |w| {
                 w.trial_budget = ctx.trial;
@@ -260,7 +258,6 @@ pub fn rollback(ctx: &Ctx, id: Option<usize>, yes: bool, do_reboot: bool) -> Res
             "rollback",
             &format!("Keep snapshot(s) 1..={keep} and drop {what}?"),
         )?;
-        auto_repair(&mut dev)?;
         let out = write_op(&mut dev, 0, "rolling back", |w| w.rollback(keep))?;
         if let Outcome::RolledBack { kept, dropped } = out {
             println!("rolled back: kept {kept} snapshot(s), dropped {dropped} block(s) ({what})");
@@ -449,7 +446,6 @@ pub fn upgrade(
         }
         let packed = tree::pack(upper, gzip)?;
         precheck(&view, packed.data.len(), false)?;
-        auto_repair(&mut dev)?;
         let cost = block_cost(&view, packed.data.len()) + evacuation_cost(&view);
         let out = write_op(&mut dev, cost, "storing", |w| {
             w.trial_budget = ctx.trial;
@@ -500,9 +496,15 @@ pub fn convert(
                 ))
             }
             Status::Empty => {
-                return Err(CliError::Refused(
-                    "the partition is empty (no JFFS2 overlay on it): nothing to convert; `snapshot commit --upper DIR` stores a directory as the first snapshot".into(),
-                ))
+                let path = dev.path.clone();
+                let (_, _, survey) = Writer::new(&mut dev)
+                    .survey()
+                    .map_err(|e| CliError::write(&path, e))?;
+                return Err(CliError::Refused(if survey.identity {
+                    "the partition is empty (no JFFS2 overlay on it): nothing to convert; `snapshot commit --upper DIR` stores a directory as the first snapshot".into()
+                } else {
+                    "the partition holds data that is neither a snapinit chain nor JFFS2: convert only turns a JFFS2 overlay into a chain (`snapshot format --force` erases it)".into()
+                }));
             }
             Status::Unreadable => return Err(CliError::Unreadable),
         }
@@ -647,6 +649,8 @@ pub fn format(
                 )
             }
         )),
+        // OpenWrt's own "format me" marker: erasing it is what it asks for.
+        Status::Unformatted(Foreign::DeadCode) => None,
         Status::Unformatted(fs) => Some(format!("{fs} ({})", foreign_name(fs))),
         Status::Unreadable => Some("an unreadable first erase block".into()),
     };
@@ -664,9 +668,10 @@ pub fn format(
         )?;
     }
     let total = dev.capacity() as u64;
+    let deadc0de = view.status == Status::Unformatted(Foreign::DeadCode);
     let out = write_op(&mut dev, total, "formatting", |w| {
         w.backbuf_blocks = backbuf_blocks;
-        w.force = force;
+        w.force = force || deadc0de;
         w.format()
     })?;
     if let Outcome::Formatted { erased_blocks } = out {

@@ -97,10 +97,16 @@ impl fmt::Display for Suspect {
                 kind,
                 seq,
                 generation,
-            } => write!(
-                f,
-                "{kind} {seq} (generation {generation}) at {offset:#x} is valid but the chain does not reach it"
-            ),
+            } => match kind {
+                Kind::Snapshot => write!(
+                    f,
+                    "snapshot {seq} (generation {generation}) at {offset:#x} is valid but the chain does not reach it"
+                ),
+                Kind::Volatile => write!(
+                    f,
+                    "volatile over snapshot {seq} (generation {generation}) at {offset:#x} is valid but the chain does not reach it"
+                ),
+            },
             Suspect::OtherGeometry {
                 offset,
                 erase_size,

@@ -1,0 +1,11 @@
+//! The writer's survey of everything besides the chain: see `checks::survey` (fuzz/checks.rs).
+#![no_main]
+
+#[path = "../checks.rs"]
+#[allow(dead_code)]
+mod checks;
+#[path = "../../src/init/cmdline.rs"]
+#[allow(dead_code)]
+mod cmdline;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::survey(data));
