@@ -89,6 +89,8 @@ pub enum CliError {
         need: u64,
         free: u64,
     },
+    #[error("the volatile needs {need} bytes but the back buffer holds {backbuf}: `snapshot commit` stores these changes as a snapshot (which needs no back-buffer room), or `snapshot format --backbuf-blocks N` makes a larger back buffer (erasing the chain)")]
+    VolatileTooLarge { need: u64, backbuf: u64 },
     #[error("the partition is too small: {blocks} erase blocks")]
     TooSmall { blocks: u32 },
     #[error("bad back buffer: {0}")]
@@ -169,7 +171,7 @@ impl CliError {
             Geometry { .. } | Layout(_) => code::GEOMETRY,
             Lock { .. } | Locked { .. } => code::LOCKED,
             Unformatted(_) | Refused(_) | BadBackbuf(_) => code::STATE,
-            NoSpace { .. } | TooSmall { .. } => code::NO_SPACE,
+            NoSpace { .. } | VolatileTooLarge { .. } | TooSmall { .. } => code::NO_SPACE,
             NoVolatile | NoSuchSnapshot { .. } => code::NOT_FOUND,
             BadId(_) => code::USAGE,
             Pack { .. } | Unpack { .. } | Io { .. } => code::TREE,
@@ -193,11 +195,9 @@ impl CliError {
             WriteError::Unreadable => CliError::Unreadable,
             WriteError::NoVolatile => CliError::NoVolatile,
             WriteError::NoSuchSnapshot { id, have } => CliError::NoSuchSnapshot { id, have },
-            WriteError::VolatileTooLarge { need, backbuf } => CliError::NoSpace {
-                what: "volatile (it must fit the back buffer)",
-                need,
-                free: backbuf,
-            },
+            WriteError::VolatileTooLarge { need, backbuf } => {
+                CliError::VolatileTooLarge { need, backbuf }
+            }
             WriteError::NoSpace { need, free } => CliError::NoSpace {
                 what: "block",
                 need,

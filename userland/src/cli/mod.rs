@@ -95,14 +95,14 @@ struct Global {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Show the partition, its layout and every block (alias: list)
+    /// Show the partition, its layout and every block
     #[command(visible_alias = "list")]
     Info {
         /// Print one JSON object instead of the table
         #[arg(long)]
         json: bool,
     },
-    /// Store the overlay's upper directory as the volatile block (alias: config)
+    /// Store the overlay's upper directory as the volatile block
     ///
     /// The volatile replaces the previous one and is unpacked into the upper directory at the
     /// next boot. Sockets, FIFOs and device nodes other than whiteouts are skipped (listed on
@@ -112,7 +112,7 @@ enum Cmd {
         #[command(flatten)]
         pack: PackArgs,
     },
-    /// Make the current state a new snapshot, then reboot (alias: push)
+    /// Make the current state a new snapshot, then reboot
     ///
     /// If the upper directory has content it is packed and appended as a snapshot (superseding
     /// the volatile); otherwise the stored volatile is committed as it is.
@@ -172,7 +172,7 @@ enum Cmd {
         #[arg(long)]
         no_reboot: bool,
     },
-    /// Make the partition an empty chain (alias: mark)
+    /// Make the partition an empty chain
     ///
     /// An empty or erased partition is formatted at once. One that holds snapshots, a volatile
     /// or another filesystem needs --force and confirmation.
@@ -246,6 +246,10 @@ enum Cmd {
     Diff {
         /// Snapshot number or `volatile` [default: the volatile, else the newest snapshot]
         id: Option<String>,
+        /// The read-only root below the chain: an entry no snapshot below has but this
+        /// directory has is shown as a modification (M), not an addition
+        #[arg(long, default_value = "/rom", value_name = "DIR")]
+        rom: PathBuf,
     },
 }
 
@@ -352,7 +356,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         } => health::health(&ctx, &config, once, !no_reboot),
         Cmd::Repair { yes } => ops::repair(&ctx, yes),
         Cmd::Extract { id, dir, salvage } => read::extract(&ctx, &id, &dir, salvage),
-        Cmd::Diff { id } => read::diff(&ctx, id.as_deref()),
+        Cmd::Diff { id, rom } => read::diff(&ctx, id.as_deref(), &rom),
     }
 }
 

@@ -53,10 +53,9 @@ fn precheck(view: &ChainView, len: usize, volatile: bool) -> Result<(), CliError
     let (layout, _) = effective_layout(view);
     let need = span_blocks(len as u64, layout.erase_size) * u64::from(layout.erase_size);
     if volatile && need > layout.backbuf_bytes() {
-        return Err(CliError::NoSpace {
-            what: "volatile (it must fit the back buffer)",
+        return Err(CliError::VolatileTooLarge {
             need,
-            free: layout.backbuf_bytes(),
+            backbuf: layout.backbuf_bytes(),
         });
     }
     let free = u64::from(layout.backbuf_offset()).saturating_sub(u64::from(view.next_offset));
@@ -84,17 +83,38 @@ fn write_op<T>(
     res.map_err(|e| CliError::write(&path, e))
 }
 
-/// Erases the leftovers of interrupted or dropped writes; says so when it did.
+/// Erases what a rollback dropped, so the space is free at once: housekeeping, said as such.
 fn auto_repair(dev: &mut Device) -> Result<(), CliError> {
-    let out = write_op(dev, 0, "repairing", |w| w.repair())?;
+    let out = write_op(dev, 0, "freeing", |w| w.repair())?;
     if let Outcome::Repaired { erased_blocks } = out {
         if erased_blocks > 0 {
-            eprintln!(
-                "snapshot: repair: erased {erased_blocks} erase block(s) no longer in use (superseded, dropped or torn blocks)"
-            );
+            println!("freed the space of what was dropped ({erased_blocks} erase block(s) erased)");
         }
     }
     Ok(())
+}
+
+/// The confirmed block `b` stores exactly `packed`'s bytes.
+fn same_payload(dev: &mut Device, b: &snapinit::Block, packed: &Packed) -> bool {
+    let f = &b.header.fields;
+    if f.compression != packed.compression
+        || f.payload_len != packed.data.len() as u64
+        || !matches!(b.header.trial(), snapinit::header::Trial::Confirmed)
+    {
+        return false;
+    }
+    let mut stored = vec![0u8; packed.data.len()];
+    snapinit::flash::ReadNorFlash::read(dev, b.offset + HEADER_LEN as u32, &mut stored).is_ok()
+        && stored == packed.data
+}
+
+/// "snapshots 2 to 4", "snapshot 3", "no snapshot".
+fn snapshots_in_words(from: usize, to: usize) -> String {
+    match (from, to) {
+        (f, t) if f > t => "no snapshot".to_string(),
+        (f, t) if f == t => format!("snapshot {f}"),
+        (f, t) => format!("snapshots {f} to {t}"),
+    }
 }
 
 /// Bytes a block of `len` payload bytes erases and programs (for progress bars).
@@ -157,6 +177,21 @@ pub fn save(ctx: &Ctx, upper: &Path, gzip: bool) -> Result<(), CliError> {
     let view = read_view(&mut dev);
     require_chain(&mut dev, &view)?;
     let packed = tree::pack(upper, gzip)?;
+    // Writing the same bytes again would only wear the flash.
+    match view.volatile() {
+        Some(v) if ctx.trial == 0 && same_payload(&mut dev, v, &packed) => {
+            println!("nothing changed since the last save: flash untouched");
+            return Ok(());
+        }
+        None if packed.report.entries == 0 => {
+            println!(
+                "nothing to save: {} is empty and there is no volatile",
+                upper.display()
+            );
+            return Ok(());
+        }
+        _ => {}
+    }
     precheck(&view, packed.data.len(), true)?;
     let cost = block_cost(&view, packed.data.len());
     let out = write_op(&mut dev, cost, "saving", |w| {
@@ -247,20 +282,23 @@ pub fn rollback(ctx: &Ctx, id: Option<usize>, yes: bool, do_reboot: bool) -> Res
         }
         let mut what = Vec::new();
         if keep < have {
-            what.push(format!("snapshot(s) {}..={have}", keep + 1));
+            what.push(snapshots_in_words(keep + 1, have));
         }
         if has_volatile {
-            what.push("the volatile".to_string());
+            what.push("the saved changes (volatile)".to_string());
         }
         let what = what.join(" and ");
         ui::confirm(
             yes,
             "rollback",
-            &format!("Keep snapshot(s) 1..={keep} and drop {what}?"),
+            &format!("Keep {} and drop {what}?", snapshots_in_words(1, keep)),
         )?;
         let out = write_op(&mut dev, 0, "rolling back", |w| w.rollback(keep))?;
-        if let Outcome::RolledBack { kept, dropped } = out {
-            println!("rolled back: kept {kept} snapshot(s), dropped {dropped} block(s) ({what})");
+        if let Outcome::RolledBack { kept, .. } = out {
+            println!(
+                "rolled back: kept {}, dropped {what}",
+                snapshots_in_words(1, kept)
+            );
         }
         // Erase what was dropped now, so the space is free and `verify` sees a clean chain.
         auto_repair(&mut dev)?;

@@ -460,7 +460,7 @@ fn describe_entry(e: &Entry) -> String {
     format!("{kind}, mode {:04o}, {}:{}", e.mode, e.uid, e.gid)
 }
 
-pub fn diff(ctx: &Ctx, id: Option<&str>) -> Result<(), CliError> {
+pub fn diff(ctx: &Ctx, id: Option<&str>, rom: &Path) -> Result<(), CliError> {
     let (_lock, mut dev) = ctx.open(false)?;
     let view = read_view(&mut dev);
     readable_chain(&view)?;
@@ -503,10 +503,13 @@ pub fn diff(ctx: &Ctx, id: Option<&str>) -> Result<(), CliError> {
                 .get(path)
                 .map(|(_, sig)| sig.as_str())
                 .filter(|sig| !sig.starts_with("whiteout"));
+            // Not in a snapshot below, but in the read-only root: a modification of it.
+            let in_rom = || std::fs::symlink_metadata(rom.join(path)).is_ok();
             let tag = match (&e.kind, below) {
                 (EntryKind::Whiteout, _) => "D",
                 (_, Some(sig)) if sig == signature(e) => "=",
                 (_, Some(_)) => "M",
+                (_, None) if in_rom() => "M",
                 (_, None) => "A",
             };
             lines.push(format!("{tag} {path} ({})", describe_entry(e)));

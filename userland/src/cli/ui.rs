@@ -8,9 +8,15 @@ pub fn stderr_is_tty() -> bool {
     std::io::stderr().is_terminal()
 }
 
+/// Progress is drawn only on a terminal that can redraw a line: not on a dumb one (TERM unset
+/// or `dumb`, as on some serial consoles), where every redraw would be a new line.
+fn draws() -> bool {
+    stderr_is_tty() && std::env::var("TERM").is_ok_and(|t| !t.is_empty() && t != "dumb")
+}
+
 /// A byte counter with a known total, or hidden when stderr is not a terminal.
 pub fn bar(total: u64, msg: &'static str) -> ProgressBar {
-    if !stderr_is_tty() {
+    if !draws() {
         return ProgressBar::hidden();
     }
     let pb = ProgressBar::new(total);
@@ -25,7 +31,7 @@ pub fn bar(total: u64, msg: &'static str) -> ProgressBar {
 
 /// A spinner for work of unknown size, or hidden when stderr is not a terminal.
 pub fn spinner(msg: &'static str) -> ProgressBar {
-    if !stderr_is_tty() {
+    if !draws() {
         return ProgressBar::hidden();
     }
     let pb = ProgressBar::new_spinner();

@@ -1,0 +1,118 @@
+//! What a new admin meets in the CLI (issue 16): each behaviour change with its test.
+
+mod cli_common;
+
+use cli_common::*;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+fn e4<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["--erase-size", "4096"];
+    v.extend_from_slice(args);
+    v
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// A file with its parent directories.
+fn put(path: &Path, data: &[u8]) {
+    fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    file(path, data, 0o644, (0, 0));
+}
+
+#[test]
+fn help_names_each_alias_once() {
+    let o = Command::new(bin()).arg("--help").output().expect("run");
+    let help = String::from_utf8_lossy(&o.stdout);
+    for alias in ["list", "config", "push", "mark"] {
+        let line = help
+            .lines()
+            .find(|l| l.contains(&format!("[alias: {alias}]")))
+            .unwrap_or_else(|| panic!("no [alias: {alias}]:\n{help}"));
+        assert_eq!(line.matches("alias").count(), 1, "{line}");
+    }
+}
+
+#[test]
+fn an_unchanged_save_writes_nothing_and_an_empty_one_neither() {
+    let sc = scratch();
+    let base = sc.path();
+    let img = image(base, "flash.img", 256 << 10);
+    ok(&img, &e4(&["format"]));
+    let empty = base.join("empty");
+    fs::create_dir(&empty).expect("mkdir");
+    let before = fs::read(&img).expect("read");
+    let out = ok(&img, &e4(&["save", "--upper", s(&empty)]));
+    assert!(out.contains("nothing to save"), "{out}");
+    assert_eq!(fs::read(&img).expect("read"), before, "an empty save wrote");
+
+    let upper = base.join("upper");
+    put(&upper.join("etc/network"), b"lan");
+    ok(&img, &e4(&["save", "--upper", s(&upper)]));
+    let saved = fs::read(&img).expect("read");
+    let out = ok(&img, &e4(&["save", "--upper", s(&upper)]));
+    assert!(out.contains("nothing changed since the last save"), "{out}");
+    assert_eq!(
+        fs::read(&img).expect("read"),
+        saved,
+        "an unchanged save wrote"
+    );
+    // A change is saved.
+    put(&upper.join("etc/network"), b"wan");
+    let out = ok(&img, &e4(&["save", "--upper", s(&upper)]));
+    assert!(out.contains("saved volatile"), "{out}");
+}
+
+#[test]
+fn a_volatile_too_large_for_the_back_buffer_says_what_would_take_it() {
+    let sc = scratch();
+    let base = sc.path();
+    let img = image(base, "flash.img", 64 << 10);
+    ok(&img, &e4(&["format"]));
+    let big = base.join("big");
+    put(&big.join("f"), &noise(30_000, 5));
+    let o = fails(&img, &e4(&["save", "--upper", s(&big)]), 6);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("`snapshot commit`"), "{err}");
+    assert!(err.contains("--backbuf-blocks"), "{err}");
+}
+
+#[test]
+fn diff_shows_a_changed_file_of_the_read_only_root_as_modified() {
+    let sc = scratch();
+    let base = sc.path();
+    let img = image(base, "flash.img", 256 << 10);
+    ok(&img, &e4(&["format"]));
+    let rom = base.join("rom");
+    put(&rom.join("etc/config/network"), b"rom");
+    let upper = base.join("upper");
+    put(&upper.join("etc/config/network"), b"changed");
+    put(&upper.join("etc/config/new"), b"new");
+    ok(&img, &e4(&["save", "--upper", s(&upper)]));
+    let out = ok(&img, &e4(&["diff", "--rom", s(&rom)]));
+    assert!(out.contains("M etc/config/network"), "{out}");
+    assert!(out.contains("A etc/config/new"), "{out}");
+    // Without the read-only root, both are additions to the chain.
+    let out = ok(&img, &e4(&["diff", "--rom", s(&base.join("none"))]));
+    assert!(out.contains("A etc/config/network"), "{out}");
+}
+
+#[test]
+fn rollback_speaks_in_words() {
+    let sc = scratch();
+    let base = sc.path();
+    let img = image(base, "flash.img", 256 << 10);
+    ok(&img, &e4(&["format"]));
+    let upper = base.join("upper");
+    put(&upper.join("etc/a"), b"a");
+    ok(&img, &e4(&["commit", "--upper", s(&upper), "--no-reboot"]));
+    let out = ok(&img, &e4(&["rollback", "0", "--yes", "--no-reboot"]));
+    assert!(!out.contains("..="), "{out}");
+    assert!(
+        out.contains("rolled back: kept no snapshot, dropped snapshot 1"),
+        "{out}"
+    );
+}
