@@ -72,9 +72,12 @@ fn chain(base: &Path) -> PathBuf {
     ok(&img, &["commit", "--upper", s(&u1), "--no-reboot"]);
     let u2 = upper(base, "u2", 2);
     ok(&img, &["commit", "--upper", s(&u2), "--no-reboot"]);
+    // Two saves of different content: both volatile copies hold a state (an unchanged save
+    // writes nothing).
     let u3 = upper(base, "u3", 3);
     ok(&img, &["save", "--upper", s(&u3)]);
-    ok(&img, &["save", "--upper", s(&u3)]);
+    let u4 = upper(base, "u4", 4);
+    ok(&img, &["save", "--upper", s(&u4)]);
     img
 }
 
