@@ -587,7 +587,8 @@ def table(cfg, sizes, rss, replay, verify, save, cg, cg_note, started):
 NOTES = """\
 How: CPU = user + sys of the whole process tree (getrusage RUSAGE_CHILDREN), in ms; each ratio is
 taken round by round, then its median (min–max) over the {rounds} rounds; 〃 = the same runs of
-ours as the row above, against another anchor. Replay: the release PID 1 as PID 1 of `unshare -m -p
+ours as the row above, against another anchor. Wall times are medians of the same differences and
+only indicative on a busy machine (the load at the start is in the header). Replay: the release PID 1 as PID 1 of `unshare -m -p
 --fork --mount-proc` over a squashfs root holding the chain (`snapinit.device=/chain.img`, stored
 uncompressed, -noD: reading it is a copy, as reading raw flash is), minus a boot of the same root
 from an erased image of the same size; the anchors extract the same payload bytes, cut out of that

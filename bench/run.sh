@@ -54,7 +54,8 @@ else
 fi
 
 work=$(mktemp -d /var/tmp/snapinit-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT INT TERM
+trap 'rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
 rounds=""
 [ -n "${ROUNDS:-}" ] && rounds="--rounds $ROUNDS"
 # A private mount namespace: the tmpfs and every mount below it vanish with it.
