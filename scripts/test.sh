@@ -19,7 +19,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 missing=""
 for pair in mksquashfs:squashfs-tools unshare:util-linux file:file gzip:gzip tar:tar \
-            setfattr:attr bsdtar:libarchive-tools python3:python3; do
+            setfattr:attr bsdtar:libarchive-tools python3:python3 mkfs.ext4:e2fsprogs g++:g++ \
+            ping:iputils-ping; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
 done
 file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || missing="$missing busybox-static"
@@ -44,6 +45,9 @@ cargo test --workspace
 step "power-cut and bit-flip proof (figures)"
 cargo test -p snapshot --test powercut -- --nocapture --test-threads=2 2>&1 \
     | grep -E 'checked|erase counts|test result'
+
+step "fuzz smoke: every cargo-fuzz target for a few seconds (fuzz/run.sh)"
+fuzz/run.sh "${FUZZ_SMOKE_SECONDS:-5}"
 
 step "benchmark, quick: it must run; it asserts no time (bench/run.sh)"
 bench/run.sh --quick

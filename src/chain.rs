@@ -7,7 +7,7 @@
 //! of the back buffer.
 
 use crate::flash::{Geometry, ReadNorFlash};
-use crate::header::{self, Digest32, Header, HeaderError, Kind, HEADER_LEN};
+use crate::header::{self, Digest32, Header, HeaderError, Kind, Trial, HEADER_LEN};
 use crate::payload::payload_sha256;
 use core::fmt;
 
@@ -22,10 +22,13 @@ pub struct Block {
 }
 
 impl Block {
-    /// Offset just past the block's last erase block.
+    /// Offset just past the block's last erase block. Saturates: the length comes from flash,
+    /// and an absurd one must fail the bounds checks, not overflow.
     pub fn end(&self) -> u64 {
-        u64::from(self.offset)
-            + self.header.span_blocks() * u64::from(self.header.fields.erase_size)
+        self.header
+            .span_blocks()
+            .saturating_mul(u64::from(self.header.fields.erase_size))
+            .saturating_add(u64::from(self.offset))
     }
 }
 
@@ -75,6 +78,8 @@ pub enum Reject {
     Read,
     /// More snapshots than this reader holds.
     TooMany,
+    /// On trial, every allowed boot spent without a confirmation: rolled back by the boot.
+    TrialExhausted,
 }
 
 impl fmt::Display for Reject {
@@ -83,10 +88,15 @@ impl fmt::Display for Reject {
             Reject::Header(e) => write!(f, "header: {e}"),
             Reject::Unlinked => f.write_str("not linked to the block below (stale)"),
             Reject::Dropped => f.write_str("dropped by a rollback"),
-            Reject::Geometry => f.write_str("geometry does not match the partition"),
+            Reject::Geometry => f.write_str(
+                "geometry does not match the partition (erase size, back buffer, or the block runs past its region)",
+            ),
             Reject::PayloadHash => f.write_str("payload SHA-256 mismatch"),
             Reject::Read => f.write_str("flash read error"),
             Reject::TooMany => f.write_str("too many snapshots"),
+            Reject::TrialExhausted => {
+                f.write_str("on trial, every allowed boot spent without a confirmation")
+            }
         }
     }
 }
@@ -192,6 +202,9 @@ impl<F: ReadNorFlash> Walker<'_, F> {
         if !header.marks.live {
             return Err((kind, Reject::Dropped));
         }
+        if matches!(header.trial(), Trial::Exhausted { .. }) {
+            return Err((kind, Reject::TrialExhausted));
+        }
         let block = Block { offset, header };
         let in_backbuf = offset == self.layout.backbuf_offset();
         let limit = if in_backbuf {
@@ -220,14 +233,19 @@ pub fn verify<F: ReadNorFlash>(flash: &mut F, block: &Block, buf: &mut [u8]) -> 
     }
 }
 
-/// How much of the volatile's copies a read hashes.
+/// How much of the payloads a read hashes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Volatiles {
-    /// Every copy: what the tool reports and writes from.
+    /// Every snapshot and every volatile copy: what the tool reports and writes from.
     VerifyAll,
-    /// Only until one verifies, newest first; older copies wait in `unverified_volatiles`. The
-    /// boot path needs them only if the current one fails replay.
+    /// Every snapshot; volatile copies only until one verifies, newest first. Older copies wait
+    /// in `unverified_volatiles`.
     VerifyCurrent,
+    /// No payload: the walk checks headers, links and geometry only, and every volatile copy
+    /// waits in `unverified_volatiles`, newest first. For a reader that hashes each payload in
+    /// the same pass that consumes it and discards what it built when the hash does not match
+    /// (the boot path: one read of the flash instead of two).
+    Deferred,
 }
 
 /// The back-buffer size, from the first chain header, or else from a volatile found alone in
@@ -300,7 +318,7 @@ pub fn read_chain_with<F: ReadNorFlash + Geometry>(
     let mut slot_volatile: Option<Block> = None;
     while offset < chain_end {
         let checked = walker.check_header(offset, &prev).and_then(|block| {
-            if block.header.fields.kind == Kind::Snapshot {
+            if block.header.fields.kind == Kind::Snapshot && volatiles != Volatiles::Deferred {
                 verify(walker.flash, &block, walker.buf).map_err(|r| (Some(Kind::Snapshot), r))?;
             }
             Ok(block)
@@ -371,7 +389,12 @@ pub fn read_chain_with<F: ReadNorFlash + Geometry>(
         // Newest first: the current copy is the highest generation that verifies.
         candidates.sort_unstable_by_key(|v| core::cmp::Reverse(v.header.fields.generation));
         for v in candidates {
-            if volatiles == Volatiles::VerifyCurrent && !view.volatiles.is_empty() {
+            let hashed = match volatiles {
+                Volatiles::VerifyAll => true,
+                Volatiles::VerifyCurrent => view.volatiles.is_empty(),
+                Volatiles::Deferred => false,
+            };
+            if !hashed {
                 let _ = view.unverified_volatiles.push(v);
                 continue;
             }
@@ -390,7 +413,10 @@ pub fn read_chain_with<F: ReadNorFlash + Geometry>(
         }
     }
     view.max_generation = walker.max_generation;
-    view.status = if view.snapshots.is_empty() && view.volatiles.is_empty() {
+    view.status = if view.snapshots.is_empty()
+        && view.volatiles.is_empty()
+        && view.unverified_volatiles.is_empty()
+    {
         first_slot_status(walker.flash)
     } else {
         Status::Chain
@@ -412,15 +438,24 @@ fn first_slot_status<F: ReadNorFlash>(flash: &mut F) -> Status {
     }
 }
 
-/// Filesystems that a partition called rootfs_data may hold instead of a chain.
+/// Filesystems that a partition called rootfs_data may hold instead of a chain, recognised by
+/// the first bytes of the partition exactly as OpenWrt writes and reads them (docs/FORMAT.md,
+/// "Foreign filesystems").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Foreign {
-    /// A JFFS2 overlay (node magic 0x1985 in either byte order): `snapshot convert` material.
+    /// A JFFS2 overlay: node magic 0x1985 in the byte order of the CPU that wrote it (85 19 on
+    /// little-endian units, 19 85 on big-endian ones): `snapshot convert` material.
     Jffs2,
-    /// fstools' 0xdeadc0de marker: "format me on first boot".
+    /// OpenWrt's "format me" marker: the bytes DE AD C0 DE, which the `mtd` utility and the
+    /// image tools write as a byte string and fstools reads as a big-endian word, so they are
+    /// the same on little- and big-endian units.
     DeadCode,
+    /// UBI: an erase counter header, "UBI#".
     Ubi,
+    /// A squashfs image: "hsqs" (little-endian, what mksquashfs writes) or "sqsh".
     Squashfs,
+    /// The chain of OpenWrt's original snapshot tool (fstools' FS_SNAPSHOT): "OWRT".
+    OpenWrtSnapshot,
 }
 
 impl Foreign {
@@ -430,6 +465,7 @@ impl Foreign {
             [0xde, 0xad, 0xc0, 0xde] => Some(Foreign::DeadCode),
             b"UBI#" => Some(Foreign::Ubi),
             b"hsqs" | b"sqsh" => Some(Foreign::Squashfs),
+            b"OWRT" => Some(Foreign::OpenWrtSnapshot),
             _ => None,
         }
     }
@@ -442,6 +478,7 @@ impl fmt::Display for Foreign {
             Foreign::DeadCode => "the fstools 0xdeadc0de format marker",
             Foreign::Ubi => "UBI",
             Foreign::Squashfs => "a squashfs image",
+            Foreign::OpenWrtSnapshot => "a chain of OpenWrt's original snapshot tool (OWRT)",
         })
     }
 }

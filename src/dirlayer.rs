@@ -35,6 +35,9 @@ const DIR_FLAGS: OFlags = OFlags::DIRECTORY
     .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC);
 
+/// Granularity of holes in replayed files: tmpfs allocates whole pages.
+const HOLE_PAGE: u64 = 4096;
+
 /// Deepest directory nesting removed; paths are at most 255 bytes anyway.
 const MAX_DEPTH: usize = 128;
 
@@ -509,24 +512,27 @@ impl Layer for DirLayer<'_> {
                 err: Errno::BADF,
             });
         };
-        // A run of zeros stays a hole; close_file sets the length.
-        if data.iter().all(|&b| b == 0) {
-            self.file_pos += data.len() as u64;
-            return Ok(());
-        }
-        let mut off = 0;
-        while off < data.len() {
-            let n = sys(
-                "write",
-                rustix::io::pwrite(fd, &data[off..], self.file_pos + off as u64),
-            )?;
-            if n == 0 {
-                return Err(LayerError::Sys {
-                    op: "write",
-                    err: Errno::NOSPC,
-                });
+        // Page-aligned runs of zeros stay holes (close_file sets the length); the rest is
+        // written in as few calls as the holes allow.
+        let mut at = 0;
+        while at < data.len() {
+            let pos = self.file_pos + at as u64;
+            let page = ((HOLE_PAGE - pos % HOLE_PAGE) as usize).min(data.len() - at);
+            if data[at..at + page].iter().all(|&b| b == 0) {
+                at += page;
+                continue;
             }
-            off += n;
+            // Extend the run over every following page that is not all zeros.
+            let mut end = at + page;
+            while end < data.len() {
+                let next = (end + HOLE_PAGE as usize).min(data.len());
+                if data[end..next].iter().all(|&b| b == 0) {
+                    break;
+                }
+                end = next;
+            }
+            write_all_at(fd, &data[at..end], pos)?;
+            at = end;
         }
         self.file_pos += data.len() as u64;
         Ok(())
@@ -591,6 +597,21 @@ impl Layer for DirLayer<'_> {
     fn finish(&mut self) -> Res<()> {
         self.leave()
     }
+}
+
+fn write_all_at(fd: &OwnedFd, mut data: &[u8], mut pos: u64) -> Res<()> {
+    while !data.is_empty() {
+        let n = sys("write", rustix::io::pwrite(fd, data, pos))?;
+        if n == 0 {
+            return Err(LayerError::Sys {
+                op: "write",
+                err: Errno::NOSPC,
+            });
+        }
+        data = &data[n..];
+        pos += n as u64;
+    }
+    Ok(())
 }
 
 /// What is at `name` in `dir` now, without following symlinks.

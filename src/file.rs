@@ -14,6 +14,17 @@ pub(crate) fn open<P: rustix::path::Arg>(
     writable: bool,
 ) -> Result<DeviceFlash, DeviceError> {
     let fd = open_fd(path, writable)?;
+    let st = rustix::fs::fstat(&fd).map_err(|errno| DeviceError::Io {
+        op: Op::Info,
+        offset: 0,
+        errno,
+    })?;
+    if !matches!(
+        rustix::fs::FileType::from_raw_mode(st.st_mode),
+        rustix::fs::FileType::RegularFile | rustix::fs::FileType::BlockDevice
+    ) {
+        return Err(DeviceError::NotFlash);
+    }
     // lseek to the end gives the size of regular files and block devices alike.
     let size = rustix::fs::seek(&fd, SeekFrom::End(0)).map_err(|errno| DeviceError::Io {
         op: Op::Info,

@@ -50,6 +50,8 @@ pub enum DeviceError {
     OutOfBounds {
         offset: u64,
     },
+    /// The path is a directory or another kind of file that cannot hold a chain.
+    NotFlash,
     /// The device reports a geometry the format cannot use.
     BadGeometry {
         size: u64,
@@ -68,6 +70,7 @@ impl core::fmt::Display for DeviceError {
                 write!(f, "erase at {offset:#x} is not erase-block aligned")
             }
             DeviceError::OutOfBounds { offset } => write!(f, "offset {offset:#x} out of bounds"),
+            DeviceError::NotFlash => f.write_str("not an MTD device, block device or regular file"),
             DeviceError::BadGeometry { size, erase_size } => {
                 write!(f, "unusable geometry: size {size}, erase size {erase_size}")
             }

@@ -24,6 +24,11 @@ pub const CONFIRM_MARK: usize = 0xC1;
 /// Offset of the trial-boot marks: one byte per boot attempt, cleared in order.
 pub const TRIAL_MARKS: usize = 0xC2;
 pub const TRIAL_MARKS_LEN: usize = 16;
+/// Offset of the `sealed` mark: 0x00 once the sealed part has been programmed whole (written
+/// right after it), 0xFF before that or on blocks of writers that predate it. It is what tells a
+/// header torn by a power cut (never sealed: leftovers the next write may erase) from a header
+/// that was whole and has since changed (bit rot: data, never erased without asking).
+pub const SEALED_MARK: usize = 0xD2;
 
 /// A mark byte that has been programmed.
 pub const MARK_SET: u8 = 0x00;
@@ -123,6 +128,8 @@ pub struct Marks {
     pub confirmed: bool,
     /// Trial boots already consumed.
     pub trials_used: u8,
+    /// The sealed mark is set: the header program completed (see `SEALED_MARK`).
+    pub sealed: bool,
 }
 
 /// A decoded, integrity-checked header.
@@ -294,8 +301,9 @@ fn decode_marks(b: &[u8; HEADER_LEN]) -> Result<Marks, HeaderError> {
             seen_clear = true;
         }
     }
+    let sealed = bit(SEALED_MARK)?;
     for (i, &x) in b.iter().enumerate().skip(TRIAL_MARKS + TRIAL_MARKS_LEN) {
-        if x != MARK_CLEAR {
+        if i != SEALED_MARK && x != MARK_CLEAR {
             return Err(HeaderError::CorruptMark(i));
         }
     }
@@ -303,21 +311,104 @@ fn decode_marks(b: &[u8; HEADER_LEN]) -> Result<Marks, HeaderError> {
         live: !dropped,
         confirmed,
         trials_used,
+        sealed,
     })
 }
+
+/// Where a block stands in its trial (docs/FORMAT.md, "Trial boots").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trial {
+    /// Written with no trial (budget 0), or confirmed: boots without spending anything.
+    Confirmed,
+    /// Not confirmed yet; `used` of `budget` boots spent. The boot path spends one more (the
+    /// next trial mark) each time it boots the block.
+    OnTrial { used: u8, budget: u16 },
+    /// Every allowed boot spent without a confirmation: the boot path leaves the block out,
+    /// with everything above it, and the next write drops it for good.
+    Exhausted { budget: u16 },
+}
+
+/// Most boots a block can be given on trial: one trial mark each.
+pub const MAX_TRIAL_BUDGET: u16 = TRIAL_MARKS_LEN as u16;
 
 impl Header {
     /// Erase blocks the block occupies, header included.
     pub fn span_blocks(&self) -> u64 {
         span_blocks(self.fields.payload_len, self.fields.erase_size)
     }
+
+    /// The block's trial state, from its budget and its marks.
+    pub fn trial(&self) -> Trial {
+        let budget = self.fields.trial_budget.min(MAX_TRIAL_BUDGET);
+        if budget == 0 || self.marks.confirmed {
+            Trial::Confirmed
+        } else if u16::from(self.marks.trials_used) < budget {
+            Trial::OnTrial {
+                used: self.marks.trials_used,
+                budget,
+            }
+        } else {
+            Trial::Exhausted { budget }
+        }
+    }
 }
 
-/// Erase blocks needed by a block with `payload_len` payload bytes.
+/// Erase blocks needed by a block with `payload_len` payload bytes. `payload_len` comes from
+/// flash and may be anything: the sum saturates, so an absurd length gives an absurd span that
+/// every bounds check then rejects, never an overflow.
 pub fn span_blocks(payload_len: u64, erase_size: u32) -> u64 {
-    let total = HEADER_LEN as u64 + payload_len;
+    let total = (HEADER_LEN as u64).saturating_add(payload_len);
     let e = u64::from(erase_size.max(1));
     total.div_ceil(e)
+}
+
+/// What a header that does not decode says about how it got that way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Damage {
+    /// It was written whole once and has changed since: its hash still matches but a mark or a
+    /// field is invalid, or its sealed mark is set (the header program completed) while the
+    /// hash no longer matches. Bit rot or tampering: the block is data.
+    Sealed(HeaderError),
+    /// Consistent with a header program cut by a power loss over erased flash, or an erase cut
+    /// over a header: every bit that is 1 in the magic is 1 (a cut program only fails to clear
+    /// bits, a cut erase only sets them), and it is not sealed.
+    Torn,
+    /// Not a snapinit header at all.
+    Foreign,
+}
+
+fn bits_off(a: u8, b: u8) -> u32 {
+    (a ^ b).count_ones()
+}
+
+/// Classifies a header that `decode` rejected (not for erased headers: `decode` says `Erased`).
+pub fn damage(b: &[u8; HEADER_LEN]) -> Damage {
+    match decode(b) {
+        Ok(_) | Err(HeaderError::Erased) => return Damage::Torn,
+        Err(HeaderError::BadMagic) | Err(HeaderError::HashMismatch) => {}
+        // The hash matched: the sealed part is exactly what a writer sealed.
+        Err(e) => return Damage::Sealed(e),
+    }
+    let magic_off: u32 = b[..8]
+        .iter()
+        .zip(MAGIC.iter())
+        .map(|(&x, &m)| bits_off(x, m))
+        .sum();
+    if magic_off <= 1 && bits_off(b[SEALED_MARK], MARK_SET) <= 1 {
+        let e = if magic_off == 0 {
+            HeaderError::HashMismatch
+        } else {
+            HeaderError::BadMagic
+        };
+        return Damage::Sealed(e);
+    }
+    // A cut program only fails to clear bits; a cut erase only sets them.
+    let magic_superset = b[..8].iter().zip(MAGIC.iter()).all(|(&x, &m)| x & m == m);
+    if magic_superset {
+        Damage::Torn
+    } else {
+        Damage::Foreign
+    }
 }
 
 #[cfg(test)]
@@ -386,6 +477,121 @@ mod tests {
                 assert!(decode(&b).is_err(), "flip {byte}:{bit} accepted");
             }
         }
+    }
+
+    /// A header as the writer leaves it: sealed part, then the sealed mark.
+    fn sealed(f: &Fields) -> [u8; HEADER_LEN] {
+        let mut b = full(f);
+        b[SEALED_MARK] = MARK_SET;
+        b
+    }
+
+    #[test]
+    fn the_sealed_mark_decodes() {
+        let b = sealed(&fields());
+        assert_eq!(decode(&b).map(|h| h.marks.sealed), Ok(true));
+        assert_eq!(decode(&full(&fields())).map(|h| h.marks.sealed), Ok(false));
+    }
+
+    #[test]
+    fn every_bit_flip_of_a_sealed_header_is_damage_to_data() {
+        let good = sealed(&fields());
+        for byte in 0..HEADER_LEN {
+            for bit in 0..8 {
+                let mut b = good;
+                b[byte] ^= 1 << bit;
+                assert!(
+                    matches!(damage(&b), Damage::Sealed(_)),
+                    "flip {byte}:{bit} reads as {:?}",
+                    damage(&b)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_cut_header_program_is_torn_not_data() {
+        let f = fields();
+        let seal = f.seal();
+        // Every prefix of the sealed program over erased flash.
+        for n in 1..SEALED_LEN {
+            let mut b = [0xFFu8; HEADER_LEN];
+            b[..n].copy_from_slice(&seal[..n]);
+            assert_eq!(damage(&b), Damage::Torn, "prefix {n}");
+        }
+        // Some of the bits that should clear did, at random.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for round in 0..200 {
+            let mut b = [0xFFu8; HEADER_LEN];
+            for (i, &x) in seal.iter().enumerate() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                b[i] = x | (state as u8);
+            }
+            if decode(&b).is_ok() {
+                continue;
+            }
+            assert_eq!(damage(&b), Damage::Torn, "random tear {round}");
+        }
+    }
+
+    #[test]
+    fn a_cut_erase_of_a_header_is_torn_and_foreign_data_is_foreign() {
+        let mut b = sealed(&fields());
+        b[LIVE_MARK] = MARK_SET;
+        // An erase only sets bits: a prefix erased, or bits raised.
+        for n in 1..HEADER_LEN {
+            let mut c = b;
+            c[..n].fill(0xFF);
+            if decode(&c).is_ok() || c.iter().all(|&x| x == 0xFF) {
+                continue;
+            }
+            assert_eq!(damage(&c), Damage::Torn, "erase prefix {n}");
+        }
+        let mut c = b;
+        for (i, x) in c.iter_mut().enumerate() {
+            *x |= (i as u8).wrapping_mul(37) | 0x21;
+        }
+        assert_eq!(damage(&c), Damage::Torn);
+        assert_eq!(damage(&[0u8; HEADER_LEN]), Damage::Foreign);
+        let mut ext = [0u8; HEADER_LEN];
+        ext[0..4].copy_from_slice(&[0x53, 0xEF, 0x01, 0x00]);
+        assert_eq!(damage(&ext), Damage::Foreign);
+    }
+
+    #[test]
+    fn an_absurd_payload_len_does_not_overflow() {
+        assert_eq!(span_blocks(u64::MAX, 4096), u64::MAX / 4096 + 1);
+        assert_eq!(span_blocks(u64::MAX - 100, 1), u64::MAX);
+        assert_eq!(span_blocks(5, 0), 261);
+    }
+
+    #[test]
+    fn trial_state_follows_budget_and_marks() {
+        let mut f = fields();
+        f.trial_budget = 0;
+        // No budget: confirmed, whatever the (erased) confirm mark says.
+        assert_eq!(decode(&full(&f)).map(|h| h.trial()), Ok(Trial::Confirmed));
+        f.trial_budget = 2;
+        let mut b = full(&f);
+        assert_eq!(
+            decode(&b).map(|h| h.trial()),
+            Ok(Trial::OnTrial { used: 0, budget: 2 })
+        );
+        b[TRIAL_MARKS] = MARK_SET;
+        assert_eq!(
+            decode(&b).map(|h| h.trial()),
+            Ok(Trial::OnTrial { used: 1, budget: 2 })
+        );
+        b[TRIAL_MARKS + 1] = MARK_SET;
+        assert_eq!(
+            decode(&b).map(|h| h.trial()),
+            Ok(Trial::Exhausted { budget: 2 })
+        );
+        // A confirmation wins, even after the last boot was spent.
+        b[CONFIRM_MARK] = MARK_SET;
+        assert_eq!(decode(&b).map(|h| h.trial()), Ok(Trial::Confirmed));
     }
 
     #[test]

@@ -17,5 +17,6 @@ pub mod replay;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod tar;
+pub mod trial;
 
 pub use chain::{read_chain, Block, ChainView};

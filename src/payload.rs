@@ -21,12 +21,12 @@ impl<'a, F: ReadNorFlash> PayloadReader<'a, F> {
         PayloadReader {
             flash,
             pos: start,
-            end: start + block.header.fields.payload_len,
+            end: start.saturating_add(block.header.fields.payload_len),
         }
     }
 
     pub fn remaining(&self) -> u64 {
-        self.end - self.pos
+        self.end.saturating_sub(self.pos)
     }
 }
 
@@ -64,8 +64,57 @@ impl<F: ReadNorFlash> embedded_io::Read for PayloadReader<'_, F> {
         self.flash
             .read(offset, &mut buf[..n])
             .map_err(|_| ReadFailed { offset: self.pos })?;
-        self.pos += n as u64;
+        self.pos = self.pos.saturating_add(n as u64);
         Ok(n)
+    }
+}
+
+/// A reader that hashes every byte it passes on: a payload verified in the same pass that
+/// replays it.
+pub struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R> Hashing<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// SHA-256 of everything read so far.
+    pub fn digest(&self) -> Digest32 {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&self.hasher.clone().finalize());
+        out
+    }
+}
+
+impl<R: embedded_io::ErrorType> embedded_io::ErrorType for Hashing<R> {
+    type Error = R::Error;
+}
+
+impl<R: embedded_io::Read> embedded_io::Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, R::Error> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl<R: embedded_io::Read> TarSource<R> {
+    /// The payload reader below the gzip layer, if any.
+    pub fn payload(&self) -> &R {
+        match self {
+            TarSource::Plain(r) => r,
+            TarSource::Gzip(g) => g.inner(),
+        }
     }
 }
 

@@ -28,6 +28,37 @@ pub enum SimError {
     OutOfBounds {
         offset: u32,
     },
+    /// An injected read failure (EIO from the MTD driver).
+    ReadFailed {
+        offset: u32,
+    },
+    /// An injected erase failure (the driver reports EIO; the block is bad).
+    EraseFailed {
+        offset: u32,
+    },
+}
+
+/// A flash fault injected into the simulator (`SimFlash::inject`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Reads touching `[from, to)` fail with EIO.
+    ReadEio { from: u32, to: u32 },
+    /// Reads touching `[from, to)` return the right bytes after an ECC correction (MTD's
+    /// `corrected` counter rises; the read itself reports success, as mtdchar does).
+    EccCorrected { from: u32, to: u32 },
+    /// Reads of `[from, to)` return wrong bytes (bit 0 of each flipped) and MTD's `failed`
+    /// counter rises; the read itself reports success, as mtdchar does for -EBADMSG.
+    EccUncorrectable { from: u32, to: u32 },
+    /// Erasing the erase block at `offset` fails with an error and changes nothing.
+    EraseError { offset: u32 },
+    /// Erasing the erase block at `offset` reports success and changes nothing.
+    EraseSilent { offset: u32 },
+    /// Programs into `[from, to)` report success and change nothing.
+    ProgramDoesNotStick { from: u32, to: u32 },
+}
+
+fn overlaps(a: u32, b: u32, from: u32, to: u32) -> bool {
+    a < to && from < b
 }
 
 impl NorFlashError for SimError {
@@ -68,6 +99,9 @@ pub struct SimFlash {
     cut_at: Option<(u64, Tear)>,
     powered: bool,
     stats: Vec<BlockStats>,
+    faults: Vec<Fault>,
+    ecc_corrected: u64,
+    ecc_failed: u64,
 }
 
 /// xorshift64*: deterministic bits for torn operations.
@@ -92,7 +126,24 @@ impl SimFlash {
             cut_at: None,
             powered: true,
             stats: vec![BlockStats::default(); blocks as usize],
+            faults: Vec::new(),
+            ecc_corrected: 0,
+            ecc_failed: 0,
         }
+    }
+
+    /// Adds a fault; it stays until `clear_faults`.
+    pub fn inject(&mut self, fault: Fault) {
+        self.faults.push(fault);
+    }
+
+    pub fn clear_faults(&mut self) {
+        self.faults.clear();
+    }
+
+    /// MTD's ECC statistics: (corrected, failed) reads so far.
+    pub fn ecc_stats(&self) -> (u64, u64) {
+        (self.ecc_corrected, self.ecc_failed)
     }
 
     /// Cut power when operation number `op` (0-based, counted from now) starts.
@@ -153,6 +204,23 @@ impl SimFlash {
         let tear = self.begin()?;
         let block = self.block_of(start);
         self.stats[block].erases += 1;
+        for f in &self.faults {
+            match *f {
+                Fault::EraseError { offset }
+                    if offset as usize / self.erase_size as usize == block =>
+                {
+                    return Err(SimError::EraseFailed {
+                        offset: start as u32,
+                    })
+                }
+                Fault::EraseSilent { offset }
+                    if offset as usize / self.erase_size as usize == block =>
+                {
+                    return Ok(())
+                }
+                _ => {}
+            }
+        }
         let len = self.erase_size as usize;
         let range = start..start + len;
         match tear {
@@ -199,7 +267,31 @@ impl ReadNorFlash for SimFlash {
             .checked_add(bytes.len())
             .filter(|&e| e <= self.mem.len())
             .ok_or(SimError::OutOfBounds { offset })?;
+        let (a, b) = (start as u32, end as u32);
+        for f in &self.faults {
+            if let Fault::ReadEio { from, to } = *f {
+                if overlaps(a, b, from, to) {
+                    return Err(SimError::ReadFailed {
+                        offset: from.max(a),
+                    });
+                }
+            }
+        }
         bytes.copy_from_slice(&self.mem[start..end]);
+        for f in &self.faults {
+            match *f {
+                Fault::EccCorrected { from, to } if overlaps(a, b, from, to) => {
+                    self.ecc_corrected += 1;
+                }
+                Fault::EccUncorrectable { from, to } if overlaps(a, b, from, to) => {
+                    self.ecc_failed += 1;
+                    for i in from.max(a)..to.min(b) {
+                        bytes[(i - a) as usize] ^= 1;
+                    }
+                }
+                _ => {}
+            }
+        }
         if !bytes.is_empty() {
             for b in self.block_of(start)..=self.block_of(end - 1) {
                 self.stats[b].reads += 1;
@@ -248,10 +340,25 @@ impl NorFlash for SimFlash {
                 self.stats[b].programs += 1;
             }
         }
+        let stuck = |i: usize| {
+            self.faults.iter().any(|f| {
+                matches!(*f, Fault::ProgramDoesNotStick { from, to }
+                    if (from as usize..to as usize).contains(&i))
+            })
+        };
         let landed = match tear {
             None => bytes.len(),
             Some(Tear::Nothing) => return Err(SimError::PowerCut),
             Some(Tear::Prefix(n)) => n.min(bytes.len()),
+            // NOR programs one byte as a unit (docs/FORMAT.md): a cut one-byte program (a
+            // mark) happened or did not.
+            Some(Tear::Random(seed)) if bytes.len() == 1 => {
+                if seed & 1 == 1 {
+                    self.mem[start] &= bytes[0];
+                    self.programmed[start] = true;
+                }
+                return Err(SimError::PowerCut);
+            }
             Some(Tear::Random(seed)) => {
                 let mut state = seed;
                 for (i, &b) in bytes.iter().enumerate() {
@@ -263,7 +370,11 @@ impl NorFlash for SimFlash {
                 return Err(SimError::PowerCut);
             }
         };
+        let stuck: Vec<bool> = (start..start + landed).map(stuck).collect();
         for (i, &b) in bytes[..landed].iter().enumerate() {
+            if stuck[i] {
+                continue;
+            }
             self.mem[start + i] &= b;
             self.programmed[start + i] = true;
         }

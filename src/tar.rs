@@ -245,8 +245,83 @@ const IGNORED_PAX_PREFIX: &[u8] = b"LIBARCHIVE.xattr.";
 /// since Linux 6.6, `system.` only with ACL support).
 pub const XATTR_NAMESPACES: [&str; 2] = ["trusted.", "security."];
 
-pub struct TarReader<R> {
+/// Bytes read ahead from the payload: tar headers are 512 bytes, and reading them one by one
+/// from flash cost a system call each.
+const AHEAD: usize = 16 * 1024;
+
+/// The payload stream with a read-ahead buffer.
+struct Ahead<R> {
     inner: R,
+    buf: [u8; AHEAD],
+    /// Unconsumed bytes: `buf[pos..len]`.
+    pos: usize,
+    len: usize,
+}
+
+impl<R: Read> Ahead<R> {
+    /// Reads up to `out.len()` bytes: from the read-ahead, or, when that is empty and `out` is
+    /// large, straight from the payload (file data skips the copy).
+    fn read_some(&mut self, out: &mut [u8]) -> Result<usize, TarError<R::Error>> {
+        if self.pos == self.len {
+            if out.len() >= AHEAD {
+                return self.inner.read(out).map_err(TarError::Io);
+            }
+            self.pos = 0;
+            self.len = self.inner.read(&mut self.buf).map_err(TarError::Io)?;
+            if self.len == 0 {
+                return Ok(0);
+            }
+        }
+        let n = out.len().min(self.len - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+
+    fn fill(&mut self, out: &mut [u8]) -> Result<(), TarError<R::Error>> {
+        let mut off = 0;
+        while off < out.len() {
+            match self.read_some(&mut out[off..])? {
+                0 => return Err(TarError::Truncated),
+                n => off += n,
+            }
+        }
+        Ok(())
+    }
+
+    fn skip(&mut self, mut n: u64) -> Result<(), TarError<R::Error>> {
+        while n > 0 {
+            if self.pos == self.len {
+                self.pos = 0;
+                self.len = self.inner.read(&mut self.buf).map_err(TarError::Io)?;
+                if self.len == 0 {
+                    return Err(TarError::Truncated);
+                }
+            }
+            let k = n.min((self.len - self.pos) as u64) as usize;
+            self.pos += k;
+            n -= k as u64;
+        }
+        Ok(())
+    }
+
+    /// True when every byte left in the stream is zero.
+    fn rest_is_zero(&mut self) -> Result<bool, TarError<R::Error>> {
+        loop {
+            if self.buf[self.pos..self.len].iter().any(|&b| b != 0) {
+                return Ok(false);
+            }
+            self.pos = 0;
+            self.len = self.inner.read(&mut self.buf).map_err(TarError::Io)?;
+            if self.len == 0 {
+                return Ok(true);
+            }
+        }
+    }
+}
+
+pub struct TarReader<R> {
+    src: Ahead<R>,
     /// Unread data bytes of the current entry.
     remaining: u64,
     /// Zero padding after the current entry's data up to the next record.
@@ -259,7 +334,12 @@ pub struct TarReader<R> {
 impl<R: Read> TarReader<R> {
     pub fn new(inner: R) -> Self {
         Self {
-            inner,
+            src: Ahead {
+                inner,
+                buf: [0; AHEAD],
+                pos: 0,
+                len: 0,
+            },
             remaining: 0,
             padding: 0,
             done: false,
@@ -269,27 +349,11 @@ impl<R: Read> TarReader<R> {
     }
 
     pub fn into_inner(self) -> R {
-        self.inner
+        self.src.inner
     }
 
-    fn fill(inner: &mut R, buf: &mut [u8]) -> Result<(), TarError<R::Error>> {
-        let mut off = 0;
-        while off < buf.len() {
-            match inner.read(&mut buf[off..]).map_err(TarError::Io)? {
-                0 => return Err(TarError::Truncated),
-                n => off += n,
-            }
-        }
-        Ok(())
-    }
-
-    fn skip(&mut self, mut n: u64) -> Result<(), TarError<R::Error>> {
-        while n > 0 {
-            let k = n.min(MAX_PAX as u64) as usize;
-            Self::fill(&mut self.inner, &mut self.pax[..k])?;
-            n -= k as u64;
-        }
-        Ok(())
+    pub fn get_ref(&self) -> &R {
+        &self.src.inner
     }
 
     /// Reads the current regular file's data; 0 at its end.
@@ -298,7 +362,7 @@ impl<R: Read> TarReader<R> {
         if want == 0 {
             return Ok(0);
         }
-        let n = self.inner.read(&mut buf[..want]).map_err(TarError::Io)?;
+        let n = self.src.read_some(&mut buf[..want])?;
         if n == 0 {
             return Err(TarError::Truncated);
         }
@@ -316,13 +380,13 @@ impl<R: Read> TarReader<R> {
         if self.done {
             return Ok(None);
         }
-        self.skip(self.remaining + self.padding)?;
+        self.src.skip(self.remaining + self.padding)?;
         self.remaining = 0;
         self.padding = 0;
         let mut pax = Pax::default();
         let mut have_ext = false;
         loop {
-            Self::fill(&mut self.inner, &mut self.record)?;
+            self.src.fill(&mut self.record)?;
             if self.record.iter().all(|&b| b == 0) {
                 self.done = true;
                 return if have_ext {
@@ -340,10 +404,9 @@ impl<R: Read> TarReader<R> {
                         return Err(TarError::PaxTooLarge(size));
                     }
                     let n = size as usize;
-                    Self::fill(&mut self.inner, &mut self.pax[..n])?;
-                    // Parsed before the padding is skipped: skipping reuses the buffer.
+                    self.src.fill(&mut self.pax[..n])?;
                     parse_pax(&self.pax[..n], &mut pax)?;
-                    self.skip(pad(size))?;
+                    self.src.skip(pad(size))?;
                     have_ext = true;
                 }
                 kind @ (b'L' | b'K') if gnu => {
@@ -352,7 +415,7 @@ impl<R: Read> TarReader<R> {
                         return Err(TarError::BadLongName);
                     }
                     let n = size as usize;
-                    Self::fill(&mut self.inner, &mut self.pax[..n])?;
+                    self.src.fill(&mut self.pax[..n])?;
                     let name = cstr(&self.pax[..n]);
                     let field = if kind == b'L' {
                         PathField::Path
@@ -369,7 +432,7 @@ impl<R: Read> TarReader<R> {
                     if slot.is_none() {
                         *slot = Some(p);
                     }
-                    self.skip(pad(size))?;
+                    self.src.skip(pad(size))?;
                     have_ext = true;
                 }
                 _ => {
@@ -399,12 +462,10 @@ impl<R: Read> TarReader<R> {
                 break;
             }
         }
-        loop {
-            match self.inner.read(&mut self.pax).map_err(TarError::Io)? {
-                0 => return Ok(()),
-                n if self.pax[..n].iter().all(|&b| b == 0) => {}
-                _ => return Err(TarError::TrailingData),
-            }
+        if self.src.rest_is_zero()? {
+            Ok(())
+        } else {
+            Err(TarError::TrailingData)
         }
     }
 }

@@ -126,11 +126,22 @@ fn boot(dir: &Path, cmdline: &str) -> (String, String) {
 }
 
 fn boot_with(dir: &Path, cmdline: &str, script: &str, extra: &dyn Fn(&Path)) -> (String, String) {
+    boot_with_pre(dir, cmdline, script, extra, "")
+}
+
+/// Like `boot_with`; `pre` runs after the root is mounted at `$mnt`, before snapinit starts.
+fn boot_with_pre(
+    dir: &Path,
+    cmdline: &str,
+    script: &str,
+    extra: &dyn Fn(&Path),
+    pre: &str,
+) -> (String, String) {
     let img = squashfs_root(dir, script, extra);
     let mnt = dir.join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     let script = format!(
-        "set -e; mount -t squashfs -o loop,ro {img} {mnt}; exec env SNAPINIT_TEST=passed-through SNAPINIT_CMDLINE='snapinit.root={mnt} snapinit.log=console {cmdline}' {bin} quiet extra-arg",
+        "set -e; mount -t squashfs -o loop,ro {img} {mnt}; mnt={mnt}; {pre} exec env SNAPINIT_TEST=passed-through SNAPINIT_CMDLINE='snapinit.root={mnt} snapinit.log=console {cmdline}' {bin} quiet extra-arg",
         img = img.display(),
         mnt = mnt.display(),
         bin = release_binary().display(),
@@ -301,6 +312,8 @@ const BACKBUF: u16 = 2;
 /// writer lays it out: snapshots from offset 0, the volatile in the slot
 /// after them or at the start of the back buffer, erased (0xFF) elsewhere.
 struct Image {
+    /// Trial boots for the blocks put from now on (0: confirmed at write).
+    trial: u16,
     data: Vec<u8>,
     generation: u64,
     prev: [u8; 32],
@@ -316,6 +329,7 @@ impl Image {
             prev: [0; 32],
             next: 0,
             snapshots: 0,
+            trial: 0,
         }
     }
 
@@ -330,7 +344,7 @@ impl Image {
             compression: *compression,
             erase_size: ERASE,
             backbuf_blocks: BACKBUF,
-            trial_budget: 0,
+            trial_budget: self.trial,
             seq: if kind == Kind::Snapshot {
                 self.snapshots + 1
             } else {
@@ -644,19 +658,48 @@ fn corrupt_middle_snapshot_boots_the_prefix() {
     // Bit rot in the middle snapshot's payload (inside its first tar header).
     img.data[second_at as usize + 256 + 10] ^= 0x20;
     let (out, log) = boot_chain(&dir, img.data);
+    // Headers are fine: the walk finds all three; the hash, checked as the block replays,
+    // discards the second and everything above it.
     assert!(
-        log.contains("1 snapshot(s), 0 volatile candidate(s)"),
+        log.contains("3 snapshot(s), 1 volatile candidate(s)"),
         "{log}"
     );
     assert!(
         log.contains(&format!(
-            "block at {second_at:#x} rejected (snapshot): payload SHA-256 mismatch"
+            "snapshot block seq 2 at {second_at:#x}: payload SHA-256 mismatch: discarded"
         )),
         "{log}"
     );
+    assert!(log.contains("snapshot chain ends at #1"), "{log}");
+    assert!(
+        log.contains("the volatile belongs to the full chain: not applying it"),
+        "{log}"
+    );
+    assert!(!log.contains("snapshot block seq 3"), "{log}");
     for want in ["NET=one", "DATA=a,c,\n", "VOL=\n", "UPPERLS=\n"] {
         assert!(out.contains(want), "{want} missing:\n{out}");
     }
+
+    // Bit rot in the current volatile copy: discarded as it replays, the older copy boots.
+    let mut img = Image::new();
+    img.snapshot(&snap1(&dir));
+    img.volatile_in_backbuf(&payload(&dir, "vol-old", false, &|t| {
+        write(t, "etc/volatile", "older")
+    }));
+    let current_at = img.next;
+    img.volatile_in_slot(&payload(&dir, "vol-new", false, &|t| {
+        write(t, "etc/volatile", "newer")
+    }));
+    img.data[current_at as usize + 256 + 700] ^= 0x01;
+    let (out, log) = boot_chain(&dir, img.data);
+    assert!(
+        log.contains(&format!(
+            "volatile block seq 1 at {current_at:#x}: payload SHA-256 mismatch: discarded"
+        )),
+        "{log}"
+    );
+    assert!(log.contains("volatile candidate #1 in place"), "{log}");
+    assert!(out.contains("VOL=older"), "{out}");
 }
 
 #[test]
@@ -681,4 +724,142 @@ fn empty_and_foreign_partitions_boot_a_plain_tmpfs_overlay() {
         "{log}"
     );
     assert!(out.contains("OLD=rom-old"), "{out}");
+}
+
+/// Boots `image` (a file in `dir`, kept across boots: the boot writes trial marks into it) as
+/// the chain device.
+fn boot_trial(dir: &Path, image: &Path) -> (String, String) {
+    let (out, log) = boot_with_pre(
+        dir,
+        "snapinit.device=/chain.img snapinit.watchdog=0",
+        CHAIN_SCRIPT,
+        &rom_extra(Vec::new()),
+        &format!("mount --bind {} $mnt/chain.img;", image.display()),
+    );
+    println!("--- log ---\n{log}--- target ---\n{out}");
+    (out, log)
+}
+
+#[test]
+fn a_snapshot_on_trial_rolls_back_after_its_boots_and_a_confirmed_one_stays() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("trial");
+    let mut img = Image::new();
+    img.snapshot(&snap1(&dir));
+    let second_at = img.next;
+    img.trial = 2;
+    img.snapshot(&payload(&dir, "snap2", false, &|t| {
+        write(t, "etc/config/network", "two")
+    }));
+    let chain = dir.join("trial.img");
+    std::fs::write(&chain, &img.data).unwrap();
+    let marks = |chain: &Path| {
+        let data = std::fs::read(chain).unwrap();
+        let at = second_at as usize + snapinit::header::TRIAL_MARKS;
+        data[at..at + 3].to_vec()
+    };
+    // Two boots of snapshot 2, each spending one mark before the target runs.
+    for boot in 1..=2u8 {
+        let (out, log) = boot_trial(&dir, &chain);
+        assert!(out.contains("NET=two"), "boot {boot}: {out}");
+        assert!(
+            log.contains(&format!("snapshot 2 is on trial: boot {boot} of 2")),
+            "{log}"
+        );
+        let spent: Vec<u8> = (0..3).map(|i| if i < boot { 0 } else { 0xFF }).collect();
+        assert_eq!(marks(&chain), spent, "after boot {boot}");
+    }
+    // Its boots are spent, unconfirmed: the unit comes back on snapshot 1 by itself, and
+    // boots it again and again without writing anything.
+    for _ in 0..2 {
+        let before = std::fs::read(&chain).unwrap();
+        let (out, log) = boot_trial(&dir, &chain);
+        assert!(out.contains("NET=one"), "{out}");
+        assert!(
+            log.contains("on trial, every allowed boot spent without a confirmation"),
+            "{log}"
+        );
+        assert!(!log.contains("is on trial"), "{log}");
+        assert_eq!(
+            std::fs::read(&chain).unwrap(),
+            before,
+            "a rolled-back boot wrote flash"
+        );
+    }
+
+    // Confirmed after its first boot (the byte `snapshot confirm` programs): it stays, and
+    // later boots spend nothing.
+    let mut img = Image::new();
+    img.snapshot(&snap1(&dir));
+    img.trial = 1;
+    img.snapshot(&payload(&dir, "snap2", false, &|t| {
+        write(t, "etc/config/network", "two")
+    }));
+    std::fs::write(&chain, &img.data).unwrap();
+    let (out, _) = boot_trial(&dir, &chain);
+    assert!(out.contains("NET=two"), "{out}");
+    let mut data = std::fs::read(&chain).unwrap();
+    data[second_at as usize + snapinit::header::CONFIRM_MARK] = 0;
+    std::fs::write(&chain, &data).unwrap();
+    for _ in 0..2 {
+        let (out, log) = boot_trial(&dir, &chain);
+        assert!(out.contains("NET=two"), "{out}");
+        assert!(!log.contains("is on trial"), "{log}");
+        assert_eq!(
+            std::fs::read(&chain).unwrap(),
+            data,
+            "a confirmed boot wrote flash"
+        );
+    }
+}
+
+#[test]
+fn a_volatile_on_trial_falls_back_to_the_previous_one() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("trial-volatile");
+    let mut img = Image::new();
+    img.snapshot(&snap1(&dir));
+    img.volatile_in_backbuf(&payload(&dir, "vol-good", false, &|t| {
+        write(t, "etc/volatile", "good")
+    }));
+    img.trial = 1;
+    let current_at = img.next;
+    img.volatile_in_slot(&payload(&dir, "vol-bad", false, &|t| {
+        write(t, "etc/volatile", "changed")
+    }));
+    let chain = dir.join("trial.img");
+    std::fs::write(&chain, &img.data).unwrap();
+    let (out, log) = boot_trial(&dir, &chain);
+    assert!(out.contains("VOL=changed"), "{out}");
+    assert!(
+        log.contains("the saved changes above snapshot 1 is on trial: boot 1 of 1"),
+        "{log}"
+    );
+    let (out, log) = boot_trial(&dir, &chain);
+    assert!(out.contains("VOL=good"), "{out}");
+    assert!(
+        log.contains(&format!(
+            "volatile at {current_at:#x} rejected: on trial, every allowed boot spent"
+        )),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_chain_of_only_a_volatile_boots_it() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("only-volatile");
+    let mut img = Image::new();
+    img.volatile_in_slot(&payload(&dir, "vol", false, &|t| {
+        write(t, "etc/volatile", "alone")
+    }));
+    let (out, log) = boot_chain(&dir, img.data);
+    assert!(
+        log.contains("0 snapshot(s), 1 volatile candidate(s)"),
+        "{log}"
+    );
+    assert!(out.contains("VOL=alone"), "{out}");
 }

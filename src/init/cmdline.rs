@@ -7,6 +7,10 @@ use core::fmt;
 
 pub type Text = heapless::String<128>;
 
+/// Watchdog timeout for a boot on trial: long enough for procd (or whatever pets the watchdog)
+/// to take over, short enough that a hung unit is back within minutes.
+pub const DEFAULT_WATCHDOG: u32 = 120;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// MTD partition name holding the chain.
@@ -22,6 +26,8 @@ pub struct Settings {
     pub root: Option<Text>,
     /// Log to stderr instead of /dev/kmsg.
     pub log_console: bool,
+    /// Seconds the watchdog is armed for when a block boots on trial; 0 never arms it.
+    pub watchdog: u32,
 }
 
 impl Default for Settings {
@@ -38,6 +44,7 @@ impl Default for Settings {
             failsafe: false,
             root: None,
             log_console: false,
+            watchdog: DEFAULT_WATCHDOG,
         }
     }
 }
@@ -151,6 +158,12 @@ pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(Warning<'a>)) -> Setting
                 None | Some("1") | Some("y") | Some("yes") | Some("on") => s.failsafe = true,
                 Some("0") | Some("n") | Some("no") | Some("off") => s.failsafe = false,
                 Some(_) => warn(bad(value)),
+            },
+            // OpenWrt's own failsafe switch (preinit's 30_failsafe_wait looks for it too).
+            "failsafe" => s.failsafe = true,
+            "snapinit.watchdog" => match value.and_then(number) {
+                Some(n) => s.watchdog = n,
+                None => warn(bad(value)),
             },
             "snapinit.log" => match value {
                 Some("console") => s.log_console = true,

@@ -20,6 +20,7 @@ pub mod kmsg;
 mod mem;
 pub mod mounts;
 pub mod rt;
+mod trial;
 
 use core::ffi::CStr;
 use core::sync::atomic::{AtomicPtr, Ordering};
@@ -30,8 +31,8 @@ use snapinit::device::DeviceFlash;
 use snapinit::dirlayer::{DirLayer, Lower};
 use snapinit::flash::Geometry;
 use snapinit::header::Compression;
-use snapinit::header::Kind;
-use snapinit::payload::{PayloadReader, TarSource};
+use snapinit::header::{Kind, Trial};
+use snapinit::payload::{Hashing, PayloadReader, TarSource};
 use snapinit::replay::replay;
 use snapinit::tar::TarReader;
 
@@ -207,7 +208,9 @@ fn load_chain(settings: &Settings, layers: &Layers) {
         match DeviceFlash::open(dev.as_str(), settings.erase_size, false) {
             Ok(mut flash) => {
                 info!("chain device {dev} (erase size {})", flash.erase_size());
-                replay_chain(&mut flash, layers);
+                let booted = replay_chain(&mut flash, layers);
+                drop(flash);
+                trial::on_boot(booted, dev.as_str(), settings);
             }
             Err(e) => warn!("cannot open {dev}: {e}; plain tmpfs overlay"),
         }
@@ -227,22 +230,28 @@ fn load_chain(settings: &Settings, layers: &Layers) {
     match DeviceFlash::open_mtd(&path, false) {
         Ok(mut flash) => {
             info!("chain on {path} ({})", settings.part);
-            replay_chain(&mut flash, layers);
+            let booted = replay_chain(&mut flash, layers);
+            drop(flash);
+            trial::on_boot(booted, path.as_str(), settings);
         }
         Err(e) => warn!("cannot open {path}: {e}; plain tmpfs overlay"),
     }
 }
 
-fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) {
+/// Bytes per flash read when hashing and per file write when replaying.
+const IO_CHUNK: usize = 64 * 1024;
+
+/// Replays the chain; returns the lowest block it booted that is on trial, if any.
+fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> Option<Block> {
+    // Headers only: payloads are read by `replay_into`.
     let mut buf = [0u8; 4096];
-    // The older volatile copy is hashed only if the current one fails: it is a full second
-    // read of the largest payload on most boots.
-    let view = read_chain_with(flash, &mut buf, Volatiles::VerifyCurrent);
+    // Payloads are hashed while they are replayed (`replay_into`): one read of the flash.
+    let view = read_chain_with(flash, &mut buf, Volatiles::Deferred);
     info!(
         "chain: {:?}, {} snapshot(s), {} volatile candidate(s)",
         view.status,
         view.snapshots.len(),
-        view.volatiles.len() + view.unverified_volatiles.len(),
+        view.unverified_volatiles.len(),
     );
     if let End::Rejected(r) = view.end {
         warn!(
@@ -263,15 +272,15 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) {
         Status::Chain => {}
         Status::Unformatted(fs) => {
             warn!("the partition holds {fs}, not a snapinit chain; plain tmpfs overlay");
-            return;
+            return None;
         }
         Status::Unreadable => {
             warn!("the partition cannot be read; plain tmpfs overlay");
-            return;
+            return None;
         }
         Status::Empty => {
             info!("empty chain: nothing to replay; plain tmpfs overlay");
-            return;
+            return None;
         }
     }
     // The read-only root lies below every layer; the snapshot layer below the volatile.
@@ -289,27 +298,28 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) {
             break;
         }
     }
+    let on_trial = |b: &&Block| matches!(b.header.trial(), Trial::OnTrial { .. });
     if good < snaps.len() {
         warn!("snapshot chain ends at #{good}: rebuilding the layer from the {good} good one(s)");
         if let Err(e) = layers.reset_snapshot() {
             error!("resetting the snapshot layer: {e}");
-            return;
+            return None;
         }
         for block in &snaps[..good] {
             if !replay_into(flash, block, &layers.snapshot(), rom_lower, "snapshot") {
                 warn!("replay of a good snapshot failed again; leaving the snapshot layer empty");
                 let _ = layers.reset_snapshot();
-                break;
+                return None;
             }
         }
         // The volatile is linked to the last snapshot: over a shorter chain
         // it would show neither the old state nor the new (docs/FORMAT.md
         // skips it for a snapshot that fails verification, for the same
         // reason).
-        if view.volatile().is_some() {
+        if !view.unverified_volatiles.is_empty() {
             warn!("the volatile belongs to the full chain: not applying it");
         }
-        return;
+        return snaps[..good].iter().find(on_trial).copied();
     }
     let snapshot_layer = open_dir(&layers.snapshot());
     let mut lowers: heapless::Vec<Lower<'_>, 2> = heapless::Vec::new();
@@ -320,30 +330,20 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) {
         });
     }
     let _ = lowers.extend_from_slice(rom_lower);
-    // Older copies were not hashed while reading the chain: each is verified before use.
-    let verified = view.volatiles.iter().map(|b| (b, true));
-    let older = view.unverified_volatiles.iter().map(|b| (b, false));
-    for (i, (block, hashed)) in verified.chain(older).enumerate() {
-        if !hashed {
-            if let Err(r) = verify(flash, block, &mut buf) {
-                warn!(
-                    "volatile candidate #{i} at {:#x} rejected: {r}",
-                    block.offset
-                );
-                continue;
-            }
-        }
+    // Newest first; each copy is hashed as it is replayed, the next one tried if it fails.
+    for (i, block) in view.unverified_volatiles.iter().enumerate() {
         if replay_into(flash, block, &layers.upper(), &lowers, "volatile") {
             info!("volatile candidate #{i} in place");
-            return;
+            return snaps.iter().chain(Some(block)).find(on_trial).copied();
         }
         warn!("volatile candidate #{i} failed; resetting the volatile layer");
         if let Err(e) = layers.reset_volatile() {
             error!("resetting the volatile layer: {e}");
-            return;
+            return None;
         }
     }
     info!("no volatile state");
+    snaps.iter().find(on_trial).copied()
 }
 
 fn open_dir(dir: &str) -> Option<OwnedFd> {
@@ -373,12 +373,34 @@ fn replay_into(
         return false;
     };
     let seq = block.header.fields.seq;
-    let mut buf = [0u8; 4096];
-    let payload = PayloadReader::new(flash, block);
+    let mut buf = [0u8; IO_CHUNK];
+    // Hashed in the same pass that replays it: the flash is read once. The layer is private
+    // until the overlay is mounted, and a block whose hash does not match is discarded with
+    // everything above it, so nothing unverified is ever part of the booted root.
+    let payload = Hashing::new(PayloadReader::new(flash, block));
     let gzip = block.header.fields.compression == Compression::Gzip;
     let mut tar = TarReader::new(TarSource::new(payload, gzip));
     let mut target = DirLayer::new(layer.as_fd(), lowers);
-    match replay(&mut tar, &mut target, &mut buf) {
+    let replayed = replay(&mut tar, &mut target, &mut buf);
+    let hashed = tar.get_ref().payload();
+    let complete = hashed.get_ref().remaining() == 0;
+    let digest = hashed.digest();
+    drop(tar);
+    // A replay that stopped early read part of the payload: hash all of it, so that corruption
+    // is reported as such rather than as whatever the parser tripped over.
+    let hash_ok = if complete {
+        digest == block.header.fields.payload_sha256
+    } else {
+        verify(flash, block, &mut buf).is_ok()
+    };
+    match replayed {
+        _ if !hash_ok => {
+            error!(
+                "{what} block seq {seq} at {:#x}: payload SHA-256 mismatch: discarded",
+                block.offset
+            );
+            false
+        }
         Ok(s) => {
             info!(
                 "{what} block seq {seq} at {:#x} replayed: {} entries, {} bytes",

@@ -6,10 +6,18 @@
 //! something still visible (the volatile living in the slot a new snapshot needs), it first
 //! writes a second copy to the back buffer. docs/FORMAT.md walks through each operation.
 
-use snapinit::chain::{read_chain, read_header, Block, ChainView, Layout, Status};
+pub mod survey;
+
+use snapinit::chain::{
+    read_chain, read_header, Block, ChainView, End, Layout, Reject, Status, MAX_SNAPSHOTS,
+};
 use snapinit::flash::{Durable, Geometry, NorFlash, ReadNorFlash};
-use snapinit::header::{span_blocks, Compression, Fields, Kind, HEADER_LEN, LIVE_MARK, MARK_SET};
+use snapinit::header::{
+    span_blocks, Compression, Fields, Kind, Trial, CONFIRM_MARK, HEADER_LEN, LIVE_MARK, MARK_SET,
+    SEALED_MARK,
+};
 use std::time::{SystemTime, UNIX_EPOCH};
+pub use survey::{survey, Survey, Suspect};
 
 /// Bytes per program operation: a NOR page program is this size or less.
 const PROGRAM_CHUNK: usize = 4096;
@@ -36,6 +44,32 @@ pub enum WriteError<E: core::fmt::Debug> {
     TooSmall { blocks: u32 },
     #[error("{0}")]
     BadBackbuf(&'static str),
+    /// The partition holds something that might be data and that the chain does not show:
+    /// every write refuses rather than erase it.
+    #[error("{}", survey::describe(.0))]
+    Damaged(Vec<Suspect>),
+    /// The chain records a back buffer this partition cannot have.
+    #[error("the chain records a back buffer of {backbuf_blocks} erase blocks, more than half of this {total_blocks}-block partition: the image was truncated or the partition shrank (`snapshot format --force` starts over)")]
+    LayoutMismatch {
+        backbuf_blocks: u32,
+        total_blocks: u32,
+    },
+    /// The chain already holds as many snapshots as the boot path reads.
+    #[error("chain full: it holds {have} snapshots, the most the boot path reads ({max}); `snapshot rollback` to drop some, or `snapshot format --force` and commit the merged state (extract all, then commit it) to start a new chain")]
+    ChainFull { have: usize, max: usize },
+    /// An erase left bits programmed: the block is worn out or the driver failed.
+    #[error("erase at {offset:#x} did not take: the erase block is bad (nothing visible changed)")]
+    EraseFailed { offset: u32 },
+    /// What was programmed does not read back.
+    #[error(
+        "program at {offset:#x} did not stick: the erase block is bad (nothing visible changed)"
+    )]
+    ProgramFailed { offset: u32 },
+    /// A block's payload read back differently from its hash while it was being copied.
+    #[error(
+        "the {kind} at {offset:#x} no longer matches its hash while being copied; nothing written"
+    )]
+    CopyRead { offset: u32, kind: Kind },
 }
 
 impl<E: core::fmt::Debug> From<E> for WriteError<E> {
@@ -61,11 +95,15 @@ pub enum Outcome {
     RolledBack { kept: usize, dropped: usize },
     Repaired { erased_blocks: u32 },
     Formatted { erased_blocks: u32 },
+    Confirmed { blocks: usize },
     Unchanged,
 }
 
 pub struct Writer<'f, F> {
     flash: &'f mut F,
+    /// `format` may erase what might be data (blocks the chain does not show, unknown or
+    /// foreign content): the `--force` of `snapshot format`.
+    pub force: bool,
     /// Back-buffer size for the first block of an empty partition (a chain's own wins), and the
     /// size `format` records in its layout marker.
     pub backbuf_blocks: Option<u32>,
@@ -107,6 +145,7 @@ where
     pub fn new(flash: &'f mut F) -> Self {
         Writer {
             flash,
+            force: false,
             backbuf_blocks: None,
             trial_budget: 0,
         }
@@ -133,6 +172,12 @@ where
             layout.backbuf_blocks = self
                 .backbuf_blocks
                 .unwrap_or_else(|| Layout::default_backbuf_blocks(total));
+        } else if layout.backbuf_blocks > Layout::max_backbuf_blocks(total) {
+            // The chain's own value, too large for this partition: it was made for a larger one.
+            return Err(WriteError::LayoutMismatch {
+                backbuf_blocks: layout.backbuf_blocks,
+                total_blocks: total,
+            });
         }
         if layout.backbuf_blocks == 0 || layout.backbuf_blocks > Layout::max_backbuf_blocks(total) {
             return Err(WriteError::BadBackbuf(
@@ -147,8 +192,12 @@ where
         Ok(layout)
     }
 
-    fn formatted(&mut self) -> Res<(ChainView, Layout), F> {
-        let view = self.read();
+    /// What is on flash apart from the chain, and whether a write may go ahead.
+    pub fn survey(&mut self) -> Res<(ChainView, Layout, Survey), F> {
+        let mut view = self.read();
+        if self.settle_trials(&view)? {
+            view = self.read();
+        }
         if let Status::Unformatted(fs) = view.status {
             return Err(WriteError::Unformatted(fs));
         }
@@ -156,7 +205,68 @@ where
             return Err(WriteError::Unreadable);
         }
         let layout = self.layout(&view)?;
+        let survey = survey(self.flash, &view, &layout)?;
+        Ok((view, layout, survey))
+    }
+
+    /// The chain, checked clean: every write starts here. Refuses when anything on flash might
+    /// be data the chain does not show; otherwise erases the provable garbage (newest first, so
+    /// that what proves a block stale outlives it) and reads the chain again.
+    fn formatted(&mut self) -> Res<(ChainView, Layout), F> {
+        let (mut view, layout, survey) = self.survey()?;
+        if !survey.suspects.is_empty() {
+            return Err(WriteError::Damaged(survey.suspects));
+        }
+        if self.erase_blocks(&layout, &survey.garbage)? > 0 {
+            view = self.read();
+        }
+        view.max_generation = view.max_generation.max(survey.max_generation);
         Ok((view, layout))
+    }
+
+    /// Erases the listed erase blocks in order, checking each; returns how many.
+    fn erase_blocks(&mut self, layout: &Layout, blocks: &[u32]) -> Res<u32, F> {
+        let e = layout.erase_size;
+        for &i in blocks {
+            self.erase_checked(i * e, (i + 1) * e)?;
+        }
+        if !blocks.is_empty() {
+            self.flash.sync()?;
+        }
+        Ok(blocks.len() as u32)
+    }
+
+    /// Erases `[from, to)` and reads it back: an erase that leaves a programmed bit is a bad
+    /// block, reported before anything is programmed over it.
+    fn erase_checked(&mut self, from: u32, to: u32) -> Res<(), F> {
+        self.flash.erase(from, to)?;
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut at = from;
+        while at < to {
+            let n = (to - at).min(READ_CHUNK as u32);
+            let chunk = &mut buf[..n as usize];
+            self.flash.read(at, chunk)?;
+            if let Some(i) = chunk.iter().position(|&b| b != 0xFF) {
+                return Err(WriteError::EraseFailed {
+                    offset: at + i as u32,
+                });
+            }
+            at += n;
+        }
+        Ok(())
+    }
+
+    /// Programs `data` at `offset` and reads it back.
+    fn program_checked(&mut self, offset: u32, data: &[u8]) -> Res<(), F> {
+        self.flash.write(offset, data)?;
+        let mut back = vec![0u8; data.len()];
+        self.flash.read(offset, &mut back)?;
+        if let Some(i) = back.iter().zip(data).position(|(a, b)| a != b) {
+            return Err(WriteError::ProgramFailed {
+                offset: offset + i as u32,
+            });
+        }
+        Ok(())
     }
 
     fn fields(
@@ -173,11 +283,7 @@ where
             compression: payload.compression,
             erase_size: layout.erase_size,
             backbuf_blocks: layout.backbuf_blocks as u16,
-            trial_budget: if kind == Kind::Snapshot {
-                self.trial_budget
-            } else {
-                0
-            },
+            trial_budget: self.trial_budget,
             seq: if kind == Kind::Snapshot {
                 snapshots + 1
             } else {
@@ -207,6 +313,18 @@ where
         Ok(())
     }
 
+    /// A snapshot past `MAX_SNAPSHOTS` would never boot: refuse it.
+    fn check_chain_room(view: &ChainView) -> Res<(), F> {
+        let have = view.snapshots.len();
+        if have >= MAX_SNAPSHOTS {
+            return Err(WriteError::ChainFull {
+                have,
+                max: MAX_SNAPSHOTS,
+            });
+        }
+        Ok(())
+    }
+
     fn check_backbuf(layout: &Layout, len: usize) -> Res<(), F> {
         let need = Self::block_bytes(layout, len);
         if need > layout.backbuf_bytes() {
@@ -218,35 +336,53 @@ where
         Ok(())
     }
 
-    /// Erase, program the payload, sync, program the sealed header, sync. The header program is
-    /// the commit point; everything before it is invisible to a reader.
+    /// Erase, program the payload, sync, program the sealed header, sync, then the sealed mark.
+    /// The header program is the commit point; everything before it is invisible to a reader.
+    /// Every erase and program is read back first: a bad block is reported before the commit
+    /// point, so a failing part never leaves less visible than it found.
     fn write_block(&mut self, offset: u32, fields: &Fields, data: &[u8]) -> Res<(), F> {
         let span = span_blocks(fields.payload_len, fields.erase_size) as u32;
-        self.flash
-            .erase(offset, offset + span * fields.erase_size)?;
+        self.erase_checked(offset, offset + span * fields.erase_size)?;
         let mut at = offset + HEADER_LEN as u32;
         for chunk in data.chunks(PROGRAM_CHUNK) {
-            self.flash.write(at, chunk)?;
+            self.program_checked(at, chunk)?;
             at += chunk.len() as u32;
         }
         self.flash.sync()?;
-        self.flash.write(offset, &fields.seal())?;
+        self.program_checked(offset, &fields.seal())?;
+        self.flash.sync()?;
+        self.seal_mark(offset)?;
+        Ok(())
+    }
+
+    /// Sets the sealed mark of a header whose sealed part is whole: from now on a change to
+    /// that header reads as damage to data, not as an interrupted write.
+    fn seal_mark(&mut self, offset: u32) -> Res<(), F> {
+        self.flash.write(offset + SEALED_MARK as u32, &[MARK_SET])?;
         self.flash.sync()?;
         Ok(())
     }
 
     /// Drops a block in one single-byte program.
     fn kill(&mut self, offset: u32) -> Res<(), F> {
-        self.flash.write(offset + LIVE_MARK as u32, &[MARK_SET])?;
+        self.program_checked(offset + LIVE_MARK as u32, &[MARK_SET])?;
         self.flash.sync()?;
         Ok(())
     }
 
+    /// A verified block's payload, checked against its hash once more as read: a copy is only
+    /// ever made of bytes that are what the header says.
     fn read_payload(&mut self, block: &Block) -> Res<Vec<u8>, F> {
-        let len = block.header.fields.payload_len as usize;
+        let len = usize::try_from(block.header.fields.payload_len).unwrap_or(usize::MAX);
         let mut data = vec![0u8; len];
         self.flash
             .read(block.offset + HEADER_LEN as u32, &mut data)?;
+        if sha256(&data) != block.header.fields.payload_sha256 {
+            return Err(WriteError::CopyRead {
+                offset: block.offset,
+                kind: block.header.fields.kind,
+            });
+        }
         Ok(data)
     }
 
@@ -263,9 +399,58 @@ where
         let mut fields = v.header.fields;
         fields.generation = view.max_generation + 1;
         fields.nonce = nonce();
+        // The copy carries on the trial where the original stands (fresh marks would give
+        // back the boots already spent), and a confirmed original makes a confirmed copy.
+        fields.trial_budget = match v.header.trial() {
+            Trial::OnTrial { used, budget } => budget - u16::from(used),
+            Trial::Confirmed | Trial::Exhausted { .. } => 0,
+        };
         self.write_block(layout.backbuf_offset(), &fields, &data)?;
         *view = self.read();
         Ok(())
+    }
+
+    /// Marks every block on trial good, lowest first (a cut leaves the lower ones confirmed and
+    /// the upper still on trial: never an upper block confirmed over an unconfirmed one). One
+    /// single-byte program each.
+    pub fn confirm(&mut self) -> Res<Outcome, F> {
+        let (view, _) = self.formatted()?;
+        let on_trial: Vec<u32> = view
+            .snapshots
+            .iter()
+            .chain(view.volatile())
+            .filter(|b| matches!(b.header.trial(), Trial::OnTrial { .. }))
+            .map(|b| b.offset)
+            .collect();
+        for offset in &on_trial {
+            self.program_checked(offset + CONFIRM_MARK as u32, &[MARK_SET])?;
+            self.flash.sync()?;
+        }
+        Ok(Outcome::Confirmed {
+            blocks: on_trial.len(),
+        })
+    }
+
+    /// Makes a rollback the boot path did by trial exhaustion permanent: the exhausted block
+    /// (and so everything linked above it) is dropped by its live mark, as `rollback` would.
+    /// The boot already leaves it out, so a cut on either side of the one-byte program shows
+    /// the same state.
+    fn settle_trials(&mut self, view: &ChainView) -> Res<bool, F> {
+        let mut doomed: Vec<u32> = view
+            .rejected_volatiles
+            .iter()
+            .filter(|r| r.reason == Reject::TrialExhausted)
+            .map(|r| r.offset)
+            .collect();
+        if let End::Rejected(r) = view.end {
+            if r.reason == Reject::TrialExhausted {
+                doomed.push(r.offset);
+            }
+        }
+        for offset in &doomed {
+            self.kill(*offset)?;
+        }
+        Ok(!doomed.is_empty())
     }
 
     /// Writes `payload` as the volatile block, replacing the current one.
@@ -292,6 +477,7 @@ where
     /// (its content is expected to be part of the new snapshot).
     pub fn append_snapshot(&mut self, payload: &Payload<'_>) -> Res<Outcome, F> {
         let (mut view, layout) = self.formatted()?;
+        Self::check_chain_room(&view)?;
         Self::check_chain_space(&view, &layout, payload.data.len())?;
         self.evacuate_volatile(&mut view, &layout)?;
         let sha = sha256(payload.data);
@@ -308,6 +494,7 @@ where
     pub fn commit(&mut self) -> Res<Outcome, F> {
         let (mut view, layout) = self.formatted()?;
         let v = *view.volatile().ok_or(WriteError::NoVolatile)?;
+        Self::check_chain_room(&view)?;
         let len = v.header.fields.payload_len as usize;
         if v.offset != view.next_offset {
             Self::check_chain_space(&view, &layout, len)?;
@@ -334,6 +521,10 @@ where
     /// Keeps snapshots 1..=`keep` and drops every later one and the volatile.
     pub fn rollback(&mut self, keep: usize) -> Res<Outcome, F> {
         let (view, layout) = self.formatted()?;
+        self.rollback_in(&view, &layout, keep)
+    }
+
+    fn rollback_in(&mut self, view: &ChainView, layout: &Layout, keep: usize) -> Res<Outcome, F> {
         let have = view.snapshots.len();
         if keep > have {
             return Err(WriteError::NoSuchSnapshot { id: keep, have });
@@ -376,82 +567,96 @@ where
         })
     }
 
-    /// Erases every erase block that holds nothing visible and is not already erased: the
-    /// leftovers of interrupted writes and dropped blocks. Idempotent, and safe at any cut,
-    /// since it never touches a visible block. The first erase block of a chain without
+    /// Erases every erase block that holds provable garbage: the leftovers of interrupted
+    /// writes, dropped blocks and superseded copies. Idempotent, and safe at any cut, since it
+    /// never touches a visible block. Refuses (erasing nothing) while anything on flash might
+    /// be data: `repair_all` is the confirmed form. The first erase block of a chain without
     /// snapshots is kept: it may hold the layout marker.
     pub fn repair(&mut self) -> Res<Outcome, F> {
-        let (view, layout) = self.formatted()?;
-        let erased_blocks = self.erase_unused(&view, &layout, true)?;
+        let (_, layout, survey) = self.survey()?;
+        if !survey.suspects.is_empty() {
+            return Err(WriteError::Damaged(survey.suspects));
+        }
+        let erased_blocks = self.erase_blocks(&layout, &survey.garbage)?;
         Ok(Outcome::Repaired { erased_blocks })
     }
 
-    /// Erases the erase blocks no visible block uses and that are not erased already; with
-    /// `keep_marker`, offset 0 of a chain without snapshots stays (the layout marker).
-    fn erase_unused(
-        &mut self,
-        view: &ChainView,
-        layout: &Layout,
-        keep_marker: bool,
-    ) -> Res<u32, F> {
-        let e = layout.erase_size;
-        let total = layout.total_blocks();
-        let mut used = vec![false; total as usize];
-        for b in view.snapshots.iter().chain(view.volatiles.iter()) {
-            let first = b.offset / e;
-            let span = b.header.span_blocks() as u32;
-            for i in first..(first + span).min(total) {
-                used[i as usize] = true;
+    /// `snapshot repair --yes`: erases everything the chain does not show, garbage and
+    /// suspects alike (newest first), leaving exactly the visible chain. Refuses a foreign or
+    /// unknown partition: that is `format --force`.
+    pub fn repair_all(&mut self) -> Res<Outcome, F> {
+        let (_, layout, survey) = self.survey()?;
+        if !survey.identity {
+            if let Some(s) = survey.suspects.first() {
+                return Err(WriteError::Damaged(vec![*s]));
             }
         }
-        if keep_marker && view.snapshots.is_empty() {
-            used[0] = true;
-        }
-        let mut erased_blocks = 0;
-        let mut buf = vec![0u8; e as usize];
-        for i in 0..total {
-            if used[i as usize] {
-                continue;
-            }
-            self.flash.read(i * e, &mut buf)?;
-            if buf.iter().all(|&b| b == 0xFF) {
-                continue;
-            }
-            self.flash.erase(i * e, (i + 1) * e)?;
-            erased_blocks += 1;
-        }
-        if erased_blocks > 0 {
-            self.flash.sync()?;
-        }
-        Ok(erased_blocks)
+        let mut blocks: Vec<u32> = survey
+            .garbage
+            .iter()
+            .chain(survey.suspect_blocks.iter())
+            .copied()
+            .collect();
+        blocks.sort_unstable_by(|a, b| b.cmp(a));
+        let erased_blocks = self.erase_blocks(&layout, &blocks)?;
+        Ok(Outcome::Repaired { erased_blocks })
     }
 
-    /// Makes the partition an empty chain. A foreign partition is erased whole; a chain is first
-    /// rolled back to nothing (atomic), then erased. With
-    /// `backbuf_blocks` set, the back-buffer size is recorded in a layout marker at offset 0.
+    /// Makes the partition an empty chain. Without `force` it refuses anything that might be
+    /// data besides the chain itself (the chain is what format is asked to drop). A chain is
+    /// first rolled back to nothing (atomic), then every erase block is erased, last first, so
+    /// that offset 0 keeps its snapinit header until nothing else is left; a foreign or unknown
+    /// partition is erased whole the same way. With `backbuf_blocks` set, the back-buffer size
+    /// is then recorded in a layout marker at offset 0.
     pub fn format(&mut self) -> Res<Outcome, F> {
         let view = self.read();
         let requested = self.backbuf_blocks;
         // The requested size wins over the one an old chain recorded.
         let layout = {
             let mut v = view.clone();
-            if requested.is_some() {
+            let total = v.layout.total_blocks();
+            let unusable = v.layout.backbuf_blocks > Layout::max_backbuf_blocks(total);
+            if unusable && !self.force {
+                return Err(WriteError::LayoutMismatch {
+                    backbuf_blocks: v.layout.backbuf_blocks,
+                    total_blocks: total,
+                });
+            }
+            if requested.is_some() || unusable {
                 v.layout.backbuf_blocks = 0;
             }
             self.layout(&v)?
         };
         let e = layout.erase_size;
-        let erased_blocks = if matches!(view.status, Status::Unformatted(_) | Status::Unreadable) {
-            self.flash.erase(0, layout.total_blocks() * e)?;
-            self.flash.sync()?;
-            layout.total_blocks()
-        } else {
-            // The rollback is the commit point; after it nothing on flash is visible, and
-            // erasing it all, offset 0 included, can only leave garbage that reads as empty.
-            self.rollback(0)?;
-            let view = self.read();
-            self.erase_unused(&view, &layout, false)?
+        let total = layout.total_blocks();
+        let chain = match view.status {
+            Status::Unformatted(fs) if !self.force => return Err(WriteError::Unformatted(fs)),
+            Status::Unreadable if !self.force => return Err(WriteError::Unreadable),
+            Status::Unformatted(_) | Status::Unreadable => false,
+            Status::Chain | Status::Empty => {
+                let survey = survey(self.flash, &view, &view_layout(&view, &layout))?;
+                if !survey.suspects.is_empty() && !self.force {
+                    return Err(WriteError::Damaged(survey.suspects));
+                }
+                survey.identity
+            }
         };
+        if chain {
+            // The rollback is the commit point; after it nothing on flash is visible.
+            let vl = view_layout(&view, &layout);
+            self.rollback_in(&view, &vl, 0)?;
+        }
+        let mut erased_blocks = 0;
+        for i in (0..total).rev() {
+            if all_erased(self.flash, i * e, e)? {
+                continue;
+            }
+            self.erase_checked(i * e, (i + 1) * e)?;
+            erased_blocks += 1;
+        }
+        if erased_blocks > 0 {
+            self.flash.sync()?;
+        }
         if requested.is_some() {
             self.write_layout_marker(&layout)?;
         }
@@ -471,14 +676,39 @@ where
         let mut fields = self.fields(&view, layout, Kind::Volatile, &payload, sha256(&[]));
         fields.prev = [0; 32];
         fields.seq = 0;
-        self.flash.erase(0, layout.erase_size)?;
+        self.erase_checked(0, layout.erase_size)?;
         self.flash.sync()?;
-        self.flash.write(LIVE_MARK as u32, &[MARK_SET])?;
+        self.program_checked(LIVE_MARK as u32, &[MARK_SET])?;
         self.flash.sync()?;
-        self.flash.write(0, &fields.seal())?;
+        self.program_checked(0, &fields.seal())?;
         self.flash.sync()?;
+        self.seal_mark(0)?;
         Ok(())
     }
+}
+
+/// The layout the chain on flash was read with: its own back buffer when it has one.
+fn view_layout(view: &ChainView, fallback: &Layout) -> Layout {
+    if view.layout.backbuf_blocks != 0 {
+        view.layout
+    } else {
+        *fallback
+    }
+}
+
+fn all_erased<F: ReadNorFlash>(flash: &mut F, from: u32, len: u32) -> Result<bool, F::Error> {
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut at = from;
+    let end = from + len;
+    while at < end {
+        let n = (end - at).min(READ_CHUNK as u32);
+        flash.read(at, &mut buf[..n as usize])?;
+        if buf[..n as usize].iter().any(|&b| b != 0xFF) {
+            return Ok(false);
+        }
+        at += n;
+    }
+    Ok(true)
 }
 
 pub fn sha256(data: &[u8]) -> [u8; 32] {

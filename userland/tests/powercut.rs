@@ -67,6 +67,10 @@ enum Op {
     Rollback(usize),
     Repair,
     Format,
+    /// `repair --yes`: erases everything the chain does not show.
+    RepairAll,
+    /// `format --force`.
+    FormatForce,
 }
 
 fn apply(flash: &mut SimFlash, op: Op) -> Result<Outcome, WriteError<SimError>> {
@@ -79,6 +83,11 @@ fn apply(flash: &mut SimFlash, op: Op) -> Result<Outcome, WriteError<SimError>> 
         Op::Rollback(k) => w.rollback(k),
         Op::Repair => w.repair(),
         Op::Format => w.format(),
+        Op::RepairAll => w.repair_all(),
+        Op::FormatForce => {
+            w.force = true;
+            w.format()
+        }
     }
 }
 
@@ -107,6 +116,7 @@ fn shapes() -> Vec<Shape> {
     use Op::*;
     vec![
         build("empty", &[]),
+        build("layout marker only", &[Format]),
         build("1 snapshot", &[Append(1, 700)]),
         build(
             "5 snapshots",
@@ -437,4 +447,115 @@ fn boot_reads_hash_only_the_current_volatile() {
     let lazy = read_chain_with(&mut f, &mut buf, Volatiles::VerifyCurrent);
     assert_eq!(lazy.volatile().map(|b| b.offset), Some(older.offset));
     assert!(lazy.unverified_volatiles.is_empty());
+}
+
+/// Chains damaged by bit rot: `repair --yes` and `format --force` are the only writes that go
+/// ahead, and power can fail at any of their operations: what boots is the old or the new
+/// state, and the same command run again finishes, after which a save works.
+#[test]
+fn cuts_during_confirmed_repair_and_forced_format() {
+    use Op::*;
+    let mut checked = 0u64;
+    let damaged = |name: &'static str, ops: &[Op], rot: &dyn Fn(&ChainView) -> usize| {
+        let mut shape = build(name, ops);
+        let mut buf = [0u8; 512];
+        let view = read_chain(&mut shape.flash, &mut buf);
+        let at = rot(&view);
+        shape.flash.flip_bit(at, 2);
+        shape
+    };
+    let shapes = vec![
+        damaged(
+            "rotten payload of snapshot 2 of 3, volatile above",
+            &[
+                Append(1, 300),
+                Append(2, 1500),
+                Append(3, 700),
+                Save(4, 900),
+            ],
+            &|v| v.snapshots[1].offset as usize + HEADER_LEN + 500,
+        ),
+        damaged(
+            "sealed header of snapshot 1 changed",
+            &[Append(1, 300), Append(2, 2500), Save(3, 400), Save(4, 800)],
+            &|v| v.snapshots[0].offset as usize + 0x30,
+        ),
+        damaged(
+            "rotten newest volatile copy",
+            &[Append(1, 300), Save(2, 400), Save(3, 800)],
+            &|v| v.volatiles[0].offset as usize + HEADER_LEN + 10,
+        ),
+    ];
+    for mut shape in shapes {
+        // Every ordinary write refuses, leaving flash byte-identical.
+        let before = shape.flash.contents().to_vec();
+        for op in [
+            Save(50, 500),
+            Append(51, 500),
+            Commit,
+            Rollback(0),
+            Repair,
+            Format,
+        ] {
+            let r = apply(&mut shape.flash, op);
+            assert!(
+                matches!(r, Err(WriteError::Damaged(_))),
+                "{}: {op:?} on a damaged chain: {r:?}",
+                shape.name
+            );
+            assert!(
+                shape.flash.contents() == &before[..],
+                "{}: refused {op:?} changed flash",
+                shape.name
+            );
+        }
+        let old = state(&mut shape.flash);
+        for op in [RepairAll, FormatForce] {
+            let mut whole = shape.flash.clone();
+            let start = whole.ops();
+            apply(&mut whole, op).unwrap_or_else(|e| panic!("{}: {op:?}: {e}", shape.name));
+            let new = state(&mut whole);
+            if matches!(op, RepairAll) {
+                assert_eq!(new, old, "{}: repair --yes changed what boots", shape.name);
+            }
+            let count = whole.ops() - start;
+            for cut in 0..count {
+                for tear in tears() {
+                    let mut f = shape.flash.clone();
+                    f.cut_power_at(cut, tear);
+                    let r = apply(&mut f, op);
+                    assert!(
+                        matches!(r, Err(WriteError::Flash(SimError::PowerCut))),
+                        "{}: {op:?} cut at {cut}: {r:?}",
+                        shape.name
+                    );
+                    f.power_on();
+                    let seen = state(&mut f);
+                    assert!(
+                        seen == old || seen == new,
+                        "{}: {op:?} cut at {cut} ({tear:?}) shows a mix",
+                        shape.name
+                    );
+                    apply(&mut f, op).unwrap_or_else(|e| {
+                        panic!(
+                            "{}: {op:?} again after a cut at {cut} ({tear:?}): {e}",
+                            shape.name
+                        )
+                    });
+                    assert_eq!(state(&mut f), new, "{}: {op:?} rerun", shape.name);
+                    let (next, expect) = follow_up(&new);
+                    apply(&mut f, next).unwrap_or_else(|e| {
+                        panic!(
+                            "{}: save after {op:?} cut at {cut} ({tear:?}): {e}",
+                            shape.name
+                        )
+                    });
+                    assert_eq!(state(&mut f), expect, "{}: save after {op:?}", shape.name);
+                    checked += 1;
+                }
+            }
+        }
+    }
+    println!("cut points in repair --yes and format --force checked: {checked}");
+    assert!(checked > 200, "only {checked}");
 }

@@ -19,7 +19,8 @@ pub struct Device {
 pub struct DeviceSpec {
     pub device: Option<PathBuf>,
     pub partition: String,
-    pub erase_size: u32,
+    /// `--erase-size`, if given.
+    pub erase_size: Option<u32>,
 }
 
 impl DeviceSpec {
@@ -35,6 +36,115 @@ impl DeviceSpec {
         let index = find_partition(&text, &self.partition)
             .ok_or_else(|| CliError::NoPartition(self.partition.clone()))?;
         Ok(PathBuf::from(format!("/dev/mtd{index}")))
+    }
+}
+
+/// Erase size for files and block devices when neither `--erase-size` nor a chain says.
+pub const DEFAULT_ERASE_SIZE: u32 = 65536;
+
+/// A missing path is "not found" (its own exit code), before any lock is tried; a directory or
+/// another kind of file that is no flash is refused.
+pub fn check_path(path: &Path) -> Result<(), CliError> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(CliError::NotFound(path.to_path_buf()))
+        }
+        Err(source) => Err(CliError::DeviceIo {
+            path: path.to_path_buf(),
+            source,
+        }),
+        Ok(m) => {
+            use std::os::unix::fs::FileTypeExt;
+            let t = m.file_type();
+            if t.is_file() || t.is_block_device() || t.is_char_device() {
+                Ok(())
+            } else {
+                Err(CliError::DeviceIo {
+                    path: path.to_path_buf(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        if t.is_dir() {
+                            "is a directory, not a flash partition, block device or image file"
+                        } else {
+                            "is not a flash partition, block device or image file"
+                        },
+                    ),
+                })
+            }
+        }
+    }
+}
+
+/// The erase size the chain on flash records: the header at offset 0, else the first valid
+/// header at any 512-byte boundary. `None` when there is no valid header.
+fn recorded_erase_size(dev: &mut Device) -> Option<u32> {
+    use snapinit::header::{decode, HEADER_LEN, MAGIC};
+    let capacity = dev.capacity() as u64;
+    let mut raw = [0u8; HEADER_LEN];
+    let mut chunk = vec![0u8; 1 << 16];
+    let mut base = 0u64;
+    while base < capacity {
+        let n = (capacity - base).min(chunk.len() as u64) as usize;
+        dev.flash.read(base as u32, &mut chunk[..n]).ok()?;
+        let mut at = 0usize;
+        while at + 8 <= n {
+            if chunk[at..at + 8] == MAGIC {
+                let off = base + at as u64;
+                if off + HEADER_LEN as u64 <= capacity
+                    && dev.flash.read(off as u32, &mut raw).is_ok()
+                {
+                    if let Ok(h) = decode(&raw) {
+                        return Some(h.fields.erase_size);
+                    }
+                }
+            }
+            at += 512;
+        }
+        base += n as u64;
+    }
+    None
+}
+
+/// Opens the device; the geometry recorded in the chain's headers wins. A file or block device
+/// opened without `--erase-size` takes the chain's erase size; with another `--erase-size`, or
+/// an MTD device reporting another one, it is an error (exit 16), never an empty-looking chain.
+pub fn open_checked(
+    path: &Path,
+    erase_size: Option<u32>,
+    writable: bool,
+) -> Result<Device, CliError> {
+    // Probed at the finest granularity a file can have, unless the size was given.
+    let mut dev = Device::open(path, erase_size.unwrap_or(512), writable)?;
+    let chain = recorded_erase_size(&mut dev);
+    let have = dev.erase_size();
+    let err = |chain, how, fix| CliError::Geometry {
+        path: path.to_path_buf(),
+        chain,
+        given: have,
+        how,
+        fix,
+    };
+    match (chain, erase_size) {
+        (Some(c), _) if c == have => Ok(dev),
+        (Some(c), _) if dev.flash.is_mtd() => Err(err(
+            c,
+            "the erase size the MTD device reports",
+            "this chain was made for another flash part; `snapshot format --force` starts over",
+        )),
+        (Some(c), Some(_)) => Err(err(
+            c,
+            "--erase-size",
+            "run without --erase-size, or with the chain's",
+        )),
+        (Some(c), None) if c < 512 || !c.is_power_of_two() => Err(err(
+            c,
+            "no size usable",
+            "the header's erase size is not usable; `snapshot format --force` starts over",
+        )),
+        (Some(c), None) => Device::open(path, c, writable),
+        (None, Some(_)) => Ok(dev),
+        (None, None) if dev.flash.is_mtd() => Ok(dev),
+        (None, None) => Device::open(path, DEFAULT_ERASE_SIZE, writable),
     }
 }
 

@@ -4,7 +4,7 @@ use snapinit::chain::Foreign;
 use snapinit::flash::DeviceError;
 use snapshot::pack::PackError;
 use snapshot::unpack::UnpackError;
-use snapshot::writer::WriteError;
+use snapshot::writer::{Suspect, WriteError};
 use std::io;
 use std::path::PathBuf;
 
@@ -32,10 +32,27 @@ pub mod code {
     pub const ABORTED: u8 = 11;
     /// The write succeeded but the reboot could not be started.
     pub const REBOOT: u8 = 12;
+    /// A write refused: the partition holds something that might be data and that the chain
+    /// does not show (a damaged or unreachable block, unknown content). Flash untouched.
+    pub const DAMAGED: u8 = 13;
+    /// The device path does not exist.
+    pub const NO_DEVICE: u8 = 14;
+    /// The chain holds as many snapshots as the boot path reads.
+    pub const CHAIN_FULL: u8 = 15;
+    /// The chain on flash records another erase size than the one given or reported.
+    pub const GEOMETRY: u8 = 16;
+    /// `health`: a check failed (the unit reboots unless --no-reboot).
+    pub const UNHEALTHY: u8 = 17;
+    /// A configuration file cannot be read or is invalid.
+    pub const CONFIG: u8 = 18;
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    #[error("{path}: {detail}")]
+    Config { path: PathBuf, detail: String },
+    #[error("{0} health check(s) failed")]
+    Unhealthy(usize),
     #[error("{path}: {err}")]
     Device { path: PathBuf, err: DeviceError },
     #[error("{path}: {source}")]
@@ -116,15 +133,40 @@ pub enum CliError {
     NeedsConfirmation(&'static str),
     #[error("the write succeeded, but `reboot` could not be run: {0}")]
     Reboot(String),
+    #[error("{}", snapshot::writer::survey::describe(.0))]
+    Damaged(Vec<Suspect>),
+    #[error("{0}: not found (no such file or device)")]
+    NotFound(PathBuf),
+    #[error("chain full: it holds {have} snapshots, the most the boot path reads ({max}); `snapshot rollback ID` drops the newest ones, or `snapshot extract all DIR`, `snapshot format --force` and `snapshot commit --upper DIR` squash them into one")]
+    ChainFull { have: usize, max: usize },
+    #[error("{path}: the chain on it was written for erase size {chain}, not {given} ({how}); the geometry in the headers wins: {fix}")]
+    Geometry {
+        path: PathBuf,
+        chain: u32,
+        given: u32,
+        how: &'static str,
+        fix: &'static str,
+    },
+    #[error("{path}: {detail}")]
+    BadBlock { path: PathBuf, detail: String },
+    #[error("{0}")]
+    Layout(String),
 }
 
 impl CliError {
     pub fn exit_code(&self) -> u8 {
         use CliError::*;
         match self {
-            Device { .. } | DeviceIo { .. } | ProcMtd { .. } | NoPartition(_) | Unreadable => {
-                code::DEVICE
-            }
+            Device { .. }
+            | DeviceIo { .. }
+            | ProcMtd { .. }
+            | NoPartition(_)
+            | Unreadable
+            | BadBlock { .. } => code::DEVICE,
+            NotFound(_) => code::NO_DEVICE,
+            Damaged(_) => code::DAMAGED,
+            ChainFull { .. } => code::CHAIN_FULL,
+            Geometry { .. } | Layout(_) => code::GEOMETRY,
             Lock { .. } | Locked { .. } => code::LOCKED,
             Unformatted(_) | Refused(_) | BadBackbuf(_) => code::STATE,
             NoSpace { .. } | TooSmall { .. } => code::NO_SPACE,
@@ -135,6 +177,8 @@ impl CliError {
             PackageManager { .. } | NoPackageManager => code::UPGRADE,
             Aborted | NeedsConfirmation(_) => code::ABORTED,
             Reboot(_) => code::REBOOT,
+            Unhealthy(_) => code::UNHEALTHY,
+            Config { .. } => code::CONFIG,
         }
     }
 
@@ -161,6 +205,15 @@ impl CliError {
             },
             WriteError::TooSmall { blocks } => CliError::TooSmall { blocks },
             WriteError::BadBackbuf(s) => CliError::BadBackbuf(s),
+            WriteError::Damaged(list) => CliError::Damaged(list),
+            WriteError::ChainFull { have, max } => CliError::ChainFull { have, max },
+            e @ WriteError::LayoutMismatch { .. } => CliError::Layout(e.to_string()),
+            e @ (WriteError::EraseFailed { .. }
+            | WriteError::ProgramFailed { .. }
+            | WriteError::CopyRead { .. }) => CliError::BadBlock {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            },
         }
     }
 }

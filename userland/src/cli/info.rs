@@ -3,8 +3,10 @@
 use super::device::Device;
 use serde::Serialize;
 use snapinit::chain::{Block, ChainView, End, Foreign, Layout, Rejected, Status};
+use snapinit::device::DeviceFlash;
 use snapinit::flash::{Geometry, ReadNorFlash};
 use snapinit::header::{Compression, Kind};
+use snapshot::writer::{survey, Survey, Suspect};
 
 #[derive(Debug, Serialize)]
 pub struct BlockInfo {
@@ -49,6 +51,14 @@ pub struct Backbuf {
     pub from_chain: bool,
 }
 
+/// Something on the partition that might be data the chain does not show (every write refuses
+/// while there is one).
+#[derive(Debug, Serialize)]
+pub struct SuspectInfo {
+    pub offset: u32,
+    pub what: String,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Info {
     pub device: String,
@@ -75,6 +85,10 @@ pub struct Info {
     /// Why the snapshot walk stopped: null when clean.
     pub end: Option<RejectInfo>,
     pub rejected_volatiles: Vec<RejectInfo>,
+    /// What might be data besides the chain: writes refuse while this is not empty.
+    pub suspects: Vec<SuspectInfo>,
+    /// Erase blocks holding provable garbage that the next write (or `repair`) erases.
+    pub garbage_blocks: usize,
 }
 
 pub fn foreign_name(f: Foreign) -> &'static str {
@@ -83,6 +97,7 @@ pub fn foreign_name(f: Foreign) -> &'static str {
         Foreign::DeadCode => "deadc0de",
         Foreign::Ubi => "ubi",
         Foreign::Squashfs => "squashfs",
+        Foreign::OpenWrtSnapshot => "owrt",
     }
 }
 
@@ -144,10 +159,30 @@ pub fn effective_layout(view: &ChainView) -> (Layout, bool) {
     }
 }
 
+/// The survey of what lies besides the chain, on a read-only descriptor of its own (the
+/// caller holds the lock).
+fn survey_of(dev: &Device, view: &ChainView, layout: &Layout) -> Option<Survey> {
+    if !matches!(view.status, Status::Chain | Status::Empty) {
+        return None;
+    }
+    let path = dev.path.to_str()?;
+    let mut flash = DeviceFlash::open(path, dev.erase_size(), false).ok()?;
+    survey(&mut flash, view, layout).ok()
+}
+
 pub fn gather(dev: &Device, view: &ChainView) -> Info {
     let (layout, from_chain) = effective_layout(view);
+    let surveyed = survey_of(dev, view, &layout);
+    let unknown = surveyed.as_ref().and_then(|s| {
+        s.suspects.iter().find_map(|x| match x {
+            Suspect::UnknownData { .. } => Some("unknown"),
+            Suspect::Foreign { fs, .. } => Some(foreign_name(*fs)),
+            _ => None,
+        })
+    });
     let (status, foreign) = match view.status {
         Status::Chain => ("chain", None),
+        Status::Empty if unknown.is_some() => ("unformatted", unknown),
         Status::Empty => ("empty", None),
         Status::Unformatted(f) => ("unformatted", Some(foreign_name(f))),
         Status::Unreadable => ("unreadable", None),
@@ -182,7 +217,9 @@ pub fn gather(dev: &Device, view: &ChainView) -> Info {
         used_bytes,
         free_bytes,
         next_offset: view.next_offset,
-        max_generation: view.max_generation,
+        max_generation: view
+            .max_generation
+            .max(surveyed.as_ref().map_or(0, |s| s.max_generation)),
         snapshots,
         volatile: view.volatiles.first().map(|b| block_info(b, None, &layout)),
         volatile_old_copy: view.volatiles.get(1).map(|b| block_info(b, None, &layout)),
@@ -191,6 +228,19 @@ pub fn gather(dev: &Device, view: &ChainView) -> Info {
             End::Rejected(r) => Some(reject_info(r)),
         },
         rejected_volatiles: view.rejected_volatiles.iter().map(reject_info).collect(),
+        suspects: surveyed
+            .as_ref()
+            .map(|s| {
+                s.suspects
+                    .iter()
+                    .map(|x| SuspectInfo {
+                        offset: x.offset(),
+                        what: x.to_string(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        garbage_blocks: surveyed.as_ref().map_or(0, |s| s.garbage.len()),
     }
 }
 
@@ -200,7 +250,10 @@ fn marks(b: &BlockInfo) -> String {
     } else if b.confirmed {
         format!("confirmed (after {} trial boot(s))", b.trials_used)
     } else {
-        format!("trial {}/{}", b.trials_used, b.trial_budget)
+        format!(
+            "ON TRIAL: {} of {} boots spent",
+            b.trials_used, b.trial_budget
+        )
     }
 }
 
@@ -243,6 +296,9 @@ pub fn render(info: &Info) -> String {
         info.capacity, info.total_blocks
     ));
     let status = match (info.status, info.foreign) {
+        ("unformatted", Some("unknown")) => {
+            "unformatted: holds data that is no snapinit chain".to_string()
+        }
         ("unformatted", Some(f)) => format!("unformatted: holds a foreign filesystem ({f})"),
         ("empty", _) => "empty (no valid block)".to_string(),
         ("chain", _) => format!(
@@ -257,6 +313,42 @@ pub fn render(info: &Info) -> String {
         (s, _) => s.to_string(),
     };
     line(format!("status:      {status}"));
+    let on_trial: Vec<String> = info
+        .snapshots
+        .iter()
+        .chain(info.volatile.iter())
+        .filter(|b| b.trial_budget > 0 && !b.confirmed)
+        .map(|b| match b.index {
+            Some(i) => format!(
+                "snapshot {i} ({} of {} boots spent)",
+                b.trials_used, b.trial_budget
+            ),
+            None => format!(
+                "the volatile ({} of {} boots spent)",
+                b.trials_used, b.trial_budget
+            ),
+        })
+        .collect();
+    if !on_trial.is_empty() {
+        line(format!(
+            "trial:       {} on trial: `snapshot confirm` (or `snapshot health`) keeps it, else the unit rolls back by itself",
+            on_trial.join(", ")
+        ));
+    }
+    let exhausted = snapinit::chain::Reject::TrialExhausted.to_string();
+    let rolled: Vec<String> = info
+        .end
+        .iter()
+        .chain(info.rejected_volatiles.iter())
+        .filter(|r| r.reason == exhausted)
+        .map(|r| format!("{} at {:#x}", r.kind.unwrap_or("block"), r.offset))
+        .collect();
+    if !rolled.is_empty() {
+        line(format!(
+            "rolled back: {} ran out of trial boots unconfirmed; the boot leaves it out and the next write drops it for good",
+            rolled.join(", ")
+        ));
+    }
     line(format!(
         "back buffer: offset {:#x}, {} erase blocks ({} bytes){}",
         info.backbuf.offset,
@@ -305,6 +397,20 @@ pub fn render(info: &Info) -> String {
         line(format!(
             "rejected:    volatile at {:#x}: {}",
             r.offset, r.reason
+        ));
+    }
+    for x in &info.suspects {
+        line(format!("data?       {}", x.what));
+    }
+    if !info.suspects.is_empty() {
+        line(
+            "             writes refuse until this is dealt with: `snapshot extract --salvage`, then `snapshot repair` (asks) or `snapshot format --force`"
+                .to_string(),
+        );
+    } else if info.garbage_blocks > 0 {
+        line(format!(
+            "garbage:     {} erase block(s) of interrupted, dropped or superseded writes (the next write or `snapshot repair` erases them)",
+            info.garbage_blocks
         ));
     }
     s

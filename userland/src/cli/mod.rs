@@ -3,6 +3,7 @@
 
 mod device;
 mod error;
+mod health;
 mod info;
 mod lock;
 mod ops;
@@ -16,6 +17,9 @@ use error::CliError;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+
+/// Where `snapshot health` reads its checks.
+pub const DEFAULT_HEALTH_CONFIG: &str = "/etc/config/snapshot";
 
 const ABOUT: &str = "Manage snapinit's snapshot chain on the rootfs_data flash partition";
 
@@ -43,7 +47,15 @@ Exit status:
    9  verify found a problem (or a payload could not be decoded)
   10  the package manager failed (upgrade): flash untouched
   11  aborted, or confirmation needed and no terminal to ask on (pass --yes)
-  12  written, but `reboot` could not be run";
+  12  written, but `reboot` could not be run
+  13  refused: the partition holds data the chain does not show (damaged or unreachable
+      blocks, unknown content); flash untouched. See the message: repair, extract --salvage,
+      format --force
+  14  the device does not exist
+  15  chain full: the chain holds the most snapshots the boot path reads (128)
+  16  the chain on flash was written for another erase size than --erase-size or the device's
+  17  health: a check failed (without --no-reboot the unit is rebooting)
+  18  a configuration file cannot be read or is invalid";
 
 #[derive(Debug, Parser)]
 #[command(name = "snapshot", version, about = ABOUT, long_about = LONG_ABOUT, after_long_help = EXIT_CODES)]
@@ -68,9 +80,11 @@ struct Global {
         value_name = "NAME"
     )]
     partition: String,
-    /// Erase block size for block devices and image files (an MTD device reports its own)
-    #[arg(long, global = true, default_value_t = 65536, value_name = "BYTES")]
-    erase_size: u32,
+    /// Erase block size for block devices and image files: a power of two, at least 512
+    /// [default: the one the chain's headers record, else 65536]. An MTD device reports its
+    /// own; a chain recorded for another size is an error (exit 16)
+    #[arg(long, global = true, value_name = "BYTES", value_parser = parse_erase_size)]
+    erase_size: Option<u32>,
     /// Seconds to wait for another running snapshot command to finish
     #[arg(long, global = true, default_value_t = 30, value_name = "SECS")]
     wait: u64,
@@ -177,8 +191,39 @@ enum Cmd {
     },
     /// Re-read and re-hash every block and decode every payload as the boot path would
     Verify,
+    /// Keep the blocks on trial: the running state is good
+    ///
+    /// Programs the confirm mark of every block on trial (lowest first); from then on they
+    /// boot without spending trial boots.
+    Confirm,
+    /// Check the running system; confirm the boot on trial when every check passes
+    ///
+    /// Checks come from the config (UCI syntax): commands that must succeed, hosts that must
+    /// answer ping, a least number of batman-adv neighbours. They are retried until they pass
+    /// or the unit has been up `deadline` seconds; then it reboots, spending the next trial
+    /// boot (with none left, the unit boots the state below the trial). Does nothing when
+    /// nothing is on trial.
+    Health {
+        /// The checks [default: /etc/config/snapshot, through `uci export` when uci exists]
+        #[arg(long, default_value = DEFAULT_HEALTH_CONFIG, value_name = "FILE")]
+        config: PathBuf,
+        /// One round of checks: confirm if they pass, else reboot at once
+        #[arg(long)]
+        once: bool,
+        /// Do not reboot on failure (exit 17 instead)
+        #[arg(long)]
+        no_reboot: bool,
+    },
     /// Erase the leftovers of interrupted or dropped writes (done before every write anyway)
-    Repair,
+    ///
+    /// Leftovers the writer can prove are its own (torn, dropped, superseded blocks) are erased
+    /// at once. Anything that might be data (a damaged or unreachable block) is listed with the
+    /// erase blocks it occupies and erased only after confirmation or --yes.
+    Repair {
+        /// Erase blocks that might be data without asking
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
     /// Unpack a snapshot, the volatile, or all of them layered, into a directory
     ///
     /// Uses the boot path's own readers and replay rules: it refuses exactly what PID 1
@@ -212,20 +257,43 @@ struct PackArgs {
     /// Store the payload as a plain tar instead of gzip
     #[arg(long)]
     no_compress: bool,
+    /// Write the new block on trial: boot it at most N times (1-16) until `snapshot confirm`
+    /// (or `snapshot health`) keeps it; unconfirmed, the unit rolls back by itself
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=16))]
+    trial: Option<u16>,
+}
+
+/// `--erase-size`: a power of two of at least 512 bytes (decimal or 0x hex).
+fn parse_erase_size(s: &str) -> Result<u32, String> {
+    let n = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => s.parse::<u32>(),
+    }
+    .map_err(|e| format!("{s:?} is not a number of bytes: {e}"))?;
+    if n < 512 || !n.is_power_of_two() {
+        return Err(format!(
+            "{n} is not a power of two of at least 512 (flash erase blocks are 4096, 65536, 131072, ...)"
+        ));
+    }
+    Ok(n)
 }
 
 /// What every command needs to reach the partition.
 pub struct Ctx {
     spec: DeviceSpec,
     wait: Option<Duration>,
+    /// Trial boots for the block a write adds (`--trial`); 0: confirmed at write.
+    trial: u16,
 }
 
 impl Ctx {
-    /// Takes the lock (exclusive for writers), then opens the device.
+    /// Takes the lock (exclusive for writers), then opens the device with the erase size the
+    /// chain on it records (see `device::open_checked`).
     pub fn open(&self, write: bool) -> Result<(lock::Lock, Device), CliError> {
         let path = self.spec.resolve()?;
+        device::check_path(&path)?;
         let lock = lock::acquire(&path, write, self.wait)?;
-        let dev = Device::open(&path, self.spec.erase_size, write)?;
+        let dev = device::open_checked(&path, self.spec.erase_size, write)?;
         Ok((lock, dev))
     }
 }
@@ -239,6 +307,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
             erase_size: g.erase_size,
         },
         wait: (!g.no_wait).then(|| Duration::from_secs(g.wait)),
+        trial: match &cli.cmd {
+            Cmd::Save { pack } | Cmd::Commit { pack, .. } | Cmd::Upgrade { pack, .. } => {
+                pack.trial.unwrap_or(0)
+            }
+            _ => 0,
+        },
     };
     match cli.cmd {
         Cmd::Info { json } => read::info(&ctx, json),
@@ -270,7 +344,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
             backbuf_blocks,
         } => ops::format(&ctx, force, yes, backbuf_blocks),
         Cmd::Verify => read::verify(&ctx),
-        Cmd::Repair => ops::repair(&ctx),
+        Cmd::Confirm => ops::confirm(&ctx),
+        Cmd::Health {
+            config,
+            once,
+            no_reboot,
+        } => health::health(&ctx, &config, once, !no_reboot),
+        Cmd::Repair { yes } => ops::repair(&ctx, yes),
         Cmd::Extract { id, dir, salvage } => read::extract(&ctx, &id, &dir, salvage),
         Cmd::Diff { id } => read::diff(&ctx, id.as_deref()),
     }

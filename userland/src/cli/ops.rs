@@ -17,13 +17,34 @@ use snapshot::writer::{Outcome, WriteError, Writer};
 use std::path::Path;
 use std::process::Command;
 
-/// Refuses a partition that is not a chain (or an empty one).
-fn require_chain(view: &ChainView) -> Result<(), CliError> {
+/// Refuses a partition that is not a clean chain (or an empty one): a foreign filesystem, or
+/// anything that might be data the chain does not show. Runs before any packing.
+fn require_chain(dev: &mut Device, view: &ChainView) -> Result<(), CliError> {
     match view.status {
-        Status::Chain | Status::Empty => Ok(()),
-        Status::Unformatted(fs) => Err(CliError::Unformatted(fs)),
-        Status::Unreadable => Err(CliError::Unreadable),
+        Status::Chain | Status::Empty => {}
+        Status::Unformatted(fs) => return Err(CliError::Unformatted(fs)),
+        Status::Unreadable => return Err(CliError::Unreadable),
     }
+    let path = dev.path.clone();
+    let (_, _, survey) = Writer::new(dev)
+        .survey()
+        .map_err(|e| CliError::write(&path, e))?;
+    if !survey.suspects.is_empty() {
+        return Err(CliError::Damaged(survey.suspects));
+    }
+    Ok(())
+}
+
+/// A new snapshot past the most the boot path reads is refused before any work.
+fn require_room(view: &ChainView) -> Result<(), CliError> {
+    let have = view.snapshots.len();
+    if have >= snapinit::chain::MAX_SNAPSHOTS {
+        return Err(CliError::ChainFull {
+            have,
+            max: snapinit::chain::MAX_SNAPSHOTS,
+        });
+    }
+    Ok(())
 }
 
 /// The space checks the writer makes, made before anything (repair included) touches flash.
@@ -99,7 +120,7 @@ fn read_view(dev: &mut Device) -> ChainView {
 
 /// Reboots into the new state, unless the chain is an image file: then this machine is not the
 /// one that boots it (a workstation preparing an image must not go down).
-fn reboot(ctx: &Ctx) -> Result<(), CliError> {
+pub(super) fn reboot(ctx: &Ctx) -> Result<(), CliError> {
     if let Ok(path) = ctx.spec.resolve() {
         if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
             println!(
@@ -133,12 +154,13 @@ fn describe(p: &Packed) -> String {
 pub fn save(ctx: &Ctx, upper: &Path, gzip: bool) -> Result<(), CliError> {
     let (_lock, mut dev) = ctx.open(true)?;
     let view = read_view(&mut dev);
-    require_chain(&view)?;
+    require_chain(&mut dev, &view)?;
     let packed = tree::pack(upper, gzip)?;
     precheck(&view, packed.data.len(), true)?;
     auto_repair(&mut dev)?;
     let cost = block_cost(&view, packed.data.len());
     let out = write_op(&mut dev, cost, "saving", |w| {
+        w.trial_budget = ctx.trial;
         w.save_volatile(&packed.payload())
     })?;
     let (layout, _) = effective_layout(&view);
@@ -160,13 +182,17 @@ pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<()
     {
         let (_lock, mut dev) = ctx.open(true)?;
         let view = read_view(&mut dev);
-        require_chain(&view)?;
+        require_chain(&mut dev, &view)?;
+        if tree::has_content(upper)? || view.volatile().is_some() {
+            require_room(&view)?;
+        }
         if tree::has_content(upper)? {
             let packed = tree::pack(upper, gzip)?;
             precheck(&view, packed.data.len(), false)?;
             auto_repair(&mut dev)?;
             let cost = block_cost(&view, packed.data.len()) + evacuation_cost(&view);
             let out = write_op(&mut dev, cost, "committing", |w| {
+                w.trial_budget = ctx.trial;
                 w.append_snapshot(&packed.payload())
             })?;
             if let Outcome::Written { seq, offset, .. } = out {
@@ -183,7 +209,10 @@ pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<()
             }
             auto_repair(&mut dev)?;
             let cost = block_cost(&view, len) + evacuation_cost(&view);
-            let out = write_op(&mut dev, cost, "committing", |w| w.commit())?;
+            let out = write_op(&mut dev, cost, "committing", |w| {
+                w.trial_budget = ctx.trial;
+                w.commit()
+            })?;
             if let Outcome::Committed { seq } = out {
                 println!("volatile committed as snapshot {seq}");
             }
@@ -207,7 +236,7 @@ pub fn rollback(ctx: &Ctx, id: Option<usize>, yes: bool, do_reboot: bool) -> Res
     {
         let (_lock, mut dev) = ctx.open(true)?;
         let view = read_view(&mut dev);
-        require_chain(&view)?;
+        require_chain(&mut dev, &view)?;
         let have = view.snapshots.len();
         let keep = id.unwrap_or(have.saturating_sub(1));
         if keep > have {
@@ -247,11 +276,66 @@ pub fn rollback(ctx: &Ctx, id: Option<usize>, yes: bool, do_reboot: bool) -> Res
     Ok(())
 }
 
-pub fn repair(ctx: &Ctx) -> Result<(), CliError> {
+/// Erases provable garbage at once; anything that might be data only after saying what it is
+/// and what would be erased, and a confirmation.
+pub fn repair(ctx: &Ctx, yes: bool) -> Result<(), CliError> {
     let (_lock, mut dev) = ctx.open(true)?;
     let view = read_view(&mut dev);
-    require_chain(&view)?;
-    let out = write_op(&mut dev, 0, "repairing", |w| w.repair())?;
+    match view.status {
+        Status::Chain | Status::Empty => {}
+        Status::Unformatted(fs) => return Err(CliError::Unformatted(fs)),
+        Status::Unreadable => return Err(CliError::Unreadable),
+    }
+    let path = dev.path.clone();
+    let (_, layout, survey) = Writer::new(&mut dev)
+        .survey()
+        .map_err(|e| CliError::write(&path, e))?;
+    if survey.suspects.is_empty() {
+        let out = write_op(&mut dev, 0, "repairing", |w| w.repair())?;
+        if let Outcome::Repaired { erased_blocks } = out {
+            println!("repair: erased {erased_blocks} erase block(s)");
+        }
+        return Ok(());
+    }
+    if !survey.identity {
+        return Err(CliError::Damaged(survey.suspects));
+    }
+    let e = u64::from(layout.erase_size);
+    println!("the partition holds data that the chain does not show:");
+    for s in &survey.suspects {
+        println!("  - {s}");
+    }
+    let mut blocks: Vec<u32> = survey
+        .garbage
+        .iter()
+        .chain(survey.suspect_blocks.iter())
+        .copied()
+        .collect();
+    blocks.sort_unstable();
+    let list: Vec<String> = blocks
+        .iter()
+        .map(|&i| format!("{:#x}", u64::from(i) * e))
+        .collect();
+    println!(
+        "repair would erase {} erase block(s) of {e} bytes at: {}",
+        blocks.len(),
+        list.join(" ")
+    );
+    println!(
+        "the boot path shows {} snapshot(s){}, which stay. Run `snapshot extract --salvage` first to keep what is still readable.",
+        view.snapshots.len(),
+        if view.volatile().is_some() {
+            " and a volatile"
+        } else {
+            ""
+        }
+    );
+    ui::confirm(
+        yes,
+        "repair",
+        &format!("Erase these {} erase block(s)?", blocks.len()),
+    )?;
+    let out = write_op(&mut dev, 0, "repairing", |w| w.repair_all())?;
     if let Outcome::Repaired { erased_blocks } = out {
         println!("repair: erased {erased_blocks} erase block(s)");
     }
@@ -348,7 +432,8 @@ pub fn upgrade(
         // Held across the package manager run: no other command writes meanwhile.
         let (_lock, mut dev) = ctx.open(true)?;
         let view = read_view(&mut dev);
-        require_chain(&view)?;
+        require_chain(&mut dev, &view)?;
+        require_room(&view)?;
         let (pm, steps) = pm_steps(pm)?;
         let before = tree::fingerprint(upper)?;
         if let Err(e) = run_pm(&pm, &steps, upper) {
@@ -367,6 +452,7 @@ pub fn upgrade(
         auto_repair(&mut dev)?;
         let cost = block_cost(&view, packed.data.len()) + evacuation_cost(&view);
         let out = write_op(&mut dev, cost, "storing", |w| {
+            w.trial_budget = ctx.trial;
             w.append_snapshot(&packed.payload())
         })?;
         if let Outcome::Written { seq, offset, .. } = out {
@@ -408,9 +494,14 @@ pub fn convert(
                     "the partition holds {fs}, not JFFS2: convert only turns a JFFS2 overlay into a chain (`snapshot format --force` erases it)",
                 )))
             }
-            Status::Chain | Status::Empty => {
+            Status::Chain => {
                 return Err(CliError::Refused(
                     "the partition already holds a snapinit chain: nothing to convert (use `snapshot commit`)".into(),
+                ))
+            }
+            Status::Empty => {
+                return Err(CliError::Refused(
+                    "the partition is empty (no JFFS2 overlay on it): nothing to convert; `snapshot commit --upper DIR` stores a directory as the first snapshot".into(),
                 ))
             }
             Status::Unreadable => return Err(CliError::Unreadable),
@@ -442,7 +533,11 @@ pub fn convert(
         )?;
         // From here until the snapshot is written the content is only in RAM (and the backup).
         let total = dev.capacity() as u64;
-        write_op(&mut dev, total, "erasing", |w| w.format())?;
+        // Confirmed: the JFFS2 content is packed (and backed up if asked).
+        write_op(&mut dev, total, "erasing", |w| {
+            w.force = true;
+            w.format()
+        })?;
         let cost = block_cost(&view, packed.data.len());
         let res = write_op(&mut dev, cost, "writing", |w| {
             w.append_snapshot(&packed.payload())
@@ -508,15 +603,48 @@ pub fn format(
             }));
         }
     }
+    let path = dev.path.clone();
+    let suspects = match view.status {
+        Status::Chain | Status::Empty => match Writer::new(&mut dev).survey() {
+            Ok((_, _, survey)) => survey.suspects,
+            // A chain laid out for a larger partition: only --force starts over.
+            Err(e @ WriteError::LayoutMismatch { .. }) if !force => {
+                return Err(CliError::write(&path, e))
+            }
+            Err(WriteError::LayoutMismatch { .. }) => Vec::new(),
+            Err(e) => return Err(CliError::write(&path, e)),
+        },
+        _ => Vec::new(),
+    };
     let holds = match view.status {
+        Status::Empty if !suspects.is_empty() => Some(format!(
+            "no valid chain but data: {}",
+            suspects
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
         Status::Empty => None,
         Status::Chain => Some(format!(
-            "{} snapshot(s){}",
+            "{} snapshot(s){}{}",
             view.snapshots.len(),
             if view.volatile().is_some() {
                 " and a volatile"
             } else {
                 ""
+            },
+            if suspects.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", and data the chain does not show: {}",
+                    suspects
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
             }
         )),
         Status::Unformatted(fs) => Some(format!("{fs} ({})", foreign_name(fs))),
@@ -538,6 +666,7 @@ pub fn format(
     let total = dev.capacity() as u64;
     let out = write_op(&mut dev, total, "formatting", |w| {
         w.backbuf_blocks = backbuf_blocks;
+        w.force = force;
         w.format()
     })?;
     if let Outcome::Formatted { erased_blocks } = out {
@@ -548,6 +677,20 @@ pub fn format(
     }
     if let Some(n) = backbuf_blocks {
         println!("back buffer: {n} erase block(s), recorded in a layout marker at offset 0");
+    }
+    Ok(())
+}
+
+/// Marks every block on trial good (`snapshot confirm`).
+pub fn confirm(ctx: &Ctx) -> Result<(), CliError> {
+    let (_lock, mut dev) = ctx.open(true)?;
+    let out = write_op(&mut dev, 0, "confirming", |w| w.confirm())?;
+    match out {
+        Outcome::Confirmed { blocks: 0 } => println!("nothing is on trial"),
+        Outcome::Confirmed { blocks } => {
+            println!("confirmed: {blocks} block(s) on trial are kept from now on")
+        }
+        _ => {}
     }
     Ok(())
 }

@@ -88,9 +88,15 @@ pub fn scratch() -> Scratch {
     s
 }
 
+/// The binary under test: `SNAPSHOT_BIN` overrides the one cargo built (to run these tests
+/// against an older build and see them fail there).
+pub fn bin() -> String {
+    std::env::var("SNAPSHOT_BIN").unwrap_or_else(|_| BIN.to_string())
+}
+
 /// Runs `snapshot --device IMG ARGS...` with stdin closed.
 pub fn run(img: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
+    Command::new(bin())
         .arg("--device")
         .arg(img)
         .args(args)

@@ -1,0 +1,163 @@
+//! What each fuzz target checks, shared by the libFuzzer targets (fuzz_targets/*.rs) and the
+//! regression test that replays every saved crash and seed (userland/tests/fuzz_regressions.rs).
+//! The including crate root provides `mod cmdline` (src/init/cmdline.rs, a module of PID 1).
+
+use core::fmt::Write as _;
+use embedded_io::Read as _;
+use embedded_storage::nor_flash::{ErrorType, NorFlashError, NorFlashErrorKind, ReadNorFlash};
+use snapinit::chain::{read_chain, read_chain_with, Volatiles};
+use snapinit::flash::Geometry;
+use snapinit::gzip::GzipReader;
+use snapinit::header::{damage, decode, span_blocks, HEADER_LEN, SEALED_LEN};
+use snapinit::tar::TarReader;
+
+/// The header decoder on any 256 bytes (shorter input is padded with 0xFF): never panics;
+/// what it accepts re-seals to the same bytes; `damage` classifies what it rejects.
+pub fn header(data: &[u8]) {
+    let mut raw = [0xFFu8; HEADER_LEN];
+    let n = data.len().min(HEADER_LEN);
+    raw[..n].copy_from_slice(&data[..n]);
+    match decode(&raw) {
+        Ok(h) => {
+            assert_eq!(&h.fields.seal()[..], &raw[..SEALED_LEN]);
+            assert_eq!(h.fields.hash(), h.hash);
+            let _ = h.span_blocks();
+        }
+        Err(_) => {
+            let _ = damage(&raw);
+        }
+    }
+    if data.len() >= 12 {
+        let mut len = [0u8; 8];
+        len.copy_from_slice(&data[..8]);
+        let mut e = [0u8; 4];
+        e.copy_from_slice(&data[8..12]);
+        let _ = span_blocks(u64::from_le_bytes(len), u32::from_le_bytes(e));
+    }
+}
+
+#[derive(Debug)]
+pub struct Eio;
+
+impl NorFlashError for Eio {
+    fn kind(&self) -> NorFlashErrorKind {
+        NorFlashErrorKind::Other
+    }
+}
+
+/// An image in memory as flash, with a range of reads that fail (EIO).
+pub struct Image<'a> {
+    pub data: &'a [u8],
+    pub erase_size: u32,
+    pub fail: (u32, u32),
+}
+
+impl ErrorType for Image<'_> {
+    type Error = Eio;
+}
+
+impl Geometry for Image<'_> {
+    fn erase_size(&self) -> u32 {
+        self.erase_size
+    }
+}
+
+impl ReadNorFlash for Image<'_> {
+    const READ_SIZE: usize = 1;
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Eio> {
+        let start = offset as usize;
+        let end = start.checked_add(bytes.len()).ok_or(Eio)?;
+        if end > self.data.len() {
+            return Err(Eio);
+        }
+        let (a, b) = self.fail;
+        if u64::from(offset) < u64::from(b) && u64::from(a) < end as u64 {
+            return Err(Eio);
+        }
+        bytes.copy_from_slice(&self.data[start..end]);
+        Ok(())
+    }
+    fn capacity(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// The chain walker (PID 1's and the tool's) over an arbitrary image with an arbitrary erase
+/// size and an injected read error: never panics, and what it accepts lies inside the image.
+/// Input: byte 0 picks the erase size (2^(9 + b % 8): 512 .. 64 KiB), bytes 1..9 a range of
+/// failing reads (start and length, u32 LE, modulo the image size), the rest is the image.
+pub fn chain(data: &[u8]) {
+    if data.len() < 9 {
+        return;
+    }
+    let erase_size = 1u32 << (9 + u32::from(data[0] % 8));
+    let image = &data[9..];
+    let len = image.len().max(1) as u32;
+    let start = u32::from_le_bytes([data[1], data[2], data[3], data[4]]) % len;
+    let span = u32::from_le_bytes([data[5], data[6], data[7], data[8]]) % len;
+    let mut flash = Image {
+        data: image,
+        erase_size,
+        fail: (start, start.saturating_add(span)),
+    };
+    let mut buf = [0u8; 97];
+    let view = read_chain(&mut flash, &mut buf);
+    let cap = image.len() as u64;
+    for b in view.snapshots.iter().chain(view.volatiles.iter()) {
+        assert!(b.end() <= cap, "accepted a block past the end of the image");
+        assert_eq!(u64::from(b.offset) % u64::from(erase_size), 0);
+    }
+    let lazy = read_chain_with(&mut flash, &mut buf, Volatiles::VerifyCurrent);
+    assert_eq!(lazy.snapshots, view.snapshots);
+}
+
+/// PID 1's streaming tar reader over arbitrary bytes: never panics, always terminates.
+pub fn tar(data: &[u8]) {
+    let mut tr = TarReader::new(data);
+    let mut buf = [0u8; 700];
+    for _ in 0..10_000 {
+        match tr.next_entry() {
+            Ok(Some(_)) => {
+                let mut guard = 0usize;
+                while let Ok(n) = tr.read_data(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    guard += 1;
+                    assert!(guard <= data.len() + 1, "read_data does not advance");
+                }
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+}
+
+/// PID 1's gzip decoder over arbitrary bytes: never panics, always terminates.
+pub fn gzip(data: &[u8]) {
+    let mut gz = Box::new(GzipReader::new(data));
+    let mut buf = [0u8; 1024];
+    let mut total = 0usize;
+    loop {
+        match gz.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                total += n;
+                // Deflate expands at most ~1032:1; more output than that is a loop.
+                assert!(total <= data.len().saturating_mul(1100) + 65536);
+            }
+        }
+    }
+}
+
+/// PID 1's kernel command-line parser on any UTF-8 string: never panics.
+pub fn cmdline(data: &[u8]) {
+    let Ok(s) = core::str::from_utf8(data) else {
+        return;
+    };
+    let mut sink = heapless::String::<512>::new();
+    let settings = super::cmdline::parse(s, |w| {
+        sink.clear();
+        let _ = write!(sink, "{w}");
+    });
+    let _ = settings.erase_size;
+}

@@ -1,0 +1,11 @@
+//! The block header decoder: see `checks::header` (fuzz/checks.rs).
+#![no_main]
+
+#[path = "../checks.rs"]
+#[allow(dead_code)]
+mod checks;
+#[path = "../../src/init/cmdline.rs"]
+#[allow(dead_code)]
+mod cmdline;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::header(data));

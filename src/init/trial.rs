@@ -1,0 +1,86 @@
+//! Trial boots (docs/FORMAT.md, "Trial boots"): the one flash write the boot path makes.
+//!
+//! A block on trial is booted a bounded number of times until `snapshot confirm` marks it good.
+//! Each boot of it spends one trial mark, before the target runs: a single program of one byte
+//! from 0xFF to 0x00, which cannot tear and only clears bits. When the marks are spent, the
+//! chain walk leaves the block out (with everything above it) and the unit boots the state
+//! below it. A power cut just before the program loses nothing, just after it loses one trial:
+//! never a trial gained.
+//!
+//! A unit that hangs before anything could confirm must still come back: when a block is on
+//! trial and a watchdog exists, it is armed here and left running (closed without the magic
+//! character): whatever pets it later (procd, `snapshot health`) takes it over; if nothing
+//! does, the unit reboots and spends the next trial.
+
+use snapinit::chain::Block;
+use snapinit::device::DeviceFlash;
+use snapinit::header::{Kind, Trial};
+use snapinit::trial::spend;
+
+use super::cmdline::Settings;
+use crate::{error, info, warn};
+
+/// Spends one trial boot of `block` (the lowest block on trial that this boot replayed), then
+/// arms the watchdog.
+pub fn on_boot(booted: Option<Block>, device: &str, settings: &Settings) {
+    let Some(block) = booted else {
+        return;
+    };
+    if !matches!(block.header.trial(), Trial::OnTrial { .. }) {
+        return;
+    }
+    let f = &block.header.fields;
+    let (kind, seq) = match f.kind {
+        Kind::Snapshot => ("snapshot", f.seq),
+        Kind::Volatile => ("the saved changes above snapshot", f.seq),
+    };
+    let spent = DeviceFlash::open(device, settings.erase_size, true)
+        .map_err(snapinit::trial::SpendError::Flash)
+        .and_then(|mut flash| spend(&mut flash, &block));
+    match spent {
+        Ok((used, budget)) => info!(
+            "{kind} {seq} is on trial: boot {used} of {budget}; `snapshot confirm` keeps it, else {} more boot(s) and it is rolled back",
+            budget - u16::from(used)
+        ),
+        Err(e) => error!("{kind} {seq} is on trial but its trial mark could not be spent: {e}"),
+    }
+    if settings.watchdog > 0 {
+        arm_watchdog(settings.watchdog);
+    }
+}
+
+/// `WDIOC_SETTIMEOUT` and `WDIOC_KEEPALIVE` from <linux/watchdog.h>.
+const WDIOC_SETTIMEOUT: rustix::ioctl::Opcode = rustix::ioctl::opcode::read_write::<i32>(b'W', 6);
+const WDIOC_KEEPALIVE: rustix::ioctl::Opcode = rustix::ioctl::opcode::read::<i32>(b'W', 5);
+
+fn arm_watchdog(secs: u32) {
+    let fd = match rustix::fs::open(
+        "/dev/watchdog",
+        rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(e) => {
+            warn!("no watchdog to guard the trial boot (/dev/watchdog: {e})");
+            return;
+        }
+    };
+    let timeout = i32::try_from(secs).unwrap_or(i32::MAX);
+    // SAFETY: both ioctls take a pointer to one int, which the Updater/Getter provide.
+    let set = unsafe {
+        rustix::ioctl::ioctl(
+            &fd,
+            rustix::ioctl::Updater::<WDIOC_SETTIMEOUT, i32>::new(&mut { timeout }),
+        )
+    };
+    let _ =
+        unsafe { rustix::ioctl::ioctl(&fd, rustix::ioctl::Getter::<WDIOC_KEEPALIVE, i32>::new()) };
+    match set {
+        Ok(()) => {
+            info!("watchdog armed for {secs} s: a hang before the trial is confirmed reboots")
+        }
+        Err(e) => warn!("watchdog armed with its default timeout (setting {secs} s: {e})"),
+    }
+    // Closed without the magic 'V': the watchdog keeps running.
+    drop(fd);
+}

@@ -1,0 +1,377 @@
+//! `snapshot health`: decides whether a boot on trial is good, and confirms it or reboots.
+//!
+//! The checks come from `/etc/config/snapshot` (UCI syntax; read through `uci export` when the
+//! `uci` command exists, so OpenWrt's staged changes and includes apply): commands that must
+//! succeed, hosts that must answer ping, a least number of batman-adv neighbours. They are
+//! retried every `interval` seconds until they all pass (then the boot is confirmed) or the
+//! unit has been up `deadline` seconds (then it reboots, which spends the next trial boot; when
+//! none is left the unit comes back on the state below). While it waits it pets the watchdog
+//! PID 1 armed, if nothing else (procd) owns it.
+
+use super::error::CliError;
+use super::Ctx;
+use snapinit::header::Trial;
+use snapshot::writer::Writer;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// One UCI section: its type, name, options and lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Section {
+    pub kind: String,
+    pub name: String,
+    pub options: BTreeMap<String, String>,
+    pub lists: BTreeMap<String, Vec<String>>,
+}
+
+/// Splits a UCI line into words: bare, 'single' or "double" quoted (a quote ends the word).
+fn uci_words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = line.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+            continue;
+        }
+        if c == '#' {
+            break;
+        }
+        let mut word = String::new();
+        if c == '\'' || c == '"' {
+            chars.next();
+            for d in chars.by_ref() {
+                if d == c {
+                    break;
+                }
+                word.push(d);
+            }
+        } else {
+            while let Some(&d) = chars.peek() {
+                if d.is_whitespace() {
+                    break;
+                }
+                word.push(d);
+                chars.next();
+            }
+        }
+        out.push(word);
+    }
+    out
+}
+
+/// Parses UCI file syntax (what `uci export` prints). Unknown lines are errors with their
+/// number, so a typo in a check is never silently a check less.
+pub fn parse_uci(text: &str) -> Result<Vec<Section>, String> {
+    let mut sections: Vec<Section> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let w = uci_words(line);
+        let Some(first) = w.first() else {
+            continue;
+        };
+        match (first.as_str(), w.len()) {
+            ("package", 2) => {}
+            ("config", 2 | 3) => sections.push(Section {
+                kind: w[1].clone(),
+                name: w.get(2).cloned().unwrap_or_default(),
+                ..Section::default()
+            }),
+            ("option", 3) | ("list", 3) => {
+                let Some(sec) = sections.last_mut() else {
+                    return Err(format!("line {}: {first} outside a section", n + 1));
+                };
+                if first == "option" {
+                    sec.options.insert(w[1].clone(), w[2].clone());
+                } else {
+                    sec.lists
+                        .entry(w[1].clone())
+                        .or_default()
+                        .push(w[2].clone());
+                }
+            }
+            _ => return Err(format!("line {}: cannot read {line:?}", n + 1)),
+        }
+    }
+    Ok(sections)
+}
+
+/// The checks and their timing, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checks {
+    pub deadline: u64,
+    pub interval: u64,
+    pub commands: Vec<String>,
+    pub ping: Vec<String>,
+    pub batman_neighbours: u32,
+    pub watchdog: bool,
+}
+
+impl Default for Checks {
+    fn default() -> Self {
+        Checks {
+            deadline: 600,
+            interval: 20,
+            commands: Vec::new(),
+            ping: Vec::new(),
+            batman_neighbours: 0,
+            watchdog: true,
+        }
+    }
+}
+
+fn number(sec: &Section, key: &str, default: u64) -> Result<u64, String> {
+    match sec.options.get(key) {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|_| format!("option {key} '{v}' is not a whole number")),
+    }
+}
+
+/// The `health` section of the config (type `health`); defaults when there is none.
+pub fn checks(sections: &[Section]) -> Result<Checks, String> {
+    let mut c = Checks::default();
+    let Some(sec) = sections.iter().find(|s| s.kind == "health") else {
+        return Ok(c);
+    };
+    for key in sec.options.keys().chain(sec.lists.keys()) {
+        if ![
+            "deadline",
+            "interval",
+            "command",
+            "ping",
+            "batman_neighbours",
+            "watchdog",
+        ]
+        .contains(&key.as_str())
+        {
+            return Err(format!("unknown option {key}"));
+        }
+    }
+    c.deadline = number(sec, "deadline", c.deadline)?;
+    c.interval = number(sec, "interval", c.interval)?.max(1);
+    c.batman_neighbours = u32::try_from(number(sec, "batman_neighbours", 0)?)
+        .map_err(|_| "option batman_neighbours is too large".to_string())?;
+    c.watchdog = number(sec, "watchdog", 1)? != 0;
+    c.commands = sec.lists.get("command").cloned().unwrap_or_default();
+    c.ping = sec.lists.get("ping").cloned().unwrap_or_default();
+    for host in &c.ping {
+        let ok = !host.is_empty()
+            && host
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ".-:".contains(ch));
+        if !ok {
+            return Err(format!("ping host {host:?} is not a host name or address"));
+        }
+    }
+    Ok(c)
+}
+
+fn read_config(path: &Path) -> Result<Checks, CliError> {
+    let bad = |detail: String| CliError::Config {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let default_path = path == Path::new(super::DEFAULT_HEALTH_CONFIG);
+    let via_uci = default_path
+        .then(|| {
+            Command::new("uci")
+                .args(["-q", "export", "snapshot"])
+                .stderr(Stdio::null())
+                .output()
+                .ok()
+        })
+        .flatten()
+        .filter(|o| o.status.success());
+    let text = match via_uci {
+        Some(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
+        None => match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            // No config: the defaults (no check but the deadline and the watchdog).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(bad(e.to_string())),
+        },
+    };
+    checks(&parse_uci(&text).map_err(bad)?).map_err(bad)
+}
+
+/// Runs every check once; the failures, in words.
+fn run_checks(c: &Checks) -> Vec<String> {
+    let mut failed = Vec::new();
+    for cmd in &c.commands {
+        match Command::new("/bin/sh").args(["-c", cmd]).status() {
+            Ok(s) if s.success() => {}
+            Ok(s) => failed.push(format!("command `{cmd}` {s}")),
+            Err(e) => failed.push(format!("command `{cmd}`: {e}")),
+        }
+    }
+    for host in &c.ping {
+        let ok = Command::new("ping")
+            .args(["-c", "1", "-W", "2", host])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            failed.push(format!("{host} does not answer ping"));
+        }
+    }
+    if c.batman_neighbours > 0 {
+        let n = Command::new("batctl")
+            .args(["n", "-H"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .count() as u32
+            });
+        match n {
+            Some(n) if n >= c.batman_neighbours => {}
+            Some(n) => failed.push(format!(
+                "{n} batman-adv neighbour(s), at least {} needed",
+                c.batman_neighbours
+            )),
+            None => failed.push("`batctl n` does not run (no batman-adv)".into()),
+        }
+    }
+    failed
+}
+
+fn uptime() -> u64 {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|t| t.split('.').next().and_then(|s| s.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Pets the watchdog PID 1 armed while the checks wait, when nothing else holds it.
+struct Watchdog(Option<std::fs::File>);
+
+impl Watchdog {
+    fn open(wanted: bool) -> Self {
+        Watchdog(
+            wanted
+                .then(|| {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open("/dev/watchdog")
+                })
+                .and_then(Result::ok),
+        )
+    }
+    fn pet(&mut self) {
+        if let Some(f) = &mut self.0 {
+            let _ = f.write_all(b"\0");
+        }
+    }
+    /// Stops it (magic close): the boot is confirmed, nothing needs guarding.
+    fn release(&mut self) {
+        if let Some(mut f) = self.0.take() {
+            let _ = f.write_all(b"V");
+        }
+    }
+}
+
+pub fn health(ctx: &Ctx, config: &Path, once: bool, do_reboot: bool) -> Result<(), CliError> {
+    let checks = read_config(config)?;
+    let on_trial = {
+        let (_lock, mut dev) = ctx.open(false)?;
+        let view = Writer::new(&mut dev).read();
+        view.snapshots
+            .iter()
+            .chain(view.volatile())
+            .filter(|b| matches!(b.header.trial(), Trial::OnTrial { .. }))
+            .count()
+    };
+    if on_trial == 0 {
+        println!("health: nothing is on trial");
+        return Ok(());
+    }
+    let mut dog = Watchdog::open(checks.watchdog);
+    loop {
+        dog.pet();
+        let failed = run_checks(&checks);
+        if failed.is_empty() {
+            super::ops::confirm(ctx)?;
+            dog.release();
+            println!("health: every check passed; the boot on trial is confirmed");
+            return Ok(());
+        }
+        for f in &failed {
+            eprintln!("health: {f}");
+        }
+        let up = uptime();
+        if once || up >= checks.deadline {
+            eprintln!(
+                "health: not confirmed {} s after boot: rebooting to spend the next trial (the unit rolls back when none is left)",
+                up
+            );
+            if !do_reboot {
+                return Err(CliError::Unhealthy(failed.len()));
+            }
+            // Leave the watchdog running: if the reboot hangs, it fires.
+            std::mem::forget(dog);
+            return super::ops::reboot(ctx).and(Err(CliError::Unhealthy(failed.len())));
+        }
+        let wait = checks.interval.min(checks.deadline - up).max(1);
+        let mut left = wait;
+        while left > 0 {
+            let step = left.min(5);
+            std::thread::sleep(Duration::from_secs(step));
+            dog.pet();
+            left -= step;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uci_file_syntax() {
+        let text = "\
+# health checks
+config health 'health'
+\toption deadline '300'
+\toption interval 10
+\tlist command 'test -e /etc/config/network'
+\tlist command \"grep -q 'up' /tmp/state\"
+\tlist ping 10.0.0.1
+\toption batman_neighbours '2'
+";
+        let c = checks(&parse_uci(text).expect("parse")).expect("valid");
+        assert_eq!(c.deadline, 300);
+        assert_eq!(c.interval, 10);
+        assert_eq!(
+            c.commands,
+            ["test -e /etc/config/network", "grep -q 'up' /tmp/state"]
+        );
+        assert_eq!(c.ping, ["10.0.0.1"]);
+        assert_eq!(c.batman_neighbours, 2);
+        assert!(c.watchdog);
+    }
+
+    #[test]
+    fn the_shipped_config_is_valid() {
+        let text = include_str!("../../../openwrt/files/etc/config/snapshot");
+        let c = checks(&parse_uci(text).expect("parse")).expect("valid");
+        assert_eq!((c.deadline, c.interval, c.watchdog), (600, 20, true));
+    }
+
+    #[test]
+    fn config_errors_are_named() {
+        assert!(parse_uci("option x 1\n").is_err());
+        assert!(parse_uci("config health\n\tbogus line here x\n").is_err());
+        let bad = |t: &str| checks(&parse_uci(t).expect("parse")).unwrap_err();
+        assert!(bad("config health\n\toption deadline soon\n").contains("deadline"));
+        assert!(bad("config health\n\toption pingg x\n").contains("unknown option pingg"));
+        assert!(bad("config health\n\tlist ping 'a;reboot'\n").contains("not a host"));
+        assert_eq!(checks(&[]).expect("defaults"), Checks::default());
+    }
+}

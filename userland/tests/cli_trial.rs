@@ -1,0 +1,132 @@
+//! `--trial`, `confirm` and `health` from the command line, against image files. The boot's
+//! side (spending marks, rolling back) is tested with the real PID 1 in tests/init_boot.rs.
+
+mod cli_common;
+
+use cli_common::*;
+use std::fs;
+use std::path::Path;
+
+fn upper(dir: &Path, content: &str) -> std::path::PathBuf {
+    let u = dir.join(format!("upper-{content}"));
+    fs::create_dir_all(u.join("etc")).expect("mkdir");
+    fs::write(u.join("etc/network"), content).expect("write");
+    u
+}
+
+fn config(dir: &Path, body: &str) -> String {
+    let p = dir.join("snapshot.conf");
+    fs::write(&p, body).expect("config");
+    p.to_str().expect("utf-8").to_string()
+}
+
+#[test]
+fn trial_confirm_and_health() {
+    let tmp = scratch();
+    let dir = tmp.path();
+    let img = image(dir, "flash.img", 1 << 20);
+    ok(&img, &["--erase-size", "4096", "format"]);
+    let e = ["--erase-size", "4096"];
+    let with =
+        |args: &[&str]| -> Vec<String> { e.iter().chain(args).map(|s| s.to_string()).collect() };
+    let run_ok = |args: &[&str]| {
+        let a = with(args);
+        ok(&img, &a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let u1 = upper(dir, "one");
+    run_ok(&[
+        "commit",
+        "--upper",
+        u1.to_str().expect("utf-8"),
+        "--no-reboot",
+    ]);
+    let u2 = upper(dir, "two");
+    run_ok(&[
+        "commit",
+        "--upper",
+        u2.to_str().expect("utf-8"),
+        "--no-reboot",
+        "--trial",
+        "3",
+    ]);
+    let i = info(&img);
+    let s = &i["snapshots"];
+    assert_eq!(s[0]["trial_budget"], 0);
+    assert_eq!(s[1]["trial_budget"], 3);
+    assert_eq!(s[1]["trials_used"], 0);
+    assert_eq!(s[1]["confirmed"], false);
+    let text = run_ok(&["info"]);
+    assert!(
+        text.contains("snapshot 2 (0 of 3 boots spent) on trial"),
+        "{text}"
+    );
+
+    // A failing check: exit 17, nothing confirmed (no reboot: --no-reboot).
+    let failing = config(
+        dir,
+        "config health 'health'\n\tlist command 'true'\n\tlist command 'exit 3'\n",
+    );
+    let a = with(&["health", "--config", &failing, "--once", "--no-reboot"]);
+    let o = fails(&img, &a.iter().map(String::as_str).collect::<Vec<_>>(), 17);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("command `exit 3` exit status: 3"),
+        "{}",
+        show(&o)
+    );
+    assert_eq!(info(&img)["snapshots"][1]["confirmed"], false);
+
+    // A bad config is an error with its own code, before anything is checked.
+    let bad = config(dir, "config health\n\toption deadlin '5'\n");
+    let a = with(&["health", "--config", &bad, "--once", "--no-reboot"]);
+    let o = fails(&img, &a.iter().map(String::as_str).collect::<Vec<_>>(), 18);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("unknown option deadlin"),
+        "{}",
+        show(&o)
+    );
+
+    // Passing checks confirm the trial; the next health run finds nothing to do.
+    let passing = config(
+        dir,
+        "config health 'health'\n\tlist command 'test -e /'\n\tlist ping '127.0.0.1'\n",
+    );
+    let out = run_ok(&["health", "--config", &passing, "--once"]);
+    assert!(out.contains("the boot on trial is confirmed"), "{out}");
+    assert_eq!(info(&img)["snapshots"][1]["confirmed"], true);
+    let out = run_ok(&["health", "--config", &passing, "--once"]);
+    assert!(out.contains("nothing is on trial"), "{out}");
+
+    // `confirm` directly, for a volatile saved on trial.
+    let u3 = upper(dir, "three");
+    run_ok(&[
+        "save",
+        "--upper",
+        u3.to_str().expect("utf-8"),
+        "--trial",
+        "1",
+    ]);
+    assert_eq!(info(&img)["volatile"]["confirmed"], false);
+    let before = fs::read(&img).expect("read");
+    let out = run_ok(&["confirm"]);
+    assert!(out.contains("confirmed: 1 block(s)"), "{out}");
+    let after = fs::read(&img).expect("read");
+    // Exactly one byte changed, from 0xFF to 0x00: the volatile's confirm mark.
+    let changed: Vec<usize> = (0..before.len())
+        .filter(|&i| before[i] != after[i])
+        .collect();
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!((before[changed[0]], after[changed[0]]), (0xFF, 0x00));
+    assert_eq!(info(&img)["volatile"]["confirmed"], true);
+    let out = run_ok(&["confirm"]);
+    assert!(out.contains("nothing is on trial"), "{out}");
+
+    // --trial is bounded by the 16 trial marks.
+    let a = with(&[
+        "save",
+        "--upper",
+        u3.to_str().expect("utf-8"),
+        "--trial",
+        "17",
+    ]);
+    fails(&img, &a.iter().map(String::as_str).collect::<Vec<_>>(), 2);
+}

@@ -1,0 +1,479 @@
+//! Issue 10: writes never erase what might be data. Each case drives the built `snapshot`
+//! binary against an image file and checks the exit code, the message, and that the image is
+//! byte-identical afterwards. `SNAPSHOT_BIN=/path/to/older/snapshot` runs them against another
+//! build (they fail against the tool before issue 10).
+
+mod cli_common;
+
+use cli_common::*;
+use snapinit::device::DeviceFlash;
+use snapinit::header::{Compression, Fields, Kind, LIVE_MARK};
+use snapshot::writer::{Payload, Writer};
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn read(img: &Path) -> Vec<u8> {
+    fs::read(img).expect("read image")
+}
+
+fn poke(img: &Path, offset: u64, f: impl FnOnce(u8) -> u8) {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(img)
+        .expect("open image");
+    let mut b = [0u8; 1];
+    file.read_exact_at(&mut b, offset).expect("read");
+    b[0] = f(b[0]);
+    file.write_all_at(&b, offset).expect("write");
+}
+
+/// Runs `args`, expects exit `code` and a message containing `needle`, and the image unchanged.
+fn refused(img: &Path, args: &[&str], code: i32, needle: &str) -> String {
+    let before = read(img);
+    let o = fails(img, args, code);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned() + &String::from_utf8_lossy(&o.stdout);
+    assert!(
+        err.contains(needle),
+        "snapshot {args:?}: message lacks {needle:?}:\n{}",
+        show(&o)
+    );
+    assert!(
+        read(img) == before,
+        "snapshot {args:?} refused but changed the image"
+    );
+    err
+}
+
+fn upper(base: &Path, name: &str, seed: u64) -> PathBuf {
+    let u = base.join(name);
+    fs::create_dir_all(&u).expect("mkdir");
+    file(&u.join("a"), &noise(20_000, seed), 0o644, (0, 0));
+    file(
+        &u.join("conf"),
+        format!("seed {seed}\n").as_bytes(),
+        0o644,
+        (0, 0),
+    );
+    u
+}
+
+/// Two snapshots and a volatile, 64 KiB erase blocks, 2 MiB.
+fn chain(base: &Path) -> PathBuf {
+    let img = image(base, "flash.img", 2 << 20);
+    ok(&img, &["format"]);
+    let u1 = upper(base, "u1", 1);
+    ok(&img, &["commit", "--upper", s(&u1), "--no-reboot"]);
+    let u2 = upper(base, "u2", 2);
+    ok(&img, &["commit", "--upper", s(&u2), "--no-reboot"]);
+    let u3 = upper(base, "u3", 3);
+    ok(&img, &["save", "--upper", s(&u3)]);
+    ok(&img, &["save", "--upper", s(&u3)]);
+    img
+}
+
+/// Every write the tool has, each refused with `code` and `needle`, the image unchanged.
+fn every_write_refused(base: &Path, img: &Path, code: i32, needle: &str) {
+    let u = upper(base, "unew", 9);
+    refused(img, &["save", "--upper", s(&u)], code, needle);
+    refused(
+        img,
+        &["commit", "--upper", s(&u), "--no-reboot"],
+        code,
+        needle,
+    );
+    let empty = base.join("empty-upper");
+    fs::create_dir_all(&empty).expect("mkdir");
+    refused(
+        img,
+        &["commit", "--upper", s(&empty), "--no-reboot"],
+        code,
+        needle,
+    );
+    refused(
+        img,
+        &["rollback", "1", "--yes", "--no-reboot"],
+        code,
+        needle,
+    );
+    refused(
+        img,
+        &["upgrade", "--upper", s(&u), "--pm", "true"],
+        code,
+        needle,
+    );
+}
+
+// ---- 1. a foreign filesystem that is not in the recognised list ----
+
+#[test]
+fn case1_ext4_partition_is_never_written() {
+    let sc = scratch();
+    let img = image(sc.path(), "ext4.img", 4 << 20);
+    let st = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "data"])
+        .arg(&img)
+        .status()
+        .expect("run mkfs.ext4 (e2fsprogs)");
+    assert!(st.success());
+    let u = upper(sc.path(), "u", 1);
+    refused(
+        &img,
+        &["save", "--upper", s(&u)],
+        13,
+        "not a snapinit block",
+    );
+    refused(
+        &img,
+        &["commit", "--upper", s(&u), "--no-reboot"],
+        13,
+        "format --force",
+    );
+    refused(&img, &["format"], 5, "--force");
+    refused(&img, &["repair"], 13, "no snapinit chain");
+    // Starting over is still possible, and then the partition works.
+    ok(&img, &["format", "--force", "--yes"]);
+    ok(&img, &["save", "--upper", s(&u)]);
+    assert_eq!(info(&img)["status"], "chain");
+}
+
+#[test]
+fn case1_torn_first_write_is_still_writable() {
+    // The first save on an erased partition, cut after its payload and half its header: the
+    // next write must go ahead (leftovers of our own write), unlike foreign data.
+    let sc = scratch();
+    let img = image(sc.path(), "flash.img", 1 << 20);
+    ok(&img, &["format"]);
+    let u = upper(sc.path(), "u", 1);
+    ok(&img, &["save", "--upper", s(&u)]);
+    // Tear the header: the last 100 bytes of its sealed part back to erased, the sealed mark too.
+    for i in 92..192u64 {
+        poke(&img, i, |_| 0xFF);
+    }
+    poke(&img, 0xD2, |_| 0xFF);
+    assert_eq!(info(&img)["status"], "empty");
+    ok(&img, &["save", "--upper", s(&u)]);
+    assert_eq!(info(&img)["status"], "chain");
+}
+
+// ---- 2. a bit flipped in a sealed header, or a live mark 0xFF -> 0xFE ----
+
+#[test]
+fn case2_flipped_header_bit_is_never_erased() {
+    let sc = scratch();
+    let img = chain(sc.path());
+    // A bit inside snapshot 1's sealed header (its generation field).
+    poke(&img, 0x18, |b| b ^ 0x04);
+    every_write_refused(sc.path(), &img, 13, "has changed since");
+    refused(&img, &["repair"], 11, "would erase");
+    refused(&img, &["format"], 5, "--force");
+}
+
+#[test]
+fn case2_live_mark_fe_is_never_erased() {
+    let sc = scratch();
+    let img = chain(sc.path());
+    let off = info(&img)["snapshots"][1]["offset"]
+        .as_u64()
+        .expect("offset");
+    poke(&img, off + LIVE_MARK as u64, |_| 0xFE);
+    every_write_refused(sc.path(), &img, 13, "corrupt mark");
+    refused(&img, &["repair"], 11, "would erase");
+}
+
+// ---- 3. bit rot in a payload ----
+
+#[test]
+fn case3_rotten_first_snapshot_is_never_erased() {
+    let sc = scratch();
+    let img = chain(sc.path());
+    poke(&img, 256 + 3000, |b| b ^ 0x01);
+    every_write_refused(sc.path(), &img, 13, "payload SHA-256 mismatch");
+}
+
+#[test]
+fn case3_rotten_top_snapshot_is_not_overwritten_by_commit() {
+    let sc = scratch();
+    let img = image(sc.path(), "flash.img", 2 << 20);
+    ok(&img, &["format"]);
+    let u1 = upper(sc.path(), "u1", 1);
+    ok(&img, &["commit", "--upper", s(&u1), "--no-reboot"]);
+    let u2 = upper(sc.path(), "u2", 2);
+    ok(&img, &["commit", "--upper", s(&u2), "--no-reboot"]);
+    let off = info(&img)["snapshots"][1]["offset"]
+        .as_u64()
+        .expect("offset");
+    poke(&img, off + 256 + 100, |b| b ^ 0x80);
+    let empty = sc.path().join("empty");
+    fs::create_dir(&empty).expect("mkdir");
+    refused(
+        &img,
+        &["commit", "--upper", s(&u2), "--no-reboot"],
+        13,
+        "snapshot at",
+    );
+    refused(&img, &["save", "--upper", s(&u2)], 13, "extract --salvage");
+    // Confirmed repair erases it; then writes go on.
+    let out = ok(&img, &["repair", "--yes"]);
+    assert!(out.contains("would erase"), "{out}");
+    ok(&img, &["save", "--upper", s(&u2)]);
+    assert_eq!(info(&img)["snapshots"].as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn case3_rotten_volatile_is_never_erased() {
+    let sc = scratch();
+    let img = chain(sc.path());
+    let off = info(&img)["volatile"]["offset"].as_u64().expect("offset");
+    poke(&img, off + 256 + 50, |b| b ^ 0x02);
+    let u = upper(sc.path(), "u", 7);
+    refused(&img, &["save", "--upper", s(&u)], 13, "volatile at");
+}
+
+// ---- 4. a wrong --erase-size ----
+
+#[test]
+fn case4_wrong_erase_size_is_an_error_and_the_headers_win() {
+    let sc = scratch();
+    let img = image(sc.path(), "flash.img", 1 << 20);
+    let e4 = |args: &[&str]| {
+        let mut v = vec!["--erase-size", "4096"];
+        v.extend_from_slice(args);
+        v.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let args = e4(&["format"]);
+    ok(&img, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let u = upper(sc.path(), "u", 1);
+    let args = e4(&["commit", "--upper", s(&u), "--no-reboot"]);
+    ok(&img, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    refused(
+        &img,
+        &["--erase-size", "8192", "save", "--upper", s(&u)],
+        16,
+        "erase size 4096",
+    );
+    refused(
+        &img,
+        &["--erase-size", "8192", "info"],
+        16,
+        "erase size 4096",
+    );
+    refused(
+        &img,
+        &["--erase-size", "8192", "format", "--force", "--yes"],
+        16,
+        "4096",
+    );
+    // Without --erase-size the chain's own size is used.
+    let i = info(&img);
+    assert_eq!(i["erase_size"], 4096);
+    assert_eq!(i["snapshots"].as_array().map(Vec::len), Some(1));
+    ok(&img, &["save", "--upper", s(&u)]);
+}
+
+// ---- 5. the 129th snapshot ----
+
+#[test]
+fn case5_chain_full_at_max_snapshots() {
+    let sc = scratch();
+    let img = image(sc.path(), "flash.img", 2 << 20);
+    ok(&img, &["--erase-size", "4096", "format"]);
+    {
+        let mut flash = DeviceFlash::open_file(img.as_path(), 4096, true).expect("open");
+        let mut w = Writer::new(&mut flash);
+        for i in 0..snapinit::chain::MAX_SNAPSHOTS {
+            let data = format!("snapshot {i}").into_bytes();
+            w.append_snapshot(&Payload {
+                data: &data,
+                compression: Compression::None,
+                unpacked_len: data.len() as u64,
+            })
+            .expect("append");
+        }
+    }
+    let u = upper(sc.path(), "u", 1);
+    refused(
+        &img,
+        &["commit", "--upper", s(&u), "--no-reboot"],
+        15,
+        "chain full",
+    );
+    ok(&img, &["save", "--upper", s(&u)]);
+    let empty = sc.path().join("empty");
+    fs::create_dir(&empty).expect("mkdir");
+    refused(
+        &img,
+        &["commit", "--upper", s(&empty), "--no-reboot"],
+        15,
+        "rollback",
+    );
+    refused(
+        &img,
+        &[
+            "upgrade",
+            "--upper",
+            s(&u),
+            "--pm",
+            "touch $SNAPSHOT_UPPER/new",
+        ],
+        15,
+        "chain full",
+    );
+}
+
+// ---- clear errors ----
+
+#[test]
+fn missing_device_is_not_found() {
+    let sc = scratch();
+    let img = sc.path().join("nope.img");
+    let o = fails(&img, &["info"], 14);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not found"),
+        "{}",
+        show(&o)
+    );
+    fails(&img, &["save", "--upper", "/nonexistent"], 14);
+    assert!(!img.exists(), "a command created the missing device");
+}
+
+#[test]
+fn directory_as_device_is_refused() {
+    let sc = scratch();
+    let o = fails(sc.path(), &["info"], 3);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("directory"),
+        "{}",
+        show(&o)
+    );
+}
+
+#[test]
+fn truncated_image_is_an_error() {
+    let sc = scratch();
+    let img = chain(sc.path());
+    // Keep 3 of 32 erase blocks: the chain's back buffer (4) no longer fits half of it.
+    let f = fs::OpenOptions::new().write(true).open(&img).expect("open");
+    f.set_len(3 << 16).expect("truncate");
+    drop(f);
+    let u = upper(sc.path(), "u", 5);
+    refused(&img, &["save", "--upper", s(&u)], 16, "truncated");
+    refused(&img, &["format"], 16, "truncated");
+    ok(&img, &["format", "--force", "--yes"]);
+}
+
+#[test]
+fn convert_on_an_empty_partition_says_empty() {
+    let sc = scratch();
+    let img = image(sc.path(), "flash.img", 1 << 20);
+    ok(&img, &["format"]);
+    let u = upper(sc.path(), "u", 1);
+    let err = refused(
+        &img,
+        &["convert", "--from", s(&u), "--yes", "--no-reboot"],
+        5,
+        "is empty",
+    );
+    assert!(!err.contains("already holds"), "{err}");
+}
+
+#[test]
+fn bad_erase_size_is_a_usage_error() {
+    let sc = scratch();
+    let img = image(sc.path(), "flash.img", 1 << 20);
+    for bad in ["1000", "256", "0", "65535"] {
+        let o = fails(&img, &["--erase-size", bad, "info"], 2);
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("power of two"),
+            "{}",
+            show(&o)
+        );
+    }
+}
+
+#[test]
+fn crafted_payload_len_near_2_64_is_rejected_not_read() {
+    let sc = scratch();
+    let img = image(sc.path(), "flash.img", 1 << 20);
+    ok(&img, &["format"]);
+    let fields = Fields {
+        kind: Kind::Snapshot,
+        compression: Compression::None,
+        erase_size: 65536,
+        backbuf_blocks: 2,
+        trial_budget: 0,
+        seq: 1,
+        generation: 1,
+        payload_len: u64::MAX - 100,
+        unpacked_len: 0,
+        created: 0,
+        nonce: [1; 8],
+        payload_sha256: [0; 32],
+        prev: [0; 32],
+    };
+    let f = fs::OpenOptions::new().write(true).open(&img).expect("open");
+    f.write_all_at(&fields.seal(), 0).expect("write header");
+    f.write_all_at(&[0xFF; 64], 0xC0).expect("marks");
+    drop(f);
+    let i = info(&img);
+    let reason = i["end"]["reason"].as_str().unwrap_or("").to_string();
+    assert!(reason.contains("geometry"), "{i}");
+    assert!(!reason.contains("read error"), "{i}");
+    let u = upper(sc.path(), "u", 1);
+    refused(&img, &["save", "--upper", s(&u)], 13, "runs past");
+}
+
+// ---- issue 9, bug 7: OpenWrt's markers, exactly as OpenWrt writes them ----
+
+#[test]
+fn deadc0de_is_recognised_exactly_as_openwrt_writes_it() {
+    let sc = scratch();
+    let u = upper(sc.path(), "u", 1);
+    for (name, bytes, status, foreign) in [
+        // mtd's JFFS2_EOF byte string; fstools compares be32_to_cpu(word) with 0xdeadc0de.
+        ("be", [0xDE, 0xAD, 0xC0, 0xDE], "unformatted", "deadc0de"),
+        // The little-endian word is nothing OpenWrt writes: unknown data, not a chain.
+        ("le", [0xDE, 0xC0, 0xAD, 0xDE], "unformatted", "unknown"),
+        // fstools' FS_SNAPSHOT, the original snapshot tool's chain.
+        ("owrt", *b"OWRT", "unformatted", "owrt"),
+    ] {
+        let img = image(sc.path(), &format!("{name}.img"), 1 << 20);
+        let f = fs::OpenOptions::new().write(true).open(&img).expect("open");
+        let mut head = noise(4096, 3);
+        head[..4].copy_from_slice(&bytes);
+        f.write_all_at(&head, 0).expect("write");
+        drop(f);
+        let i = info(&img);
+        assert_eq!(i["status"], status, "{name}: {i}");
+        assert_eq!(i["foreign"], foreign, "{name}: {i}");
+        let code = if foreign == "unknown" { 13 } else { 5 };
+        refused(&img, &["save", "--upper", s(&u)], code, "format --force");
+    }
+}
+
+#[test]
+fn info_lists_what_might_be_data() {
+    let sc = scratch();
+    let img = chain(sc.path());
+    poke(&img, 256 + 3000, |b| b ^ 0x01);
+    let i = info(&img);
+    let suspects = i["suspects"].as_array().expect("suspects");
+    // Snapshot 1 itself, and snapshot 2 and both volatile copies the walk no longer reaches.
+    assert_eq!(suspects.len(), 4, "{i}");
+    assert_eq!(suspects[0]["offset"], 0);
+    assert!(
+        suspects[0]["what"]
+            .as_str()
+            .unwrap_or("")
+            .contains("payload SHA-256"),
+        "{i}"
+    );
+    let text = ok(&img, &["info"]);
+    assert!(text.contains("writes refuse"), "{text}");
+}
