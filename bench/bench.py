@@ -211,6 +211,15 @@ class Tree:
         os.utime(up, (EPOCH, EPOCH))
 
 
+def erased(path, size):
+    """An image file as erased flash (0xFF): the tool formats it without questions (a file of
+    zeros would be unknown data, which it refuses to erase)."""
+    with open(path, "wb") as f:
+        for _ in range(size // MIB):
+            f.write(b"\xff" * MIB)
+        f.write(b"\xff" * (size % MIB))
+
+
 # ----------------------------------------------------------------------------------------------
 # Chains, built with the real tool, and their payloads cut out of the image byte for byte.
 
@@ -230,8 +239,7 @@ class Chain:
         # per block, and the default back buffer (N/8).
         need = tree_bytes * 13 // 10 + self.count * 2 * ERASE + 2 * MIB
         size = -(-need * 8 // 7 // MIB) * MIB
-        with open(img, "wb") as f:
-            f.truncate(size)
+        erased(img, size)
         tool = [cfg.snapshot, "--device", img, "--erase-size", str(ERASE)]
         sh(tool + ["format"])
         for up in ups:
@@ -253,8 +261,7 @@ class Chain:
                 self.stored += len(data)
                 self.unpacked += b["unpacked_size"]
         self.img, self.size = img, size
-        with open(os.path.join(self.dir, "empty.img"), "wb") as f:
-            f.write(b"\xff" * size)
+        erased(os.path.join(self.dir, "empty.img"), size)
         self.entries = None
         self.rootfs()
 
@@ -425,8 +432,7 @@ def save_bench(cfg, trees, rounds):
     parts = {}
     for mib in (16, 128):
         img = os.path.join(cfg.disk, f"part{mib}.img")
-        with open(img, "wb") as f:
-            f.truncate(mib * MIB)
+        erased(img, mib * MIB)
         # The same 8 MiB back buffer on both: only the partition's size differs.
         sh([cfg.snapshot, "--device", img, "--erase-size", str(ERASE), "format",
             "--backbuf-blocks", "128"])
@@ -524,8 +530,7 @@ def callgrind_bench(cfg, chains):
             else:
                 raise SystemExit(f"PID 1 under valgrind: {replayed} of {c.count} blocks:\n{err}")
         if not os.path.exists(empty):
-            with open(empty, "wb") as f:
-                f.truncate(c.size)
+            erased(empty, c.size)
             sh([cfg.snapshot, "--device", empty, "--erase-size", str(ERASE), "format"])
         ir = {}
         for name, img in (("chain", c.img), ("empty", empty)):
