@@ -2,7 +2,7 @@
 # Runs every test of the project on a fresh Debian bookworm machine, as root.
 # Installs what it needs (apt-get, rustup components) itself.
 #   scripts/test.sh           host tests + QEMU boot tests (x86_64, then mipsel and mips malta)
-#   scripts/test.sh --host    host tests only
+#   scripts/test.sh --host    host tests only (and the quick benchmark)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,6 +48,9 @@ cargo test -p snapshot --test powercut -- --nocapture --test-threads=2 2>&1 \
 
 step "fuzz smoke: every cargo-fuzz target for a few seconds (fuzz/run.sh)"
 fuzz/run.sh "${FUZZ_SMOKE_SECONDS:-5}"
+
+step "benchmark, quick: it must run; it asserts no time (bench/run.sh)"
+bench/run.sh --quick
 
 if [ "$host_only" = 0 ]; then
     step "QEMU boot tests: x86_64"
