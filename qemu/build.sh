@@ -41,13 +41,14 @@ if [[ $A_BUILD == native ]]; then
   command -v cargo >/dev/null || die "cargo not found in PATH (install rustup / a Rust toolchain)"
   echo "build.sh: cargo build --release -p snapinit" >&2
   (cd "$repo" && cargo build --release -p snapinit) >&2 || die "cargo build -p snapinit failed"
-  install -m 0755 "$CARGO_TARGET_DIR/release/snapinit" "$out/snapinit"
+  # stripped, as cross.sh does: the sizes the tests report are what a router would carry
+  strip -R .comment -o "$out/snapinit" "$CARGO_TARGET_DIR/release/snapinit"
   t2=$(now)
   echo "build.sh: cargo build --release -p snapshot (static, $A_TRIPLE)" >&2
   (cd "$repo" && RUSTFLAGS='-C target-feature=+crt-static' \
     cargo build --release -p snapshot --target "$A_TRIPLE") >&2 ||
     die "cargo build -p snapshot failed"
-  install -m 0755 "$CARGO_TARGET_DIR/$A_TRIPLE/release/snapshot" "$out/snapshot"
+  strip -R .comment -o "$out/snapshot" "$CARGO_TARGET_DIR/$A_TRIPLE/release/snapshot"
   t3=$(now)
   "$out/snapshot" --version >/dev/null || die "$out/snapshot does not run on the host"
 else
