@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Boot one QEMU x86_64 (TCG) VM non-interactively.
+# Boot one QEMU (TCG) VM non-interactively.
 #   qemu/boot.sh --rootfs ROOT.squashfs [options]
 # Options:
-#   --arch ARCH          x86_64 (default), or mipsel / mips: QEMU's malta board
-#                        (qemu-system-mipsel/-mips -M malta, kernel from
-#                        build-kernel.sh mipsel|mips); everything else is the same
-#   --kernel BZIMAGE     kernel (default: output of qemu/build-kernel.sh, cached)
+#   --arch ARCH          x86_64 (default), mipsel, mips, arm, aarch64: the QEMU binary,
+#                        board, console and virtio transport come from qemu/arch.sh;
+#                        everything else is the same on every architecture
+#   --kernel IMAGE       kernel (default: output of qemu/build-kernel.sh ARCH, cached)
 #   --rootfs FILE        squashfs root -> /dev/vda (read-only), root=/dev/vda
 #   --flash FILE         raw flash image -> /dev/vdb (writable, cache=writethrough),
 #                        exposed as MTD "rootfs_data" via block2mtd
@@ -18,6 +18,8 @@
 #   --result FILE        host side of the virtio-serial port "result" (default: temp)
 #   --timeout SECONDS    kill QEMU and fail if still running (default 60)
 #   --kill-after SECONDS SIGKILL QEMU after SECONDS (simulated power cut)
+#   --kill-on KEY        SIGKILL QEMU once the guest wrote result KEY (a power cut timed
+#                        by the guest), --kill-delay SECONDS after it (default 0)
 #   --mem SIZE           guest RAM (default 128M)
 #   --qemu-arg ARG       extra raw QEMU argument (repeatable)
 #   --interactive        serial console on stdio, no timeout (for humans)
@@ -28,13 +30,13 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 kernel='' rootfs='' flash='' script='' init=/sbin/init append='' log='' result=''
-timeout_s=60 kill_after='' mem=128M interactive=0 dry_run=0
+timeout_s=60 kill_after='' kill_on='' kill_delay=0 mem=128M interactive=0 dry_run=0
 erase_size=65536 mtd_name=rootfs_data arch=x86_64
 extra=()
 while (($#)); do
@@ -52,6 +54,8 @@ while (($#)); do
     --result) result=${2:?}; shift 2 ;;
     --timeout) timeout_s=${2:?}; shift 2 ;;
     --kill-after) kill_after=${2:?}; shift 2 ;;
+    --kill-on) kill_on=${2:?}; shift 2 ;;
+    --kill-delay) kill_delay=${2:?}; shift 2 ;;
     --mem) mem=${2:?}; shift 2 ;;
     --qemu-arg) extra+=("${2?}"); shift 2 ;;
     --interactive) interactive=1; shift ;;
@@ -62,18 +66,14 @@ while (($#)); do
 done
 [[ -n $rootfs ]] || { echo "boot.sh: --rootfs is required" >&2; usage; }
 
+. "$here/arch.sh"
+arch_load "$arch" || exit 2
 "$here/deps.sh"
-case $arch in
-  x86_64) machine=(qemu-system-x86_64 -accel tcg) ;;
-  mipsel | mips) machine=("qemu-system-$arch" -M malta -accel tcg) ;;
-  *) echo "boot.sh: --arch must be x86_64, mipsel or mips" >&2; exit 2 ;;
-esac
+"$here/$A_DEPS"
+machine=("$A_QEMU" -machine "$A_MACHINE" -accel tcg)
+[[ -z $A_CPU ]] || machine+=(-cpu "$A_CPU")
 if [[ -z $kernel ]]; then
-  if [[ $arch == x86_64 ]]; then
-    kernel=$("$here/build-kernel.sh" | tail -n 1)
-  else
-    kernel=$("$here/build-kernel.sh" "$arch" | tail -n 1)
-  fi
+  kernel=$("$here/build-kernel.sh" "$arch" | tail -n 1)
 fi
 for f in "$kernel" "$rootfs" ${flash:+"$flash"} ${script:+"$script"}; do
   [[ -f $f ]] || { echo "boot.sh: no such file: $f" >&2; exit 2; }
@@ -86,16 +86,20 @@ trap 'rm -rf "$tmp"' EXIT
 : >"$result"
 : >"$log"
 
-cmdline="console=ttyS0 root=/dev/vda rootfstype=squashfs ro init=$init"
+cmdline="console=$A_CONSOLE root=/dev/vda rootfstype=squashfs ro init=$init"
 cmdline+=" panic=-1"
-[[ $arch != x86_64 ]] || cmdline+=" i8042.noaux"
+[[ -z $A_APPEND ]] || cmdline+=" $A_APPEND"
 
-# Disk order == PCI slot order == vda, vdb, vdc.
-qemu=("${machine[@]}" -m "$mem" -no-reboot -nodefaults -no-user-config
-  -kernel "$kernel"
-  -drive "file=$rootfs,if=virtio,format=raw,readonly=on")
+# Disk order == creation order == PCI slot order == vda, vdb, vdc.
+ndisk=0
+disk() { # DRIVE_OPTIONS
+  qemu+=(-drive "$1,if=none,id=disk$ndisk" -device "virtio-blk-$A_VIRTIO,drive=disk$ndisk")
+  ndisk=$((ndisk + 1))
+}
+qemu=("${machine[@]}" -m "$mem" -no-reboot -nodefaults -no-user-config -kernel "$kernel")
+disk "file=$rootfs,format=raw,readonly=on"
 if [[ -n $flash ]]; then
-  qemu+=(-drive "file=$flash,if=virtio,format=raw,cache=writethrough")
+  disk "file=$flash,format=raw,cache=writethrough"
   cmdline+=" block2mtd.block2mtd=/dev/vdb,$erase_size,$mtd_name"
 fi
 if [[ -n $script ]]; then
@@ -107,9 +111,9 @@ if [[ -n $script ]]; then
     cat "$script"
   } >"$sdisk"
   truncate -s "%4096" "$sdisk"
-  qemu+=(-drive "file=$sdisk,if=virtio,format=raw,readonly=on")
+  disk "file=$sdisk,format=raw,readonly=on"
 fi
-qemu+=(-device virtio-serial-pci
+qemu+=(-device "virtio-serial-$A_VIRTIO"
   -chardev "file,id=res,path=$result"
   -device 'virtserialport,chardev=res,name=result')
 [[ -z $append ]] || cmdline+=" $append"
@@ -134,17 +138,38 @@ if [[ -n $kill_after ]]; then
   limit=$kill_after
 fi
 
+# QEMU in the background; this loop is the timer (--timeout, --kill-after) and, with
+# --kill-on, watches the result file for the guest's KEY.
 start=$(date +%s.%N)
+t_end=$((${EPOCHREALTIME/./} + $(awk -v l="$limit" 'BEGIN{printf "%d", l * 1000000}')))
+poll=0.1
+[[ -z $kill_on ]] || poll=0.02
+"${qemu[@]}" </dev/null &
+qpid=$!
+trap 'kill -KILL $qpid 2>/dev/null || true; rm -rf "$tmp"' EXIT
+why=''
+while kill -0 "$qpid" 2>/dev/null; do
+  if [[ -n $kill_on ]] && grep -q "\"key\":\"$kill_on\"" "$result" 2>/dev/null; then
+    sleep "$kill_delay"
+    why=cut
+  elif ((${EPOCHREALTIME/./} >= t_end)); then
+    why=limit
+  fi
+  if [[ -n $why ]]; then
+    kill -KILL "$qpid" 2>/dev/null || why=''
+    break
+  fi
+  sleep "$poll"
+done
 rc=0
-# --foreground: SIGKILL only QEMU, not our own process group.
-timeout --foreground -s KILL "$limit" "${qemu[@]}" </dev/null || rc=$?
+wait "$qpid" || rc=$?
 end=$(date +%s.%N)
 wall=$(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.2f", b-a}')
 
 status=0
-if ((rc == 137)) && [[ -n $kill_after ]]; then
+if [[ $why == cut ]] || [[ $why == limit && -n $kill_after ]]; then
   state=killed
-elif ((rc == 137)); then
+elif [[ $why == limit ]]; then
   state=timeout status=124
 elif ((rc != 0)); then
   state=error status=$rc
@@ -153,8 +178,11 @@ elif grep -q 'Kernel panic' "$log"; then
 else
   state=exited
 fi
-if [[ -n $kill_after && $state == exited ]]; then
-  echo "boot.sh: note: guest exited before --kill-after $kill_after" >&2
+if [[ -n $kill_on && $state == timeout ]]; then
+  echo "boot.sh: the guest never wrote $kill_on" >&2
+fi
+if [[ -n $kill_after$kill_on && $state == exited ]]; then
+  echo "boot.sh: note: guest exited before the kill" >&2
 fi
 if ((status != 0)); then
   echo "boot.sh: FAIL ($state); last console lines ($log):" >&2

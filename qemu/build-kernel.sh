@@ -1,29 +1,24 @@
 #!/usr/bin/env bash
 # Build (or reuse) a tiny Linux 6.1 test kernel from Debian's linux-source-6.1.
-#   qemu/build-kernel.sh [x86_64|mipsel|mips]      (default x86_64)
-# x86_64: a bzImage from tinyconfig + x86_64.config. mipsel/mips: a 32-bit MIPS malta vmlinux
-# (QEMU's malta loads the ELF) from tinyconfig + malta.config + the endianness, cross-built.
-# Last line of stdout is the kernel's path; progress goes to stderr. Cached in
-# ~/.cache/snapinit/kernel-<name>-<key>/ (SNAPINIT_CACHE overrides), key = first 16 hex of
-# sha256(fragment + linux-source package version); every fragment symbol is checked to have
-# really ended up set (a missing dependency fails the build with the list).
+#   qemu/build-kernel.sh [ARCH]      (default x86_64; the architectures of qemu/arch.sh)
+# tinyconfig + the architecture's fragment (qemu/arch.sh: A_KFRAG, A_KEXTRA), cross-built where
+# the table names a cross compiler; the image QEMU boots (A_KTARGET: bzImage, malta vmlinux,
+# zImage, Image). Last line of stdout is the kernel's path; progress goes to stderr. Cached in
+# ~/.cache/snapinit/kernel-<A_KNAME>-<key>/ (SNAPINIT_CACHE overrides), key = first 16 hex of
+# sha256(fragment + extra lines + linux-source package version); every fragment symbol is
+# checked to have really ended up set (a missing dependency fails the build with the list).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/arch.sh"
 arch=${1:-x86_64}
-case $arch in
-  x86_64)
-    deps=deps.sh name=x86_64 karch=x86_64 cross='' target=bzImage image=arch/x86/boot/bzImage
-    fragment_text=$(cat "$here/x86_64.config")
-    ;;
-  mipsel | mips)
-    deps=deps-mips.sh name=$arch-malta karch=mips cross=$arch-linux-gnu- target=vmlinux image=vmlinux
-    if [[ $arch == mipsel ]]; then endian=CONFIG_CPU_LITTLE_ENDIAN=y; else endian=CONFIG_CPU_BIG_ENDIAN=y; fi
-    fragment_text=$(cat "$here/malta.config"; echo; echo "# endianness ($arch)"; echo "$endian")
-    ;;
-  *) echo "build-kernel.sh: arch must be x86_64, mipsel or mips (got '$arch')" >&2; exit 2 ;;
-esac
-"$here/$deps"
+arch_load "$arch" || exit 2
+name=$A_KNAME karch=$A_KARCH cross=$A_KCROSS target=$A_KTARGET image=$A_KIMAGE
+fragment_text=$(
+  cat "$here/$A_KFRAG"
+  if [[ -n $A_KEXTRA ]]; then echo; echo "# $arch (qemu/arch.sh)"; printf '%s\n' $A_KEXTRA; fi
+)
+"$here/$A_DEPS"
 
 src_pkg=linux-source-6.1
 src_tar=/usr/src/$src_pkg.tar.xz
@@ -108,7 +103,7 @@ fi
 
 # 4. Build.
 echo "build-kernel.sh: building $target ($name) with -j$(nproc)" >&2
-"${mk[@]}" -j"$(nproc)" "$target" >&2
+nice "${mk[@]}" -j"$(nproc)" "$target" >&2
 
 mkdir -p "$out_dir.tmp"
 cp "$build_dir/$image" "$out_dir.tmp/$target"

@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# Build everything a QEMU boot of snapinit needs, from this repository.
-#   qemu/build.sh OUTDIR
+# Build everything a QEMU boot of snapinit needs on one architecture, from this repository.
+#   qemu/build.sh OUTDIR [ARCH]        (default x86_64; the architectures of qemu/arch.sh)
 # Produces OUTDIR/snapinit (static PID 1), OUTDIR/snapshot (static tool),
 # OUTDIR/rootfs.squashfs (busybox + both binaries + the test agent) and
-# OUTDIR/build-times (kernel/cargo/rootfs seconds). Last stdout line: the
-# kernel bzImage path. Progress goes to stderr. Fails loudly on anything odd
-# (a dynamic binary, a placeholder PID 1, a failed build).
+# OUTDIR/build-times (kernel/snapinit/snapshot/rootfs seconds). Last stdout line: the
+# kernel's path. Progress goes to stderr. Fails loudly on anything odd (a dynamic binary,
+# a binary of another architecture, a placeholder PID 1, a failed build).
 #
-# PID 1 is built on its own (`cargo build --release -p snapinit`): a workspace
-# build unifies `std` into shared crates and turns it into a placeholder.
+# The table's A_BUILD says how: native = the host's cargo (`cargo build --release -p
+# snapinit` alone: a workspace build unifies `std` into shared crates and turns PID 1 into a
+# placeholder; `snapshot` with +crt-static); cross = qemu/cross.sh. busybox: the host's
+# busybox-static, or Debian's for the architecture (qemu/busybox.sh).
 # CARGO_TARGET_DIR defaults to <repo>/target.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
-out=${1:?usage: build.sh OUTDIR}
+. "$here/arch.sh"
+out=${1:?usage: build.sh OUTDIR [ARCH]}
+arch=${2:-x86_64}
+arch_load "$arch" || exit 2
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
@@ -23,42 +28,55 @@ now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", b-a}'; }
 
 "$here/deps.sh"
-command -v cargo >/dev/null || die "cargo not found in PATH (install rustup / a Rust toolchain)"
+"$here/$A_DEPS"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
 
 t0=$(now)
-kernel=$("$here/build-kernel.sh" x86_64 | tail -n 1)
-[[ -s $kernel ]] || die "build-kernel.sh gave no bzImage"
+kernel=$("$here/build-kernel.sh" "$arch" | tail -n 1)
+[[ -s $kernel ]] || die "build-kernel.sh $arch gave no kernel"
 t1=$(now)
-echo "build.sh: kernel $kernel ($(secs "$t0" "$t1") s)" >&2
+echo "build.sh: $arch kernel $kernel ($(secs "$t0" "$t1") s)" >&2
 
-echo "build.sh: cargo build --release -p snapinit" >&2
-(cd "$repo" && cargo build --release -p snapinit) >&2 || die "cargo build -p snapinit failed"
-install -m 0755 "$CARGO_TARGET_DIR/release/snapinit" "$out/snapinit"
-t2=$(now)
-
-echo "build.sh: cargo build --release -p snapshot (static, x86_64-unknown-linux-gnu)" >&2
-(cd "$repo" && RUSTFLAGS='-C target-feature=+crt-static' \
-  cargo build --release -p snapshot --target x86_64-unknown-linux-gnu) >&2 ||
-  die "cargo build -p snapshot failed"
-install -m 0755 "$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/snapshot" "$out/snapshot"
-t3=$(now)
+if [[ $A_BUILD == native ]]; then
+  command -v cargo >/dev/null || die "cargo not found in PATH (install rustup / a Rust toolchain)"
+  echo "build.sh: cargo build --release -p snapinit" >&2
+  (cd "$repo" && cargo build --release -p snapinit) >&2 || die "cargo build -p snapinit failed"
+  # stripped, as cross.sh does: the sizes the tests report are what a router would carry
+  strip -R .comment -o "$out/snapinit" "$CARGO_TARGET_DIR/release/snapinit"
+  t2=$(now)
+  echo "build.sh: cargo build --release -p snapshot (static, $A_TRIPLE)" >&2
+  (cd "$repo" && RUSTFLAGS='-C target-feature=+crt-static' \
+    cargo build --release -p snapshot --target "$A_TRIPLE") >&2 ||
+    die "cargo build -p snapshot failed"
+  strip -R .comment -o "$out/snapshot" "$CARGO_TARGET_DIR/$A_TRIPLE/release/snapshot"
+  t3=$(now)
+  "$out/snapshot" --version >/dev/null || die "$out/snapshot does not run on the host"
+else
+  "$here/cross.sh" "$arch" "$out" || die "cross.sh $arch failed"
+  t3=$(now)
+  # cross.sh's own split of its time
+  t2=$(awk -v a="$t1" '$1 == "snapinit" {s += $2} $1 == "prepare" {s += $2} END{printf "%.3f", a + s}' "$out/build-times")
+fi
 
 for b in snapinit snapshot; do
   desc=$(file -b "$out/$b")
-  [[ $desc == *ELF*x86-64* ]] || die "$b is not an x86-64 ELF: $desc"
+  [[ $desc =~ $A_ELF ]] || die "$b is not a $arch ELF ($A_ELF): $desc"
   [[ $desc == *static* && $desc != *dynamically* ]] ||
     die "$b is not statically linked (the rootfs has no libc): $desc"
 done
 # The placeholder PID 1 (from a workspace build) lacks the boot path's messages.
 grep -aq 'nothing to replay' "$out/snapinit" ||
   die "$out/snapinit looks like the placeholder PID 1 (built together with the workspace?)"
-"$out/snapshot" --version >/dev/null || die "$out/snapshot does not run on the host"
 
-"$here/mkrootfs.sh" "$out/rootfs.squashfs" --snapinit "$out/snapinit" \
-  --snapshot "$out/snapshot" --agent "$here/agent.sh"
+bb=()
+if [[ $A_DEB != host ]]; then
+  busybox=$("$here/busybox.sh" "$arch" | tail -n 1) || die "busybox.sh $arch failed"
+  bb=(--busybox "$busybox" --busybox-list "${busybox%/*}/busybox.list")
+fi
+"$here/mkrootfs.sh" "$out/rootfs.squashfs" "${bb[@]}" --snapinit "$out/snapinit" \
+  --snapshot "$out/snapshot" --agent "$here/agent.sh" >&2
 t4=$(now)
 printf 'kernel %s\nsnapinit %s\nsnapshot %s\nrootfs %s\n' "$(secs "$t0" "$t1")" \
   "$(secs "$t1" "$t2")" "$(secs "$t2" "$t3")" "$(secs "$t3" "$t4")" >"$out/build-times"
-echo "build.sh: built in $(secs "$t0" "$t4") s: $(tr '\n' ' ' <"$out/build-times")" >&2
+echo "build.sh: $arch built in $(secs "$t0" "$t4") s: $(tr '\n' ' ' <"$out/build-times")" >&2
 echo "$kernel"

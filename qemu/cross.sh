@@ -1,44 +1,43 @@
 #!/usr/bin/env bash
-# Cross-build snapinit (PID 1, no_std, no libc) and snapshot (std, static glibc)
-# for 32-bit MIPS Linux, from this repository's working tree.
-#   qemu/cross.sh [mipsel|mips] OUTDIR          (default mipsel = little-endian)
+# Cross-build snapinit (PID 1, no_std, no libc) and snapshot (std, static glibc) for one
+# architecture of qemu/arch.sh (A_BUILD=cross: mipsel, mips, arm, aarch64), from this
+# repository's working tree.
+#   qemu/cross.sh ARCH OUTDIR
 # Produces OUTDIR/snapinit and OUTDIR/snapshot (both static, stripped) and
 # OUTDIR/build-times. Progress goes to stderr; fails loudly.
 #
 # Route (rustup cannot fetch other targets here): Debian's rustc-web/cargo-web
 # 1.96 (/usr/bin/rustc, /usr/bin/cargo) + rust-web-src (the std sources),
-# RUSTC_BOOTSTRAP=1 and -Zbuild-std; gcc-<arch>-linux-gnu links, and the
+# RUSTC_BOOTSTRAP=1 and -Zbuild-std; the table's gcc (A_CC) links, and the
 # static glibc for snapshot comes from libc6-dev-<arch>-cross.
-#  * snapinit: -Zbuild-std=core,compiler_builtins, rustix's raw-syscall backend
-#    (--cfg rustix_use_experimental_asm; without it rustix falls back to libc),
-#    -C relocation-model=static (a static non-PIE ELF: no GOT loads, ~20% smaller
-#    than PIC), no unwind tables, 4 KiB pages, no build id. rustix's o32 syscall
-#    asm is patched to preserve $at, and its raw backend enabled for big-endian
-#    o32 too (qemu/patch-rustix-mips.py says why).
+#  * snapinit: -Zbuild-std=core,compiler_builtins, -C relocation-model=static (a
+#    static non-PIE ELF: no GOT loads, ~20% smaller than PIC), no unwind tables,
+#    4 KiB pages, no build id, plus the table's A_RUSTFLAGS (MIPS: rustix's
+#    raw-syscall backend, --cfg rustix_use_experimental_asm; without it rustix
+#    falls back to libc). Where the table names a rustix patch (A_RUSTIX: MIPS,
+#    qemu/patch-rustix-mips.py says why), a patched copy of rustix is used.
 #  * snapshot: -Zbuild-std=std,panic_abort, +crt-static; rustix uses its libc
-#    backend there (glibc's syscall wrappers get the o32 clobbers right).
+#    backend there (glibc's syscall wrappers).
 # The build runs in a copy of the working tree under the target dir
-# (CARGO_TARGET_DIR, default <repo>/target): the rustix [patch] must not touch
+# (CARGO_TARGET_DIR, default <repo>/target): a rustix [patch] must not touch
 # the repository's Cargo.toml/Cargo.lock.
 set -euo pipefail
 
-arch=${1:-mipsel}
-out=${2:?usage: cross.sh [mipsel|mips] OUTDIR}
-case $arch in
-  mipsel) triple=mipsel-unknown-linux-gnu gcc=mipsel-linux-gnu-gcc strip=mipsel-linux-gnu-strip desc='LSB.*MIPS' ;;
-  mips) triple=mips-unknown-linux-gnu gcc=mips-linux-gnu-gcc strip=mips-linux-gnu-strip desc='MSB.*MIPS' ;;
-  *) echo "cross.sh: arch must be mipsel or mips (got '$arch')" >&2; exit 2 ;;
-esac
-
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
+. "$here/arch.sh"
+arch=${1:?usage: cross.sh ARCH OUTDIR}
+out=${2:?usage: cross.sh ARCH OUTDIR}
+arch_load "$arch" || exit 2
+[[ $A_BUILD == cross ]] || { echo "cross.sh: $arch is built natively (qemu/build.sh)" >&2; exit 2; }
+triple=$A_TRIPLE gcc=$A_CC strip=$A_STRIP
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 die() { echo "cross.sh: FAIL: $*" >&2; exit 1; }
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", b-a}'; }
 
-"$here/deps-mips.sh"
+"$here/$A_DEPS"
 tdir=${CARGO_TARGET_DIR:-$repo/target}
 work=$tdir/cross-src
 export CARGO_TARGET_DIR=$tdir
@@ -62,26 +61,29 @@ mkdir -p "$work"
 (cd "$work" && find src userland/src boot linker -type f 2>/dev/null | sort) |
   comm -13 "$work/.files" - | (cd "$work" && xargs -r rm -f)
 
-# 2. rustix, patched for the o32 syscall clobber, as a [patch] of the copy.
-(cd "$work" && $cargo fetch -q) >&2
-rustix_src=$(cd "$work" && $cargo metadata -q --format-version 1 |
-  python3 -c 'import json,sys; m=json.load(sys.stdin); print(next(p["manifest_path"] for p in m["packages"] if p["name"]=="rustix"))')
-rustix_src=$(dirname "$rustix_src")
-rustix_ver=$(basename "$rustix_src")
-stamp=$(sha256sum <"$here/patch-rustix-mips.py" | cut -c1-16)
-if [[ $(cat "$tdir/cross-rustix/$rustix_ver/.patched" 2>/dev/null) != "$stamp" ]]; then
-  rm -rf "$tdir/cross-rustix/$rustix_ver"
-  mkdir -p "$tdir/cross-rustix"
-  cp -r "$rustix_src" "$tdir/cross-rustix/$rustix_ver"
-  python3 "$here/patch-rustix-mips.py" "$tdir/cross-rustix/$rustix_ver"
-  echo "$stamp" >"$tdir/cross-rustix/$rustix_ver/.patched"
+# 2. rustix, patched where the table says so, as a [patch] of the copy.
+if [[ -n $A_RUSTIX ]]; then
+  (cd "$work" && $cargo fetch -q) >&2
+  rustix_src=$(cd "$work" && $cargo metadata -q --format-version 1 |
+    python3 -c 'import json,sys; m=json.load(sys.stdin); print(next(p["manifest_path"] for p in m["packages"] if p["name"]=="rustix"))')
+  rustix_src=$(dirname "$rustix_src")
+  rustix_ver=$(basename "$rustix_src")
+  stamp=$(sha256sum <"$here/$A_RUSTIX" | cut -c1-16)
+  pdir=$tdir/cross-rustix/${A_RUSTIX%.py}/$rustix_ver
+  if [[ $(cat "$pdir/.patched" 2>/dev/null) != "$stamp" ]]; then
+    rm -rf "$pdir"
+    mkdir -p "${pdir%/*}"
+    cp -r "$rustix_src" "$pdir"
+    python3 "$here/$A_RUSTIX" "$pdir"
+    echo "$stamp" >"$pdir/.patched"
+  fi
+  printf '\n[patch.crates-io]\nrustix = { path = "%s" }\n' "$pdir" >>"$work/Cargo.toml"
 fi
-printf '\n[patch.crates-io]\nrustix = { path = "%s" }\n' "$tdir/cross-rustix/$rustix_ver" >>"$work/Cargo.toml"
 t1=$(now)
 
 # 3. snapinit: PID 1 alone (a workspace build would unify std into it).
 echo "cross.sh: snapinit for $triple" >&2
-(cd "$work" && RUSTFLAGS="--cfg rustix_use_experimental_asm -C relocation-model=static \
+(cd "$work" && RUSTFLAGS="$A_RUSTFLAGS -C relocation-model=static \
 -C force-unwind-tables=no -C link-arg=-Wl,-z,max-page-size=4096 -C link-arg=-Wl,--build-id=none" \
   $cargo build -q --release -p snapinit --target "$triple" \
   -Zbuild-std=core,compiler_builtins) >&2 || die "cargo build -p snapinit ($triple) failed"
@@ -98,11 +100,11 @@ t3=$(now)
 
 for b in snapinit snapshot; do
   d=$(file -b "$out/$b")
-  [[ $d =~ ELF\ 32-bit\ $desc ]] || die "$b is not a 32-bit $arch ELF: $d"
+  [[ $d =~ $A_ELF ]] || die "$b is not a $arch ELF ($A_ELF): $d"
   [[ $d == *static* && $d != *dynamically* ]] || die "$b is not static: $d"
 done
 grep -aq 'nothing to replay' "$out/snapinit" || die "$out/snapinit looks like the placeholder PID 1"
-"qemu-$arch-static" "$out/snapshot" --version >/dev/null || die "snapshot does not run under qemu-$arch-static"
+"$A_QEMU_USER" "$out/snapshot" --version >/dev/null || die "snapshot does not run under $A_QEMU_USER"
 printf 'prepare %s\nsnapinit %s\nsnapshot %s\n' "$(secs "$t0" "$t1")" "$(secs "$t1" "$t2")" \
   "$(secs "$t2" "$t3")" >"$out/build-times"
 echo "cross.sh: $arch snapinit $(stat -c %s "$out/snapinit") bytes, snapshot $(stat -c %s "$out/snapshot") bytes (stripped); $(tr '\n' ' ' <"$out/build-times")" >&2

@@ -29,5 +29,7 @@ fi
 
 echo "deps.sh: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq >&2
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+# Other builds on the machine may hold the dpkg lock: wait for it rather than fail.
+lock=(-o DPkg::Lock::Timeout=1200)
+for try in 1 2 3; do apt-get "${lock[@]}" update -qq >&2 && break; sleep 20; done
+apt-get "${lock[@]}" install -y -qq --no-install-recommends "${missing[@]}" >&2

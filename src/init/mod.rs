@@ -47,7 +47,20 @@ core::arch::global_asm!(include_str!("../../boot/x86_64.s"), options(att_syntax)
 #[cfg(target_arch = "mips")]
 core::arch::global_asm!(include_str!("../../boot/mips.s"));
 
-#[cfg(not(any(target_arch = "x86_64", target_arch = "mips")))]
+// 32-bit ARM (ARMv7, EABI).
+#[cfg(target_arch = "arm")]
+core::arch::global_asm!(include_str!("../../boot/arm.s"));
+
+// 64-bit ARM (AArch64).
+#[cfg(target_arch = "aarch64")]
+core::arch::global_asm!(include_str!("../../boot/aarch64.s"));
+
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "mips",
+    target_arch = "arm",
+    target_arch = "aarch64"
+)))]
 compile_error!("no boot/<arch>.s for this architecture yet");
 
 /// For the panic handler: the initial stack and the target path (both live
