@@ -313,7 +313,7 @@ def boot(cfg, chain, device, valgrind=None, check=True):
         raise SystemExit(f"boot of {chain.name} ({device}) did not reach the target:\n{p.stderr}")
     err = p.stderr
     if device == "chain.img" and check:
-        replayed = len(re.findall(r"snapshot block seq \d+ at \S+ replayed", err))
+        replayed = len(re.findall(r"restored snapshot \d+ from", err))
         bad = re.search(r"chain ends at|failed|rejected|cannot|internal error", err)
         if replayed != chain.count or bad or "root switched to the overlay" not in err:
             raise SystemExit(f"{chain.name}: {replayed} of {chain.count} blocks replayed:\n{err}")
@@ -520,7 +520,7 @@ def callgrind_bench(cfg, chains):
                 rows.append(("PID 1, whole boot of an empty chain (to its execve)",
                              f"{c.size // MIB} MiB erased image", base, base))
             ir, err = pid1(c, "chain.img")
-            replayed = len(re.findall(r"snapshot block seq \d+ at \S+ replayed", err))
+            replayed = len(re.findall(r"restored snapshot \d+ from", err))
             if replayed == c.count:
                 rows.append(("PID 1 replay", f"{c.label} (− the empty-chain boot)", ir - base, ir))
             elif "os error 38" in err or "unhandled amd64-linux syscall" in err:

@@ -19,19 +19,20 @@
 #   A_DEB        Debian architecture (busybox-static:<A_DEB>; 'host': the host's busybox)
 #   A_QEMU_USER  runs one of its binaries on the host ('' native)
 #   A_DEPS       the deps script that installs its packages (qemu/…)
+#   A_WATCHDOG   QEMU arguments of its watchdog ('' : the kernel's softdog, no device)
 
 ARCHES=(x86_64 mipsel mips arm aarch64)
 
 arch_load() {
   A_CPU='' A_APPEND='' A_KCROSS='' A_KEXTRA='' A_RUSTFLAGS='' A_RUSTIX='' A_QEMU_USER=''
-  A_CC='' A_STRIP=strip A_VIRTIO=pci
+  A_CC='' A_STRIP=strip A_VIRTIO=pci A_WATCHDOG=
   case ${1:-} in
     x86_64)
       A_QEMU=qemu-system-x86_64 A_MACHINE=pc A_CONSOLE=ttyS0 A_APPEND=i8042.noaux
       A_KARCH=x86_64 A_KTARGET=bzImage A_KIMAGE=arch/x86/boot/bzImage
       A_KFRAG=x86_64.config A_KNAME=x86_64
       A_ENTRY=boot/x86_64.s A_TRIPLE=x86_64-unknown-linux-gnu A_BUILD=native
-      A_ELF='ELF 64-bit LSB.*x86-64' A_DEB=host A_DEPS=deps.sh
+      A_ELF='ELF 64-bit LSB.*x86-64' A_DEB=host A_DEPS=deps.sh A_WATCHDOG='-device i6300esb'
       ;;
     mipsel | mips)
       A_QEMU=qemu-system-$1 A_MACHINE=malta A_CONSOLE=ttyS0

@@ -13,7 +13,7 @@
 #   --mtd-name NAME      MTD partition name (default rootfs_data)
 #   --script FILE        agent step script -> next virtio disk (read-only), see README
 #   --init PATH          init= (default /sbin/init)
-#   --append "ARGS"      extra kernel command line
+#   --append "ARGS"      extra kernel command line (repeatable: they add up)
 #   --log FILE           serial console log (default: a temp file, shown on failure)
 #   --result FILE        host side of the virtio-serial port "result" (default: temp)
 #   --timeout SECONDS    kill QEMU and fail if still running (default 60)
@@ -49,7 +49,7 @@ while (($#)); do
     --mtd-name) mtd_name=${2:?}; shift 2 ;;
     --script) script=${2:?}; shift 2 ;;
     --init) init=${2:?}; shift 2 ;;
-    --append) append=${2?}; shift 2 ;;
+    --append) append+="${append:+ }${2?}"; shift 2 ;;
     --log) log=${2:?}; shift 2 ;;
     --result) result=${2:?}; shift 2 ;;
     --timeout) timeout_s=${2:?}; shift 2 ;;
@@ -117,6 +117,9 @@ qemu+=(-device "virtio-serial-$A_VIRTIO"
   -chardev "file,id=res,path=$result"
   -device 'virtserialport,chardev=res,name=result')
 [[ -z $append ]] || cmdline+=" $append"
+# The board's watchdog (inactive until something opens it: snapinit does for a trial boot).
+# shellcheck disable=SC2206
+[[ -z $A_WATCHDOG ]] || qemu+=($A_WATCHDOG)
 
 if ((interactive)); then
   # -nodefaults dropped the default serial: put it (muxed with the monitor) on stdio.

@@ -43,6 +43,7 @@ is() { [[ $(get "$1" "$2") == "$3" ]]; }                               # is TAG 
 # (no grep -q: with pipefail, an early exit would SIGPIPE the reader and fail)
 has() { get "$1" "$2" | grep -E -- "$3" >/dev/null; } # has TAG KEY ERE
 empty() { [[ -z $(get "$1" "$2") ]]; }                 # empty TAG KEY
+lacks() { ! has "$@"; }                                 # lacks TAG KEY ERE
 flash_new() { "$QEMU_DIR/mkflash.sh" "$1" "${2:-2048}" >/dev/null 2>&1; } # FILE [KiB]
 
 # other_arch: the next architecture of this run after $ARCH (cyclic), for scenarios that
@@ -109,6 +110,7 @@ vm_on() {
     --flash "$flash" --init /sbin/snapinit --script "$SDIR/$tag.sh" --log "$SDIR/$tag.log" \
     --result "$SDIR/$tag.jsonl" --timeout "$BOOT_TIMEOUT" \
     --append "snapinit.init=/sbin/test-agent" "$@" 2>"$SDIR/$tag.boot.err") || rc=$?
+  printf '%s\n' "$out" >"$SDIR/$tag.boot.out"
   line=$(tail -n 1 <<<"$out")
   wall=${line##*wall=}
   LAST_WALL=$wall

@@ -107,7 +107,22 @@ impl<E: fmt::Debug> fmt::Display for TarError<E> {
             Self::Device { major, minor } => {
                 write!(f, "tar: device {major}:{minor} is not a whiteout")
             }
-            Self::BadPath(field, why) => write!(f, "tar: bad {field:?}: {why:?}"),
+            Self::BadPath(field, why) => write!(
+                f,
+                "tar: {} {}",
+                match field {
+                    PathField::Path => "path",
+                    PathField::LinkTarget => "hard link target",
+                },
+                match why {
+                    PathError::Empty => "is empty",
+                    PathError::Absolute => "is absolute",
+                    PathError::DotDot => "has a .. component",
+                    PathError::Nul => "contains a NUL byte",
+                    PathError::TooLong => "is longer than 255 bytes",
+                    PathError::NotUtf8 => "is not UTF-8",
+                }
+            ),
             Self::PaxTooLarge(n) => write!(f, "tar: pax header of {n} bytes too large"),
             Self::BadPaxRecord => f.write_str("tar: malformed pax record"),
             Self::BadPaxValue(key) => write!(f, "tar: bad pax value for {key}"),

@@ -145,7 +145,7 @@ def kmsg_replay(img):
     os.close(fd)
     t = lambda key: next(us for us, line in recs if key in line)
     start = t("snapinit: chain device")
-    return (t("volatile candidate #0 in place") - start) / 1000, (t("snapinit: chain:") - start) / 1000
+    return (t("saved changes are in place") - start) / 1000, (t("snapinit: chain:") - start) / 1000
 
 def median_boot(img):
     boot(img)  # warm the page cache
@@ -169,7 +169,7 @@ for gz in (False, True):
     wall, cpu, log, out = median_boot(img)
     rss = re.search(r"peak RSS (.*)", log)
     entries = sum(int(m) for m in re.findall(r"\s(\d+) entries", log))
-    if "volatile candidate #0 in place" not in log or "replay failed" in log:
+    if "saved changes are in place" not in log or "replay failed" in log:
         raise SystemExit(f"replay did not complete:\n{log}")
     kind = "gzip " if gz else "plain"
     print(f"{kind}: {FILES} files, {entries} tar entries, tar {tar / 2**20:.2f} MiB, "

@@ -502,7 +502,10 @@ fn replays_snapshots_and_volatile() {
         log.contains("2 snapshot(s), 1 volatile candidate(s)"),
         "{log}"
     );
-    assert!(log.contains("volatile candidate #0 in place"), "{log}");
+    assert!(
+        log.contains("the saved changes are in place (newest copy)"),
+        "{log}"
+    );
     for want in [
         "NET=two",
         "OLD-GONE",
@@ -559,7 +562,7 @@ fn bad_snapshot_ends_chain_and_bad_volatile_falls_back() {
         log.contains("the volatile belongs to the full chain: not applying it"),
         "{log}"
     );
-    assert!(!log.contains("volatile block"), "{log}");
+    assert!(!log.contains("restored the saved changes"), "{log}");
     for want in ["NET=one", "OLD=snap1-old", "VOL=\n", "DATA=a,c,\n"] {
         assert!(out.contains(want), "{want} missing:\n{out}");
     }
@@ -576,8 +579,14 @@ fn bad_snapshot_ends_chain_and_bad_volatile_falls_back() {
         log.contains("1 snapshot(s), 2 volatile candidate(s)"),
         "{log}"
     );
-    assert!(log.contains("volatile candidate #0 failed"), "{log}");
-    assert!(log.contains("volatile candidate #1 in place"), "{log}");
+    assert!(
+        log.contains("the newest copy of the saved changes failed"),
+        "{log}"
+    );
+    assert!(
+        log.contains("the saved changes are in place (older copy)"),
+        "{log}"
+    );
     for want in ["NET=one", "OLD=snap1-old", "VOL=vol2", "DATA=a,c,\n"] {
         assert!(out.contains(want), "{want} missing:\n{out}");
     }
@@ -634,7 +643,10 @@ echo "ESC=$($bb readlink /esc)"
         &rom_extra(img.data),
     );
     println!("--- log ---\n{log}--- target ---\n{out}");
-    assert!(log.contains("volatile candidate #0 failed"), "{log}");
+    assert!(
+        log.contains("the newest copy of the saved changes failed"),
+        "{log}"
+    );
     assert!(log.contains("no volatile state"), "{log}");
     assert!(out.contains("KEEP=kept"), "{out}");
     assert!(!out.contains("ESCAPED"), "{out}");
@@ -666,7 +678,7 @@ fn corrupt_middle_snapshot_boots_the_prefix() {
     );
     assert!(
         log.contains(&format!(
-            "snapshot block seq 2 at {second_at:#x}: payload SHA-256 mismatch: discarded"
+            "snapshot 2 at {second_at:#x}: payload SHA-256 mismatch: discarded"
         )),
         "{log}"
     );
@@ -675,7 +687,7 @@ fn corrupt_middle_snapshot_boots_the_prefix() {
         log.contains("the volatile belongs to the full chain: not applying it"),
         "{log}"
     );
-    assert!(!log.contains("snapshot block seq 3"), "{log}");
+    assert!(!log.contains("restored snapshot 3"), "{log}");
     for want in ["NET=one", "DATA=a,c,\n", "VOL=\n", "UPPERLS=\n"] {
         assert!(out.contains(want), "{want} missing:\n{out}");
     }
@@ -694,11 +706,14 @@ fn corrupt_middle_snapshot_boots_the_prefix() {
     let (out, log) = boot_chain(&dir, img.data);
     assert!(
         log.contains(&format!(
-            "volatile block seq 1 at {current_at:#x}: payload SHA-256 mismatch: discarded"
+            "the saved changes (volatile above snapshot 1) at {current_at:#x}: payload SHA-256 mismatch: discarded"
         )),
         "{log}"
     );
-    assert!(log.contains("volatile candidate #1 in place"), "{log}");
+    assert!(
+        log.contains("the saved changes are in place (older copy)"),
+        "{log}"
+    );
     assert!(out.contains("VOL=older"), "{out}");
 }
 

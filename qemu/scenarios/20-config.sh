@@ -25,7 +25,7 @@ STEP
   check "boot2: /overlay/upper holds the new file" has boot2 upper_list '^\./etc/newdir/newfile$'
   check "boot2: /overlay/upper holds the symlink" has boot2 upper_list '^\./etc/config/hostlink$'
   check "boot2: /snapshot is empty" empty boot2 snapshot_list
-  check "boot2: snapinit replayed the volatile" has boot2 dmesg_snapinit 'volatile block .* replayed'
+  check "boot2: snapinit replayed the volatile" has boot2 dmesg_snapinit 'restored the saved changes'
   vm boot3 "$SDIR/flash.img" <<'STEP' || return 1
 probe
 test ! -e /etc/rom-marker

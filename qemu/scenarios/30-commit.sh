@@ -17,6 +17,6 @@ STEP
   check "boot2: the change lives in /snapshot" has boot2 snapshot_list '^\./etc/committed-file$'
   check "boot2: the deletion lives in /snapshot" has boot2 snapshot_list '^\./etc/banner$'
   check "boot2: /overlay/upper is empty" empty boot2 upper_list
-  check "boot2: snapinit replayed snapshot 1" has boot2 dmesg_snapinit 'snapshot block seq 1 .* replayed'
+  check "boot2: snapinit replayed snapshot 1" has boot2 dmesg_snapinit 'restored snapshot 1 from'
   check "boot2: snapshot info lists 1 snapshot" has boot2 info_boot '1 snapshot'
 }

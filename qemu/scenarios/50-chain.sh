@@ -62,7 +62,7 @@ emit_lines state </tmp/st
 emit_str etc_hash "\$(dirhash /etc)"
 STEP
   check "2 snapshots and the volatile replayed" has boot1 dmesg_snapinit 'chain: Chain, 2 snapshot\(s\), 1 volatile'
-  check "volatile in place" has boot1 dmesg_snapinit 'volatile candidate #0 in place'
+  check "volatile in place" has boot1 dmesg_snapinit 'saved changes are in place \(newest copy\)'
   check "files present/absent/contents as written on the host" test "$(get boot1 state)" == "$chain_want"
   if [[ $(get boot1 state) != "$chain_want" ]]; then
     diff <(echo "$chain_want") <(get boot1 state) | sed 's/^/      | /'

@@ -14,7 +14,7 @@ probe
 STEP
   local step
   for step in 'target /sbin/test-agent' 'chain on /dev/mtd0' 'chain: Chain, 1 snapshot' \
-    'snapshot block seq 1 .* replayed' 'volatile block .* replayed' 'overlay mounted' \
+    'restored snapshot 1 from' 'restored the saved changes' 'overlay mounted' \
     'root switched' 'peak RSS' 'exec /sbin/test-agent'; do
     check "boot1: snapinit logged '$step'" has boot1 dmesg_snapinit "snapinit: $step"
   done

@@ -346,10 +346,13 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> Option<Block> {
     // Newest first; each copy is hashed as it is replayed, the next one tried if it fails.
     for (i, block) in view.unverified_volatiles.iter().enumerate() {
         if replay_into(flash, block, &layers.upper(), &lowers, "volatile") {
-            info!("volatile candidate #{i} in place");
+            info!("the saved changes are in place ({} copy)", copy_name(i));
             return snaps.iter().chain(Some(block)).find(on_trial).copied();
         }
-        warn!("volatile candidate #{i} failed; resetting the volatile layer");
+        warn!(
+            "the {} copy of the saved changes failed; trying the next",
+            copy_name(i)
+        );
         if let Err(e) = layers.reset_volatile() {
             error!("resetting the volatile layer: {e}");
             return None;
@@ -409,24 +412,50 @@ fn replay_into(
     match replayed {
         _ if !hash_ok => {
             error!(
-                "{what} block seq {seq} at {:#x}: payload SHA-256 mismatch: discarded",
+                "{} at {:#x}: payload SHA-256 mismatch: discarded (the flash no longer holds what was written)",
+                Named(what, seq),
                 block.offset
             );
             false
         }
         Ok(s) => {
             info!(
-                "{what} block seq {seq} at {:#x} replayed: {} entries, {} bytes",
-                block.offset, s.entries, s.bytes
+                "restored {} from {:#x}: {} entries, {} bytes of file data",
+                Named(what, seq),
+                block.offset,
+                s.entries,
+                s.bytes
             );
             true
         }
         Err(e) => {
             error!(
-                "{what} block seq {seq} at {:#x}: replay failed: {e}",
+                "{} at {:#x}: replay failed: {e}",
+                Named(what, seq),
                 block.offset
             );
             false
+        }
+    }
+}
+
+fn copy_name(i: usize) -> &'static str {
+    if i == 0 {
+        "newest"
+    } else {
+        "older"
+    }
+}
+
+/// A block in the log's words: "snapshot 2", "the saved changes (volatile above snapshot 2)".
+struct Named<'a>(&'a str, u32);
+
+impl core::fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.0 == "volatile" {
+            write!(f, "the saved changes (volatile above snapshot {})", self.1)
+        } else {
+            write!(f, "{} {}", self.0, self.1)
         }
     }
 }
