@@ -206,3 +206,55 @@ pub fn survey(data: &[u8]) {
         }
     }
 }
+
+/// The replay on any tar (plain), twice: into a real scratch directory through PID 1's
+/// `DirLayer`, and into the in-memory model `snapshot verify` uses. Nothing may appear or change
+/// outside the scratch layer, and the two must give one verdict: both accept, or both refuse
+/// with the same words (a system error of the real directory, which the model cannot have, is
+/// the only exception).
+pub fn replay(data: &[u8]) {
+    use snapinit::dirlayer::DirLayer;
+    use snapinit::replay::{replay, Cause};
+    use std::os::fd::AsFd;
+    let base = std::env::temp_dir().join(format!("snapinit-fuzz-replay-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let layer = base.join("layer");
+    let outside = base.join("outside");
+    std::fs::create_dir_all(&layer).expect("scratch layer");
+    std::fs::create_dir_all(&outside).expect("scratch outside");
+    std::fs::write(outside.join("canary"), b"canary").expect("canary");
+    let dir = std::fs::File::open(&layer).expect("open layer");
+    let mut buf = [0u8; 4096];
+
+    let mut real = DirLayer::new(dir.as_fd(), &[]);
+    let got = replay(&mut TarReader::new(data), &mut real, &mut buf).map_err(|e| {
+        let sys = matches!(e.cause, Cause::Sys { .. });
+        (e.to_string(), sys)
+    });
+    let mut model = snapshot::model::ModelLayer::new();
+    let want = replay(&mut TarReader::new(data), &mut model, &mut buf).map_err(|e| e.to_string());
+
+    let mut names: Vec<_> = std::fs::read_dir(&base)
+        .expect("read scratch")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["layer", "outside"], "something was created next to the layer");
+    let inside: Vec<_> = std::fs::read_dir(&outside)
+        .expect("read outside")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(inside, ["canary"], "something was created outside the layer");
+    assert_eq!(
+        std::fs::read(outside.join("canary")).expect("canary"),
+        b"canary",
+        "the canary outside the layer changed"
+    );
+    match (&got, &want) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "real and model counted differently"),
+        (Err((_, true)), _) => {}
+        (Err((a, false)), Err(b)) => assert_eq!(a, b, "real and model refuse differently"),
+        (a, b) => panic!("one verdict for two layers: real {a:?}, model {b:?}"),
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -51,6 +51,7 @@ fn every_saved_fuzz_input_passes() {
         ("gzip", checks::gzip),
         ("cmdline", checks::cmdline),
         ("survey", checks::survey),
+        ("replay", checks::replay),
     ] {
         let n = replay(target, check);
         assert!(n > 0, "no seeds for {target}");

@@ -97,6 +97,7 @@ fn expected() -> Vec<(String, Vec<u8>)> {
     }
     for (name, tar) in tars() {
         files.push((format!("gzip/{name}"), gzip(&tar)));
+        files.push((format!("replay/{name}"), tar.clone()));
         files.push((format!("tar/{name}"), tar));
     }
     for (i, line) in [
@@ -123,7 +124,7 @@ fn fuzz_seed_corpora() {
             fs::write(&p, data).expect("write seed");
         }
     }
-    for target in ["header", "chain", "tar", "gzip", "cmdline", "survey"] {
+    for target in ["header", "chain", "tar", "gzip", "cmdline", "survey", "replay"] {
         let n = fs::read_dir(dir.join(target))
             .map(|d| d.count())
             .unwrap_or(0);
