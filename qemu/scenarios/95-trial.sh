@@ -132,5 +132,42 @@ test -e /etc/hangs && emit_str hangs present || emit_str hangs absent
 STEP
   check "t13: rolled back after the watchdog reset" is t13 hangs absent
   check "t13: snapinit logged the trial rollback" has t13 dmesg_snapinit 'every allowed boot spent'
+
+  # Power cuts right around the trial mark: SIGKILL at delays spread over the boot (before,
+  # during and after snapinit). Each cut may spend a trial boot or not, never give one back,
+  # never more than one.
+  vm t14 "$f" <<'STEP' || return 1
+rm -f /etc/hangs
+printf 'cut\n' >/etc/cuts
+snapshot commit --trial 9 --no-reboot
+STEP
+  local d used last=0 spent k=0
+  for d in 0.8 1.5 2.2 3.0 4.0 6.0; do
+    k=$((k + 1))
+    vm "cut$k" "$f" --kill-after "$d" <<'STEP' || return 1
+sleep 30
+STEP
+    used=$(trial_marks "$f" | grep -o '[0-9]*/9:false' | cut -d/ -f1)
+    if [[ -z $used ]]; then
+      fail "cut$k: the snapshot on trial is gone or confirmed after a cut ($(trial_marks "$f"))"
+      return 1
+    fi
+    if ((used < last || used > last + 1)); then
+      fail "cut$k (${d}s): trial boots spent went from $last to $used"
+    else
+      echo "  ok   [$CUR] cut$k (${d}s): trial boots spent $last -> $used"
+    fi
+    last=$used
+  done
+  spent=$last
+  summary "trial: $k power cuts around the trial mark, $spent trial boot(s) spent by them"
+  vm t15 "$f" <<STEP || return 1
+$TRIAL_NET
+emit_str cuts "\$(cat /etc/cuts)"
+snapshot health --once --no-reboot; emit_str health_rc \$?
+STEP
+  check "t15: the snapshot on trial survived the cuts" is t15 cuts cut
+  check "t15: health confirms it" is t15 health_rc 0
+  check "t15: confirmed on flash" grep -q ':true' <<<"$(trial_marks "$f" | awk '{print $NF}')"
   summary "trial: $(trial_marks "$f")"
 }
