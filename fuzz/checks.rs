@@ -239,12 +239,20 @@ pub fn replay(data: &[u8]) {
         .map(|e| e.expect("entry").file_name())
         .collect();
     names.sort();
-    assert_eq!(names, ["layer", "outside"], "something was created next to the layer");
+    assert_eq!(
+        names,
+        ["layer", "outside"],
+        "something was created next to the layer"
+    );
     let inside: Vec<_> = std::fs::read_dir(&outside)
         .expect("read outside")
         .map(|e| e.expect("entry").file_name())
         .collect();
-    assert_eq!(inside, ["canary"], "something was created outside the layer");
+    assert_eq!(
+        inside,
+        ["canary"],
+        "something was created outside the layer"
+    );
     assert_eq!(
         std::fs::read(outside.join("canary")).expect("canary"),
         b"canary",

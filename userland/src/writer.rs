@@ -17,7 +17,7 @@ use snapinit::header::{
     SEALED_MARK,
 };
 use std::time::{SystemTime, UNIX_EPOCH};
-pub use survey::{survey, Survey, Suspect};
+pub use survey::{survey, survey_to, Depth, Survey, Suspect};
 
 /// Bytes per program operation: a NOR page program is this size or less.
 const PROGRAM_CHUNK: usize = 4096;
@@ -194,6 +194,15 @@ where
 
     /// What is on flash apart from the chain, and whether a write may go ahead.
     pub fn survey(&mut self) -> Res<(ChainView, Layout, Survey), F> {
+        self.survey_at(Depth::Headers)
+    }
+
+    /// `survey`, reading every byte the chain does not show (`repair`).
+    pub fn survey_full(&mut self) -> Res<(ChainView, Layout, Survey), F> {
+        self.survey_at(Depth::Full)
+    }
+
+    fn survey_at(&mut self, depth: Depth) -> Res<(ChainView, Layout, Survey), F> {
         let mut view = self.read();
         if self.settle_trials(&view)? {
             view = self.read();
@@ -205,7 +214,7 @@ where
             return Err(WriteError::Unreadable);
         }
         let layout = self.layout(&view)?;
-        let survey = survey(self.flash, &view, &layout)?;
+        let survey = survey_to(self.flash, &view, &layout, depth)?;
         Ok((view, layout, survey))
     }
 
@@ -573,7 +582,7 @@ where
     /// be data: `repair_all` is the confirmed form. The first erase block of a chain without
     /// snapshots is kept: it may hold the layout marker.
     pub fn repair(&mut self) -> Res<Outcome, F> {
-        let (_, layout, survey) = self.survey()?;
+        let (_, layout, survey) = self.survey_full()?;
         if !survey.suspects.is_empty() {
             return Err(WriteError::Damaged(survey.suspects));
         }
@@ -585,7 +594,7 @@ where
     /// suspects alike (newest first), leaving exactly the visible chain. Refuses a foreign or
     /// unknown partition: that is `format --force`.
     pub fn repair_all(&mut self) -> Res<Outcome, F> {
-        let (_, layout, survey) = self.survey()?;
+        let (_, layout, survey) = self.survey_full()?;
         if !survey.identity {
             if let Some(s) = survey.suspects.first() {
                 return Err(WriteError::Damaged(vec![*s]));

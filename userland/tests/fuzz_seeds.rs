@@ -124,7 +124,9 @@ fn fuzz_seed_corpora() {
             fs::write(&p, data).expect("write seed");
         }
     }
-    for target in ["header", "chain", "tar", "gzip", "cmdline", "survey", "replay"] {
+    for target in [
+        "header", "chain", "tar", "gzip", "cmdline", "survey", "replay",
+    ] {
         let n = fs::read_dir(dir.join(target))
             .map(|d| d.count())
             .unwrap_or(0);

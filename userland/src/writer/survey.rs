@@ -222,12 +222,35 @@ fn blank<F: ReadNorFlash>(flash: &mut F, from: u32, len: u32) -> Result<bool, F:
     Ok(true)
 }
 
+/// How much of the partition a survey reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Every byte of every erase block the chain does not show: `info`, `repair`.
+    Full,
+    /// On a partition that is a chain, an erase block whose header bytes are erased counts as
+    /// free without reading the rest: whatever a cut payload program left there is garbage of
+    /// ours, and a write erases its whole span before it programs. Every header is still read,
+    /// and a partition with no sign of a chain is still read whole. An ordinary write's cost
+    /// then does not grow with the partition's size.
+    Headers,
+}
+
 /// Surveys every erase block of the partition against the chain `view` (read with every
 /// volatile copy verified) and the layout writes use.
 pub fn survey<F: ReadNorFlash>(
     flash: &mut F,
     view: &ChainView,
     layout: &Layout,
+) -> Result<Survey, F::Error> {
+    survey_to(flash, view, layout, Depth::Full)
+}
+
+/// `survey`, reading as deep as `depth` says.
+pub fn survey_to<F: ReadNorFlash>(
+    flash: &mut F,
+    view: &ChainView,
+    layout: &Layout,
+    depth: Depth,
 ) -> Result<Survey, F::Error> {
     let e = layout.erase_size.max(1);
     let total = layout.total_blocks() as usize;
@@ -447,7 +470,8 @@ pub fn survey<F: ReadNorFlash>(
     let mut unknown_reported = false;
     for (i, slot) in slots.iter().enumerate() {
         let offset = (i as u32) * e;
-        if *slot == Slot::Visible || blank(flash, offset, e).unwrap_or(false) {
+        let free_by_header = depth == Depth::Headers && out.identity && *slot == Slot::Blank;
+        if *slot == Slot::Visible || free_by_header || blank(flash, offset, e).unwrap_or(false) {
             continue;
         }
         match slot {
