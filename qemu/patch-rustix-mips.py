@@ -19,7 +19,7 @@ Second change, build.rs: rustix lists big-endian o32 (mips-unknown-linux-gnu)
 as an unsupported ABI for its raw-syscall backend and falls back to libc,
 which a no-libc PID 1 cannot link (build.rs and the target cfgs of
 Cargo.toml both say so). The backend's 32-bit register pairs for
-64-bit arguments are already endian-aware (conv.rs hi()/lo()); run-malta.sh
+64-bit arguments are already endian-aware (conv.rs hi()/lo()); run-tests.sh
 boots the big-endian build on a host-written chain to prove it.
 
 usage: patch-rustix-mips.py RUSTIX_DIR

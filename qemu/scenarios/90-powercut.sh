@@ -2,7 +2,8 @@
 # 128` (an 8 MiB back buffer); each cut boot writes 6 MiB from /dev/urandom to /data,
 # reports its hash, runs `snapshot save --no-compress` and idles 6 s after it returns. QEMU
 # is SIGKILLed a delay after the guest announced the save (boot.sh --kill-on save_start),
-# delays spread over the save's duration measured in a calibration boot and past its end.
+# delays spread over the save's duration measured in a calibration boot, and the last one
+# a second after the guest announced the save's return (--kill-on save_done).
 # The next boot's /data must be the old or the new state, and exactly the new one when the
 # save had returned before the kill. Needs >= 4 cuts inside the save and >= 1 after it
 # returned (extra cuts are aimed there if timing moved them out); then an uncut save and a
@@ -28,13 +29,14 @@ sleep 6
 STEP
 }
 
-# pc_cut DELAY: one power cut DELAY seconds after the guest's save_start, then a boot that
-# shows what survived, compared with the states before and after the save.
+# pc_cut KEY DELAY: one power cut DELAY seconds after the guest reported KEY (save_start or
+# save_done), then a boot that shows what survived, compared with the states before and
+# after the save.
 pc_cut() {
-  local d=$1 tag done_ new h what
+  local key=$1 d=$2 tag done_ new h what
   n=$((n + 1))
   tag=cut$n
-  vm "$tag" "$f" --mem 256M --kill-on save_start --kill-delay "$d" < <(pc_step) || return 1
+  vm "$tag" "$f" --mem 256M --kill-on "$key" --kill-delay "$d" < <(pc_step) || return 1
   new=$(get "$tag" new_hash || true) done_=$(get "$tag" save_done || true)
   if [[ -z $new ]]; then
     fail "$tag: the guest never reported its new data"
@@ -44,7 +46,7 @@ pc_cut() {
   else
     what="after the save returned"; late=$((late + 1))
   fi
-  note "$tag: QEMU SIGKILLed ${d}s after the save started: $what"
+  note "$tag: QEMU SIGKILLed ${d}s after $key: $what"
   vm "$tag-check" "$f" --mem 256M <<'STEP' || return 1
 emit_str cur_hash "$(dirhash /data)"
 STEP
@@ -74,18 +76,19 @@ scenario_powercut() {
   old=$(get calib new_hash)
   dur=$(awk -v a="$(get calib save_start)" -v b="$(get calib save_done)" 'BEGIN{printf "%.2f", b - a}')
   note "calibration: the $PC_MIB MiB save took ${dur}s (guest uptime)"
-  # Cuts spread over the save, the last one past its end.
-  for ((k = 0; k < cuts; k++)); do
-    pc_cut "$(awk -v s="$dur" -v k="$k" -v n="$cuts" 'BEGIN{printf "%.2f", (0.1 + 1.0 * k / (n - 1)) * s}')" || return 1
+  # Cuts spread over the save, then one after it returned (the guest idles 6 s before
+  # rebooting): the saved state must be durable without an orderly reboot.
+  for ((k = 0; k < cuts - 1; k++)); do
+    pc_cut save_start "$(awk -v s="$dur" -v k="$k" -v n="$cuts" 'BEGIN{printf "%.2f", (0.1 + 0.8 * k / (n - 2)) * s}')" || return 1
   done
+  pc_cut save_done 1 || return 1
   # Too few cuts landed inside the save (timing jitter): aim at its middle again.
   for ((k = 0; k < 4 && mid < 4; k++)); do
-    pc_cut "$(awk -v s="$dur" -v e="$k" 'BEGIN{printf "%.2f", (0.2 + 0.15 * e) * s}')" || return 1
+    pc_cut save_start "$(awk -v s="$dur" -v e="$k" 'BEGIN{printf "%.2f", (0.2 + 0.15 * e) * s}')" || return 1
   done
-  # At least one cut after the save returned (the guest idles 6 s before rebooting): the
-  # saved state must be durable without an orderly reboot.
+  # The kill after save_done came too late (the guest had rebooted): once more, sooner.
   for ((k = 0; k < 4 && late == 0; k++)); do
-    pc_cut "$(awk -v s="$dur" -v t="$k" 'BEGIN{printf "%.2f", s + 1.5 + 1.0 * t}')" || return 1
+    pc_cut save_done "$(awk -v t="$k" 'BEGIN{printf "%.2f", 0.5 - 0.1 * t}')" || return 1
   done
   # After all the cuts a save must still run to its end and boot.
   vm final "$f" --mem 256M < <(pc_step) || return 1
