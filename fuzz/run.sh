@@ -25,7 +25,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --version 0.13.2 --locked
 fi
 cargo fuzz build -s none -a 2>&1 | grep -E '^(error|warning)' -A5 || true
-declare -A maxlen=([header]=300 [chain]=70000 [tar]=20000 [gzip]=20000 [cmdline]=600 [survey]=70000 [replay]=20000)
+declare -A maxlen=([header]=300 [chain]=70000 [tar]=20000 [gzip]=${FUZZ_GZIP_MAX_LEN:-4096} [cmdline]=600 [survey]=70000 [replay]=20000)
 printf '%-8s %14s %8s %8s %8s\n' target executions cov ft crashes
 fail=0
 for t in "${targets[@]}"; do
