@@ -181,6 +181,8 @@ fn case2_flipped_header_bit_is_never_erased() {
     // A bit inside snapshot 1's sealed header (its generation field).
     poke(&img, 0x18, |b| b ^ 0x04);
     assert_eq!(info(&img)["status"], "damaged");
+    // verify says so too, instead of "all good" and a note about an interrupted write.
+    refused(&img, &["verify"], 9, "FAIL");
     every_write_refused(sc.path(), &img, 13, "has changed since");
     refused(&img, &["repair"], 11, "would erase");
     refused(&img, &["format"], 5, "--force");
@@ -194,6 +196,7 @@ fn case2_live_mark_fe_is_never_erased() {
         .as_u64()
         .expect("offset");
     poke(&img, off + LIVE_MARK as u64, |_| 0xFE);
+    refused(&img, &["verify"], 9, "FAIL");
     every_write_refused(sc.path(), &img, 13, "corrupt mark");
     refused(&img, &["repair"], 11, "would erase");
 }

@@ -13,7 +13,7 @@ use snapinit::replay::{replay, Stats};
 use snapinit::tar::{Entry, EntryKind, TarReader};
 use snapshot::model::ModelLayer;
 use snapshot::unpack::{tar_reader, unpack, IoReader};
-use snapshot::writer::Writer;
+use snapshot::writer::{survey, Writer};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -183,10 +183,20 @@ pub fn verify(ctx: &Ctx) -> Result<(), CliError> {
     for l in lines {
         println!("{l}");
     }
+    let mut named: Vec<u32> = view.rejected_volatiles.iter().map(|r| r.offset).collect();
     if let End::Rejected(r) = view.end {
+        named.push(r.offset);
         let lost = r.kind == Some(Kind::Snapshot)
-            && !matches!(r.reason, Reject::Unlinked | Reject::Dropped);
-        if lost || r.reason == Reject::TooMany {
+            && !matches!(
+                r.reason,
+                Reject::Unlinked | Reject::Dropped | Reject::TrialExhausted
+            );
+        if r.reason == Reject::TrialExhausted {
+            println!(
+                "note  snapshot at {:#x}: {} (rolled back by the boot path; the next write drops it)",
+                r.offset, r.reason
+            );
+        } else if lost || r.reason == Reject::TooMany {
             problems += 1;
             println!(
                 "FAIL  snapshot at {:#x}: {} (the boot path stops before it: it and anything above it are lost)",
@@ -202,8 +212,27 @@ pub fn verify(ctx: &Ctx) -> Result<(), CliError> {
         }
     }
     for r in &view.rejected_volatiles {
+        if r.reason == Reject::TrialExhausted {
+            println!(
+                "note  volatile at {:#x}: {} (the boot uses the other copy)",
+                r.offset, r.reason
+            );
+            continue;
+        }
         problems += 1;
         println!("FAIL  volatile at {:#x}: {}", r.offset, r.reason);
+    }
+    // What else is on the partition that might be data: what every write would refuse over.
+    let (layout, _) = info::effective_layout(&view);
+    if let Ok(found) = survey(&mut dev, &view, &layout) {
+        for s in found
+            .suspects
+            .iter()
+            .filter(|s| !named.contains(&s.offset()))
+        {
+            problems += 1;
+            println!("FAIL  {s} (writes refuse until it is dealt with: see `snapshot repair`)");
+        }
     }
     if problems > 0 {
         return Err(CliError::Verify(problems));
