@@ -58,6 +58,10 @@ pub mod code {
     pub const TOO_LARGE: u8 = 22;
     /// A signed manifest that cannot be used (bad JSON, unknown apiVersion/kind, bad field).
     pub const BAD_MANIFEST: u8 = 23;
+    /// A channel manifest older than one the unit already took (a replay).
+    pub const STALE: u8 = 24;
+    /// `fleet poll`: no mirror answered after every retry (the unit keeps running; poll again).
+    pub const NO_MIRROR: u8 = 25;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +180,10 @@ pub enum CliError {
         "{0:?} is not a chain head hash (64 hex digits); give --base IMAGE or --base-hash HEX"
     )]
     BadHash(String),
+    #[error("no mirror answered after {tries} round(s): {last}")]
+    NoMirror { tries: u32, last: String },
+    #[error("{0}")]
+    Http(#[from] snapshot::fleet::http::HttpError),
 }
 
 impl CliError {
@@ -205,6 +213,9 @@ impl CliError {
             Unhealthy(_) => code::UNHEALTHY,
             Config { .. } | Keyring(_) | Key { .. } => code::CONFIG,
             BadHash(_) => code::USAGE,
+            NoMirror { .. } => code::NO_MIRROR,
+            Http(snapshot::fleet::http::HttpError::TooLarge { .. }) => code::TOO_LARGE,
+            Http(_) => code::NO_MIRROR,
             Bundle(b) => match b {
                 BundleError::Untrusted { .. } | BundleError::BadSignatureFile { .. } => {
                     code::UNTRUSTED
@@ -213,6 +224,7 @@ impl CliError {
                 BundleError::WrongBase { .. } => code::WRONG_BASE,
                 BundleError::TooLarge { .. } => code::TOO_LARGE,
                 BundleError::BadManifest { .. } => code::BAD_MANIFEST,
+                BundleError::Stale { .. } => code::STALE,
             },
         }
     }

@@ -8,10 +8,15 @@ use snapshot::fleet::bundle::{
     chain_id, check_signatures, hex, sha256_hex, unhex32, BundleError, BundleManifest, BundleSpec,
     PayloadRef, API_VERSION, KIND_BUNDLE, MANIFEST, MAX_MANIFEST, SIG_SUFFIX,
 };
+use snapshot::fleet::channel::{
+    jitter, rollout, ChannelEntry, ChannelManifest, ChannelSpec, KIND_CHANNEL,
+};
+use snapshot::fleet::http::{Client, HttpError};
 use snapshot::fleet::sign::{Keyring, PublicKey, SecretKey};
 use snapshot::writer::{Outcome, Payload};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Where a unit keeps the keys it trusts (one file per key, named by key number).
 pub const DEFAULT_KEYS: &str = "/etc/snapshot/keys.d";
@@ -259,8 +264,22 @@ pub fn check_bundle(dir: &Path, t: &Trust<'_>) -> Result<Checked, CliError> {
     } else {
         None
     };
-    let signers = check_signatures(MANIFEST, &msg, sig.as_deref(), &ring, t.min_sigs)?;
-    let manifest = BundleManifest::parse(MANIFEST, &msg)?;
+    check_parts(&msg, sig.as_deref(), &ring, t, |p, limit| {
+        read_limited(&dir.join(&p.file), &p.file, limit)
+    })
+}
+
+/// The checks of [`check_bundle`] on a manifest and signature already in memory; `payload`
+/// fetches the payload, at most `limit` bytes.
+pub fn check_parts(
+    msg: &[u8],
+    sig: Option<&str>,
+    ring: &Keyring,
+    t: &Trust<'_>,
+    payload: impl FnOnce(&PayloadRef, u64) -> Result<Vec<u8>, CliError>,
+) -> Result<Checked, CliError> {
+    let signers = check_signatures(MANIFEST, msg, sig, ring, t.min_sigs)?;
+    let manifest = BundleManifest::parse(MANIFEST, msg)?;
     let p = &manifest.spec.payload;
     if p.size > t.max_size {
         return Err(BundleError::TooLarge {
@@ -270,7 +289,7 @@ pub fn check_bundle(dir: &Path, t: &Trust<'_>) -> Result<Checked, CliError> {
         }
         .into());
     }
-    let payload = read_limited(&dir.join(&p.file), &p.file, p.size.min(t.max_size))?;
+    let payload = payload(p, p.size)?;
     manifest.check_payload(&payload)?;
     Ok(Checked {
         manifest,
@@ -310,6 +329,10 @@ pub fn verify(ctx: &Ctx, dir: &Path, t: &Trust<'_>, against: bool) -> Result<(),
 /// the chain's head is still the bundle's base). Refusals leave flash untouched.
 pub fn apply(ctx: &Ctx, dir: &Path, t: &Trust<'_>, do_reboot: bool) -> Result<(), CliError> {
     let c = check_bundle(dir, t)?;
+    apply_checked(ctx, &c, do_reboot)
+}
+
+fn apply_checked(ctx: &Ctx, c: &Checked, do_reboot: bool) -> Result<(), CliError> {
     let s = &c.manifest.spec;
     {
         let (_lock, mut dev) = ctx.open(true)?;
@@ -365,4 +388,265 @@ pub fn fingerprint(path: &Path) -> Result<(), CliError> {
     })?;
     println!("{}", k.num);
     Ok(())
+}
+
+/// Writes ROOT/CHANNEL.json listing the bundles at ROOT/PATH (each a bundle directory); the
+/// newest given for a base wins.
+pub fn channel(
+    root: &Path,
+    name: &str,
+    priority: f64,
+    published: Option<u64>,
+    bundles: &[String],
+) -> Result<(), CliError> {
+    let mut entries: Vec<ChannelEntry> = Vec::new();
+    for path in bundles {
+        let mpath = root.join(path).join(MANIFEST);
+        let msg = read_limited(&mpath, MANIFEST, MAX_MANIFEST)?;
+        let m = BundleManifest::parse(&mpath.display().to_string(), &msg)?;
+        entries.retain(|e| e.base != m.spec.base);
+        entries.push(ChannelEntry {
+            base: m.spec.base,
+            path: path.trim_end_matches('/').to_string(),
+            version: m.spec.version,
+        });
+    }
+    let doc = ChannelManifest {
+        api_version: API_VERSION.into(),
+        kind: KIND_CHANNEL.into(),
+        spec: ChannelSpec {
+            channel: name.into(),
+            published: published.unwrap_or_else(unix_now),
+            priority,
+            bundles: entries,
+        },
+    };
+    let mut json = serde_json::to_vec_pretty(&doc).map_err(|e| CliError::Payload {
+        what: "the channel manifest".into(),
+        detail: e.to_string(),
+    })?;
+    json.push(b'\n');
+    let out = root.join(format!("{name}.json"));
+    let sig = sig_path(&out);
+    if sig.exists() {
+        std::fs::remove_file(&sig).map_err(io_err("removing", &sig))?;
+    }
+    write_file(&out, &json)?;
+    println!(
+        "channel {name}: {} bundle(s), rollout over {priority} day(s), written to {}; sign it with `snapshot bundle sign --key SECRET {}`",
+        doc.spec.bundles.len(),
+        out.display(),
+        out.display()
+    );
+    Ok(())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub struct PollArgs<'a> {
+    pub mirrors: &'a [String],
+    pub channel: &'a str,
+    pub state: &'a Path,
+    pub unit: &'a str,
+    pub now: Option<u64>,
+    pub retries: u32,
+    pub backoff: Duration,
+    pub timeout: Duration,
+}
+
+/// The mirrors in random order (Fisher-Yates over getrandom bytes).
+fn shuffled(mirrors: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = mirrors
+        .iter()
+        .map(|m| m.trim_end_matches('/').to_string())
+        .collect();
+    let mut r = vec![0u8; v.len() * 4];
+    if rustix::rand::getrandom(&mut r, rustix::rand::GetRandomFlags::INSECURE).is_err() {
+        let t = unix_now().to_le_bytes();
+        for (i, b) in r.iter_mut().enumerate() {
+            *b = t[i % 8] ^ (i as u8);
+        }
+    }
+    for i in (1..v.len()).rev() {
+        let x = u32::from_le_bytes([r[4 * i], r[4 * i + 1], r[4 * i + 2], r[4 * i + 3]]);
+        v.swap(i, x as usize % (i + 1));
+    }
+    v
+}
+
+/// Tries `f` on each mirror in turn, for `retries + 1` rounds with exponential backoff, until
+/// one gives a result. Network errors are retried; a refusal (signatures, format, staleness) is
+/// kept and the next mirror tried, but does not make rounds go on: a mirror that answers with
+/// junk will answer with the same junk again.
+fn over_mirrors<T>(
+    a: &PollArgs<'_>,
+    mirrors: &[String],
+    what: &str,
+    mut f: impl FnMut(&str) -> Result<T, CliError>,
+) -> Result<(T, String), CliError> {
+    let mut tries = 0;
+    let mut wait = a.backoff;
+    loop {
+        tries += 1;
+        // Every mirror failed: the last refusal (some mirror served something refused) wins
+        // over the last network error.
+        let mut refusal = None;
+        let mut net = String::new();
+        for m in mirrors {
+            match f(m) {
+                Ok(t) => return Ok((t, m.clone())),
+                Err(CliError::Http(e)) if !matches!(e, HttpError::TooLarge { .. }) => {
+                    eprintln!("snapshot: fleet: {what}: {e}");
+                    net = e.to_string();
+                }
+                Err(e) => {
+                    eprintln!("snapshot: fleet: {what} from {m}: refused: {e}");
+                    refusal = Some(e);
+                }
+            }
+        }
+        if let Some(e) = refusal {
+            return Err(e);
+        }
+        if tries > a.retries {
+            return Err(CliError::NoMirror { tries, last: net });
+        }
+        eprintln!(
+            "snapshot: fleet: no mirror answered ({what}); retrying in {} ms",
+            wait.as_millis()
+        );
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(Duration::from_secs(300));
+    }
+}
+
+fn fetch_signed(
+    client: &Client,
+    url: &str,
+    ring: &Keyring,
+    need: usize,
+    what: &str,
+) -> Result<(Vec<u8>, Option<String>), CliError> {
+    let mut msg = Vec::new();
+    client.get(url, 0, MAX_MANIFEST, &mut msg)?;
+    let mut sig = Vec::new();
+    let sig = match client.get(&format!("{url}{SIG_SUFFIX}"), 0, MAX_MANIFEST, &mut sig) {
+        Ok(()) => Some(String::from_utf8_lossy(&sig).into_owned()),
+        Err(HttpError::Status { status: 404, .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    check_signatures(what, &msg, sig.as_deref(), ring, need)?;
+    Ok((msg, sig))
+}
+
+/// One poll: channel manifest, rollout decision, bundle, trial write, reboot.
+pub fn poll(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>, do_reboot: bool) -> Result<(), CliError> {
+    let ring = Keyring::load(t.keys).map_err(CliError::Keyring)?;
+    let client = Client { timeout: a.timeout };
+    let mirrors = shuffled(a.mirrors);
+    let id = {
+        let (_lock, mut dev) = ctx.open(false)?;
+        hex(&view_id(&ops::read_view(&mut dev)))
+    };
+    std::fs::create_dir_all(a.state).map_err(io_err("creating", a.state))?;
+    let seen_path = a.state.join(format!("{}.published", a.channel));
+    let seen: u64 = std::fs::read_to_string(&seen_path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let cname = format!("{}.json", a.channel);
+    let (chan, mirror) = over_mirrors(a, &mirrors, &cname, |m| {
+        let (msg, _) = fetch_signed(&client, &format!("{m}/{cname}"), &ring, t.min_sigs, &cname)?;
+        let c = ChannelManifest::parse(&cname, &msg)?;
+        if c.spec.channel != a.channel {
+            return Err(BundleError::BadManifest {
+                what: cname.clone(),
+                detail: format!("it is channel {:?}, not {:?}", c.spec.channel, a.channel),
+            }
+            .into());
+        }
+        if c.spec.published < seen {
+            return Err(BundleError::Stale {
+                what: cname.clone(),
+                published: c.spec.published,
+                seen,
+            }
+            .into());
+        }
+        Ok(c)
+    })?;
+    write_file(&seen_path, format!("{}\n", chan.spec.published).as_bytes())?;
+    let Some(entry) = chan.entry_for(&id) else {
+        println!(
+            "up to date: channel {} ({mirror}) has no bundle for chain {id}",
+            a.channel
+        );
+        return Ok(());
+    };
+    let now = a.now.unwrap_or_else(unix_now);
+    let p = rollout(now as i64 - chan.spec.published as i64, chan.spec.priority);
+    let u = jitter(a.unit, &entry.version);
+    if p <= u {
+        println!(
+            "waiting: bundle {} rolls out over {} day(s); {p:.4} of units may take it now, unit {} at {u:.4}",
+            entry.version, chan.spec.priority, a.unit
+        );
+        return Ok(());
+    }
+    println!(
+        "taking bundle {} ({:.4} of units may take it now, unit {} at {u:.4})",
+        entry.version, p, a.unit
+    );
+    // The mirror that served the channel first, then the others.
+    let mut order = vec![mirror.clone()];
+    order.extend(mirrors.iter().filter(|m| **m != mirror).cloned());
+    let mname = format!("{}/{MANIFEST}", entry.path);
+    let ((msg, sig), _) = over_mirrors(a, &order, &mname, |m| {
+        fetch_signed(&client, &format!("{m}/{mname}"), &ring, t.min_sigs, &mname)
+    })?;
+    let checked = check_parts(&msg, sig.as_deref(), &ring, t, |pref, size| {
+        if pref.size > t.max_size {
+            return Err(BundleError::TooLarge {
+                what: pref.file.clone(),
+                size: pref.size,
+                limit: t.max_size,
+            }
+            .into());
+        }
+        // Resumed across errors and mirrors: each attempt asks for the bytes still missing.
+        let mut buf = Vec::with_capacity(size as usize);
+        let pname = format!("{}/{}", entry.path, pref.file);
+        over_mirrors(a, &order, &pname, |m| {
+            let from = buf.len() as u64;
+            let r = client.get(&format!("{m}/{pname}"), from, size, &mut buf);
+            if from > 0 {
+                eprintln!(
+                    "snapshot: fleet: resumed {pname} at byte {from} from {m}: now {} of {size}",
+                    buf.len()
+                );
+            }
+            r.map_err(CliError::from)
+        })?;
+        Ok(buf)
+    });
+    let checked = checked?;
+    if checked.manifest.spec.base != entry.base || checked.manifest.spec.version != entry.version {
+        return Err(BundleError::BadManifest {
+            what: mname,
+            detail: format!(
+                "it is {} on top of {}, the channel says {} on top of {}",
+                checked.manifest.spec.version,
+                checked.manifest.spec.base,
+                entry.version,
+                entry.base
+            ),
+        }
+        .into());
+    }
+    apply_checked(ctx, &checked, do_reboot)
 }

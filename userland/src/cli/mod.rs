@@ -61,7 +61,9 @@ Exit status:
   20  bundle: the payload does not match its signed manifest: flash untouched
   21  bundle: the chain's head is not the bundle's base: flash untouched
   22  bundle: larger than the limit (--max-size): flash untouched
-  23  bundle: the signed manifest cannot be used (format, version): flash untouched";
+  23  bundle: the signed manifest cannot be used (format, version): flash untouched
+  24  fleet poll: the channel manifest is older than one already taken (replay): flash untouched
+  25  fleet poll: no mirror answered after every retry: flash untouched";
 
 #[derive(Debug, Parser)]
 #[command(name = "snapshot", version, about = ABOUT, long_about = LONG_ABOUT, after_long_help = EXIT_CODES)]
@@ -325,6 +327,24 @@ enum BundleCmd {
     Fingerprint { key: PathBuf },
     /// Print the chain id of --device's chain: what a bundle for it names as its base
     Head,
+    /// Write a channel manifest ROOT/CHANNEL.json listing bundle directories under ROOT
+    Channel {
+        /// The mirror's root directory
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+        /// The channel's name (stable, beta, ...)
+        #[arg(long, value_name = "NAME")]
+        channel: String,
+        /// Days over which the rollout reaches every unit (Gluon's PRIORITY)
+        #[arg(long, default_value_t = 0.0, value_name = "DAYS")]
+        priority: f64,
+        /// Publication time, Unix seconds [default: now]
+        #[arg(long, value_name = "UNIX")]
+        published: Option<u64>,
+        /// Bundle directories, relative to ROOT (the last one given for a base wins)
+        #[arg(required = true)]
+        bundles: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -337,6 +357,44 @@ enum FleetCmd {
         dir: PathBuf,
         #[command(flatten)]
         trust: TrustArgs,
+        /// Do not reboot after writing
+        #[arg(long)]
+        no_reboot: bool,
+    },
+    /// Poll the channel on the mirrors; take the bundle for this chain when the rollout says so
+    ///
+    /// Fetches CHANNEL.json (+ .sig) from the mirrors in random order, checks its signatures
+    /// and that it is not older than the last one taken, decides by the staggered rollout,
+    /// downloads the bundle into RAM (resuming with HTTP Range, across mirrors), checks it and
+    /// appends it as a snapshot on trial, then reboots. Without an answering mirror it retries
+    /// with backoff, then exits 25 (run it again from cron or procd).
+    Poll {
+        /// A mirror's base URL (http://host[:port]/path), repeatable
+        #[arg(long = "mirror", required = true, value_name = "URL")]
+        mirrors: Vec<String>,
+        /// The channel to follow
+        #[arg(long, default_value = "stable", value_name = "NAME")]
+        channel: String,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// Where the unit keeps what it has taken (the last channel's publication time)
+        #[arg(long, default_value = "/etc/snapshot/fleet", value_name = "DIR")]
+        state: PathBuf,
+        /// This unit's id for the rollout [default: the hostname]
+        #[arg(long, value_name = "ID")]
+        unit_id: Option<String>,
+        /// The time to decide the rollout at, Unix seconds [default: now] (tests)
+        #[arg(long, value_name = "UNIX")]
+        now: Option<u64>,
+        /// Rounds over the mirrors after the first when none answers
+        #[arg(long, default_value_t = 3, value_name = "N")]
+        retries: u32,
+        /// First wait between rounds, in milliseconds (doubles each round, at most 5 min)
+        #[arg(long, default_value_t = 2000, value_name = "MS")]
+        backoff_ms: u64,
+        /// Connect and read timeout, in seconds
+        #[arg(long, default_value_t = 15, value_name = "SECS")]
+        timeout: u64,
         /// Do not reboot after writing
         #[arg(long)]
         no_reboot: bool,
@@ -500,6 +558,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
             BundleCmd::Keygen { prefix, comment } => fleet::keygen(&prefix, &comment),
             BundleCmd::Fingerprint { key } => fleet::fingerprint(&key),
             BundleCmd::Head => fleet::head(&ctx),
+            BundleCmd::Channel {
+                root,
+                channel,
+                priority,
+                published,
+                bundles,
+            } => fleet::channel(&root, &channel, priority, published, &bundles),
         },
         Cmd::Fleet { cmd } => match cmd {
             FleetCmd::Apply {
@@ -507,6 +572,39 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 trust,
                 no_reboot,
             } => fleet::apply(&ctx, &dir, &trust.trust(), !no_reboot),
+            FleetCmd::Poll {
+                mirrors,
+                channel,
+                trust,
+                state,
+                unit_id,
+                now,
+                retries,
+                backoff_ms,
+                timeout,
+                no_reboot,
+            } => {
+                let unit = unit_id.unwrap_or_else(|| {
+                    std::fs::read_to_string("/proc/sys/kernel/hostname")
+                        .map(|s| s.trim().to_string())
+                        .unwrap_or_else(|_| "unit".into())
+                });
+                fleet::poll(
+                    &ctx,
+                    &fleet::PollArgs {
+                        mirrors: &mirrors,
+                        channel: &channel,
+                        state: &state,
+                        unit: &unit,
+                        now,
+                        retries,
+                        backoff: Duration::from_millis(backoff_ms),
+                        timeout: Duration::from_secs(timeout),
+                    },
+                    &trust.trust(),
+                    !no_reboot,
+                )
+            }
         },
     }
 }

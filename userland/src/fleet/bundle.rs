@@ -72,6 +72,12 @@ pub enum BundleError {
     Mismatch { file: String, detail: String },
     #[error("{what} is {size} bytes, more than the limit of {limit}")]
     TooLarge { what: String, size: u64, limit: u64 },
+    #[error("{what} was published at {published}, before the one this unit already took ({seen}): a replay")]
+    Stale {
+        what: String,
+        published: u64,
+        seen: u64,
+    },
     #[error("the bundle goes on top of {want}, but this chain's head is {have}")]
     WrongBase { want: String, have: String },
 }

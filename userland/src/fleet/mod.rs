@@ -2,4 +2,6 @@
 //! head, in OpenWrt's usign signature format.
 
 pub mod bundle;
+pub mod channel;
+pub mod http;
 pub mod sign;
