@@ -457,6 +457,8 @@ pub struct PollArgs<'a> {
     pub retries: u32,
     pub backoff: Duration,
     pub timeout: Duration,
+    /// Try the mirrors in the order given instead of a random one.
+    pub in_order: bool,
 }
 
 /// The mirrors in random order (Fisher-Yates over getrandom bytes).
@@ -548,7 +550,14 @@ fn fetch_signed(
 pub fn poll(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>, do_reboot: bool) -> Result<(), CliError> {
     let ring = Keyring::load(t.keys).map_err(CliError::Keyring)?;
     let client = Client { timeout: a.timeout };
-    let mirrors = shuffled(a.mirrors);
+    let mirrors = if a.in_order {
+        a.mirrors
+            .iter()
+            .map(|m| m.trim_end_matches('/').to_string())
+            .collect()
+    } else {
+        shuffled(a.mirrors)
+    };
     let id = {
         let (_lock, mut dev) = ctx.open(false)?;
         hex(&view_id(&ops::read_view(&mut dev)))
@@ -630,7 +639,18 @@ pub fn poll(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>, do_reboot: bool) -> Resu
                     buf.len()
                 );
             }
-            r.map_err(CliError::from)
+            r?;
+            if (buf.len() as u64) < size {
+                // The mirror's copy ended early (a cut transfer, a partial upload): the next
+                // mirror resumes where it stopped.
+                return Err(HttpError::Short {
+                    url: format!("{m}/{pname}"),
+                    got: buf.len() as u64,
+                    want: size,
+                }
+                .into());
+            }
+            Ok(())
         })?;
         Ok(buf)
     });

@@ -372,6 +372,9 @@ enum FleetCmd {
         /// A mirror's base URL (http://host[:port]/path), repeatable
         #[arg(long = "mirror", required = true, value_name = "URL")]
         mirrors: Vec<String>,
+        /// Try the mirrors in the order given (a preferred local one first), not a random one
+        #[arg(long)]
+        in_order: bool,
         /// The channel to follow
         #[arg(long, default_value = "stable", value_name = "NAME")]
         channel: String,
@@ -574,6 +577,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             } => fleet::apply(&ctx, &dir, &trust.trust(), !no_reboot),
             FleetCmd::Poll {
                 mirrors,
+                in_order,
                 channel,
                 trust,
                 state,
@@ -600,6 +604,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                         retries,
                         backoff: Duration::from_millis(backoff_ms),
                         timeout: Duration::from_secs(timeout),
+                        in_order,
                     },
                     &trust.trust(),
                     !no_reboot,
