@@ -430,6 +430,31 @@ fn a_signed_bundle_reaches_every_unit_staggered_through_nginx_mirrors() {
         ok(&u.img, &["--erase-size", "4096", "extract", "all", s(&x)]);
         assert_same_tree(&x, &ref_tree);
     }
+    // The status document of a unit that took it.
+    let u = &units[3];
+    let st = ok(
+        &u.img,
+        &[
+            "--erase-size",
+            "4096",
+            "fleet",
+            "status",
+            "--json",
+            "--state",
+            s(&u.state),
+            "--unit-id",
+            &u.id,
+        ],
+    );
+    let st: serde_json::Value = serde_json::from_str(&st).expect("status json");
+    assert_eq!(st["apiVersion"], "snapinit.fleet/v1");
+    assert_eq!(st["kind"], "UnitStatus");
+    assert_eq!(st["status"]["unit"], u.id.as_str());
+    assert_eq!(st["status"]["version"], "v2");
+    assert_eq!(st["status"]["chainId"], want.as_str());
+    assert_eq!(st["status"]["onTrial"], true);
+    assert_eq!(st["status"]["snapshots"][1]["trial"], "onTrial");
+    assert_eq!(st["status"]["channelPublished"], t0);
     // Polling again: up to date, nothing written.
     let before = fs::read(&units[1].img).expect("image");
     let o = poll(&units[1], &keys, &mirrors, &[]);

@@ -668,5 +668,96 @@ pub fn poll(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>, do_reboot: bool) -> Resu
         }
         .into());
     }
-    apply_checked(ctx, &checked, do_reboot)
+    // Recorded before the reboot: the version this unit now runs on trial.
+    let vpath = a.state.join("version");
+    apply_checked(ctx, &checked, false)?;
+    write_file(
+        &vpath,
+        format!("{}\n", checked.manifest.spec.version).as_bytes(),
+    )?;
+    if do_reboot {
+        ops::reboot(ctx)?;
+    }
+    Ok(())
+}
+
+/// `fleet status --json`: the unit's observed state as one versioned document (the document a
+/// later `--publish` sends to the broker).
+pub fn status(
+    ctx: &Ctx,
+    state: &Path,
+    unit: &str,
+    channel: &str,
+    json: bool,
+) -> Result<(), CliError> {
+    use snapinit::header::Trial;
+    let (_lock, mut dev) = ctx.open(false)?;
+    let view = ops::read_view(&mut dev);
+    let mut on_trial = false;
+    let mut rolled_back = None;
+    let snaps: Vec<serde_json::Value> = view
+        .snapshots
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let (trial, used, budget) = match b.header.trial() {
+                Trial::Confirmed => ("confirmed", 0, 0),
+                Trial::OnTrial { used, budget } => {
+                    on_trial = true;
+                    ("onTrial", used, budget)
+                }
+                Trial::Exhausted { budget } => {
+                    rolled_back = Some(i + 1);
+                    ("exhausted", budget.min(255) as u8, budget)
+                }
+            };
+            serde_json::json!({
+                "seq": i + 1,
+                "headerHash": hex(&b.header.hash),
+                "payloadSha256": hex(&b.header.fields.payload_sha256),
+                "payloadSize": b.header.fields.payload_len,
+                "created": b.header.fields.created,
+                "trial": trial,
+                "trialsUsed": used,
+                "trialBudget": budget,
+            })
+        })
+        .collect();
+    let read = |name: &str| {
+        std::fs::read_to_string(state.join(name))
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    let doc = serde_json::json!({
+        "apiVersion": API_VERSION,
+        "kind": "UnitStatus",
+        "status": {
+            "unit": unit,
+            "channel": channel,
+            "version": read("version"),
+            "channelPublished": read(&format!("{channel}.published")).and_then(|s| s.parse::<u64>().ok()),
+            "chainId": hex(&view_id(&view)),
+            "snapshots": snaps,
+            "onTrial": on_trial,
+            "lastRollback": rolled_back.map(|seq| serde_json::json!({
+                "snapshot": seq,
+                "reason": "trialExhausted",
+            })),
+        }
+    });
+    if json {
+        println!("{doc}");
+    } else {
+        println!(
+            "unit {unit}: chain {} ({} snapshot(s)){}, channel {channel}, version {}",
+            hex(&view_id(&view)),
+            view.snapshots.len(),
+            if on_trial { ", on trial" } else { "" },
+            read("version").unwrap_or_else(|| "-".into())
+        );
+        if let Some(seq) = rolled_back {
+            println!("rolled back: snapshot {seq} ran out of trial boots unconfirmed");
+        }
+    }
+    Ok(())
 }

@@ -361,6 +361,11 @@ enum FleetCmd {
         #[arg(long)]
         no_reboot: bool,
     },
+    /// Show this unit's state: chain id, snapshots and their trial state, version, rollback
+    Status {
+        #[command(flatten)]
+        args: StatusArgs,
+    },
     /// Poll the channel on the mirrors; take the bundle for this chain when the rollout says so
     ///
     /// Fetches CHANNEL.json (+ .sig) from the mirrors in random order, checks its signatures
@@ -402,6 +407,28 @@ enum FleetCmd {
         #[arg(long)]
         no_reboot: bool,
     },
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// Print the versioned JSON document (apiVersion/kind, as docs/FLEET.md describes)
+    #[arg(long)]
+    json: bool,
+    /// The state directory `fleet poll` keeps
+    #[arg(long, default_value = "/etc/snapshot/fleet", value_name = "DIR")]
+    state: PathBuf,
+    /// This unit's id [default: the hostname]
+    #[arg(long, value_name = "ID")]
+    unit_id: Option<String>,
+    /// The channel the unit follows
+    #[arg(long, default_value = "stable", value_name = "NAME")]
+    channel: String,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unit".into())
 }
 
 #[derive(Debug, Args)]
@@ -575,6 +602,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 trust,
                 no_reboot,
             } => fleet::apply(&ctx, &dir, &trust.trust(), !no_reboot),
+            FleetCmd::Status { args } => fleet::status(
+                &ctx,
+                &args.state,
+                &args.unit_id.unwrap_or_else(hostname),
+                &args.channel,
+                args.json,
+            ),
             FleetCmd::Poll {
                 mirrors,
                 in_order,
@@ -588,11 +622,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 timeout,
                 no_reboot,
             } => {
-                let unit = unit_id.unwrap_or_else(|| {
-                    std::fs::read_to_string("/proc/sys/kernel/hostname")
-                        .map(|s| s.trim().to_string())
-                        .unwrap_or_else(|_| "unit".into())
-                });
+                let unit = unit_id.unwrap_or_else(hostname);
                 fleet::poll(
                     &ctx,
                     &fleet::PollArgs {
