@@ -342,6 +342,21 @@ fn bundles_apply_on_trial_and_refusals_leave_flash_untouched() {
         "tampered payload",
     );
 
+    // A payload with bytes appended: a mismatch, not a size-limit refusal.
+    let longer = d.join("bundle-longer");
+    copy_dir(&good, &longer);
+    let mut p = fs::read(longer.join("payload.tar.gz")).expect("payload");
+    p.extend_from_slice(b"trailing junk");
+    fs::write(longer.join("payload.tar.gz"), p).expect("write");
+    refused(
+        &img1,
+        &longer,
+        &k.dir,
+        &["--min-sigs", "2"],
+        20,
+        "longer payload",
+    );
+
     // A manifest edited after signing.
     let edited = d.join("bundle-edited");
     copy_dir(&good, &edited);

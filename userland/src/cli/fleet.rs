@@ -264,8 +264,9 @@ pub fn check_bundle(dir: &Path, t: &Trust<'_>) -> Result<Checked, CliError> {
     } else {
         None
     };
-    check_parts(&msg, sig.as_deref(), &ring, t, |p, limit| {
-        read_limited(&dir.join(&p.file), &p.file, limit)
+    // Read up to the unit's limit, not the manifest's size: a longer file is a mismatch (20).
+    check_parts(&msg, sig.as_deref(), &ring, t, |p, _| {
+        read_limited(&dir.join(&p.file), &p.file, t.max_size)
     })
 }
 
