@@ -455,6 +455,44 @@ fn a_signed_bundle_reaches_every_unit_staggered_through_nginx_mirrors() {
     assert_eq!(st["status"]["onTrial"], true);
     assert_eq!(st["status"]["snapshots"][1]["trial"], "onTrial");
     assert_eq!(st["status"]["channelPublished"], t0);
+    // The fleet summed up from every unit's status document.
+    let mut docs = Vec::new();
+    for u in &units {
+        let st = ok(
+            &u.img,
+            &[
+                "--erase-size",
+                "4096",
+                "fleet",
+                "status",
+                "--json",
+                "--state",
+                s(&u.state),
+                "--unit-id",
+                &u.id,
+            ],
+        );
+        let f = d.join(format!("status-{}.json", u.id));
+        fs::write(&f, st).expect("status");
+        docs.push(f);
+    }
+    let html = d.join("fleet.html");
+    let mut args = vec!["fleet", "report", "--json", "--html", s(&html)];
+    args.extend(docs.iter().map(|p| s(p)));
+    let rep: serde_json::Value = serde_json::from_str(&tool_ok(&args)).expect("report json");
+    assert_eq!(rep["kind"], "FleetReport");
+    assert_eq!(rep["status"]["units"], n);
+    assert_eq!(rep["status"]["chains"].as_array().expect("chains").len(), 1);
+    assert_eq!(rep["status"]["chains"][0]["chainId"], want.as_str());
+    assert_eq!(rep["status"]["chains"][0]["version"], "v2");
+    assert_eq!(rep["status"]["chains"][0]["count"], n);
+    assert_eq!(
+        rep["status"]["onTrial"].as_array().expect("on trial").len(),
+        n
+    );
+    let page = fs::read_to_string(&html).expect("html");
+    assert!(page.contains(&format!("Fleet: {n} unit(s)")) && page.contains("v2"));
+
     // Polling again: up to date, nothing written.
     let before = fs::read(&units[1].img).expect("image");
     let o = poll(&units[1], &keys, &mirrors, &[]);

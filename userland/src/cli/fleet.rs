@@ -762,3 +762,104 @@ pub fn status(
     }
     Ok(())
 }
+
+/// `fleet report FILES...`: the fleet from UnitStatus documents (as units publish them): how
+/// many units on which chain id and version, on trial, rolled back; `--json`, `--html FILE`.
+pub fn report(files: &[PathBuf], json: bool, html: Option<&Path>) -> Result<(), CliError> {
+    use std::collections::BTreeMap;
+    let mut chains: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut on_trial = Vec::new();
+    let mut rolled_back = Vec::new();
+    for f in files {
+        let bytes = read_limited(f, "a status document", MAX_MANIFEST)?;
+        let bad = |detail: String| BundleError::BadManifest {
+            what: f.display().to_string(),
+            detail,
+        };
+        let v: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        if v["apiVersion"] != API_VERSION || v["kind"] != "UnitStatus" {
+            return Err(bad("not a snapinit.fleet/v1 UnitStatus".into()).into());
+        }
+        let st = &v["status"];
+        let unit = st["unit"].as_str().unwrap_or("?").to_string();
+        let chain = st["chainId"].as_str().unwrap_or("?").to_string();
+        let version = st["version"].as_str().unwrap_or("-").to_string();
+        chains
+            .entry((chain, version))
+            .or_default()
+            .push(unit.clone());
+        if st["onTrial"] == true {
+            on_trial.push(unit.clone());
+        }
+        if let Some(r) = st["lastRollback"].as_object() {
+            let why = r
+                .get("reason")
+                .and_then(|x| x.as_str())
+                .unwrap_or("?")
+                .to_string();
+            rolled_back.push((unit, why));
+        }
+    }
+    let doc = serde_json::json!({
+        "apiVersion": API_VERSION,
+        "kind": "FleetReport",
+        "status": {
+            "units": files.len(),
+            "chains": chains.iter().map(|((c, v), u)| serde_json::json!({
+                "chainId": c, "version": v, "count": u.len(), "units": u,
+            })).collect::<Vec<_>>(),
+            "onTrial": on_trial,
+            "rolledBack": rolled_back.iter().map(|(u, w)| serde_json::json!({"unit": u, "reason": w})).collect::<Vec<_>>(),
+        }
+    });
+    if json {
+        println!("{doc}");
+    } else {
+        println!("{} unit(s)", files.len());
+        for ((c, v), u) in &chains {
+            println!("  {:>4}  {v:<12} {}", u.len(), &c[..c.len().min(16)]);
+        }
+        println!("  on trial: {}", on_trial.len());
+        for (u, w) in &rolled_back {
+            println!("  rolled back: {u} ({w})");
+        }
+    }
+    if let Some(path) = html {
+        let esc = |s: &str| {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+        };
+        let total = files.len().max(1);
+        let mut rows = String::new();
+        for ((c, v), u) in &chains {
+            rows += &format!(
+                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td><div class=bar style=\"width:{}%\"></div></td><td>{}</td></tr>\n",
+                esc(v),
+                esc(&c[..c.len().min(16)]),
+                u.len(),
+                u.len() * 100 / total,
+                esc(&u.join(", "))
+            );
+        }
+        let mut rb = String::new();
+        for (u, w) in &rolled_back {
+            rb += &format!("<li>{}: {}</li>\n", esc(u), esc(w));
+        }
+        let page = format!(
+            "<!doctype html><html><head><meta charset=utf-8><title>snapinit fleet</title>\
+             <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:4px 8px;text-align:left}}\
+             .bar{{background:#3a7;height:1em}}</style></head><body>\
+             <h1>Fleet: {} unit(s)</h1><table><tr><th>version</th><th>chain id</th><th>units</th><th></th><th>which</th></tr>\n{rows}</table>\
+             <h2>On trial: {}</h2><p>{}</p><h2>Rolled back: {}</h2><ul>{rb}</ul></body></html>\n",
+            files.len(),
+            on_trial.len(),
+            esc(&on_trial.join(", ")),
+            rolled_back.len()
+        );
+        write_file(path, page.as_bytes())?;
+    }
+    Ok(())
+}

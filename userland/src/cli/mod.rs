@@ -366,6 +366,19 @@ enum FleetCmd {
         #[command(flatten)]
         args: StatusArgs,
     },
+    /// Sum up the fleet from units' `fleet status --json` documents: units per chain id and
+    /// version, on trial, rolled back and why
+    Report {
+        /// UnitStatus documents, one per unit
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print one JSON document (kind FleetReport)
+        #[arg(long)]
+        json: bool,
+        /// Also write one self-contained HTML page
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
     /// Poll the channel on the mirrors; take the bundle for this chain when the rollout says so
     ///
     /// Fetches CHANNEL.json (+ .sig) from the mirrors in random order, checks its signatures
@@ -609,6 +622,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 &args.channel,
                 args.json,
             ),
+            FleetCmd::Report { files, json, html } => fleet::report(&files, json, html.as_deref()),
             FleetCmd::Poll {
                 mirrors,
                 in_order,
