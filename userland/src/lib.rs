@@ -1,6 +1,7 @@
 //! The `snapshot` tool as a library: every write to snapinit's chain, and the archive side
 //! (packing an overlay upper directory into a payload and back).
 
+pub mod fleet;
 pub mod model;
 pub mod pack;
 pub mod unpack;

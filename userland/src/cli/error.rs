@@ -2,6 +2,8 @@
 
 use snapinit::chain::Foreign;
 use snapinit::flash::DeviceError;
+use snapshot::fleet::bundle::BundleError;
+use snapshot::fleet::sign::{KeyError, KeyringError};
 use snapshot::pack::PackError;
 use snapshot::unpack::UnpackError;
 use snapshot::writer::{Suspect, WriteError};
@@ -45,6 +47,21 @@ pub mod code {
     pub const UNHEALTHY: u8 = 17;
     /// A configuration file cannot be read or is invalid.
     pub const CONFIG: u8 = 18;
+    /// A bundle or its manifest lacks the required valid signatures (missing, bad, too few,
+    /// unknown keys). Flash untouched.
+    pub const UNTRUSTED: u8 = 19;
+    /// A bundle's payload does not match its signed manifest (size, SHA-256, decoding).
+    pub const MISMATCH: u8 = 20;
+    /// The unit's chain head is not the bundle's base.
+    pub const WRONG_BASE: u8 = 21;
+    /// A bundle, manifest or signature file is larger than allowed.
+    pub const TOO_LARGE: u8 = 22;
+    /// A signed manifest that cannot be used (bad JSON, unknown apiVersion/kind, bad field).
+    pub const BAD_MANIFEST: u8 = 23;
+    /// A channel manifest older than one the unit already took (a replay).
+    pub const STALE: u8 = 24;
+    /// `fleet poll`: no mirror answered after every retry (the unit keeps running; poll again).
+    pub const NO_MIRROR: u8 = 25;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +170,20 @@ pub enum CliError {
     BadBlock { path: PathBuf, detail: String },
     #[error("{0}")]
     Layout(String),
+    #[error("refused: {0}; flash untouched")]
+    Bundle(#[from] BundleError),
+    #[error("trusted keys: {0}")]
+    Keyring(KeyringError),
+    #[error("{path}: {err}")]
+    Key { path: PathBuf, err: KeyError },
+    #[error(
+        "{0:?} is not a chain head hash (64 hex digits); give --base IMAGE or --base-hash HEX"
+    )]
+    BadHash(String),
+    #[error("no mirror answered after {tries} round(s): {last}")]
+    NoMirror { tries: u32, last: String },
+    #[error("{0}")]
+    Http(#[from] snapshot::fleet::http::HttpError),
 }
 
 impl CliError {
@@ -180,7 +211,21 @@ impl CliError {
             Aborted | NeedsConfirmation(_) => code::ABORTED,
             Reboot(_) => code::REBOOT,
             Unhealthy(_) => code::UNHEALTHY,
-            Config { .. } => code::CONFIG,
+            Config { .. } | Keyring(_) | Key { .. } => code::CONFIG,
+            BadHash(_) => code::USAGE,
+            NoMirror { .. } => code::NO_MIRROR,
+            Http(snapshot::fleet::http::HttpError::TooLarge { .. }) => code::TOO_LARGE,
+            Http(_) => code::NO_MIRROR,
+            Bundle(b) => match b {
+                BundleError::Untrusted { .. } | BundleError::BadSignatureFile { .. } => {
+                    code::UNTRUSTED
+                }
+                BundleError::Mismatch { .. } => code::MISMATCH,
+                BundleError::WrongBase { .. } => code::WRONG_BASE,
+                BundleError::TooLarge { .. } => code::TOO_LARGE,
+                BundleError::BadManifest { .. } => code::BAD_MANIFEST,
+                BundleError::Stale { .. } => code::STALE,
+            },
         }
     }
 

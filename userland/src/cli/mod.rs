@@ -3,6 +3,7 @@
 
 mod device;
 mod error;
+mod fleet;
 mod health;
 mod info;
 mod lock;
@@ -55,7 +56,14 @@ Exit status:
   15  chain full: the chain holds the most snapshots the boot path reads (128)
   16  the chain on flash was written for another erase size than --erase-size or the device's
   17  health: a check failed (without --no-reboot the unit is rebooting)
-  18  a configuration file cannot be read or is invalid";
+  18  a configuration file cannot be read or is invalid (also: trusted keys, a secret key)
+  19  bundle: not signed by enough trusted keys (missing, bad, unknown): flash untouched
+  20  bundle: the payload does not match its signed manifest: flash untouched
+  21  bundle: the chain's head is not the bundle's base: flash untouched
+  22  bundle: larger than the limit (--max-size): flash untouched
+  23  bundle: the signed manifest cannot be used (format, version): flash untouched
+  24  fleet poll: the channel manifest is older than one already taken (replay): flash untouched
+  25  fleet poll: no mirror answered after every retry: flash untouched";
 
 #[derive(Debug, Parser)]
 #[command(name = "snapshot", version, about = ABOUT, long_about = LONG_ABOUT, after_long_help = EXIT_CODES)]
@@ -251,6 +259,212 @@ enum Cmd {
         #[arg(long, default_value = "/rom", value_name = "DIR")]
         rom: PathBuf,
     },
+    /// Signed bundles for fleets (build host): create, sign, verify, keygen
+    ///
+    /// A bundle is one snapshot's payload plus a manifest naming the chain head it goes on top
+    /// of, signed in OpenWrt's usign format. See docs/FLEET.md.
+    Bundle {
+        #[command(subcommand)]
+        cmd: BundleCmd,
+    },
+    /// Take signed bundles on a unit (see docs/FLEET.md)
+    Fleet {
+        #[command(subcommand)]
+        cmd: FleetCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BundleCmd {
+    /// Write a bundle directory (payload + manifest.json) from an upper directory
+    Create {
+        /// An image file whose chain the bundle goes on top of
+        #[arg(long, value_name = "IMAGE", required_unless_present = "base_hash")]
+        base: Option<PathBuf>,
+        /// The chain id (64 hex digits, `snapshot bundle head`) the bundle goes on top of
+        #[arg(long, value_name = "HEX", conflicts_with = "base")]
+        base_hash: Option<String>,
+        /// The directory to pack (an overlay upper directory, whiteouts included)
+        #[arg(long, value_name = "DIR")]
+        upper: PathBuf,
+        /// The bundle directory to write
+        #[arg(long, short = 'o', value_name = "DIR")]
+        out: PathBuf,
+        /// The version string units report
+        #[arg(long = "bundle-version", value_name = "STRING")]
+        bundle_version: String,
+        /// A note for humans
+        #[arg(long, default_value = "", value_name = "TEXT")]
+        note: String,
+        /// Boots the snapshot gets on trial on a unit (1-16)
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
+        trial: u16,
+        /// Store the payload as a plain tar instead of gzip
+        #[arg(long)]
+        no_compress: bool,
+    },
+    /// Add a usign signature over a bundle's manifest (or any FILE) to FILE.sig
+    Sign {
+        /// A secret key (usign -G, signify -G -n, or `snapshot bundle keygen`)
+        #[arg(long, value_name = "SECRET")]
+        key: PathBuf,
+        /// A bundle directory, or a file
+        target: PathBuf,
+    },
+    /// Check a bundle's signatures, manifest and payload (and with --device, that it applies)
+    Verify {
+        dir: PathBuf,
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
+    /// Make a usign key pair: PREFIX.pub and PREFIX.sec (unencrypted)
+    Keygen {
+        prefix: PathBuf,
+        #[arg(long, default_value = "snapshot fleet", value_name = "TEXT")]
+        comment: String,
+    },
+    /// Print a public key's key number (its file name in keys.d)
+    Fingerprint { key: PathBuf },
+    /// Print the chain id of --device's chain: what a bundle for it names as its base
+    Head,
+    /// Write a channel manifest ROOT/CHANNEL.json listing bundle directories under ROOT
+    Channel {
+        /// The mirror's root directory
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+        /// The channel's name (stable, beta, ...)
+        #[arg(long, value_name = "NAME")]
+        channel: String,
+        /// Days over which the rollout reaches every unit (Gluon's PRIORITY)
+        #[arg(long, default_value_t = 0.0, value_name = "DAYS")]
+        priority: f64,
+        /// Publication time, Unix seconds [default: now]
+        #[arg(long, value_name = "UNIX")]
+        published: Option<u64>,
+        /// Bundle directories, relative to ROOT (the last one given for a base wins)
+        #[arg(required = true)]
+        bundles: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FleetCmd {
+    /// Check a bundle directory and append it as a snapshot on trial, then reboot
+    ///
+    /// Nothing reaches flash unless the manifest has enough valid signatures, the payload
+    /// matches it, it fits the limit, and the chain's head is the bundle's base.
+    Apply {
+        dir: PathBuf,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// Do not reboot after writing
+        #[arg(long)]
+        no_reboot: bool,
+    },
+    /// Show this unit's state: chain id, snapshots and their trial state, version, rollback
+    Status {
+        #[command(flatten)]
+        args: StatusArgs,
+    },
+    /// Sum up the fleet from units' `fleet status --json` documents: units per chain id and
+    /// version, on trial, rolled back and why
+    Report {
+        /// UnitStatus documents, one per unit
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print one JSON document (kind FleetReport)
+        #[arg(long)]
+        json: bool,
+        /// Also write one self-contained HTML page
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
+    /// Poll the channel on the mirrors; take the bundle for this chain when the rollout says so
+    ///
+    /// Fetches CHANNEL.json (+ .sig) from the mirrors in random order, checks its signatures
+    /// and that it is not older than the last one taken, decides by the staggered rollout,
+    /// downloads the bundle into RAM (resuming with HTTP Range, across mirrors), checks it and
+    /// appends it as a snapshot on trial, then reboots. Without an answering mirror it retries
+    /// with backoff, then exits 25 (run it again from cron or procd).
+    Poll {
+        /// A mirror's base URL (http://host[:port]/path), repeatable
+        #[arg(long = "mirror", required = true, value_name = "URL")]
+        mirrors: Vec<String>,
+        /// Try the mirrors in the order given (a preferred local one first), not a random one
+        #[arg(long)]
+        in_order: bool,
+        /// The channel to follow
+        #[arg(long, default_value = "stable", value_name = "NAME")]
+        channel: String,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// Where the unit keeps what it has taken (the last channel's publication time)
+        #[arg(long, default_value = "/etc/snapshot/fleet", value_name = "DIR")]
+        state: PathBuf,
+        /// This unit's id for the rollout [default: the hostname]
+        #[arg(long, value_name = "ID")]
+        unit_id: Option<String>,
+        /// The time to decide the rollout at, Unix seconds [default: now] (tests)
+        #[arg(long, value_name = "UNIX")]
+        now: Option<u64>,
+        /// Rounds over the mirrors after the first when none answers
+        #[arg(long, default_value_t = 3, value_name = "N")]
+        retries: u32,
+        /// First wait between rounds, in milliseconds (doubles each round, at most 5 min)
+        #[arg(long, default_value_t = 2000, value_name = "MS")]
+        backoff_ms: u64,
+        /// Connect and read timeout, in seconds
+        #[arg(long, default_value_t = 15, value_name = "SECS")]
+        timeout: u64,
+        /// Do not reboot after writing
+        #[arg(long)]
+        no_reboot: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// Print the versioned JSON document (apiVersion/kind, as docs/FLEET.md describes)
+    #[arg(long)]
+    json: bool,
+    /// The state directory `fleet poll` keeps
+    #[arg(long, default_value = "/etc/snapshot/fleet", value_name = "DIR")]
+    state: PathBuf,
+    /// This unit's id [default: the hostname]
+    #[arg(long, value_name = "ID")]
+    unit_id: Option<String>,
+    /// The channel the unit follows
+    #[arg(long, default_value = "stable", value_name = "NAME")]
+    channel: String,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unit".into())
+}
+
+#[derive(Debug, Args)]
+struct TrustArgs {
+    /// Trusted public keys, one file per key named by its key number
+    #[arg(long, default_value = fleet::DEFAULT_KEYS, value_name = "DIR")]
+    keys: PathBuf,
+    /// Valid signatures of distinct trusted keys required
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    min_sigs: u16,
+    /// Largest payload taken, in bytes
+    #[arg(long, default_value_t = fleet::DEFAULT_MAX_SIZE, value_name = "BYTES")]
+    max_size: u64,
+}
+
+impl TrustArgs {
+    fn trust(&self) -> fleet::Trust<'_> {
+        fleet::Trust {
+            keys: &self.keys,
+            min_sigs: usize::from(self.min_sigs),
+            max_size: self.max_size,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -357,6 +571,90 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Cmd::Repair { yes } => ops::repair(&ctx, yes),
         Cmd::Extract { id, dir, salvage } => read::extract(&ctx, &id, &dir, salvage),
         Cmd::Diff { id, rom } => read::diff(&ctx, id.as_deref(), &rom),
+        Cmd::Bundle { cmd } => match cmd {
+            BundleCmd::Create {
+                base,
+                base_hash,
+                upper,
+                out,
+                bundle_version,
+                note,
+                trial,
+                no_compress,
+            } => fleet::create(
+                &ctx,
+                &fleet::CreateArgs {
+                    base: base.as_deref(),
+                    base_hash: base_hash.as_deref(),
+                    upper: &upper,
+                    out: &out,
+                    version: &bundle_version,
+                    note: &note,
+                    trial,
+                    gzip: !no_compress,
+                },
+            ),
+            BundleCmd::Sign { key, target } => fleet::sign(&key, &target),
+            BundleCmd::Verify { dir, trust } => {
+                fleet::verify(&ctx, &dir, &trust.trust(), ctx.spec.device.is_some())
+            }
+            BundleCmd::Keygen { prefix, comment } => fleet::keygen(&prefix, &comment),
+            BundleCmd::Fingerprint { key } => fleet::fingerprint(&key),
+            BundleCmd::Head => fleet::head(&ctx),
+            BundleCmd::Channel {
+                root,
+                channel,
+                priority,
+                published,
+                bundles,
+            } => fleet::channel(&root, &channel, priority, published, &bundles),
+        },
+        Cmd::Fleet { cmd } => match cmd {
+            FleetCmd::Apply {
+                dir,
+                trust,
+                no_reboot,
+            } => fleet::apply(&ctx, &dir, &trust.trust(), !no_reboot),
+            FleetCmd::Status { args } => fleet::status(
+                &ctx,
+                &args.state,
+                &args.unit_id.unwrap_or_else(hostname),
+                &args.channel,
+                args.json,
+            ),
+            FleetCmd::Report { files, json, html } => fleet::report(&files, json, html.as_deref()),
+            FleetCmd::Poll {
+                mirrors,
+                in_order,
+                channel,
+                trust,
+                state,
+                unit_id,
+                now,
+                retries,
+                backoff_ms,
+                timeout,
+                no_reboot,
+            } => {
+                let unit = unit_id.unwrap_or_else(hostname);
+                fleet::poll(
+                    &ctx,
+                    &fleet::PollArgs {
+                        mirrors: &mirrors,
+                        channel: &channel,
+                        state: &state,
+                        unit: &unit,
+                        now,
+                        retries,
+                        backoff: Duration::from_millis(backoff_ms),
+                        timeout: Duration::from_secs(timeout),
+                        in_order,
+                    },
+                    &trust.trust(),
+                    !no_reboot,
+                )
+            }
+        },
     }
 }
 

@@ -20,7 +20,7 @@ use std::process::Command;
 
 /// Refuses a partition that is not a clean chain (or an empty one): a foreign filesystem, or
 /// anything that might be data the chain does not show. Runs before any packing.
-fn require_chain(dev: &mut Device, view: &ChainView) -> Result<(), CliError> {
+pub(super) fn require_chain(dev: &mut Device, view: &ChainView) -> Result<(), CliError> {
     match view.status {
         Status::Chain | Status::Empty => {}
         Status::Unformatted(fs) => return Err(CliError::Unformatted(fs)),
@@ -37,7 +37,7 @@ fn require_chain(dev: &mut Device, view: &ChainView) -> Result<(), CliError> {
 }
 
 /// A new snapshot past the most the boot path reads is refused before any work.
-fn require_room(view: &ChainView) -> Result<(), CliError> {
+pub(super) fn require_room(view: &ChainView) -> Result<(), CliError> {
     let have = view.snapshots.len();
     if have >= snapinit::chain::MAX_SNAPSHOTS {
         return Err(CliError::ChainFull {
@@ -49,7 +49,7 @@ fn require_room(view: &ChainView) -> Result<(), CliError> {
 }
 
 /// The space checks the writer makes, made before anything (repair included) touches flash.
-fn precheck(view: &ChainView, len: usize, volatile: bool) -> Result<(), CliError> {
+pub(super) fn precheck(view: &ChainView, len: usize, volatile: bool) -> Result<(), CliError> {
     let (layout, _) = effective_layout(view);
     let need = span_blocks(len as u64, layout.erase_size) * u64::from(layout.erase_size);
     if volatile && need > layout.backbuf_bytes() {
@@ -70,7 +70,7 @@ fn precheck(view: &ChainView, len: usize, volatile: bool) -> Result<(), CliError
 }
 
 /// Runs one writer operation with a progress bar sized for `bytes` of erase and program.
-fn write_op<T>(
+pub(super) fn write_op<T>(
     dev: &mut Device,
     bytes: u64,
     msg: &'static str,
@@ -118,7 +118,7 @@ fn snapshots_in_words(from: usize, to: usize) -> String {
 }
 
 /// Bytes a block of `len` payload bytes erases and programs (for progress bars).
-fn block_cost(view: &ChainView, len: usize) -> u64 {
+pub(super) fn block_cost(view: &ChainView, len: usize) -> u64 {
     let (layout, _) = effective_layout(view);
     span_blocks(len as u64, layout.erase_size) * u64::from(layout.erase_size)
         + (len + HEADER_LEN) as u64
@@ -126,7 +126,7 @@ fn block_cost(view: &ChainView, len: usize) -> u64 {
 
 /// Bytes a new snapshot costs on top of its own block: the writer first copies a volatile that
 /// lives in the slot the snapshot needs to the back buffer.
-fn evacuation_cost(view: &ChainView) -> u64 {
+pub(super) fn evacuation_cost(view: &ChainView) -> u64 {
     match view.volatile() {
         Some(v) if v.offset == view.next_offset => {
             block_cost(view, v.header.fields.payload_len as usize)
@@ -135,7 +135,7 @@ fn evacuation_cost(view: &ChainView) -> u64 {
     }
 }
 
-fn read_view(dev: &mut Device) -> ChainView {
+pub(super) fn read_view(dev: &mut Device) -> ChainView {
     Writer::new(dev).read()
 }
 

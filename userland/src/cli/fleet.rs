@@ -1,0 +1,865 @@
+//! `snapshot bundle create|sign|verify|keygen` (build host) and `snapshot fleet apply` (unit).
+//! docs/FLEET.md describes the formats and the trust model.
+
+use super::error::CliError;
+use super::{ops, tree, Ctx};
+use snapinit::header::Compression;
+use snapshot::fleet::bundle::{
+    chain_id, check_signatures, hex, sha256_hex, unhex32, BundleError, BundleManifest, BundleSpec,
+    PayloadRef, API_VERSION, KIND_BUNDLE, MANIFEST, MAX_MANIFEST, SIG_SUFFIX,
+};
+use snapshot::fleet::channel::{
+    jitter, rollout, ChannelEntry, ChannelManifest, ChannelSpec, KIND_CHANNEL,
+};
+use snapshot::fleet::http::{Client, HttpError};
+use snapshot::fleet::sign::{Keyring, PublicKey, SecretKey};
+use snapshot::writer::{Outcome, Payload};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where a unit keeps the keys it trusts (one file per key, named by key number).
+pub const DEFAULT_KEYS: &str = "/etc/snapshot/keys.d";
+/// The largest payload a unit takes by default (it is held in RAM).
+pub const DEFAULT_MAX_SIZE: u64 = 16 * 1024 * 1024;
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CliError {
+    let path = path.to_path_buf();
+    move |source| CliError::Io { what, path, source }
+}
+
+/// Reads at most `limit` bytes of `path`; a larger file is refused before it is read whole.
+fn read_limited(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>, CliError> {
+    let f = std::fs::File::open(path).map_err(io_err("reading", path))?;
+    let mut data = Vec::new();
+    f.take(limit + 1)
+        .read_to_end(&mut data)
+        .map_err(io_err("reading", path))?;
+    if data.len() as u64 > limit {
+        return Err(BundleError::TooLarge {
+            what: what.to_string(),
+            size: std::fs::metadata(path)
+                .map(|m| m.len())
+                .unwrap_or(limit + 1),
+            limit,
+        }
+        .into());
+    }
+    Ok(data)
+}
+
+fn write_file(path: &Path, data: &[u8]) -> Result<(), CliError> {
+    std::fs::write(path, data).map_err(io_err("writing", path))
+}
+
+/// The chain id ([`chain_id`]) of the snapshots in `view`.
+pub fn view_id(view: &snapinit::chain::ChainView) -> [u8; 32] {
+    chain_id(
+        view.snapshots
+            .iter()
+            .map(|b| &b.header.fields.payload_sha256),
+    )
+}
+
+/// Prints the chain id of the device's chain (what `bundle create --base-hash` takes).
+pub fn head(ctx: &Ctx) -> Result<(), CliError> {
+    let (_lock, mut dev) = ctx.open(false)?;
+    let view = ops::read_view(&mut dev);
+    println!("{}", hex(&view_id(&view)));
+    Ok(())
+}
+
+/// The base's chain id: `--base-hash HEX`, or the top snapshot of the chain in `--base IMAGE`.
+fn base_hash(ctx: &Ctx, image: Option<&Path>, hash: Option<&str>) -> Result<[u8; 32], CliError> {
+    match (image, hash) {
+        (_, Some(h)) => unhex32(&h.to_ascii_lowercase()).ok_or_else(|| CliError::BadHash(h.into())),
+        (Some(img), None) => {
+            let c = Ctx {
+                spec: super::device::DeviceSpec {
+                    device: Some(img.to_path_buf()),
+                    partition: ctx.spec.partition.clone(),
+                    erase_size: ctx.spec.erase_size,
+                },
+                wait: ctx.wait,
+                trial: 0,
+            };
+            let (_lock, mut dev) = c.open(false)?;
+            Ok(view_id(&ops::read_view(&mut dev)))
+        }
+        (None, None) => Err(CliError::BadHash(String::new())),
+    }
+}
+
+pub struct CreateArgs<'a> {
+    pub base: Option<&'a Path>,
+    pub base_hash: Option<&'a str>,
+    pub upper: &'a Path,
+    pub out: &'a Path,
+    pub version: &'a str,
+    pub note: &'a str,
+    pub trial: u16,
+    pub gzip: bool,
+}
+
+pub fn create(ctx: &Ctx, a: &CreateArgs<'_>) -> Result<(), CliError> {
+    let base = base_hash(ctx, a.base, a.base_hash)?;
+    let packed = tree::pack(a.upper, a.gzip)?;
+    let file = match packed.compression {
+        Compression::Gzip => "payload.tar.gz",
+        Compression::None => "payload.tar",
+    };
+    let manifest = BundleManifest {
+        api_version: API_VERSION.into(),
+        kind: KIND_BUNDLE.into(),
+        spec: BundleSpec {
+            base: hex(&base),
+            payload: PayloadRef {
+                file: file.into(),
+                sha256: sha256_hex(&packed.data),
+                size: packed.data.len() as u64,
+                unpacked_size: packed.unpacked_len,
+                compression: match packed.compression {
+                    Compression::Gzip => "gzip",
+                    Compression::None => "none",
+                }
+                .into(),
+            },
+            trial_boots: a.trial,
+            version: a.version.into(),
+            note: a.note.into(),
+        },
+    };
+    let mut json = serde_json::to_vec_pretty(&manifest).map_err(|e| CliError::Payload {
+        what: "the manifest".into(),
+        detail: e.to_string(),
+    })?;
+    json.push(b'\n');
+    std::fs::create_dir_all(a.out).map_err(io_err("creating", a.out))?;
+    write_file(&a.out.join(file), &packed.data)?;
+    // A new manifest invalidates the old signatures.
+    let sig = a.out.join(format!("{MANIFEST}{SIG_SUFFIX}"));
+    if sig.exists() {
+        std::fs::remove_file(&sig).map_err(io_err("removing", &sig))?;
+    }
+    write_file(&a.out.join(MANIFEST), &json)?;
+    println!(
+        "bundle {} written to {}: {} on top of {}, {} entries, {} bytes ({}); sign it with `snapshot bundle sign --key SECRET {}`",
+        a.version,
+        a.out.display(),
+        file,
+        hex(&base),
+        packed.report.entries,
+        packed.data.len(),
+        manifest.spec.payload.compression,
+        a.out.display()
+    );
+    Ok(())
+}
+
+/// The file a `sign` or `verify` argument names: a bundle directory means its manifest.
+fn signed_file(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join(MANIFEST)
+    } else {
+        path.to_path_buf()
+    }
+}
+
+fn sig_path(file: &Path) -> PathBuf {
+    let mut s = file.as_os_str().to_owned();
+    s.push(SIG_SUFFIX);
+    PathBuf::from(s)
+}
+
+/// Appends a signature by `key` over `target` (a file, or a bundle directory's manifest) to its
+/// `.sig` file.
+pub fn sign(key: &Path, target: &Path) -> Result<(), CliError> {
+    let text = std::fs::read_to_string(key).map_err(io_err("reading", key))?;
+    let sk = SecretKey::parse(&text).map_err(|err| CliError::Key {
+        path: key.to_path_buf(),
+        err,
+    })?;
+    let file = signed_file(target);
+    let msg = std::fs::read(&file).map_err(io_err("reading", &file))?;
+    let sig = sig_path(&file);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&sig)
+        .map_err(io_err("writing", &sig))?;
+    f.write_all(sk.sign(&msg).as_bytes())
+        .map_err(io_err("writing", &sig))?;
+    println!(
+        "signed {} with key {} ({})",
+        file.display(),
+        sk.num,
+        sig.display()
+    );
+    Ok(())
+}
+
+/// Writes PREFIX.pub and PREFIX.sec (unencrypted, as `usign -G` does).
+pub fn keygen(prefix: &Path, comment: &str) -> Result<(), CliError> {
+    let mut seed = [0u8; 32];
+    let mut num = [0u8; 8];
+    for buf in [&mut seed[..], &mut num[..]] {
+        rustix::rand::getrandom(buf, rustix::rand::GetRandomFlags::empty()).map_err(|e| {
+            CliError::Io {
+                what: "getting random bytes for",
+                path: prefix.to_path_buf(),
+                source: e.into(),
+            }
+        })?;
+    }
+    let sk = SecretKey::from_seed(seed, num);
+    let with = |ext: &str| {
+        let mut s = prefix.as_os_str().to_owned();
+        s.push(ext);
+        PathBuf::from(s)
+    };
+    let (pubf, secf) = (with(".pub"), with(".sec"));
+    write_file(
+        &pubf,
+        sk.public()
+            .to_file(&format!("{comment} public key"))
+            .as_bytes(),
+    )?;
+    write_file(
+        &secf,
+        sk.to_file(&format!("{comment} secret key")).as_bytes(),
+    )?;
+    println!(
+        "key {}: {} (install on units as {DEFAULT_KEYS}/{}), {}",
+        sk.num,
+        pubf.display(),
+        sk.num,
+        secf.display()
+    );
+    Ok(())
+}
+
+pub struct Trust<'a> {
+    pub keys: &'a Path,
+    pub min_sigs: usize,
+    pub max_size: u64,
+}
+
+/// A bundle whose signatures, manifest and payload all check out.
+pub struct Checked {
+    pub manifest: BundleManifest,
+    pub payload: Vec<u8>,
+    pub signers: Vec<String>,
+}
+
+/// Checks a bundle directory: k-of-m signatures over the manifest first (nothing unsigned is
+/// parsed), then the manifest, then the payload's size (before reading it), hash and decoding.
+pub fn check_bundle(dir: &Path, t: &Trust<'_>) -> Result<Checked, CliError> {
+    let ring = Keyring::load(t.keys).map_err(CliError::Keyring)?;
+    let mpath = dir.join(MANIFEST);
+    let msg = read_limited(&mpath, MANIFEST, MAX_MANIFEST)?;
+    let spath = sig_path(&mpath);
+    let sig = if spath.exists() {
+        let b = read_limited(&spath, "the signature file", MAX_MANIFEST)?;
+        Some(String::from_utf8_lossy(&b).into_owned())
+    } else {
+        None
+    };
+    // Read up to the unit's limit, not the manifest's size: a longer file is a mismatch (20).
+    check_parts(&msg, sig.as_deref(), &ring, t, |p, _| {
+        read_limited(&dir.join(&p.file), &p.file, t.max_size)
+    })
+}
+
+/// The checks of [`check_bundle`] on a manifest and signature already in memory; `payload`
+/// fetches the payload, at most `limit` bytes.
+pub fn check_parts(
+    msg: &[u8],
+    sig: Option<&str>,
+    ring: &Keyring,
+    t: &Trust<'_>,
+    payload: impl FnOnce(&PayloadRef, u64) -> Result<Vec<u8>, CliError>,
+) -> Result<Checked, CliError> {
+    let signers = check_signatures(MANIFEST, msg, sig, ring, t.min_sigs)?;
+    let manifest = BundleManifest::parse(MANIFEST, msg)?;
+    let p = &manifest.spec.payload;
+    if p.size > t.max_size {
+        return Err(BundleError::TooLarge {
+            what: format!("payload {} (as the manifest says)", p.file),
+            size: p.size,
+            limit: t.max_size,
+        }
+        .into());
+    }
+    let payload = payload(p, p.size)?;
+    manifest.check_payload(&payload)?;
+    Ok(Checked {
+        manifest,
+        payload,
+        signers: signers.iter().map(|k| k.to_string()).collect(),
+    })
+}
+
+pub fn verify(ctx: &Ctx, dir: &Path, t: &Trust<'_>, against: bool) -> Result<(), CliError> {
+    let c = check_bundle(dir, t)?;
+    let s = &c.manifest.spec;
+    println!(
+        "bundle {} ok: signed by {} ({} required); payload {} bytes, SHA-256 {}; on top of {}",
+        s.version,
+        c.signers.join(", "),
+        t.min_sigs,
+        s.payload.size,
+        s.payload.sha256,
+        s.base
+    );
+    if against {
+        let (_lock, mut dev) = ctx.open(false)?;
+        let head = view_id(&ops::read_view(&mut dev));
+        if head != c.manifest.base() {
+            return Err(BundleError::WrongBase {
+                want: s.base.clone(),
+                have: hex(&head),
+            }
+            .into());
+        }
+        println!("the chain's head is the bundle's base: it applies");
+    }
+    Ok(())
+}
+
+/// Checks a bundle, then appends it as a snapshot on trial (under the lock, after checking that
+/// the chain's head is still the bundle's base). Refusals leave flash untouched.
+pub fn apply(ctx: &Ctx, dir: &Path, t: &Trust<'_>, do_reboot: bool) -> Result<(), CliError> {
+    let c = check_bundle(dir, t)?;
+    apply_checked(ctx, &c, do_reboot)
+}
+
+fn apply_checked(ctx: &Ctx, c: &Checked, do_reboot: bool) -> Result<(), CliError> {
+    let s = &c.manifest.spec;
+    {
+        let (_lock, mut dev) = ctx.open(true)?;
+        let view = ops::read_view(&mut dev);
+        ops::require_chain(&mut dev, &view)?;
+        let head = view_id(&view);
+        if head != c.manifest.base() {
+            return Err(BundleError::WrongBase {
+                want: s.base.clone(),
+                have: hex(&head),
+            }
+            .into());
+        }
+        ops::require_room(&view)?;
+        ops::precheck(&view, c.payload.len(), false)?;
+        let payload = Payload {
+            data: &c.payload,
+            compression: if s.payload.compression == "gzip" {
+                Compression::Gzip
+            } else {
+                Compression::None
+            },
+            unpacked_len: s.payload.unpacked_size,
+        };
+        let cost = ops::block_cost(&view, c.payload.len()) + ops::evacuation_cost(&view);
+        let out = ops::write_op(&mut dev, cost, "applying", |w| {
+            w.trial_budget = s.trial_boots;
+            w.append_snapshot(&payload)
+        })?;
+        if let Outcome::Written { seq, offset, .. } = out {
+            println!(
+                "bundle {} applied as snapshot {seq} at {offset:#x}, on trial for {} boot(s) (signed by {})",
+                s.version,
+                s.trial_boots,
+                c.signers.join(", ")
+            );
+        }
+    }
+    if do_reboot {
+        ops::reboot(ctx)?;
+    } else {
+        println!("not rebooting (--no-reboot): reboot to run the bundle on trial");
+    }
+    Ok(())
+}
+
+/// Prints a public key file's key number (as `usign -F -p` does).
+pub fn fingerprint(path: &Path) -> Result<(), CliError> {
+    let text = std::fs::read_to_string(path).map_err(io_err("reading", path))?;
+    let k = PublicKey::parse(&text).map_err(|err| CliError::Key {
+        path: path.to_path_buf(),
+        err,
+    })?;
+    println!("{}", k.num);
+    Ok(())
+}
+
+/// Writes ROOT/CHANNEL.json listing the bundles at ROOT/PATH (each a bundle directory); the
+/// newest given for a base wins.
+pub fn channel(
+    root: &Path,
+    name: &str,
+    priority: f64,
+    published: Option<u64>,
+    bundles: &[String],
+) -> Result<(), CliError> {
+    let mut entries: Vec<ChannelEntry> = Vec::new();
+    for path in bundles {
+        let mpath = root.join(path).join(MANIFEST);
+        let msg = read_limited(&mpath, MANIFEST, MAX_MANIFEST)?;
+        let m = BundleManifest::parse(&mpath.display().to_string(), &msg)?;
+        entries.retain(|e| e.base != m.spec.base);
+        entries.push(ChannelEntry {
+            base: m.spec.base,
+            path: path.trim_end_matches('/').to_string(),
+            version: m.spec.version,
+        });
+    }
+    let doc = ChannelManifest {
+        api_version: API_VERSION.into(),
+        kind: KIND_CHANNEL.into(),
+        spec: ChannelSpec {
+            channel: name.into(),
+            published: published.unwrap_or_else(unix_now),
+            priority,
+            bundles: entries,
+        },
+    };
+    let mut json = serde_json::to_vec_pretty(&doc).map_err(|e| CliError::Payload {
+        what: "the channel manifest".into(),
+        detail: e.to_string(),
+    })?;
+    json.push(b'\n');
+    let out = root.join(format!("{name}.json"));
+    let sig = sig_path(&out);
+    if sig.exists() {
+        std::fs::remove_file(&sig).map_err(io_err("removing", &sig))?;
+    }
+    write_file(&out, &json)?;
+    println!(
+        "channel {name}: {} bundle(s), rollout over {priority} day(s), written to {}; sign it with `snapshot bundle sign --key SECRET {}`",
+        doc.spec.bundles.len(),
+        out.display(),
+        out.display()
+    );
+    Ok(())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub struct PollArgs<'a> {
+    pub mirrors: &'a [String],
+    pub channel: &'a str,
+    pub state: &'a Path,
+    pub unit: &'a str,
+    pub now: Option<u64>,
+    pub retries: u32,
+    pub backoff: Duration,
+    pub timeout: Duration,
+    /// Try the mirrors in the order given instead of a random one.
+    pub in_order: bool,
+}
+
+/// The mirrors in random order (Fisher-Yates over getrandom bytes).
+fn shuffled(mirrors: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = mirrors
+        .iter()
+        .map(|m| m.trim_end_matches('/').to_string())
+        .collect();
+    let mut r = vec![0u8; v.len() * 4];
+    if rustix::rand::getrandom(&mut r, rustix::rand::GetRandomFlags::INSECURE).is_err() {
+        let t = unix_now().to_le_bytes();
+        for (i, b) in r.iter_mut().enumerate() {
+            *b = t[i % 8] ^ (i as u8);
+        }
+    }
+    for i in (1..v.len()).rev() {
+        let x = u32::from_le_bytes([r[4 * i], r[4 * i + 1], r[4 * i + 2], r[4 * i + 3]]);
+        v.swap(i, x as usize % (i + 1));
+    }
+    v
+}
+
+/// Tries `f` on each mirror in turn, for `retries + 1` rounds with exponential backoff, until
+/// one gives a result. Network errors are retried; a refusal (signatures, format, staleness) is
+/// kept and the next mirror tried, but does not make rounds go on: a mirror that answers with
+/// junk will answer with the same junk again.
+fn over_mirrors<T>(
+    a: &PollArgs<'_>,
+    mirrors: &[String],
+    what: &str,
+    mut f: impl FnMut(&str) -> Result<T, CliError>,
+) -> Result<(T, String), CliError> {
+    let mut tries = 0;
+    let mut wait = a.backoff;
+    loop {
+        tries += 1;
+        // Every mirror failed: the last refusal (some mirror served something refused) wins
+        // over the last network error.
+        let mut refusal = None;
+        let mut net = String::new();
+        for m in mirrors {
+            match f(m) {
+                Ok(t) => return Ok((t, m.clone())),
+                Err(CliError::Http(e)) if !matches!(e, HttpError::TooLarge { .. }) => {
+                    eprintln!("snapshot: fleet: {what}: {e}");
+                    net = e.to_string();
+                }
+                Err(e) => {
+                    eprintln!("snapshot: fleet: {what} from {m}: refused: {e}");
+                    refusal = Some(e);
+                }
+            }
+        }
+        if let Some(e) = refusal {
+            return Err(e);
+        }
+        if tries > a.retries {
+            return Err(CliError::NoMirror { tries, last: net });
+        }
+        eprintln!(
+            "snapshot: fleet: no mirror answered ({what}); retrying in {} ms",
+            wait.as_millis()
+        );
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(Duration::from_secs(300));
+    }
+}
+
+fn fetch_signed(
+    client: &Client,
+    url: &str,
+    ring: &Keyring,
+    need: usize,
+    what: &str,
+) -> Result<(Vec<u8>, Option<String>), CliError> {
+    let mut msg = Vec::new();
+    client.get(url, 0, MAX_MANIFEST, &mut msg)?;
+    let mut sig = Vec::new();
+    let sig = match client.get(&format!("{url}{SIG_SUFFIX}"), 0, MAX_MANIFEST, &mut sig) {
+        Ok(()) => Some(String::from_utf8_lossy(&sig).into_owned()),
+        Err(HttpError::Status { status: 404, .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    check_signatures(what, &msg, sig.as_deref(), ring, need)?;
+    Ok((msg, sig))
+}
+
+/// One poll: channel manifest, rollout decision, bundle, trial write, reboot.
+pub fn poll(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>, do_reboot: bool) -> Result<(), CliError> {
+    let ring = Keyring::load(t.keys).map_err(CliError::Keyring)?;
+    let client = Client { timeout: a.timeout };
+    let mirrors = if a.in_order {
+        a.mirrors
+            .iter()
+            .map(|m| m.trim_end_matches('/').to_string())
+            .collect()
+    } else {
+        shuffled(a.mirrors)
+    };
+    let id = {
+        let (_lock, mut dev) = ctx.open(false)?;
+        hex(&view_id(&ops::read_view(&mut dev)))
+    };
+    std::fs::create_dir_all(a.state).map_err(io_err("creating", a.state))?;
+    let seen_path = a.state.join(format!("{}.published", a.channel));
+    let seen: u64 = std::fs::read_to_string(&seen_path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let cname = format!("{}.json", a.channel);
+    let (chan, mirror) = over_mirrors(a, &mirrors, &cname, |m| {
+        let (msg, _) = fetch_signed(&client, &format!("{m}/{cname}"), &ring, t.min_sigs, &cname)?;
+        let c = ChannelManifest::parse(&cname, &msg)?;
+        if c.spec.channel != a.channel {
+            return Err(BundleError::BadManifest {
+                what: cname.clone(),
+                detail: format!("it is channel {:?}, not {:?}", c.spec.channel, a.channel),
+            }
+            .into());
+        }
+        if c.spec.published < seen {
+            return Err(BundleError::Stale {
+                what: cname.clone(),
+                published: c.spec.published,
+                seen,
+            }
+            .into());
+        }
+        Ok(c)
+    })?;
+    write_file(&seen_path, format!("{}\n", chan.spec.published).as_bytes())?;
+    let Some(entry) = chan.entry_for(&id) else {
+        println!(
+            "up to date: channel {} ({mirror}) has no bundle for chain {id}",
+            a.channel
+        );
+        return Ok(());
+    };
+    let now = a.now.unwrap_or_else(unix_now);
+    let p = rollout(now as i64 - chan.spec.published as i64, chan.spec.priority);
+    let u = jitter(a.unit, &entry.version);
+    if p <= u {
+        println!(
+            "waiting: bundle {} rolls out over {} day(s); {p:.4} of units may take it now, unit {} at {u:.4}",
+            entry.version, chan.spec.priority, a.unit
+        );
+        return Ok(());
+    }
+    println!(
+        "taking bundle {} ({:.4} of units may take it now, unit {} at {u:.4})",
+        entry.version, p, a.unit
+    );
+    // The mirror that served the channel first, then the others.
+    let mut order = vec![mirror.clone()];
+    order.extend(mirrors.iter().filter(|m| **m != mirror).cloned());
+    let mname = format!("{}/{MANIFEST}", entry.path);
+    let ((msg, sig), _) = over_mirrors(a, &order, &mname, |m| {
+        fetch_signed(&client, &format!("{m}/{mname}"), &ring, t.min_sigs, &mname)
+    })?;
+    let checked = check_parts(&msg, sig.as_deref(), &ring, t, |pref, size| {
+        if pref.size > t.max_size {
+            return Err(BundleError::TooLarge {
+                what: pref.file.clone(),
+                size: pref.size,
+                limit: t.max_size,
+            }
+            .into());
+        }
+        // Resumed across errors and mirrors: each attempt asks for the bytes still missing.
+        let mut buf = Vec::with_capacity(size as usize);
+        let pname = format!("{}/{}", entry.path, pref.file);
+        over_mirrors(a, &order, &pname, |m| {
+            let from = buf.len() as u64;
+            let r = client.get(&format!("{m}/{pname}"), from, size, &mut buf);
+            if from > 0 {
+                eprintln!(
+                    "snapshot: fleet: resumed {pname} at byte {from} from {m}: now {} of {size}",
+                    buf.len()
+                );
+            }
+            r?;
+            if (buf.len() as u64) < size {
+                // The mirror's copy ended early (a cut transfer, a partial upload): the next
+                // mirror resumes where it stopped.
+                return Err(HttpError::Short {
+                    url: format!("{m}/{pname}"),
+                    got: buf.len() as u64,
+                    want: size,
+                }
+                .into());
+            }
+            Ok(())
+        })?;
+        Ok(buf)
+    });
+    let checked = checked?;
+    if checked.manifest.spec.base != entry.base || checked.manifest.spec.version != entry.version {
+        return Err(BundleError::BadManifest {
+            what: mname,
+            detail: format!(
+                "it is {} on top of {}, the channel says {} on top of {}",
+                checked.manifest.spec.version,
+                checked.manifest.spec.base,
+                entry.version,
+                entry.base
+            ),
+        }
+        .into());
+    }
+    // Recorded before the reboot: the version this unit now runs on trial.
+    let vpath = a.state.join("version");
+    apply_checked(ctx, &checked, false)?;
+    write_file(
+        &vpath,
+        format!("{}\n", checked.manifest.spec.version).as_bytes(),
+    )?;
+    if do_reboot {
+        ops::reboot(ctx)?;
+    }
+    Ok(())
+}
+
+/// `fleet status --json`: the unit's observed state as one versioned document (the document a
+/// later `--publish` sends to the broker).
+pub fn status(
+    ctx: &Ctx,
+    state: &Path,
+    unit: &str,
+    channel: &str,
+    json: bool,
+) -> Result<(), CliError> {
+    use snapinit::header::Trial;
+    let (_lock, mut dev) = ctx.open(false)?;
+    let view = ops::read_view(&mut dev);
+    let mut on_trial = false;
+    let mut rolled_back = None;
+    let snaps: Vec<serde_json::Value> = view
+        .snapshots
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let (trial, used, budget) = match b.header.trial() {
+                Trial::Confirmed => ("confirmed", 0, 0),
+                Trial::OnTrial { used, budget } => {
+                    on_trial = true;
+                    ("onTrial", used, budget)
+                }
+                Trial::Exhausted { budget } => {
+                    rolled_back = Some(i + 1);
+                    ("exhausted", budget.min(255) as u8, budget)
+                }
+            };
+            serde_json::json!({
+                "seq": i + 1,
+                "headerHash": hex(&b.header.hash),
+                "payloadSha256": hex(&b.header.fields.payload_sha256),
+                "payloadSize": b.header.fields.payload_len,
+                "created": b.header.fields.created,
+                "trial": trial,
+                "trialsUsed": used,
+                "trialBudget": budget,
+            })
+        })
+        .collect();
+    let read = |name: &str| {
+        std::fs::read_to_string(state.join(name))
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    let doc = serde_json::json!({
+        "apiVersion": API_VERSION,
+        "kind": "UnitStatus",
+        "status": {
+            "unit": unit,
+            "channel": channel,
+            "version": read("version"),
+            "channelPublished": read(&format!("{channel}.published")).and_then(|s| s.parse::<u64>().ok()),
+            "chainId": hex(&view_id(&view)),
+            "snapshots": snaps,
+            "onTrial": on_trial,
+            "lastRollback": rolled_back.map(|seq| serde_json::json!({
+                "snapshot": seq,
+                "reason": "trialExhausted",
+            })),
+        }
+    });
+    if json {
+        println!("{doc}");
+    } else {
+        println!(
+            "unit {unit}: chain {} ({} snapshot(s)){}, channel {channel}, version {}",
+            hex(&view_id(&view)),
+            view.snapshots.len(),
+            if on_trial { ", on trial" } else { "" },
+            read("version").unwrap_or_else(|| "-".into())
+        );
+        if let Some(seq) = rolled_back {
+            println!("rolled back: snapshot {seq} ran out of trial boots unconfirmed");
+        }
+    }
+    Ok(())
+}
+
+/// `fleet report FILES...`: the fleet from UnitStatus documents (as units publish them): how
+/// many units on which chain id and version, on trial, rolled back; `--json`, `--html FILE`.
+pub fn report(files: &[PathBuf], json: bool, html: Option<&Path>) -> Result<(), CliError> {
+    use std::collections::BTreeMap;
+    let mut chains: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut on_trial = Vec::new();
+    let mut rolled_back = Vec::new();
+    for f in files {
+        let bytes = read_limited(f, "a status document", MAX_MANIFEST)?;
+        let bad = |detail: String| BundleError::BadManifest {
+            what: f.display().to_string(),
+            detail,
+        };
+        let v: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        if v["apiVersion"] != API_VERSION || v["kind"] != "UnitStatus" {
+            return Err(bad("not a snapinit.fleet/v1 UnitStatus".into()).into());
+        }
+        let st = &v["status"];
+        let unit = st["unit"].as_str().unwrap_or("?").to_string();
+        let chain = st["chainId"].as_str().unwrap_or("?").to_string();
+        let version = st["version"].as_str().unwrap_or("-").to_string();
+        chains
+            .entry((chain, version))
+            .or_default()
+            .push(unit.clone());
+        if st["onTrial"] == true {
+            on_trial.push(unit.clone());
+        }
+        if let Some(r) = st["lastRollback"].as_object() {
+            let why = r
+                .get("reason")
+                .and_then(|x| x.as_str())
+                .unwrap_or("?")
+                .to_string();
+            rolled_back.push((unit, why));
+        }
+    }
+    let doc = serde_json::json!({
+        "apiVersion": API_VERSION,
+        "kind": "FleetReport",
+        "status": {
+            "units": files.len(),
+            "chains": chains.iter().map(|((c, v), u)| serde_json::json!({
+                "chainId": c, "version": v, "count": u.len(), "units": u,
+            })).collect::<Vec<_>>(),
+            "onTrial": on_trial,
+            "rolledBack": rolled_back.iter().map(|(u, w)| serde_json::json!({"unit": u, "reason": w})).collect::<Vec<_>>(),
+        }
+    });
+    if json {
+        println!("{doc}");
+    } else {
+        println!("{} unit(s)", files.len());
+        for ((c, v), u) in &chains {
+            println!("  {:>4}  {v:<12} {}", u.len(), &c[..c.len().min(16)]);
+        }
+        println!("  on trial: {}", on_trial.len());
+        for (u, w) in &rolled_back {
+            println!("  rolled back: {u} ({w})");
+        }
+    }
+    if let Some(path) = html {
+        let esc = |s: &str| {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+        };
+        let total = files.len().max(1);
+        let mut rows = String::new();
+        for ((c, v), u) in &chains {
+            rows += &format!(
+                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td><div class=bar style=\"width:{}%\"></div></td><td>{}</td></tr>\n",
+                esc(v),
+                esc(&c[..c.len().min(16)]),
+                u.len(),
+                u.len() * 100 / total,
+                esc(&u.join(", "))
+            );
+        }
+        let mut rb = String::new();
+        for (u, w) in &rolled_back {
+            rb += &format!("<li>{}: {}</li>\n", esc(u), esc(w));
+        }
+        let page = format!(
+            "<!doctype html><html><head><meta charset=utf-8><title>snapinit fleet</title>\
+             <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:4px 8px;text-align:left}}\
+             .bar{{background:#3a7;height:1em}}</style></head><body>\
+             <h1>Fleet: {} unit(s)</h1><table><tr><th>version</th><th>chain id</th><th>units</th><th></th><th>which</th></tr>\n{rows}</table>\
+             <h2>On trial: {}</h2><p>{}</p><h2>Rolled back: {}</h2><ul>{rb}</ul></body></html>\n",
+            files.len(),
+            on_trial.len(),
+            esc(&on_trial.join(", ")),
+            rolled_back.len()
+        );
+        write_file(path, page.as_bytes())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! Fleet updates (docs/FLEET.md): signed bundles that carry one snapshot on top of a known chain
+//! head, in OpenWrt's usign signature format.
+
+pub mod bundle;
+pub mod channel;
+pub mod http;
+pub mod sign;

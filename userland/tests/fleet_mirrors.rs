@@ -1,0 +1,505 @@
+//! `snapshot fleet poll` against real nginx mirrors (Debian's nginx, started here on loopback
+//! ports, stopped at the end): N units as image files, each with its own state directory, take a
+//! signed bundle staggered as the channel's rollout says; a mirror that is down and one whose
+//! copy is cut mid-way are survived (HTTP Range resume on the next mirror); unsigned, stale,
+//! oversized and unreachable are refused with the image byte-identical.
+//!
+//! FLEET_UNITS sets the number of units (default 20).
+
+mod cli_common;
+
+use cli_common::*;
+use snapshot::fleet::channel::{jitter, rollout};
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn tool_ok(args: &[&str]) -> String {
+    let o = Command::new(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run snapshot");
+    assert!(o.status.success(), "snapshot {args:?}:\n{}", show(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// nginx serving each (port, root) on 127.0.0.1; killed on drop.
+struct Nginx(Child);
+
+impl Nginx {
+    fn start(prefix: &Path, sites: &[(u16, &Path)]) -> Self {
+        fs::create_dir_all(prefix.join("logs")).expect("logs");
+        let mut servers = String::new();
+        for (port, root) in sites {
+            servers += &format!(
+                "server {{ listen 127.0.0.1:{port}; root {}; autoindex off; }}\n",
+                root.display()
+            );
+        }
+        let conf = format!(
+            "user root; worker_processes 1; error_log {p}/logs/error.log; pid {p}/nginx.pid;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{ access_log {p}/logs/access.log; client_body_temp_path {p}/cb; proxy_temp_path {p}/px;\n\
+             fastcgi_temp_path {p}/fc; uwsgi_temp_path {p}/uw; scgi_temp_path {p}/sc;\n\
+             default_type application/octet-stream;\n{servers}}}\n",
+            p = prefix.display()
+        );
+        let cpath = prefix.join("nginx.conf");
+        fs::write(&cpath, conf).expect("nginx.conf");
+        let child = Command::new("nginx")
+            .args(["-p", s(prefix), "-c", s(&cpath), "-g", "daemon off;"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "nginx cannot run ({e}): `apt-get install nginx-light` (scripts/test.sh does)"
+                )
+            });
+        // Wait until every port answers.
+        for (port, _) in sites {
+            let mut up = false;
+            for _ in 0..100 {
+                if std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok() {
+                    up = true;
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            assert!(
+                up,
+                "nginx did not listen on {port}: {}",
+                fs::read_to_string(prefix.join("logs/error.log")).unwrap_or_default()
+            );
+        }
+        Nginx(child)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM: the master stops its workers (SIGKILL would leave them holding the ports).
+        if let Some(pid) = rustix::process::Pid::from_raw(self.0.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("mkdir");
+    for e in fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let t = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_tree(&e.path(), &t);
+        } else {
+            fs::copy(e.path(), t).expect("copy");
+        }
+    }
+}
+
+struct Unit {
+    id: String,
+    img: PathBuf,
+    state: PathBuf,
+}
+
+fn poll(u: &Unit, keys: &Path, mirrors: &[String], extra: &[&str]) -> Output {
+    let mut a: Vec<String> = [
+        "--erase-size",
+        "4096",
+        "fleet",
+        "poll",
+        "--keys",
+        s(keys),
+        "--min-sigs",
+        "2",
+        "--state",
+        s(&u.state),
+        "--unit-id",
+        &u.id,
+        "--retries",
+        "1",
+        "--backoff-ms",
+        "20",
+        "--timeout",
+        "3",
+        "--no-reboot",
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect();
+    for m in mirrors {
+        a.push("--mirror".into());
+        a.push(m.clone());
+    }
+    a.extend(extra.iter().map(|x| x.to_string()));
+    run(&u.img, &a.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn head(img: &Path) -> String {
+    tool_ok(&["--device", s(img), "--erase-size", "4096", "bundle", "head"])
+        .trim()
+        .to_string()
+}
+
+/// A poll that must refuse with `code` and leave the image byte-identical.
+fn refused(u: &Unit, keys: &Path, mirrors: &[String], extra: &[&str], code: i32, why: &str) {
+    let before = fs::read(&u.img).expect("image");
+    let o = poll(u, keys, mirrors, extra);
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{why}: wrong exit code:\n{}",
+        show(&o)
+    );
+    assert!(
+        fs::read(&u.img).expect("image") == before,
+        "{why}: the image changed"
+    );
+}
+
+#[test]
+fn a_signed_bundle_reaches_every_unit_staggered_through_nginx_mirrors() {
+    let n: usize = std::env::var("FLEET_UNITS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let tmp = scratch();
+    let d = tmp.path();
+
+    // Keys: two, both required.
+    let keys = d.join("keys.d");
+    fs::create_dir_all(&keys).expect("keys.d");
+    for k in ["a", "b"] {
+        tool_ok(&["bundle", "keygen", s(&d.join(k))]);
+        let fp = tool_ok(&["bundle", "fingerprint", s(&d.join(format!("{k}.pub")))]);
+        fs::copy(d.join(format!("{k}.pub")), keys.join(fp.trim())).expect("install key");
+    }
+    let sign = |f: &Path| {
+        for k in ["a", "b"] {
+            tool_ok(&[
+                "bundle",
+                "sign",
+                "--key",
+                s(&d.join(format!("{k}.sec"))),
+                s(f),
+            ]);
+        }
+    };
+
+    // The firmware every unit runs: one snapshot.
+    let base = d.join("base");
+    fs::create_dir_all(base.join("etc/config")).expect("mkdir");
+    fs::write(base.join("etc/config/network"), "base\n").expect("write");
+    let template = image(d, "template.img", 2 << 20);
+    ok(&template, &["--erase-size", "4096", "format"]);
+    ok(
+        &template,
+        &[
+            "--erase-size",
+            "4096",
+            "commit",
+            "--upper",
+            s(&base),
+            "--no-reboot",
+        ],
+    );
+    let base_id = head(&template);
+
+    // The update: a new config and a few KiB of new files.
+    let up = d.join("v2");
+    fs::create_dir_all(up.join("etc/config")).expect("mkdir");
+    fs::create_dir_all(up.join("usr/lib/mesh")).expect("mkdir");
+    fs::write(up.join("etc/config/network"), "v2\n").expect("write");
+    for i in 0..8 {
+        fs::write(
+            up.join(format!("usr/lib/mesh/part{i}.bin")),
+            noise(40_000, i),
+        )
+        .expect("write");
+    }
+    let root = d.join("mirror-good");
+    let bdir = root.join("bundles/v2");
+    tool_ok(&[
+        "--device",
+        s(&template),
+        "--erase-size",
+        "4096",
+        "bundle",
+        "create",
+        "--base",
+        s(&template),
+        "--upper",
+        s(&up),
+        "-o",
+        s(&bdir),
+        "--bundle-version",
+        "v2",
+        "--trial",
+        "3",
+    ]);
+    sign(&bdir);
+    let t0: u64 = 1_800_000_000;
+    let priority_days = 1.0;
+    tool_ok(&[
+        "bundle",
+        "channel",
+        "--root",
+        s(&root),
+        "--channel",
+        "stable",
+        "--priority",
+        "1",
+        "--published",
+        &t0.to_string(),
+        "bundles/v2",
+    ]);
+    sign(&root.join("stable.json"));
+
+    // Mirror "cut": its copy of the payload stops half-way.
+    let cut = d.join("mirror-cut");
+    copy_tree(&root, &cut);
+    let payload = bdir.join("payload.tar.gz");
+    let plen = fs::metadata(&payload).expect("payload").len();
+    let half = fs::read(&payload).expect("payload")[..(plen / 2) as usize].to_vec();
+    fs::write(cut.join("bundles/v2/payload.tar.gz"), half).expect("cut");
+    // Mirror "unsigned": the channel without its signatures.
+    let unsigned = d.join("mirror-unsigned");
+    copy_tree(&root, &unsigned);
+    fs::remove_file(unsigned.join("stable.json.sig")).expect("rm");
+    // Mirror "stale": an older channel manifest, properly signed.
+    let stale = d.join("mirror-stale");
+    copy_tree(&root, &stale);
+    tool_ok(&[
+        "bundle",
+        "channel",
+        "--root",
+        s(&stale),
+        "--channel",
+        "stable",
+        "--priority",
+        "1",
+        "--published",
+        &(t0 - 86_400).to_string(),
+        "bundles/v2",
+    ]);
+    sign(&stale.join("stable.json"));
+
+    let (p_good, p_cut, p_unsigned, p_stale, p_down) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
+    let _nginx = Nginx::start(
+        &d.join("nginx"),
+        &[
+            (p_good, &root),
+            (p_cut, &cut),
+            (p_unsigned, &unsigned),
+            (p_stale, &stale),
+        ],
+    );
+    let url = |p: u16| format!("http://127.0.0.1:{p}");
+    let mirrors = vec![url(p_down), url(p_cut), url(p_good)];
+
+    let units: Vec<Unit> = (0..n)
+        .map(|i| {
+            let img = d.join(format!("unit{i:02}.img"));
+            fs::copy(&template, &img).expect("flash unit");
+            Unit {
+                id: format!("unit-{i:02}"),
+                img,
+                state: d.join(format!("state{i:02}")),
+            }
+        })
+        .collect();
+
+    // Refusals first, on unit 0, each with the image unchanged.
+    let u0 = &units[0];
+    refused(u0, &keys, &[url(p_unsigned)], &[], 19, "unsigned channel");
+    refused(u0, &keys, &[url(p_down)], &[], 25, "no mirror");
+    refused(
+        u0,
+        &keys,
+        &mirrors,
+        &[
+            "--in-order",
+            "--max-size",
+            "1000",
+            "--now",
+            &(t0 + 86_400).to_string(),
+        ],
+        22,
+        "oversized",
+    );
+    // Taken once (published t0, too early to act), an older manifest is a replay.
+    let o = poll(u0, &keys, &[url(p_good)], &["--now", &t0.to_string()]);
+    assert!(o.status.success(), "{}", show(&o));
+    refused(u0, &keys, &[url(p_stale)], &[], 24, "stale channel");
+
+    // The rollout: every 2 hours over the PRIORITY day (and a step past it), every unit polls.
+    let mut taken_at: Vec<Option<usize>> = vec![None; n];
+    let mut timeline = Vec::new();
+    let mut resumed = 0;
+    let steps = 13;
+    for k in 0..steps {
+        let now = t0 + k as u64 * 7_200;
+        for (i, u) in units.iter().enumerate() {
+            if taken_at[i].is_some() {
+                continue;
+            }
+            // The cut mirror first for every other unit: the resume path runs for certain.
+            let o = if i % 2 == 0 {
+                poll(
+                    u,
+                    &keys,
+                    &mirrors,
+                    &["--in-order", "--now", &now.to_string()],
+                )
+            } else {
+                poll(u, &keys, &mirrors, &["--now", &now.to_string()])
+            };
+            assert!(o.status.success(), "unit {i} at step {k}:\n{}", show(&o));
+            let err = String::from_utf8_lossy(&o.stderr);
+            if err.contains("resumed") {
+                resumed += 1;
+            }
+            if head(&u.img) != base_id {
+                taken_at[i] = Some(k);
+            }
+            // The decision is the rollout's: take iff p(t) > the unit's point.
+            let p = rollout(now as i64 - t0 as i64, priority_days);
+            let should = p > jitter(&u.id, "v2");
+            assert_eq!(
+                taken_at[i].is_some(),
+                should,
+                "unit {i} at step {k}: p {p}:\n{}",
+                show(&o)
+            );
+        }
+        let done = taken_at.iter().filter(|t| t.is_some()).count();
+        timeline.push((k * 2, rollout(k as i64 * 7_200, priority_days), done));
+    }
+    println!("rollout over {priority_days} day(s), {n} units: hour, p(t), units on v2");
+    for (h, p, done) in &timeline {
+        println!("  {h:>2} h  p={p:.3}  {done:>2}/{n}");
+    }
+    println!(
+        "payload {plen} bytes; {resumed} download(s) resumed on the next mirror after the cut one"
+    );
+    assert_eq!(timeline[0].2, 0, "nobody takes the bundle at publication");
+    assert_eq!(
+        timeline[steps - 1].2,
+        n,
+        "every unit has it after PRIORITY days"
+    );
+    assert!(resumed > 0, "no download was resumed after the cut mirror");
+
+    // Every unit: the same chain, snapshot 2 on trial, the same content.
+    let want = head(&units[0].img);
+    let ref_tree = d.join("x-ref");
+    ok(
+        &units[0].img,
+        &["--erase-size", "4096", "extract", "all", s(&ref_tree)],
+    );
+    for u in &units {
+        assert_eq!(head(&u.img), want, "{}: another chain", u.id);
+        let i = info(&u.img);
+        assert_eq!(i["snapshots"][1]["trial_budget"], 3, "{}", u.id);
+        assert_eq!(i["snapshots"][1]["confirmed"], false, "{}", u.id);
+        let x = d.join(format!("x-{}", u.id));
+        ok(&u.img, &["--erase-size", "4096", "extract", "all", s(&x)]);
+        assert_same_tree(&x, &ref_tree);
+    }
+    // The status document of a unit that took it.
+    let u = &units[3];
+    let st = ok(
+        &u.img,
+        &[
+            "--erase-size",
+            "4096",
+            "fleet",
+            "status",
+            "--json",
+            "--state",
+            s(&u.state),
+            "--unit-id",
+            &u.id,
+        ],
+    );
+    let st: serde_json::Value = serde_json::from_str(&st).expect("status json");
+    assert_eq!(st["apiVersion"], "snapinit.fleet/v1");
+    assert_eq!(st["kind"], "UnitStatus");
+    assert_eq!(st["status"]["unit"], u.id.as_str());
+    assert_eq!(st["status"]["version"], "v2");
+    assert_eq!(st["status"]["chainId"], want.as_str());
+    assert_eq!(st["status"]["onTrial"], true);
+    assert_eq!(st["status"]["snapshots"][1]["trial"], "onTrial");
+    assert_eq!(st["status"]["channelPublished"], t0);
+    // The fleet summed up from every unit's status document.
+    let mut docs = Vec::new();
+    for u in &units {
+        let st = ok(
+            &u.img,
+            &[
+                "--erase-size",
+                "4096",
+                "fleet",
+                "status",
+                "--json",
+                "--state",
+                s(&u.state),
+                "--unit-id",
+                &u.id,
+            ],
+        );
+        let f = d.join(format!("status-{}.json", u.id));
+        fs::write(&f, st).expect("status");
+        docs.push(f);
+    }
+    let html = d.join("fleet.html");
+    let mut args = vec!["fleet", "report", "--json", "--html", s(&html)];
+    args.extend(docs.iter().map(|p| s(p)));
+    let rep: serde_json::Value = serde_json::from_str(&tool_ok(&args)).expect("report json");
+    assert_eq!(rep["kind"], "FleetReport");
+    assert_eq!(rep["status"]["units"], n);
+    assert_eq!(rep["status"]["chains"].as_array().expect("chains").len(), 1);
+    assert_eq!(rep["status"]["chains"][0]["chainId"], want.as_str());
+    assert_eq!(rep["status"]["chains"][0]["version"], "v2");
+    assert_eq!(rep["status"]["chains"][0]["count"], n);
+    assert_eq!(
+        rep["status"]["onTrial"].as_array().expect("on trial").len(),
+        n
+    );
+    let page = fs::read_to_string(&html).expect("html");
+    assert!(page.contains(&format!("Fleet: {n} unit(s)")) && page.contains("v2"));
+
+    // Polling again: up to date, nothing written.
+    let before = fs::read(&units[1].img).expect("image");
+    let o = poll(&units[1], &keys, &mirrors, &[]);
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("up to date"),
+        "{}",
+        show(&o)
+    );
+    assert!(fs::read(&units[1].img).expect("image") == before);
+}
