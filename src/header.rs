@@ -320,16 +320,18 @@ fn decode_marks(b: &[u8; HEADER_LEN]) -> Result<Marks, HeaderError> {
 pub enum Trial {
     /// Written with no trial (budget 0), or confirmed: boots without spending anything.
     Confirmed,
-    /// Not confirmed yet; `used` of `budget` boots spent. The boot path spends one more (the
-    /// next trial mark) each time it boots the block.
+    /// Not confirmed yet; `used` of `budget` boots spent. While `used` < `budget` the boot path
+    /// boots it and spends one more mark; at `used` == `budget` its last allowed boot is the
+    /// one running (it can still be confirmed), and the next boot rolls it back.
     OnTrial { used: u8, budget: u16 },
-    /// Every allowed boot spent without a confirmation: the boot path leaves the block out,
-    /// with everything above it, and the next write drops it for good.
+    /// Rolled back: a boot found every allowed boot spent unconfirmed and spent one more mark
+    /// to say so. The walk leaves it out, with everything above it.
     Exhausted { budget: u16 },
 }
 
-/// Most boots a block can be given on trial: one trial mark each.
-pub const MAX_TRIAL_BUDGET: u16 = TRIAL_MARKS_LEN as u16;
+/// Most boots a block can be given on trial: one trial mark each, and one more mark for the
+/// boot that rolls it back.
+pub const MAX_TRIAL_BUDGET: u16 = TRIAL_MARKS_LEN as u16 - 1;
 
 impl Header {
     /// Erase blocks the block occupies, header included.
@@ -342,7 +344,7 @@ impl Header {
         let budget = self.fields.trial_budget.min(MAX_TRIAL_BUDGET);
         if budget == 0 || self.marks.confirmed {
             Trial::Confirmed
-        } else if u16::from(self.marks.trials_used) < budget {
+        } else if u16::from(self.marks.trials_used) <= budget {
             Trial::OnTrial {
                 used: self.marks.trials_used,
                 budget,
@@ -350,6 +352,11 @@ impl Header {
         } else {
             Trial::Exhausted { budget }
         }
+    }
+
+    /// On trial with every allowed boot spent: the boot that finds it so rolls it back.
+    pub fn trial_spent(&self) -> bool {
+        matches!(self.trial(), Trial::OnTrial { used, budget } if u16::from(used) >= budget)
     }
 }
 
@@ -585,6 +592,14 @@ mod tests {
             Ok(Trial::OnTrial { used: 1, budget: 2 })
         );
         b[TRIAL_MARKS + 1] = MARK_SET;
+        // Its last allowed boot: still on trial (confirmable while it runs).
+        assert_eq!(
+            decode(&b).map(|h| h.trial()),
+            Ok(Trial::OnTrial { used: 2, budget: 2 })
+        );
+        assert_eq!(decode(&b).map(|h| h.trial_spent()), Ok(true));
+        // The boot after it spends one more mark to roll it back.
+        b[TRIAL_MARKS + 2] = MARK_SET;
         assert_eq!(
             decode(&b).map(|h| h.trial()),
             Ok(Trial::Exhausted { budget: 2 })

@@ -27,7 +27,8 @@ impl<E: core::fmt::Debug> core::fmt::Display for SpendError<E> {
 
 /// Programs the next trial mark of `block` (as the walk read it): one byte from 0xFF to 0x00,
 /// then a sync. Re-reads the header first and writes nothing unless it is unchanged. Returns
-/// the boots spent now and the budget.
+/// the marks spent now and the budget. On a block whose allowed boots are all spent, this is
+/// the roll-back mark (`used` becomes budget + 1: `Trial::Exhausted`).
 pub fn spend<F>(flash: &mut F, block: &Block) -> Result<(u8, u16), SpendError<F::Error>>
 where
     F: NorFlash + ReadNorFlash + Durable,

@@ -254,8 +254,9 @@ fn load_chain(settings: &Settings, layers: &Layers) {
 /// Bytes per flash read when hashing and per file write when replaying.
 const IO_CHUNK: usize = 64 * 1024;
 
-/// Replays the chain; returns the lowest block it booted that is on trial, if any.
-fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> Option<Block> {
+/// Replays the chain; says which trial marks the boot must spend (`trial::on_boot`).
+fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> trial::Marks {
+    let mut marks = trial::Marks::default();
     // Headers only: payloads are read by `replay_into`.
     let mut buf = [0u8; 4096];
     // Payloads are hashed while they are replayed (`replay_into`): one read of the flash.
@@ -285,15 +286,15 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> Option<Block> {
         Status::Chain => {}
         Status::Unformatted(fs) => {
             warn!("the partition holds {fs}, not a snapinit chain; plain tmpfs overlay");
-            return None;
+            return marks;
         }
         Status::Unreadable => {
             warn!("the partition cannot be read; plain tmpfs overlay");
-            return None;
+            return marks;
         }
         Status::Empty => {
             info!("empty chain: nothing to replay; plain tmpfs overlay");
-            return None;
+            return marks;
         }
     }
     // The read-only root lies below every layer; the snapshot layer below the volatile.
@@ -303,7 +304,19 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> Option<Block> {
         blocks: false,
     });
     let rom_lower = rom_lower.as_slice();
-    let snaps = &view.snapshots[..];
+    // A snapshot whose allowed boots are all spent, unconfirmed, is rolled back by this boot:
+    // the chain ends below it, and the volatile (linked above it) is not applied.
+    let mut snaps = &view.snapshots[..];
+    let mut volatiles = &view.unverified_volatiles[..];
+    if let Some(pos) = snaps.iter().position(|b| b.header.trial_spent()) {
+        warn!(
+            "snapshot {} is on trial, every allowed boot spent without a confirmation: rolled back to the {pos} snapshot(s) below it",
+            snaps[pos].header.fields.seq
+        );
+        let _ = marks.rolled_back.push(snaps[pos]);
+        snaps = &snaps[..pos];
+        volatiles = &[];
+    }
     let mut good = snaps.len();
     for (i, block) in snaps.iter().enumerate() {
         if !replay_into(flash, block, &layers.snapshot(), rom_lower, "snapshot") {
@@ -316,23 +329,24 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> Option<Block> {
         warn!("snapshot chain ends at #{good}: rebuilding the layer from the {good} good one(s)");
         if let Err(e) = layers.reset_snapshot() {
             error!("resetting the snapshot layer: {e}");
-            return None;
+            return marks;
         }
         for block in &snaps[..good] {
             if !replay_into(flash, block, &layers.snapshot(), rom_lower, "snapshot") {
                 warn!("replay of a good snapshot failed again; leaving the snapshot layer empty");
                 let _ = layers.reset_snapshot();
-                return None;
+                return marks;
             }
         }
         // The volatile is linked to the last snapshot: over a shorter chain
         // it would show neither the old state nor the new (docs/FORMAT.md
         // skips it for a snapshot that fails verification, for the same
         // reason).
-        if !view.unverified_volatiles.is_empty() {
+        if !volatiles.is_empty() {
             warn!("the volatile belongs to the full chain: not applying it");
         }
-        return snaps[..good].iter().find(on_trial).copied();
+        marks.on_trial = snaps[..good].iter().find(on_trial).copied();
+        return marks;
     }
     let snapshot_layer = open_dir(&layers.snapshot());
     let mut lowers: heapless::Vec<Lower<'_>, 2> = heapless::Vec::new();
@@ -344,10 +358,19 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> Option<Block> {
     }
     let _ = lowers.extend_from_slice(rom_lower);
     // Newest first; each copy is hashed as it is replayed, the next one tried if it fails.
-    for (i, block) in view.unverified_volatiles.iter().enumerate() {
+    for (i, block) in volatiles.iter().enumerate() {
+        if block.header.trial_spent() {
+            warn!(
+                "the {} copy of the saved changes is on trial, every allowed boot spent without a confirmation: rolled back",
+                copy_name(i)
+            );
+            let _ = marks.rolled_back.push(*block);
+            continue;
+        }
         if replay_into(flash, block, &layers.upper(), &lowers, "volatile") {
             info!("the saved changes are in place ({} copy)", copy_name(i));
-            return snaps.iter().chain(Some(block)).find(on_trial).copied();
+            marks.on_trial = snaps.iter().chain(Some(block)).find(on_trial).copied();
+            return marks;
         }
         warn!(
             "the {} copy of the saved changes failed; trying the next",
@@ -355,11 +378,12 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> Option<Block> {
         );
         if let Err(e) = layers.reset_volatile() {
             error!("resetting the volatile layer: {e}");
-            return None;
+            return marks;
         }
     }
     info!("no volatile state");
-    snaps.iter().find(on_trial).copied()
+    marks.on_trial = snaps.iter().find(on_trial).copied();
+    marks
 }
 
 fn open_dir(dir: &str) -> Option<OwnedFd> {

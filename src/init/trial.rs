@@ -14,30 +14,53 @@
 
 use snapinit::chain::Block;
 use snapinit::device::DeviceFlash;
-use snapinit::header::{Kind, Trial};
+use snapinit::header::Kind;
 use snapinit::trial::spend;
 
 use super::cmdline::Settings;
 use crate::{error, info, warn};
 
-/// Spends one trial boot of `block` (the lowest block on trial that this boot replayed), then
-/// arms the watchdog.
-pub fn on_boot(booted: Option<Block>, device: &str, settings: &Settings) {
-    let Some(block) = booted else {
-        return;
-    };
-    if !matches!(block.header.trial(), Trial::OnTrial { .. }) {
-        return;
-    }
+/// The trial marks a boot spends: one of the lowest booted block on trial, and the roll-back
+/// mark of every block the boot left out because its allowed boots were spent.
+#[derive(Default)]
+pub struct Marks {
+    pub on_trial: Option<Block>,
+    pub rolled_back: heapless::Vec<Block, 3>,
+}
+
+fn name(block: &Block) -> (&'static str, u32) {
     let f = &block.header.fields;
-    let (kind, seq) = match f.kind {
+    match f.kind {
         Kind::Snapshot => ("snapshot", f.seq),
         Kind::Volatile => ("the saved changes above snapshot", f.seq),
+    }
+}
+
+/// Spends the boot's trial marks, then arms the watchdog for a boot on trial.
+pub fn on_boot(marks: Marks, device: &str, settings: &Settings) {
+    if marks.on_trial.is_none() && marks.rolled_back.is_empty() {
+        return;
+    }
+    let mut flash = match DeviceFlash::open(device, settings.erase_size, true) {
+        Ok(f) => f,
+        Err(e) => {
+            error!("cannot open {device} to spend trial marks: {e}");
+            return;
+        }
     };
-    let spent = DeviceFlash::open(device, settings.erase_size, true)
-        .map_err(snapinit::trial::SpendError::Flash)
-        .and_then(|mut flash| spend(&mut flash, &block));
-    match spent {
+    // The roll-back mark tells everyone after this boot (the tool included) that the block is
+    // out; until it lands, the next boot decides the same again.
+    for block in &marks.rolled_back {
+        let (kind, seq) = name(block);
+        if let Err(e) = spend(&mut flash, block) {
+            error!("{kind} {seq}: its roll-back mark could not be written: {e}");
+        }
+    }
+    let Some(block) = marks.on_trial else {
+        return;
+    };
+    let (kind, seq) = name(&block);
+    match spend(&mut flash, &block) {
         Ok((used, budget)) => info!(
             "{kind} {seq} is on trial: boot {used} of {budget}; `snapshot confirm` keeps it, else {} more boot(s) and it is rolled back",
             budget - u16::from(used)

@@ -26,6 +26,8 @@ const READ_CHUNK: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError<E: core::fmt::Debug> {
+    #[error("the volatile at {offset:#x} is on trial and its last allowed boot is spent: `snapshot confirm` keeps it, or a reboot rolls it back; then commit")]
+    TrialSpent { offset: u32 },
     #[error("flash operation failed: {0:?}")]
     Flash(E),
     #[error("the partition holds {0}, not a snapinit chain (`snapshot convert` or `snapshot format --force`)")]
@@ -411,6 +413,11 @@ where
         // The copy carries on the trial where the original stands (fresh marks would give
         // back the boots already spent), and a confirmed original makes a confirmed copy.
         fields.trial_budget = match v.header.trial() {
+            // Its last allowed boot is spent (and running, or about to be rolled back): a copy
+            // cannot carry that, so the write waits for `confirm` or the roll-back.
+            Trial::OnTrial { used, budget } if u16::from(used) >= budget => {
+                return Err(WriteError::TrialSpent { offset: v.offset })
+            }
             Trial::OnTrial { used, budget } => budget - u16::from(used),
             Trial::Confirmed | Trial::Exhausted { .. } => 0,
         };

@@ -83,14 +83,28 @@ fn save(flash: &mut SimFlash, tag: u8, trial: u16) -> Result<(), WriteError<SimE
         .map(|_| ())
 }
 
-/// The boot path's one write: the lowest block on trial it boots spends a mark.
+/// The boot path's writes, decided as PID 1 decides them (src/init/mod.rs): a snapshot whose
+/// allowed boots are spent is rolled back (its roll-back mark), and so are spent volatile
+/// copies; then the lowest booted block still on trial spends one mark.
 fn boot(flash: &mut SimFlash) -> Result<(), SpendError<SimError>> {
     let mut buf = [0u8; 512];
     let view = read_chain_with(flash, &mut buf, Volatiles::Deferred);
+    if let Some(b) = view.snapshots.iter().find(|b| b.header.trial_spent()) {
+        return spend(flash, b).map(|_| ());
+    }
+    let mut booted = None;
+    for v in &view.unverified_volatiles {
+        if v.header.trial_spent() {
+            spend(flash, v)?;
+        } else {
+            booted = Some(*v);
+            break;
+        }
+    }
     let lowest = view
         .snapshots
         .iter()
-        .chain(view.unverified_volatiles.first())
+        .chain(booted.as_ref())
         .find(|b| matches!(b.header.trial(), Trial::OnTrial { .. }))
         .copied();
     match lowest {
@@ -201,6 +215,10 @@ fn cuts_in_trial_accounting_confirmation_and_permanent_rollback() {
     let mut exhausted = on_trial.clone();
     boot(&mut exhausted).expect("second boot");
     boot(&mut exhausted).expect("third boot");
+    // Every allowed boot spent: still on trial (its last boot may still confirm it)...
+    assert_eq!(state(&mut exhausted), before);
+    // ...until the next boot rolls it back.
+    boot(&mut exhausted).expect("the boot that rolls it back");
     let rolled = state(&mut exhausted);
     assert_eq!(
         rolled,
@@ -238,18 +256,15 @@ fn cuts_in_trial_accounting_confirmation_and_permanent_rollback() {
     assert_eq!(state(&mut vol).volatile, Some(data(3, 500)));
     let spend_twice = |f: &mut SimFlash| boot(f).is_ok() && boot(f).is_ok();
     checked += cut_everywhere("volatile trial boots", &vol, &spend_twice, &|f, at| {
-        // Still on trial (some boots left), or spent: then the older copy is current.
+        // Spending never rolls back by itself: the copy on trial stays current.
         let v = state(f).volatile;
-        let t = trials(f);
-        let on_trial = matches!(t.last(), Some(Trial::OnTrial { .. }));
-        if on_trial {
-            assert_eq!(v, Some(data(3, 500)), "{at}");
-        } else {
-            assert_eq!(v, Some(data(2, 500)), "{at}: {t:?}");
-        }
+        assert_eq!(v, Some(data(3, 500)), "{at}: {:?}", trials(f));
     });
     let mut vol_done = vol.clone();
     assert!(spend_twice(&mut vol_done));
+    assert_eq!(state(&mut vol_done).volatile, Some(data(3, 500)));
+    // The boot after its last allowed one rolls it back: the older copy is current.
+    boot(&mut vol_done).expect("roll-back boot");
     assert_eq!(state(&mut vol_done).volatile, Some(data(2, 500)));
 
     // Evacuating a volatile on trial (a commit over its slot) keeps the boots it had left.
@@ -293,4 +308,37 @@ fn an_evacuated_volatile_keeps_its_trial_boots_left() {
         .expect("the evacuated copy");
     assert_eq!(copy.fields.trial_budget, 2, "3 allowed, 1 spent: 2 left");
     assert_eq!(copy.marks.trials_used, 0);
+}
+
+#[test]
+fn a_volatile_on_its_last_trial_boot_is_not_evacuated() {
+    let mut f = SimFlash::new(ERASE, BLOCKS);
+    append(&mut f, 1, 0);
+    save(&mut f, 2, 1).expect("save on trial");
+    boot(&mut f).expect("its only boot");
+    let before = f.contents().to_vec();
+    let d = data(4, 700);
+    let r = writer(&mut f, 0).append_snapshot(&Payload {
+        data: &d,
+        compression: Compression::None,
+        unpacked_len: d.len() as u64,
+    });
+    assert!(
+        matches!(r, Err(WriteError::TrialSpent { .. })),
+        "a copy would lose that its last boot is spent: {r:?}"
+    );
+    assert_eq!(
+        f.contents(),
+        &before[..],
+        "the refused write changed the flash"
+    );
+    // Confirmed, the same write goes ahead.
+    writer(&mut f, 0).confirm().expect("confirm");
+    writer(&mut f, 0)
+        .append_snapshot(&Payload {
+            data: &d,
+            compression: Compression::None,
+            unpacked_len: d.len() as u64,
+        })
+        .expect("append after confirm");
 }

@@ -250,6 +250,9 @@ impl CliError {
             },
             WriteError::TooSmall { blocks } => CliError::TooSmall { blocks },
             WriteError::BadBackbuf(s) => CliError::BadBackbuf(s),
+            WriteError::TrialSpent { offset } => CliError::Refused(format!(
+                "the volatile at {offset:#x} is on trial and its last allowed boot is spent: `snapshot confirm` keeps it, or a reboot rolls it back; then commit"
+            )),
             WriteError::Damaged(list) => CliError::Damaged(list),
             WriteError::ChainFull { have, max } => CliError::ChainFull { have, max },
             e @ WriteError::LayoutMismatch { .. } => CliError::Layout(e.to_string()),

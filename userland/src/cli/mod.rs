@@ -475,9 +475,9 @@ struct PackArgs {
     /// Store the payload as a plain tar instead of gzip
     #[arg(long)]
     no_compress: bool,
-    /// Write the new block on trial: boot it at most N times (1-16) until `snapshot confirm`
+    /// Write the new block on trial: boot it at most N times (1-15) until `snapshot confirm`
     /// (or `snapshot health`) keeps it; unconfirmed, the unit rolls back by itself
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=16))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=15))]
     trial: Option<u16>,
 }
 
