@@ -40,7 +40,7 @@ STEP
   # A bad snapshot on trial: one boot allowed.
   vm t2 "$f" <<STEP || return 1
 $TRIAL_NET
-snapshot health --once --no-reboot; emit_str health_rc \$?
+rc=0; snapshot health --once --no-reboot || rc=\$?; emit_str health_rc \$rc
 printf 'bad\n' >/etc/state
 snapshot commit --trial 1 --no-reboot
 STEP
@@ -48,7 +48,7 @@ STEP
   vm t3 "$f" <<STEP || return 1
 $TRIAL_NET
 emit_str state "\$(cat /etc/state)"
-snapshot health --once --no-reboot; emit_str health_rc \$?
+rc=0; snapshot health --once --no-reboot || rc=\$?; emit_str health_rc \$rc
 STEP
   check "t3: the trial snapshot boots (state bad)" is t3 state bad
   check "t3: snapinit spent its only trial boot" has t3 dmesg_snapinit 'snapshot 2 is on trial: boot 1 of 1'
@@ -74,7 +74,7 @@ snapshot commit --trial 2 --no-reboot
 STEP
   vm t6 "$f" <<STEP || return 1
 $TRIAL_NET
-snapshot health --once --no-reboot; emit_str health_rc \$?
+rc=0; snapshot health --once --no-reboot || rc=\$?; emit_str health_rc \$rc
 STEP
   check "t6: boot 1 of 2 of the good snapshot" has t6 dmesg_snapinit 'is on trial: boot 1 of 2'
   check "t6: health passes and confirms" is t6 health_rc 0
@@ -98,7 +98,7 @@ STEP
   vm t9 "$f" <<STEP || return 1
 $TRIAL_NET
 emit_str addr "\$(cat /etc/lan-addr)"
-snapshot health --once --no-reboot; emit_str health_rc \$?
+rc=0; snapshot health --once --no-reboot || rc=\$?; emit_str health_rc \$rc
 STEP
   check "t9: the changed address boots" is t9 addr 10.9.9.8
   check "t9: the volatile spent its trial boot" \
@@ -108,7 +108,7 @@ STEP
 $TRIAL_NET
 emit_str addr "\$(cat /etc/lan-addr)"
 emit_str name "\$(cat /etc/unit-name)"
-snapshot health --once --no-reboot; emit_str health_rc \$?
+rc=0; snapshot health --once --no-reboot || rc=\$?; emit_str health_rc \$rc
 STEP
   check "t10: the previous configuration is back" is t10 addr 10.9.9.9
   check "t10: with the previous volatile's other change" is t10 name unit-8
@@ -164,7 +164,7 @@ STEP
   vm t15 "$f" <<STEP || return 1
 $TRIAL_NET
 emit_str cuts "\$(cat /etc/cuts)"
-snapshot health --once --no-reboot; emit_str health_rc \$?
+rc=0; snapshot health --once --no-reboot || rc=\$?; emit_str health_rc \$rc
 STEP
   check "t15: the snapshot on trial survived the cuts" is t15 cuts cut
   check "t15: health confirms it" is t15 health_rc 0
