@@ -151,24 +151,7 @@ impl<'a> DirLayer<'a> {
                 None => self.root,
             };
             let fd = match rustix::fs::statat(pfd, comp, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) => match node(&st) {
-                    Node::Dir => sys(
-                        "open dir",
-                        rustix::fs::openat(pfd, comp, DIR_FLAGS, Mode::empty()),
-                    )?,
-                    Node::Symlink => {
-                        return Err(LayerError::Blocked {
-                            prefix: end,
-                            why: Blocked::Symlink,
-                        })
-                    }
-                    _ => {
-                        return Err(LayerError::Blocked {
-                            prefix: end,
-                            why: Blocked::NotDir,
-                        })
-                    }
-                },
+                Ok(st) => open_component(pfd, comp, node(&st), end)?,
                 Err(Errno::NOENT) => self.implicit_dir(pfd, comp, &dir[..end], end)?,
                 Err(err) => return Err(LayerError::Sys { op: "stat", err }),
             };
@@ -285,27 +268,7 @@ impl<'a> DirLayer<'a> {
             if comps.peek().is_none() {
                 return Ok(Some(node(&st)));
             }
-            match node(&st) {
-                Node::Dir => {
-                    let fd = sys(
-                        "open dir",
-                        rustix::fs::openat(pfd, comp, DIR_FLAGS, Mode::empty()),
-                    )?;
-                    parent = Some(fd);
-                }
-                Node::Symlink => {
-                    return Err(LayerError::Blocked {
-                        prefix: end,
-                        why: Blocked::Symlink,
-                    })
-                }
-                _ => {
-                    return Err(LayerError::Blocked {
-                        prefix: end,
-                        why: Blocked::NotDir,
-                    })
-                }
-            }
+            parent = Some(open_component(pfd, comp, node(&st), end)?);
             end += 1;
         }
         Ok(None)
@@ -596,6 +559,25 @@ impl Layer for DirLayer<'_> {
 
     fn finish(&mut self) -> Res<()> {
         self.leave()
+    }
+}
+
+/// Opens directory component `comp` of a walked path (what is there: `n`); a symlink or any
+/// other non-directory blocks the path at `prefix`.
+fn open_component(pfd: BorrowedFd<'_>, comp: &str, n: Node, prefix: usize) -> Res<OwnedFd> {
+    match n {
+        Node::Dir => sys(
+            "open dir",
+            rustix::fs::openat(pfd, comp, DIR_FLAGS, Mode::empty()),
+        ),
+        Node::Symlink => Err(LayerError::Blocked {
+            prefix,
+            why: Blocked::Symlink,
+        }),
+        _ => Err(LayerError::Blocked {
+            prefix,
+            why: Blocked::NotDir,
+        }),
     }
 }
 
