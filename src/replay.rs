@@ -136,13 +136,6 @@ pub struct ReplayError<R, L> {
     pub cause: Cause<R, L>,
 }
 
-impl<R, L> ReplayError<R, L> {
-    /// The payload itself is refused (not the layer's filesystem failing).
-    pub fn is_refusal(&self) -> bool {
-        !matches!(self.cause, Cause::Sys { .. })
-    }
-}
-
 impl<R: fmt::Debug, L: fmt::Debug> fmt::Display for ReplayError<R, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let path = self.path.as_ref().map(|p| p.as_str());

@@ -385,11 +385,6 @@ impl<R: Read> TarReader<R> {
         Ok(n)
     }
 
-    /// Data bytes of the current entry not read yet.
-    pub fn data_left(&self) -> u64 {
-        self.remaining
-    }
-
     /// Next entry, or `None` at the end-of-archive zero record.
     pub fn next_entry(&mut self) -> Result<Option<Entry>, TarError<R::Error>> {
         if self.done {

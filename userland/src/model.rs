@@ -45,11 +45,6 @@ impl ModelLayer {
         }
     }
 
-    /// Every path and what is there, in path order.
-    pub fn nodes(&self) -> impl Iterator<Item = (&str, Node)> {
-        self.nodes.iter().map(|(p, n)| (p.as_str(), *n))
-    }
-
     fn get(&self, path: &str) -> Option<Node> {
         if path.is_empty() {
             Some(Node::Dir)
