@@ -219,11 +219,9 @@ fn read_file<'a>(path: &str, buf: &'a mut [u8]) -> &'a str {
 fn load_chain(settings: &Settings, layers: &Layers) {
     if let Some(dev) = &settings.device {
         match DeviceFlash::open(dev.as_str(), settings.erase_size, false) {
-            Ok(mut flash) => {
+            Ok(flash) => {
                 info!("chain device {dev} (erase size {})", flash.erase_size());
-                let booted = replay_chain(&mut flash, layers);
-                drop(flash);
-                trial::on_boot(booted, dev.as_str(), settings);
+                boot_from(flash, dev.as_str(), layers, settings);
             }
             Err(e) => warn!("cannot open {dev}: {e}; plain tmpfs overlay"),
         }
@@ -241,14 +239,24 @@ fn load_chain(settings: &Settings, layers: &Layers) {
     let mut path: heapless::String<24> = heapless::String::new();
     let _ = core::fmt::Write::write_fmt(&mut path, format_args!("/dev/mtd{index}"));
     match DeviceFlash::open_mtd(&path, false) {
-        Ok(mut flash) => {
+        Ok(flash) => {
             info!("chain on {path} ({})", settings.part);
-            let booted = replay_chain(&mut flash, layers);
-            drop(flash);
-            trial::on_boot(booted, path.as_str(), settings);
+            boot_from(flash, path.as_str(), layers, settings);
         }
         Err(e) => warn!("cannot open {path}: {e}; plain tmpfs overlay"),
     }
+}
+
+/// Replays the chain on `flash`, then spends what the boot owes its trial marks (on a write
+/// descriptor of its own: the read one is closed first).
+fn boot_from(mut flash: DeviceFlash, path: &str, layers: &Layers, settings: &Settings) {
+    let booted = replay_chain(&mut flash, layers);
+    let corrected = flash.ecc_corrected();
+    if corrected > 0 {
+        warn!("the flash's ECC corrected {corrected} bit flip(s) while reading the chain: the part is wearing");
+    }
+    drop(flash);
+    trial::on_boot(booted, path, settings);
 }
 
 /// Bytes per flash read when hashing and per file write when replaying.
@@ -425,7 +433,6 @@ fn replay_into(
     let hashed = tar.get_ref().payload();
     let complete = hashed.get_ref().remaining() == 0;
     let digest = hashed.digest();
-    drop(tar);
     // A replay that stopped early read part of the payload: hash all of it, so that corruption
     // is reported as such rather than as whatever the parser tripped over.
     let hash_ok = if complete {
