@@ -16,7 +16,12 @@ use rustix::fs::{FileType, Mode, OFlags};
 pub type DevicePath = heapless::String<64>;
 
 pub(crate) enum Backend {
-    Mtd { path: DevicePath, writable: bool },
+    Mtd {
+        path: DevicePath,
+        writable: bool,
+        /// The ECC counters after the last read (None: the driver keeps none).
+        ecc: Option<mtd::EccStats>,
+    },
     File,
 }
 
@@ -25,6 +30,8 @@ pub struct DeviceFlash {
     pub(crate) capacity: u64,
     pub(crate) erase_size: u32,
     pub(crate) backend: Backend,
+    /// Bit flips the MTD device's ECC corrected in our reads since it was opened.
+    pub(crate) ecc_corrected: u32,
 }
 
 pub(crate) fn open_fd<P: rustix::path::Arg>(
@@ -74,6 +81,12 @@ impl DeviceFlash {
     pub fn is_mtd(&self) -> bool {
         matches!(self.backend, Backend::Mtd { .. })
     }
+
+    /// Bit flips the device's ECC corrected in the reads made through this handle: the data
+    /// was right, but the part is wearing (0 on NOR, files and block devices).
+    pub fn ecc_corrected(&self) -> u32 {
+        self.ecc_corrected
+    }
 }
 
 impl ErrorType for DeviceFlash {
@@ -91,7 +104,27 @@ impl ReadNorFlash for DeviceFlash {
 
     fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), DeviceError> {
         check_range(self.capacity, offset, bytes.len())?;
-        read_full(self.fd.as_fd(), u64::from(offset), bytes)
+        read_full(self.fd.as_fd(), u64::from(offset), bytes)?;
+        // mtdchar returns the data of a read whose ECC failed as if it were good: the
+        // device's counters tell. (They count for the whole device; while we hold it, only
+        // our reads move them.)
+        if let Backend::Mtd {
+            ecc: Some(last), ..
+        } = &mut self.backend
+        {
+            if let Some(now) = mtd::ecc_stats(self.fd.as_fd()) {
+                let change = now.since(*last);
+                *last = now;
+                self.ecc_corrected = self.ecc_corrected.saturating_add(change.corrected);
+                if change.failed != 0 {
+                    return Err(DeviceError::Uncorrectable {
+                        offset: u64::from(offset),
+                        len: bytes.len(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     fn capacity(&self) -> usize {
@@ -129,7 +162,7 @@ impl Durable for DeviceFlash {
         match &self.backend {
             // The MTD character device answers fsync with EINVAL; closing it syncs the device
             // (mtdchar calls mtd_sync on release), so sync is a reopen, then a close.
-            Backend::Mtd { path, writable } => {
+            Backend::Mtd { path, writable, .. } => {
                 self.fd = open_fd(path.as_str(), *writable)?;
                 Ok(())
             }

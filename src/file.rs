@@ -43,6 +43,7 @@ pub(crate) fn open<P: rustix::path::Arg>(
         capacity,
         erase_size,
         backend: Backend::File,
+        ecc_corrected: 0,
     })
 }
 

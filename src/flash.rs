@@ -50,6 +50,12 @@ pub enum DeviceError {
     OutOfBounds {
         offset: u64,
     },
+    /// The MTD device's ECC could not correct a read of `len` bytes at `offset` (its data
+    /// came back wrong).
+    Uncorrectable {
+        offset: u64,
+        len: usize,
+    },
     /// The path is a directory or another kind of file that cannot hold a chain.
     NotFlash,
     /// The device reports a geometry the format cannot use.
@@ -70,6 +76,10 @@ impl core::fmt::Display for DeviceError {
                 write!(f, "erase at {offset:#x} is not erase-block aligned")
             }
             DeviceError::OutOfBounds { offset } => write!(f, "offset {offset:#x} out of bounds"),
+            DeviceError::Uncorrectable { offset, len } => write!(
+                f,
+                "uncorrectable ECC error reading {len} bytes at {offset:#x}"
+            ),
             DeviceError::NotFlash => f.write_str("not an MTD device, block device or regular file"),
             DeviceError::BadGeometry { size, erase_size } => {
                 write!(f, "unusable geometry: size {size}, erase size {erase_size}")

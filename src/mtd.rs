@@ -3,7 +3,7 @@
 
 use crate::device::{open_fd, Backend, DeviceFlash, DevicePath};
 use crate::flash::{DeviceError, Op};
-use rustix::fd::BorrowedFd;
+use rustix::fd::{AsFd, BorrowedFd};
 use rustix::ioctl::{opcode, Getter, Setter};
 
 /// `struct mtd_info_user` from <mtd/mtd-abi.h>.
@@ -27,8 +27,47 @@ struct EraseInfoUser {
     length: u32,
 }
 
+/// `struct mtd_ecc_stats` from <mtd/mtd-abi.h>: counters of the whole MTD device since it
+/// was attached. mtdchar hands back the data of a read whose ECC failed without an error (so
+/// that dump tools can see it); these counters are the only place the failure shows.
+#[repr(C)]
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct EccStats {
+    pub(crate) corrected: u32,
+    pub(crate) failed: u32,
+    badblocks: u32,
+    bbtblocks: u32,
+}
+
+/// What happened to the reads between two samples of the ECC counters.
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct EccChange {
+    /// Bit flips the ECC corrected: the data read is right, the part is wearing.
+    pub(crate) corrected: u32,
+    /// Reads the ECC could not correct: the data read is wrong.
+    pub(crate) failed: u32,
+}
+
+impl EccStats {
+    /// The change since `earlier`; the kernel's counters are u32 and wrap.
+    pub(crate) fn since(self, earlier: EccStats) -> EccChange {
+        EccChange {
+            corrected: self.corrected.wrapping_sub(earlier.corrected),
+            failed: self.failed.wrapping_sub(earlier.failed),
+        }
+    }
+}
+
 const MEMGETINFO: rustix::ioctl::Opcode = opcode::read::<MtdInfoUser>(b'M', 1);
 const MEMERASE: rustix::ioctl::Opcode = opcode::write::<EraseInfoUser>(b'M', 2);
+const ECCGETSTATS: rustix::ioctl::Opcode = opcode::read::<EccStats>(b'M', 18);
+
+/// The device's ECC counters, or None when its driver keeps none (NOR has no ECC; the
+/// counters then stay 0, which is fine too).
+pub(crate) fn ecc_stats(fd: BorrowedFd<'_>) -> Option<EccStats> {
+    // SAFETY: ECCGETSTATS fills exactly one `mtd_ecc_stats`, which `EccStats` mirrors.
+    unsafe { rustix::ioctl::ioctl(fd, Getter::<ECCGETSTATS, EccStats>::new()) }.ok()
+}
 
 pub(crate) fn open(path: &str, writable: bool) -> Result<DeviceFlash, DeviceError> {
     let fd = open_fd(path, writable)?;
@@ -49,6 +88,7 @@ pub(crate) fn open(path: &str, writable: bool) -> Result<DeviceFlash, DeviceErro
     }
     let mut stored = DevicePath::new();
     stored.push_str(path).map_err(|_| bad)?;
+    let ecc = ecc_stats(fd.as_fd());
     Ok(DeviceFlash {
         fd,
         capacity: u64::from(info.size - info.size % erase_size),
@@ -56,7 +96,9 @@ pub(crate) fn open(path: &str, writable: bool) -> Result<DeviceFlash, DeviceErro
         backend: Backend::Mtd {
             path: stored,
             writable,
+            ecc,
         },
+        ecc_corrected: 0,
     })
 }
 
@@ -106,5 +148,27 @@ mod tests {
     fn mtd_abi_sizes() {
         assert_eq!(core::mem::size_of::<MtdInfoUser>(), 32);
         assert_eq!(core::mem::size_of::<EraseInfoUser>(), 8);
+        assert_eq!(core::mem::size_of::<EccStats>(), 16);
+        // _IOR('M', 18, struct mtd_ecc_stats) as <mtd/mtd-abi.h> spells it.
+        assert_eq!(ECCGETSTATS, 0x8010_4d12);
+    }
+
+    #[test]
+    fn ecc_change_counts_across_the_counters_wrap() {
+        let at = |corrected, failed| EccStats {
+            corrected,
+            failed,
+            ..EccStats::default()
+        };
+        assert_eq!(at(5, 1).since(at(5, 1)), EccChange::default());
+        assert_eq!(
+            at(7, 1).since(at(5, 1)),
+            EccChange {
+                corrected: 2,
+                failed: 0
+            }
+        );
+        assert_eq!(at(1, 0).since(at(u32::MAX, u32::MAX)).corrected, 2);
+        assert_eq!(at(1, 0).since(at(u32::MAX, u32::MAX)).failed, 1);
     }
 }

@@ -165,6 +165,11 @@ impl Device {
         })
     }
 
+    /// Bit flips the device's ECC corrected in this handle's reads (MTD only).
+    pub fn ecc_corrected(&self) -> u32 {
+        self.flash.ecc_corrected()
+    }
+
     pub fn kind(&self) -> &'static str {
         if self.flash.is_mtd() {
             "mtd"

@@ -78,6 +78,9 @@ pub struct Info {
     pub free_bytes: u64,
     pub next_offset: u32,
     pub max_generation: u64,
+    /// Bit flips the MTD device's ECC corrected while this command read the chain (a wearing
+    /// part; 0 on NOR, files and block devices).
+    pub ecc_corrected: u32,
     pub snapshots: Vec<BlockInfo>,
     /// The current volatile, or null.
     pub volatile: Option<BlockInfo>,
@@ -221,6 +224,7 @@ pub fn gather(dev: &Device, view: &ChainView) -> Info {
         used_bytes,
         free_bytes,
         next_offset: view.next_offset,
+        ecc_corrected: dev.ecc_corrected(),
         max_generation: view
             .max_generation
             .max(surveyed.as_ref().map_or(0, |s| s.max_generation)),
@@ -299,6 +303,12 @@ pub fn render(info: &Info) -> String {
         "capacity:    {} bytes ({} erase blocks)",
         info.capacity, info.total_blocks
     ));
+    if info.ecc_corrected > 0 {
+        line(format!(
+            "ecc:         {} bit flip(s) corrected while reading: the part is wearing",
+            info.ecc_corrected
+        ));
+    }
     let status = match (info.status, info.foreign) {
         ("unformatted", Some("unknown")) => {
             "unformatted: holds data that is no snapinit chain".to_string()

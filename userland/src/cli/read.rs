@@ -234,6 +234,12 @@ pub fn verify(ctx: &Ctx) -> Result<(), CliError> {
             println!("FAIL  {s} (writes refuse until it is dealt with: see `snapshot repair`)");
         }
     }
+    let corrected = dev.ecc_corrected();
+    if corrected > 0 {
+        println!(
+            "note  the flash's ECC corrected {corrected} bit flip(s) while reading: the data is right, but the part is wearing"
+        );
+    }
     if problems > 0 {
         return Err(CliError::Verify(problems));
     }
