@@ -19,7 +19,9 @@
 #   --timeout SECONDS    kill QEMU and fail if still running (default 60)
 #   --kill-after SECONDS SIGKILL QEMU after SECONDS (simulated power cut)
 #   --kill-on KEY        SIGKILL QEMU once the guest wrote result KEY (a power cut timed
-#                        by the guest), --kill-delay SECONDS after it (default 0)
+#                        by the guest), --kill-delay SECONDS after it (default 0);
+#                        repeatable, each --kill-delay belongs to the --kill-on before it
+#                        (the guest picks its operation, each key gets its own delay)
 #   --mem SIZE           guest RAM (default 128M)
 #   --qemu-arg ARG       extra raw QEMU argument (repeatable)
 #   --interactive        serial console on stdio, no timeout (for humans)
@@ -36,9 +38,9 @@ usage() {
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 kernel='' rootfs='' flash='' script='' init=/sbin/init append='' log='' result=''
-timeout_s=60 kill_after='' kill_on='' kill_delay=0 mem=128M interactive=0 dry_run=0
+timeout_s=60 kill_after='' kill_on='' mem=128M interactive=0 dry_run=0
 erase_size=65536 mtd_name=rootfs_data arch=x86_64
-extra=()
+extra=() kill_keys=() kill_delays=()
 while (($#)); do
   case $1 in
     --arch) arch=${2:?}; shift 2 ;;
@@ -54,8 +56,12 @@ while (($#)); do
     --result) result=${2:?}; shift 2 ;;
     --timeout) timeout_s=${2:?}; shift 2 ;;
     --kill-after) kill_after=${2:?}; shift 2 ;;
-    --kill-on) kill_on=${2:?}; shift 2 ;;
-    --kill-delay) kill_delay=${2:?}; shift 2 ;;
+    --kill-on) kill_keys+=("${2:?}"); kill_delays+=(0); kill_on+="${kill_on:+ }$2"; shift 2 ;;
+    --kill-delay)
+      ((${#kill_keys[@]})) || { echo "boot.sh: --kill-delay before any --kill-on" >&2; exit 2; }
+      kill_delays[${#kill_keys[@]} - 1]=${2:?}
+      shift 2
+      ;;
     --mem) mem=${2:?}; shift 2 ;;
     --qemu-arg) extra+=("${2?}"); shift 2 ;;
     --interactive) interactive=1; shift ;;
@@ -152,9 +158,15 @@ qpid=$!
 trap 'kill -KILL $qpid 2>/dev/null || true; rm -rf "$tmp"' EXIT
 why=''
 while kill -0 "$qpid" 2>/dev/null; do
-  if [[ -n $kill_on ]] && grep -q "\"key\":\"$kill_on\"" "$result" 2>/dev/null; then
-    sleep "$kill_delay"
-    why=cut
+  for i in "${!kill_keys[@]}"; do
+    if grep -q "\"key\":\"${kill_keys[i]}\"" "$result" 2>/dev/null; then
+      sleep "${kill_delays[i]}"
+      why=cut
+      break
+    fi
+  done
+  if [[ -n $why ]]; then
+    :
   elif ((${EPOCHREALTIME/./} >= t_end)); then
     why=limit
   fi

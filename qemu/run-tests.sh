@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # snapinit QEMU boot tests: every scenario on every architecture, one pass/fail table.
-#   qemu/run-tests.sh [--arch LIST] [--scenario LIST] [--cuts N] [--keep]
+#   qemu/run-tests.sh [--arch LIST] [--scenario LIST] [--cuts N] [--op-cuts N] [--keep]
 # LIST is comma-separated; default: every architecture of qemu/arch.sh (x86_64, mipsel,
 # mips, arm, aarch64) and every scenario of qemu/scenarios/ (blank, config, commit,
-# rollback, chain, roundtrip, corrupt, timing, powercut). Scenarios never name an
+# rollback, chain, roundtrip, corrupt, timing, powercut, cutops, trial). Scenarios never name an
 # architecture: each is written once (qemu/scenarios/NN-name.sh) and runs on each of them;
 # what differs between architectures is the table in qemu/arch.sh.
 # Builds first, per architecture (qemu/build.sh: kernel, cached; snapinit and a static
@@ -11,7 +11,9 @@
 # written on the host), then boots each scenario under QEMU (TCG) with
 # init=/sbin/snapinit snapinit.init=/sbin/test-agent; the guest acts through a step script
 # and the checks read the agent's JSON result file (and the flash image on the host).
-# --cuts: planned power cuts per architecture (default 6, at least 4).
+# --cuts: planned power cuts of the powercut scenario (default 6, at least 4).
+# --op-cuts: power cuts the cutops scenario lands inside each of commit, rollback and
+# format (default 20).
 # --keep keeps every artifact (default: only those of a failed run).
 # Exit status: 0 all passed, 1 any failure (a failed build or a boot that could not happen
 # fails its architecture's scenarios loudly; nothing is skipped).
@@ -31,12 +33,13 @@ for f in "$here"/scenarios/[0-9]*.sh; do
 done
 
 arches=$(IFS=,; echo "${ARCHES[*]}") scen=$(IFS=,; echo "${ALL_SCENARIOS[*]}") keep=0
-PC_CUTS=6
+PC_CUTS=6 OP_CUTS=20
 while (($#)); do
   case $1 in
     --arch) arches=${2:?}; shift 2 ;;
     --scenario | --only) scen=${2:?}; shift 2 ;;
     --cuts) PC_CUTS=${2:?}; shift 2 ;;
+    --op-cuts) OP_CUTS=${2:?}; shift 2 ;;
     --keep) keep=1; shift ;;
     -h | --help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run-tests.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;

@@ -1,0 +1,159 @@
+# cutops: hard power cuts during commit, rollback and format (the powercut scenario cuts
+# saves only). 16 MiB flash. Every boot first reports what it came up with (/data's hash and
+# the number of snapshots), which the host compares with the states before and after the
+# previous boot's operation; then it runs one operation: the first of the host's order
+# (fewest cuts so far first), or a commit when the chain does not allow that one yet:
+#   commit    (fewer than 4 snapshots) 2 MiB of new files in /data, then
+#             `snapshot commit --no-compress`: appends a snapshot of 33 erase blocks
+#   rollback  (at least 2) `snapshot rollback N-1`: drops the top snapshot, erases its blocks
+#   format    (at least 1) `snapshot format --force`: drops the chain, erases what it used
+# QEMU is SIGKILLed a delay after the guest announced the operation (boot.sh --kill-on
+# start_OP, one delay per operation); the delays spread over the operation's duration,
+# measured in its first, uncut run. After each cut the next boot must show the old or the
+# new state (exactly the new one if the guest had announced the operation's return), and
+# its own operation, a write over whatever the cut left, must succeed. --op-cuts N
+# (run-tests.sh, default 20): cuts that must land inside each of the three operations.
+OC_KIB=2048
+OC_MAX_SNAPS=4
+
+# oc_step "OP..." : the step script of one boot; the guest takes the first allowed OP.
+oc_step() {
+  cat <<STEP
+emit_str cur_hash "\$(dirhash /data)"
+n=\$(snapshot info | sed -n 's/.*chain: \([0-9]*\) snapshot.*/\1/p')
+n=\${n:-0}
+emit_str nsnap "\$n"
+# The first operation of the host's order; when the chain does not allow it yet, a commit
+# builds the chain up towards it.
+for o in $1; do
+	case \$o in
+		commit) [ \$n -lt $OC_MAX_SNAPS ] && break ;;
+		rollback) [ \$n -ge 2 ] && break; [ \$n -lt $OC_MAX_SNAPS ] && { o=commit; break; } ;;
+		format) [ \$n -ge 1 ] && break; o=commit; break ;;
+	esac
+done
+emit_str op "\$o"
+case \$o in
+	commit)
+		rm -rf /data
+		mkdir /data
+		# New content each time, cheaply (urandom is slow under TCG): 64 KiB repeated.
+		dd if=/dev/urandom of=/tmp/r bs=65536 count=1 2>/dev/null
+		i=0
+		while [ \$i -lt $((OC_KIB / 128)) ]; do cat /tmp/r; i=\$((i + 1)); done >/data/a
+		cat /data/a /tmp/r >/data/b
+		emit_str new_hash "\$(dirhash /data)"
+		cmd="snapshot commit --no-compress --no-reboot" ;;
+	rollback) cmd="snapshot rollback \$((n - 1)) --yes --no-reboot" ;;
+	format) cmd="snapshot format --force --yes" ;;
+esac
+sync
+emit_str op_start "\$(up)"
+emit_str start_\$o "\$(up)"
+rc=0
+\$cmd >/tmp/op.out 2>&1 || rc=\$?
+emit_str op_done "\$(up)"
+emit_str op_rc "\$rc"
+emit_lines op_out </tmp/op.out
+STEP
+}
+
+# oc_state STACK: "count top-hash" of a stack of /data hashes (one per snapshot, bottom first).
+oc_state() {
+  local -a s
+  read -r -a s <<<"$1"
+  if ((${#s[@]})); then echo "${#s[@]} ${s[${#s[@]} - 1]}"; else echo "0 absent"; fi
+}
+
+scenario_cutops() {
+  local f=$SDIR/flash.img want=${OP_CUTS:-20} n=0 tag o d seen done_ rc order
+  local stack='' old='' new='' boots=0 limit
+  local -A cuts=([commit]=0 [rollback]=0 [format]=0) late=([commit]=0 [rollback]=0 [format]=0)
+  local -A dur=() shown_old=([commit]=0 [rollback]=0 [format]=0) shown_new=([commit]=0 [rollback]=0 [format]=0)
+  limit=$((3 * want * 3 / 2 + 12))
+  flash_new "$f" 16384
+  vm boot0 "$f" --mem 256M --append agent.brief=1 <<'STEP' || return 1
+snapshot format --yes
+STEP
+  old='' new='' # the states the next boot may show, as stacks; '' = the empty chain
+  local pending=0 last='' last_op=''
+  while :; do
+    local need=0
+    for o in commit rollback format; do ((cuts[$o] >= want)) || need=1; done
+    # The order: operations short of cuts first, fewest first; the rest after.
+    order=$(for o in rollback format commit; do echo "${cuts[$o]} $o"; done | sort -s -n -k1,1 | cut -d' ' -f2 | tr '\n' ' ')
+    local kill=()
+    local -A armed=()
+    for o in commit rollback format; do
+      [[ -n ${dur[$o]:-} ]] && ((cuts[$o] < want)) || continue
+      armed[$o]=1
+      d=$(awk -v k="$((boots + 1))" -v t="${dur[$o]}" \
+        'BEGIN{x = k * 0.6180339887; printf "%.2f", (0.03 + 0.87 * (x - int(x))) * t}')
+      kill+=(--kill-on "start_$o" --kill-delay "$d")
+    done
+    if ((!need)); then
+      tag=settle
+      kill=() armed=()
+    else
+      boots=$((boots + 1))
+      ((boots <= limit)) || { fail "still short of cuts after $limit boots"; return 1; }
+      tag=b$boots
+    fi
+    vm "$tag" "$f" --mem 256M --append agent.brief=1 "${kill[@]}" < <(oc_step "$order") || return 1
+    # What this boot came up with settles the previous operation: old or new.
+    seen="$(get "$tag" nsnap) $(get "$tag" cur_hash)"
+    if ((pending)) && [[ $seen == "$(oc_state "$old")" ]]; then
+      stack=$old
+      shown_old[$last_op]=$((shown_old[$last_op] + 1))
+    elif [[ $seen == "$(oc_state "$new")" ]]; then
+      stack=$new
+      ((!pending)) || shown_new[$last_op]=$((shown_new[$last_op] + 1))
+    else
+      fail "$tag: came up with '$seen' after $last: want $( ((pending)) && echo "'$(oc_state "$old")' or ")'$(oc_state "$new")'"
+      return 1
+    fi
+    o=$(get "$tag" op)
+    [[ -n $o && -n $(get "$tag" op_start) ]] || { fail "$tag: the guest never started an operation"; return 1; }
+    rc=$(get "$tag" op_rc || true)
+    if [[ -n $rc && $rc != 0 ]]; then
+      fail "$tag: $o over what the previous cut left exited $rc:"
+      get "$tag" op_out | sed 's/^/      | /' | tail -n 15
+      return 1
+    fi
+    done_=$(get "$tag" op_done || true)
+    old=$stack last_op=$o
+    case $o in
+      commit) new="${stack:+$stack }$(get "$tag" new_hash)" ;;
+      rollback) new=${stack% *} ;;
+      format) new='' ;;
+    esac
+    if [[ -n $done_ ]]; then
+      pending=0
+      if [[ -n ${armed[$o]:-} ]]; then
+        late[$o]=$((late[$o] + 1))
+        last="$tag ($o, cut after it returned)"
+      else
+        last="$tag ($o, uncut)"
+      fi
+      [[ -n ${dur[$o]:-} ]] || {
+        dur[$o]=$(awk -v a="$(get "$tag" op_start)" -v b="$done_" 'BEGIN{printf "%.2f", b - a}')
+        note "calibration: $o took ${dur[$o]}s (guest uptime)"
+      }
+    else
+      pending=1
+      cuts[$o]=$((cuts[$o] + 1))
+      last="$tag ($o, cut inside it)"
+    fi
+    [[ $tag != settle ]] || break
+  done
+  vm final "$f" --mem 256M --append agent.brief=1 <<'STEP' || return 1
+emit_str cur_hash "$(dirhash /data)"
+n=$(snapshot info | sed -n 's/.*chain: \([0-9]*\) snapshot.*/\1/p')
+emit_str nsnap "${n:-0}"
+snapshot verify
+STEP
+  seen="$(get final nsnap) $(get final cur_hash)"
+  check "final: the uncut $o after the last cut booted ($(oc_state "$new"))" \
+    test "$seen" == "$(oc_state "$new")"
+  summary "power cuts inside the operation: commit ${cuts[commit]}, rollback ${cuts[rollback]}, format ${cuts[format]} (the next boot showed the old state / the new one: ${shown_old[commit]}/${shown_new[commit]}, ${shown_old[rollback]}/${shown_new[rollback]}, ${shown_old[format]}/${shown_new[format]}; cuts after it returned: ${late[commit]}, ${late[rollback]}, ${late[format]}; $boots boots); each next boot showed the old or the new state and its own write succeeded; uncut durations commit ${dur[commit]:-?}s, rollback ${dur[rollback]:-?}s, format ${dur[format]:-?}s"
+}
