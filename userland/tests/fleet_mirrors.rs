@@ -356,3 +356,76 @@ fn a_signed_bundle_reaches_every_unit_staggered_through_nginx_mirrors() {
     );
     assert!(fs::read(&units[1].img).expect("image") == before);
 }
+
+#[test]
+fn a_channel_manifest_past_its_expiry_is_refused_with_flash_unchanged() {
+    let tmp = scratch();
+    let d = tmp.path();
+    let keys = Keys::new(d);
+    let template = template(d);
+    let root = d.join("mirror");
+    bundle(&keys, &root, &template, "v2", 2, 0);
+    let t0: u64 = 1_800_000_000;
+    channel(
+        &keys,
+        &root,
+        t0,
+        "0",
+        &["--expires-days", "2", "bundles/v2"],
+    );
+    let m: serde_json::Value =
+        serde_json::from_slice(&fs::read(root.join("stable.json")).expect("channel"))
+            .expect("json");
+    assert_eq!(m["spec"]["expires"], t0 + 2 * 86_400);
+    // A manifest that expires when it is published is malformed (23), even signed.
+    let bad = d.join("mirror-bad");
+    copy_tree(&root, &bad);
+    let mut m2 = m.clone();
+    m2["spec"]["expires"] = serde_json::json!(t0);
+    fs::write(bad.join("stable.json"), m2.to_string()).expect("write");
+    fs::remove_file(bad.join("stable.json.sig")).expect("rm");
+    keys.sign(&bad.join("stable.json"));
+
+    let lo = "127.0.0.1";
+    let (p, p_bad) = (free_port(), free_port());
+    let _nginx = Nginx::start(&d.join("nginx"), None, &[(lo, p, &root), (lo, p_bad, &bad)]);
+    let mirrors = vec![format!("http://{lo}:{p}")];
+    let u = &Unit::flash(d, &template, 1)[0];
+
+    // At expiry and after it: refused (27), flash byte-identical, nothing recorded as taken.
+    for now in [t0 + 2 * 86_400, t0 + 30 * 86_400] {
+        refused(
+            u,
+            &keys.keys_d,
+            &mirrors,
+            &["--now", &now.to_string()],
+            27,
+            "expired",
+        );
+    }
+    assert!(
+        !u.state.join("stable.published").exists(),
+        "an expired manifest was recorded as taken"
+    );
+    refused(
+        u,
+        &keys.keys_d,
+        &[format!("http://{lo}:{p_bad}")],
+        &["--now", &(t0 + 60).to_string()],
+        23,
+        "expires at publication",
+    );
+    // Before expiry: taken.
+    let o = poll(
+        u,
+        &keys.keys_d,
+        &mirrors,
+        &["--now", &(t0 + 86_400).to_string()],
+    );
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("bundle v2 applied"),
+        "{}",
+        show(&o)
+    );
+}

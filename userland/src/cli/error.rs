@@ -65,6 +65,8 @@ pub mod code {
     /// `fleet publish`, `fleet status --mqtt`, `fleet poll --mqtt`: no MQTT broker took the
     /// status (down, refused, broken protocol) after every retry. Flash untouched.
     pub const NO_BROKER: u8 = 26;
+    /// `fleet poll`: the channel manifest is past its `expires` time. Flash untouched.
+    pub const EXPIRED: u8 = 27;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -238,6 +240,7 @@ impl CliError {
                 BundleError::TooLarge { .. } => code::TOO_LARGE,
                 BundleError::BadManifest { .. } => code::BAD_MANIFEST,
                 BundleError::Stale { .. } => code::STALE,
+                BundleError::Expired { .. } => code::EXPIRED,
             },
         }
     }

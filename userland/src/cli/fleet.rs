@@ -399,6 +399,7 @@ pub fn channel(
     name: &str,
     priority: f64,
     published: Option<u64>,
+    expires_days: f64,
     bundles: &[String],
 ) -> Result<(), CliError> {
     let mut entries: Vec<ChannelEntry> = Vec::new();
@@ -413,13 +414,21 @@ pub fn channel(
             version: m.spec.version,
         });
     }
+    let published = published.unwrap_or_else(unix_now);
+    if !(expires_days.is_finite() && expires_days >= 0.0) {
+        return Err(CliError::Refused(format!(
+            "--expires-days {expires_days} is not a number of days >= 0"
+        )));
+    }
     let doc = ChannelManifest {
         api_version: API_VERSION.into(),
         kind: KIND_CHANNEL.into(),
         spec: ChannelSpec {
             channel: name.into(),
-            published: published.unwrap_or_else(unix_now),
+            published,
             priority,
+            expires: (expires_days > 0.0)
+                .then(|| published + (expires_days * 86_400.0).ceil() as u64),
             bundles: entries,
         },
     };
@@ -627,6 +636,15 @@ fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliEr
             return Err(BundleError::BadManifest {
                 what: cname.clone(),
                 detail: format!("it is channel {:?}, not {:?}", c.spec.channel, a.channel),
+            }
+            .into());
+        }
+        let now = a.now.unwrap_or_else(unix_now);
+        if let Some(expires) = c.spec.expires.filter(|x| now >= *x) {
+            return Err(BundleError::Expired {
+                what: cname.clone(),
+                expires,
+                now,
             }
             .into());
         }

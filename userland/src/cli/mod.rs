@@ -67,7 +67,8 @@ Exit status:
   24  fleet poll: the channel manifest is older than one already taken (replay): flash untouched
   25  fleet poll: no mirror answered after every retry: flash untouched
   26  fleet publish/status --mqtt/poll --mqtt: no MQTT broker took or gave the status after
-      every retry (the unit keeps working; the next poll publishes again): flash untouched";
+      every retry (the unit keeps working; the next poll publishes again): flash untouched
+  27  fleet poll: the channel manifest is past its expiry time (stale): flash untouched";
 
 #[derive(Debug, Parser)]
 #[command(name = "snapshot", version, about = ABOUT, long_about = LONG_ABOUT, after_long_help = EXIT_CODES)]
@@ -348,6 +349,10 @@ enum BundleCmd {
         /// Publication time, Unix seconds [default: now]
         #[arg(long, value_name = "UNIX")]
         published: Option<u64>,
+        /// Units refuse the manifest this many days after publication (a mirror frozen in
+        /// the past holds them back no longer); 0: it never expires
+        #[arg(long, default_value_t = 30.0, value_name = "DAYS")]
+        expires_days: f64,
         /// Bundle directories, relative to ROOT (the last one given for a base wins)
         #[arg(required = true)]
         bundles: Vec<String>,
@@ -673,8 +678,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 channel,
                 priority,
                 published,
+                expires_days,
                 bundles,
-            } => fleet::channel(&root, &channel, priority, published, &bundles),
+            } => fleet::channel(&root, &channel, priority, published, expires_days, &bundles),
         },
         Cmd::Fleet { cmd } => match cmd {
             FleetCmd::Apply {
