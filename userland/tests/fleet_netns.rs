@@ -1,0 +1,211 @@
+//! The fleet inside network namespaces this test creates: a server namespace with the mirror
+//! (nginx) and the broker (mosquitto) on 10.213.0.1, a "mesh" namespace joined to it by a veth
+//! pair (10.213.0.2), and a "lost" one with nothing but its loopback. Units reach the servers
+//! by their address inside; nothing leaves this machine.
+//!
+//! Every unit takes a bundle on trial; the health check pings the mesh's server. A tagged
+//! subset runs its check cut off from the mesh (the bundle broke their link): the check fails,
+//! their trial boot runs out, they roll back by themselves, come back on the mesh with the old
+//! firmware, report the rollback and its reason over MQTT, and never take that bundle again.
+//! `fleet status --mqtt` shows exactly those units rolled back, and why.
+//!
+//! FLEET_NETNS_UNITS sets the number of units (default 9; every third is tagged).
+
+mod cli_common;
+mod fleet_common;
+
+use cli_common::*;
+use fleet_common::*;
+use std::fs;
+
+const SERVER: &str = "10.213.0.1";
+
+#[test]
+fn a_bundle_whose_health_check_fails_on_a_subset_rolls_back_there_and_the_status_says_why() {
+    let n: usize = std::env::var("FLEET_NETNS_UNITS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(9);
+    let tmp = scratch();
+    let d = tmp.path();
+    let started = std::time::Instant::now();
+
+    // Namespaces first: dropped last, after the servers in them stop.
+    let ns = Netns::new("snapinit-fleet", &["srv", "mesh", "lost"]);
+    ns.link(0, &format!("{SERVER}/24"), 1, "10.213.0.2/24");
+    let (srv, mesh, lost) = (Some(ns.name(0)), Some(ns.name(1)), Some(ns.name(2)));
+
+    let keys = Keys::new(d);
+    let template = template(d);
+    let base_id = head(&template);
+    let root = d.join("mirror");
+    bundle(&keys, &root, &template, "v2", 1, 8192);
+    let t0: u64 = 1_800_000_000;
+    channel(&keys, &root, t0, "0", &["bundles/v2"]);
+    let _nginx = Nginx::start(&d.join("nginx"), srv, &[(SERVER, 80, &root)]);
+    let _broker = Mosquitto::start(&d.join("mosquitto"), srv, SERVER, 1883);
+    let mirrors = vec![format!("http://{SERVER}")];
+    let broker = format!("{SERVER}:1883");
+    let now = (t0 + 60).to_string();
+    let units = Unit::flash(d, &template, n);
+    let tagged = |i: usize| i % 3 == 1;
+    let poll = |u: &Unit, ns: Option<&str>| {
+        u.poll(
+            ns,
+            &keys.keys_d,
+            &mirrors,
+            &["--now", &now, "--mqtt", &broker],
+        )
+    };
+    for u in &units {
+        let o = poll(u, mesh);
+        assert!(o.status.success(), "{}: {}", u.id, show(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("bundle v2 applied"),
+            "{}: {}",
+            u.id,
+            show(&o)
+        );
+    }
+    let v2_id = head(&units[0].img);
+
+    // The reboot into the bundle: its one trial boot is spent.
+    for u in &units {
+        u.boot();
+    }
+    // The health check: the mesh's server must answer ping.
+    let conf = d.join("health.conf");
+    fs::write(&conf, format!("config health\n\tlist ping {SERVER}\n")).expect("config");
+    let health = |u: &Unit, ns: Option<&str>| {
+        u.run(
+            ns,
+            &[
+                "health",
+                "--config",
+                s(&conf),
+                "--once",
+                "--no-reboot",
+                "--state",
+                s(&u.state),
+            ],
+            false,
+        )
+    };
+    for (i, u) in units.iter().enumerate() {
+        if tagged(i) {
+            let o = health(u, lost);
+            assert_eq!(o.status.code(), Some(17), "{}: {}", u.id, show(&o));
+            assert!(
+                String::from_utf8_lossy(&o.stderr).contains("does not answer ping"),
+                "{}",
+                show(&o)
+            );
+            // Cut off, it cannot report either: exit 26, flash untouched.
+            let before = fs::read(&u.img).expect("image");
+            let o = u.run(
+                lost,
+                &["fleet", "publish", "--mqtt", &broker, "--retries", "0"],
+                true,
+            );
+            assert_eq!(o.status.code(), Some(26), "{}: {}", u.id, show(&o));
+            assert!(fs::read(&u.img).expect("image") == before, "{}", u.id);
+            // The failed check reboots it: no trial boot is left, the boot rolls back.
+            u.boot();
+        } else {
+            let o = health(u, mesh);
+            assert!(o.status.success(), "{}: {}", u.id, show(&o));
+        }
+    }
+
+    // Every unit is on the mesh again and polls: the rolled-back ones record why, do not take
+    // the bundle again, and report.
+    for (i, u) in units.iter().enumerate() {
+        let o = poll(u, mesh);
+        assert!(o.status.success(), "{}: {}", u.id, show(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        if tagged(i) {
+            assert!(
+                out.contains(
+                    "not taking bundle v2 again: it rolled back on this unit (healthCheckFailed"
+                ),
+                "{}: {out}",
+                u.id
+            );
+            assert_eq!(head(&u.img), base_id, "{}: not rolled back", u.id);
+        } else {
+            assert!(out.contains("up to date"), "{}: {out}", u.id);
+            assert_eq!(head(&u.img), v2_id, "{}", u.id);
+        }
+    }
+    // And again: still not retaken, flash byte-identical.
+    let u = &units[1];
+    let before = fs::read(&u.img).expect("image");
+    let o = poll(u, mesh);
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(fs::read(&u.img).expect("image") == before);
+
+    // The fleet, read from the broker inside the namespace.
+    let html = d.join("fleet.html");
+    let out = tool_ok_in(
+        mesh,
+        &[
+            "fleet",
+            "status",
+            "--mqtt",
+            &broker,
+            "--json",
+            "--html",
+            s(&html),
+            "--retries",
+            "0",
+        ],
+    );
+    let rep: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let st = &rep["status"];
+    assert_eq!(st["units"], n, "{rep}");
+    let want_rolled: Vec<&str> = units
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| tagged(*i))
+        .map(|(_, u)| u.id.as_str())
+        .collect();
+    let rolled: Vec<&str> = st["rolledBack"]
+        .as_array()
+        .expect("rolledBack")
+        .iter()
+        .map(|r| r["unit"].as_str().expect("unit"))
+        .collect();
+    assert_eq!(rolled, want_rolled, "{rep}");
+    for r in st["rolledBack"].as_array().expect("rolledBack") {
+        assert_eq!(r["reason"], "healthCheckFailed", "{r}");
+        assert_eq!(r["version"], "v2", "{r}");
+        assert!(
+            r["detail"]
+                .as_str()
+                .expect("detail")
+                .contains(&format!("{SERVER} does not answer ping")),
+            "{r}"
+        );
+    }
+    assert_eq!(st["onTrial"].as_array().expect("onTrial").len(), 0, "{rep}");
+    let chains = st["chains"].as_array().expect("chains");
+    let count = |id: &str| {
+        chains
+            .iter()
+            .filter(|c| c["chainId"] == id)
+            .map(|c| c["count"].as_u64().expect("count"))
+            .sum::<u64>()
+    };
+    assert_eq!(count(&base_id), want_rolled.len() as u64, "{rep}");
+    assert_eq!(count(&v2_id), (n - want_rolled.len()) as u64, "{rep}");
+    let page = fs::read_to_string(&html).expect("html");
+    for u in &want_rolled {
+        assert!(page.contains(u), "{u} missing from the page");
+    }
+    assert!(page.contains("healthCheckFailed"));
+    println!(
+        "{n} units, {} rolled back by their health check, in {} ms",
+        want_rolled.len(),
+        started.elapsed().as_millis()
+    );
+}
