@@ -1130,16 +1130,18 @@ pub fn report(files: &[PathBuf], json: bool, html: Option<&Path>) -> Result<(), 
 /// (kind FleetReport), `--html FILE`.
 fn summarize(docs: &[serde_json::Value], json: bool, html: Option<&Path>) -> Result<(), CliError> {
     use std::collections::BTreeMap;
-    let mut chains: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut chains: BTreeMap<(String, String, String), Vec<String>> = BTreeMap::new();
     let mut on_trial = Vec::new();
     let mut rolled_back = Vec::new();
+    // When each unit's running version was written: its newest snapshot's creation time.
+    let mut taken: Vec<(u64, String, String)> = Vec::new();
     for v in docs {
         let st = &v["status"];
-        let unit = st["unit"].as_str().unwrap_or("?").to_string();
-        let chain = st["chainId"].as_str().unwrap_or("?").to_string();
-        let version = st["version"].as_str().unwrap_or("-").to_string();
+        let text = |k: &str, none: &str| st[k].as_str().unwrap_or(none).to_string();
+        let unit = text("unit", "?");
+        let version = text("version", "-");
         chains
-            .entry((chain, version))
+            .entry((text("chainId", "?"), version.clone(), text("channel", "-")))
             .or_default()
             .push(unit.clone());
         if st["onTrial"] == true {
@@ -1147,7 +1149,19 @@ fn summarize(docs: &[serde_json::Value], json: bool, html: Option<&Path>) -> Res
         }
         if let Some(r) = st["lastRollback"].as_object() {
             let field = |k: &str| r.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-            rolled_back.push((unit, field("reason"), field("version"), field("detail")));
+            rolled_back.push((
+                unit.clone(),
+                field("reason"),
+                field("version"),
+                field("detail"),
+            ));
+        }
+        let created = st["snapshots"]
+            .as_array()
+            .and_then(|s| s.last())
+            .and_then(|s| s["created"].as_u64());
+        if let (Some(t), true) = (created, version != "-") {
+            taken.push((t, version, unit));
         }
     }
     let doc = serde_json::json!({
@@ -1155,8 +1169,8 @@ fn summarize(docs: &[serde_json::Value], json: bool, html: Option<&Path>) -> Res
         "kind": "FleetReport",
         "status": {
             "units": docs.len(),
-            "chains": chains.iter().map(|((c, v), u)| serde_json::json!({
-                "chainId": c, "version": v, "count": u.len(), "units": u,
+            "chains": chains.iter().map(|((c, v, ch), u)| serde_json::json!({
+                "chainId": c, "version": v, "channel": ch, "count": u.len(), "units": u,
             })).collect::<Vec<_>>(),
             "onTrial": on_trial,
             "rolledBack": rolled_back.iter().map(|(u, w, v, d)| serde_json::json!({"unit": u, "reason": w, "version": v, "detail": d})).collect::<Vec<_>>(),
@@ -1166,8 +1180,12 @@ fn summarize(docs: &[serde_json::Value], json: bool, html: Option<&Path>) -> Res
         println!("{doc}");
     } else {
         println!("{} unit(s)", docs.len());
-        for ((c, v), u) in &chains {
-            println!("  {:>4}  {v:<12} {}", u.len(), &c[..c.len().min(16)]);
+        for ((c, v, ch), u) in &chains {
+            println!(
+                "  {:>4}  {v:<12} {ch:<10} {}",
+                u.len(),
+                &c[..c.len().min(16)]
+            );
         }
         println!("  on trial: {}", on_trial.len());
         for (u, w, v, d) in &rolled_back {
@@ -1175,40 +1193,112 @@ fn summarize(docs: &[serde_json::Value], json: bool, html: Option<&Path>) -> Res
         }
     }
     if let Some(path) = html {
-        let esc = |s: &str| {
-            s.replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
-                .replace('"', "&quot;")
-        };
-        let total = docs.len().max(1);
-        let mut rows = String::new();
-        for ((c, v), u) in &chains {
-            rows += &format!(
-                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td><div class=bar style=\"width:{}%\"></div></td><td>{}</td></tr>\n",
-                esc(v),
-                esc(&c[..c.len().min(16)]),
-                u.len(),
-                u.len() * 100 / total,
-                esc(&u.join(", "))
-            );
-        }
-        let mut rb = String::new();
-        for (u, w, v, d) in &rolled_back {
-            rb += &format!("<li>{}: {} ({}): {}</li>\n", esc(u), esc(w), esc(v), esc(d));
-        }
-        let page = format!(
-            "<!doctype html><html><head><meta charset=utf-8><title>snapinit fleet</title>\
-             <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:4px 8px;text-align:left}}\
-             .bar{{background:#3a7;height:1em}}</style></head><body>\
-             <h1>Fleet: {} unit(s)</h1><table><tr><th>version</th><th>chain id</th><th>units</th><th></th><th>which</th></tr>\n{rows}</table>\
-             <h2>On trial: {}</h2><p>{}</p><h2>Rolled back: {}</h2><ul>{rb}</ul></body></html>\n",
-            docs.len(),
-            on_trial.len(),
-            esc(&on_trial.join(", ")),
-            rolled_back.len()
-        );
+        taken.sort();
+        let page = html_page(docs.len(), &chains, &on_trial, &rolled_back, &taken);
         write_file(path, page.as_bytes())?;
     }
     Ok(())
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// One self-contained page (inline CSS and SVG, no script): units per chain id, version and
+/// channel; the rollout over time (units on each version by when they wrote it); on trial;
+/// rollbacks and their reasons.
+fn html_page(
+    units: usize,
+    chains: &std::collections::BTreeMap<(String, String, String), Vec<String>>,
+    on_trial: &[String],
+    rolled_back: &[(String, String, String, String)],
+    taken: &[(u64, String, String)],
+) -> String {
+    let total = units.max(1);
+    let mut rows = String::new();
+    for ((c, v, ch), u) in chains {
+        rows += &format!(
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td>\
+             <td><div class=bar style=\"width:{}px\"></div></td><td>{}</td></tr>\n",
+            esc(v),
+            esc(ch),
+            esc(&c[..c.len().min(16)]),
+            u.len(),
+            u.len() * 300 / total,
+            esc(&u.join(", "))
+        );
+    }
+    // The rollout: one step line per version, x = time, y = units on it.
+    let (w, h) = (600.0, 200.0);
+    let mut svg = String::new();
+    if let (Some(first), Some(last)) = (taken.first(), taken.last()) {
+        let span = (last.0 - first.0).max(1) as f64;
+        let x = |t: u64| 40.0 + (t - first.0) as f64 / span * (w - 60.0);
+        let y = |k: usize| h - 20.0 - k as f64 / total as f64 * (h - 40.0);
+        let mut versions: Vec<&String> = taken.iter().map(|t| &t.1).collect();
+        versions.sort();
+        versions.dedup();
+        let colours = ["#3a7", "#37a", "#a73", "#a3a", "#777"];
+        for (i, v) in versions.iter().enumerate() {
+            let mut pts = format!("{:.1},{:.1}", x(first.0), y(0));
+            let mut k = 0;
+            for t in taken.iter().filter(|t| &t.1 == *v) {
+                pts += &format!(" {:.1},{:.1}", x(t.0), y(k));
+                k += 1;
+                pts += &format!(" {:.1},{:.1}", x(t.0), y(k));
+            }
+            pts += &format!(" {:.1},{:.1}", x(last.0), y(k));
+            let c = colours[i % colours.len()];
+            svg += &format!(
+                "<polyline fill=none stroke=\"{c}\" stroke-width=3 points=\"{pts}\"/>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" fill=\"{c}\">{} ({k})</text>",
+                x(last.0) - 50.0,
+                y(k) - 6.0,
+                esc(v)
+            );
+        }
+        svg = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\">\
+             <line x1=40 y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#999\"/>\
+             <line x1=40 y1=20 x2=40 y2=\"{b}\" stroke=\"#999\"/>\
+             <text x=0 y=24>{total}</text><text x=0 y=\"{b}\">0</text>{svg}</svg>\
+             <p class=note>from {} to {} (Unix seconds: when each unit wrote the version it runs)</p>",
+            first.0,
+            last.0,
+            b = h - 20.0,
+            r = w - 20.0
+        );
+    } else {
+        svg = "<p class=note>no unit runs a fleet bundle yet</p>".into();
+    }
+    let mut rb = String::new();
+    for (u, why, v, d) in rolled_back {
+        rb += &format!(
+            "<tr><td>{}</td><td>{}</td><td class=why>{}</td><td>{}</td></tr>\n",
+            esc(u),
+            esc(v),
+            esc(why),
+            esc(d)
+        );
+    }
+    format!(
+        "<!doctype html><html><head><meta charset=utf-8><title>snapinit fleet</title>\
+         <style>body{{font-family:sans-serif;margin:2em;background:#fff;color:#222}}\
+         td,th{{padding:4px 8px;text-align:left;border-bottom:1px solid #ddd}}\
+         .bar{{background:#3a7;height:1em}}.why{{color:#b22;font-weight:bold}}\
+         .note{{color:#666;font-size:small}}</style></head><body>\
+         <h1>Fleet: {units} unit(s)</h1>\
+         <h2>Units per chain</h2><table><tr><th>version</th><th>channel</th><th>chain id</th>\
+         <th>units</th><th></th><th>which</th></tr>\n{rows}</table>\
+         <h2>Rollout over time</h2>{svg}\
+         <h2>On trial: {}</h2><p>{}</p>\
+         <h2>Rolled back: {}</h2><table><tr><th>unit</th><th>version</th><th>reason</th>\
+         <th>detail</th></tr>\n{rb}</table></body></html>\n",
+        on_trial.len(),
+        esc(&on_trial.join(", ")),
+        rolled_back.len()
+    )
 }
