@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests use (apt-get), as root: what scripts/test.sh runs first,
-# and enough on its own before `cargo test` (the fleet tests need nginx and mosquitto).
+# and enough on its own before `cargo test` (the fleet tests need nginx, mosquitto, iproute2 and
+# chromium, which takes the fleet page's screenshot).
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then
     echo "scripts/deps.sh must run as root (apt-get)" >&2
@@ -10,7 +11,7 @@ missing=""
 for pair in mksquashfs:squashfs-tools unshare:util-linux file:file gzip:gzip tar:tar \
             setfattr:attr bsdtar:libarchive-tools python3:python3 mkfs.ext4:e2fsprogs g++:g++ \
             ping:iputils-ping signify-openbsd:signify-openbsd nginx:nginx-light \
-            mosquitto:mosquitto mosquitto_sub:mosquitto-clients ip:iproute2; do
+            mosquitto:mosquitto mosquitto_sub:mosquitto-clients ip:iproute2 chromium:chromium; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
 done
 file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || missing="$missing busybox-static"

@@ -9,7 +9,8 @@
 //! firmware, report the rollback and its reason over MQTT, and never take that bundle again.
 //! `fleet status --mqtt` shows exactly those units rolled back, and why.
 //!
-//! FLEET_NETNS_UNITS sets the number of units (default 9; every third is tagged).
+//! FLEET_NETNS_UNITS sets the number of units (default 9; every third is tagged);
+//! FLEET_SCREENSHOT=FILE keeps Chromium's screenshot of the fleet page.
 
 mod cli_common;
 mod fleet_common;
@@ -19,6 +20,46 @@ use fleet_common::*;
 use std::fs;
 
 const SERVER: &str = "10.213.0.1";
+
+/// Debian's Chromium, headless, takes a screenshot of `page`: its RGB pixels, width, height.
+fn screenshot(d: &std::path::Path, page: &std::path::Path) -> (Vec<[u8; 3]>, u32, u32) {
+    let shot = d.join("fleet.png");
+    let o = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1000,900",
+            &format!("--user-data-dir={}", d.join("chromium").display()),
+            &format!("--screenshot={}", shot.display()),
+        ])
+        .arg(format!("file://{}", page.display()))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("chromium (scripts/deps.sh installs it)");
+    assert!(
+        o.status.success() && shot.exists(),
+        "chromium made no screenshot: {}",
+        show(&o)
+    );
+    if let Ok(keep) = std::env::var("FLEET_SCREENSHOT") {
+        fs::copy(&shot, keep).expect("keep the screenshot");
+    }
+    let dec = png::Decoder::new(std::io::Cursor::new(fs::read(&shot).expect("png")));
+    let mut r = dec.read_info().expect("a PNG");
+    let mut buf = vec![0u8; r.output_buffer_size().expect("size")];
+    let info = r.next_frame(&mut buf).expect("decode");
+    let channels = match info.color_type {
+        png::ColorType::Rgb => 3,
+        png::ColorType::Rgba => 4,
+        other => panic!("a {other:?} screenshot"),
+    };
+    assert_eq!(info.bit_depth, png::BitDepth::Eight, "{info:?}");
+    buf.truncate(info.buffer_size());
+    let px = buf.chunks(channels).map(|p| [p[0], p[1], p[2]]).collect();
+    (px, info.width, info.height)
+}
 
 #[test]
 fn a_bundle_whose_health_check_fails_on_a_subset_rolls_back_there_and_the_status_says_why() {
@@ -203,6 +244,28 @@ fn a_bundle_whose_health_check_fails_on_a_subset_rolls_back_there_and_the_status
         assert!(page.contains(u), "{u} missing from the page");
     }
     assert!(page.contains("healthCheckFailed"));
+    let (png, w, h) = screenshot(d, &html);
+    // Not blank: the page's green (#3a7: the per-chain bars, the rollout line) and the red of
+    // the rollback reasons (#b22) are drawn, on the white page.
+    let count = |rgb: [u8; 3]| png.iter().filter(|p| **p == rgb).count();
+    let (white, green) = (count([255, 255, 255]), count([0x33, 0xaa, 0x77]));
+    let red = png
+        .iter()
+        .filter(|p| p[0] > 150 && p[1] < 80 && p[2] < 80)
+        .count();
+    println!(
+        "screenshot {w}x{h}: {white} white, {green} green, {red} red pixels ({})",
+        d.join("fleet.png").display()
+    );
+    assert!(white > (w * h) as usize / 2, "not the white page");
+    assert!(
+        green > 500,
+        "the bars and the rollout line are missing: {green} green pixels"
+    );
+    assert!(
+        red > 20,
+        "the rollback reasons are missing: {red} red pixels"
+    );
     println!(
         "{n} units, {} rolled back by their health check, in {} ms",
         want_rolled.len(),
