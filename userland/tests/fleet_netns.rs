@@ -1,15 +1,15 @@
-//! The fleet inside network namespaces this test creates: a server namespace with the mirror
-//! (nginx) and the broker (mosquitto) on 10.213.0.1, a "mesh" namespace joined to it by a veth
-//! pair (10.213.0.2), and a "lost" one with nothing but its loopback. Units reach the servers
-//! by their address inside; nothing leaves this machine.
+//! The fleet inside network namespaces this test creates: a server namespace with a bridge on
+//! 10.213.0.1, where the mirror (nginx) and the broker (mosquitto) listen, and one namespace per
+//! unit, plugged into the bridge by a veth pair (10.213.0.10, .11, ...). Units reach the
+//! servers by their address inside; nothing leaves this machine.
 //!
 //! Every unit takes a bundle on trial; the health check pings the mesh's server. A tagged
-//! subset runs its check cut off from the mesh (the bundle broke their link): the check fails,
-//! their trial boot runs out, they roll back by themselves, come back on the mesh with the old
-//! firmware, report the rollback and its reason over MQTT, and never take that bundle again.
-//! `fleet status --mqtt` shows exactly those units rolled back, and why.
+//! subset loses its link after the update (its veth goes down: the bundle broke their mesh):
+//! the check fails, their trial boot runs out, they roll back by themselves, come back on the
+//! mesh with the old firmware, report the rollback and its reason over MQTT, and never take
+//! that bundle again. `fleet status --mqtt` shows exactly those units rolled back, and why.
 //!
-//! FLEET_NETNS_UNITS sets the number of units (default 9; every third is tagged);
+//! FLEET_NETNS_UNITS sets the number of units (default 20; every third is tagged);
 //! FLEET_SCREENSHOT=FILE keeps Chromium's screenshot of the fleet page.
 
 mod cli_common;
@@ -30,7 +30,7 @@ fn screenshot(d: &std::path::Path, page: &std::path::Path) -> (Vec<[u8; 3]>, u32
             "--no-sandbox",
             "--disable-gpu",
             "--hide-scrollbars",
-            "--window-size=1000,900",
+            "--window-size=1000,1200",
             &format!("--user-data-dir={}", d.join("chromium").display()),
             &format!("--screenshot={}", shot.display()),
         ])
@@ -66,15 +66,25 @@ fn a_bundle_whose_health_check_fails_on_a_subset_rolls_back_there_and_the_status
     let n: usize = std::env::var("FLEET_NETNS_UNITS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(9);
+        .unwrap_or(20);
     let tmp = scratch();
     let d = tmp.path();
     let started = std::time::Instant::now();
 
-    // Namespaces first: dropped last, after the servers in them stop.
-    let ns = Netns::new("snapinit-fleet", &["srv", "mesh", "lost"]);
-    ns.link(0, &format!("{SERVER}/24"), 1, "10.213.0.2/24");
-    let (srv, mesh, lost) = (Some(ns.name(0)), Some(ns.name(1)), Some(ns.name(2)));
+    // Namespaces first: dropped last, after the servers in them stop. 0: the servers and the
+    // bridge; 1 + i: unit i.
+    let mut names = vec!["srv".to_string()];
+    names.extend((0..n).map(|i| format!("u{i:02}")));
+    let ns = Netns::new(
+        "snapinit-fleet",
+        &names.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    ns.bridge(0, &format!("{SERVER}/24"));
+    for i in 0..n {
+        ns.plug(1 + i, &format!("10.213.0.{}/24", 10 + i), 0);
+    }
+    let srv = Some(ns.name(0));
+    let at = |i: usize| Some(ns.name(1 + i));
 
     let keys = Keys::new(d);
     let template = template(d);
@@ -98,8 +108,8 @@ fn a_bundle_whose_health_check_fails_on_a_subset_rolls_back_there_and_the_status
             &["--now", &now, "--mqtt", &broker],
         )
     };
-    for u in &units {
-        let o = poll(u, mesh);
+    for (i, u) in units.iter().enumerate() {
+        let o = poll(u, at(i));
         assert!(o.status.success(), "{}: {}", u.id, show(&o));
         assert!(
             String::from_utf8_lossy(&o.stdout).contains("bundle v2 applied"),
@@ -134,7 +144,8 @@ fn a_bundle_whose_health_check_fails_on_a_subset_rolls_back_there_and_the_status
     };
     for (i, u) in units.iter().enumerate() {
         if tagged(i) {
-            let o = health(u, lost);
+            ns.cable(1 + i, false);
+            let o = health(u, at(i));
             assert_eq!(o.status.code(), Some(17), "{}: {}", u.id, show(&o));
             assert!(
                 String::from_utf8_lossy(&o.stderr).contains("does not answer ping"),
@@ -144,16 +155,18 @@ fn a_bundle_whose_health_check_fails_on_a_subset_rolls_back_there_and_the_status
             // Cut off, it cannot report either: exit 26, flash untouched.
             let before = fs::read(&u.img).expect("image");
             let o = u.run(
-                lost,
+                at(i),
                 &["fleet", "publish", "--mqtt", &broker, "--retries", "0"],
                 true,
             );
             assert_eq!(o.status.code(), Some(26), "{}: {}", u.id, show(&o));
             assert!(fs::read(&u.img).expect("image") == before, "{}", u.id);
-            // The failed check reboots it: no trial boot is left, the boot rolls back.
+            // The failed check reboots it: no trial boot is left, the boot rolls back, and the
+            // old firmware's mesh link works again.
             u.boot();
+            ns.cable(1 + i, true);
         } else {
-            let o = health(u, mesh);
+            let o = health(u, at(i));
             assert!(o.status.success(), "{}: {}", u.id, show(&o));
         }
     }
@@ -161,7 +174,7 @@ fn a_bundle_whose_health_check_fails_on_a_subset_rolls_back_there_and_the_status
     // Every unit is on the mesh again and polls: the rolled-back ones record why, do not take
     // the bundle again, and report.
     for (i, u) in units.iter().enumerate() {
-        let o = poll(u, mesh);
+        let o = poll(u, at(i));
         assert!(o.status.success(), "{}: {}", u.id, show(&o));
         let out = String::from_utf8_lossy(&o.stdout);
         if tagged(i) {
@@ -181,14 +194,14 @@ fn a_bundle_whose_health_check_fails_on_a_subset_rolls_back_there_and_the_status
     // And again: still not retaken, flash byte-identical.
     let u = &units[1];
     let before = fs::read(&u.img).expect("image");
-    let o = poll(u, mesh);
+    let o = poll(u, at(1));
     assert!(o.status.success(), "{}", show(&o));
     assert!(fs::read(&u.img).expect("image") == before);
 
     // The fleet, read from the broker inside the namespace.
     let html = d.join("fleet.html");
     let out = tool_ok_in(
-        mesh,
+        at(0),
         &[
             "fleet",
             "status",

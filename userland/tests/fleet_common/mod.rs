@@ -259,6 +259,42 @@ impl Netns {
             sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
         }
     }
+
+    /// A bridge `br0` in namespace `at`, holding address `addr` (CIDR).
+    pub fn bridge(&self, at: usize, addr: &str) {
+        let ns = &self.0[at];
+        sh(&["ip", "-n", ns, "link", "add", "br0", "type", "bridge"]);
+        sh(&["ip", "-n", ns, "addr", "add", addr, "dev", "br0"]);
+        sh(&["ip", "-n", ns, "link", "set", "br0", "up"]);
+    }
+
+    /// A veth pair from namespace `ns` (its end `eth0`, address `addr`) to the bridge in
+    /// namespace `at`.
+    pub fn plug(&self, ns: usize, addr: &str, at: usize) {
+        let (n, b) = (&self.0[ns], &self.0[at]);
+        let port = format!("p{ns}");
+        sh(&[
+            "ip", "link", "add", "eth0", "netns", n, "type", "veth", "peer", "name", &port,
+            "netns", b,
+        ]);
+        sh(&["ip", "-n", b, "link", "set", &port, "master", "br0"]);
+        sh(&["ip", "-n", b, "link", "set", &port, "up"]);
+        sh(&["ip", "-n", n, "addr", "add", addr, "dev", "eth0"]);
+        sh(&["ip", "-n", n, "link", "set", "eth0", "up"]);
+    }
+
+    /// Takes namespace `ns`'s `eth0` down (the unit loses the mesh) or up again.
+    pub fn cable(&self, ns: usize, up: bool) {
+        sh(&[
+            "ip",
+            "-n",
+            &self.0[ns],
+            "link",
+            "set",
+            "eth0",
+            if up { "up" } else { "down" },
+        ]);
+    }
 }
 
 impl Drop for Netns {
