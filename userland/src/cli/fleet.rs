@@ -870,6 +870,9 @@ fn rollbacks(
                 "detail": detail,
                 "time": unix_now(),
             }));
+            // The newest 32: the file stays far below the size read back.
+            let excess = rolled.len().saturating_sub(32);
+            rolled.drain(..excess);
             // Best effort: a read-only state directory still gets the document.
             if std::fs::create_dir_all(state).is_ok() {
                 let _ = std::fs::write(

@@ -396,7 +396,7 @@ enum FleetCmd {
     /// unit keeps working, the next poll or publish sends the state again).
     Publish {
         #[command(flatten)]
-        args: StatusArgs,
+        unit: UnitArgs,
         /// The MQTT broker, HOST[:PORT] (port 1883 by default)
         #[arg(long, value_name = "HOST[:PORT]")]
         mqtt: String,
@@ -498,7 +498,13 @@ struct StatusArgs {
     /// Print the versioned JSON document (apiVersion/kind, as docs/FLEET.md describes)
     #[arg(long)]
     json: bool,
-    /// The state directory `fleet poll` keeps
+    #[command(flatten)]
+    unit: UnitArgs,
+}
+
+#[derive(Debug, Args)]
+struct UnitArgs {
+    /// The state directory `fleet poll` and `health` keep
     #[arg(long, default_value = DEFAULT_FLEET_STATE, value_name = "DIR")]
     state: PathBuf,
     /// This unit's id [default: the hostname]
@@ -698,16 +704,16 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 args, mqtt: None, ..
             } => fleet::status(
                 &ctx,
-                &args.state,
-                &args.unit_id.unwrap_or_else(hostname),
-                &args.channel,
+                &args.unit.state,
+                &args.unit.unit_id.unwrap_or_else(hostname),
+                &args.unit.channel,
                 args.json,
             ),
-            FleetCmd::Publish { args, mqtt, broker } => fleet::publish(
+            FleetCmd::Publish { unit, mqtt, broker } => fleet::publish(
                 &ctx,
-                &args.state,
-                &args.unit_id.unwrap_or_else(hostname),
-                &args.channel,
+                &unit.state,
+                &unit.unit_id.unwrap_or_else(hostname),
+                &unit.channel,
                 &broker.mqtt(&mqtt),
             ),
             FleetCmd::Report { files, json, html } => fleet::report(&files, json, html.as_deref()),
