@@ -230,7 +230,24 @@ impl Session {
                 ))?;
                 marker_sent = true;
             }
-            match self.recv()? {
+            let packet = match self.recv() {
+                // A broker that drops the marker (an ACL that forbids this client to publish
+                // to it) leaves the reader waiting: say so rather than "timed out".
+                Err(MqttError::Net { source, .. })
+                    if marker_sent
+                        && matches!(
+                            source.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                {
+                    return Err(self.protocol(format!(
+                        "{} retained message(s) read, but the end marker published to {marker:?} never came back (may this client publish and subscribe there?)",
+                        out.len()
+                    )));
+                }
+                r => r?,
+            };
+            match packet {
                 VariablePacket::SubackPacket(a) if a.packet_identifier() == id => {
                     use mqtt::packet::suback::SubscribeReturnCode;
                     if a.subscribes().contains(&SubscribeReturnCode::Failure) {
