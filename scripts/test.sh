@@ -18,17 +18,7 @@ if [ "$(id -u)" != 0 ]; then
     echo "private namespaces and create whiteouts and trusted.* xattrs." >&2
     exit 1
 fi
-missing=""
-for pair in mksquashfs:squashfs-tools unshare:util-linux file:file gzip:gzip tar:tar \
-            setfattr:attr bsdtar:libarchive-tools python3:python3 mkfs.ext4:e2fsprogs g++:g++ \
-            ping:iputils-ping signify-openbsd:signify-openbsd nginx:nginx-light; do
-    command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
-done
-file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || missing="$missing busybox-static"
-if [ -n "$missing" ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
-fi
+scripts/deps.sh
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 
 step "format and lints"

@@ -7,156 +7,17 @@
 //! FLEET_UNITS sets the number of units (default 20).
 
 mod cli_common;
+mod fleet_common;
 
 use cli_common::*;
+use fleet_common::*;
 use snapshot::fleet::channel::{jitter, rollout};
 use std::fs;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn tool_ok(args: &[&str]) -> String {
-    let o = Command::new(bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run snapshot");
-    assert!(o.status.success(), "snapshot {args:?}:\n{}", show(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// nginx serving each (port, root) on 127.0.0.1; killed on drop.
-struct Nginx(Child);
-
-impl Nginx {
-    fn start(prefix: &Path, sites: &[(u16, &Path)]) -> Self {
-        fs::create_dir_all(prefix.join("logs")).expect("logs");
-        let mut servers = String::new();
-        for (port, root) in sites {
-            servers += &format!(
-                "server {{ listen 127.0.0.1:{port}; root {}; autoindex off; }}\n",
-                root.display()
-            );
-        }
-        let conf = format!(
-            "user root; worker_processes 1; error_log {p}/logs/error.log; pid {p}/nginx.pid;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{ access_log {p}/logs/access.log; client_body_temp_path {p}/cb; proxy_temp_path {p}/px;\n\
-             fastcgi_temp_path {p}/fc; uwsgi_temp_path {p}/uw; scgi_temp_path {p}/sc;\n\
-             default_type application/octet-stream;\n{servers}}}\n",
-            p = prefix.display()
-        );
-        let cpath = prefix.join("nginx.conf");
-        fs::write(&cpath, conf).expect("nginx.conf");
-        let child = Command::new("nginx")
-            .args(["-p", s(prefix), "-c", s(&cpath), "-g", "daemon off;"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "nginx cannot run ({e}): `apt-get install nginx-light` (scripts/test.sh does)"
-                )
-            });
-        // Wait until every port answers.
-        for (port, _) in sites {
-            let mut up = false;
-            for _ in 0..100 {
-                if std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok() {
-                    up = true;
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            assert!(
-                up,
-                "nginx did not listen on {port}: {}",
-                fs::read_to_string(prefix.join("logs/error.log")).unwrap_or_default()
-            );
-        }
-        Nginx(child)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM: the master stops its workers (SIGKILL would leave them holding the ports).
-        if let Some(pid) = rustix::process::Pid::from_raw(self.0.id() as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        let _ = self.0.wait();
-    }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("mkdir");
-    for e in fs::read_dir(from).expect("read_dir") {
-        let e = e.expect("entry");
-        let t = to.join(e.file_name());
-        if e.file_type().expect("type").is_dir() {
-            copy_tree(&e.path(), &t);
-        } else {
-            fs::copy(e.path(), t).expect("copy");
-        }
-    }
-}
-
-struct Unit {
-    id: String,
-    img: PathBuf,
-    state: PathBuf,
-}
+use std::path::Path;
+use std::process::Output;
 
 fn poll(u: &Unit, keys: &Path, mirrors: &[String], extra: &[&str]) -> Output {
-    let mut a: Vec<String> = [
-        "--erase-size",
-        "4096",
-        "fleet",
-        "poll",
-        "--keys",
-        s(keys),
-        "--min-sigs",
-        "2",
-        "--state",
-        s(&u.state),
-        "--unit-id",
-        &u.id,
-        "--retries",
-        "1",
-        "--backoff-ms",
-        "20",
-        "--timeout",
-        "3",
-        "--no-reboot",
-    ]
-    .iter()
-    .map(|x| x.to_string())
-    .collect();
-    for m in mirrors {
-        a.push("--mirror".into());
-        a.push(m.clone());
-    }
-    a.extend(extra.iter().map(|x| x.to_string()));
-    run(&u.img, &a.iter().map(String::as_str).collect::<Vec<_>>())
-}
-
-fn head(img: &Path) -> String {
-    tool_ok(&["--device", s(img), "--erase-size", "4096", "bundle", "head"])
-        .trim()
-        .to_string()
+    u.poll(None, keys, mirrors, extra)
 }
 
 /// A poll that must refuse with `code` and leave the image byte-identical.
@@ -309,29 +170,21 @@ fn a_signed_bundle_reaches_every_unit_staggered_through_nginx_mirrors() {
         free_port(),
         free_port(),
     );
+    let lo = "127.0.0.1";
     let _nginx = Nginx::start(
         &d.join("nginx"),
+        None,
         &[
-            (p_good, &root),
-            (p_cut, &cut),
-            (p_unsigned, &unsigned),
-            (p_stale, &stale),
+            (lo, p_good, &root),
+            (lo, p_cut, &cut),
+            (lo, p_unsigned, &unsigned),
+            (lo, p_stale, &stale),
         ],
     );
     let url = |p: u16| format!("http://127.0.0.1:{p}");
     let mirrors = vec![url(p_down), url(p_cut), url(p_good)];
 
-    let units: Vec<Unit> = (0..n)
-        .map(|i| {
-            let img = d.join(format!("unit{i:02}.img"));
-            fs::copy(&template, &img).expect("flash unit");
-            Unit {
-                id: format!("unit-{i:02}"),
-                img,
-                state: d.join(format!("state{i:02}")),
-            }
-        })
-        .collect();
+    let units = Unit::flash(d, &template, n);
 
     // Refusals first, on unit 0, each with the image unchanged.
     let u0 = &units[0];
@@ -502,4 +355,77 @@ fn a_signed_bundle_reaches_every_unit_staggered_through_nginx_mirrors() {
         show(&o)
     );
     assert!(fs::read(&units[1].img).expect("image") == before);
+}
+
+#[test]
+fn a_channel_manifest_past_its_expiry_is_refused_with_flash_unchanged() {
+    let tmp = scratch();
+    let d = tmp.path();
+    let keys = Keys::new(d);
+    let template = template(d);
+    let root = d.join("mirror");
+    bundle(&keys, &root, &template, "v2", 2, 0);
+    let t0: u64 = 1_800_000_000;
+    channel(
+        &keys,
+        &root,
+        t0,
+        "0",
+        &["--expires-days", "2", "bundles/v2"],
+    );
+    let m: serde_json::Value =
+        serde_json::from_slice(&fs::read(root.join("stable.json")).expect("channel"))
+            .expect("json");
+    assert_eq!(m["spec"]["expires"], t0 + 2 * 86_400);
+    // A manifest that expires when it is published is malformed (23), even signed.
+    let bad = d.join("mirror-bad");
+    copy_tree(&root, &bad);
+    let mut m2 = m.clone();
+    m2["spec"]["expires"] = serde_json::json!(t0);
+    fs::write(bad.join("stable.json"), m2.to_string()).expect("write");
+    fs::remove_file(bad.join("stable.json.sig")).expect("rm");
+    keys.sign(&bad.join("stable.json"));
+
+    let lo = "127.0.0.1";
+    let (p, p_bad) = (free_port(), free_port());
+    let _nginx = Nginx::start(&d.join("nginx"), None, &[(lo, p, &root), (lo, p_bad, &bad)]);
+    let mirrors = vec![format!("http://{lo}:{p}")];
+    let u = &Unit::flash(d, &template, 1)[0];
+
+    // At expiry and after it: refused (27), flash byte-identical, nothing recorded as taken.
+    for now in [t0 + 2 * 86_400, t0 + 30 * 86_400] {
+        refused(
+            u,
+            &keys.keys_d,
+            &mirrors,
+            &["--now", &now.to_string()],
+            27,
+            "expired",
+        );
+    }
+    assert!(
+        !u.state.join("stable.published").exists(),
+        "an expired manifest was recorded as taken"
+    );
+    refused(
+        u,
+        &keys.keys_d,
+        &[format!("http://{lo}:{p_bad}")],
+        &["--now", &(t0 + 60).to_string()],
+        23,
+        "expires at publication",
+    );
+    // Before expiry: taken.
+    let o = poll(
+        u,
+        &keys.keys_d,
+        &mirrors,
+        &["--now", &(t0 + 86_400).to_string()],
+    );
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("bundle v2 applied"),
+        "{}",
+        show(&o)
+    );
 }

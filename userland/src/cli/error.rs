@@ -62,6 +62,11 @@ pub mod code {
     pub const STALE: u8 = 24;
     /// `fleet poll`: no mirror answered after every retry (the unit keeps running; poll again).
     pub const NO_MIRROR: u8 = 25;
+    /// `fleet publish`, `fleet status --mqtt`, `fleet poll --mqtt`: no MQTT broker took the
+    /// status (down, refused, broken protocol) after every retry. Flash untouched.
+    pub const NO_BROKER: u8 = 26;
+    /// `fleet poll`: the channel manifest is past its `expires` time. Flash untouched.
+    pub const EXPIRED: u8 = 27;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -184,6 +189,10 @@ pub enum CliError {
     NoMirror { tries: u32, last: String },
     #[error("{0}")]
     Http(#[from] snapshot::fleet::http::HttpError),
+    #[error("no MQTT broker answered after {tries} attempt(s): {last}")]
+    NoBroker { tries: u32, last: String },
+    #[error("{0}")]
+    Mqtt(#[from] snapshot::fleet::mqtt::MqttError),
 }
 
 impl CliError {
@@ -214,6 +223,12 @@ impl CliError {
             Config { .. } | Keyring(_) | Key { .. } => code::CONFIG,
             BadHash(_) => code::USAGE,
             NoMirror { .. } => code::NO_MIRROR,
+            NoBroker { .. } => code::NO_BROKER,
+            Mqtt(
+                snapshot::fleet::mqtt::MqttError::BadAddress(_)
+                | snapshot::fleet::mqtt::MqttError::BadTopic { .. },
+            ) => code::USAGE,
+            Mqtt(_) => code::NO_BROKER,
             Http(snapshot::fleet::http::HttpError::TooLarge { .. }) => code::TOO_LARGE,
             Http(_) => code::NO_MIRROR,
             Bundle(b) => match b {
@@ -225,6 +240,7 @@ impl CliError {
                 BundleError::TooLarge { .. } => code::TOO_LARGE,
                 BundleError::BadManifest { .. } => code::BAD_MANIFEST,
                 BundleError::Stale { .. } => code::STALE,
+                BundleError::Expired { .. } => code::EXPIRED,
             },
         }
     }

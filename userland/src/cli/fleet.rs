@@ -12,6 +12,7 @@ use snapshot::fleet::channel::{
     jitter, rollout, ChannelEntry, ChannelManifest, ChannelSpec, KIND_CHANNEL,
 };
 use snapshot::fleet::http::{Client, HttpError};
+use snapshot::fleet::mqtt::{self, MqttError};
 use snapshot::fleet::sign::{Keyring, PublicKey, SecretKey};
 use snapshot::writer::{Outcome, Payload};
 use std::io::{Read, Write};
@@ -398,6 +399,7 @@ pub fn channel(
     name: &str,
     priority: f64,
     published: Option<u64>,
+    expires_days: f64,
     bundles: &[String],
 ) -> Result<(), CliError> {
     let mut entries: Vec<ChannelEntry> = Vec::new();
@@ -412,13 +414,21 @@ pub fn channel(
             version: m.spec.version,
         });
     }
+    let published = published.unwrap_or_else(unix_now);
+    if !(expires_days.is_finite() && expires_days >= 0.0) {
+        return Err(CliError::Refused(format!(
+            "--expires-days {expires_days} is not a number of days >= 0"
+        )));
+    }
     let doc = ChannelManifest {
         api_version: API_VERSION.into(),
         kind: KIND_CHANNEL.into(),
         spec: ChannelSpec {
             channel: name.into(),
-            published: published.unwrap_or_else(unix_now),
+            published,
             priority,
+            expires: (expires_days > 0.0)
+                .then(|| published + (expires_days * 86_400.0).ceil() as u64),
             bundles: entries,
         },
     };
@@ -547,8 +557,56 @@ fn fetch_signed(
     Ok((msg, sig))
 }
 
-/// One poll: channel manifest, rollout decision, bundle, trial write, reboot.
-pub fn poll(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>, do_reboot: bool) -> Result<(), CliError> {
+/// One poll: channel manifest, rollout decision, bundle, trial write; records how it ended in
+/// `<state>/poll.json`, publishes the status when a broker is given (a failure to is logged:
+/// exit 26 unless the poll itself failed or wrote), then reboots into a written bundle.
+pub fn poll(
+    ctx: &Ctx,
+    a: &PollArgs<'_>,
+    t: &Trust<'_>,
+    do_reboot: bool,
+    mqtt: Option<&MqttArgs<'_>>,
+) -> Result<(), CliError> {
+    let r = poll_once(ctx, a, t);
+    let (result, detail) = match &r {
+        Ok(Polled::Written(v)) => ("taken".to_string(), format!("bundle {v} written on trial")),
+        Ok(Polled::Nothing(why)) => ("nothing".to_string(), why.clone()),
+        Err(e) => (format!("exit {}", e.exit_code()), e.to_string()),
+    };
+    let _ = std::fs::create_dir_all(a.state).and_then(|()| {
+        std::fs::write(
+            a.state.join(POLL),
+            serde_json::json!({
+                "time": a.now.unwrap_or_else(unix_now),
+                "result": result,
+                "detail": detail,
+            })
+            .to_string(),
+        )
+    });
+    let published = match mqtt {
+        Some(m) => publish(ctx, a.state, a.unit, a.channel, m).map_err(|e| {
+            eprintln!("snapshot: fleet: status not published: {e}");
+            e
+        }),
+        None => Ok(()),
+    };
+    match r? {
+        Polled::Written(_) if do_reboot => ops::reboot(ctx),
+        Polled::Written(_) => Ok(()),
+        Polled::Nothing(_) => published,
+    }
+}
+
+/// How a poll that did not fail ended.
+enum Polled {
+    /// This bundle version was written on trial.
+    Written(String),
+    /// Nothing to take (up to date, waiting for the rollout, rolled back before): why.
+    Nothing(String),
+}
+
+fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliError> {
     let ring = Keyring::load(t.keys).map_err(CliError::Keyring)?;
     let client = Client { timeout: a.timeout };
     let mirrors = if a.in_order {
@@ -559,11 +617,12 @@ pub fn poll(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>, do_reboot: bool) -> Resu
     } else {
         shuffled(a.mirrors)
     };
-    let id = {
-        let (_lock, mut dev) = ctx.open(false)?;
-        hex(&view_id(&ops::read_view(&mut dev)))
-    };
     std::fs::create_dir_all(a.state).map_err(io_err("creating", a.state))?;
+    let (id, rolled) = {
+        let (_lock, mut dev) = ctx.open(false)?;
+        let view = ops::read_view(&mut dev);
+        (hex(&view_id(&view)), rollbacks(&mut dev, &view, a.state))
+    };
     let seen_path = a.state.join(format!("{}.published", a.channel));
     let seen: u64 = std::fs::read_to_string(&seen_path)
         .ok()
@@ -580,6 +639,15 @@ pub fn poll(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>, do_reboot: bool) -> Resu
             }
             .into());
         }
+        let now = a.now.unwrap_or_else(unix_now);
+        if let Some(expires) = c.spec.expires.filter(|x| now >= *x) {
+            return Err(BundleError::Expired {
+                what: cname.clone(),
+                expires,
+                now,
+            }
+            .into());
+        }
         if c.spec.published < seen {
             return Err(BundleError::Stale {
                 what: cname.clone(),
@@ -592,21 +660,38 @@ pub fn poll(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>, do_reboot: bool) -> Resu
     })?;
     write_file(&seen_path, format!("{}\n", chan.spec.published).as_bytes())?;
     let Some(entry) = chan.entry_for(&id) else {
-        println!(
+        let why = format!(
             "up to date: channel {} ({mirror}) has no bundle for chain {id}",
             a.channel
         );
-        return Ok(());
+        println!("{why}");
+        return Ok(Polled::Nothing(why));
     };
+    // A bundle that rolled back here is not taken again (the unit would loop through its
+    // trial boots): a fixed bundle comes with a new version.
+    if let Some(r) = rolled
+        .iter()
+        .find(|r| r["version"] == entry.version.as_str())
+    {
+        let why = format!(
+            "not taking bundle {} again: it rolled back on this unit ({}: {})",
+            entry.version,
+            r["reason"].as_str().unwrap_or("?"),
+            r["detail"].as_str().unwrap_or("")
+        );
+        println!("{why}");
+        return Ok(Polled::Nothing(why));
+    }
     let now = a.now.unwrap_or_else(unix_now);
     let p = rollout(now as i64 - chan.spec.published as i64, chan.spec.priority);
     let u = jitter(a.unit, &entry.version);
     if p <= u {
-        println!(
+        let why = format!(
             "waiting: bundle {} rolls out over {} day(s); {p:.4} of units may take it now, unit {} at {u:.4}",
             entry.version, chan.spec.priority, a.unit
         );
-        return Ok(());
+        println!("{why}");
+        return Ok(Polled::Nothing(why));
     }
     println!(
         "taking bundle {} ({:.4} of units may take it now, unit {} at {u:.4})",
@@ -669,33 +754,155 @@ pub fn poll(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>, do_reboot: bool) -> Resu
         }
         .into());
     }
-    // Recorded before the reboot: the version this unit now runs on trial.
-    let vpath = a.state.join("version");
+    // Recorded before the reboot: the version this unit now runs on trial, and the one below
+    // it (back in force if it rolls back).
+    let vpath = a.state.join(VERSION);
+    let before = std::fs::read_to_string(&vpath).ok();
     apply_checked(ctx, &checked, false)?;
+    let bpath = a.state.join(VERSION_BEFORE);
+    match before {
+        Some(v) => write_file(&bpath, v.as_bytes())?,
+        None => {
+            let _ = std::fs::remove_file(&bpath);
+        }
+    }
     write_file(
         &vpath,
         format!("{}\n", checked.manifest.spec.version).as_bytes(),
     )?;
-    if do_reboot {
-        ops::reboot(ctx)?;
-    }
-    Ok(())
+    Ok(Polled::Written(checked.manifest.spec.version))
 }
 
-/// `fleet status --json`: the unit's observed state as one versioned document (the document a
-/// later `--publish` sends to the broker).
-pub fn status(
+/// The rollback the chain shows: the block right above the last snapshot whose trial boots
+/// ran out unconfirmed (the boot left it out; the next write erases it). Its header, when it
+/// still reads.
+fn rolled_back_block(
+    dev: &mut super::device::Device,
+    view: &snapinit::chain::ChainView,
+) -> Option<(u32, snapinit::header::Header)> {
+    use snapinit::chain::{End, Reject};
+    let r = match view.end {
+        End::Rejected(r) if r.reason == Reject::TrialExhausted => r,
+        _ => view
+            .rejected_volatiles
+            .iter()
+            .find(|r| r.reason == Reject::TrialExhausted)
+            .copied()?,
+    };
+    match snapinit::chain::read_header(dev, r.offset) {
+        Ok(Ok(h)) => Some((r.offset, h)),
+        _ => None,
+    }
+}
+
+fn read_json(path: &Path) -> Option<serde_json::Value> {
+    let bytes = read_limited(path, "a state file", MAX_MANIFEST).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Payload SHA-256s of bundles that rolled back on this unit (`<state>/rolled-back.json`, a
+/// list of `{payloadSha256, version, reason, detail, time}`): `fleet poll` does not take them
+/// again.
+const ROLLED_BACK: &str = "rolled-back.json";
+/// `<state>/version`: the bundle version `fleet poll` last wrote; `version.before`: the one
+/// it replaced (put back when the new one rolls back).
+const VERSION: &str = "version";
+const VERSION_BEFORE: &str = "version.before";
+
+/// The rollbacks this unit has seen, oldest first (`<state>/rolled-back.json`), with the one the
+/// chain shows now added (and the recorded version put back to the one below it).
+fn rollbacks(
+    dev: &mut super::device::Device,
+    view: &snapinit::chain::ChainView,
+    state: &Path,
+) -> Vec<serde_json::Value> {
+    use snapinit::header::Trial;
+    let read = |name: &str| {
+        std::fs::read_to_string(state.join(name))
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    let last_health = read_json(&state.join(HEALTH));
+    let mut rolled: Vec<serde_json::Value> = read_json(&state.join(ROLLED_BACK))
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default();
+    if let Some((offset, h)) = rolled_back_block(dev, view) {
+        let sha = hex(&h.fields.payload_sha256);
+        if !rolled.iter().any(|r| r["payloadSha256"] == sha.as_str()) {
+            // Why: the health check's last verdict on that very block, when it failed;
+            // otherwise the boots ran out without any verdict (a hang, a unit that never
+            // reached the check).
+            let hh = hex(&h.hash);
+            let failed = last_health
+                .as_ref()
+                .filter(|l| l["headerHash"] == hh.as_str() && l["ok"] == false);
+            let (reason, detail) = match failed {
+                Some(l) => (
+                    "healthCheckFailed",
+                    l["failed"]
+                        .as_array()
+                        .map(|f| {
+                            f.iter()
+                                .filter_map(|x| x.as_str())
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        })
+                        .unwrap_or_default(),
+                ),
+                None => (
+                    "trialExhausted",
+                    format!(
+                        "{} trial boot(s) spent without a confirmation",
+                        match h.trial() {
+                            Trial::Exhausted { budget } => budget,
+                            _ => 0,
+                        }
+                    ),
+                ),
+            };
+            rolled.push(serde_json::json!({
+                "snapshot": h.fields.seq,
+                "offset": offset,
+                "headerHash": hh,
+                "payloadSha256": sha,
+                "version": read("version"),
+                "reason": reason,
+                "detail": detail,
+                "time": unix_now(),
+            }));
+            // The newest 32: the file stays far below the size read back.
+            let excess = rolled.len().saturating_sub(32);
+            rolled.drain(..excess);
+            // Best effort: a read-only state directory still gets the document.
+            if std::fs::create_dir_all(state).is_ok() {
+                let _ = std::fs::write(
+                    state.join(ROLLED_BACK),
+                    serde_json::to_vec(&rolled).unwrap_or_default(),
+                );
+                // The unit runs the version below the rolled-back one again.
+                let _ = match read(VERSION_BEFORE) {
+                    Some(v) => std::fs::write(state.join(VERSION), format!("{v}\n")),
+                    None => std::fs::remove_file(state.join(VERSION)),
+                };
+            }
+        }
+    }
+    rolled
+}
+
+/// The unit's observed state as one versioned document (kind UnitStatus, docs/FLEET.md):
+/// what `fleet status --json` prints and `fleet publish` sends. Records a rollback the chain
+/// shows in the state directory, so it is still reported after the next write erases it.
+pub fn unit_doc(
     ctx: &Ctx,
     state: &Path,
     unit: &str,
     channel: &str,
-    json: bool,
-) -> Result<(), CliError> {
+) -> Result<serde_json::Value, CliError> {
     use snapinit::header::Trial;
     let (_lock, mut dev) = ctx.open(false)?;
     let view = ops::read_view(&mut dev);
     let mut on_trial = false;
-    let mut rolled_back = None;
     let snaps: Vec<serde_json::Value> = view
         .snapshots
         .iter()
@@ -707,10 +914,7 @@ pub fn status(
                     on_trial = true;
                     ("onTrial", used, budget)
                 }
-                Trial::Exhausted { budget } => {
-                    rolled_back = Some(i + 1);
-                    ("exhausted", budget.min(255) as u8, budget)
-                }
+                Trial::Exhausted { budget } => ("exhausted", budget.min(255) as u8, budget),
             };
             serde_json::json!({
                 "seq": i + 1,
@@ -729,7 +933,9 @@ pub fn status(
             .ok()
             .map(|s| s.trim().to_string())
     };
-    let doc = serde_json::json!({
+    let last_health = read_json(&state.join(HEALTH));
+    let rolled = rollbacks(&mut dev, &view, state);
+    Ok(serde_json::json!({
         "apiVersion": API_VERSION,
         "kind": "UnitStatus",
         "status": {
@@ -740,126 +946,362 @@ pub fn status(
             "chainId": hex(&view_id(&view)),
             "snapshots": snaps,
             "onTrial": on_trial,
-            "lastRollback": rolled_back.map(|seq| serde_json::json!({
-                "snapshot": seq,
-                "reason": "trialExhausted",
-            })),
+            "lastHealth": last_health,
+            "lastPoll": read_json(&state.join(POLL)),
+            "lastRollback": rolled.last(),
+            "reported": unix_now(),
         }
-    });
+    }))
+}
+
+/// `<state>/health.json`: `snapshot health`'s last verdict on a boot on trial.
+pub const HEALTH: &str = "health.json";
+/// `<state>/poll.json`: how the last `fleet poll` ended.
+pub const POLL: &str = "poll.json";
+
+/// `fleet status`: this unit's status document (`--json`) or a summary of it.
+pub fn status(
+    ctx: &Ctx,
+    state: &Path,
+    unit: &str,
+    channel: &str,
+    json: bool,
+) -> Result<(), CliError> {
+    let doc = unit_doc(ctx, state, unit, channel)?;
     if json {
         println!("{doc}");
-    } else {
+        return Ok(());
+    }
+    let st = &doc["status"];
+    println!(
+        "unit {unit}: chain {} ({} snapshot(s)){}, channel {channel}, version {}",
+        st["chainId"].as_str().unwrap_or("?"),
+        st["snapshots"].as_array().map_or(0, Vec::len),
+        if st["onTrial"] == true {
+            ", on trial"
+        } else {
+            ""
+        },
+        st["version"].as_str().unwrap_or("-")
+    );
+    if let Some(r) = st["lastRollback"].as_object() {
         println!(
-            "unit {unit}: chain {} ({} snapshot(s)){}, channel {channel}, version {}",
-            hex(&view_id(&view)),
-            view.snapshots.len(),
-            if on_trial { ", on trial" } else { "" },
-            read("version").unwrap_or_else(|| "-".into())
+            "rolled back: snapshot {} ({}): {}",
+            r["snapshot"],
+            r["reason"].as_str().unwrap_or("?"),
+            r["detail"].as_str().unwrap_or("")
         );
-        if let Some(seq) = rolled_back {
-            println!("rolled back: snapshot {seq} ran out of trial boots unconfirmed");
-        }
     }
     Ok(())
 }
 
-/// `fleet report FILES...`: the fleet from UnitStatus documents (as units publish them): how
-/// many units on which chain id and version, on trial, rolled back; `--json`, `--html FILE`.
+/// Where and how `fleet publish` (and `fleet poll --mqtt`) reach the broker.
+pub struct MqttArgs<'a> {
+    pub broker: &'a str,
+    pub prefix: &'a str,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub backoff: Duration,
+}
+
+/// Publishes this unit's status document, retained, under `<prefix>/<unit>/state`; retries with
+/// backoff, then fails with exit 26 (the unit keeps working: the next poll publishes again).
+pub fn publish(
+    ctx: &Ctx,
+    state: &Path,
+    unit: &str,
+    channel: &str,
+    m: &MqttArgs<'_>,
+) -> Result<(), CliError> {
+    let topic = mqtt::state_topic(m.prefix, unit)?;
+    let doc = unit_doc(ctx, state, unit, channel)?;
+    let payload = doc.to_string();
+    let mut wait = m.backoff;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let r = mqtt::Session::connect(m.broker, &format!("snapinit-{unit}"), m.timeout).and_then(
+            |mut s| {
+                s.publish_retained(&topic, payload.as_bytes())?;
+                s.disconnect();
+                Ok(())
+            },
+        );
+        match r {
+            Ok(()) => {
+                println!(
+                    "published the status of unit {unit} to {} as {topic} (retained, {} bytes)",
+                    m.broker,
+                    payload.len()
+                );
+                return Ok(());
+            }
+            Err(e @ (MqttError::BadAddress(_) | MqttError::BadTopic { .. })) => {
+                return Err(e.into())
+            }
+            Err(e) if tries > m.retries => {
+                return Err(CliError::NoBroker {
+                    tries,
+                    last: e.to_string(),
+                })
+            }
+            Err(e) => {
+                eprintln!(
+                    "snapshot: fleet: publishing: {e}; retrying in {} ms",
+                    wait.as_millis()
+                );
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(300));
+            }
+        }
+    }
+}
+
+/// `fleet status --mqtt BROKER`: every unit's retained status document under
+/// `<prefix>/+/state`, summed up as `fleet report` does.
+pub fn status_mqtt(m: &MqttArgs<'_>, json: bool, html: Option<&Path>) -> Result<(), CliError> {
+    let mut nonce = [0u8; 8];
+    if rustix::rand::getrandom(&mut nonce, rustix::rand::GetRandomFlags::INSECURE).is_err() {
+        nonce = unix_now().to_le_bytes();
+    }
+    let me = format!("snapinit-status-{}", hex(&nonce));
+    let mut tries = 0;
+    let mut wait = m.backoff;
+    let msgs = loop {
+        tries += 1;
+        let r = mqtt::Session::connect(m.broker, &me, m.timeout).and_then(|mut s| {
+            let msgs = s.collect_retained(
+                &format!("{}/+/state", m.prefix),
+                &format!("{}/{me}/end", m.prefix),
+            )?;
+            s.disconnect();
+            Ok(msgs)
+        });
+        match r {
+            Ok(msgs) => break msgs,
+            Err(e @ (MqttError::BadAddress(_) | MqttError::BadTopic { .. })) => {
+                return Err(e.into())
+            }
+            Err(e) if tries > m.retries => {
+                return Err(CliError::NoBroker {
+                    tries,
+                    last: e.to_string(),
+                })
+            }
+            Err(e) => {
+                eprintln!("snapshot: fleet: {e}; retrying in {} ms", wait.as_millis());
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(300));
+            }
+        }
+    };
+    // The broker is not trusted to be tidy: a message that is not a status document is
+    // named and left out, not fatal.
+    let mut docs = Vec::new();
+    for (topic, bytes) in msgs {
+        match parse_unit_doc(&topic, &bytes) {
+            Ok(v) => docs.push(v),
+            Err(e) => eprintln!("snapshot: fleet: {topic}: left out: {e}"),
+        }
+    }
+    summarize(&docs, json, html)
+}
+
+fn parse_unit_doc(what: &str, bytes: &[u8]) -> Result<serde_json::Value, BundleError> {
+    let bad = |detail: String| BundleError::BadManifest {
+        what: what.to_string(),
+        detail,
+    };
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+    if v["apiVersion"] != API_VERSION || v["kind"] != "UnitStatus" {
+        return Err(bad("not a snapinit.fleet/v1 UnitStatus".into()));
+    }
+    Ok(v)
+}
+
+/// `fleet report FILES...`: the fleet from UnitStatus documents (as units publish them).
 pub fn report(files: &[PathBuf], json: bool, html: Option<&Path>) -> Result<(), CliError> {
-    use std::collections::BTreeMap;
-    let mut chains: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    let mut on_trial = Vec::new();
-    let mut rolled_back = Vec::new();
+    let mut docs = Vec::new();
     for f in files {
         let bytes = read_limited(f, "a status document", MAX_MANIFEST)?;
-        let bad = |detail: String| BundleError::BadManifest {
-            what: f.display().to_string(),
-            detail,
-        };
-        let v: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
-        if v["apiVersion"] != API_VERSION || v["kind"] != "UnitStatus" {
-            return Err(bad("not a snapinit.fleet/v1 UnitStatus".into()).into());
-        }
+        docs.push(parse_unit_doc(&f.display().to_string(), &bytes)?);
+    }
+    summarize(&docs, json, html)
+}
+
+/// How many units on which chain id and version, on trial, rolled back and why; `--json`
+/// (kind FleetReport), `--html FILE`.
+fn summarize(docs: &[serde_json::Value], json: bool, html: Option<&Path>) -> Result<(), CliError> {
+    use std::collections::BTreeMap;
+    let mut chains: BTreeMap<(String, String, String), Vec<String>> = BTreeMap::new();
+    let mut on_trial = Vec::new();
+    let mut rolled_back = Vec::new();
+    // When each unit's running version was written: its newest snapshot's creation time.
+    let mut taken: Vec<(u64, String, String)> = Vec::new();
+    for v in docs {
         let st = &v["status"];
-        let unit = st["unit"].as_str().unwrap_or("?").to_string();
-        let chain = st["chainId"].as_str().unwrap_or("?").to_string();
-        let version = st["version"].as_str().unwrap_or("-").to_string();
+        let text = |k: &str, none: &str| st[k].as_str().unwrap_or(none).to_string();
+        let unit = text("unit", "?");
+        let version = text("version", "-");
         chains
-            .entry((chain, version))
+            .entry((text("chainId", "?"), version.clone(), text("channel", "-")))
             .or_default()
             .push(unit.clone());
         if st["onTrial"] == true {
             on_trial.push(unit.clone());
         }
         if let Some(r) = st["lastRollback"].as_object() {
-            let why = r
-                .get("reason")
-                .and_then(|x| x.as_str())
-                .unwrap_or("?")
-                .to_string();
-            rolled_back.push((unit, why));
+            let field = |k: &str| r.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+            rolled_back.push((
+                unit.clone(),
+                field("reason"),
+                field("version"),
+                field("detail"),
+            ));
+        }
+        let created = st["snapshots"]
+            .as_array()
+            .and_then(|s| s.last())
+            .and_then(|s| s["created"].as_u64());
+        if let (Some(t), true) = (created, version != "-") {
+            taken.push((t, version, unit));
         }
     }
     let doc = serde_json::json!({
         "apiVersion": API_VERSION,
         "kind": "FleetReport",
         "status": {
-            "units": files.len(),
-            "chains": chains.iter().map(|((c, v), u)| serde_json::json!({
-                "chainId": c, "version": v, "count": u.len(), "units": u,
+            "units": docs.len(),
+            "chains": chains.iter().map(|((c, v, ch), u)| serde_json::json!({
+                "chainId": c, "version": v, "channel": ch, "count": u.len(), "units": u,
             })).collect::<Vec<_>>(),
             "onTrial": on_trial,
-            "rolledBack": rolled_back.iter().map(|(u, w)| serde_json::json!({"unit": u, "reason": w})).collect::<Vec<_>>(),
+            "rolledBack": rolled_back.iter().map(|(u, w, v, d)| serde_json::json!({"unit": u, "reason": w, "version": v, "detail": d})).collect::<Vec<_>>(),
         }
     });
     if json {
         println!("{doc}");
     } else {
-        println!("{} unit(s)", files.len());
-        for ((c, v), u) in &chains {
-            println!("  {:>4}  {v:<12} {}", u.len(), &c[..c.len().min(16)]);
+        println!("{} unit(s)", docs.len());
+        for ((c, v, ch), u) in &chains {
+            println!(
+                "  {:>4}  {v:<12} {ch:<10} {}",
+                u.len(),
+                &c[..c.len().min(16)]
+            );
         }
         println!("  on trial: {}", on_trial.len());
-        for (u, w) in &rolled_back {
-            println!("  rolled back: {u} ({w})");
+        for (u, w, v, d) in &rolled_back {
+            println!("  rolled back: {u} ({w}, {v}): {d}");
         }
     }
     if let Some(path) = html {
-        let esc = |s: &str| {
-            s.replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
-                .replace('"', "&quot;")
-        };
-        let total = files.len().max(1);
-        let mut rows = String::new();
-        for ((c, v), u) in &chains {
-            rows += &format!(
-                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td><div class=bar style=\"width:{}%\"></div></td><td>{}</td></tr>\n",
-                esc(v),
-                esc(&c[..c.len().min(16)]),
-                u.len(),
-                u.len() * 100 / total,
-                esc(&u.join(", "))
-            );
-        }
-        let mut rb = String::new();
-        for (u, w) in &rolled_back {
-            rb += &format!("<li>{}: {}</li>\n", esc(u), esc(w));
-        }
-        let page = format!(
-            "<!doctype html><html><head><meta charset=utf-8><title>snapinit fleet</title>\
-             <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:4px 8px;text-align:left}}\
-             .bar{{background:#3a7;height:1em}}</style></head><body>\
-             <h1>Fleet: {} unit(s)</h1><table><tr><th>version</th><th>chain id</th><th>units</th><th></th><th>which</th></tr>\n{rows}</table>\
-             <h2>On trial: {}</h2><p>{}</p><h2>Rolled back: {}</h2><ul>{rb}</ul></body></html>\n",
-            files.len(),
-            on_trial.len(),
-            esc(&on_trial.join(", ")),
-            rolled_back.len()
-        );
+        taken.sort();
+        let page = html_page(docs.len(), &chains, &on_trial, &rolled_back, &taken);
         write_file(path, page.as_bytes())?;
     }
     Ok(())
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// One self-contained page (inline CSS and SVG, no script): units per chain id, version and
+/// channel; the rollout over time (units on each version by when they wrote it); on trial;
+/// rollbacks and their reasons.
+fn html_page(
+    units: usize,
+    chains: &std::collections::BTreeMap<(String, String, String), Vec<String>>,
+    on_trial: &[String],
+    rolled_back: &[(String, String, String, String)],
+    taken: &[(u64, String, String)],
+) -> String {
+    let total = units.max(1);
+    let mut rows = String::new();
+    for ((c, v, ch), u) in chains {
+        rows += &format!(
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td>\
+             <td><div class=bar style=\"width:{}px\"></div></td><td>{}</td></tr>\n",
+            esc(v),
+            esc(ch),
+            esc(&c[..c.len().min(16)]),
+            u.len(),
+            u.len() * 300 / total,
+            esc(&u.join(", "))
+        );
+    }
+    // The rollout: one step line per version, x = time, y = units on it.
+    let (w, h) = (600.0, 200.0);
+    let mut svg = String::new();
+    if let (Some(first), Some(last)) = (taken.first(), taken.last()) {
+        let span = (last.0 - first.0).max(1) as f64;
+        let x = |t: u64| 40.0 + (t - first.0) as f64 / span * (w - 60.0);
+        let y = |k: usize| h - 20.0 - k as f64 / total as f64 * (h - 40.0);
+        let mut versions: Vec<&String> = taken.iter().map(|t| &t.1).collect();
+        versions.sort();
+        versions.dedup();
+        let colours = ["#3a7", "#37a", "#a73", "#a3a", "#777"];
+        for (i, v) in versions.iter().enumerate() {
+            let mut pts = format!("{:.1},{:.1}", x(first.0), y(0));
+            let mut k = 0;
+            for t in taken.iter().filter(|t| &t.1 == *v) {
+                pts += &format!(" {:.1},{:.1}", x(t.0), y(k));
+                k += 1;
+                pts += &format!(" {:.1},{:.1}", x(t.0), y(k));
+            }
+            pts += &format!(" {:.1},{:.1}", x(last.0), y(k));
+            let c = colours[i % colours.len()];
+            svg += &format!(
+                "<polyline fill=none stroke=\"{c}\" stroke-width=3 points=\"{pts}\"/>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" fill=\"{c}\">{} ({k})</text>",
+                x(last.0) - 50.0,
+                y(k) - 6.0,
+                esc(v)
+            );
+        }
+        svg = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\">\
+             <line x1=40 y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#999\"/>\
+             <line x1=40 y1=20 x2=40 y2=\"{b}\" stroke=\"#999\"/>\
+             <text x=0 y=24>{total}</text><text x=0 y=\"{b}\">0</text>{svg}</svg>\
+             <p class=note>from {} to {} (Unix seconds: when each unit wrote the version it runs)</p>",
+            first.0,
+            last.0,
+            b = h - 20.0,
+            r = w - 20.0
+        );
+    } else {
+        svg = "<p class=note>no unit runs a fleet bundle yet</p>".into();
+    }
+    let mut rb = String::new();
+    for (u, why, v, d) in rolled_back {
+        rb += &format!(
+            "<tr><td>{}</td><td>{}</td><td class=why>{}</td><td>{}</td></tr>\n",
+            esc(u),
+            esc(v),
+            esc(why),
+            esc(d)
+        );
+    }
+    format!(
+        "<!doctype html><html><head><meta charset=utf-8><title>snapinit fleet</title>\
+         <style>body{{font-family:sans-serif;margin:2em;background:#fff;color:#222}}\
+         td,th{{padding:4px 8px;text-align:left;border-bottom:1px solid #ddd}}\
+         .bar{{background:#3a7;height:1em}}.why{{color:#b22;font-weight:bold}}\
+         .note{{color:#666;font-size:small}}</style></head><body>\
+         <h1>Fleet: {units} unit(s)</h1>\
+         <h2>Units per chain</h2><table><tr><th>version</th><th>channel</th><th>chain id</th>\
+         <th>units</th><th></th><th>which</th></tr>\n{rows}</table>\
+         <h2>Rollout over time</h2>{svg}\
+         <h2>On trial: {}</h2><p>{}</p>\
+         <h2>Rolled back: {}</h2><table><tr><th>unit</th><th>version</th><th>reason</th>\
+         <th>detail</th></tr>\n{rb}</table></body></html>\n",
+        on_trial.len(),
+        esc(&on_trial.join(", ")),
+        rolled_back.len()
+    )
 }

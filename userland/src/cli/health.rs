@@ -277,27 +277,52 @@ impl Watchdog {
     }
 }
 
-pub fn health(ctx: &Ctx, config: &Path, once: bool, do_reboot: bool) -> Result<(), CliError> {
+/// Records a verdict on the lowest block on trial in `<state>/health.json` (best effort: a
+/// read-only state directory must not stop the check), for `fleet status` to report and to
+/// name as the reason when that block rolls back.
+fn record(state: &Path, block: &snapinit::chain::Block, failed: &[String]) {
+    let doc = serde_json::json!({
+        "time": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        "ok": failed.is_empty(),
+        "failed": failed,
+        "snapshot": block.header.fields.seq,
+        "headerHash": snapshot::fleet::bundle::hex(&block.header.hash),
+    });
+    let _ = std::fs::create_dir_all(state)
+        .and_then(|()| std::fs::write(state.join(super::fleet::HEALTH), doc.to_string()));
+}
+
+pub fn health(
+    ctx: &Ctx,
+    config: &Path,
+    once: bool,
+    do_reboot: bool,
+    state: &Path,
+) -> Result<(), CliError> {
     let checks = read_config(config)?;
-    let on_trial = {
+    let trial_block = {
         let (_lock, mut dev) = ctx.open(false)?;
         let view = Writer::new(&mut dev).read();
         view.snapshots
             .iter()
             .chain(view.volatile())
-            .filter(|b| matches!(b.header.trial(), Trial::OnTrial { .. }))
-            .count()
+            .find(|b| matches!(b.header.trial(), Trial::OnTrial { .. }))
+            .copied()
     };
-    if on_trial == 0 {
+    let Some(trial_block) = trial_block else {
         println!("health: nothing is on trial");
         return Ok(());
-    }
+    };
     let mut dog = Watchdog::open(checks.watchdog);
     loop {
         dog.pet();
         let failed = run_checks(&checks);
         if failed.is_empty() {
             super::ops::confirm(ctx)?;
+            record(state, &trial_block, &failed);
             dog.release();
             println!("health: every check passed; the boot on trial is confirmed");
             return Ok(());
@@ -307,6 +332,7 @@ pub fn health(ctx: &Ctx, config: &Path, once: bool, do_reboot: bool) -> Result<(
         }
         let up = uptime();
         if once || up >= checks.deadline {
+            record(state, &trial_block, &failed);
             eprintln!(
                 "health: not confirmed {} s after boot: rebooting to spend the next trial (the unit rolls back when none is left)",
                 up

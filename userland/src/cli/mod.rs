@@ -21,6 +21,8 @@ use std::time::Duration;
 
 /// Where `snapshot health` reads its checks.
 pub const DEFAULT_HEALTH_CONFIG: &str = "/etc/config/snapshot";
+/// Where `fleet poll` and `health` keep what `fleet status` reports.
+pub const DEFAULT_FLEET_STATE: &str = "/etc/snapshot/fleet";
 
 const ABOUT: &str = "Manage snapinit's snapshot chain on the rootfs_data flash partition";
 
@@ -63,7 +65,10 @@ Exit status:
   22  bundle: larger than the limit (--max-size): flash untouched
   23  bundle: the signed manifest cannot be used (format, version): flash untouched
   24  fleet poll: the channel manifest is older than one already taken (replay): flash untouched
-  25  fleet poll: no mirror answered after every retry: flash untouched";
+  25  fleet poll: no mirror answered after every retry: flash untouched
+  26  fleet publish/status --mqtt/poll --mqtt: no MQTT broker took or gave the status after
+      every retry (the unit keeps working; the next poll publishes again): flash untouched
+  27  fleet poll: the channel manifest is past its expiry time (stale): flash untouched";
 
 #[derive(Debug, Parser)]
 #[command(name = "snapshot", version, about = ABOUT, long_about = LONG_ABOUT, after_long_help = EXIT_CODES)]
@@ -221,6 +226,9 @@ enum Cmd {
         /// Do not reboot on failure (exit 17 instead)
         #[arg(long)]
         no_reboot: bool,
+        /// Where the verdict is recorded (health.json, for `fleet status` and `fleet publish`)
+        #[arg(long, default_value = DEFAULT_FLEET_STATE, value_name = "DIR")]
+        state: PathBuf,
     },
     /// Erase the leftovers of interrupted or dropped writes (done before every write anyway)
     ///
@@ -341,6 +349,10 @@ enum BundleCmd {
         /// Publication time, Unix seconds [default: now]
         #[arg(long, value_name = "UNIX")]
         published: Option<u64>,
+        /// Units refuse the manifest this many days after publication (a mirror frozen in
+        /// the past holds them back no longer); 0: it never expires
+        #[arg(long, default_value_t = 30.0, value_name = "DAYS")]
+        expires_days: f64,
         /// Bundle directories, relative to ROOT (the last one given for a base wins)
         #[arg(required = true)]
         bundles: Vec<String>,
@@ -361,10 +373,35 @@ enum FleetCmd {
         #[arg(long)]
         no_reboot: bool,
     },
-    /// Show this unit's state: chain id, snapshots and their trial state, version, rollback
+    /// Show this unit's state (chain id, snapshots and their trial state, version, last health
+    /// check, last rollback and why); with --mqtt, the whole fleet's from the broker
+    ///
+    /// --mqtt subscribes to PREFIX/+/state and sums up every unit's retained status document:
+    /// units per chain id and version, on trial, rolled back and why.
     Status {
         #[command(flatten)]
         args: StatusArgs,
+        /// Read every unit's status from this MQTT broker (HOST[:PORT], port 1883 by default)
+        #[arg(long, value_name = "HOST[:PORT]")]
+        mqtt: Option<String>,
+        /// With --mqtt: also write one self-contained HTML page
+        #[arg(long, value_name = "FILE", requires = "mqtt")]
+        html: Option<PathBuf>,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Publish this unit's status document to an MQTT broker, retained, as PREFIX/UNIT/state
+    ///
+    /// QoS 1, waited for the broker's acknowledgement; retried with backoff, then exit 26 (the
+    /// unit keeps working, the next poll or publish sends the state again).
+    Publish {
+        #[command(flatten)]
+        unit: UnitArgs,
+        /// The MQTT broker, HOST[:PORT] (port 1883 by default)
+        #[arg(long, value_name = "HOST[:PORT]")]
+        mqtt: String,
+        #[command(flatten)]
+        broker: BrokerArgs,
     },
     /// Sum up the fleet from units' `fleet status --json` documents: units per chain id and
     /// version, on trial, rolled back and why
@@ -399,7 +436,7 @@ enum FleetCmd {
         #[command(flatten)]
         trust: TrustArgs,
         /// Where the unit keeps what it has taken (the last channel's publication time)
-        #[arg(long, default_value = "/etc/snapshot/fleet", value_name = "DIR")]
+        #[arg(long, default_value = DEFAULT_FLEET_STATE, value_name = "DIR")]
         state: PathBuf,
         /// This unit's id for the rollout [default: the hostname]
         #[arg(long, value_name = "ID")]
@@ -419,7 +456,41 @@ enum FleetCmd {
         /// Do not reboot after writing
         #[arg(long)]
         no_reboot: bool,
+        /// Publish the unit's status to this MQTT broker (HOST[:PORT]) when the poll ends
+        #[arg(long, value_name = "HOST[:PORT]")]
+        mqtt: Option<String>,
+        /// The topic prefix: the status goes to PREFIX/UNIT/state
+        #[arg(long, default_value = "snapinit", value_name = "PREFIX")]
+        topic_prefix: String,
     },
+}
+
+#[derive(Debug, Args)]
+struct BrokerArgs {
+    /// The topic prefix: a unit's status is PREFIX/UNIT/state
+    #[arg(long, default_value = "snapinit", value_name = "PREFIX")]
+    topic_prefix: String,
+    /// Attempts after the first when the broker does not answer
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    retries: u32,
+    /// First wait between attempts, in milliseconds (doubles each time, at most 5 min)
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    backoff_ms: u64,
+    /// Connect and read timeout, in seconds
+    #[arg(long, default_value_t = 15, value_name = "SECS")]
+    timeout: u64,
+}
+
+impl BrokerArgs {
+    fn mqtt<'a>(&'a self, broker: &'a str) -> fleet::MqttArgs<'a> {
+        fleet::MqttArgs {
+            broker,
+            prefix: &self.topic_prefix,
+            timeout: Duration::from_secs(self.timeout),
+            retries: self.retries,
+            backoff: Duration::from_millis(self.backoff_ms),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -427,8 +498,14 @@ struct StatusArgs {
     /// Print the versioned JSON document (apiVersion/kind, as docs/FLEET.md describes)
     #[arg(long)]
     json: bool,
-    /// The state directory `fleet poll` keeps
-    #[arg(long, default_value = "/etc/snapshot/fleet", value_name = "DIR")]
+    #[command(flatten)]
+    unit: UnitArgs,
+}
+
+#[derive(Debug, Args)]
+struct UnitArgs {
+    /// The state directory `fleet poll` and `health` keep
+    #[arg(long, default_value = DEFAULT_FLEET_STATE, value_name = "DIR")]
     state: PathBuf,
     /// This unit's id [default: the hostname]
     #[arg(long, value_name = "ID")]
@@ -567,7 +644,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
             config,
             once,
             no_reboot,
-        } => health::health(&ctx, &config, once, !no_reboot),
+            state,
+        } => health::health(&ctx, &config, once, !no_reboot, &state),
         Cmd::Repair { yes } => ops::repair(&ctx, yes),
         Cmd::Extract { id, dir, salvage } => read::extract(&ctx, &id, &dir, salvage),
         Cmd::Diff { id, rom } => read::diff(&ctx, id.as_deref(), &rom),
@@ -606,8 +684,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 channel,
                 priority,
                 published,
+                expires_days,
                 bundles,
-            } => fleet::channel(&root, &channel, priority, published, &bundles),
+            } => fleet::channel(&root, &channel, priority, published, expires_days, &bundles),
         },
         Cmd::Fleet { cmd } => match cmd {
             FleetCmd::Apply {
@@ -615,12 +694,27 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 trust,
                 no_reboot,
             } => fleet::apply(&ctx, &dir, &trust.trust(), !no_reboot),
-            FleetCmd::Status { args } => fleet::status(
+            FleetCmd::Status {
+                args,
+                mqtt: Some(m),
+                html,
+                broker,
+            } => fleet::status_mqtt(&broker.mqtt(&m), args.json, html.as_deref()),
+            FleetCmd::Status {
+                args, mqtt: None, ..
+            } => fleet::status(
                 &ctx,
-                &args.state,
-                &args.unit_id.unwrap_or_else(hostname),
-                &args.channel,
+                &args.unit.state,
+                &args.unit.unit_id.unwrap_or_else(hostname),
+                &args.unit.channel,
                 args.json,
+            ),
+            FleetCmd::Publish { unit, mqtt, broker } => fleet::publish(
+                &ctx,
+                &unit.state,
+                &unit.unit_id.unwrap_or_else(hostname),
+                &unit.channel,
+                &broker.mqtt(&mqtt),
             ),
             FleetCmd::Report { files, json, html } => fleet::report(&files, json, html.as_deref()),
             FleetCmd::Poll {
@@ -635,8 +729,17 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 backoff_ms,
                 timeout,
                 no_reboot,
+                mqtt,
+                topic_prefix,
             } => {
                 let unit = unit_id.unwrap_or_else(hostname);
+                let broker = mqtt.as_deref().map(|b| fleet::MqttArgs {
+                    broker: b,
+                    prefix: &topic_prefix,
+                    timeout: Duration::from_secs(timeout),
+                    retries,
+                    backoff: Duration::from_millis(backoff_ms),
+                });
                 fleet::poll(
                     &ctx,
                     &fleet::PollArgs {
@@ -652,6 +755,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     },
                     &trust.trust(),
                     !no_reboot,
+                    broker.as_ref(),
                 )
             }
         },

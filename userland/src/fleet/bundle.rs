@@ -80,6 +80,12 @@ pub enum BundleError {
     },
     #[error("the bundle goes on top of {want}, but this chain's head is {have}")]
     WrongBase { want: String, have: String },
+    #[error("{what} expired at {expires} (it is {now}): a stale manifest, maybe a mirror frozen in the past")]
+    Expired {
+        what: String,
+        expires: u64,
+        now: u64,
+    },
 }
 
 pub fn hex(b: &[u8]) -> String {

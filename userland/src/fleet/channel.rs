@@ -30,6 +30,10 @@ pub struct ChannelSpec {
     pub published: u64,
     /// Days over which the rollout reaches every unit (0: at once).
     pub priority: f64,
+    /// Unix seconds after which units refuse the manifest (a mirror frozen in the past cannot
+    /// hold units back longer than this). Absent: it never goes stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
     pub bundles: Vec<ChannelEntry>,
 }
 
@@ -58,6 +62,14 @@ impl ChannelManifest {
         }
         if !(m.spec.priority.is_finite() && m.spec.priority >= 0.0) {
             return Err(bad(format!("priority {} is not >= 0", m.spec.priority)));
+        }
+        if let Some(x) = m.spec.expires {
+            if x <= m.spec.published {
+                return Err(bad(format!(
+                    "expires {x} is not after published {}",
+                    m.spec.published
+                )));
+            }
         }
         for e in &m.spec.bundles {
             if unhex32(&e.base).is_none() {

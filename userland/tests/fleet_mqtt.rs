@@ -1,0 +1,264 @@
+//! Unit status over MQTT against a real broker (Debian's mosquitto on a loopback port, started
+//! here): N units take a bundle through nginx and publish their state retained; `fleet status
+//! --mqtt`, connecting after every unit has gone, sees the whole fleet, and so does mosquitto's
+//! own `mosquitto_sub`; the retained states survive a broker restart; with the broker down a
+//! poll, a publish and a status read exit 26 with the flash byte-identical, and the next poll
+//! publishes again.
+//!
+//! FLEET_MQTT_UNITS sets the number of units (default 10).
+
+mod cli_common;
+mod fleet_common;
+
+use cli_common::*;
+use fleet_common::*;
+use std::fs;
+use std::process::{Command, Stdio};
+
+fn fleet_json(broker: &str) -> serde_json::Value {
+    let out = tool_ok(&[
+        "fleet",
+        "status",
+        "--mqtt",
+        broker,
+        "--json",
+        "--retries",
+        "0",
+        "--timeout",
+        "5",
+    ]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[test]
+fn units_publish_retained_state_that_a_later_subscriber_reads_and_a_dead_broker_is_survived() {
+    let n: usize = std::env::var("FLEET_MQTT_UNITS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let tmp = scratch();
+    let d = tmp.path();
+    let keys = Keys::new(d);
+    let template = template(d);
+    let base_id = head(&template);
+    let root = d.join("mirror");
+    bundle(&keys, &root, &template, "v2", 2, 4096);
+    let t0: u64 = 1_800_000_000;
+    channel(&keys, &root, t0, "0", &["bundles/v2"]);
+
+    let lo = "127.0.0.1";
+    let (p_http, p_mqtt) = (free_port(), free_port());
+    let _nginx = Nginx::start(&d.join("nginx"), None, &[(lo, p_http, &root)]);
+    let mut broker = Mosquitto::start(&d.join("mosquitto"), None, lo, p_mqtt);
+    let mirrors = vec![format!("http://{lo}:{p_http}")];
+    let url = broker.url();
+    let now = (t0 + 60).to_string();
+
+    // Every unit polls, takes v2 on trial and publishes; the first half then pass their health
+    // check (confirmed) and publish again.
+    let units = Unit::flash(d, &template, n);
+    for u in &units {
+        let o = u.poll(
+            None,
+            &keys.keys_d,
+            &mirrors,
+            &["--now", &now, "--mqtt", &url],
+        );
+        assert!(o.status.success(), "{}: {}", u.id, show(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains("bundle v2 applied"), "{}: {out}", u.id);
+        assert!(
+            out.contains(&format!("as snapinit/{}/state (retained", u.id)),
+            "{}: {out}",
+            u.id
+        );
+    }
+    let v2_id = head(&units[0].img);
+    assert_ne!(v2_id, base_id);
+    let conf = d.join("health.conf");
+    fs::write(&conf, "config health\n\tlist command 'true'\n").expect("health config");
+    let healthy = n / 2;
+    for u in &units[..healthy] {
+        let o = u.run(
+            None,
+            &[
+                "health",
+                "--config",
+                s(&conf),
+                "--once",
+                "--no-reboot",
+                "--state",
+                s(&u.state),
+            ],
+            false,
+        );
+        assert!(o.status.success(), "{}: {}", u.id, show(&o));
+        let o = u.run(None, &["fleet", "publish", "--mqtt", &url], true);
+        assert!(o.status.success(), "{}: {}", u.id, show(&o));
+    }
+
+    // A subscriber that connects now, after every unit has disconnected, reads the fleet.
+    let t = std::time::Instant::now();
+    let rep = fleet_json(&url);
+    println!(
+        "fleet status --mqtt over {n} retained states: {} ms",
+        t.elapsed().as_millis()
+    );
+    let st = &rep["status"];
+    assert_eq!(rep["kind"], "FleetReport");
+    assert_eq!(st["units"], n, "{rep}");
+    assert_eq!(st["chains"].as_array().expect("chains").len(), 1, "{rep}");
+    assert_eq!(st["chains"][0]["chainId"], v2_id.as_str());
+    assert_eq!(st["chains"][0]["version"], "v2");
+    assert_eq!(st["chains"][0]["count"], n);
+    let on_trial: Vec<String> = st["onTrial"]
+        .as_array()
+        .expect("onTrial")
+        .iter()
+        .map(|v| v.as_str().expect("unit").to_string())
+        .collect();
+    let want: Vec<String> = units[healthy..].iter().map(|u| u.id.clone()).collect();
+    assert_eq!(on_trial, want, "the units that did not pass health");
+    assert_eq!(st["rolledBack"].as_array().expect("rolledBack").len(), 0);
+
+    // mosquitto's own client sees the same retained documents (another implementation of the
+    // subscriber side; -C: exit after n messages, -W: give up after 10 s rather than hang).
+    let o = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            lo,
+            "-p",
+            &p_mqtt.to_string(),
+            "-t",
+            "snapinit/+/state",
+            "-v",
+            "--retained-only",
+            "-C",
+            &n.to_string(),
+            "-W",
+            "10",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("mosquitto_sub (scripts/deps.sh installs mosquitto-clients)");
+    assert!(o.status.success(), "mosquitto_sub: {}", show(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for u in &units {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("snapinit/{}/state ", u.id)))
+            .unwrap_or_else(|| panic!("{}: not retained:\n{text}", u.id));
+        let doc: serde_json::Value =
+            serde_json::from_str(line.split_once(' ').expect("topic payload").1).expect("json");
+        assert_eq!(doc["kind"], "UnitStatus");
+        assert_eq!(doc["status"]["unit"], u.id.as_str());
+        assert_eq!(doc["status"]["chainId"], v2_id.as_str());
+        let passed = units[..healthy].iter().any(|h| h.id == u.id);
+        assert_eq!(doc["status"]["onTrial"], !passed, "{line}");
+        if passed {
+            assert_eq!(doc["status"]["lastHealth"]["ok"], true, "{line}");
+        }
+    }
+
+    // Retained states survive a broker restart (mosquitto persists them).
+    broker.stop();
+    broker.restart();
+    assert_eq!(fleet_json(&url)["status"]["units"], n);
+
+    // Broker down: a poll (nothing to take), a publish and a status read exit 26; flash
+    // untouched; the unit keeps working.
+    broker.stop();
+    let u = &units[0];
+    let before = fs::read(&u.img).expect("image");
+    let o = u.poll(
+        None,
+        &keys.keys_d,
+        &mirrors,
+        &["--now", &now, "--mqtt", &url],
+    );
+    assert_eq!(o.status.code(), Some(26), "poll, broker down: {}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("status not published"), "{err}");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("up to date"),
+        "{}",
+        show(&o)
+    );
+    let o = u.run(
+        None,
+        &[
+            "fleet",
+            "publish",
+            "--mqtt",
+            &url,
+            "--retries",
+            "1",
+            "--backoff-ms",
+            "10",
+        ],
+        true,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(26),
+        "publish, broker down: {}",
+        show(&o)
+    );
+    let o = Command::new(bin())
+        .args([
+            "fleet",
+            "status",
+            "--mqtt",
+            &url,
+            "--retries",
+            "0",
+            "--timeout",
+            "2",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(
+        o.status.code(),
+        Some(26),
+        "status, broker down: {}",
+        show(&o)
+    );
+    assert!(
+        fs::read(&u.img).expect("image") == before,
+        "the image changed"
+    );
+
+    // The broker is back: the next poll publishes the unit's newest state.
+    broker.restart();
+    let o = u.poll(
+        None,
+        &keys.keys_d,
+        &mirrors,
+        &["--now", &now, "--mqtt", &url],
+    );
+    assert!(o.status.success(), "{}", show(&o));
+    let rep = fleet_json(&url);
+    assert_eq!(rep["status"]["units"], n);
+    let o = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            lo,
+            "-p",
+            &p_mqtt.to_string(),
+            "-t",
+            &format!("snapinit/{}/state", u.id),
+            "--retained-only",
+            "-C",
+            "1",
+            "-W",
+            "10",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("mosquitto_sub");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&o)));
+    let detail = doc["status"]["lastPoll"]["detail"].as_str().unwrap_or("");
+    assert!(detail.contains("up to date"), "{doc}");
+}
