@@ -4,11 +4,13 @@ use super::device::Device;
 use super::error::CliError;
 use super::info::{self, kind_name};
 use super::{ui, Ctx};
-use snapinit::chain::{read_header, Block, ChainView, End, Reject, Status};
+use snapinit::chain::{
+    read_chain_with, read_header, verify as verify_payload, Block, ChainView, End, Reject, Status,
+    Volatiles,
+};
 use snapinit::flash::{Geometry, ReadNorFlash};
 use snapinit::header::{Compression, Kind, HEADER_LEN};
-use snapinit::payload::payload_sha256;
-use snapinit::payload::TarSource;
+use snapinit::payload::{payload_sha256, Hashing, PayloadReader, TarSource};
 use snapinit::replay::{replay, Stats};
 use snapinit::tar::{Entry, EntryKind, TarReader};
 use snapshot::model::ModelLayer;
@@ -96,25 +98,50 @@ fn name(b: &Block, index: Option<usize>) -> String {
     }
 }
 
-/// Re-hashes one block straight from flash, then replays its payload over `layer` as PID 1
-/// would.
+/// Reads one block straight from flash once, as PID 1 does: its payload is hashed in the pass
+/// that replays it over `layer`. A hash that does not match wins over whatever the replay said
+/// (a replay that stopped early has the rest of the payload hashed to tell).
 fn check_block(
     dev: &mut Device,
     b: &Block,
     layer: &mut ModelLayer,
 ) -> Result<(Stats, u64), String> {
+    let gzip = b.header.fields.compression == Compression::Gzip;
     let mut buf = vec![0u8; 64 * 1024];
-    let sum = payload_sha256(dev, b, &mut buf).map_err(|e| e.to_string())?;
-    if sum != b.header.fields.payload_sha256 {
-        return Err("payload SHA-256 mismatch".into());
+    let (replayed, complete, digest, bytes) = {
+        let payload = Hashing::new(PayloadReader::new(dev, b));
+        let mut tar = Box::new(TarReader::new(Count {
+            inner: TarSource::new(payload, gzip),
+            n: 0,
+        }));
+        let replayed = replay(&mut *tar, layer, &mut buf);
+        let count = tar.get_ref();
+        let hashed = count.inner.payload();
+        (
+            replayed,
+            hashed.get_ref().remaining() == 0,
+            hashed.digest(),
+            count.n,
+        )
+    };
+    let hash_ok = if complete {
+        digest == b.header.fields.payload_sha256
+    } else {
+        verify_payload(dev, b, &mut buf).is_ok()
+    };
+    if !hash_ok {
+        return Err(Reject::PayloadHash.to_string());
     }
-    let data = read_payload(dev, b).map_err(|e| e.to_string())?;
-    dry_run(&data, b.header.fields.compression, layer)
+    replayed
+        .map(|stats| (stats, bytes))
+        .map_err(|e| e.to_string())
 }
 
 pub fn verify(ctx: &Ctx) -> Result<(), CliError> {
     let (_lock, mut dev) = ctx.open(false)?;
-    let view = read_view(&mut dev);
+    // Headers, links and geometry only: each payload is hashed below in the pass that decodes
+    // it (one read of the flash, as at boot).
+    let mut view = read_chain_with(&mut dev, &mut vec![0u8; 4096], Volatiles::Deferred);
     let mut problems = 0usize;
     match view.status {
         Status::Unformatted(fs) => {
@@ -130,8 +157,8 @@ pub fn verify(ctx: &Ctx) -> Result<(), CliError> {
     let total: u64 = view
         .snapshots
         .iter()
-        .chain(view.volatiles.iter())
-        .map(|b| 2 * b.header.fields.payload_len)
+        .chain(view.unverified_volatiles.iter())
+        .map(|b| b.header.fields.payload_len)
         .sum();
     let bar = ui::bar(total, "verifying");
     let mut lines = Vec::new();
@@ -158,25 +185,34 @@ pub fn verify(ctx: &Ctx) -> Result<(), CliError> {
                 }
             }
         }
-        bar.inc(2 * b.header.fields.payload_len);
+        bar.inc(b.header.fields.payload_len);
     }
-    // Each volatile copy replays into an empty layer of its own above the snapshots, as at boot.
-    for b in &view.volatiles {
+    // Each volatile copy (newest first) replays into an empty layer of its own above the
+    // snapshots, as at boot. Those that pass become the view's volatiles (what the survey
+    // below counts as part of the chain); the others are named already.
+    let mut not_good = Vec::new();
+    for b in core::mem::take(&mut view.unverified_volatiles) {
+        let b = &b;
         let what = name(b, None);
         match check_block(&mut dev, b, &mut ModelLayer::above(&layer)) {
             Ok(_) if refused_at.is_some() => {
                 problems += 1;
+                not_good.push(b.offset);
                 lines.push(format!(
                     "FAIL  {what}: not applied: a snapshot below it is refused"
                 ));
             }
-            Ok((stats, bytes)) => lines.push(ok_line(&what, b, stats, bytes)),
+            Ok((stats, bytes)) => {
+                let _ = view.volatiles.push(*b);
+                lines.push(ok_line(&what, b, stats, bytes));
+            }
             Err(e) => {
                 problems += 1;
+                not_good.push(b.offset);
                 lines.push(format!("FAIL  {what}: {e}"));
             }
         }
-        bar.inc(2 * b.header.fields.payload_len);
+        bar.inc(b.header.fields.payload_len);
     }
     // The bar goes before any result line reaches the terminal.
     bar.finish_and_clear();
@@ -184,6 +220,7 @@ pub fn verify(ctx: &Ctx) -> Result<(), CliError> {
         println!("{l}");
     }
     let mut named: Vec<u32> = view.rejected_volatiles.iter().map(|r| r.offset).collect();
+    named.extend(not_good);
     if let End::Rejected(r) = view.end {
         named.push(r.offset);
         let lost = r.kind == Some(Kind::Snapshot)
