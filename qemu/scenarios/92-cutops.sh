@@ -48,9 +48,10 @@ case \$o in
 	format) cmd="snapshot format --force --yes" ;;
 esac
 sync
-# Ticks while the operation runs (builtins and a nofork sleep: light on the guest): the last
-# one before a cut says how far into the operation it landed.
-( while :; do read -r t _ </proc/uptime; echo "{\"key\":\"tick\",\"value\":\"\$t\"}" >>"\$RESULT_PORT"; sleep 0.1; done ) &
+# Ticks on the console while the operation runs (builtins and a nofork sleep: light on the
+# guest; not on the result port, which opens once at a time): the last one before a cut
+# says how far into the operation it landed.
+( while :; do read -r t _ </proc/uptime; echo "cutops-tick \$t" >/dev/console; sleep 0.1; done ) &
 ticker=\$!
 emit_str op_start "\$(up)"
 emit_str start_\$o "\$(up)"
@@ -150,7 +151,7 @@ STEP
       cuts[$o]=$((cuts[$o] + 1))
       last="$tag ($o, cut inside it)"
       # How far into the operation the cut landed: its last tick.
-      at[$o]+=" $(awk -v a="$(get "$tag" op_start)" -v b="$(grep -o '"key":"tick","value":"[0-9.]*"' "$SDIR/$tag.jsonl" | tail -n 1 | grep -o '[0-9.]*"$' | tr -d '"')" 'BEGIN{if (b == "") b = a; printf "%.1f", b - a}')"
+      at[$o]+=" $(awk -v a="$(get "$tag" op_start)" -v b="$(sed -n 's/.*cutops-tick \([0-9.]*\).*/\1/p' "$SDIR/$tag.log" | tail -n 1)" 'BEGIN{if (b == "") b = a; printf "%.1f", b - a}')"
     fi
     [[ $tag != settle ]] || break
   done
