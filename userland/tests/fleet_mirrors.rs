@@ -66,22 +66,7 @@ fn a_signed_bundle_reaches_every_unit_staggered_through_nginx_mirrors() {
     };
 
     // The firmware every unit runs: one snapshot.
-    let base = d.join("base");
-    fs::create_dir_all(base.join("etc/config")).expect("mkdir");
-    fs::write(base.join("etc/config/network"), "base\n").expect("write");
-    let template = image(d, "template.img", 2 << 20);
-    ok(&template, &["--erase-size", "4096", "format"]);
-    ok(
-        &template,
-        &[
-            "--erase-size",
-            "4096",
-            "commit",
-            "--upper",
-            s(&base),
-            "--no-reboot",
-        ],
-    );
+    let template = template(d);
     let base_id = head(&template);
 
     // The update: a new config and a few KiB of new files.

@@ -1016,26 +1016,34 @@ pub fn publish(
     let topic = mqtt::state_topic(m.prefix, unit)?;
     let doc = unit_doc(ctx, state, unit, channel)?;
     let payload = doc.to_string();
+    with_broker(m, "publishing", |m| {
+        let mut s = mqtt::Session::connect(m.broker, &format!("snapinit-{unit}"), m.timeout)?;
+        s.publish_retained(&topic, payload.as_bytes())?;
+        s.disconnect();
+        Ok(())
+    })?;
+    println!(
+        "published the status of unit {unit} to {} as {topic} (retained, {} bytes)",
+        m.broker,
+        payload.len()
+    );
+    Ok(())
+}
+
+/// Runs one exchange with the broker; retries with doubling backoff (up to 5 minutes between
+/// tries) while the broker cannot be reached, then fails with exit 26. A bad address or topic
+/// fails at once: retrying cannot mend it.
+fn with_broker<T>(
+    m: &MqttArgs<'_>,
+    what: &str,
+    mut exchange: impl FnMut(&MqttArgs<'_>) -> Result<T, MqttError>,
+) -> Result<T, CliError> {
     let mut wait = m.backoff;
     let mut tries = 0;
     loop {
         tries += 1;
-        let r = mqtt::Session::connect(m.broker, &format!("snapinit-{unit}"), m.timeout).and_then(
-            |mut s| {
-                s.publish_retained(&topic, payload.as_bytes())?;
-                s.disconnect();
-                Ok(())
-            },
-        );
-        match r {
-            Ok(()) => {
-                println!(
-                    "published the status of unit {unit} to {} as {topic} (retained, {} bytes)",
-                    m.broker,
-                    payload.len()
-                );
-                return Ok(());
-            }
+        match exchange(m) {
+            Ok(v) => return Ok(v),
             Err(e @ (MqttError::BadAddress(_) | MqttError::BadTopic { .. })) => {
                 return Err(e.into())
             }
@@ -1047,7 +1055,7 @@ pub fn publish(
             }
             Err(e) => {
                 eprintln!(
-                    "snapshot: fleet: publishing: {e}; retrying in {} ms",
+                    "snapshot: fleet: {what}: {e}; retrying in {} ms",
                     wait.as_millis()
                 );
                 std::thread::sleep(wait);
@@ -1065,36 +1073,15 @@ pub fn status_mqtt(m: &MqttArgs<'_>, json: bool, html: Option<&Path>) -> Result<
         nonce = unix_now().to_le_bytes();
     }
     let me = format!("snapinit-status-{}", hex(&nonce));
-    let mut tries = 0;
-    let mut wait = m.backoff;
-    let msgs = loop {
-        tries += 1;
-        let r = mqtt::Session::connect(m.broker, &me, m.timeout).and_then(|mut s| {
-            let msgs = s.collect_retained(
-                &format!("{}/+/state", m.prefix),
-                &format!("{}/{me}/end", m.prefix),
-            )?;
-            s.disconnect();
-            Ok(msgs)
-        });
-        match r {
-            Ok(msgs) => break msgs,
-            Err(e @ (MqttError::BadAddress(_) | MqttError::BadTopic { .. })) => {
-                return Err(e.into())
-            }
-            Err(e) if tries > m.retries => {
-                return Err(CliError::NoBroker {
-                    tries,
-                    last: e.to_string(),
-                })
-            }
-            Err(e) => {
-                eprintln!("snapshot: fleet: {e}; retrying in {} ms", wait.as_millis());
-                std::thread::sleep(wait);
-                wait = (wait * 2).min(Duration::from_secs(300));
-            }
-        }
-    };
+    let msgs = with_broker(m, "reading the fleet", |m| {
+        let mut s = mqtt::Session::connect(m.broker, &me, m.timeout)?;
+        let msgs = s.collect_retained(
+            &format!("{}/+/state", m.prefix),
+            &format!("{}/{me}/end", m.prefix),
+        )?;
+        s.disconnect();
+        Ok(msgs)
+    })?;
     // The broker is not trusted to be tidy: a message that is not a status document is
     // named and left out, not fatal.
     let mut docs = Vec::new();
