@@ -9,7 +9,7 @@
 #
 # The table's A_BUILD says how: native = the host's cargo (`cargo build --release -p
 # snapinit` alone: a workspace build unifies `std` into shared crates and turns PID 1 into a
-# placeholder; `snapshot` with +crt-static); cross = qemu/cross.sh. busybox: the host's
+# placeholder; `snapshot` static with musl, docs/SIZE.md); cross = qemu/cross.sh. busybox: the host's
 # busybox-static, or Debian's for the architecture (qemu/busybox.sh).
 # CARGO_TARGET_DIR defaults to <repo>/target.
 set -euo pipefail
@@ -44,11 +44,20 @@ if [[ $A_BUILD == native ]]; then
   # stripped, as cross.sh does: the sizes the tests report are what a router would carry
   strip -R .comment -o "$out/snapinit" "$CARGO_TARGET_DIR/release/snapinit"
   t2=$(now)
-  echo "build.sh: cargo build --release -p snapshot (static, $A_TRIPLE)" >&2
-  (cd "$repo" && RUSTFLAGS='-C target-feature=+crt-static' \
-    cargo build --release -p snapshot --target "$A_TRIPLE") >&2 ||
+  # snapshot: static musl, std built for size (docs/SIZE.md): Debian's rustc-web with
+  # -Zbuild-std, as cross.sh; musl-tools links. With panic=immediate-abort nothing unwinds,
+  # but std still names -lunwind: gcc's own unwinder (libgcc_eh.a) stands in for it.
+  "$here/deps.sh" rustc-web cargo-web rust-web-src musl-tools
+  musl=${A_TRIPLE/-gnu/-musl} unw=$CARGO_TARGET_DIR/musl-unwind
+  mkdir -p "$unw" && cp "$(gcc -print-file-name=libgcc_eh.a)" "$unw/libunwind.a"
+  echo "build.sh: cargo build --release -p snapshot (static, $musl)" >&2
+  (cd "$repo" && RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc RUSTFLAGS="-C linker=musl-gcc \
+-C link-self-contained=no -C relocation-model=static -C target-feature=+crt-static \
+-L native=$unw -Zunstable-options -C panic=immediate-abort -C force-unwind-tables=no \
+--cfg curve25519_dalek_backend=\"serial\"" /usr/bin/cargo build --release -p snapshot \
+    --target "$musl" -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size) >&2 ||
     die "cargo build -p snapshot failed"
-  strip -R .comment -o "$out/snapshot" "$CARGO_TARGET_DIR/$A_TRIPLE/release/snapshot"
+  strip -R .comment -o "$out/snapshot" "$CARGO_TARGET_DIR/$musl/release/snapshot"
   t3=$(now)
   "$out/snapshot" --version >/dev/null || die "$out/snapshot does not run on the host"
 else

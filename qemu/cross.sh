@@ -16,8 +16,10 @@
 #    raw-syscall backend, --cfg rustix_use_experimental_asm; without it rustix
 #    falls back to libc). Where the table names a rustix patch (A_RUSTIX: MIPS,
 #    qemu/patch-rustix-mips.py says why), a patched copy of rustix is used.
-#  * snapshot: -Zbuild-std=std,panic_abort, +crt-static; rustix uses its libc
-#    backend there (glibc's syscall wrappers).
+#  * snapshot: -Zbuild-std=std,panic_abort with std's optimize_for_size,
+#    +crt-static, and the size flags of docs/SIZE.md (SNAPSHOT_SIZE_RUSTFLAGS:
+#    panic=immediate-abort, no unwind tables, curve25519's serial backend);
+#    rustix uses its libc backend there (glibc's syscall wrappers).
 # The build runs in a copy of the working tree under the target dir
 # (CARGO_TARGET_DIR, default <repo>/target): a rustix [patch] must not touch
 # the repository's Cargo.toml/Cargo.lock.
@@ -45,6 +47,9 @@ export RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc
 cargo=/usr/bin/cargo
 [[ -x $RUSTC && -x $cargo && -d /usr/lib/rustlib/src/rust/library ]] ||
   die "Debian's rustc-web/cargo-web/rust-web-src are not installed"
+# What makes the tool small (docs/SIZE.md): a panic aborts at once (no message, no
+# backtrace symbolizer), no unwind tables, curve25519-dalek's portable backend.
+SNAPSHOT_SIZE_RUSTFLAGS='-Zunstable-options -C panic=immediate-abort -C force-unwind-tables=no --cfg curve25519_dalek_backend="serial"'
 linker_var=CARGO_TARGET_$(echo "$triple" | tr 'a-z-' 'A-Z_')_LINKER
 export "$linker_var=$gcc"
 
@@ -92,8 +97,9 @@ t2=$(now)
 
 # 4. snapshot: std, static glibc from libc6-dev-<arch>-cross.
 echo "cross.sh: snapshot for $triple" >&2
-(cd "$work" && RUSTFLAGS="-C target-feature=+crt-static -C link-arg=-Wl,-z,max-page-size=4096" \
-  $cargo build -q --release -p snapshot --target "$triple" -Zbuild-std=std,panic_abort) >&2 ||
+(cd "$work" && RUSTFLAGS="-C target-feature=+crt-static -C link-arg=-Wl,-z,max-page-size=4096 $SNAPSHOT_SIZE_RUSTFLAGS" \
+  $cargo build -q --release -p snapshot --target "$triple" -Zbuild-std=std,panic_abort \
+  -Zbuild-std-features=optimize_for_size) >&2 ||
   die "cargo build -p snapshot ($triple) failed"
 "$strip" -R .comment -o "$out/snapshot" "$tdir/$triple/release/snapshot"
 t3=$(now)
