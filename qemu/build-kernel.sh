@@ -6,7 +6,8 @@
 # zImage, Image). Last line of stdout is the kernel's path; progress goes to stderr. Cached in
 # ~/.cache/snapinit/kernel-<A_KNAME>-<key>/ (SNAPINIT_CACHE overrides), key = first 16 hex of
 # sha256(fragment + extra lines + linux-source package version); every fragment symbol is
-# checked to have really ended up set (a missing dependency fails the build with the list).
+# checked to have really ended up set, with its value (a missing dependency fails the build
+# with the list).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -85,9 +86,9 @@ fi
 # 3. Verify the fragment survived dependency resolution.
 missing=()
 while IFS= read -r line; do
-  if [[ $line =~ ^(CONFIG_[A-Za-z0-9_]+)=y$ ]]; then
-    sym=${BASH_REMATCH[1]}
-    grep -qx "$sym=y" "$build_dir/.config" || missing+=("$sym=y (got: $(grep -E "^(# )?${sym}[= ]" "$build_dir/.config" || echo absent))")
+  if [[ $line =~ ^(CONFIG_[A-Za-z0-9_]+)=(.+)$ ]]; then
+    sym=${BASH_REMATCH[1]} val=${BASH_REMATCH[2]}
+    grep -qxF "$sym=$val" "$build_dir/.config" || missing+=("$sym=$val (got: $(grep -E "^(# )?${sym}[= ]" "$build_dir/.config" || echo absent))")
   elif [[ $line =~ ^#\ (CONFIG_[A-Za-z0-9_]+)\ is\ not\ set$ ]]; then
     sym=${BASH_REMATCH[1]}
     if grep -qx "$sym=y" "$build_dir/.config"; then

@@ -3,7 +3,9 @@
 #   qemu/run-tests.sh [--arch LIST] [--scenario LIST] [--cuts N] [--op-cuts N] [--keep]
 # LIST is comma-separated; default: every architecture of qemu/arch.sh (x86_64, mipsel,
 # mips, arm, aarch64) and every scenario of qemu/scenarios/ (blank, config, commit,
-# rollback, chain, roundtrip, corrupt, timing, powercut, cutops, trial). Scenarios never name an
+# rollback, chain, roundtrip, corrupt, timing, powercut, cutops, trial). A scenario written
+# NAME@ARCH[+ARCH...] runs on those architectures of the run only (the table shows '-'
+# elsewhere): `--arch mipsel,arm --scenario chain,trial@mipsel`. Scenarios never name an
 # architecture: each is written once (qemu/scenarios/NN-name.sh) and runs on each of them;
 # what differs between architectures is the table in qemu/arch.sh.
 # Builds first, per architecture (qemu/build.sh: kernel, cached; snapinit and a static
@@ -49,7 +51,19 @@ done
 IFS=, read -r -a arch_list <<<"$arches"
 IFS=, read -r -a SCENARIOS <<<"$scen"
 for a in "${arch_list[@]}"; do arch_load "$a" || exit 2; done
-for s in "${SCENARIOS[@]}"; do
+declare -A ONLY # scenario -> " arch arch " when it was given as NAME@ARCH+ARCH
+for i in "${!SCENARIOS[@]}"; do
+  s=${SCENARIOS[$i]}
+  if [[ $s == *@* ]]; then
+    ONLY[${s%%@*}]=" ${s#*@} "
+    ONLY[${s%%@*}]=${ONLY[${s%%@*}]//+/ }
+    for a in ${ONLY[${s%%@*}]}; do
+      [[ " ${arch_list[*]} " == *" $a "* ]] || {
+        echo "run-tests.sh: $s names $a, which is not in --arch ${arch_list[*]}" >&2; exit 2; }
+    done
+    s=${s%%@*}
+    SCENARIOS[$i]=$s
+  fi
   declare -F "scenario_$s" >/dev/null || {
     echo "run-tests.sh: no scenario '$s' (known: ${ALL_SCENARIOS[*]})" >&2; exit 2; }
 done
@@ -81,13 +95,16 @@ for a in "${arch_list[@]}"; do
   else
     echo "run-tests: FAIL: the $a build failed; its scenarios fail" >&2
     BUILDS+=("$a: FAILED after $(secs "$t0" "$(now)") s")
-    for s in "${SCENARIOS[@]}"; do ROWS+=("$a $s FAIL 0"); done
+    for s in "${SCENARIOS[@]}"; do
+      [[ -z ${ONLY[$s]:-} || ${ONLY[$s]} == *" $a "* ]] && ROWS+=("$a $s FAIL 0")
+    done
   fi
 done
 
 # --- scenarios --------------------------------------------------------------------------
 for a in "${BUILT[@]}"; do
   for s in "${SCENARIOS[@]}"; do
+    [[ -z ${ONLY[$s]:-} || ${ONLY[$s]} == *" $a "* ]] || continue
     run_scenario "$a" "$s"
   done
 done
