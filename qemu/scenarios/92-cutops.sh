@@ -23,27 +23,42 @@ emit_str cur_hash "\$(dirhash /data)"
 n=\$(snapshot info | sed -n 's/.*chain: \([0-9]*\) snapshot.*/\1/p')
 n=\${n:-0}
 emit_str nsnap "\$n"
-# The first operation of the host's order; when the chain does not allow it yet, a commit
-# builds the chain up towards it (announced as build_commit: the host cuts no builder).
-key=
+new_data() { # 2 MiB of new files in /data, cheaply (urandom is slow under TCG): 64 KiB repeated
+	rm -rf /data
+	mkdir /data
+	dd if=/dev/urandom of=/tmp/r bs=65536 count=1 2>/dev/null
+	i=0
+	while [ \$i -lt $((OC_KIB / 128)) ]; do cat /tmp/r; i=\$((i + 1)); done >/data/a
+	cat /data/a /tmp/r >/data/b
+}
+# The first operation of the host's order that the chain allows (a commit needs room).
 for o in $1; do
 	case \$o in
 		commit) [ \$n -lt $OC_MAX_SNAPS ] && break ;;
-		rollback) [ \$n -ge 2 ] && break; [ \$n -lt $OC_MAX_SNAPS ] && { o=commit key=build_commit; break; } ;;
-		format) [ \$n -ge 1 ] && break; o=commit key=build_commit; break ;;
+		*) break ;;
 	esac
 done
+# A rollback needs 2 snapshots, a format 1: commits build the chain up first, in this boot
+# and uncut (each also a write over what the last cut left, which must succeed).
+b=0
+while { [ \$o = rollback ] && [ \$n -lt 2 ]; } || { [ \$o = format ] && [ \$n -lt 1 ]; }; do
+	new_data
+	b=\$((b + 1))
+	emit_str build_\$b "\$(dirhash /data)"
+	rc=0
+	snapshot commit --no-compress --no-reboot >/tmp/op.out 2>&1 || rc=\$?
+	if [ \$rc != 0 ]; then
+		emit_str op_rc "\$rc (building commit \$b)"
+		emit_lines op_out </tmp/op.out
+		exit 1
+	fi
+	n=\$((n + 1))
+done
+emit_str builds "\$b"
 emit_str op "\$o"
-emit_str key "\${key:=start_\$o}"
 case \$o in
 	commit)
-		rm -rf /data
-		mkdir /data
-		# New content each time, cheaply (urandom is slow under TCG): 64 KiB repeated.
-		dd if=/dev/urandom of=/tmp/r bs=65536 count=1 2>/dev/null
-		i=0
-		while [ \$i -lt $((OC_KIB / 128)) ]; do cat /tmp/r; i=\$((i + 1)); done >/data/a
-		cat /data/a /tmp/r >/data/b
+		new_data
 		emit_str new_hash "\$(dirhash /data)"
 		cmd="snapshot commit --no-compress --no-reboot" ;;
 	rollback) cmd="snapshot rollback \$((n - 1)) --yes --no-reboot" ;;
@@ -56,7 +71,7 @@ sync
 ( while :; do read -r t _ </proc/uptime; echo "cutops-tick \$t" >/dev/console; sleep 0.1; done ) &
 ticker=\$!
 emit_str op_start "\$(up)"
-emit_str \$key "\$(up)"
+emit_str start_\$o "\$(up)"
 rc=0
 \$cmd >/tmp/op.out 2>&1 || rc=\$?
 emit_str op_done "\$(up)"
@@ -75,12 +90,11 @@ oc_state() {
 
 scenario_cutops() {
   local f=$SDIR/flash.img want=${OP_CUTS:-20} n=0 tag o d seen done_ rc order
-  local stack='' old='' new='' boots=0 limit
+  local stack='' old='' new='' boots=0 limit builds=0 k
   local -A cuts=([commit]=0 [rollback]=0 [format]=0) late=([commit]=0 [rollback]=0 [format]=0)
   local -A at=() dur=() shown_old=([commit]=0 [rollback]=0 [format]=0) shown_new=([commit]=0 [rollback]=0 [format]=0)
-  # 3 x want cuts, about a quarter more that land after the end, and the builder commits
-  # after a rollback or a format that took.
-  limit=$((6 * want + 20))
+  # 3 x want cuts and about a third more that land after the end.
+  limit=$((5 * want + 20))
   flash_new "$f" 16384
   vm boot0 "$f" --mem 256M --append agent.brief=1 <<'STEP' || return 1
 snapshot format --yes
@@ -133,6 +147,11 @@ STEP
       return 1
     fi
     done_=$(get "$tag" op_done || true)
+    # The commits that built the chain up in this boot, before its operation.
+    for ((k = 1; k <= $(get "$tag" builds || echo 0); k++)); do
+      stack="${stack:+$stack }$(get "$tag" "build_$k")"
+    done
+    builds=$((builds + k - 1))
     old=$stack last_op=$o
     case $o in
       commit) new="${stack:+$stack }$(get "$tag" new_hash)" ;;
@@ -141,7 +160,7 @@ STEP
     esac
     if [[ -n $done_ ]]; then
       pending=0
-      if [[ -n ${armed[$o]:-} && $(get "$tag" key) != build_commit ]]; then
+      if [[ -n ${armed[$o]:-} ]]; then
         late[$o]=$((late[$o] + 1))
         last="$tag ($o, cut after it returned)"
       else
@@ -169,7 +188,7 @@ STEP
   seen="$(get final nsnap) $(get final cur_hash)"
   check "final: the uncut $o after the last cut booted ($(oc_state "$new"))" \
     test "$seen" == "$(oc_state "$new")"
-  summary "power cuts inside the operation: commit ${cuts[commit]}, rollback ${cuts[rollback]}, format ${cuts[format]} (the next boot showed the old state / the new one: ${shown_old[commit]}/${shown_new[commit]}, ${shown_old[rollback]}/${shown_new[rollback]}, ${shown_old[format]}/${shown_new[format]}; cuts after it returned: ${late[commit]}, ${late[rollback]}, ${late[format]}; $boots boots); each next boot showed the old or the new state and its own write succeeded; uncut durations commit ${dur[commit]:-?}s, rollback ${dur[rollback]:-?}s, format ${dur[format]:-?}s"
+  summary "power cuts inside the operation: commit ${cuts[commit]}, rollback ${cuts[rollback]}, format ${cuts[format]} (the next boot showed the old state / the new one: ${shown_old[commit]}/${shown_new[commit]}, ${shown_old[rollback]}/${shown_new[rollback]}, ${shown_old[format]}/${shown_new[format]}; cuts after it returned: ${late[commit]}, ${late[rollback]}, ${late[format]}; $boots boots, $builds commits that built the chain up); each next boot showed the old or the new state and its own write succeeded; uncut durations commit ${dur[commit]:-?}s, rollback ${dur[rollback]:-?}s, format ${dur[format]:-?}s"
   for o in commit rollback format; do
     summary "$o: cuts landed $(tr ' ' '\n' <<<"${at[$o]:-}" | sed '/^$/d' | stats | sed 's/ boots)/ cuts)/') s into it (last tick, 0.1 s apart)"
   done
