@@ -1,18 +1,20 @@
 # cutops: hard power cuts during commit, rollback and format (the powercut scenario cuts
 # saves only). 16 MiB flash. Every boot first reports what it came up with (/data's hash and
 # the number of snapshots), which the host compares with the states before and after the
-# previous boot's operation; then it runs one operation: the first of the host's order
-# (fewest cuts so far first), or a commit when the chain does not allow that one yet:
+# previous boot's operation; then it runs one operation, the first of the host's order
+# (fewest cuts so far first) that the chain allows:
 #   commit    (fewer than 4 snapshots) 2 MiB of new files in /data, then
 #             `snapshot commit --no-compress`: appends a snapshot of 33 erase blocks
 #   rollback  (at least 2) `snapshot rollback N-1`: drops the top snapshot, erases its blocks
 #   format    (at least 1) `snapshot format --force`: drops the chain, erases what it used
-# QEMU is SIGKILLed a delay after the guest announced the operation (boot.sh --kill-on
-# start_OP, one delay per operation); the delays spread over 3-105 % of the operation's
-# duration, measured in its first, uncut run (cuts past its end count as after it). After each cut the next boot must show the old or the
-# new state (exactly the new one if the guest had announced the operation's return), and
-# its own operation, a write over whatever the cut left, must succeed. --op-cuts N
-# (run-tests.sh, default 20): cuts that must land inside each of the three operations.
+# (a rollback or format the chain is too short for is preceded, in the same boot, by uncut
+# commits that build it up). QEMU is SIGKILLed a delay after the guest announced the
+# operation (boot.sh --kill-on start_OP, one delay per operation); the delays spread over
+# 3-105 % of the operation's duration, measured in its first, uncut run (cuts past its end
+# count as after it). After each cut the next boot must show the old or the new state
+# (exactly the new one if the guest had announced the operation's return), and its own
+# writes, over whatever the cut left, must succeed. --op-cuts N (run-tests.sh, default 20):
+# cuts that must land inside each of the three operations.
 OC_KIB=2048
 OC_MAX_SNAPS=4
 
