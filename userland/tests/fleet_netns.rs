@@ -127,25 +127,10 @@ fn a_bundle_whose_health_check_fails_on_a_subset_rolls_back_there_and_the_status
     // The health check: the mesh's server must answer ping.
     let conf = d.join("health.conf");
     fs::write(&conf, format!("config health\n\tlist ping {SERVER}\n")).expect("config");
-    let health = |u: &Unit, ns: Option<&str>| {
-        u.run(
-            ns,
-            &[
-                "health",
-                "--config",
-                s(&conf),
-                "--once",
-                "--no-reboot",
-                "--state",
-                s(&u.state),
-            ],
-            false,
-        )
-    };
     for (i, u) in units.iter().enumerate() {
         if tagged(i) {
             ns.cable(1 + i, false);
-            let o = health(u, at(i));
+            let o = u.health(at(i), &conf);
             assert_eq!(o.status.code(), Some(17), "{}: {}", u.id, show(&o));
             assert!(
                 String::from_utf8_lossy(&o.stderr).contains("does not answer ping"),
@@ -166,7 +151,7 @@ fn a_bundle_whose_health_check_fails_on_a_subset_rolls_back_there_and_the_status
             u.boot();
             ns.cable(1 + i, true);
         } else {
-            let o = health(u, at(i));
+            let o = u.health(at(i), &conf);
             assert!(o.status.success(), "{}: {}", u.id, show(&o));
         }
     }

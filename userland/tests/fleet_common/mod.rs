@@ -476,6 +476,24 @@ impl Unit {
         run_in(ns, &self.img, &a)
     }
 
+    /// `snapshot health --once --no-reboot` with the checks in `conf`, recording its verdict
+    /// in this unit's state directory.
+    pub fn health(&self, ns: Option<&str>, conf: &Path) -> Output {
+        self.run(
+            ns,
+            &[
+                "health",
+                "--config",
+                s(conf),
+                "--once",
+                "--no-reboot",
+                "--state",
+                s(&self.state),
+            ],
+            false,
+        )
+    }
+
     /// `fleet poll` with both keys required, short retries, no reboot.
     pub fn poll(
         &self,
