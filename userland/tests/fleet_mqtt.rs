@@ -13,7 +13,23 @@ mod fleet_common;
 use cli_common::*;
 use fleet_common::*;
 use std::fs;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
+
+/// mosquitto's own subscriber: the first `count` retained messages under `topic` (with
+/// `with_topic`, each line is "topic payload"); it gives up after 10 s rather than hang.
+fn mosquitto_sub(host: &str, port: u16, topic: &str, count: usize, with_topic: bool) -> Output {
+    let (port, count) = (port.to_string(), count.to_string());
+    let mut args = vec!["-h", host, "-p", &port, "-t", topic];
+    if with_topic {
+        args.push("-v");
+    }
+    args.extend(["--retained-only", "-C", &count, "-W", "10"]);
+    Command::new("mosquitto_sub")
+        .args(&args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("mosquitto_sub (scripts/deps.sh installs mosquitto-clients)")
+}
 
 fn fleet_json(broker: &str) -> serde_json::Value {
     let out = tool_ok(&[
@@ -111,24 +127,7 @@ fn units_publish_retained_state_that_a_later_subscriber_reads_and_a_dead_broker_
 
     // mosquitto's own client sees the same retained documents (another implementation of the
     // subscriber side; -C: exit after n messages, -W: give up after 10 s rather than hang).
-    let o = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            lo,
-            "-p",
-            &p_mqtt.to_string(),
-            "-t",
-            "snapinit/+/state",
-            "-v",
-            "--retained-only",
-            "-C",
-            &n.to_string(),
-            "-W",
-            "10",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("mosquitto_sub (scripts/deps.sh installs mosquitto-clients)");
+    let o = mosquitto_sub(lo, p_mqtt, "snapinit/+/state", n, true);
     assert!(o.status.success(), "mosquitto_sub: {}", show(&o));
     let text = String::from_utf8_lossy(&o.stdout);
     for u in &units {
@@ -228,23 +227,7 @@ fn units_publish_retained_state_that_a_later_subscriber_reads_and_a_dead_broker_
     assert!(o.status.success(), "{}", show(&o));
     let rep = fleet_json(&url);
     assert_eq!(rep["status"]["units"], n);
-    let o = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            lo,
-            "-p",
-            &p_mqtt.to_string(),
-            "-t",
-            &format!("snapinit/{}/state", u.id),
-            "--retained-only",
-            "-C",
-            "1",
-            "-W",
-            "10",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("mosquitto_sub");
+    let o = mosquitto_sub(lo, p_mqtt, &format!("snapinit/{}/state", u.id), 1, false);
     let doc: serde_json::Value =
         serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&o)));
     let detail = doc["status"]["lastPoll"]["detail"].as_str().unwrap_or("");
