@@ -8,7 +8,7 @@ use crate::flash::{
     check_range, read_full, write_full, DeviceError, Durable, ErrorType, Geometry, NorFlash, Op,
     ReadNorFlash,
 };
-use crate::{file, mtd};
+use crate::{file, mtd, ubi};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{FileType, Mode, OFlags};
 
@@ -22,6 +22,22 @@ pub(crate) enum Backend {
         /// The ECC counters after the last read (None: the driver keeps none).
         ecc: Option<mtd::EccStats>,
     },
+    /// A UBI volume (ubi.rs): programs are atomic LEB changes, erases atomic LEB erases.
+    Ubi {
+        /// The UBI device's minimum I/O unit (a NAND page), 0 if unknown.
+        min_io: u32,
+    },
+    File,
+}
+
+/// What kind of medium a `DeviceFlash` is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Medium {
+    /// An MTD character device (NOR, or NAND without UBI).
+    Mtd,
+    /// A UBI volume; the erase size is its LEB size.
+    Ubi { min_io: u32 },
+    /// A regular file or block device (an image).
     File,
 }
 
@@ -60,7 +76,12 @@ impl DeviceFlash {
             errno,
         })?;
         if FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice {
-            Self::open_mtd(path, writable)
+            let rdev = st.st_rdev as u64;
+            if ubi::is_volume(rdev) {
+                ubi::open(path, &ubi::sys_dir(rdev), writable)
+            } else {
+                Self::open_mtd(path, writable)
+            }
         } else {
             Self::open_file(path, erase_size, writable)
         }
@@ -80,6 +101,14 @@ impl DeviceFlash {
 
     pub fn is_mtd(&self) -> bool {
         matches!(self.backend, Backend::Mtd { .. })
+    }
+
+    pub fn medium(&self) -> Medium {
+        match self.backend {
+            Backend::Mtd { .. } => Medium::Mtd,
+            Backend::Ubi { min_io } => Medium::Ubi { min_io },
+            Backend::File => Medium::File,
+        }
     }
 
     /// Bit flips the device's ECC corrected in the reads made through this handle: the data
@@ -147,12 +176,16 @@ impl NorFlash for DeviceFlash {
         check_range(self.capacity, from, (to - from) as usize)?;
         match self.backend {
             Backend::Mtd { .. } => mtd::erase(self.fd.as_fd(), from, to),
+            Backend::Ubi { .. } => ubi::erase(&mut ubi::volume(self), from, to),
             Backend::File => file::erase(self.fd.as_fd(), from, to),
         }
     }
 
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), DeviceError> {
         check_range(self.capacity, offset, bytes.len())?;
+        if let Backend::Ubi { .. } = self.backend {
+            return ubi::program(&mut ubi::volume(self), offset, bytes);
+        }
         write_full(self.fd.as_fd(), Op::Program, u64::from(offset), bytes)
     }
 }
@@ -166,11 +199,14 @@ impl Durable for DeviceFlash {
                 self.fd = open_fd(path.as_str(), *writable)?;
                 Ok(())
             }
-            Backend::File => rustix::fs::fdatasync(&self.fd).map_err(|errno| DeviceError::Io {
-                op: Op::Sync,
-                offset: 0,
-                errno,
-            }),
+            // UBI changes and erases are synchronous; fsync flushes the MTD below (ubi_sync).
+            Backend::Ubi { .. } | Backend::File => {
+                rustix::fs::fdatasync(&self.fd).map_err(|errno| DeviceError::Io {
+                    op: Op::Sync,
+                    offset: 0,
+                    errno,
+                })
+            }
         }
     }
 }

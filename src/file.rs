@@ -31,7 +31,7 @@ pub(crate) fn open<P: rustix::path::Arg>(
         offset: 0,
         errno,
     })?;
-    if erase_size < 512 || !erase_size.is_power_of_two() {
+    if !crate::flash::usable_erase_size(erase_size) {
         return Err(DeviceError::BadGeometry { size, erase_size });
     }
     let capacity = (size.min(u64::from(u32::MAX)) / u64::from(erase_size)) * u64::from(erase_size);

@@ -19,6 +19,13 @@ pub trait Durable: ErrorType {
     fn sync(&mut self) -> Result<(), Self::Error>;
 }
 
+/// An erase size the format can use: at least 512 bytes, a multiple of 64. NOR erase blocks
+/// are powers of two; a UBI volume's LEB is its PEB less UBI's headers (126,976 on a NAND
+/// part with 128 KiB blocks and 2 KiB pages; 65,408 on 64 KiB NOR blocks).
+pub fn usable_erase_size(n: u32) -> bool {
+    n >= 512 && n % 64 == 0
+}
+
 /// What a Linux-backed flash operation was doing when it failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {

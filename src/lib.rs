@@ -18,5 +18,8 @@ pub mod replay;
 pub mod sim;
 pub mod tar;
 pub mod trial;
+pub mod ubi;
+#[cfg(feature = "sim")]
+pub mod ubi_sim;
 
 pub use chain::{read_chain, Block, ChainView};

@@ -36,6 +36,10 @@ pub enum SimError {
     EraseFailed {
         offset: u32,
     },
+    /// A NAND page programmed twice, or out of order within its PEB (ubi_sim.rs): a bug.
+    NandOrder {
+        offset: u32,
+    },
 }
 
 /// A flash fault injected into the simulator (`SimFlash::inject`).

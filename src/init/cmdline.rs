@@ -143,7 +143,7 @@ pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(Warning<'a>)) -> Setting
                 None => warn(bad(value)),
             },
             "snapinit.erase_size" => match value.and_then(number) {
-                Some(n) if n >= 512 && n.is_power_of_two() => s.erase_size = n,
+                Some(n) if snapinit::flash::usable_erase_size(n) => s.erase_size = n,
                 _ => warn(bad(value)),
             },
             "snapinit.init" => match value.and_then(abs_path) {

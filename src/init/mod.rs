@@ -230,10 +230,25 @@ fn load_chain(settings: &Settings, layers: &Layers) {
     let mut buf = [0u8; 4096];
     let mtd = read_file("/proc/mtd", &mut buf);
     let Some(index) = snapinit::mtd::find_partition(mtd.as_bytes(), &settings.part) else {
-        warn!(
-            "no MTD partition {:?}; plain tmpfs overlay",
-            settings.part.as_str()
-        );
+        // NAND units: rootfs_data is a UBI volume, not an MTD partition.
+        let Some(path) = snapinit::ubi::find_volume(&settings.part) else {
+            warn!(
+                "no MTD partition and no UBI volume {:?}; plain tmpfs overlay",
+                settings.part.as_str()
+            );
+            return;
+        };
+        match DeviceFlash::open(&path, settings.erase_size, false) {
+            Ok(flash) => {
+                info!(
+                    "chain on {path} ({}, UBI volume, LEB {})",
+                    settings.part,
+                    flash.erase_size()
+                );
+                boot_from(flash, path.as_str(), layers, settings);
+            }
+            Err(e) => warn!("cannot open {path}: {e}; plain tmpfs overlay"),
+        }
         return;
     };
     let mut path: heapless::String<24> = heapless::String::new();

@@ -19,8 +19,6 @@ use snapinit::header::{
 use std::time::{SystemTime, UNIX_EPOCH};
 pub use survey::{survey, survey_to, Depth, Survey, Suspect};
 
-/// Bytes per program operation: a NOR page program is this size or less.
-const PROGRAM_CHUNK: usize = 4096;
 /// Buffer for streaming reads while verifying.
 const READ_CHUNK: usize = 4096;
 
@@ -354,10 +352,16 @@ where
     fn write_block(&mut self, offset: u32, fields: &Fields, data: &[u8]) -> Res<(), F> {
         let span = span_blocks(fields.payload_len, fields.erase_size) as u32;
         self.erase_checked(offset, offset + span * fields.erase_size)?;
+        // One program per erase block the payload touches: on UBI each program is one atomic
+        // LEB change (ubi.rs), so a program must not split an erase block.
+        let e = fields.erase_size;
         let mut at = offset + HEADER_LEN as u32;
-        for chunk in data.chunks(PROGRAM_CHUNK) {
-            self.program_checked(at, chunk)?;
-            at += chunk.len() as u32;
+        let mut rest = data;
+        while !rest.is_empty() {
+            let n = rest.len().min((e - at % e) as usize);
+            self.program_checked(at, &rest[..n])?;
+            rest = &rest[n..];
+            at += n as u32;
         }
         self.flash.sync()?;
         self.program_checked(offset, &fields.seal())?;

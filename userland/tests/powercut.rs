@@ -6,13 +6,92 @@
 //! write must succeed.
 
 use snapinit::chain::{read_chain, ChainView};
+use snapinit::flash::{Durable, Geometry, NorFlash, ReadNorFlash};
 use snapinit::header::{Compression, HEADER_LEN};
 use snapinit::sim::{SimError, SimFlash, Tear};
+use snapinit::ubi_sim::{OnUbi, UbiSim};
 use snapshot::writer::{Outcome, Payload, WriteError, Writer};
 
 const ERASE: u32 = 1024;
 const BLOCKS: u32 = 32;
 const BACKBUF: u32 = 4;
+/// NAND page of the UBI runs: 8 pages per LEB.
+const PAGE: u32 = 128;
+
+/// A simulated medium the writes are cut on: NOR (every program and erase tears physically) or
+/// a UBI volume on NAND (ubi_sim.rs: atomic LEB changes and erases).
+trait Medium: NorFlash<Error = SimError> + ReadNorFlash + Geometry + Durable + Clone {
+    fn blank() -> Self;
+    fn cut_power_at(&mut self, op: u64, tear: Tear);
+    fn power_on(&mut self);
+    fn ops(&self) -> u64;
+    fn contents(&self) -> Vec<u8>;
+    fn flip_bit(&mut self, offset: usize, bit: u8);
+    /// The tears of the cut operation that can differ on this medium.
+    fn tears() -> Vec<Tear>;
+}
+
+impl Medium for SimFlash {
+    fn blank() -> Self {
+        SimFlash::new(ERASE, BLOCKS)
+    }
+    fn cut_power_at(&mut self, op: u64, tear: Tear) {
+        SimFlash::cut_power_at(self, op, tear)
+    }
+    fn power_on(&mut self) {
+        SimFlash::power_on(self)
+    }
+    fn ops(&self) -> u64 {
+        SimFlash::ops(self)
+    }
+    fn contents(&self) -> Vec<u8> {
+        SimFlash::contents(self).to_vec()
+    }
+    fn flip_bit(&mut self, offset: usize, bit: u8) {
+        SimFlash::flip_bit(self, offset, bit)
+    }
+    /// Nothing lands, prefixes around the header's sealed part (191 is one byte short of it)
+    /// and inside payload programs, and two random partial operations.
+    fn tears() -> Vec<Tear> {
+        vec![
+            Tear::Nothing,
+            Tear::Prefix(1),
+            Tear::Prefix(100),
+            Tear::Prefix(191),
+            Tear::Prefix(700),
+            Tear::Random(0x9E37_79B9_7F4A_7C15),
+            Tear::Random(0x0123_4567_89AB_CDEF),
+        ]
+    }
+}
+
+impl Medium for OnUbi<UbiSim> {
+    fn blank() -> Self {
+        OnUbi(UbiSim::new(ERASE, PAGE, BLOCKS, 4))
+    }
+    fn cut_power_at(&mut self, op: u64, tear: Tear) {
+        OnUbi::cut_power_at(self, op, tear)
+    }
+    fn power_on(&mut self) {
+        OnUbi::power_on(self)
+    }
+    fn ops(&self) -> u64 {
+        OnUbi::ops(self)
+    }
+    fn contents(&self) -> Vec<u8> {
+        self.0.contents()
+    }
+    fn flip_bit(&mut self, offset: usize, bit: u8) {
+        self.0.flip_bit(offset, bit)
+    }
+    /// A cut page program of an unfinished LEB change is lost with the change (UBI checks the
+    /// new PEB's data CRC at attach), and a LEB erase happened or did not: one variant.
+    fn tears() -> Vec<Tear> {
+        vec![Tear::Nothing]
+    }
+}
+
+type Ubi = OnUbi<UbiSim>;
 
 /// What the boot path would replay: snapshot payloads oldest first, then the volatile's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +100,7 @@ struct State {
     volatile: Option<Vec<u8>>,
 }
 
-fn payload_bytes(view: &ChainView, flash: &mut SimFlash, b: &snapinit::Block) -> Vec<u8> {
+fn payload_bytes<F: Medium>(view: &ChainView, flash: &mut F, b: &snapinit::Block) -> Vec<u8> {
     let _ = view;
     let mut data = vec![0u8; b.header.fields.payload_len as usize];
     snapinit::flash::ReadNorFlash::read(flash, b.offset + HEADER_LEN as u32, &mut data)
@@ -29,7 +108,7 @@ fn payload_bytes(view: &ChainView, flash: &mut SimFlash, b: &snapinit::Block) ->
     data
 }
 
-fn state(flash: &mut SimFlash) -> State {
+fn state<F: Medium>(flash: &mut F) -> State {
     let mut buf = [0u8; 512];
     let view = read_chain(flash, &mut buf);
     let snapshots = view
@@ -73,7 +152,7 @@ enum Op {
     FormatForce,
 }
 
-fn apply(flash: &mut SimFlash, op: Op) -> Result<Outcome, WriteError<SimError>> {
+fn apply<F: Medium>(flash: &mut F, op: Op) -> Result<Outcome, WriteError<SimError>> {
     let mut w = Writer::new(flash);
     w.backbuf_blocks = Some(BACKBUF);
     match op {
@@ -91,15 +170,15 @@ fn apply(flash: &mut SimFlash, op: Op) -> Result<Outcome, WriteError<SimError>> 
     }
 }
 
-struct Shape {
+struct Shape<F> {
     name: &'static str,
-    flash: SimFlash,
+    flash: F,
     /// Every state the chain went through while being built.
     history: Vec<State>,
 }
 
-fn build(name: &'static str, ops: &[Op]) -> Shape {
-    let mut flash = SimFlash::new(ERASE, BLOCKS);
+fn build<F: Medium>(name: &'static str, ops: &[Op]) -> Shape<F> {
+    let mut flash = F::blank();
     let mut history = vec![state(&mut flash)];
     for &op in ops {
         apply(&mut flash, op).unwrap_or_else(|e| panic!("{name}: building with {op:?}: {e}"));
@@ -112,7 +191,7 @@ fn build(name: &'static str, ops: &[Op]) -> Shape {
     }
 }
 
-fn shapes() -> Vec<Shape> {
+fn shapes<F: Medium>() -> Vec<Shape<F>> {
     use Op::*;
     vec![
         build("empty", &[]),
@@ -169,7 +248,7 @@ fn shapes() -> Vec<Shape> {
     ]
 }
 
-fn ops_for(shape: &Shape) -> Vec<Op> {
+fn ops_for<F>(shape: &Shape<F>) -> Vec<Op> {
     use Op::*;
     let top = shape.history.last().expect("history");
     let n = top.snapshots.len();
@@ -202,24 +281,19 @@ fn follow_up(from: &State) -> (Op, State) {
     )
 }
 
-/// Torn variants of the cut operation: nothing lands, prefixes around the header's sealed part
-/// (191 is one byte short of it) and inside payload chunks, and two random partial operations.
-fn tears() -> [Tear; 7] {
-    [
-        Tear::Nothing,
-        Tear::Prefix(1),
-        Tear::Prefix(100),
-        Tear::Prefix(191),
-        Tear::Prefix(700),
-        Tear::Random(0x9E37_79B9_7F4A_7C15),
-        Tear::Random(0x0123_4567_89AB_CDEF),
-    ]
+#[test]
+fn every_cut_shows_old_or_new_and_recovers() {
+    every_cut_shows_old_or_new::<SimFlash>("NOR");
 }
 
 #[test]
-fn every_cut_shows_old_or_new_and_recovers() {
+fn every_cut_shows_old_or_new_and_recovers_on_ubi() {
+    every_cut_shows_old_or_new::<Ubi>("UBI");
+}
+
+fn every_cut_shows_old_or_new<F: Medium>(medium: &str) {
     let mut checked = 0u64;
-    for shape in shapes() {
+    for shape in shapes::<F>() {
         let old = shape.history.last().expect("history").clone();
         for op in ops_for(&shape) {
             let mut whole = shape.flash.clone();
@@ -231,7 +305,7 @@ fn every_cut_shows_old_or_new_and_recovers() {
             let new = state(&mut whole);
             let count = whole.ops() - start;
             for cut in 0..count {
-                for tear in tears() {
+                for tear in F::tears() {
                     let mut f = shape.flash.clone();
                     f.cut_power_at(cut, tear);
                     let r = apply(&mut f, op);
@@ -269,14 +343,19 @@ fn every_cut_shows_old_or_new_and_recovers() {
             }
         }
     }
-    println!("cut points checked: {checked}");
+    println!("{medium}: cut points checked: {checked}");
     assert!(checked > 1000, "only {checked} cut points");
 }
 
 #[test]
 fn single_bit_flips_fall_back_to_the_valid_prefix() {
+    single_bit_flips::<SimFlash>("NOR");
+    single_bit_flips::<Ubi>("UBI");
+}
+
+fn single_bit_flips<F: Medium>(medium: &str) {
     let mut checked = 0u64;
-    for shape in shapes() {
+    for shape in shapes::<F>() {
         let mut buf = [0u8; 512];
         let mut probe = shape.flash.clone();
         let view = read_chain(&mut probe, &mut buf);
@@ -338,14 +417,19 @@ fn single_bit_flips_fall_back_to_the_valid_prefix() {
             }
         }
     }
-    println!("bit flips checked: {checked}");
+    println!("{medium}: bit flips checked: {checked}");
     assert!(checked > 1000, "only {checked} bit flips");
 }
 
 #[test]
 fn too_large_is_refused_before_anything_is_erased() {
-    let shape = build("two snapshots", &[Op::Append(1, 3000), Op::Append(2, 3000)]);
-    let before = shape.flash.contents().to_vec();
+    too_large_is_refused::<SimFlash>();
+    too_large_is_refused::<Ubi>();
+}
+
+fn too_large_is_refused<F: Medium>() {
+    let shape = build::<F>("two snapshots", &[Op::Append(1, 3000), Op::Append(2, 3000)]);
+    let before = shape.flash.contents();
     let mut f = shape.flash.clone();
     let ops = f.ops();
     let backbuf_bytes = (BACKBUF * ERASE) as usize;
@@ -362,11 +446,11 @@ fn too_large_is_refused_before_anything_is_erased() {
         filled += 1;
     }
     assert!(filled > 0);
-    let full = f.contents().to_vec();
+    let full = f.contents();
     let ops_full = f.ops();
     let r = apply(&mut f, Op::Append(5, 2000));
     assert!(matches!(r, Err(WriteError::NoSpace { .. })), "{r:?}");
-    assert_eq!(f.contents(), &full[..], "a refused write changed flash");
+    assert_eq!(f.contents(), full, "a refused write changed flash");
     assert_eq!(f.ops(), ops_full, "a refused write issued flash operations");
     assert_ne!(before.len(), 0);
     assert!(ops > 0);
@@ -387,7 +471,7 @@ fn wear_is_reported() {
 
 #[test]
 fn format_records_the_back_buffer_size_without_showing_a_block() {
-    let mut f = build("one snapshot", &[Op::Append(1, 700), Op::Save(2, 300)]).flash;
+    let mut f = build::<SimFlash>("one snapshot", &[Op::Append(1, 700), Op::Save(2, 300)]).flash;
     let mut w = Writer::new(&mut f);
     w.backbuf_blocks = Some(6);
     w.format().expect("format");
@@ -415,7 +499,7 @@ fn format_records_the_back_buffer_size_without_showing_a_block() {
 #[test]
 fn boot_reads_hash_only_the_current_volatile() {
     use snapinit::chain::{read_chain_with, verify, Reject, Volatiles};
-    let shape = build(
+    let shape = build::<SimFlash>(
         "two volatile copies",
         &[Op::Append(1, 300), Op::Save(2, 900), Op::Save(3, 1500)],
     );
@@ -454,10 +538,19 @@ fn boot_reads_hash_only_the_current_volatile() {
 /// state, and the same command run again finishes, after which a save works.
 #[test]
 fn cuts_during_confirmed_repair_and_forced_format() {
+    cuts_during_repair_all_and_format_force::<SimFlash>("NOR");
+}
+
+#[test]
+fn cuts_during_confirmed_repair_and_forced_format_on_ubi() {
+    cuts_during_repair_all_and_format_force::<Ubi>("UBI");
+}
+
+fn cuts_during_repair_all_and_format_force<F: Medium>(medium: &str) {
     use Op::*;
     let mut checked = 0u64;
     let damaged = |name: &'static str, ops: &[Op], rot: &dyn Fn(&ChainView) -> usize| {
-        let mut shape = build(name, ops);
+        let mut shape = build::<F>(name, ops);
         let mut buf = [0u8; 512];
         let view = read_chain(&mut shape.flash, &mut buf);
         let at = rot(&view);
@@ -488,7 +581,7 @@ fn cuts_during_confirmed_repair_and_forced_format() {
     ];
     for mut shape in shapes {
         // Every ordinary write refuses, leaving flash byte-identical.
-        let before = shape.flash.contents().to_vec();
+        let before = shape.flash.contents();
         for op in [
             Save(50, 500),
             Append(51, 500),
@@ -504,7 +597,7 @@ fn cuts_during_confirmed_repair_and_forced_format() {
                 shape.name
             );
             assert!(
-                shape.flash.contents() == &before[..],
+                shape.flash.contents() == before,
                 "{}: refused {op:?} changed flash",
                 shape.name
             );
@@ -520,7 +613,7 @@ fn cuts_during_confirmed_repair_and_forced_format() {
             }
             let count = whole.ops() - start;
             for cut in 0..count {
-                for tear in tears() {
+                for tear in F::tears() {
                     let mut f = shape.flash.clone();
                     f.cut_power_at(cut, tear);
                     let r = apply(&mut f, op);
@@ -556,6 +649,46 @@ fn cuts_during_confirmed_repair_and_forced_format() {
             }
         }
     }
-    println!("cut points in repair --yes and format --force checked: {checked}");
-    assert!(checked > 200, "only {checked}");
+    println!("{medium}: cut points in repair --yes and format --force checked: {checked}");
+    // NOR cuts each operation seven ways, UBI one.
+    assert!(checked > 25 * F::tears().len() as u64, "only {checked}");
+}
+
+/// What one write costs on UBI, pinned: every program is one atomic LEB change per LEB it
+/// touches (payload, then the sealed header, then the sealed mark), every erase one LEB erase.
+#[test]
+fn ubi_cost_of_each_write() {
+    let mut f = build::<Ubi>("one snapshot", &[Op::Append(1, 700)]).flash;
+    let cost = |f: &mut Ubi, op: Op| {
+        let before = f.0.stats();
+        apply(f, op).unwrap_or_else(|e| panic!("{op:?}: {e}"));
+        let after = f.0.stats();
+        (
+            after.changes - before.changes,
+            after.leb_erases - before.leb_erases,
+        )
+    };
+    // A volatile within one LEB into an erased slot: payload, header, sealed mark.
+    let first = cost(&mut f, Op::Save(2, 500));
+    // The next save goes to the back buffer (ping-pong): the same.
+    let second = cost(&mut f, Op::Save(3, 500));
+    // The third overwrites the slot's superseded copy: one LEB erase more.
+    let third = cost(&mut f, Op::Save(4, 500));
+    // A volatile over three LEBs: a change per LEB of payload, then header and sealed mark.
+    let large = cost(&mut f, Op::Save(5, 2500));
+    // Commit of the volatile in the back buffer: a copy into the slot, as a snapshot.
+    let commit = cost(&mut f, Op::Commit);
+    // Rollback to 1: the live mark of snapshot 2, one change.
+    let rollback = cost(&mut f, Op::Rollback(1));
+    println!(
+        "UBI (LEB changes, LEB erases): save {first:?}, save {second:?}, save over a stale copy \
+         {third:?}, 3-LEB save {large:?}, commit {commit:?}, rollback {rollback:?}"
+    );
+    assert_eq!(first, (3, 1));
+    assert_eq!(second, (3, 1));
+    assert_eq!(third, (3, 1));
+    assert_eq!(large, (5, 3));
+    assert_eq!(commit, (5, 3));
+    // The live mark; the erases are the superseded 3-LEB copy the commit left behind.
+    assert_eq!(rollback, (1, 3));
 }

@@ -3,7 +3,7 @@
 
 use super::error::CliError;
 use indicatif::ProgressBar;
-use snapinit::device::DeviceFlash;
+use snapinit::device::{DeviceFlash, Medium};
 use snapinit::flash::{DeviceError, Durable, ErrorType, Geometry, NorFlash, ReadNorFlash};
 use snapinit::mtd::find_partition;
 use std::path::{Path, PathBuf};
@@ -24,18 +24,30 @@ pub struct DeviceSpec {
 }
 
 impl DeviceSpec {
-    /// The device path: `--device`, or `/dev/mtdN` of the named partition in /proc/mtd.
+    /// The device path: `--device`, else `/dev/mtdN` of the named partition in /proc/mtd, else
+    /// `/dev/ubiX_Y` of the UBI volume of that name (NAND units: rootfs_data is a volume).
     pub fn resolve(&self) -> Result<PathBuf, CliError> {
         if let Some(p) = &self.device {
             return Ok(p.clone());
         }
-        let text = std::fs::read("/proc/mtd").map_err(|source| CliError::ProcMtd {
-            name: self.partition.clone(),
-            source,
-        })?;
-        let index = find_partition(&text, &self.partition)
-            .ok_or_else(|| CliError::NoPartition(self.partition.clone()))?;
-        Ok(PathBuf::from(format!("/dev/mtd{index}")))
+        let text = std::fs::read("/proc/mtd");
+        if let Some(index) = text
+            .as_ref()
+            .ok()
+            .and_then(|t| find_partition(t, &self.partition))
+        {
+            return Ok(PathBuf::from(format!("/dev/mtd{index}")));
+        }
+        if let Some(dev) = snapinit::ubi::find_volume(&self.partition) {
+            return Ok(PathBuf::from(dev.as_str()));
+        }
+        match text {
+            Err(source) if !Path::new("/sys/class/ubi").exists() => Err(CliError::ProcMtd {
+                name: self.partition.clone(),
+                source,
+            }),
+            _ => Err(CliError::NoPartition(self.partition.clone())),
+        }
     }
 }
 
@@ -126,9 +138,9 @@ pub fn open_checked(
     };
     match (chain, erase_size) {
         (Some(c), _) if c == have => Ok(dev),
-        (Some(c), _) if dev.flash.is_mtd() => Err(err(
+        (Some(c), _) if dev.reports_geometry() => Err(err(
             c,
-            "the erase size the MTD device reports",
+            "the erase size the device reports (MTD erase block or UBI LEB)",
             "this chain was made for another flash part; `snapshot format --force` starts over",
         )),
         (Some(c), Some(_)) => Err(err(
@@ -136,14 +148,14 @@ pub fn open_checked(
             "--erase-size",
             "run without --erase-size, or with the chain's",
         )),
-        (Some(c), None) if c < 512 || !c.is_power_of_two() => Err(err(
+        (Some(c), None) if !snapinit::flash::usable_erase_size(c) => Err(err(
             c,
             "no size usable",
             "the header's erase size is not usable; `snapshot format --force` starts over",
         )),
         (Some(c), None) => Device::open(path, c, writable),
         (None, Some(_)) => Ok(dev),
-        (None, None) if dev.flash.is_mtd() => Ok(dev),
+        (None, None) if dev.reports_geometry() => Ok(dev),
         (None, None) => Device::open(path, DEFAULT_ERASE_SIZE, writable),
     }
 }
@@ -171,11 +183,20 @@ impl Device {
     }
 
     pub fn kind(&self) -> &'static str {
-        if self.flash.is_mtd() {
-            "mtd"
-        } else {
-            "file"
+        match self.flash.medium() {
+            Medium::Mtd => "mtd",
+            Medium::Ubi { .. } => "ubi",
+            Medium::File => "file",
         }
+    }
+
+    pub fn medium(&self) -> Medium {
+        self.flash.medium()
+    }
+
+    /// An MTD device or UBI volume says its own erase size (LEB size); a file cannot.
+    fn reports_geometry(&self) -> bool {
+        self.flash.medium() != Medium::File
     }
 
     /// Every later erase and program advances `bar` by its byte count.

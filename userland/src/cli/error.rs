@@ -89,7 +89,7 @@ pub enum CliError {
         #[source]
         source: io::Error,
     },
-    #[error("no MTD partition named {0:?} in /proc/mtd (use --partition NAME or --device PATH)")]
+    #[error("no MTD partition in /proc/mtd and no UBI volume named {0:?} (use --partition NAME or --device PATH)")]
     NoPartition(String),
     #[error("{path}: cannot lock: {source}")]
     Lock {

@@ -62,7 +62,10 @@ pub struct SuspectInfo {
 #[derive(Debug, Serialize)]
 pub struct Info {
     pub device: String,
+    /// "mtd", "ubi" or "file".
     pub device_kind: &'static str,
+    /// The UBI device's minimum I/O unit (a NAND page) when the chain is on a UBI volume.
+    pub min_io: Option<u32>,
     pub erase_size: u32,
     pub capacity: u64,
     pub total_blocks: u32,
@@ -210,6 +213,10 @@ pub fn gather(dev: &Device, view: &ChainView) -> Info {
     Info {
         device: dev.path.display().to_string(),
         device_kind: dev.kind(),
+        min_io: match dev.medium() {
+            snapinit::device::Medium::Ubi { min_io } => Some(min_io),
+            _ => None,
+        },
         erase_size: dev.erase_size(),
         capacity: dev.capacity() as u64,
         total_blocks: layout.total_blocks(),
@@ -292,13 +299,21 @@ pub fn render(info: &Info) -> String {
     line(format!(
         "device:      {} ({}, erase size {} bytes)",
         info.device,
-        if info.device_kind == "mtd" {
-            "MTD"
-        } else {
-            "file or block device"
+        match info.device_kind {
+            "mtd" => "MTD",
+            "ubi" => "UBI volume, erase size = LEB size",
+            _ => "file or block device",
         },
         info.erase_size
     ));
+    line(match (info.device_kind, info.min_io) {
+        ("ubi", Some(io)) => format!(
+            "medium:      UBI (NAND rules: every program an atomic LEB change; min I/O {io} bytes)"
+        ),
+        ("mtd", _) => "medium:      MTD (NOR rules: single-byte marks programmed in place)".into(),
+        _ => "medium:      image (NOR rules; the same bytes as an MTD partition or UBI volume)"
+            .into(),
+    });
     line(format!(
         "capacity:    {} bytes ({} erase blocks)",
         info.capacity, info.total_blocks

@@ -558,16 +558,17 @@ struct PackArgs {
     trial: Option<u16>,
 }
 
-/// `--erase-size`: a power of two of at least 512 bytes (decimal or 0x hex).
+/// `--erase-size`: at least 512 bytes and a multiple of 64 (decimal or 0x hex): a NOR erase
+/// block, or a UBI volume's LEB size for an image of one.
 fn parse_erase_size(s: &str) -> Result<u32, String> {
     let n = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Some(hex) => u32::from_str_radix(hex, 16),
         None => s.parse::<u32>(),
     }
     .map_err(|e| format!("{s:?} is not a number of bytes: {e}"))?;
-    if n < 512 || !n.is_power_of_two() {
+    if !snapinit::flash::usable_erase_size(n) {
         return Err(format!(
-            "{n} is not a power of two of at least 512 (flash erase blocks are 4096, 65536, 131072, ...)"
+            "{n} is not a multiple of 64 of at least 512 (NOR erase blocks are 4096, 65536, 131072, ...; UBI LEBs 126976, 65408, ...)"
         ));
     }
     Ok(n)
