@@ -10,7 +10,13 @@
 #   --flash FILE         raw flash image -> /dev/vdb (writable, cache=writethrough),
 #                        exposed as MTD "rootfs_data" via block2mtd
 #   --erase-size BYTES   block2mtd erase size (default 65536)
-#   --mtd-name NAME      MTD partition name (default rootfs_data)
+#   --mtd-name NAME      MTD partition name (default rootfs_data; "ubi" with --medium ubi)
+#   --medium M           nor (default): the flash is the MTD partition rootfs_data;
+#                        ubi: the flash's MTD ("ubi") is attached by UBI at boot
+#                        (ubi.mtd=), /dev/ubi0, the volume rootfs_data /dev/ubi0_0
+#                        (qemu/mkflash.sh --ubi); nandsim: no flash disk, a RAM-only
+#                        raw NAND (nandsim: 64 MiB, 2 KiB pages, 128 KiB blocks) attached
+#                        by UBI (formatted on attach when empty; no volume)
 #   --script FILE        agent step script -> next virtio disk (read-only), see README
 #   --init PATH          init= (default /sbin/init)
 #   --append "ARGS"      extra kernel command line (repeatable: they add up)
@@ -32,14 +38,14 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,37p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 kernel='' rootfs='' flash='' script='' init=/sbin/init append='' log='' result=''
 timeout_s=60 kill_after='' kill_on='' mem=128M interactive=0 dry_run=0
-erase_size=65536 mtd_name=rootfs_data arch=x86_64
+erase_size=65536 mtd_name='' medium=nor arch=x86_64
 extra=() kill_keys=() kill_delays=()
 while (($#)); do
   case $1 in
@@ -49,6 +55,7 @@ while (($#)); do
     --flash) flash=${2:?}; shift 2 ;;
     --erase-size) erase_size=${2:?}; shift 2 ;;
     --mtd-name) mtd_name=${2:?}; shift 2 ;;
+    --medium) medium=${2:?}; shift 2 ;;
     --script) script=${2:?}; shift 2 ;;
     --init) init=${2:?}; shift 2 ;;
     --append) append+="${append:+ }${2?}"; shift 2 ;;
@@ -71,6 +78,15 @@ while (($#)); do
   esac
 done
 [[ -n $rootfs ]] || { echo "boot.sh: --rootfs is required" >&2; usage; }
+case $medium in
+  nor) mtd_name=${mtd_name:-rootfs_data} ;;
+  # A name other than rootfs_data: in UBI mode the only rootfs_data is the UBI volume.
+  ubi) mtd_name=${mtd_name:-ubi} ;;
+  nandsim)
+    [[ -z $flash ]] || { echo "boot.sh: --medium nandsim has no flash disk (RAM only)" >&2; exit 2; }
+    ;;
+  *) echo "boot.sh: unknown medium '$medium' (nor, ubi, nandsim)" >&2; exit 2 ;;
+esac
 
 . "$here/arch.sh"
 arch_load "$arch" || exit 2
@@ -108,6 +124,18 @@ if [[ -n $flash ]]; then
   disk "file=$flash,format=raw,cache=writethrough"
   cmdline+=" block2mtd.block2mtd=/dev/vdb,$erase_size,$mtd_name"
 fi
+# UBI (a late_initcall, linked after block2mtd's) attaches the MTD by name. nandsim, where
+# the kernel has it, is built in and probes at every boot: its default chip (a 128 MiB
+# small-page NAND) would be mtd0 ahead of block2mtd's. Every other medium gives it an ID
+# no chip has, so it finds nothing and registers no MTD ("No NAND device found").
+case $medium in
+  # ST Micro 0xa2: 64 MiB, 1.8 V, 8-bit; 4th ID byte 0x15 = 2 KiB page, 64 B OOB,
+  # 128 KiB block. nandsim is mtd0 (device initcall; block2mtd is late). Its sub-page
+  # writes are 512 bytes: VID header at 512, data at 2048, LEB = 126 KiB.
+  nandsim) cmdline+=" nandsim.id_bytes=0x20,0xa2,0x00,0x15 ubi.mtd=0" ;;
+  ubi) cmdline+=" nandsim.id_bytes=0xff,0xff ubi.mtd=$mtd_name" ;;
+  *) cmdline+=" nandsim.id_bytes=0xff,0xff" ;;
+esac
 if [[ -n $script ]]; then
   # A raw disk: marker line, name line, the script, zero padding to 4 KiB.
   sdisk=$tmp/script.img
