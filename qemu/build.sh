@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build everything a QEMU boot of snapinit needs on one architecture, from this repository.
 #   qemu/build.sh OUTDIR [ARCH]        (default x86_64; the architectures of qemu/arch.sh)
-# Produces OUTDIR/snapinit (static PID 1), OUTDIR/snapshot (static tool),
-# OUTDIR/rootfs.squashfs (busybox + both binaries + the test agent) and
+# Produces OUTDIR/snapinit (static PID 1), OUTDIR/snapshot (static tool), OUTDIR/ubimkvol
+# (static, qemu/ubimkvol.c), OUTDIR/rootfs.squashfs (busybox + the three + the test agent) and
 # OUTDIR/build-times (kernel/snapinit/snapshot/rootfs seconds). Last stdout line: the
 # kernel's path. Progress goes to stderr. Fails loudly on anything odd (a dynamic binary,
 # a binary of another architecture, a placeholder PID 1, a failed build).
@@ -67,7 +67,14 @@ else
   t2=$(awk -v a="$t1" '$1 == "snapinit" {s += $2} $1 == "prepare" {s += $2} END{printf "%.3f", a + s}' "$out/build-times")
 fi
 
-for b in snapinit snapshot; do
+# ubimkvol: the guests' busybox has no UBI applets; the nandsim scenario creates its volume
+# with this one ioctl. Static C with the table's gcc (glibc; the cross ones are installed
+# for `snapshot` already).
+${A_CC:-gcc} -static -Os -Wall -o "$out/ubimkvol" "$here/ubimkvol.c" ||
+  die "ubimkvol.c does not build with ${A_CC:-gcc}"
+$A_STRIP "$out/ubimkvol"
+
+for b in snapinit snapshot ubimkvol; do
   desc=$(file -b "$out/$b")
   [[ $desc =~ $A_ELF ]] || die "$b is not a $arch ELF ($A_ELF): $desc"
   [[ $desc == *static* && $desc != *dynamically* ]] ||
@@ -83,7 +90,7 @@ if [[ $A_DEB != host ]]; then
   bb=(--busybox "$busybox" --busybox-list "${busybox%/*}/busybox.list")
 fi
 "$here/mkrootfs.sh" "$out/rootfs.squashfs" "${bb[@]}" --snapinit "$out/snapinit" \
-  --snapshot "$out/snapshot" --agent "$here/agent.sh" >&2
+  --snapshot "$out/snapshot" --agent "$here/agent.sh" --add "$out/ubimkvol:/sbin/ubimkvol" >&2
 t4=$(now)
 printf 'kernel %s\nsnapinit %s\nsnapshot %s\nrootfs %s\n' "$(secs "$t0" "$t1")" \
   "$(secs "$t1" "$t2")" "$(secs "$t2" "$t3")" "$(secs "$t3" "$t4")" >"$out/build-times"
