@@ -8,7 +8,16 @@
 # SDIR (its directory: step scripts, console logs, result files, flash images), WORK (the
 # run's directory), KERNEL[arch], ROOTFS[arch], BIN[arch] (the build of each architecture),
 # BUILT (the architectures that built), SNAPSHOT_HOST (the host's `snapshot`, for images
-# written on the host).
+# written on the host), MEDIUM (the run's flash medium, below).
+#
+# The medium is a dimension of the run (run-tests.sh --medium), never a branch on the
+# architecture: nor (default) = the flash image is the MTD partition rootfs_data (/dev/mtd0);
+# ubi = the flash image holds UBI (qemu/mkflash.sh --ubi), block2mtd's MTD is attached at
+# boot and rootfs_data is the UBI volume /dev/ubi0_0; nandsim = a RAM-only raw NAND with
+# 2 KiB pages attached by UBI, no flash file, no volume at boot. A scenario lists the media
+# it runs on in SCENARIO_MEDIA[name] (default: nor); it writes its flash with flash_new /
+# vol_new + flash_from_vol and names the chain's device through the MEDIUM_* patterns, so
+# one file serves every medium.
 
 QEMU_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$QEMU_DIR/arch.sh"
@@ -44,7 +53,67 @@ is() { [[ $(get "$1" "$2") == "$3" ]]; }                               # is TAG 
 has() { get "$1" "$2" | grep -E -- "$3" >/dev/null; } # has TAG KEY ERE
 empty() { [[ -z $(get "$1" "$2") ]]; }                 # empty TAG KEY
 lacks() { ! has "$@"; }                                 # lacks TAG KEY ERE
-flash_new() { "$QEMU_DIR/mkflash.sh" "$1" "${2:-2048}" >/dev/null 2>&1; } # FILE [KiB]
+MEDIUM=nor # run-tests.sh --medium
+declare -A SCENARIO_MEDIA # scenario -> "nor ubi ..." (unset: nor)
+# medium_load: the medium's parameters, once run-tests.sh has set MEDIUM.
+#   ERASE_SIZE         the erase block of the chain: what the host's `snapshot --erase-size` gets
+#   MEDIUM_CHAIN_RE    ERE of snapinit's "chain on DEVICE (NAME" log line
+#   MEDIUM_DEV         the chain's device, for messages
+medium_load() {
+  case $MEDIUM in
+    nor) ERASE_SIZE=65536 MEDIUM_DEV=/dev/mtd0
+      MEDIUM_CHAIN_RE='snapinit: chain on /dev/mtd0 \(rootfs_data\)' ;;
+    ubi | nandsim)
+      if [[ $MEDIUM == ubi ]]; then
+        ERASE_SIZE=$("$QEMU_DIR/mkflash.sh" --ubi --geometry | awk '{print $4}')
+      else
+        ERASE_SIZE= # nandsim: the scenario reads the LEB size in the guest
+      fi
+      MEDIUM_DEV=/dev/ubi0_0
+      MEDIUM_CHAIN_RE='snapinit: chain on /dev/ubi[0-9]+_[0-9]+ \(rootfs_data' ;;
+    *) echo "lib.sh: unknown medium '$MEDIUM' (nor, ubi, nandsim)" >&2; return 2 ;;
+  esac
+}
+medium_load
+# flash_new FILE [KiB]: an empty flash of the medium (nor: erased; ubi: UBI with an empty
+# rootfs_data volume filling it).
+flash_new() {
+  case $MEDIUM in
+    nor) "$QEMU_DIR/mkflash.sh" "$1" "${2:-2048}" >/dev/null 2>&1 ;;
+    ubi) "$QEMU_DIR/mkflash.sh" --ubi "$1" "${2:-2048}" >/dev/null 2>&1 ;;
+    *) fail "flash_new: the $MEDIUM medium has no flash file"; return 1 ;;
+  esac
+}
+# vol_new FILE [KiB]: an erased file the size of the chain's partition (NOR) or volume (UBI)
+# on a flash of KiB: what the host's `snapshot --device FILE --erase-size $ERASE_SIZE` writes.
+vol_new() {
+  local bytes=$((${2:-2048} * 1024))
+  [[ $MEDIUM == nor ]] || bytes=$("$QEMU_DIR/mkflash.sh" --ubi --geometry "${2:-2048}" | awk '{print $8}')
+  head -c "$bytes" /dev/zero | tr '\0' '\377' >"$1"
+}
+# flash_from_vol VOLUME FLASH [KiB]: the flash image holding that partition/volume content.
+flash_from_vol() {
+  case $MEDIUM in
+    nor) cp "$1" "$2" ;;
+    ubi) "$QEMU_DIR/mkflash.sh" --ubi --volume-image "$1" "$2" "${3:-2048}" >/dev/null 2>&1 ;;
+    *) fail "flash_from_vol: the $MEDIUM medium has no flash file"; return 1 ;;
+  esac
+}
+# same_volume FLASH1 FLASH2: the chain's partition holds the same bytes in both images (UBI:
+# the volume's LEBs, unmapped ones read as 0xFF; UBI itself may write its own headers, e.g.
+# formatting empty PEBs on attach, which is no change of the volume).
+same_volume() {
+  if [[ $MEDIUM == nor ]]; then
+    cmp -s "$1" "$2"
+  else
+    cmp -s <("$QEMU_DIR/ubi-volume.py" "$1") <("$QEMU_DIR/ubi-volume.py" "$2")
+  fi
+}
+# has_partition TAG: the boot's flash has a partition/volume named rootfs_data (the agent's
+# /proc/mtd; probe's UBI volume list).
+has_partition() {
+  if [[ $MEDIUM == nor ]]; then has "$1" mtd '"rootfs_data"'; else has "$1" ubi_volumes ' rootfs_data$'; fi
+}
 
 # other_arch: the next architecture of this run after $ARCH (cyclic), for scenarios that
 # carry a flash from one architecture to another; empty when only one built.
@@ -76,6 +145,14 @@ probe() { # the state this boot came up with
 	emit_str etc_hash "$(dirhash /etc)"
 	snapshot info >/tmp/p.info 2>&1 || echo "snapshot info: exit $?" >>/tmp/p.info
 	emit_lines info_boot </tmp/p.info
+	ubi_volumes >/tmp/p.ubi
+	emit_lines ubi_volumes </tmp/p.ubi
+}
+ubi_volumes() { # "ubiX_Y NAME" of every UBI volume (none without UBI)
+	for v in /sys/class/ubi/ubi*_*; do
+		[ -e "$v/name" ] && echo "${v##*/} $(cat "$v/name")"
+	done
+	return 0
 }
 state() { # PATH... -> one line each: content, link, dir listing or ABSENT
 	for p in "$@"; do
@@ -91,10 +168,11 @@ set -e
 LIB
 }
 
-# vm TAG FLASH [boot.sh args...] <<'STEP' ... STEP        (on $ARCH)
+# vm TAG FLASH [boot.sh args...] <<'STEP' ... STEP        (on $ARCH; FLASH '': none)
 # vm_on ARCH TAG FLASH [boot.sh args...] < step           (on another architecture)
 # Boots snapinit (target: the agent) with the step script from stdin; the results land in
-# $SDIR/TAG.jsonl, the console in $SDIR/TAG.log. Fails the scenario unless QEMU ran to the
+# $SDIR/TAG.jsonl, the console in $SDIR/TAG.log; the medium is the run's ($MEDIUM).
+# Fails the scenario unless QEMU ran to the
 # guest's reboot (or to the asked-for kill: --kill-after, --kill-on), the agent finished and
 # the step exited 0 (a killed boot is only checked for the kill). No printk.devkmsg=on: the
 # kernel's default /dev/kmsg rate limit stays, so the timing scenario proves every snapinit
@@ -107,7 +185,7 @@ vm_on() {
   for a in "$@"; do [[ $a != --kill-after && $a != --kill-on ]] || killed=1; done
   { guest_lib; cat; } >"$SDIR/$tag.sh"
   out=$("$QEMU_DIR/boot.sh" --arch "$arch" --kernel "${KERNEL[$arch]}" --rootfs "${ROOTFS[$arch]}" \
-    --flash "$flash" --init /sbin/snapinit --script "$SDIR/$tag.sh" --log "$SDIR/$tag.log" \
+    --medium "$MEDIUM" ${flash:+--flash "$flash"} --init /sbin/snapinit --script "$SDIR/$tag.sh" --log "$SDIR/$tag.log" \
     --result "$SDIR/$tag.jsonl" --timeout "$BOOT_TIMEOUT" \
     --append "snapinit.init=/sbin/test-agent" "$@" 2>"$SDIR/$tag.boot.err") || rc=$?
   printf '%s\n' "$out" >"$SDIR/$tag.boot.out"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # snapinit QEMU boot tests: every scenario on every architecture, one pass/fail table.
-#   qemu/run-tests.sh [--arch LIST] [--scenario LIST] [--cuts N] [--op-cuts N] [--keep]
+#   qemu/run-tests.sh [--arch LIST] [--scenario LIST] [--medium M] [--cuts N] [--op-cuts N] [--keep]
 # LIST is comma-separated; default: every architecture of qemu/arch.sh (x86_64, mipsel,
 # mips, arm, aarch64) and every scenario of qemu/scenarios/ (blank, config, commit,
 # rollback, chain, roundtrip, corrupt, timing, powercut, cutops, trial). A scenario written
@@ -13,6 +13,10 @@
 # written on the host), then boots each scenario under QEMU (TCG) with
 # init=/sbin/snapinit snapinit.init=/sbin/test-agent; the guest acts through a step script
 # and the checks read the agent's JSON result file (and the flash image on the host).
+# --medium: the flash every scenario of the run boots on (qemu/lib.sh): nor (default: the
+# image is the MTD partition rootfs_data), ubi (the image holds UBI, rootfs_data is a UBI
+# volume on block2mtd) or nandsim (a RAM-only 2 KiB-page NAND with UBI). Without --scenario,
+# the scenarios that run on that medium (SCENARIO_MEDIA in their files; unset: nor only).
 # --cuts: planned power cuts of the powercut scenario (default 6, at least 4).
 # --op-cuts: power cuts the cutops scenario lands inside each of commit, rollback and
 # format (default 20).
@@ -34,7 +38,7 @@ for f in "$here"/scenarios/[0-9]*.sh; do
   ALL_SCENARIOS+=("${n#*-}")
 done
 
-arches=$(IFS=,; echo "${ARCHES[*]}") scen=$(IFS=,; echo "${ALL_SCENARIOS[*]}") keep=0
+arches=$(IFS=,; echo "${ARCHES[*]}") scen='' keep=0
 PC_CUTS=6 OP_CUTS=20
 while (($#)); do
   case $1 in
@@ -43,11 +47,17 @@ while (($#)); do
     --cuts) PC_CUTS=${2:?}; shift 2 ;;
     --op-cuts) OP_CUTS=${2:?}; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h | --help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --medium) MEDIUM=${2:?}; shift 2 ;;
+    -h | --help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run-tests.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 ((PC_CUTS >= 4)) || { echo "run-tests.sh: --cuts must be at least 4" >&2; exit 2; }
+medium_load || exit 2
+on_medium() { [[ " ${SCENARIO_MEDIA[$1]:-nor} " == *" $MEDIUM "* ]]; } # SCENARIO
+if [[ -z $scen ]]; then
+  for s in "${ALL_SCENARIOS[@]}"; do on_medium "$s" && scen+="${scen:+,}$s"; done
+fi
 IFS=, read -r -a arch_list <<<"$arches"
 IFS=, read -r -a SCENARIOS <<<"$scen"
 for a in "${arch_list[@]}"; do arch_load "$a" || exit 2; done
@@ -66,6 +76,8 @@ for i in "${!SCENARIOS[@]}"; do
   fi
   declare -F "scenario_$s" >/dev/null || {
     echo "run-tests.sh: no scenario '$s' (known: ${ALL_SCENARIOS[*]})" >&2; exit 2; }
+  on_medium "$s" || {
+    echo "run-tests.sh: scenario '$s' does not run on the $MEDIUM medium (it runs on: ${SCENARIO_MEDIA[$s]:-nor})" >&2; exit 2; }
 done
 
 T_START=$(now)
@@ -111,7 +123,7 @@ done
 
 # --- report -----------------------------------------------------------------------------
 echo
-echo "snapinit QEMU boot tests (result and seconds per scenario)"
+echo "snapinit QEMU boot tests on the $MEDIUM medium (result and seconds per scenario)"
 report_table "${arch_list[@]}"
 echo
 echo "builds (s; kernels are cached after their first build):"

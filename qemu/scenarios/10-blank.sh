@@ -1,20 +1,27 @@
-# blank: an erased (0xFF) flash. snapinit finds rootfs_data on /dev/mtd0, sees the empty
-# chain and mounts a plain tmpfs overlay, logs its peak RSS, execs the target; `snapshot
-# info` in the guest says empty; `snapshot format` leaves a valid empty chain; the next boot
-# reads it (nothing replayed).
+# blank: an erased (0xFF) flash (UBI: an empty rootfs_data volume). snapinit finds
+# rootfs_data on /dev/mtd0 (UBI: /dev/ubiX_Y), sees the empty chain and mounts a plain tmpfs
+# overlay, logs its peak RSS, execs the target; `snapshot info` in the guest says empty (UBI:
+# and names the medium UBI with the LEB size the kernel reports); `snapshot format` leaves a
+# valid empty chain; the next boot reads it (nothing replayed).
+SCENARIO_MEDIA[blank]='nor ubi'
 scenario_blank() {
   flash_new "$SDIR/flash.img" 2048
   vm boot1 "$SDIR/flash.img" <<'STEP' || return 1
 probe
+emit_str leb_size "$(cat /sys/class/ubi/ubi0/eraseblock_size 2>/dev/null || echo none)"
 snapshot format --yes
 snapshot info >/tmp/i 2>&1
 emit_lines info_after </tmp/i
 STEP
   check "boot1: root is an overlay" has boot1 mounts ' / / .* - overlay '
   check "boot1: the upper layer is a tmpfs" has boot1 mounts ' /overlay .* - tmpfs '
-  check "boot1: /proc/mtd names rootfs_data" has boot1 mtd '"rootfs_data"'
-  check "boot1: snapinit found the chain on /dev/mtd0" \
-    has boot1 dmesg_snapinit 'snapinit: chain on /dev/mtd0 \(rootfs_data\)'
+  check "boot1: the flash has a partition/volume rootfs_data ($MEDIUM)" has_partition boot1
+  check "boot1: snapinit found the chain on $MEDIUM_DEV" has boot1 dmesg_snapinit "$MEDIUM_CHAIN_RE"
+  if [[ $MEDIUM == ubi ]]; then
+    check "boot1: the kernel's LEB size is mkflash.sh's ($ERASE_SIZE)" is boot1 leb_size "$ERASE_SIZE"
+    check "boot1: snapshot info names the medium UBI" has boot1 info_boot '^medium: .*UBI'
+    check "boot1: snapshot info gives the LEB size $ERASE_SIZE" has boot1 info_boot "(^|[^0-9])$ERASE_SIZE([^0-9]|$)"
+  fi
   check "boot1: snapinit saw the empty chain" has boot1 dmesg_snapinit 'snapinit: chain: Empty'
   check "boot1: snapinit says: plain tmpfs overlay" has boot1 dmesg_snapinit 'plain tmpfs overlay'
   check "boot1: snapinit logged its peak RSS" has boot1 dmesg_snapinit 'snapinit: peak RSS [0-9]+ kB'

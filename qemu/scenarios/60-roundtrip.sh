@@ -2,6 +2,7 @@
 # symlink, deleted squashfs file), save -> reboot: /etc hash equal, changes and whiteout in
 # /overlay/upper -> commit -> reboot: in /snapshot, upper empty; then the flash this guest
 # wrote boots on the next architecture of the run with the same /etc hash.
+SCENARIO_MEDIA[roundtrip]='nor ubi'
 scenario_roundtrip() {
   flash_new "$SDIR/flash.img"
   vm boot1 "$SDIR/flash.img" <<'STEP' || return 1

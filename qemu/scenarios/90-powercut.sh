@@ -8,6 +8,7 @@
 # save had returned before the kill. Needs >= 4 cuts inside the save and >= 1 after it
 # returned (extra cuts are aimed there if timing moved them out); then an uncut save and a
 # verifying boot. --cuts N (run-tests.sh) plans N cuts (default 6).
+SCENARIO_MEDIA[powercut]='nor ubi'
 PC_MIB=6
 pc_step() {
   cat <<STEP
