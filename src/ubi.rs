@@ -211,7 +211,7 @@ impl Leb for Volume<'_> {
 }
 
 /// A sysfs path under `dir`, bounded.
-type SysPath = heapless::String<96>;
+pub type SysPath = heapless::String<96>;
 
 fn sys_path(dir: &str, file: &str) -> SysPath {
     let mut p = SysPath::new();
@@ -239,7 +239,7 @@ fn read_sys_u32(path: &str) -> Option<u32> {
 }
 
 /// The sysfs directory of a character device: `/sys/dev/char/MAJ:MIN`.
-pub(crate) fn sys_dir(rdev: u64) -> SysPath {
+pub fn sys_dir(rdev: u64) -> SysPath {
     let mut p = SysPath::new();
     let _ = core::fmt::Write::write_fmt(
         &mut p,
@@ -253,7 +253,7 @@ pub(crate) fn sys_dir(rdev: u64) -> SysPath {
 }
 
 /// Whether the character device `rdev` is a UBI volume (its sysfs entry has a LEB size).
-pub(crate) fn is_volume(rdev: u64) -> bool {
+pub fn is_volume(rdev: u64) -> bool {
     read_sys_u32(&sys_path(&sys_dir(rdev), "usable_eb_size")).is_some()
 }
 

@@ -404,7 +404,7 @@ fn bad_erase_size_is_a_usage_error() {
     for bad in ["1000", "256", "0", "65535"] {
         let o = fails(&img, &["--erase-size", bad, "info"], 2);
         assert!(
-            String::from_utf8_lossy(&o.stderr).contains("power of two"),
+            String::from_utf8_lossy(&o.stderr).contains("not a multiple of 64 of at least 512"),
             "{}",
             show(&o)
         );

@@ -5,93 +5,17 @@
 //! contents, not counts), `repair` must succeed without changing what is visible, and the next
 //! write must succeed.
 
+mod medium;
+
+use medium::{Medium, Ubi};
 use snapinit::chain::{read_chain, ChainView};
-use snapinit::flash::{Durable, Geometry, NorFlash, ReadNorFlash};
 use snapinit::header::{Compression, HEADER_LEN};
-use snapinit::sim::{SimError, SimFlash, Tear};
-use snapinit::ubi_sim::{OnUbi, UbiSim};
+use snapinit::sim::{SimError, SimFlash};
 use snapshot::writer::{Outcome, Payload, WriteError, Writer};
 
 const ERASE: u32 = 1024;
 const BLOCKS: u32 = 32;
 const BACKBUF: u32 = 4;
-/// NAND page of the UBI runs: 8 pages per LEB.
-const PAGE: u32 = 128;
-
-/// A simulated medium the writes are cut on: NOR (every program and erase tears physically) or
-/// a UBI volume on NAND (ubi_sim.rs: atomic LEB changes and erases).
-trait Medium: NorFlash<Error = SimError> + ReadNorFlash + Geometry + Durable + Clone {
-    fn blank() -> Self;
-    fn cut_power_at(&mut self, op: u64, tear: Tear);
-    fn power_on(&mut self);
-    fn ops(&self) -> u64;
-    fn contents(&self) -> Vec<u8>;
-    fn flip_bit(&mut self, offset: usize, bit: u8);
-    /// The tears of the cut operation that can differ on this medium.
-    fn tears() -> Vec<Tear>;
-}
-
-impl Medium for SimFlash {
-    fn blank() -> Self {
-        SimFlash::new(ERASE, BLOCKS)
-    }
-    fn cut_power_at(&mut self, op: u64, tear: Tear) {
-        SimFlash::cut_power_at(self, op, tear)
-    }
-    fn power_on(&mut self) {
-        SimFlash::power_on(self)
-    }
-    fn ops(&self) -> u64 {
-        SimFlash::ops(self)
-    }
-    fn contents(&self) -> Vec<u8> {
-        SimFlash::contents(self).to_vec()
-    }
-    fn flip_bit(&mut self, offset: usize, bit: u8) {
-        SimFlash::flip_bit(self, offset, bit)
-    }
-    /// Nothing lands, prefixes around the header's sealed part (191 is one byte short of it)
-    /// and inside payload programs, and two random partial operations.
-    fn tears() -> Vec<Tear> {
-        vec![
-            Tear::Nothing,
-            Tear::Prefix(1),
-            Tear::Prefix(100),
-            Tear::Prefix(191),
-            Tear::Prefix(700),
-            Tear::Random(0x9E37_79B9_7F4A_7C15),
-            Tear::Random(0x0123_4567_89AB_CDEF),
-        ]
-    }
-}
-
-impl Medium for OnUbi<UbiSim> {
-    fn blank() -> Self {
-        OnUbi(UbiSim::new(ERASE, PAGE, BLOCKS, 4))
-    }
-    fn cut_power_at(&mut self, op: u64, tear: Tear) {
-        OnUbi::cut_power_at(self, op, tear)
-    }
-    fn power_on(&mut self) {
-        OnUbi::power_on(self)
-    }
-    fn ops(&self) -> u64 {
-        OnUbi::ops(self)
-    }
-    fn contents(&self) -> Vec<u8> {
-        self.0.contents()
-    }
-    fn flip_bit(&mut self, offset: usize, bit: u8) {
-        self.0.flip_bit(offset, bit)
-    }
-    /// A cut page program of an unfinished LEB change is lost with the change (UBI checks the
-    /// new PEB's data CRC at attach), and a LEB erase happened or did not: one variant.
-    fn tears() -> Vec<Tear> {
-        vec![Tear::Nothing]
-    }
-}
-
-type Ubi = OnUbi<UbiSim>;
 
 /// What the boot path would replay: snapshot payloads oldest first, then the volatile's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,7 +102,7 @@ struct Shape<F> {
 }
 
 fn build<F: Medium>(name: &'static str, ops: &[Op]) -> Shape<F> {
-    let mut flash = F::blank();
+    let mut flash = F::blank(ERASE, BLOCKS);
     let mut history = vec![state(&mut flash)];
     for &op in ops {
         apply(&mut flash, op).unwrap_or_else(|e| panic!("{name}: building with {op:?}: {e}"));

@@ -6,9 +6,12 @@
 
 use snapinit::chain::{read_chain, read_chain_with, Block, Volatiles};
 use snapinit::header::{Compression, Trial, HEADER_LEN};
-use snapinit::sim::{SimError, SimFlash, Tear};
+use snapinit::sim::{SimError, SimFlash};
 use snapinit::trial::{spend, SpendError};
 use snapshot::writer::{Payload, WriteError, Writer};
+
+mod medium;
+use medium::{Medium, Ubi};
 
 const ERASE: u32 = 1024;
 const BLOCKS: u32 = 32;
@@ -21,14 +24,14 @@ struct State {
     volatile: Option<Vec<u8>>,
 }
 
-fn bytes(flash: &mut SimFlash, b: &Block) -> Vec<u8> {
+fn bytes<F: Medium>(flash: &mut F, b: &Block) -> Vec<u8> {
     let mut data = vec![0u8; b.header.fields.payload_len as usize];
     snapinit::flash::ReadNorFlash::read(flash, b.offset + HEADER_LEN as u32, &mut data)
         .expect("sim read");
     data
 }
 
-fn state(flash: &mut SimFlash) -> State {
+fn state<F: Medium>(flash: &mut F) -> State {
     let mut buf = [0u8; 512];
     let view = read_chain(flash, &mut buf);
     State {
@@ -38,7 +41,7 @@ fn state(flash: &mut SimFlash) -> State {
 }
 
 /// Trial state of every block the boot path would boot, bottom up.
-fn trials(flash: &mut SimFlash) -> Vec<Trial> {
+fn trials<F: Medium>(flash: &mut F) -> Vec<Trial> {
     let mut buf = [0u8; 512];
     let view = read_chain(flash, &mut buf);
     view.snapshots
@@ -54,14 +57,14 @@ fn data(tag: u8, len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn writer(flash: &mut SimFlash, trial: u16) -> Writer<'_, SimFlash> {
+fn writer<F: Medium>(flash: &mut F, trial: u16) -> Writer<'_, F> {
     let mut w = Writer::new(flash);
     w.backbuf_blocks = Some(BACKBUF);
     w.trial_budget = trial;
     w
 }
 
-fn append(flash: &mut SimFlash, tag: u8, trial: u16) {
+fn append<F: Medium>(flash: &mut F, tag: u8, trial: u16) {
     let d = data(tag, 700);
     writer(flash, trial)
         .append_snapshot(&Payload {
@@ -72,7 +75,7 @@ fn append(flash: &mut SimFlash, tag: u8, trial: u16) {
         .expect("append");
 }
 
-fn save(flash: &mut SimFlash, tag: u8, trial: u16) -> Result<(), WriteError<SimError>> {
+fn save<F: Medium>(flash: &mut F, tag: u8, trial: u16) -> Result<(), WriteError<SimError>> {
     let d = data(tag, 500);
     writer(flash, trial)
         .save_volatile(&Payload {
@@ -86,7 +89,7 @@ fn save(flash: &mut SimFlash, tag: u8, trial: u16) -> Result<(), WriteError<SimE
 /// The boot path's writes, decided as PID 1 decides them (src/init/mod.rs): a snapshot whose
 /// allowed boots are spent is rolled back (its roll-back mark), and so are spent volatile
 /// copies; then the lowest booted block still on trial spends one mark.
-fn boot(flash: &mut SimFlash) -> Result<(), SpendError<SimError>> {
+fn boot<F: Medium>(flash: &mut F) -> Result<(), SpendError<SimError>> {
     let mut buf = [0u8; 512];
     let view = read_chain_with(flash, &mut buf, Volatiles::Deferred);
     if let Some(b) = view.snapshots.iter().find(|b| b.header.trial_spent()) {
@@ -113,21 +116,12 @@ fn boot(flash: &mut SimFlash) -> Result<(), SpendError<SimError>> {
     }
 }
 
-fn tears() -> [Tear; 4] {
-    [
-        Tear::Nothing,
-        Tear::Prefix(1),
-        Tear::Random(0x9E37_79B9_7F4A_7C15),
-        Tear::Random(0x0123_4567_89AB_CDEF),
-    ]
-}
-
 /// Runs `op` on a copy of `flash` cut at every operation, with every tear, and checks each.
-fn cut_everywhere(
+fn cut_everywhere<F: Medium>(
     name: &str,
-    flash: &SimFlash,
-    op: &dyn Fn(&mut SimFlash) -> bool,
-    check: &dyn Fn(&mut SimFlash, &str),
+    flash: &F,
+    op: &dyn Fn(&mut F) -> bool,
+    check: &dyn Fn(&mut F, &str),
 ) -> u64 {
     let mut whole = flash.clone();
     let start = whole.ops();
@@ -136,7 +130,7 @@ fn cut_everywhere(
     assert!(count > 0, "{name}: no flash operation");
     let mut checked = 0;
     for cut in 0..count {
-        for tear in tears() {
+        for tear in F::tears() {
             let mut f = flash.clone();
             f.cut_power_at(cut, tear);
             assert!(!op(&mut f), "{name}: cut at {cut} did not fail");
@@ -158,10 +152,20 @@ fn cut_everywhere(
 
 #[test]
 fn cuts_in_trial_accounting_confirmation_and_permanent_rollback() {
+    cuts_in_trials::<SimFlash>("NOR");
+}
+
+/// On UBI every mark (trial, confirm, roll-back, live) is one atomic LEB change.
+#[test]
+fn cuts_in_trial_accounting_confirmation_and_permanent_rollback_on_ubi() {
+    cuts_in_trials::<Ubi>("UBI");
+}
+
+fn cuts_in_trials<F: Medium>(medium: &str) {
     let mut checked = 0;
 
     // A snapshot on trial (3 boots) over a confirmed one, with a volatile above it.
-    let mut on_trial = SimFlash::new(ERASE, BLOCKS);
+    let mut on_trial = F::blank(ERASE, BLOCKS);
     append(&mut on_trial, 1, 0);
     append(&mut on_trial, 2, 3);
     save(&mut on_trial, 3, 0).expect("save");
@@ -249,12 +253,12 @@ fn cuts_in_trial_accounting_confirmation_and_permanent_rollback() {
 
     // A volatile on trial: its boots spent, the older copy comes back; saving over it then is
     // old-or-new too.
-    let mut vol = SimFlash::new(ERASE, BLOCKS);
+    let mut vol = F::blank(ERASE, BLOCKS);
     append(&mut vol, 1, 0);
     save(&mut vol, 2, 0).expect("save");
     save(&mut vol, 3, 2).expect("save on trial");
     assert_eq!(state(&mut vol).volatile, Some(data(3, 500)));
-    let spend_twice = |f: &mut SimFlash| boot(f).is_ok() && boot(f).is_ok();
+    let spend_twice = |f: &mut F| boot(f).is_ok() && boot(f).is_ok();
     checked += cut_everywhere("volatile trial boots", &vol, &spend_twice, &|f, at| {
         // Spending never rolls back by itself: the copy on trial stays current.
         let v = state(f).volatile;
@@ -268,7 +272,7 @@ fn cuts_in_trial_accounting_confirmation_and_permanent_rollback() {
     assert_eq!(state(&mut vol_done).volatile, Some(data(2, 500)));
 
     // Evacuating a volatile on trial (a commit over its slot) keeps the boots it had left.
-    let mut evac = SimFlash::new(ERASE, BLOCKS);
+    let mut evac = F::blank(ERASE, BLOCKS);
     append(&mut evac, 1, 0);
     save(&mut evac, 2, 3).expect("save on trial");
     boot(&mut evac).expect("boot");
@@ -280,7 +284,7 @@ fn cuts_in_trial_accounting_confirmation_and_permanent_rollback() {
             unpacked_len: d.len() as u64,
         })
         .expect("append over the volatile's slot");
-    println!("trial cut points checked: {checked}");
+    println!("{medium}: trial cut points checked: {checked}");
     assert!(checked > 40, "only {checked}");
 }
 

@@ -4,6 +4,10 @@
 //! (harmless anyway: every write is atomic) and two writes never interleave. The lock lives on
 //! an open file description of its own, so the MTD driver's close-and-reopen sync does not drop
 //! it, and the kernel releases it when the process dies.
+//!
+//! A UBI volume is the exception: UBI counts every open descriptor of the volume, and an atomic
+//! LEB change needs the writer's to be the only one (else EBUSY). Its lock is taken on the
+//! volume's sysfs directory instead, which names the same volume and opens nothing of it.
 
 use super::error::CliError;
 use rustix::fd::OwnedFd;
@@ -22,7 +26,15 @@ pub fn acquire(path: &Path, exclusive: bool, wait: Option<Duration>) -> Result<L
         path: path.to_path_buf(),
         source: e.into(),
     };
-    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(io)?;
+    let fd = match ubi_sys_dir(path) {
+        Some(dir) => rustix::fs::open(
+            dir.as_str(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ),
+        None => rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()),
+    }
+    .map_err(io)?;
     let op = if exclusive {
         FlockOperation::NonBlockingLockExclusive
     } else {
@@ -58,4 +70,14 @@ pub fn acquire(path: &Path, exclusive: bool, wait: Option<Duration>) -> Result<L
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The sysfs directory of `path` when it is a UBI volume's character device.
+fn ubi_sys_dir(path: &Path) -> Option<String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let m = std::fs::metadata(path).ok()?;
+    if !m.file_type().is_char_device() || !snapinit::ubi::is_volume(m.rdev()) {
+        return None;
+    }
+    Some(snapinit::ubi::sys_dir(m.rdev()).as_str().to_owned())
 }
