@@ -91,6 +91,13 @@ vol_new() {
   [[ $MEDIUM == nor ]] || bytes=$("$QEMU_DIR/mkflash.sh" --ubi --geometry "${2:-2048}" | awk '{print $8}')
   head -c "$bytes" /dev/zero | tr '\0' '\377' >"$1"
 }
+# flash_kib BLOCKS: the flash size (KiB) whose partition (NOR) or volume (UBI: the PEBs UBI
+# keeps for itself added) has BLOCKS erase blocks of ERASE_SIZE.
+flash_kib() {
+  local own=0
+  [[ $MEDIUM == nor ]] || own=$((32 - $("$QEMU_DIR/mkflash.sh" --ubi --geometry 2048 | awk '{print $6}')))
+  echo $((($1 + own) * 64))
+}
 # flash_from_vol VOLUME FLASH [KiB]: the flash image holding that partition/volume content.
 flash_from_vol() {
   case $MEDIUM in

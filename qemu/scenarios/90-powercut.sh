@@ -1,5 +1,7 @@
-# powercut: power cuts during a multi-MiB save. 16 MiB flash, `format --backbuf-blocks
-# 128` (an 8 MiB back buffer); each cut boot writes 6 MiB from /dev/urandom to /data,
+# powercut: power cuts during a multi-MiB save. 16 MiB flash (256 erase blocks; UBI: a
+# volume of 256 LEBs on block2mtd over the same file-backed virtio disk, so a SIGKILL of
+# QEMU is a power cut under UBI too), `format --backbuf-blocks 128` (an 8 MiB back buffer);
+# each cut boot writes 6 MiB from /dev/urandom to /data,
 # reports its hash, runs `snapshot save --no-compress` and idles 6 s after it returns. QEMU
 # is SIGKILLed a delay after the guest announced the save (boot.sh --kill-on save_start),
 # delays spread over the save's duration measured in a calibration boot, and the last one
@@ -66,7 +68,9 @@ STEP
 
 scenario_powercut() {
   local f=$SDIR/flash.img old h k n=0 ok=0 mid=0 late=0 dur cuts=${PC_CUTS:-6}
-  flash_new "$f" 16384
+  # 256 erase blocks: 16 MiB on NOR; on UBI 16 MiB + the 4 PEBs UBI keeps, so that the
+  # 128-block back buffer is at most half of the volume there too.
+  flash_new "$f" "$(flash_kib 256)"
   # boot0: format with an 8 MiB back buffer (a volatile must fit in it), first save.
   vm boot0 "$f" --mem 256M < <(echo 'snapshot format --yes --backbuf-blocks 128'; pc_step) || return 1
   old=$(get boot0 new_hash)
