@@ -92,13 +92,17 @@ STEP
   check "snapinit booted without the volume (no chain)" lacks boot1 dmesg_snapinit 'snapinit: chain on'
   check "snapshot info names the medium UBI" has boot1 info_new '^medium: .*UBI'
   check "snapshot info gives the kernel's LEB size ($leb)" has boot1 info_new "(^|[^0-9])$leb([^0-9]|$)"
-  check "info after commit + save: 1 snapshot and a volatile" has boot1 info_chain '1 snapshot'
-  check "info after commit + save: a volatile" has boot1 info_chain 'volatile'
+  check "info after commit + save: 1 snapshot and a volatile" \
+    has boot1 info_chain '^status: +chain: 1 snapshot\(s\), volatile present'
+  check "snapshot 1 spans several LEBs" \
+    eval '[[ $(get boot1 info_chain | awk '"'"'$1 == 1 && $2 == "snapshot" {print $6}'"'"') -gt 1 ]]'
+  check "verify: snapshot 1 and the volatile are good" has boot1 verify1 '^all good: 1 snapshot\(s\), 1 volatile'
   check "snapshot 1 extracted as written" eval 'is boot1 got_s1 "$(get boot1 want_s1)"'
   check "the volatile extracted as written" eval 'is boot1 got_vol "$(get boot1 want_vol)"'
   check "all layered: snapshot 1 with the volatile over it" eval 'is boot1 got_all "$(get boot1 want_all)"'
   check "the trees differ (a check that can fail)" eval '[[ $(get boot1 want_s1) != "$(get boot1 want_all)" ]]'
-  check "info before the rollback: 2 snapshots" has boot1 info_two '2 snapshot'
-  check "info after the rollback: 1 snapshot" has boot1 info_rolled '1 snapshot'
+  check "info before the rollback: 2 snapshots" has boot1 info_two '^status: +chain: 2 snapshot\(s\)'
+  check "info after the rollback: 1 snapshot" has boot1 info_rolled '^status: +chain: 1 snapshot\(s\), no volatile'
+  check "verify after the rollback: snapshot 1 is good" has boot1 verify2 '^all good: 1 snapshot\(s\), 0 volatile'
   check "snapshot 1 after the rollback extracted as written" eval 'is boot1 got_after "$(get boot1 want_s1)"'
 }
