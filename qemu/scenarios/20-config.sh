@@ -1,6 +1,7 @@
 # config: /etc edits (changed file, new dir + file, symlink) + `snapshot save` survive a
 # reboot in /overlay/upper (/snapshot empty); a deleted squashfs file (`rm /etc/rom-marker`
 # + save) stays deleted (a whiteout in upper) while /rom still has it.
+SCENARIO_MEDIA[config]='nor ubi'
 scenario_config() {
   flash_new "$SDIR/flash.img" 2048
   vm boot1 "$SDIR/flash.img" <<'STEP' || return 1

@@ -1,5 +1,6 @@
 # commit: `snapshot commit --no-reboot` moves a change and a deletion into /snapshot;
 # /overlay/upper is empty after the reboot.
+SCENARIO_MEDIA[commit]='nor ubi'
 scenario_commit() {
   flash_new "$SDIR/flash.img" 2048
   vm boot1 "$SDIR/flash.img" <<'STEP' || return 1

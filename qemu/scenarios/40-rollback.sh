@@ -1,5 +1,6 @@
 # rollback: commit, commit, save, `snapshot rollback 1 --yes --no-reboot`: /etc equals the
 # first snapshot's state, the volatile is dropped.
+SCENARIO_MEDIA[rollback]='nor ubi'
 scenario_rollback() {
   flash_new "$SDIR/flash.img" 2048
   vm boot1 "$SDIR/flash.img" <<'STEP' || return 1
