@@ -48,7 +48,7 @@ while (($#)); do
     --op-cuts) OP_CUTS=${2:?}; shift 2 ;;
     --keep) keep=1; shift ;;
     --medium) MEDIUM=${2:?}; shift 2 ;;
-    -h | --help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run-tests.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
