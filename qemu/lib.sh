@@ -178,12 +178,11 @@ LIB
 # vm TAG FLASH [boot.sh args...] <<'STEP' ... STEP        (on $ARCH; FLASH '': none)
 # vm_on ARCH TAG FLASH [boot.sh args...] < step           (on another architecture)
 # Boots snapinit (target: the agent) with the step script from stdin; the results land in
-# $SDIR/TAG.jsonl, the console in $SDIR/TAG.log; the medium is the run's ($MEDIUM).
-# Fails the scenario unless QEMU ran to the
-# guest's reboot (or to the asked-for kill: --kill-after, --kill-on), the agent finished and
-# the step exited 0 (a killed boot is only checked for the kill). No printk.devkmsg=on: the
-# kernel's default /dev/kmsg rate limit stays, so the timing scenario proves every snapinit
-# line still reaches the log (fcc9350).
+# $SDIR/TAG.jsonl, the console in $SDIR/TAG.log; the medium is the run's ($MEDIUM). Fails
+# the scenario unless QEMU ran to the guest's reboot (or to the asked-for kill: --kill-after,
+# --kill-on), the agent finished and the step exited 0 (a killed boot is only checked for the
+# kill). No printk.devkmsg=on: the kernel's default /dev/kmsg rate limit stays, so the timing
+# scenario proves every snapinit line still reaches the log (fcc9350).
 vm() { vm_on "$ARCH" "$@"; }
 vm_on() {
   local arch=$1 tag=$2 flash=$3
@@ -192,8 +191,8 @@ vm_on() {
   for a in "$@"; do [[ $a != --kill-after && $a != --kill-on ]] || killed=1; done
   { guest_lib; cat; } >"$SDIR/$tag.sh"
   out=$("$QEMU_DIR/boot.sh" --arch "$arch" --kernel "${KERNEL[$arch]}" --rootfs "${ROOTFS[$arch]}" \
-    --medium "$MEDIUM" ${flash:+--flash "$flash"} --init /sbin/snapinit --script "$SDIR/$tag.sh" --log "$SDIR/$tag.log" \
-    --result "$SDIR/$tag.jsonl" --timeout "$BOOT_TIMEOUT" \
+    --medium "$MEDIUM" ${flash:+--flash "$flash"} --init /sbin/snapinit --script "$SDIR/$tag.sh" \
+    --log "$SDIR/$tag.log" --result "$SDIR/$tag.jsonl" --timeout "$BOOT_TIMEOUT" \
     --append "snapinit.init=/sbin/test-agent" "$@" 2>"$SDIR/$tag.boot.err") || rc=$?
   printf '%s\n' "$out" >"$SDIR/$tag.boot.out"
   line=$(tail -n 1 <<<"$out")
