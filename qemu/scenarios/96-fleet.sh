@@ -1,16 +1,18 @@
 # fleet: two units with real kernels and block2mtd flash take the same signed bundle over a
-# network link (docs/FLEET.md, issue 14).
-#  * the host signs a bundle (two keys, both required) and a channel, serves them with nginx
+# network link, and heal themselves from a broken one (docs/FLEET.md, issue 14).
+#  * the host signs bundles (two keys, both required) and a channel, serves them with nginx
 #    and runs mosquitto, both on 127.0.0.1 on free ports, started here and stopped at the end;
 #  * each unit is a QEMU guest on user networking (boot.sh --net user): it is 10.0.2.15/24 and
 #    reaches the host's loopback at 10.0.2.2, nothing else is addressed;
 #  * both boot the same base chain (written on the host: the keys, the health checks, the
 #    fleet helper openwrt/files/usr/libexec/snapshot-fleet.sh), poll the channel through the
-#    helper's loop, write the bundle on trial and report (on trial) to the broker; the next
+#    helper's loop, write bundle v2 on trial and report (on trial) to the broker; the next
 #    boot spends a trial boot, the helper's health mode confirms it and publishes the verdict;
+#  * bundle v3 breaks the health check: both take it, fail, roll back by themselves, report
+#    the rollback after a reboot that emptied their RAM state, and do not take v3 again;
 #  * the host reads the fleet from the broker (`fleet status --mqtt --json`): both units on
-#    the bundle's chain id, confirmed; and both flash images hold the same chain: the same
-#    chain id as the host's own application of the bundle, every snapshot's payload bytes
+#    v2's chain id, confirmed, both rolled v3 back; and both flash images hold the same chain:
+#    the same chain id as the host's own application of v2, every snapshot's payload bytes
 #    identical, every block confirmed.
 # Opt-in (not in the default list of run-tests.sh, so not in scripts/test.sh):
 #   qemu/run-tests.sh --arch x86_64 --scenario fleet@x86_64
@@ -89,7 +91,7 @@ fleet_run() {
   http=$(fleet_port) mqtt=$(fleet_port)
 
   # Keys and the base firmware's configuration: both keys trusted, both signatures required;
-  # the health check wants the new release and the mirror.
+  # the health check wants the mirror and a mesh that is not broken.
   mkdir -p "$d/base/etc/snapshot/keys.d" "$d/base/etc/config" "$d/base/usr/libexec" "$d/mirror"
   for k in a b; do
     "${S[@]}" bundle keygen "$d/key-$k" >/dev/null || { fail "keygen"; return 1; }
@@ -100,8 +102,8 @@ fleet_run() {
 config health 'health'
 	option deadline '60'
 	option interval '2'
-	list command 'grep -qx v2 /etc/fleet-release'
 	list command 'wget -q -O /dev/null http://10.0.2.2:$http/stable.json'
+	list command 'test ! -e /etc/mesh-broken'
 EOF
   echo v1 >"$d/base/etc/fleet-release"
   install -m 0755 "$QEMU_DIR/../openwrt/files/usr/libexec/snapshot-fleet.sh" "$d/base/usr/libexec/"
@@ -223,16 +225,102 @@ assert s["chainId"] == sys.argv[2] and s["onTrial"] is False and s["version"] ==
 assert s["lastHealth"]["ok"] is True, s' "$(get "$u-health" unit_status)" "$want"
   done
 
+  # Bundle v3 on top of v2 breaks the mesh (the health check fails): published with a new
+  # channel manifest. Both units take it, fail the check on its one trial boot, and roll back
+  # by themselves. Every reboot empties the RAM state directory: the boot after the rollback
+  # finds it on flash, reports it, and the poll does not take v3 again.
+  mkdir -p "$d/v3/etc"
+  echo v3 >"$d/v3/etc/fleet-release"
+  echo 'the new channel plan cut the mesh' >"$d/v3/etc/mesh-broken"
+  "${S[@]}" bundle create --base-hash "$want" --upper "$d/v3" -o "$d/mirror/bundles/v3" \
+    --bundle-version v3 --trial 1 >/dev/null &&
+    "${S[@]}" bundle channel --root "$d/mirror" --channel stable --priority 0 \
+      --published $(($(date +%s) + 1)) bundles/v2 bundles/v3 >/dev/null ||
+    { fail "host: bundle v3 and the new channel"; return 1; }
+  for k in a b; do
+    "${S[@]}" bundle sign --key "$d/key-$k.sec" "$d/mirror/bundles/v3" >/dev/null &&
+      "${S[@]}" bundle sign --key "$d/key-$k.sec" "$d/mirror/stable.json" >/dev/null ||
+      { fail "host: signing v3"; return 1; }
+  done
+  sleep 1 # the guest clocks, set from the host's below, are past the new publication
+  net="date -s @$(date +%s) >/dev/null; ip link set eth0 up; ip addr add 10.0.2.15/24 dev eth0"
+  for u in unit-1 unit-2; do
+    cat >"$d/$u-poll3.step" <<STEP
+$net
+rc=0
+FLEET_LOOPS=1 FLEET_BACKOFF=0 /usr/libexec/snapshot-fleet.sh poll-loop --mirror $mirror \\
+  --channel stable --min-sigs 2 --unit-id $u --mqtt $broker --no-reboot --timeout 10 \\
+  >/tmp/poll 2>&1 || rc=\$?
+emit_lines poll </tmp/poll
+emit_str poll_rc \$rc
+STEP
+    # One round of checks (--once): it fails; the agent's reboot stands for the helper's.
+    cat >"$d/$u-fail.step" <<STEP
+$net
+rc=0
+FLEET_MQTT=$broker FLEET_PUBLISH_ARGS="--unit-id $u" FLEET_NO_REBOOT=1 \\
+  /usr/libexec/snapshot-fleet.sh health --once >/tmp/health 2>&1 || rc=\$?
+emit_lines health </tmp/health
+emit_str health_rc \$rc
+STEP
+    # The boot after: rolled back. The health service (nothing on trial) reports, then a poll.
+    cat >"$d/$u-back.step" <<STEP
+$net
+emit_str release "\$(cat /etc/fleet-release)"
+rc=0
+FLEET_MQTT=$broker FLEET_PUBLISH_ARGS="--unit-id $u" FLEET_NO_REBOOT=1 \\
+  /usr/libexec/snapshot-fleet.sh health >/tmp/health 2>&1 || rc=\$?
+emit_lines health </tmp/health
+emit_str health_rc \$rc
+snapshot fleet status --json --unit-id $u >/tmp/st 2>&1
+emit_json status_before_poll "\$(cat /tmp/st)"
+rc=0
+FLEET_LOOPS=1 FLEET_BACKOFF=0 /usr/libexec/snapshot-fleet.sh poll-loop --mirror $mirror \\
+  --channel stable --min-sigs 2 --unit-id $u --mqtt $broker --no-reboot --timeout 10 \\
+  >/tmp/poll 2>&1 || rc=\$?
+emit_lines poll </tmp/poll
+emit_str poll_rc \$rc
+snapshot fleet status --json --unit-id $u >/tmp/st 2>&1
+emit_json unit_status "\$(cat /tmp/st)"
+STEP
+  done
+  fleet_boots poll3 || return 1
+  for u in unit-1 unit-2; do
+    check "$u: takes v3 on trial for 1 boot" has "$u-poll3" poll 'bundle v3 applied as snapshot 3 .* on trial for 1 boot'
+  done
+  fleet_boots fail || return 1
+  for u in unit-1 unit-2; do
+    check "$u: v3's one trial boot" has "$u-fail" dmesg_snapinit 'snapshot 3 is on trial: boot 1 of 1'
+    check "$u: v3 fails the health check (exit 17)" is "$u-fail" health_rc 17
+    check "$u: the failure was published before the reboot" has "$u-fail" health "published the status of unit $u"
+  done
+  fleet_boots back || return 1
+  for u in unit-1 unit-2; do
+    check "$u: rolled back by itself" has "$u-back" dmesg_snapinit 'every allowed boot spent'
+    check "$u: runs v2 again" is "$u-back" release v2
+    check "$u: the rollback is found on flash after the reboot (RAM state gone)" \
+      python3 -c 'import json, sys
+r = json.loads(sys.argv[1])["status"]["lastRollback"]
+assert r["snapshot"] == 3 and r["reason"] == "trialExhausted", r' "$(get "$u-back" status_before_poll)"
+    check "$u: the poll does not take v3 again" has "$u-back" poll 'not taking bundle v3 again: it rolled back on this unit \(trialExhausted'
+    check "$u: status: v2's chain, confirmed, the rollback named v3" \
+      python3 -c 'import json, sys
+s = json.loads(sys.argv[1])["status"]
+assert s["chainId"] == sys.argv[2] and s["onTrial"] is False and s["version"] == "v2", s
+assert s["lastRollback"]["version"] == "v3", s' "$(get "$u-back" unit_status)" "$want"
+  done
+
   # The fleet, from the broker.
   local rep
   rep=$("${S[@]}" fleet status --mqtt "127.0.0.1:$mqtt" --json --retries 0 2>"$d/status.err")
   printf '%s\n' "$rep" >"$d/fleet.json"
-  check "host: fleet status --mqtt: both units on the bundle's chain, none on trial or rolled back" \
+  check "host: fleet status --mqtt: both units on v2's chain, none on trial, both rolled v3 back" \
     python3 -c 'import json, sys
 st = json.loads(sys.argv[1])["status"]
 assert st["units"] == 2, st
 assert [(c["chainId"], c["version"], sorted(c["units"])) for c in st["chains"]] == [(sys.argv[2], "v2", ["unit-1", "unit-2"])], st
-assert st["onTrial"] == [] and st["rolledBack"] == [], st' "$rep" "$want"
+assert st["onTrial"] == [], st
+assert sorted((r["unit"], r["version"], r["reason"]) for r in st["rolledBack"]) == [("unit-1", "v3", "trialExhausted"), ("unit-2", "v3", "trialExhausted")], st' "$rep" "$want"
 
   # Both flash images hold the same chain: the host's application of the bundle, payload by
   # payload; every block confirmed.
@@ -255,6 +343,6 @@ assert len(bl) == 2 and all(b["confirmed"] for b in bl), bl' \
   bsize=$(cat "$d/mirror/bundles/v2/"* | wc -c)
   fetched=$(awk '{s += $10} END {print s}' "$d/nginx/logs/access.log")
   whole=$(($(stat -c %s "${ROOTFS[$ARCH]}") + $(stat -c %s "${KERNEL[$ARCH]}")))
-  summary "fleet: 2 units, 4 boots (2 at a time); bundle $bsize bytes (payload $(stat -c %s "$d/mirror/bundles/v2/payload.tar.gz")); nginx sent $fetched bytes to both; a whole image (kernel + squashfs) is $whole bytes"
+  summary "fleet: 2 units, 10 boots (2 at a time); bundle $bsize bytes (payload $(stat -c %s "$d/mirror/bundles/v2/payload.tar.gz")); nginx sent $fetched bytes to both; a whole image (kernel + squashfs) is $whole bytes"
   summary "fleet: $(wc -l <"$d/nginx/logs/access.log") HTTP requests; scenario $(secs "$t0" "$(now)") s"
 }
