@@ -201,3 +201,85 @@ fn an_unknown_mode_is_a_usage_error() {
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     assert!(log.is_empty());
 }
+
+/// Runs `start_service` of an init script of openwrt/files/etc/init.d under busybox sh, with
+/// OpenWrt's config_* (UCI values from `uci`: `section_option=value`, lists space-separated)
+/// and procd_* functions stubbed: what procd would be told, one line per call.
+fn start_service(script: &str, uci: &[(&str, &str)]) -> Vec<String> {
+    let init = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../openwrt/files/etc/init.d")
+        .join(script);
+    let mut sh = String::from(
+        "config_load() { [ \"$1\" = snapshot ] || echo \"config_load $1\"; }\n\
+         config_get() { eval \"v=\\${UCI_$2_$3-}\"; [ -n \"$v\" ] || v=${4-}; eval \"$1=\\$v\"; }\n\
+         config_get_bool() { config_get \"$@\"; eval \"v=\\$$1\"; \
+           case $v in 1|on|true|yes|enabled) eval \"$1=1\" ;; *) eval \"$1=0\" ;; esac; }\n\
+         config_list_foreach() { eval \"l=\\${UCI_$1_$2-}\"; for x in $l; do \"$3\" \"$x\"; done; }\n\
+         procd_open_instance() { echo \"open $*\"; }\n\
+         procd_set_param() { echo \"set $*\"; }\n\
+         procd_append_param() { echo \"append $*\"; }\n\
+         procd_close_instance() { echo close; }\n",
+    );
+    for (k, v) in uci {
+        sh += &format!("UCI_{k}='{v}'\n");
+    }
+    sh += &format!(". {}\nstart_service\n", init.display());
+    let o = Command::new("busybox")
+        .args(["sh", "-c", &sh])
+        .output()
+        .expect("busybox sh");
+    assert!(o.status.success(), "{o:?}");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_procd_services_follow_the_uci_fleet_section() {
+    // Off by default, and without a mirror: no instance.
+    assert!(start_service("snapshot-fleet", &[]).is_empty());
+    assert!(start_service("snapshot-fleet", &[("fleet_enabled", "1")]).is_empty());
+    let on = [
+        ("fleet_enabled", "1"),
+        ("fleet_mirror", "http://m1/fleet http://m2/fleet"),
+        ("fleet_min_sigs", "2"),
+        ("fleet_mqtt", "broker.mesh:1883"),
+        ("fleet_unit_id", "u7"),
+        ("fleet_interval", "900"),
+    ];
+    assert_eq!(
+        start_service("snapshot-fleet", &on),
+        [
+            "open poll",
+            "set command /usr/libexec/snapshot-fleet.sh poll-loop --channel stable --min-sigs 2 --retries 0",
+            "append command --mirror http://m1/fleet",
+            "append command --mirror http://m2/fleet",
+            "append command --mqtt broker.mesh:1883",
+            "append command --unit-id u7",
+            "set env FLEET_INTERVAL=900 FLEET_BACKOFF=60",
+            "set respawn 3600 5 0",
+            "set stdout 1",
+            "set stderr 1",
+            "close",
+        ]
+    );
+    // The health check: publishes only with a broker.
+    let plain = start_service("snapshot-health", &[]);
+    assert_eq!(
+        plain,
+        [
+            "open health",
+            "set command /usr/libexec/snapshot-fleet.sh health",
+            "set stdout 1",
+            "set stderr 1",
+            "close",
+        ]
+    );
+    let with = start_service("snapshot-health", &on);
+    assert_eq!(
+        with[2],
+        "set env FLEET_MQTT=broker.mesh:1883 FLEET_PUBLISH_ARGS=--unit-id u7 --channel stable",
+        "{with:?}"
+    );
+}
