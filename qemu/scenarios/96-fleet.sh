@@ -11,7 +11,8 @@
 #  * bundle v3 breaks the health check: both take it, fail, roll back by themselves, report
 #    the rollback after a reboot that emptied their RAM state, and do not take v3 again;
 #  * the host reads the fleet from the broker (`fleet status --mqtt --json`): both units on
-#    v2's chain id, confirmed, both rolled v3 back; and both flash images hold the same chain:
+#    v2's chain id, confirmed, both rolled v3 back because of the failed check (the verdict
+#    the broker kept: the units lost it with their RAM); and both flash images hold the same chain:
 #    the same chain id as the host's own application of v2, every snapshot's payload bytes
 #    identical, every block confirmed.
 # Opt-in (not in the default list of run-tests.sh, so not in scripts/test.sh):
@@ -314,13 +315,14 @@ assert s["lastRollback"]["version"] == "v3", s' "$(get "$u-back" unit_status)" "
   local rep
   rep=$("${S[@]}" fleet status --mqtt "127.0.0.1:$mqtt" --json --retries 0 2>"$d/status.err")
   printf '%s\n' "$rep" >"$d/fleet.json"
-  check "host: fleet status --mqtt: both units on v2's chain, none on trial, both rolled v3 back" \
+  check "host: fleet status --mqtt: both units on v2's chain, none on trial, both rolled v3 back (the failed check, kept by the broker)" \
     python3 -c 'import json, sys
 st = json.loads(sys.argv[1])["status"]
 assert st["units"] == 2, st
 assert [(c["chainId"], c["version"], sorted(c["units"])) for c in st["chains"]] == [(sys.argv[2], "v2", ["unit-1", "unit-2"])], st
 assert st["onTrial"] == [], st
-assert sorted((r["unit"], r["version"], r["reason"]) for r in st["rolledBack"]) == [("unit-1", "v3", "trialExhausted"), ("unit-2", "v3", "trialExhausted")], st' "$rep" "$want"
+assert sorted((r["unit"], r["version"], r["reason"]) for r in st["rolledBack"]) == [("unit-1", "v3", "healthCheckFailed"), ("unit-2", "v3", "healthCheckFailed")], st
+assert all("test ! -e /etc/mesh-broken" in r["detail"] for r in st["rolledBack"]), st' "$rep" "$want"
 
   # Both flash images hold the same chain: the host's application of the bundle, payload by
   # payload; every block confirmed.

@@ -1109,9 +1109,17 @@ pub fn publish(
     let topic = mqtt::state_topic(m.prefix, unit)?;
     let doc = unit_doc(ctx, state, unit, channel)?;
     let payload = doc.to_string();
+    // The health check's last verdict also goes under a topic of its own, retained: the unit
+    // keeps it in RAM only, and a failed check reboots the unit, but the broker still has it
+    // when the trial rolls back, so the fleet view can tell why.
+    let verdict = read_json(&state.join(HEALTH)).map(|v| v.to_string());
+    let htopic = mqtt::health_topic(m.prefix, unit)?;
     with_broker(m, "publishing", |m| {
         let mut s = mqtt::Session::connect(m.broker, &format!("snapinit-{unit}"), m.timeout)?;
         s.publish_retained(&topic, payload.as_bytes())?;
+        if let Some(v) = &verdict {
+            s.publish_retained(&htopic, v.as_bytes())?;
+        }
         s.disconnect();
         Ok(())
     })?;
@@ -1166,15 +1174,31 @@ pub fn status_mqtt(m: &MqttArgs<'_>, json: bool, html: Option<&Path>) -> Result<
         nonce = unix_now().to_le_bytes();
     }
     let me = format!("snapinit-status-{}", hex(&nonce));
-    let msgs = with_broker(m, "reading the fleet", |m| {
-        let mut s = mqtt::Session::connect(m.broker, &me, m.timeout)?;
-        let msgs = s.collect_retained(
-            &format!("{}/+/state", m.prefix),
-            &format!("{}/{me}/end", m.prefix),
-        )?;
-        s.disconnect();
-        Ok(msgs)
-    })?;
+    let collect = |leaf: &str| {
+        with_broker(m, "reading the fleet", |m| {
+            let mut s = mqtt::Session::connect(m.broker, &me, m.timeout)?;
+            let msgs = s.collect_retained(
+                &format!("{}/+/{leaf}", m.prefix),
+                &format!("{}/{me}/end", m.prefix),
+            )?;
+            s.disconnect();
+            Ok(msgs)
+        })
+    };
+    let msgs = collect("state")?;
+    // The units' last health verdicts, by unit id (the topic's middle level).
+    let mut verdicts = std::collections::BTreeMap::new();
+    for (topic, bytes) in collect("health")? {
+        let unit = topic
+            .split('/')
+            .rev()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+            verdicts.insert(unit, v);
+        }
+    }
     // The broker is not trusted to be tidy: a message that is not a status document is
     // named and left out, not fatal.
     let mut docs = Vec::new();
@@ -1184,7 +1208,7 @@ pub fn status_mqtt(m: &MqttArgs<'_>, json: bool, html: Option<&Path>) -> Result<
             Err(e) => eprintln!("snapshot: fleet: {topic}: left out: {e}"),
         }
     }
-    summarize(&docs, json, html)
+    summarize(&docs, &verdicts, json, html)
 }
 
 fn parse_unit_doc(what: &str, bytes: &[u8]) -> Result<serde_json::Value, BundleError> {
@@ -1206,12 +1230,20 @@ pub fn report(files: &[PathBuf], json: bool, html: Option<&Path>) -> Result<(), 
         let bytes = read_limited(f, "a status document", MAX_MANIFEST)?;
         docs.push(parse_unit_doc(&f.display().to_string(), &bytes)?);
     }
-    summarize(&docs, json, html)
+    summarize(&docs, &Default::default(), json, html)
 }
 
 /// How many units on which chain id and version, on trial, rolled back and why; `--json`
-/// (kind FleetReport), `--html FILE`.
-fn summarize(docs: &[serde_json::Value], json: bool, html: Option<&Path>) -> Result<(), CliError> {
+/// (kind FleetReport), `--html FILE`. `verdicts`: each unit's last health verdict as the broker
+/// kept it; a rollback its unit could only call `trialExhausted` (the failed verdict was lost
+/// with the unit's RAM at the reboot) is `healthCheckFailed` with the verdict's failures when
+/// that verdict failed on the very block that rolled back.
+fn summarize(
+    docs: &[serde_json::Value],
+    verdicts: &std::collections::BTreeMap<String, serde_json::Value>,
+    json: bool,
+    html: Option<&Path>,
+) -> Result<(), CliError> {
     use std::collections::BTreeMap;
     let mut chains: BTreeMap<(String, String, String), Vec<String>> = BTreeMap::new();
     let mut on_trial = Vec::new();
@@ -1232,12 +1264,24 @@ fn summarize(docs: &[serde_json::Value], json: bool, html: Option<&Path>) -> Res
         }
         if let Some(r) = st["lastRollback"].as_object() {
             let field = |k: &str| r.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-            rolled_back.push((
-                unit.clone(),
-                field("reason"),
-                field("version"),
-                field("detail"),
-            ));
+            let (mut reason, mut detail) = (field("reason"), field("detail"));
+            if let Some(v) = verdicts.get(&unit).filter(|v| {
+                reason == "trialExhausted"
+                    && v["ok"] == false
+                    && v["headerHash"].as_str() == r.get("headerHash").and_then(|x| x.as_str())
+            }) {
+                reason = "healthCheckFailed".into();
+                detail = v["failed"]
+                    .as_array()
+                    .map(|f| {
+                        f.iter()
+                            .filter_map(|x| x.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+                    .unwrap_or_default();
+            }
+            rolled_back.push((unit.clone(), reason, field("version"), detail));
         }
         let created = st["snapshots"]
             .as_array()
