@@ -3,7 +3,8 @@
 #   qemu/run-tests.sh [--arch LIST] [--scenario LIST] [--cuts N] [--op-cuts N] [--keep]
 # LIST is comma-separated; default: every architecture of qemu/arch.sh (x86_64, mipsel,
 # mips, arm, aarch64) and every scenario of qemu/scenarios/ (blank, config, commit,
-# rollback, chain, roundtrip, corrupt, timing, powercut, cutops, trial). A scenario written
+# rollback, chain, roundtrip, corrupt, timing, powercut, cutops, trial) but the opt-in ones,
+# which run only when named (fleet: `--arch x86_64 --scenario fleet@x86_64`). A scenario written
 # NAME@ARCH[+ARCH...] runs on those architectures of the run only (the table shows '-'
 # elsewhere): `--arch mipsel,arm --scenario chain,trial@mipsel`. Scenarios never name an
 # architecture: each is written once (qemu/scenarios/NN-name.sh) and runs on each of them;
@@ -25,16 +26,20 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 . "$here/lib.sh"
 
-# The scenarios, in file order (qemu/scenarios/NN-name.sh defines scenario_<name>).
-ALL_SCENARIOS=()
+# The scenarios, in file order (qemu/scenarios/NN-name.sh defines scenario_<name>). A
+# scenario file that adds its name to OPT_IN runs only when --scenario names it.
+ALL_SCENARIOS=() OPT_IN=() DEFAULT_SCENARIOS=()
 for f in "$here"/scenarios/[0-9]*.sh; do
   . "$f"
   n=${f##*/}
   n=${n%.sh}
   ALL_SCENARIOS+=("${n#*-}")
 done
+for s in "${ALL_SCENARIOS[@]}"; do
+  [[ " ${OPT_IN[*]} " == *" $s "* ]] || DEFAULT_SCENARIOS+=("$s")
+done
 
-arches=$(IFS=,; echo "${ARCHES[*]}") scen=$(IFS=,; echo "${ALL_SCENARIOS[*]}") keep=0
+arches=$(IFS=,; echo "${ARCHES[*]}") scen=$(IFS=,; echo "${DEFAULT_SCENARIOS[*]}") keep=0
 PC_CUTS=6 OP_CUTS=20
 while (($#)); do
   case $1 in
@@ -43,7 +48,7 @@ while (($#)); do
     --cuts) PC_CUTS=${2:?}; shift 2 ;;
     --op-cuts) OP_CUTS=${2:?}; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h | --help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run-tests.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done

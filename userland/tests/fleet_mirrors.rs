@@ -414,3 +414,106 @@ fn a_channel_manifest_past_its_expiry_is_refused_with_flash_unchanged() {
         show(&o)
     );
 }
+
+/// `fleet status --json` of `u`: its `status` object.
+fn unit_status(u: &Unit) -> serde_json::Value {
+    let o = u.run(None, &["fleet", "status", "--json"], true);
+    assert!(o.status.success(), "{}", show(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    v["status"].clone()
+}
+
+/// A reboot of a real unit: the state directory is RAM (the overlay's volatile layer), so it
+/// is gone; then PID 1's trial mark.
+fn reboot(u: &Unit) {
+    let _ = fs::remove_dir_all(&u.state);
+    u.boot();
+}
+
+#[test]
+fn what_the_fleet_reports_survives_the_reboots_that_empty_the_state_directory() {
+    let tmp = scratch();
+    let d = tmp.path();
+    let keys = Keys::new(d);
+    let template = template(d);
+    let root = d.join("mirror");
+    bundle(&keys, &root, &template, "v2", 1, 0);
+    let t0: u64 = 1_800_000_000;
+    channel(&keys, &root, t0, "0", &["bundles/v2"]);
+    let payload_sha = {
+        let m: serde_json::Value = serde_json::from_slice(
+            &fs::read(root.join("bundles/v2/manifest.json")).expect("manifest"),
+        )
+        .expect("json");
+        m["spec"]["payload"]["sha256"]
+            .as_str()
+            .expect("sha")
+            .to_string()
+    };
+    let lo = "127.0.0.1";
+    let p = free_port();
+    let _nginx = Nginx::start(&d.join("nginx"), None, &[(lo, p, &root)]);
+    let mirrors = vec![format!("http://{lo}:{p}")];
+    let now = (t0 + 60).to_string();
+    let units = Unit::flash(d, &template, 2);
+    let poll = |u: &Unit| {
+        let o = u.poll(None, &keys.keys_d, &mirrors, &["--now", &now]);
+        assert!(o.status.success(), "{}: {}", u.id, show(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let pass = d.join("pass.conf");
+    fs::write(&pass, "config health\n\tlist command 'true'\n").expect("config");
+    let broken = d.join("broken.conf");
+    fs::write(&broken, "config health\n\tlist command 'false'\n").expect("config");
+
+    // Unit 0 takes v2 and keeps it: after the reboot into it the state directory is empty, and
+    // the next poll learns the version it runs from the signed manifest of its top snapshot.
+    let (good, bad) = (&units[0], &units[1]);
+    assert!(poll(good).contains("bundle v2 applied"));
+    reboot(good);
+    assert!(unit_status(good)["version"].is_null());
+    assert!(poll(good).contains("up to date"));
+    assert_eq!(unit_status(good)["version"], "v2");
+    let o = good.health(None, &pass);
+    assert!(o.status.success(), "{}", show(&o));
+    // The next reboot empties it again: the verdict is read from the confirm mark on flash.
+    reboot(good);
+    let st = unit_status(good);
+    assert_eq!(st["onTrial"], false, "{st}");
+    assert_eq!(st["lastHealth"]["ok"], true, "{st}");
+    assert_eq!(st["lastHealth"]["source"], "flash", "{st}");
+    assert_eq!(st["lastHealth"]["snapshot"], 2, "{st}");
+    assert_eq!(st["snapshots"][1]["trial"], "confirmed", "{st}");
+    assert_eq!(st["snapshots"][1]["trialBudget"], 1, "{st}");
+    assert_eq!(st["snapshots"][1]["trialsUsed"], 1, "{st}");
+    assert!(st["lastRollback"].is_null(), "{st}");
+
+    // Unit 1 takes v2, fails its health check and reboots: its one trial boot is spent, the
+    // boot after rolls back. Every reboot emptied the state directory.
+    assert!(poll(bad).contains("bundle v2 applied"));
+    reboot(bad);
+    let o = bad.health(None, &broken);
+    assert_eq!(o.status.code(), Some(17), "{}", show(&o));
+    reboot(bad);
+    // The rollback is on flash: found, with the payload, but the version and the health
+    // check's verdict went with the RAM.
+    let st = unit_status(bad);
+    let r = &st["lastRollback"];
+    assert_eq!(r["payloadSha256"], payload_sha.as_str(), "{st}");
+    assert_eq!(r["reason"], "trialExhausted", "{st}");
+    assert!(r["version"].is_null(), "{st}");
+    // Another reboot (the rolled-back block stays on flash until the next write): the poll
+    // finds the rollback again, knows the bundle by its payload, and does not take it.
+    reboot(bad);
+    let before = fs::read(&bad.img).expect("image");
+    let out = poll(bad);
+    assert!(
+        out.contains("not taking bundle v2 again: it rolled back on this unit (trialExhausted"),
+        "{out}"
+    );
+    assert!(fs::read(&bad.img).expect("image") == before, "retaken");
+    // And the record now names the version.
+    let st = unit_status(bad);
+    assert_eq!(st["lastRollback"]["version"], "v2", "{st}");
+    assert_eq!(st["chainId"], head(&template), "{st}");
+}
