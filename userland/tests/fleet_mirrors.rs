@@ -517,3 +517,106 @@ fn what_the_fleet_reports_survives_the_reboots_that_empty_the_state_directory() 
     assert_eq!(st["lastRollback"]["version"], "v2", "{st}");
     assert_eq!(st["chainId"], head(&template), "{st}");
 }
+
+/// An https:// mirror (nginx with TLS, a certificate made here) through the external fetcher
+/// `--https-fetch` names: uclient-fetch on OpenWrt; here a stand-in with uclient-fetch's
+/// command line that runs curl, checking the server against that certificate. The bundle is
+/// taken; a fetcher that is missing or does not trust the server, and plain HTTP to the TLS
+/// port, are mirrors that do not answer (exit 25), with flash unchanged.
+#[test]
+fn an_https_mirror_through_the_external_fetcher() {
+    let tmp = scratch();
+    let d = tmp.path();
+    let keys = Keys::new(d);
+    let template = template(d);
+    let root = d.join("mirror");
+    bundle(&keys, &root, &template, "v2", 2, 0);
+    let t0: u64 = 1_800_000_000;
+    channel(&keys, &root, t0, "0", &["bundles/v2"]);
+    let (cert, key) = (d.join("tls.crt"), d.join("tls.key"));
+    let o = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .args(["-keyout", s(&key), "-out", s(&cert)])
+        .output()
+        .expect("openssl (scripts/deps.sh)");
+    assert!(o.status.success(), "{}", show(&o));
+    let lo = "127.0.0.1";
+    let p = free_port();
+    let _nginx = Nginx::start_tls(
+        &d.join("nginx"),
+        None,
+        &[(lo, p, &root)],
+        Some((&cert, &key)),
+    );
+    // uclient-fetch's command line (-q -T N -O - URL); the URL comes last.
+    let fetch = d.join("uclient-fetch");
+    fs::write(
+        &fetch,
+        format!(
+            "#!/bin/sh\nfor a; do url=$a; done\n\
+             exec curl -sS --fail --max-time 5 --cacert {} -o - \"$url\"\n",
+            s(&cert)
+        ),
+    )
+    .expect("write fetcher");
+    let mut perm = fs::metadata(&fetch).expect("stat").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    fs::set_permissions(&fetch, perm).expect("chmod");
+    let now = (t0 + 60).to_string();
+    let https = vec![format!("https://{lo}:{p}")];
+    let u = &Unit::flash(d, &template, 1)[0];
+
+    // Plain HTTP to a TLS port fails (nginx answers 400), as does a missing fetcher: both are
+    // mirrors that do not answer (25), flash unchanged.
+    refused(
+        u,
+        &keys.keys_d,
+        &https,
+        &[
+            "--now",
+            &now,
+            "--https-fetch",
+            "/nonexistent/uclient-fetch -q",
+        ],
+        25,
+        "missing fetcher",
+    );
+    refused(
+        u,
+        &keys.keys_d,
+        &[format!("http://{lo}:{p}")],
+        &["--now", &now],
+        25,
+        "http to a TLS port",
+    );
+    // A fetcher that does not trust the server (curl without --cacert) fails: 25.
+    refused(
+        u,
+        &keys.keys_d,
+        &https,
+        &["--now", &now, "--https-fetch", "curl -sS --fail -o -"],
+        25,
+        "untrusted certificate",
+    );
+    let fetch_cmd = format!("{} -q -T 5 -O -", s(&fetch));
+    let o = poll(
+        u,
+        &keys.keys_d,
+        &https,
+        &["--now", &now, "--https-fetch", &fetch_cmd],
+    );
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("bundle v2 applied"),
+        "{}",
+        show(&o)
+    );
+}

@@ -468,6 +468,8 @@ pub struct PollArgs<'a> {
     pub retries: u32,
     pub backoff: Duration,
     pub timeout: Duration,
+    /// `--https-fetch`, split into words (empty: uclient-fetch).
+    pub https_fetch: Vec<String>,
     /// Try the mirrors in the order given instead of a random one.
     pub in_order: bool,
 }
@@ -608,7 +610,10 @@ enum Polled {
 
 fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliError> {
     let ring = Keyring::load(t.keys).map_err(CliError::Keyring)?;
-    let client = Client { timeout: a.timeout };
+    let client = Client {
+        timeout: a.timeout,
+        https_fetch: a.https_fetch.clone(),
+    };
     let mirrors = if a.in_order {
         a.mirrors
             .iter()
