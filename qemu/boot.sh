@@ -29,6 +29,9 @@
 #                        repeatable, each --kill-delay belongs to the --kill-on before it
 #                        (the guest picks its operation, each key gets its own delay)
 #   --mem SIZE           guest RAM (default 128M)
+#   --net user           a virtio NIC (eth0 in the guest) on QEMU user networking: the guest
+#                        takes 10.0.2.15/24 itself and reaches the host's loopback at 10.0.2.2
+#                        (default: no NIC)
 #   --qemu-arg ARG       extra raw QEMU argument (repeatable)
 #   --interactive        serial console on stdio, no timeout (for humans)
 #   --dry-run            print the QEMU command line and exit
@@ -38,14 +41,14 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,37p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,40p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 kernel='' rootfs='' flash='' script='' init=/sbin/init append='' log='' result=''
 timeout_s=60 kill_after='' kill_on='' mem=128M interactive=0 dry_run=0
-erase_size=65536 mtd_name='' medium=nor arch=x86_64
+erase_size=65536 mtd_name='' medium=nor arch=x86_64 net=''
 extra=() kill_keys=() kill_delays=()
 while (($#)); do
   case $1 in
@@ -70,6 +73,7 @@ while (($#)); do
       shift 2
       ;;
     --mem) mem=${2:?}; shift 2 ;;
+    --net) net=${2:?}; shift 2 ;;
     --qemu-arg) extra+=("${2?}"); shift 2 ;;
     --interactive) interactive=1; shift ;;
     --dry-run) dry_run=1; shift ;;
@@ -78,6 +82,7 @@ while (($#)); do
   esac
 done
 [[ -n $rootfs ]] || { echo "boot.sh: --rootfs is required" >&2; usage; }
+[[ -z $net || $net == user ]] || { echo "boot.sh: --net takes only 'user'" >&2; exit 2; }
 case $medium in
   nor) mtd_name=${mtd_name:-rootfs_data} ;;
   # A name other than rootfs_data: in UBI mode the only rootfs_data is the UBI volume.
@@ -150,6 +155,12 @@ fi
 qemu+=(-device "virtio-serial-$A_VIRTIO"
   -chardev "file,id=res,path=$result"
   -device 'virtserialport,chardev=res,name=result')
+if [[ -n $net ]]; then
+  # After the disks: their PCI slots (vda, vdb, vdc) stay as they are. No option ROM (PXE).
+  nic=virtio-net-$A_VIRTIO,netdev=net0
+  [[ $A_VIRTIO != pci ]] || nic+=,romfile=
+  qemu+=(-netdev user,id=net0,ipv6=off -device "$nic")
+fi
 [[ -z $append ]] || cmdline+=" $append"
 # The board's watchdog (inactive until something opens it: snapinit does for a trial boot).
 # shellcheck disable=SC2206

@@ -3,7 +3,8 @@
 #   qemu/run-tests.sh [--arch LIST] [--scenario LIST] [--medium M] [--cuts N] [--op-cuts N] [--keep]
 # LIST is comma-separated; default: every architecture of qemu/arch.sh (x86_64, mipsel,
 # mips, arm, aarch64) and every scenario of qemu/scenarios/ (blank, config, commit,
-# rollback, chain, roundtrip, corrupt, timing, powercut, cutops, trial). A scenario written
+# rollback, chain, roundtrip, corrupt, timing, powercut, cutops, trial) but the opt-in ones,
+# which run only when named (fleet: `--arch x86_64 --scenario fleet@x86_64`). A scenario written
 # NAME@ARCH[+ARCH...] runs on those architectures of the run only (the table shows '-'
 # elsewhere): `--arch mipsel,arm --scenario chain,trial@mipsel`. Scenarios never name an
 # architecture: each is written once (qemu/scenarios/NN-name.sh) and runs on each of them;
@@ -29,13 +30,17 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 . "$here/lib.sh"
 
-# The scenarios, in file order (qemu/scenarios/NN-name.sh defines scenario_<name>).
-ALL_SCENARIOS=()
+# The scenarios, in file order (qemu/scenarios/NN-name.sh defines scenario_<name>). A
+# scenario file that adds its name to OPT_IN runs only when --scenario names it.
+ALL_SCENARIOS=() OPT_IN=() DEFAULT_SCENARIOS=()
 for f in "$here"/scenarios/[0-9]*.sh; do
   . "$f"
   n=${f##*/}
   n=${n%.sh}
   ALL_SCENARIOS+=("${n#*-}")
+done
+for s in "${ALL_SCENARIOS[@]}"; do
+  [[ " ${OPT_IN[*]} " == *" $s "* ]] || DEFAULT_SCENARIOS+=("$s")
 done
 
 arches=$(IFS=,; echo "${ARCHES[*]}") scen='' keep=0
@@ -48,7 +53,7 @@ while (($#)); do
     --op-cuts) OP_CUTS=${2:?}; shift 2 ;;
     --keep) keep=1; shift ;;
     --medium) MEDIUM=${2:?}; shift 2 ;;
-    -h | --help) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run-tests.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -56,7 +61,7 @@ done
 medium_load || exit 2
 on_medium() { [[ " ${SCENARIO_MEDIA[$1]:-nor} " == *" $MEDIUM "* ]]; } # SCENARIO
 if [[ -z $scen ]]; then
-  for s in "${ALL_SCENARIOS[@]}"; do on_medium "$s" && scen+="${scen:+,}$s"; done
+  for s in "${DEFAULT_SCENARIOS[@]}"; do on_medium "$s" && scen+="${scen:+,}$s"; done
 fi
 IFS=, read -r -a arch_list <<<"$arches"
 IFS=, read -r -a SCENARIOS <<<"$scen"

@@ -414,3 +414,209 @@ fn a_channel_manifest_past_its_expiry_is_refused_with_flash_unchanged() {
         show(&o)
     );
 }
+
+/// `fleet status --json` of `u`: its `status` object.
+fn unit_status(u: &Unit) -> serde_json::Value {
+    let o = u.run(None, &["fleet", "status", "--json"], true);
+    assert!(o.status.success(), "{}", show(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    v["status"].clone()
+}
+
+/// A reboot of a real unit: the state directory is RAM (the overlay's volatile layer), so it
+/// is gone; then PID 1's trial mark.
+fn reboot(u: &Unit) {
+    let _ = fs::remove_dir_all(&u.state);
+    u.boot();
+}
+
+#[test]
+fn what_the_fleet_reports_survives_the_reboots_that_empty_the_state_directory() {
+    let tmp = scratch();
+    let d = tmp.path();
+    let keys = Keys::new(d);
+    let template = template(d);
+    let root = d.join("mirror");
+    bundle(&keys, &root, &template, "v2", 1, 0);
+    let t0: u64 = 1_800_000_000;
+    channel(&keys, &root, t0, "0", &["bundles/v2"]);
+    let payload_sha = {
+        let m: serde_json::Value = serde_json::from_slice(
+            &fs::read(root.join("bundles/v2/manifest.json")).expect("manifest"),
+        )
+        .expect("json");
+        m["spec"]["payload"]["sha256"]
+            .as_str()
+            .expect("sha")
+            .to_string()
+    };
+    let lo = "127.0.0.1";
+    let p = free_port();
+    let _nginx = Nginx::start(&d.join("nginx"), None, &[(lo, p, &root)]);
+    let mirrors = vec![format!("http://{lo}:{p}")];
+    let now = (t0 + 60).to_string();
+    let units = Unit::flash(d, &template, 2);
+    let poll = |u: &Unit| {
+        let o = u.poll(None, &keys.keys_d, &mirrors, &["--now", &now]);
+        assert!(o.status.success(), "{}: {}", u.id, show(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let pass = d.join("pass.conf");
+    fs::write(&pass, "config health\n\tlist command 'true'\n").expect("config");
+    let broken = d.join("broken.conf");
+    fs::write(&broken, "config health\n\tlist command 'false'\n").expect("config");
+
+    // Unit 0 takes v2 and keeps it: after the reboot into it the state directory is empty, and
+    // the next poll learns the version it runs from the signed manifest of its top snapshot.
+    let (good, bad) = (&units[0], &units[1]);
+    assert!(poll(good).contains("bundle v2 applied"));
+    reboot(good);
+    assert!(unit_status(good)["version"].is_null());
+    assert!(poll(good).contains("up to date"));
+    assert_eq!(unit_status(good)["version"], "v2");
+    let o = good.health(None, &pass);
+    assert!(o.status.success(), "{}", show(&o));
+    // The next reboot empties it again: the verdict is read from the confirm mark on flash.
+    reboot(good);
+    let st = unit_status(good);
+    assert_eq!(st["onTrial"], false, "{st}");
+    assert_eq!(st["lastHealth"]["ok"], true, "{st}");
+    assert_eq!(st["lastHealth"]["source"], "flash", "{st}");
+    assert_eq!(st["lastHealth"]["snapshot"], 2, "{st}");
+    assert_eq!(st["snapshots"][1]["trial"], "confirmed", "{st}");
+    assert_eq!(st["snapshots"][1]["trialBudget"], 1, "{st}");
+    assert_eq!(st["snapshots"][1]["trialsUsed"], 1, "{st}");
+    assert!(st["lastRollback"].is_null(), "{st}");
+
+    // Unit 1 takes v2, fails its health check and reboots: its one trial boot is spent, the
+    // boot after rolls back. Every reboot emptied the state directory.
+    assert!(poll(bad).contains("bundle v2 applied"));
+    reboot(bad);
+    let o = bad.health(None, &broken);
+    assert_eq!(o.status.code(), Some(17), "{}", show(&o));
+    reboot(bad);
+    // The rollback is on flash: found, with the payload, but the version and the health
+    // check's verdict went with the RAM.
+    let st = unit_status(bad);
+    let r = &st["lastRollback"];
+    assert_eq!(r["payloadSha256"], payload_sha.as_str(), "{st}");
+    assert_eq!(r["reason"], "trialExhausted", "{st}");
+    assert!(r["version"].is_null(), "{st}");
+    // Another reboot (the rolled-back block stays on flash until the next write): the poll
+    // finds the rollback again, knows the bundle by its payload, and does not take it.
+    reboot(bad);
+    let before = fs::read(&bad.img).expect("image");
+    let out = poll(bad);
+    assert!(
+        out.contains("not taking bundle v2 again: it rolled back on this unit (trialExhausted"),
+        "{out}"
+    );
+    assert!(fs::read(&bad.img).expect("image") == before, "retaken");
+    // And the record now names the version.
+    let st = unit_status(bad);
+    assert_eq!(st["lastRollback"]["version"], "v2", "{st}");
+    assert_eq!(st["chainId"], head(&template), "{st}");
+}
+
+/// An https:// mirror (nginx with TLS, a certificate made here) through the external fetcher
+/// `--https-fetch` names: uclient-fetch on OpenWrt; here a stand-in with uclient-fetch's
+/// command line that runs curl, checking the server against that certificate. The bundle is
+/// taken; a fetcher that is missing or does not trust the server, and plain HTTP to the TLS
+/// port, are mirrors that do not answer (exit 25), with flash unchanged.
+#[test]
+fn an_https_mirror_through_the_external_fetcher() {
+    let tmp = scratch();
+    let d = tmp.path();
+    let keys = Keys::new(d);
+    let template = template(d);
+    let root = d.join("mirror");
+    bundle(&keys, &root, &template, "v2", 2, 0);
+    let t0: u64 = 1_800_000_000;
+    channel(&keys, &root, t0, "0", &["bundles/v2"]);
+    let (cert, key) = (d.join("tls.crt"), d.join("tls.key"));
+    let o = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .args(["-keyout", s(&key), "-out", s(&cert)])
+        .output()
+        .expect("openssl (scripts/deps.sh)");
+    assert!(o.status.success(), "{}", show(&o));
+    let lo = "127.0.0.1";
+    let p = free_port();
+    let _nginx = Nginx::start_tls(
+        &d.join("nginx"),
+        None,
+        &[(lo, p, &root)],
+        Some((&cert, &key)),
+    );
+    // uclient-fetch's command line (-q -T N -O - URL); the URL comes last.
+    let fetch = d.join("uclient-fetch");
+    fs::write(
+        &fetch,
+        format!(
+            "#!/bin/sh\nfor a; do url=$a; done\n\
+             exec curl -sS --fail --max-time 5 --cacert {} -o - \"$url\"\n",
+            s(&cert)
+        ),
+    )
+    .expect("write fetcher");
+    let mut perm = fs::metadata(&fetch).expect("stat").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    fs::set_permissions(&fetch, perm).expect("chmod");
+    let now = (t0 + 60).to_string();
+    let https = vec![format!("https://{lo}:{p}")];
+    let u = &Unit::flash(d, &template, 1)[0];
+
+    // Plain HTTP to a TLS port fails (nginx answers 400), as does a missing fetcher: both are
+    // mirrors that do not answer (25), flash unchanged.
+    refused(
+        u,
+        &keys.keys_d,
+        &https,
+        &[
+            "--now",
+            &now,
+            "--https-fetch",
+            "/nonexistent/uclient-fetch -q",
+        ],
+        25,
+        "missing fetcher",
+    );
+    refused(
+        u,
+        &keys.keys_d,
+        &[format!("http://{lo}:{p}")],
+        &["--now", &now],
+        25,
+        "http to a TLS port",
+    );
+    // A fetcher that does not trust the server (curl without --cacert) fails: 25.
+    refused(
+        u,
+        &keys.keys_d,
+        &https,
+        &["--now", &now, "--https-fetch", "curl -sS --fail -o -"],
+        25,
+        "untrusted certificate",
+    );
+    let fetch_cmd = format!("{} -q -T 5 -O -", s(&fetch));
+    let o = poll(
+        u,
+        &keys.keys_d,
+        &https,
+        &["--now", &now, "--https-fetch", &fetch_cmd],
+    );
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("bundle v2 applied"),
+        "{}",
+        show(&o)
+    );
+}

@@ -233,3 +233,75 @@ fn units_publish_retained_state_that_a_later_subscriber_reads_and_a_dead_broker_
     let detail = doc["status"]["lastPoll"]["detail"].as_str().unwrap_or("");
     assert!(detail.contains("up to date"), "{doc}");
 }
+
+#[test]
+fn the_broker_keeps_the_failed_verdict_that_names_a_rollback_after_the_unit_lost_it() {
+    let tmp = scratch();
+    let d = tmp.path();
+    let keys = Keys::new(d);
+    let template = template(d);
+    let root = d.join("mirror");
+    bundle(&keys, &root, &template, "v2", 1, 0);
+    let t0: u64 = 1_800_000_000;
+    channel(&keys, &root, t0, "0", &["bundles/v2"]);
+    let lo = "127.0.0.1";
+    let (p_http, p_mqtt) = (free_port(), free_port());
+    let _nginx = Nginx::start(&d.join("nginx"), None, &[(lo, p_http, &root)]);
+    let broker = Mosquitto::start(&d.join("mosquitto"), None, lo, p_mqtt);
+    let url = broker.url();
+    let u = &Unit::flash(d, &template, 1)[0];
+    let publish = || {
+        let o = u.run(None, &["fleet", "publish", "--mqtt", &url], true);
+        assert!(o.status.success(), "{}", show(&o));
+    };
+    // A reboot of a real unit: the state directory is RAM.
+    let reboot = || {
+        let _ = fs::remove_dir_all(&u.state);
+        u.boot();
+    };
+
+    let o = u.poll(
+        None,
+        &keys.keys_d,
+        &[format!("http://{lo}:{p_http}")],
+        &["--now", &(t0 + 60).to_string(), "--mqtt", &url],
+    );
+    assert!(o.status.success(), "{}", show(&o));
+    reboot();
+    // The check fails on the one trial boot; the verdict is published (the health service
+    // does so before it reboots the unit), also under snapinit/<unit>/health.
+    let conf = d.join("health.conf");
+    fs::write(
+        &conf,
+        "config health\n\tlist command 'test -e /nonexistent/mesh-ok'\n",
+    )
+    .expect("config");
+    let o = u.health(None, &conf);
+    assert_eq!(o.status.code(), Some(17), "{}", show(&o));
+    publish();
+    let o = mosquitto_sub(lo, p_mqtt, &format!("snapinit/{}/health", u.id), 1, false);
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&o)));
+    assert_eq!(v["ok"], false, "{v}");
+    // The reboot rolls back and empties the RAM: the unit itself can only say its trial ran
+    // out. The fleet view joins the verdict the broker kept for that very block.
+    reboot();
+    publish();
+    let o = u.run(None, &["fleet", "status", "--json"], true);
+    let own: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(
+        own["status"]["lastRollback"]["reason"], "trialExhausted",
+        "{own}"
+    );
+    let rep = fleet_json(&url);
+    let r = &rep["status"]["rolledBack"][0];
+    assert_eq!(r["unit"], u.id.as_str(), "{rep}");
+    assert_eq!(r["reason"], "healthCheckFailed", "{rep}");
+    assert!(
+        r["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("test -e /nonexistent/mesh-ok"),
+        "{rep}"
+    );
+}

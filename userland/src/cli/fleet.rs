@@ -468,6 +468,8 @@ pub struct PollArgs<'a> {
     pub retries: u32,
     pub backoff: Duration,
     pub timeout: Duration,
+    /// `--https-fetch`, split into words (empty: uclient-fetch).
+    pub https_fetch: Vec<String>,
     /// Try the mirrors in the order given instead of a random one.
     pub in_order: bool,
 }
@@ -608,7 +610,10 @@ enum Polled {
 
 fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliError> {
     let ring = Keyring::load(t.keys).map_err(CliError::Keyring)?;
-    let client = Client { timeout: a.timeout };
+    let client = Client {
+        timeout: a.timeout,
+        https_fetch: a.https_fetch.clone(),
+    };
     let mirrors = if a.in_order {
         a.mirrors
             .iter()
@@ -618,10 +623,23 @@ fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliEr
         shuffled(a.mirrors)
     };
     std::fs::create_dir_all(a.state).map_err(io_err("creating", a.state))?;
-    let (id, rolled) = {
+    let (id, rolled, top) = {
         let (_lock, mut dev) = ctx.open(false)?;
         let view = ops::read_view(&mut dev);
-        (hex(&view_id(&view)), rollbacks(&mut dev, &view, a.state))
+        // The chain below the top snapshot and the top's payload: which bundle it may be.
+        let top = view.snapshots.split_last().map(|(last, below)| {
+            (
+                hex(&chain_id(
+                    below.iter().map(|b| &b.header.fields.payload_sha256),
+                )),
+                hex(&last.header.fields.payload_sha256),
+            )
+        });
+        (
+            hex(&view_id(&view)),
+            rollbacks(&mut dev, &view, a.state),
+            top,
+        )
     };
     let seen_path = a.state.join(format!("{}.published", a.channel));
     let seen: u64 = std::fs::read_to_string(&seen_path)
@@ -659,6 +677,24 @@ fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliEr
         Ok(c)
     })?;
     write_file(&seen_path, format!("{}\n", chan.spec.published).as_bytes())?;
+    let vpath = a.state.join(VERSION);
+    if let (false, Some((below, top_sha))) = (vpath.exists(), &top) {
+        // The version this unit runs is kept in RAM only: after a reboot it is learnt again
+        // from the signed manifest of the bundle whose payload is the chain's top snapshot.
+        if let Some(e) = chan.entry_for(below) {
+            // One try at the mirror that served the channel: the version is only reported.
+            let mname = format!("{}/{MANIFEST}", e.path);
+            let url = format!("{mirror}/{mname}");
+            let bm = fetch_signed(&client, &url, &ring, t.min_sigs, &mname)
+                .ok()
+                .and_then(|(msg, _)| BundleManifest::parse(&mname, &msg).ok());
+            if let Some(bm) =
+                bm.filter(|m| m.spec.payload.sha256 == *top_sha && m.spec.base == *below)
+            {
+                write_file(&vpath, format!("{}\n", bm.spec.version).as_bytes())?;
+            }
+        }
+    }
     let Some(entry) = chan.entry_for(&id) else {
         let why = format!(
             "up to date: channel {} ({mirror}) has no bundle for chain {id}",
@@ -704,6 +740,23 @@ fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliEr
     let ((msg, sig), _) = over_mirrors(a, &order, &mname, |m| {
         fetch_signed(&client, &format!("{m}/{mname}"), &ring, t.min_sigs, &mname)
     })?;
+    // The same payload rolled back here before, even when the record lost its version (the
+    // state directory is RAM: after a reboot the rollback is found on flash, by its payload).
+    let bm = BundleManifest::parse(&mname, &msg)?;
+    if let Some(r) = rolled
+        .iter()
+        .find(|r| r["payloadSha256"] == bm.spec.payload.sha256.as_str())
+    {
+        name_rollback(a.state, &bm.spec.payload.sha256, &entry.version);
+        let why = format!(
+            "not taking bundle {} again: it rolled back on this unit ({}: {})",
+            entry.version,
+            r["reason"].as_str().unwrap_or("?"),
+            r["detail"].as_str().unwrap_or("")
+        );
+        println!("{why}");
+        return Ok(Polled::Nothing(why));
+    }
     let checked = check_parts(&msg, sig.as_deref(), &ring, t, |pref, size| {
         if pref.size > t.max_size {
             return Err(BundleError::TooLarge {
@@ -756,7 +809,6 @@ fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliEr
     }
     // Recorded before the reboot: the version this unit now runs on trial, and the one below
     // it (back in force if it rolls back).
-    let vpath = a.state.join(VERSION);
     let before = std::fs::read_to_string(&vpath).ok();
     apply_checked(ctx, &checked, false)?;
     let bpath = a.state.join(VERSION_BEFORE);
@@ -808,6 +860,27 @@ const ROLLED_BACK: &str = "rolled-back.json";
 /// it replaced (put back when the new one rolls back).
 const VERSION: &str = "version";
 const VERSION_BEFORE: &str = "version.before";
+
+/// Gives the version to the recorded rollback of payload `sha` when it has none (it was found
+/// on flash after a reboot emptied the state directory); best effort.
+fn name_rollback(state: &Path, sha: &str, version: &str) {
+    let path = state.join(ROLLED_BACK);
+    let Some(mut rolled) = read_json(&path).and_then(|v| v.as_array().cloned()) else {
+        return;
+    };
+    let mut changed = false;
+    for r in rolled.iter_mut() {
+        if r["payloadSha256"] == sha && r["version"].is_null() {
+            r["version"] = version.into();
+            changed = true;
+        }
+    }
+    if changed {
+        if let Ok(bytes) = serde_json::to_vec(&rolled) {
+            let _ = std::fs::write(path, bytes);
+        }
+    }
+}
 
 /// The rollbacks this unit has seen, oldest first (`<state>/rolled-back.json`), with the one the
 /// chain shows now added (and the recorded version put back to the one below it).
@@ -909,7 +982,12 @@ pub fn unit_doc(
         .enumerate()
         .map(|(i, b)| {
             let (trial, used, budget) = match b.header.trial() {
-                Trial::Confirmed => ("confirmed", 0, 0),
+                // Written on trial and confirmed since: the boots it took stay on flash.
+                Trial::Confirmed => (
+                    "confirmed",
+                    b.header.marks.trials_used,
+                    b.header.fields.trial_budget,
+                ),
                 Trial::OnTrial { used, budget } => {
                     on_trial = true;
                     ("onTrial", used, budget)
@@ -933,7 +1011,7 @@ pub fn unit_doc(
             .ok()
             .map(|s| s.trim().to_string())
     };
-    let last_health = read_json(&state.join(HEALTH));
+    let last_health = read_json(&state.join(HEALTH)).or_else(|| confirmed_on_flash(&view));
     let rolled = rollbacks(&mut dev, &view, state);
     Ok(serde_json::json!({
         "apiVersion": API_VERSION,
@@ -951,6 +1029,26 @@ pub fn unit_doc(
             "lastRollback": rolled.last(),
             "reported": unix_now(),
         }
+    }))
+}
+
+/// The last verdict the chain itself shows, for when `<state>/health.json` is gone (it is RAM:
+/// every reboot empties it): the newest snapshot written on trial and confirmed since passed
+/// its health check (or was confirmed by hand). A failed verdict leaves no mark on flash of its
+/// own: it shows as the rollback that follows.
+fn confirmed_on_flash(view: &snapinit::chain::ChainView) -> Option<serde_json::Value> {
+    let b = view
+        .snapshots
+        .iter()
+        .rev()
+        .find(|b| b.header.fields.trial_budget > 0 && b.header.marks.confirmed)?;
+    Some(serde_json::json!({
+        "time": null,
+        "ok": true,
+        "failed": [],
+        "snapshot": b.header.fields.seq,
+        "headerHash": hex(&b.header.hash),
+        "source": "flash",
     }))
 }
 
@@ -1016,9 +1114,17 @@ pub fn publish(
     let topic = mqtt::state_topic(m.prefix, unit)?;
     let doc = unit_doc(ctx, state, unit, channel)?;
     let payload = doc.to_string();
+    // The health check's last verdict also goes under a topic of its own, retained: the unit
+    // keeps it in RAM only, and a failed check reboots the unit, but the broker still has it
+    // when the trial rolls back, so the fleet view can tell why.
+    let verdict = read_json(&state.join(HEALTH)).map(|v| v.to_string());
+    let htopic = mqtt::health_topic(m.prefix, unit)?;
     with_broker(m, "publishing", |m| {
         let mut s = mqtt::Session::connect(m.broker, &format!("snapinit-{unit}"), m.timeout)?;
         s.publish_retained(&topic, payload.as_bytes())?;
+        if let Some(v) = &verdict {
+            s.publish_retained(&htopic, v.as_bytes())?;
+        }
         s.disconnect();
         Ok(())
     })?;
@@ -1073,15 +1179,31 @@ pub fn status_mqtt(m: &MqttArgs<'_>, json: bool, html: Option<&Path>) -> Result<
         nonce = unix_now().to_le_bytes();
     }
     let me = format!("snapinit-status-{}", hex(&nonce));
-    let msgs = with_broker(m, "reading the fleet", |m| {
-        let mut s = mqtt::Session::connect(m.broker, &me, m.timeout)?;
-        let msgs = s.collect_retained(
-            &format!("{}/+/state", m.prefix),
-            &format!("{}/{me}/end", m.prefix),
-        )?;
-        s.disconnect();
-        Ok(msgs)
-    })?;
+    let collect = |leaf: &str| {
+        with_broker(m, "reading the fleet", |m| {
+            let mut s = mqtt::Session::connect(m.broker, &me, m.timeout)?;
+            let msgs = s.collect_retained(
+                &format!("{}/+/{leaf}", m.prefix),
+                &format!("{}/{me}/end", m.prefix),
+            )?;
+            s.disconnect();
+            Ok(msgs)
+        })
+    };
+    let msgs = collect("state")?;
+    // The units' last health verdicts, by unit id (the topic's middle level).
+    let mut verdicts = std::collections::BTreeMap::new();
+    for (topic, bytes) in collect("health")? {
+        let unit = topic
+            .split('/')
+            .rev()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+            verdicts.insert(unit, v);
+        }
+    }
     // The broker is not trusted to be tidy: a message that is not a status document is
     // named and left out, not fatal.
     let mut docs = Vec::new();
@@ -1091,7 +1213,7 @@ pub fn status_mqtt(m: &MqttArgs<'_>, json: bool, html: Option<&Path>) -> Result<
             Err(e) => eprintln!("snapshot: fleet: {topic}: left out: {e}"),
         }
     }
-    summarize(&docs, json, html)
+    summarize(&docs, &verdicts, json, html)
 }
 
 fn parse_unit_doc(what: &str, bytes: &[u8]) -> Result<serde_json::Value, BundleError> {
@@ -1113,12 +1235,20 @@ pub fn report(files: &[PathBuf], json: bool, html: Option<&Path>) -> Result<(), 
         let bytes = read_limited(f, "a status document", MAX_MANIFEST)?;
         docs.push(parse_unit_doc(&f.display().to_string(), &bytes)?);
     }
-    summarize(&docs, json, html)
+    summarize(&docs, &Default::default(), json, html)
 }
 
 /// How many units on which chain id and version, on trial, rolled back and why; `--json`
-/// (kind FleetReport), `--html FILE`.
-fn summarize(docs: &[serde_json::Value], json: bool, html: Option<&Path>) -> Result<(), CliError> {
+/// (kind FleetReport), `--html FILE`. `verdicts`: each unit's last health verdict as the broker
+/// kept it; a rollback its unit could only call `trialExhausted` (the failed verdict was lost
+/// with the unit's RAM at the reboot) is `healthCheckFailed` with the verdict's failures when
+/// that verdict failed on the very block that rolled back.
+fn summarize(
+    docs: &[serde_json::Value],
+    verdicts: &std::collections::BTreeMap<String, serde_json::Value>,
+    json: bool,
+    html: Option<&Path>,
+) -> Result<(), CliError> {
     use std::collections::BTreeMap;
     let mut chains: BTreeMap<(String, String, String), Vec<String>> = BTreeMap::new();
     let mut on_trial = Vec::new();
@@ -1139,12 +1269,24 @@ fn summarize(docs: &[serde_json::Value], json: bool, html: Option<&Path>) -> Res
         }
         if let Some(r) = st["lastRollback"].as_object() {
             let field = |k: &str| r.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-            rolled_back.push((
-                unit.clone(),
-                field("reason"),
-                field("version"),
-                field("detail"),
-            ));
+            let (mut reason, mut detail) = (field("reason"), field("detail"));
+            if let Some(v) = verdicts.get(&unit).filter(|v| {
+                reason == "trialExhausted"
+                    && v["ok"] == false
+                    && v["headerHash"].as_str() == r.get("headerHash").and_then(|x| x.as_str())
+            }) {
+                reason = "healthCheckFailed".into();
+                detail = v["failed"]
+                    .as_array()
+                    .map(|f| {
+                        f.iter()
+                            .filter_map(|x| x.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+                    .unwrap_or_default();
+            }
+            rolled_back.push((unit.clone(), reason, field("version"), detail));
         }
         let created = st["snapshots"]
             .as_array()

@@ -424,9 +424,14 @@ enum FleetCmd {
     /// appends it as a snapshot on trial, then reboots. Without an answering mirror it retries
     /// with backoff, then exits 25 (run it again from cron or procd).
     Poll {
-        /// A mirror's base URL (http://host[:port]/path), repeatable
+        /// A mirror's base URL (http://host[:port]/path, or https:// through --https-fetch),
+        /// repeatable
         #[arg(long = "mirror", required = true, value_name = "URL")]
         mirrors: Vec<String>,
+        /// The program that fetches https:// mirrors to stdout, with its arguments (the URL is
+        /// appended) [default: uclient-fetch -q -T SECS -O -]
+        #[arg(long, value_name = "CMD")]
+        https_fetch: Option<String>,
         /// Try the mirrors in the order given (a preferred local one first), not a random one
         #[arg(long)]
         in_order: bool,
@@ -720,6 +725,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             FleetCmd::Report { files, json, html } => fleet::report(&files, json, html.as_deref()),
             FleetCmd::Poll {
                 mirrors,
+                https_fetch,
                 in_order,
                 channel,
                 trust,
@@ -752,6 +758,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
                         retries,
                         backoff: Duration::from_millis(backoff_ms),
                         timeout: Duration::from_secs(timeout),
+                        https_fetch: https_fetch
+                            .as_deref()
+                            .map(|c| c.split_whitespace().map(String::from).collect())
+                            .unwrap_or_default(),
                         in_order,
                     },
                     &trust.trust(),

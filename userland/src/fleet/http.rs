@@ -1,6 +1,8 @@
 //! A small blocking HTTP/1.0 GET client for mirrors: plain `http://host[:port]/path` URLs, a
 //! connect and read timeout, a body size limit, and `Range` requests for resuming. Everything it
-//! fetches is signed, so it needs no TLS (as Gluon's autoupdater serves its mirrors).
+//! fetches is signed, so it needs no TLS (as Gluon's autoupdater serves its mirrors); an
+//! `https://` mirror is fetched through an external program instead, OpenWrt's `uclient-fetch`
+//! by default (it brings the TLS library the firmware already has), with the same size limit.
 //!
 //! HTTP/1.0 keeps the reply simple: no chunked encoding, the body ends at close (and must match
 //! `Content-Length` when the server sends one).
@@ -27,10 +29,27 @@ pub enum HttpError {
     TooLarge { url: String, limit: u64 },
     #[error("{url}: the connection closed after {got} of {want} bytes")]
     Short { url: String, got: u64, want: u64 },
+    #[error("{url}: cannot run {program:?} for https: {source} (install uclient-fetch, or set --https-fetch)")]
+    NoFetcher {
+        url: String,
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{url}: {program:?} failed ({status}): {stderr}")]
+    Fetcher {
+        url: String,
+        program: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
 }
 
 pub struct Client {
     pub timeout: Duration,
+    /// The program (and its first arguments) that fetches `https://` URLs to stdout; the URL is
+    /// appended. Empty: `uclient-fetch -q -T <timeout> -O -`.
+    pub https_fetch: Vec<String>,
 }
 
 struct Url<'a> {
@@ -65,6 +84,9 @@ impl Client {
         limit: u64,
         out: &mut Vec<u8>,
     ) -> Result<(), HttpError> {
+        if url.starts_with("https://") {
+            return self.get_https(url, limit, out);
+        }
         let u = parse_url(url).ok_or_else(|| HttpError::BadUrl(url.to_string()))?;
         let net = |source| HttpError::Net {
             url: url.to_string(),
@@ -181,6 +203,87 @@ impl Client {
                     want,
                 });
             }
+        }
+        Ok(())
+    }
+}
+
+impl Client {
+    /// `https://` through the external fetcher. It cannot resume (uclient-fetch continues only
+    /// into a file), so it restarts `out`; the limit holds all the same: the fetcher is killed
+    /// once it has written more than `limit` bytes.
+    fn get_https(&self, url: &str, limit: u64, out: &mut Vec<u8>) -> Result<(), HttpError> {
+        use std::process::{Command, Stdio};
+        let argv: Vec<String> = if self.https_fetch.is_empty() {
+            [
+                "uclient-fetch",
+                "-q",
+                "-T",
+                &self.timeout.as_secs().max(1).to_string(),
+                "-O",
+                "-",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+        } else {
+            self.https_fetch.clone()
+        };
+        let program = argv[0].clone();
+        let mut child = Command::new(&program)
+            .args(&argv[1..])
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| HttpError::NoFetcher {
+                url: url.into(),
+                program: program.clone(),
+                source,
+            })?;
+        out.clear();
+        let mut stdout = child.stdout.take().expect("piped stdout");
+        let mut buf = [0u8; 16 * 1024];
+        let read = loop {
+            match stdout.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(k) if out.len() as u64 + k as u64 > limit => {
+                    break Err(HttpError::TooLarge {
+                        url: url.into(),
+                        limit,
+                    })
+                }
+                Ok(k) => out.extend_from_slice(&buf[..k]),
+                Err(source) => {
+                    break Err(HttpError::Net {
+                        url: url.into(),
+                        source,
+                    })
+                }
+            }
+        };
+        if read.is_err() {
+            let _ = child.kill();
+        }
+        drop(stdout);
+        let done = child.wait_with_output().map_err(|source| HttpError::Net {
+            url: url.into(),
+            source,
+        })?;
+        read?;
+        if !done.status.success() {
+            out.clear();
+            return Err(HttpError::Fetcher {
+                url: url.into(),
+                program,
+                status: done.status,
+                stderr: String::from_utf8_lossy(&done.stderr)
+                    .trim()
+                    .chars()
+                    .take(300)
+                    .collect(),
+            });
         }
         Ok(())
     }

@@ -80,6 +80,12 @@ pub fn state_topic(prefix: &str, unit: &str) -> Result<String, MqttError> {
     Ok(format!("{prefix}/{unit}/state"))
 }
 
+/// The topic a unit's last health verdict goes to: `<prefix>/<unit>/health`.
+pub fn health_topic(prefix: &str, unit: &str) -> Result<String, MqttError> {
+    state_topic(prefix, unit)?;
+    Ok(format!("{prefix}/{unit}/health"))
+}
+
 /// One connection to a broker.
 pub struct Session {
     stream: TcpStream,

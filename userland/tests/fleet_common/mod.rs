@@ -93,11 +93,29 @@ pub struct Nginx(Child);
 
 impl Nginx {
     pub fn start(prefix: &Path, ns: Option<&str>, sites: &[(&str, u16, &Path)]) -> Self {
+        Self::start_tls(prefix, ns, sites, None)
+    }
+
+    /// As `start`; with `tls` = (certificate, key) every site speaks HTTPS only.
+    pub fn start_tls(
+        prefix: &Path,
+        ns: Option<&str>,
+        sites: &[(&str, u16, &Path)],
+        tls: Option<(&Path, &Path)>,
+    ) -> Self {
         fs::create_dir_all(prefix.join("logs")).expect("logs");
+        let ssl = match tls {
+            Some((cert, key)) => format!(
+                " ssl; ssl_certificate {}; ssl_certificate_key {}",
+                cert.display(),
+                key.display()
+            ),
+            None => String::new(),
+        };
         let mut servers = String::new();
         for (addr, port, root) in sites {
             servers += &format!(
-                "server {{ listen {addr}:{port}; root {}; autoindex off; }}\n",
+                "server {{ listen {addr}:{port}{ssl}; root {}; autoindex off; }}\n",
                 root.display()
             );
         }

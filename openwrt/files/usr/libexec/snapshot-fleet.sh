@@ -1,0 +1,97 @@
+#!/bin/sh
+# The unit's side of the fleet (docs/FLEET.md), run by procd (/etc/init.d/snapshot-fleet,
+# /etc/init.d/snapshot-health) or cron; busybox sh. Arguments after the mode go to snapshot.
+#
+#   snapshot-fleet.sh poll-loop POLL-ARGS...
+#       `snapshot fleet poll POLL-ARGS` every FLEET_INTERVAL seconds (default 1800) plus a
+#       random tenth of it, the first one after a random wait of up to FLEET_BACKOFF seconds
+#       (so units started together do not poll together). No mirror (exit 25) or no broker
+#       (26): the next poll comes after FLEET_BACKOFF seconds (default 60), doubling each time
+#       up to FLEET_INTERVAL. A refusal (a bad signature, a stale manifest, ...) waits the
+#       full interval: the mirror would serve the same. A poll that takes a bundle reboots
+#       the unit (unless POLL-ARGS has --no-reboot). FLEET_LOOPS=N stops after N polls with
+#       the last poll's exit status (tests).
+#   snapshot-fleet.sh health HEALTH-ARGS...
+#       `snapshot health --no-reboot HEALTH-ARGS` (confirms a boot on trial once its checks
+#       pass), then, when FLEET_MQTT is set, `snapshot fleet publish --mqtt $FLEET_MQTT
+#       $FLEET_PUBLISH_ARGS` so the broker learns the verdict at once, then, when the checks
+#       failed (exit 17), `reboot` (it spends the next trial boot, or rolls back). A report
+#       that cannot be sent does not hold the reboot up for long (one try, 5 s).
+#       FLEET_NO_REBOOT=1: exit 17 instead of rebooting (tests).
+#
+# SNAPSHOT, FLEET_SLEEP, FLEET_REBOOT: the commands run for snapshot, sleep and reboot
+# (default: those; tests put stubs there: busybox sh runs its own applets before PATH).
+
+SNAPSHOT=${SNAPSHOT:-snapshot}
+FLEET_SLEEP=${FLEET_SLEEP:-sleep}
+FLEET_REBOOT=${FLEET_REBOOT:-reboot}
+
+log() { echo "snapshot-fleet: $*" >&2; }
+
+# A random number in [0, $1].
+random_upto() {
+	[ "$1" -gt 0 ] 2>/dev/null || { echo 0; return; }
+	r=$(od -An -N4 -tu4 /dev/urandom 2>/dev/null | tr -d ' ')
+	echo $(( ${r:-0} % ($1 + 1) ))
+}
+
+poll_loop() {
+	interval=${FLEET_INTERVAL:-1800}
+	backoff=${FLEET_BACKOFF:-60}
+	[ "$backoff" -le "$interval" ] || backoff=$interval
+	wait=$backoff
+	loops=0
+	pause=$(random_upto "$backoff")
+	while :; do
+		[ "$pause" -eq 0 ] || "$FLEET_SLEEP" "$pause"
+		rc=0
+		"$SNAPSHOT" fleet poll "$@" || rc=$?
+		loops=$((loops + 1))
+		case $rc in
+		0)
+			wait=$backoff
+			pause=$((interval + $(random_upto $((interval / 10)))))
+			;;
+		25 | 26)
+			pause=$wait
+			log "poll: no mirror or no broker (exit $rc); next try in $pause s"
+			wait=$((wait * 2))
+			[ "$wait" -le "$interval" ] || wait=$interval
+			;;
+		*)
+			wait=$backoff
+			pause=$interval
+			log "poll: exit $rc; next poll in $pause s"
+			;;
+		esac
+		if [ -n "${FLEET_LOOPS:-}" ] && [ "$loops" -ge "$FLEET_LOOPS" ]; then
+			return "$rc"
+		fi
+	done
+}
+
+health() {
+	rc=0
+	"$SNAPSHOT" health --no-reboot "$@" || rc=$?
+	if [ -n "${FLEET_MQTT:-}" ]; then
+		# shellcheck disable=SC2086 # FLEET_PUBLISH_ARGS is a list of words
+		"$SNAPSHOT" fleet publish --mqtt "$FLEET_MQTT" --retries 0 --timeout 5 \
+			${FLEET_PUBLISH_ARGS:-} || log "the health verdict was not published"
+	fi
+	if [ "$rc" -eq 17 ] && [ -z "${FLEET_NO_REBOOT:-}" ]; then
+		log "health check failed: rebooting"
+		"$FLEET_REBOOT"
+	fi
+	return "$rc"
+}
+
+mode=${1:-}
+[ $# -eq 0 ] || shift
+case $mode in
+poll-loop) poll_loop "$@" ;;
+health) health "$@" ;;
+*)
+	echo "usage: snapshot-fleet.sh poll-loop POLL-ARGS... | health HEALTH-ARGS..." >&2
+	exit 2
+	;;
+esac

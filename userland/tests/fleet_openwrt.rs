@@ -1,0 +1,285 @@
+//! The OpenWrt side of the fleet: openwrt/files/usr/libexec/snapshot-fleet.sh, which procd runs
+//! (/etc/init.d/snapshot-fleet, /etc/init.d/snapshot-health), under busybox sh as on a router.
+//! `snapshot`, `sleep` and `reboot` are stubs that log their arguments, so the test sees the
+//! helper's decisions: the backoff when no mirror or broker answers, the full interval after a
+//! refusal or a good poll, the health verdict published before the reboot. The stubs are given
+//! by path (SNAPSHOT, FLEET_SLEEP, FLEET_REBOOT), never found through PATH: busybox sh runs its
+//! own applets first, and its `reboot` would signal this machine's init.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn helper() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../openwrt/files/usr/libexec/snapshot-fleet.sh")
+}
+
+fn stub(dir: &Path, name: &str, body: &str) {
+    let p = dir.join(name);
+    fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("stub");
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// A scratch directory with the stubs: `snapshot` logs `snapshot ARGS` and exits with the next
+/// code of `codes` (one per line; 0 when they run out), `sleep` and `reboot` log themselves.
+fn stubs(codes: &[i32]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path();
+    fs::write(
+        p.join("codes"),
+        codes.iter().map(|c| format!("{c}\n")).collect::<String>(),
+    )
+    .expect("codes");
+    let log = p.join("log");
+    let codes = p.join("codes");
+    stub(
+        p,
+        "snapshot",
+        &format!(
+            "echo \"snapshot $*\" >>{log}\n\
+             c=$(head -n 1 {codes}); sed -i 1d {codes}\n\
+             exit ${{c:-0}}",
+            log = log.display(),
+            codes = codes.display()
+        ),
+    );
+    stub(
+        p,
+        "sleep",
+        &format!("echo \"sleep $*\" >>{}", log.display()),
+    );
+    stub(p, "reboot", &format!("echo reboot >>{}", log.display()));
+    d
+}
+
+fn run(d: &Path, env: &[(&str, &str)], args: &[&str]) -> (Output, Vec<String>) {
+    for stub in ["snapshot", "sleep", "reboot"] {
+        assert!(d.join(stub).exists(), "no {stub} stub");
+    }
+    let o = Command::new("busybox")
+        .arg("sh")
+        .arg(helper())
+        .args(args)
+        .env("SNAPSHOT", d.join("snapshot"))
+        .env("FLEET_SLEEP", d.join("sleep"))
+        .env("FLEET_REBOOT", d.join("reboot"))
+        .envs(env.iter().copied())
+        .output()
+        .expect("busybox sh (Debian's busybox-static: scripts/deps.sh)");
+    let log = fs::read_to_string(d.join("log")).unwrap_or_default();
+    (o, log.lines().map(str::to_string).collect())
+}
+
+#[test]
+fn poll_loop_backs_off_without_mirror_or_broker_and_waits_the_interval_otherwise() {
+    // No mirror, no mirror, no broker, a refusal (21: wrong base), then a good poll.
+    let d = stubs(&[25, 25, 26, 21, 0]);
+    let (o, log) = run(
+        d.path(),
+        &[
+            ("FLEET_INTERVAL", "200"),
+            ("FLEET_BACKOFF", "60"),
+            ("FLEET_LOOPS", "5"),
+        ],
+        &[
+            "poll-loop",
+            "--mirror",
+            "http://m1/fleet",
+            "--channel",
+            "stable",
+        ],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let polls: Vec<&String> = log.iter().filter(|l| l.starts_with("snapshot")).collect();
+    assert_eq!(polls.len(), 5, "{log:?}");
+    for p in &polls {
+        assert_eq!(
+            p.as_str(),
+            "snapshot fleet poll --mirror http://m1/fleet --channel stable",
+            "{log:?}"
+        );
+    }
+    // The waits between polls: the first spread at random over [0, backoff]; then 60 and 120
+    // (doubling), 200 (240 capped at the interval), 200 after the refusal.
+    let sleeps: Vec<u64> = log
+        .iter()
+        .filter_map(|l| l.strip_prefix("sleep "))
+        .map(|s| s.parse().expect("seconds"))
+        .collect();
+    let between: Vec<u64> = if log[0].starts_with("sleep") {
+        assert!(sleeps[0] <= 60, "{log:?}");
+        sleeps[1..].to_vec()
+    } else {
+        sleeps.clone()
+    };
+    assert_eq!(between, [60, 120, 200, 200], "{log:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no mirror or no broker (exit 25); next try in 60 s"),
+        "{err}"
+    );
+    assert!(err.contains("exit 21; next poll in 200 s"), "{err}");
+}
+
+#[test]
+fn poll_loop_after_a_good_poll_waits_the_interval_and_a_tenth_at_most() {
+    let d = stubs(&[0, 25, 0]);
+    let (o, log) = run(
+        d.path(),
+        &[
+            ("FLEET_INTERVAL", "1000"),
+            ("FLEET_BACKOFF", "0"),
+            ("FLEET_LOOPS", "3"),
+        ],
+        &["poll-loop", "--mirror", "http://m1/"],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let sleeps: Vec<u64> = log
+        .iter()
+        .filter_map(|l| l.strip_prefix("sleep "))
+        .map(|s| s.parse().expect("seconds"))
+        .collect();
+    // Backoff 0: no first wait, no wait after the failed poll; after the good one 1000-1100 s.
+    assert_eq!(sleeps.len(), 1, "{log:?}");
+    assert!((1000..=1100).contains(&sleeps[0]), "{log:?}");
+    // The last poll's status is the loop's (FLEET_LOOPS).
+    let d = stubs(&[25]);
+    let (o, _) = run(
+        d.path(),
+        &[("FLEET_BACKOFF", "0"), ("FLEET_LOOPS", "1")],
+        &["poll-loop", "--mirror", "http://m1/"],
+    );
+    assert_eq!(o.status.code(), Some(25), "{o:?}");
+}
+
+#[test]
+fn health_publishes_the_verdict_then_reboots_on_a_failure() {
+    // A failed check (17): published, then the reboot.
+    let d = stubs(&[17, 0]);
+    let (o, log) = run(
+        d.path(),
+        &[
+            ("FLEET_MQTT", "10.213.0.1:1883"),
+            ("FLEET_PUBLISH_ARGS", "--unit-id u7 --channel beta"),
+        ],
+        &["health", "--deadline-test"],
+    );
+    assert_eq!(o.status.code(), Some(17), "{o:?}");
+    assert_eq!(
+        log,
+        [
+            "snapshot health --no-reboot --deadline-test",
+            "snapshot fleet publish --mqtt 10.213.0.1:1883 --retries 0 --timeout 5 --unit-id u7 --channel beta",
+            "reboot",
+        ],
+        "{o:?}"
+    );
+    // Passed: published, no reboot. A broker that is down (26) changes nothing.
+    let d = stubs(&[0, 26]);
+    let (o, log) = run(d.path(), &[("FLEET_MQTT", "b")], &["health"]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        log,
+        [
+            "snapshot health --no-reboot",
+            "snapshot fleet publish --mqtt b --retries 0 --timeout 5",
+        ]
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not published"));
+    // No broker configured: the check alone; FLEET_NO_REBOOT keeps the unit up.
+    let d = stubs(&[17]);
+    let (o, log) = run(d.path(), &[("FLEET_NO_REBOOT", "1")], &["health"]);
+    assert_eq!(o.status.code(), Some(17), "{o:?}");
+    assert_eq!(log, ["snapshot health --no-reboot"]);
+}
+
+#[test]
+fn an_unknown_mode_is_a_usage_error() {
+    let d = stubs(&[]);
+    let (o, log) = run(d.path(), &[], &["pol"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(log.is_empty());
+}
+
+/// Runs `start_service` of an init script of openwrt/files/etc/init.d under busybox sh, with
+/// OpenWrt's config_* (UCI values from `uci`: `section_option=value`, lists space-separated)
+/// and procd_* functions stubbed: what procd would be told, one line per call.
+fn start_service(script: &str, uci: &[(&str, &str)]) -> Vec<String> {
+    let init = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../openwrt/files/etc/init.d")
+        .join(script);
+    let mut sh = String::from(
+        "config_load() { [ \"$1\" = snapshot ] || echo \"config_load $1\"; }\n\
+         config_get() { eval \"v=\\${UCI_$2_$3-}\"; [ -n \"$v\" ] || v=${4-}; eval \"$1=\\$v\"; }\n\
+         config_get_bool() { config_get \"$@\"; eval \"v=\\$$1\"; \
+           case $v in 1|on|true|yes|enabled) eval \"$1=1\" ;; *) eval \"$1=0\" ;; esac; }\n\
+         config_list_foreach() { eval \"l=\\${UCI_$1_$2-}\"; for x in $l; do \"$3\" \"$x\"; done; }\n\
+         procd_open_instance() { echo \"open $*\"; }\n\
+         procd_set_param() { echo \"set $*\"; }\n\
+         procd_append_param() { echo \"append $*\"; }\n\
+         procd_close_instance() { echo close; }\n",
+    );
+    for (k, v) in uci {
+        sh += &format!("UCI_{k}='{v}'\n");
+    }
+    sh += &format!(". {}\nstart_service\n", init.display());
+    let o = Command::new("busybox")
+        .args(["sh", "-c", &sh])
+        .output()
+        .expect("busybox sh");
+    assert!(o.status.success(), "{o:?}");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_procd_services_follow_the_uci_fleet_section() {
+    // Off by default, and without a mirror: no instance.
+    assert!(start_service("snapshot-fleet", &[]).is_empty());
+    assert!(start_service("snapshot-fleet", &[("fleet_enabled", "1")]).is_empty());
+    let on = [
+        ("fleet_enabled", "1"),
+        ("fleet_mirror", "http://m1/fleet http://m2/fleet"),
+        ("fleet_min_sigs", "2"),
+        ("fleet_mqtt", "broker.mesh:1883"),
+        ("fleet_unit_id", "u7"),
+        ("fleet_interval", "900"),
+    ];
+    assert_eq!(
+        start_service("snapshot-fleet", &on),
+        [
+            "open poll",
+            "set command /usr/libexec/snapshot-fleet.sh poll-loop --channel stable --min-sigs 2 --retries 0",
+            "append command --mirror http://m1/fleet",
+            "append command --mirror http://m2/fleet",
+            "append command --mqtt broker.mesh:1883",
+            "append command --unit-id u7",
+            "set env FLEET_INTERVAL=900 FLEET_BACKOFF=60",
+            "set respawn 3600 5 0",
+            "set stdout 1",
+            "set stderr 1",
+            "close",
+        ]
+    );
+    // The health check: publishes only with a broker.
+    let plain = start_service("snapshot-health", &[]);
+    assert_eq!(
+        plain,
+        [
+            "open health",
+            "set command /usr/libexec/snapshot-fleet.sh health",
+            "set stdout 1",
+            "set stderr 1",
+            "close",
+        ]
+    );
+    let with = start_service("snapshot-health", &on);
+    assert_eq!(
+        with[2],
+        "set env FLEET_MQTT=broker.mesh:1883 FLEET_PUBLISH_ARGS=--unit-id u7 --channel stable",
+        "{with:?}"
+    );
+}
