@@ -10,15 +10,24 @@
 #    board, and the next boot is rolled back.
 # The health checks are the unit's own /etc/config/snapshot (committed in boot 1): the state
 # file must say "good" and 10.9.9.9 (assigned on lo from /etc/lan-addr) must answer ping.
+# On UBI (`--medium ubi`) every mark PID 1 spends is one atomic LEB change of the real
+# kernel's UBI, cut by the power cuts around the trial mark like NOR's one-byte program; the
+# host reads the marks out of the volume (ubi-volume.py).
 
 # Brings lo up with the unit's configured address (what a network config would do).
 TRIAL_NET='ip link set lo up; ip addr add "$(cat /etc/lan-addr)/32" dev lo 2>/dev/null || true'
 
 trial_marks() { # IMAGE -> "used/budget confirmed" of every block, from the host's tool
-  "$SNAPSHOT_HOST" --device "$1" info --json 2>/dev/null |
+  local vol=$1
+  if [[ $MEDIUM != nor ]]; then # the volume's bytes, out of the UBI image
+    vol=$SDIR/trial-marks.vol
+    "$QEMU_DIR/ubi-volume.py" "$1" >"$vol" || return 1
+  fi
+  "$SNAPSHOT_HOST" --device "$vol" info --json 2>/dev/null |
     awk -F'[:,]' '/"trial_budget"/ {b=$2} /"trials_used"/ {u=$2} /"confirmed"/ {gsub(/ /,"",$2); printf "%s/%s:%s ", u+0, b+0, $2}'
 }
 
+SCENARIO_MEDIA[trial]='nor ubi'
 scenario_trial() {
   local f=$SDIR/flash.img before after
   flash_new "$f" 2048
