@@ -434,12 +434,12 @@ fn reboot(u: &Unit) {
 fn what_the_fleet_reports_survives_the_reboots_that_empty_the_state_directory() {
     let tmp = scratch();
     let d = tmp.path();
-    let keys = Keys::new(d);
-    let template = template(d);
-    let root = d.join("mirror");
-    bundle(&keys, &root, &template, "v2", 1, 0);
-    let t0: u64 = 1_800_000_000;
-    channel(&keys, &root, t0, "0", &["bundles/v2"]);
+    let OneBundle {
+        keys,
+        template,
+        root,
+    } = one_bundle(d, 1, 0);
+    let t0 = T0;
     let payload_sha = {
         let m: serde_json::Value = serde_json::from_slice(
             &fs::read(root.join("bundles/v2/manifest.json")).expect("manifest"),
@@ -527,12 +527,12 @@ fn what_the_fleet_reports_survives_the_reboots_that_empty_the_state_directory() 
 fn an_https_mirror_through_the_external_fetcher() {
     let tmp = scratch();
     let d = tmp.path();
-    let keys = Keys::new(d);
-    let template = template(d);
-    let root = d.join("mirror");
-    bundle(&keys, &root, &template, "v2", 2, 0);
-    let t0: u64 = 1_800_000_000;
-    channel(&keys, &root, t0, "0", &["bundles/v2"]);
+    let OneBundle {
+        keys,
+        template,
+        root,
+    } = one_bundle(d, 2, 0);
+    let t0 = T0;
     let (cert, key) = (d.join("tls.crt"), d.join("tls.key"));
     let o = std::process::Command::new("openssl")
         .args([

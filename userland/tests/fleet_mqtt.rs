@@ -54,13 +54,13 @@ fn units_publish_retained_state_that_a_later_subscriber_reads_and_a_dead_broker_
         .unwrap_or(10);
     let tmp = scratch();
     let d = tmp.path();
-    let keys = Keys::new(d);
-    let template = template(d);
+    let OneBundle {
+        keys,
+        template,
+        root,
+    } = one_bundle(d, 2, 4096);
     let base_id = head(&template);
-    let root = d.join("mirror");
-    bundle(&keys, &root, &template, "v2", 2, 4096);
-    let t0: u64 = 1_800_000_000;
-    channel(&keys, &root, t0, "0", &["bundles/v2"]);
+    let t0 = T0;
 
     let lo = "127.0.0.1";
     let (p_http, p_mqtt) = (free_port(), free_port());
@@ -238,12 +238,12 @@ fn units_publish_retained_state_that_a_later_subscriber_reads_and_a_dead_broker_
 fn the_broker_keeps_the_failed_verdict_that_names_a_rollback_after_the_unit_lost_it() {
     let tmp = scratch();
     let d = tmp.path();
-    let keys = Keys::new(d);
-    let template = template(d);
-    let root = d.join("mirror");
-    bundle(&keys, &root, &template, "v2", 1, 0);
-    let t0: u64 = 1_800_000_000;
-    channel(&keys, &root, t0, "0", &["bundles/v2"]);
+    let OneBundle {
+        keys,
+        template,
+        root,
+    } = one_bundle(d, 1, 0);
+    let t0 = T0;
     let lo = "127.0.0.1";
     let (p_http, p_mqtt) = (free_port(), free_port());
     let _nginx = Nginx::start(&d.join("nginx"), None, &[(lo, p_http, &root)]);

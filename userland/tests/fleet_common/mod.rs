@@ -565,3 +565,28 @@ impl Unit {
         }
     }
 }
+
+/// The publication time of the tests' channel manifests.
+pub const T0: u64 = 1_800_000_000;
+
+/// Keys, the template image, and a mirror tree `<d>/mirror` serving one signed bundle v2 on
+/// top of the template's chain (`trial` boots, `extra` bytes of new files), listed in the
+/// signed channel published at `T0`.
+pub struct OneBundle {
+    pub keys: Keys,
+    pub template: PathBuf,
+    pub root: PathBuf,
+}
+
+pub fn one_bundle(d: &Path, trial: u16, extra: usize) -> OneBundle {
+    let keys = Keys::new(d);
+    let template = template(d);
+    let root = d.join("mirror");
+    bundle(&keys, &root, &template, "v2", trial, extra);
+    channel(&keys, &root, T0, "0", &["bundles/v2"]);
+    OneBundle {
+        keys,
+        template,
+        root,
+    }
+}
