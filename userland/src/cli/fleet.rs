@@ -608,6 +608,17 @@ enum Polled {
     Nothing(String),
 }
 
+/// A bundle that rolled back on this unit (record `r`) is not taken again: says why.
+fn not_again(version: &str, r: &serde_json::Value) -> Polled {
+    let why = format!(
+        "not taking bundle {version} again: it rolled back on this unit ({}: {})",
+        r["reason"].as_str().unwrap_or("?"),
+        r["detail"].as_str().unwrap_or("")
+    );
+    println!("{why}");
+    Polled::Nothing(why)
+}
+
 fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliError> {
     let ring = Keyring::load(t.keys).map_err(CliError::Keyring)?;
     let client = Client {
@@ -709,14 +720,7 @@ fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliEr
         .iter()
         .find(|r| r["version"] == entry.version.as_str())
     {
-        let why = format!(
-            "not taking bundle {} again: it rolled back on this unit ({}: {})",
-            entry.version,
-            r["reason"].as_str().unwrap_or("?"),
-            r["detail"].as_str().unwrap_or("")
-        );
-        println!("{why}");
-        return Ok(Polled::Nothing(why));
+        return Ok(not_again(&entry.version, r));
     }
     let now = a.now.unwrap_or_else(unix_now);
     let p = rollout(now as i64 - chan.spec.published as i64, chan.spec.priority);
@@ -748,14 +752,7 @@ fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliEr
         .find(|r| r["payloadSha256"] == bm.spec.payload.sha256.as_str())
     {
         name_rollback(a.state, &bm.spec.payload.sha256, &entry.version);
-        let why = format!(
-            "not taking bundle {} again: it rolled back on this unit ({}: {})",
-            entry.version,
-            r["reason"].as_str().unwrap_or("?"),
-            r["detail"].as_str().unwrap_or("")
-        );
-        println!("{why}");
-        return Ok(Polled::Nothing(why));
+        return Ok(not_again(&entry.version, r));
     }
     let checked = check_parts(&msg, sig.as_deref(), &ring, t, |pref, size| {
         if pref.size > t.max_size {
