@@ -76,6 +76,36 @@ fleet_boots() { # PHASE
   return $rc
 }
 
+# Step lines for unit $u (with $mirror and $broker of fleet_run): one run of the poll loop,
+# its output and exit status under KEY and KEY_rc.
+fleet_poll_step() { # KEY
+  cat <<STEP
+rc=0
+FLEET_LOOPS=1 FLEET_BACKOFF=0 /usr/libexec/snapshot-fleet.sh poll-loop --mirror $mirror \\
+  --channel stable --min-sigs 2 --unit-id $u --mqtt $broker --no-reboot --timeout 10 \\
+  >/tmp/poll 2>&1 || rc=\$?
+emit_lines $1 </tmp/poll
+emit_str $1_rc \$rc
+STEP
+}
+# The health helper (publishing its verdict, not rebooting) under health and health_rc.
+fleet_health_step() { # [--once]
+  cat <<STEP
+rc=0
+FLEET_MQTT=$broker FLEET_PUBLISH_ARGS="--unit-id $u" FLEET_NO_REBOOT=1 \\
+  /usr/libexec/snapshot-fleet.sh health${1:+ $1} >/tmp/health 2>&1 || rc=\$?
+emit_lines health </tmp/health
+emit_str health_rc \$rc
+STEP
+}
+# The unit's own `fleet status --json` under KEY.
+fleet_status_step() { # KEY
+  cat <<STEP
+snapshot fleet status --json --unit-id $u >/tmp/st 2>&1
+emit_json $1 "\$(cat /tmp/st)"
+STEP
+}
+
 scenario_fleet() {
   local rc=0
   fleet_run || rc=1
@@ -173,12 +203,7 @@ EOF
     cat >"$d/$u-poll.step" <<STEP
 $net
 emit_str head_before "\$(snapshot bundle head)"
-rc=0
-FLEET_LOOPS=1 FLEET_BACKOFF=0 /usr/libexec/snapshot-fleet.sh poll-loop --mirror $mirror \\
-  --channel stable --min-sigs 2 --unit-id $u --mqtt $broker --no-reboot --timeout 10 \\
-  >/tmp/poll 2>&1 || rc=\$?
-emit_lines poll </tmp/poll
-emit_str poll_rc \$rc
+$(fleet_poll_step poll)
 emit_str head_after "\$(snapshot bundle head)"
 STEP
     # Boot 2: the bundle on trial; the health check confirms it and the verdict is published;
@@ -186,21 +211,11 @@ STEP
     cat >"$d/$u-health.step" <<STEP
 $net
 emit_str release "\$(cat /etc/fleet-release)"
-rc=0
-FLEET_MQTT=$broker FLEET_PUBLISH_ARGS="--unit-id $u" FLEET_NO_REBOOT=1 \\
-  /usr/libexec/snapshot-fleet.sh health >/tmp/health 2>&1 || rc=\$?
-emit_lines health </tmp/health
-emit_str health_rc \$rc
+$(fleet_health_step)
 # The poll loop of this boot: up to date; it learns the version the unit runs (the state
 # directory is RAM: the reboot emptied it) and reports it.
-rc=0
-FLEET_LOOPS=1 FLEET_BACKOFF=0 /usr/libexec/snapshot-fleet.sh poll-loop --mirror $mirror \\
-  --channel stable --min-sigs 2 --unit-id $u --mqtt $broker --no-reboot --timeout 10 \\
-  >/tmp/poll 2>&1 || rc=\$?
-emit_lines poll2 </tmp/poll
-emit_str poll2_rc \$rc
-snapshot fleet status --json --unit-id $u >/tmp/st 2>&1
-emit_json unit_status "\$(cat /tmp/st)"
+$(fleet_poll_step poll2)
+$(fleet_status_step unit_status)
 STEP
   done
 
@@ -248,41 +263,21 @@ assert s["lastHealth"]["ok"] is True, s' "$(get "$u-health" unit_status)" "$want
   for u in unit-1 unit-2; do
     cat >"$d/$u-poll3.step" <<STEP
 $net
-rc=0
-FLEET_LOOPS=1 FLEET_BACKOFF=0 /usr/libexec/snapshot-fleet.sh poll-loop --mirror $mirror \\
-  --channel stable --min-sigs 2 --unit-id $u --mqtt $broker --no-reboot --timeout 10 \\
-  >/tmp/poll 2>&1 || rc=\$?
-emit_lines poll </tmp/poll
-emit_str poll_rc \$rc
+$(fleet_poll_step poll)
 STEP
     # One round of checks (--once): it fails; the agent's reboot stands for the helper's.
     cat >"$d/$u-fail.step" <<STEP
 $net
-rc=0
-FLEET_MQTT=$broker FLEET_PUBLISH_ARGS="--unit-id $u" FLEET_NO_REBOOT=1 \\
-  /usr/libexec/snapshot-fleet.sh health --once >/tmp/health 2>&1 || rc=\$?
-emit_lines health </tmp/health
-emit_str health_rc \$rc
+$(fleet_health_step --once)
 STEP
     # The boot after: rolled back. The health service (nothing on trial) reports, then a poll.
     cat >"$d/$u-back.step" <<STEP
 $net
 emit_str release "\$(cat /etc/fleet-release)"
-rc=0
-FLEET_MQTT=$broker FLEET_PUBLISH_ARGS="--unit-id $u" FLEET_NO_REBOOT=1 \\
-  /usr/libexec/snapshot-fleet.sh health >/tmp/health 2>&1 || rc=\$?
-emit_lines health </tmp/health
-emit_str health_rc \$rc
-snapshot fleet status --json --unit-id $u >/tmp/st 2>&1
-emit_json status_before_poll "\$(cat /tmp/st)"
-rc=0
-FLEET_LOOPS=1 FLEET_BACKOFF=0 /usr/libexec/snapshot-fleet.sh poll-loop --mirror $mirror \\
-  --channel stable --min-sigs 2 --unit-id $u --mqtt $broker --no-reboot --timeout 10 \\
-  >/tmp/poll 2>&1 || rc=\$?
-emit_lines poll </tmp/poll
-emit_str poll_rc \$rc
-snapshot fleet status --json --unit-id $u >/tmp/st 2>&1
-emit_json unit_status "\$(cat /tmp/st)"
+$(fleet_health_step)
+$(fleet_status_step status_before_poll)
+$(fleet_poll_step poll)
+$(fleet_status_step unit_status)
 STEP
   done
   fleet_boots poll3 || return 1
