@@ -106,8 +106,39 @@ pub struct DirLayer<'a> {
     cur_path: TarPath,
     /// Its times when entered; `None` until something entered it.
     cur_times: Option<Timestamps>,
+    /// The group a node created in the entered directory gets (its own on a setgid
+    /// directory); `None` until something entered it.
+    cur_group: Option<u32>,
+    /// Who creates nodes, and the mode bits creation drops: a new file that already has its
+    /// entry's owner and mode is spared the chown and chmod.
+    creator: Creator,
     file: Option<OwnedFd>,
     file_pos: u64,
+    /// End of the last run written: short of `file_pos`, the file ends in a hole.
+    file_written: u64,
+    /// The new file already has its entry's owner and mode.
+    file_exact: bool,
+}
+
+/// The credentials and umask that new nodes are created with.
+#[derive(Clone, Copy)]
+struct Creator {
+    uid: u32,
+    gid: u32,
+    umask: u32,
+}
+
+impl Creator {
+    fn current() -> Self {
+        // umask can only be read by setting it: put it back at once.
+        let umask = rustix::process::umask(Mode::empty());
+        rustix::process::umask(umask);
+        Self {
+            uid: rustix::process::geteuid().as_raw(),
+            gid: rustix::process::getegid().as_raw(),
+            umask: umask.bits(),
+        }
+    }
 }
 
 impl<'a> DirLayer<'a> {
@@ -118,8 +149,12 @@ impl<'a> DirLayer<'a> {
             cur: None,
             cur_path: TarPath::new(),
             cur_times: None,
+            cur_group: None,
+            creator: Creator::current(),
             file: None,
             file_pos: 0,
+            file_written: 0,
+            file_exact: false,
         }
     }
 
@@ -376,6 +411,7 @@ impl Layer for DirLayer<'_> {
         }
         let st = sys("stat", rustix::fs::fstat(self.cur_fd()))?;
         self.cur_times = Some(stat_times(&st));
+        self.cur_group = Some(new_group(st.st_mode, st.st_gid, self.creator));
         Ok(())
     }
 
@@ -449,23 +485,45 @@ impl Layer for DirLayer<'_> {
         if name.is_empty() {
             // The entered directory itself: these are the times to put back on leaving.
             self.cur_times = Some(entry_times(e));
+            self.cur_group = Some(new_group(e.mode.into(), e.gid, self.creator));
         }
         Ok(())
     }
 
-    fn create(&mut self, name: &str) -> Res<()> {
-        let fd = sys(
-            "create",
-            rustix::fs::openat(
-                self.cur_fd(),
-                name,
-                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o600),
-            ),
-        )?;
+    fn create(&mut self, name: &str, e: &Entry) -> Res<()> {
+        if self.create_new(name, e)? {
+            Ok(())
+        } else {
+            Err(LayerError::Sys {
+                op: "create",
+                err: Errno::EXIST,
+            })
+        }
+    }
+
+    fn create_new(&mut self, name: &str, e: &Entry) -> Res<bool> {
+        // Created with its permission bits already (the fd is writable whatever they say):
+        // most files then need no chmod, nor a chown when their owner is the creator. Special
+        // bits wait for the chmod after the chown, which would clear them.
+        let mode = u32::from(e.mode) & 0o777;
+        let fd = match rustix::fs::openat(
+            self.cur_fd(),
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::EXIST) => return Ok(false),
+            Err(err) => return Err(LayerError::Sys { op: "create", err }),
+        };
         self.file = Some(fd);
         self.file_pos = 0;
-        Ok(())
+        self.file_written = 0;
+        self.file_exact = u32::from(e.mode) == mode
+            && mode & self.creator.umask == 0
+            && e.uid == self.creator.uid
+            && Some(e.gid) == self.cur_group;
+        Ok(true)
     }
 
     fn write(&mut self, data: &[u8]) -> Res<()> {
@@ -495,6 +553,7 @@ impl Layer for DirLayer<'_> {
                 end = next;
             }
             write_all_at(fd, &data[at..end], pos)?;
+            self.file_written = self.file_pos + end as u64;
             at = end;
         }
         self.file_pos += data.len() as u64;
@@ -508,7 +567,12 @@ impl Layer for DirLayer<'_> {
                 err: Errno::BADF,
             });
         };
-        sys("truncate", rustix::fs::ftruncate(&fd, self.file_pos))?;
+        if self.file_written < self.file_pos {
+            sys("truncate", rustix::fs::ftruncate(&fd, self.file_pos))?;
+        }
+        if self.file_exact && e.xattrs.is_empty() {
+            return sys("utimens", rustix::fs::futimens(&fd, &entry_times(e)));
+        }
         Self::meta(fd.as_fd(), e)
     }
 
@@ -594,6 +658,15 @@ fn write_all_at(fd: &OwnedFd, mut data: &[u8], mut pos: u64) -> Res<()> {
         pos += n as u64;
     }
     Ok(())
+}
+
+/// The group of a node created in a directory of this mode and group.
+fn new_group(dir_mode: u32, dir_gid: u32, creator: Creator) -> u32 {
+    if dir_mode & 0o2000 != 0 {
+        dir_gid
+    } else {
+        creator.gid
+    }
 }
 
 /// What is at `name` in `dir` now, without following symlinks.

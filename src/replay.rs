@@ -72,8 +72,18 @@ pub trait Layer {
         e: &Entry,
         empty: bool,
     ) -> Result<(), LayerError<Self::Error>>;
-    /// Starts a new regular file `name`; `write` appends its data, `close_file` ends it.
-    fn create(&mut self, name: &str) -> Result<(), LayerError<Self::Error>>;
+    /// Starts a new regular file `name` for entry `e`, where nothing is; `write` appends its
+    /// data, `close_file` ends it.
+    fn create(&mut self, name: &str, e: &Entry) -> Result<(), LayerError<Self::Error>>;
+    /// [`Layer::create`] if nothing is at `name` (true); otherwise nothing happens (false).
+    /// A layer that can ask both in one operation saves the lookup of every new file.
+    fn create_new(&mut self, name: &str, e: &Entry) -> Result<bool, LayerError<Self::Error>> {
+        if self.kind(name)?.is_some() {
+            return Ok(false);
+        }
+        self.create(name, e)?;
+        Ok(true)
+    }
     fn write(&mut self, data: &[u8]) -> Result<(), LayerError<Self::Error>>;
     fn close_file(&mut self, e: &Entry) -> Result<(), LayerError<Self::Error>>;
     fn symlink(
@@ -240,6 +250,10 @@ fn apply<R: Read, L: Layer>(
     let path = e.path.as_str();
     let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
     layer.enter(dir)?;
+    // Most files of a payload are new to the layer: try that first.
+    if matches!(e.kind, EntryKind::File) && layer.create_new(name, e)? {
+        return write_file(layer, e, tar, buf, stats);
+    }
     let existing = layer.kind(name)?;
     let keep_dir = matches!(e.kind, EntryKind::Dir) && existing == Some(Node::Dir);
     if existing.is_some() && !keep_dir {
@@ -253,16 +267,8 @@ fn apply<R: Read, L: Layer>(
             layer.dir_meta(name, e, keep_dir && e.is_opaque())?;
         }
         EntryKind::File => {
-            layer.create(name)?;
-            loop {
-                let n = tar.read_data(buf).map_err(Fail::Tar)?;
-                if n == 0 {
-                    break;
-                }
-                layer.write(&buf[..n])?;
-                stats.bytes += n as u64;
-            }
-            layer.close_file(e)?;
+            layer.create(name, e)?;
+            write_file(layer, e, tar, buf, stats)?;
         }
         EntryKind::Symlink { target } => layer.symlink(name, e, target.as_str())?,
         EntryKind::Whiteout => layer.whiteout(name, e)?,
@@ -287,4 +293,24 @@ fn apply<R: Read, L: Layer>(
         }
     }
     Ok(())
+}
+
+/// The data of the regular file just created for `e`, and then its metadata.
+#[allow(clippy::result_large_err)] // as `Cause`
+fn write_file<R: Read, L: Layer>(
+    layer: &mut L,
+    e: &Entry,
+    tar: &mut TarReader<R>,
+    buf: &mut [u8],
+    stats: &mut Stats,
+) -> Result<(), Fail<R::Error, L::Error>> {
+    loop {
+        let n = tar.read_data(buf).map_err(Fail::Tar)?;
+        if n == 0 {
+            break;
+        }
+        layer.write(&buf[..n])?;
+        stats.bytes += n as u64;
+    }
+    Ok(layer.close_file(e)?)
 }

@@ -148,7 +148,7 @@ impl Layer for ModelLayer {
         Ok(())
     }
 
-    fn create(&mut self, name: &str) -> Res<()> {
+    fn create(&mut self, name: &str, _: &Entry) -> Res<()> {
         self.put(name, Node::File);
         Ok(())
     }

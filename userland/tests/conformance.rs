@@ -619,4 +619,16 @@ fn replayed_trees_follow_the_documented_rules() {
         "{} blocks",
         std::os::unix::fs::MetadataExt::blocks(&m)
     );
+    // A file that ends in a hole, and one that is all hole, keep their length.
+    let out = extract(
+        "trailing hole",
+        &[plain(py(
+            "f('t', b'start' + b'\\0' * 100000)\nf('z', b'\\0' * 9000)\n",
+        ))],
+    );
+    for (name, len) in [("t", 100_005), ("z", 9000)] {
+        let m = std::fs::metadata(out.join(name)).expect("stat");
+        assert_eq!(m.len(), len, "length of {name}");
+    }
+    assert_eq!(&std::fs::read(out.join("t")).expect("read")[..5], b"start");
 }

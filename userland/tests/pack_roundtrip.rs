@@ -128,6 +128,16 @@ fn build_tree(root: &Path) {
     // Special directory modes, including one we cannot write as non-root.
     mkdir(&p("tmp"), 0o1777);
     mkdir(&p("setgid-dir"), 0o2775);
+    // New files in a setgid directory take its group: one that keeps it, one whose own group
+    // is root's (replay must chown it back), and one whose mode the umask would cut.
+    std::os::unix::fs::chown(p("setgid-dir"), None, Some(5678)).expect("chown");
+    fs::set_permissions(p("setgid-dir"), fs::Permissions::from_mode(0o2775)).expect("chmod");
+    write(&p("setgid-dir/inherited"), b"group 5678", 0o640);
+    write(&p("setgid-dir/root-group"), b"group 0", 0o640);
+    std::os::unix::fs::chown(p("setgid-dir/root-group"), Some(0), Some(0)).expect("chown");
+    write(&p("setgid-dir/everyone"), b"rw for all", 0o644);
+    fs::set_permissions(p("setgid-dir/everyone"), fs::Permissions::from_mode(0o666))
+        .expect("chmod");
     mkdir(&p("ro"), 0o755);
     write(&p("ro/file"), b"ro", 0o444);
     fs::set_permissions(p("ro"), fs::Permissions::from_mode(0o555)).expect("chmod");
@@ -381,7 +391,7 @@ fn pack_then_unpack_reproduces_the_tree() {
     walk(&src, Path::new(""), &mut expected_paths);
     expected_paths.retain(|p| !SKIPPED.iter().any(|s| p.starts_with(s)));
     assert_eq!(report.entries, expected_paths.len() as u64);
-    let content_bytes = 14 + 20 + 2 + 70_000 + 4 + 12 + 3 + 2;
+    let content_bytes = 14 + 20 + 2 + 70_000 + 4 + 12 + 3 + 2 + 10 + 7 + 10;
     assert_eq!(report.bytes_in, content_bytes);
 
     // Record-level checks: ustar only, no GNU records, entries in order.
