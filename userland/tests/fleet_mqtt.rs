@@ -305,3 +305,149 @@ fn the_broker_keeps_the_failed_verdict_that_names_a_rollback_after_the_unit_lost
         "{rep}"
     );
 }
+
+/// A broker set up as docs/FLEET.md says for production: no anonymous clients, one login per
+/// unit that may only write its own topics, one for the operator that may only read.
+#[test]
+fn units_and_the_operator_log_in_and_the_broker_holds_each_to_its_own_topics() {
+    let tmp = scratch();
+    let d = tmp.path();
+    let OneBundle { template, .. } = one_bundle(d, 1, 0);
+    let lo = "127.0.0.1";
+    let port = free_port();
+    let broker = Mosquitto::start_with_logins(
+        &d.join("mosquitto"),
+        lo,
+        port,
+        &[("unit-00", "pw-0"), ("unit-01", "pw-1"), ("ops", "pw-ops")],
+        // `fleet status` marks the end of the retained messages on its own client's topic.
+        "pattern write snapinit/%u/#\npattern readwrite snapinit/%c/end\n\
+         user ops\ntopic read snapinit/#\n",
+    );
+    let url = broker.url();
+    let units = Unit::flash(d, &template, 2);
+    let pw = |name: &str, text: &str| {
+        let p = d.join(name);
+        fs::write(&p, text).expect("password file");
+        p
+    };
+    let (pw0, pw1, pw_ops, wrong) = (
+        pw("pw0", "pw-0\n"),
+        pw("pw1", "pw-1\n"),
+        pw("pw-ops", "pw-ops\n"),
+        pw("wrong", "pw-1\n"),
+    );
+    let publish = |u: &Unit, login: &[&str]| {
+        let mut a = vec!["fleet", "publish", "--mqtt", &url, "--retries", "0"];
+        a.extend_from_slice(login);
+        u.run(None, &a, true)
+    };
+    let before: Vec<Vec<u8>> = units
+        .iter()
+        .map(|u| fs::read(&u.img).expect("img"))
+        .collect();
+
+    // Without a login, and with another unit's password: refused by the broker (exit 26).
+    let o = publish(&units[0], &[]);
+    assert_eq!(o.status.code(), Some(26), "{}", show(&o));
+    assert!(show(&o).contains("refused the connection"), "{}", show(&o));
+    let o = publish(
+        &units[0],
+        &["--mqtt-user", "unit-00", "--mqtt-password-file", s(&wrong)],
+    );
+    assert_eq!(o.status.code(), Some(26), "{}", show(&o));
+    assert!(show(&o).contains("refused the connection"), "{}", show(&o));
+    // A password file that is not there is a configuration error (18), before any connection.
+    let o = publish(
+        &units[0],
+        &[
+            "--mqtt-user",
+            "unit-00",
+            "--mqtt-password-file",
+            "/nonexistent/pw",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(18), "{}", show(&o));
+    // A user without a password file is a usage error.
+    let o = publish(&units[0], &["--mqtt-user", "unit-00"]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+
+    // Each unit with its own login.
+    let o = publish(
+        &units[0],
+        &["--mqtt-user", "unit-00", "--mqtt-password-file", s(&pw0)],
+    );
+    assert!(o.status.success(), "{}", show(&o));
+    // unit-01's login used to publish as unit-00 (a stolen unit posing as another, here on
+    // another channel): the broker takes the packet but, by its ACL, keeps nothing under
+    // unit-00's topic. Then unit-01 as itself.
+    let as_unit = |id: &str, channel: &str| {
+        run_in(
+            None,
+            &units[1].img,
+            &[
+                "--erase-size",
+                "4096",
+                "fleet",
+                "publish",
+                "--mqtt",
+                &url,
+                "--retries",
+                "0",
+                "--mqtt-user",
+                "unit-01",
+                "--mqtt-password-file",
+                s(&pw1),
+                "--state",
+                s(&units[1].state),
+                "--unit-id",
+                id,
+                "--channel",
+                channel,
+            ],
+        )
+    };
+    let o = as_unit("unit-00", "beta");
+    assert!(o.status.success(), "{}", show(&o));
+    let o = as_unit("unit-01", "stable");
+    assert!(o.status.success(), "{}", show(&o));
+
+    // The operator reads the fleet with its login; anonymously it cannot.
+    let status = |login: &[&str]| {
+        let mut a = vec![
+            "fleet",
+            "status",
+            "--mqtt",
+            &url,
+            "--json",
+            "--retries",
+            "0",
+            "--timeout",
+            "5",
+        ];
+        a.extend_from_slice(login);
+        cmd_in(None, &bin())
+            .args(&a)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run snapshot")
+    };
+    let o = status(&[]);
+    assert_eq!(o.status.code(), Some(26), "{}", show(&o));
+    let o = status(&["--mqtt-user", "ops", "--mqtt-password-file", s(&pw_ops)]);
+    assert!(o.status.success(), "{}", show(&o));
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(rep["status"]["units"], 2, "{rep}");
+    let chains = rep["status"]["chains"].as_array().expect("chains");
+    assert_eq!(chains.len(), 1, "the impostor's document was kept: {rep}");
+    assert_eq!(chains[0]["channel"], "stable", "{rep}");
+    assert_eq!(
+        chains[0]["units"],
+        serde_json::json!(["unit-00", "unit-01"]),
+        "{rep}"
+    );
+    // Reports never touch flash.
+    for (u, b) in units.iter().zip(&before) {
+        assert!(fs::read(&u.img).expect("img") == *b, "{} changed", u.id);
+    }
+}

@@ -194,6 +194,63 @@ fn health_publishes_the_verdict_then_reboots_on_a_failure() {
     assert_eq!(log, ["snapshot health --no-reboot"]);
 }
 
+/// The hook for systems without procd: the same verdict, published when the unit's
+/// fleet.env names a broker, then the reboot on a failure; it returns at once.
+#[test]
+fn the_hook_without_procd_publishes_from_fleet_env() {
+    let d = stubs(&[17, 0]);
+    let p = d.path();
+    let env = p.join("fleet.env");
+    fs::write(
+        &env,
+        "FLEET_MQTT=10.213.0.1:1883\nFLEET_PUBLISH_ARGS=\"--unit-id u7 --mqtt-user u7 \
+         --mqtt-password-file /etc/snapshot/mqtt.pass\"\n",
+    )
+    .expect("fleet.env");
+    let hook = |env: &Path| {
+        let o = Command::new("busybox")
+            .arg("sh")
+            .arg(helper().with_file_name("snapshot-health.sh"))
+            .env("SNAPSHOT", p.join("snapshot"))
+            .env("FLEET_SLEEP", p.join("sleep"))
+            .env("FLEET_REBOOT", p.join("reboot"))
+            .env("FLEET_ENV", env)
+            .env("FLEET_HELPER", helper())
+            .env("FLEET_LOG", p.join("out"))
+            .output()
+            .expect("busybox sh");
+        assert!(o.status.success(), "{o:?}");
+        // It returned at once; the check runs on in the background and ends in the reboot.
+        for _ in 0..100 {
+            let log = fs::read_to_string(p.join("log")).unwrap_or_default();
+            if log.contains("reboot") {
+                return log.lines().map(str::to_string).collect::<Vec<_>>();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!(
+            "the hook's check never ran: {:?}",
+            fs::read_to_string(p.join("out"))
+        );
+    };
+    assert_eq!(
+        hook(&env),
+        [
+            "snapshot health --no-reboot",
+            "snapshot fleet publish --mqtt 10.213.0.1:1883 --retries 0 --timeout 5 --unit-id u7 \
+             --mqtt-user u7 --mqtt-password-file /etc/snapshot/mqtt.pass",
+            "reboot",
+        ]
+    );
+    // Without fleet.env: the check and the reboot, nothing published.
+    fs::remove_file(p.join("log")).expect("rm log");
+    fs::write(p.join("codes"), "17\n").expect("codes");
+    assert_eq!(
+        hook(&p.join("no-such-env")),
+        ["snapshot health --no-reboot", "reboot"]
+    );
+}
+
 #[test]
 fn an_unknown_mode_is_a_usage_error() {
     let d = stubs(&[]);
@@ -247,6 +304,8 @@ fn the_procd_services_follow_the_uci_fleet_section() {
         ("fleet_mqtt", "broker.mesh:1883"),
         ("fleet_unit_id", "u7"),
         ("fleet_interval", "900"),
+        ("fleet_mqtt_user", "u7"),
+        ("fleet_mqtt_password_file", "/etc/snapshot/mqtt.pass"),
     ];
     assert_eq!(
         start_service("snapshot-fleet", &on),
@@ -256,6 +315,7 @@ fn the_procd_services_follow_the_uci_fleet_section() {
             "append command --mirror http://m1/fleet",
             "append command --mirror http://m2/fleet",
             "append command --mqtt broker.mesh:1883",
+            "append command --mqtt-user u7 --mqtt-password-file /etc/snapshot/mqtt.pass",
             "append command --unit-id u7",
             "set env FLEET_INTERVAL=900 FLEET_BACKOFF=60",
             "set respawn 3600 5 0",
@@ -279,7 +339,8 @@ fn the_procd_services_follow_the_uci_fleet_section() {
     let with = start_service("snapshot-health", &on);
     assert_eq!(
         with[2],
-        "set env FLEET_MQTT=broker.mesh:1883 FLEET_PUBLISH_ARGS=--unit-id u7 --channel stable",
+        "set env FLEET_MQTT=broker.mesh:1883 FLEET_PUBLISH_ARGS=--unit-id u7 --channel stable \
+         --mqtt-user u7 --mqtt-password-file /etc/snapshot/mqtt.pass",
         "{with:?}"
     );
 }

@@ -29,6 +29,25 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Cli
     move |source| CliError::Io { what, path, source }
 }
 
+/// The broker login of `--mqtt-user` and `--mqtt-password-file`: the password is the file's
+/// first line (without its newline), so it never shows on a command line in `ps`.
+pub fn read_login(user: &str, password_file: &Path) -> Result<mqtt::Login, CliError> {
+    let bad = |detail: String| CliError::Config {
+        path: password_file.to_path_buf(),
+        detail,
+    };
+    let text = std::fs::read_to_string(password_file)
+        .map_err(|e| bad(format!("cannot read the MQTT password: {e}")))?;
+    let password = text.lines().next().unwrap_or("");
+    if password.is_empty() {
+        return Err(bad("the MQTT password file is empty".into()));
+    }
+    Ok(mqtt::Login {
+        user: user.to_string(),
+        password: password.to_string(),
+    })
+}
+
 /// Reads at most `limit` bytes of `path`; a larger file is refused before it is read whole.
 fn read_limited(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>, CliError> {
     let f = std::fs::File::open(path).map_err(io_err("reading", path))?;
@@ -1093,6 +1112,7 @@ pub fn status(
 /// Where and how `fleet publish` (and `fleet poll --mqtt`) reach the broker.
 pub struct MqttArgs<'a> {
     pub broker: &'a str,
+    pub login: Option<&'a mqtt::Login>,
     pub prefix: &'a str,
     pub timeout: Duration,
     pub retries: u32,
@@ -1117,7 +1137,8 @@ pub fn publish(
     let verdict = read_json(&state.join(HEALTH)).map(|v| v.to_string());
     let htopic = mqtt::health_topic(m.prefix, unit)?;
     with_broker(m, "publishing", |m| {
-        let mut s = mqtt::Session::connect(m.broker, &format!("snapinit-{unit}"), m.timeout)?;
+        let mut s =
+            mqtt::Session::connect(m.broker, &format!("snapinit-{unit}"), m.login, m.timeout)?;
         s.publish_retained(&topic, payload.as_bytes())?;
         if let Some(v) = &verdict {
             s.publish_retained(&htopic, v.as_bytes())?;
@@ -1178,7 +1199,7 @@ pub fn status_mqtt(m: &MqttArgs<'_>, json: bool, html: Option<&Path>) -> Result<
     let me = format!("snapinit-status-{}", hex(&nonce));
     let collect = |leaf: &str| {
         with_broker(m, "reading the fleet", |m| {
-            let mut s = mqtt::Session::connect(m.broker, &me, m.timeout)?;
+            let mut s = mqtt::Session::connect(m.broker, &me, m.login, m.timeout)?;
             let msgs = s.collect_retained(
                 &format!("{}/+/{leaf}", m.prefix),
                 &format!("{}/{me}/end", m.prefix),

@@ -467,11 +467,34 @@ enum FleetCmd {
         /// The topic prefix: the status goes to PREFIX/UNIT/state
         #[arg(long, default_value = "snapinit", value_name = "PREFIX")]
         topic_prefix: String,
+        #[command(flatten)]
+        login: LoginArgs,
     },
 }
 
 #[derive(Debug, Args)]
+struct LoginArgs {
+    /// Log in to the MQTT broker as this user
+    #[arg(long, value_name = "NAME", requires = "mqtt_password_file")]
+    mqtt_user: Option<String>,
+    /// The file whose first line is the broker password (never on the command line)
+    #[arg(long, value_name = "FILE", requires = "mqtt_user")]
+    mqtt_password_file: Option<PathBuf>,
+}
+
+impl LoginArgs {
+    fn login(&self) -> Result<Option<snapshot::fleet::mqtt::Login>, CliError> {
+        match (&self.mqtt_user, &self.mqtt_password_file) {
+            (Some(user), Some(file)) => fleet::read_login(user, file).map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
 struct BrokerArgs {
+    #[command(flatten)]
+    login: LoginArgs,
     /// The topic prefix: a unit's status is PREFIX/UNIT/state
     #[arg(long, default_value = "snapinit", value_name = "PREFIX")]
     topic_prefix: String,
@@ -487,9 +510,14 @@ struct BrokerArgs {
 }
 
 impl BrokerArgs {
-    fn mqtt<'a>(&'a self, broker: &'a str) -> fleet::MqttArgs<'a> {
+    fn mqtt<'a>(
+        &'a self,
+        broker: &'a str,
+        login: Option<&'a snapshot::fleet::mqtt::Login>,
+    ) -> fleet::MqttArgs<'a> {
         fleet::MqttArgs {
             broker,
+            login,
             prefix: &self.topic_prefix,
             timeout: Duration::from_secs(self.timeout),
             retries: self.retries,
@@ -705,7 +733,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 mqtt: Some(m),
                 html,
                 broker,
-            } => fleet::status_mqtt(&broker.mqtt(&m), args.json, html.as_deref()),
+            } => {
+                let login = broker.login.login()?;
+                fleet::status_mqtt(&broker.mqtt(&m, login.as_ref()), args.json, html.as_deref())
+            }
             FleetCmd::Status {
                 args, mqtt: None, ..
             } => fleet::status(
@@ -715,13 +746,16 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 &args.unit.channel,
                 args.json,
             ),
-            FleetCmd::Publish { unit, mqtt, broker } => fleet::publish(
-                &ctx,
-                &unit.state,
-                &unit.unit_id.unwrap_or_else(hostname),
-                &unit.channel,
-                &broker.mqtt(&mqtt),
-            ),
+            FleetCmd::Publish { unit, mqtt, broker } => {
+                let login = broker.login.login()?;
+                fleet::publish(
+                    &ctx,
+                    &unit.state,
+                    &unit.unit_id.unwrap_or_else(hostname),
+                    &unit.channel,
+                    &broker.mqtt(&mqtt, login.as_ref()),
+                )
+            }
             FleetCmd::Report { files, json, html } => fleet::report(&files, json, html.as_deref()),
             FleetCmd::Poll {
                 mirrors,
@@ -738,10 +772,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 no_reboot,
                 mqtt,
                 topic_prefix,
+                login,
             } => {
                 let unit = unit_id.unwrap_or_else(hostname);
+                let login = login.login()?;
                 let broker = mqtt.as_deref().map(|b| fleet::MqttArgs {
                     broker: b,
+                    login: login.as_ref(),
                     prefix: &topic_prefix,
                     timeout: Duration::from_secs(timeout),
                     retries,

@@ -87,6 +87,21 @@ pub fn health_topic(prefix: &str, unit: &str) -> Result<String, MqttError> {
 }
 
 /// One connection to a broker.
+/// A user name and password for the broker's CONNECT (MQTT 3.1.1 sends them in the clear:
+/// a broker on the mesh, or TLS terminated at the gateway, as docs/FLEET.md says).
+#[derive(Clone)]
+pub struct Login {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password, even in a debug print.
+        write!(f, "Login({:?})", self.user)
+    }
+}
+
 pub struct Session {
     stream: TcpStream,
     broker: String,
@@ -94,8 +109,14 @@ pub struct Session {
 }
 
 impl Session {
-    /// Connects (clean session) and waits for the broker's CONNACK.
-    pub fn connect(addr: &str, client_id: &str, timeout: Duration) -> Result<Self, MqttError> {
+    /// Connects (clean session, logging in when `login` is given) and waits for the broker's
+    /// CONNACK.
+    pub fn connect(
+        addr: &str,
+        client_id: &str,
+        login: Option<&Login>,
+        timeout: Duration,
+    ) -> Result<Self, MqttError> {
         let (host, port) = parse_broker(addr)?;
         let broker = addr.to_string();
         let net = |source| MqttError::Net {
@@ -123,6 +144,10 @@ impl Session {
         };
         let mut c = ConnectPacket::new(client_id);
         c.set_clean_session(true);
+        if let Some(l) = login {
+            c.set_user_name(Some(l.user.clone()));
+            c.set_password(Some(l.password.clone()));
+        }
         c.set_keep_alive(u16::try_from(timeout.as_secs().saturating_mul(2)).unwrap_or(u16::MAX));
         s.send(&c)?;
         match s.recv()? {

@@ -163,6 +163,8 @@ impl Drop for Nginx {
 /// mosquitto, who cannot write the test's directory); stopped on drop.
 pub struct Mosquitto {
     dir: PathBuf,
+    /// Logins and the ACL (mosquitto's acl_file text): `None` is an anonymous broker.
+    auth: Option<(Vec<(String, String)>, String)>,
     ns: Option<String>,
     pub addr: String,
     pub port: u16,
@@ -171,9 +173,36 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn start(dir: &Path, ns: Option<&str>, addr: &str, port: u16) -> Self {
+        Self::start_with(dir, ns, addr, port, None)
+    }
+
+    /// A broker that takes only these users (name, password), each allowed what `acl` says
+    /// (mosquitto's acl_file syntax), as a production broker would be set up.
+    pub fn start_with_logins(
+        dir: &Path,
+        addr: &str,
+        port: u16,
+        users: &[(&str, &str)],
+        acl: &str,
+    ) -> Self {
+        let users = users
+            .iter()
+            .map(|(u, p)| (u.to_string(), p.to_string()))
+            .collect();
+        Self::start_with(dir, None, addr, port, Some((users, acl.to_string())))
+    }
+
+    fn start_with(
+        dir: &Path,
+        ns: Option<&str>,
+        addr: &str,
+        port: u16,
+        auth: Option<(Vec<(String, String)>, String)>,
+    ) -> Self {
         fs::create_dir_all(dir).expect("mosquitto dir");
         let mut m = Mosquitto {
             dir: dir.to_path_buf(),
+            auth,
             ns: ns.map(str::to_string),
             addr: addr.to_string(),
             port,
@@ -192,10 +221,34 @@ impl Mosquitto {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "mosquitto is running");
         let conf = self.dir.join("mosquitto.conf");
+        let access = match &self.auth {
+            None => "allow_anonymous true\n".to_string(),
+            Some((users, acl)) => {
+                let (passwd, acl_file) = (self.dir.join("passwd"), self.dir.join("acl"));
+                let _ = fs::remove_file(&passwd);
+                for (user, password) in users {
+                    let mut c = Command::new("mosquitto_passwd");
+                    if !passwd.exists() {
+                        c.arg("-c");
+                    }
+                    let o = c
+                        .args(["-b", s(&passwd), user, password])
+                        .output()
+                        .expect("mosquitto_passwd (scripts/deps.sh installs mosquitto)");
+                    assert!(o.status.success(), "mosquitto_passwd: {o:?}");
+                }
+                fs::write(&acl_file, acl).expect("acl");
+                format!(
+                    "allow_anonymous false\npassword_file {}\nacl_file {}\n",
+                    passwd.display(),
+                    acl_file.display()
+                )
+            }
+        };
         fs::write(
             &conf,
             format!(
-                "user root\nlistener {} {}\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
+                "user root\nlistener {} {}\n{access}persistence true\npersistence_location {}/\n\
                  log_dest file {}/mosquitto.log\nlog_type all\n",
                 self.port,
                 self.addr,
