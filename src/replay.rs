@@ -190,25 +190,25 @@ pub fn replay<R: Read, L: Layer>(
     buf: &mut [u8],
 ) -> Result<Stats, ReplayError<R::Error, L::Error>> {
     let mut stats = Stats::default();
-    let mut last: Option<TarPath> = None;
+    // Filled in place entry after entry; its path names the last one read.
+    let mut entry = Entry::new();
     loop {
-        let entry = match tar.next_entry() {
-            Ok(Some(e)) => e,
-            Ok(None) => break,
+        match tar.read_entry(&mut entry) {
+            Ok(true) => {}
+            Ok(false) => break,
             Err(e) => {
                 return Err(ReplayError {
-                    path: last,
+                    path: (stats.entries > 0).then(|| entry.path.clone()),
                     cause: Cause::Tar(e),
                 })
             }
-        };
+        }
         stats.entries += 1;
-        let applied = apply(layer, &entry, tar, buf, &mut stats);
-        last = Some(entry.path);
-        if let Err(fail) = applied {
-            return Err(failure(last, fail));
+        if let Err(fail) = apply(layer, &entry, tar, buf, &mut stats) {
+            return Err(failure(Some(entry.path.clone()), fail));
         }
     }
+    let last = (stats.entries > 0).then(|| entry.path.clone());
     if let Err(e) = tar.finish() {
         return Err(ReplayError {
             path: last,
@@ -305,12 +305,12 @@ fn write_file<R: Read, L: Layer>(
     stats: &mut Stats,
 ) -> Result<(), Fail<R::Error, L::Error>> {
     loop {
-        let n = tar.read_data(buf).map_err(Fail::Tar)?;
-        if n == 0 {
+        let data = tar.data_chunk(buf).map_err(Fail::Tar)?;
+        if data.is_empty() {
             break;
         }
-        layer.write(&buf[..n])?;
-        stats.bytes += n as u64;
+        layer.write(data)?;
+        stats.bytes += data.len() as u64;
     }
     Ok(layer.close_file(e)?)
 }

@@ -207,7 +207,28 @@ pub struct Entry {
     pub xattrs: Vec<Xattr, MAX_XATTRS>,
 }
 
+impl Default for Entry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Entry {
+    /// A blank entry for [`TarReader::read_entry`] to fill.
+    pub fn new() -> Self {
+        Self {
+            path: TarPath::new(),
+            kind: EntryKind::Dir,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime_secs: 0,
+            mtime_nanos: 0,
+            size: 0,
+            xattrs: Vec::new(),
+        }
+    }
+
     pub fn is_root(&self) -> bool {
         self.path.is_empty()
     }
@@ -234,7 +255,6 @@ struct Pax {
     mtime: Option<(i64, u32)>,
     uid: Option<u32>,
     gid: Option<u32>,
-    xattrs: Vec<Xattr, MAX_XATTRS>,
 }
 
 /// pax keys that carry nothing the replay restores; they are skipped. Every other key that
@@ -291,6 +311,30 @@ impl<R: Read> Ahead<R> {
         out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+
+    /// Up to `max` bytes, without a copy: a slice of the read-ahead when it holds any, or,
+    /// when it is empty and `max` is large, read straight into `scratch`. Empty at the end.
+    fn chunk<'s>(
+        &'s mut self,
+        scratch: &'s mut [u8],
+        max: usize,
+    ) -> Result<&'s [u8], TarError<R::Error>> {
+        if self.pos == self.len {
+            let direct = max.min(scratch.len());
+            if direct >= AHEAD {
+                let n = self
+                    .inner
+                    .read(&mut scratch[..direct])
+                    .map_err(TarError::Io)?;
+                return Ok(&scratch[..n]);
+            }
+            self.pos = 0;
+            self.len = self.inner.read(&mut self.buf).map_err(TarError::Io)?;
+        }
+        let start = self.pos;
+        self.pos += max.min(self.len - start);
+        Ok(&self.buf[start..self.pos])
     }
 
     fn fill(&mut self, out: &mut [u8]) -> Result<(), TarError<R::Error>> {
@@ -385,15 +429,43 @@ impl<R: Read> TarReader<R> {
         Ok(n)
     }
 
+    /// The next piece of the current entry's data, empty after its last byte: a slice of the
+    /// read-ahead (small files: no copy), or read into `scratch` (large ones).
+    pub fn data_chunk<'s>(
+        &'s mut self,
+        scratch: &'s mut [u8],
+    ) -> Result<&'s [u8], TarError<R::Error>> {
+        let max = usize::try_from(self.remaining).unwrap_or(usize::MAX);
+        if max == 0 {
+            return Ok(&[]);
+        }
+        let chunk = self.src.chunk(scratch, max)?;
+        if chunk.is_empty() {
+            return Err(TarError::Truncated);
+        }
+        self.remaining -= chunk.len() as u64;
+        Ok(chunk)
+    }
+
     /// Next entry, or `None` at the end-of-archive zero record.
     pub fn next_entry(&mut self) -> Result<Option<Entry>, TarError<R::Error>> {
+        let mut e = Entry::new();
+        Ok(self.read_entry(&mut e)?.then_some(e))
+    }
+
+    /// Reads the next entry into `out` (true), or finds the end-of-archive zero record
+    /// (false). An entry is a few KiB (path, link target, xattrs): filled in place, it is not
+    /// copied on its way out, which a replay of many small files would pay for each. On an
+    /// error, `out.path` still names the entry read before.
+    pub fn read_entry(&mut self, out: &mut Entry) -> Result<bool, TarError<R::Error>> {
         if self.done {
-            return Ok(None);
+            return Ok(false);
         }
         self.src.skip(self.remaining + self.padding)?;
         self.remaining = 0;
         self.padding = 0;
         let mut pax = Pax::default();
+        out.xattrs.clear();
         let mut have_ext = false;
         loop {
             self.src.fill(&mut self.record)?;
@@ -402,7 +474,7 @@ impl<R: Read> TarReader<R> {
                 return if have_ext {
                     Err(TarError::DanglingPax)
                 } else {
-                    Ok(None)
+                    Ok(false)
                 };
             }
             let h = Header(&self.record);
@@ -415,7 +487,7 @@ impl<R: Read> TarReader<R> {
                     }
                     let n = size as usize;
                     self.src.fill(&mut self.pax[..n])?;
-                    parse_pax(&self.pax[..n], &mut pax)?;
+                    parse_pax(&self.pax[..n], &mut pax, &mut out.xattrs)?;
                     self.src.skip(pad(size))?;
                     have_ext = true;
                 }
@@ -446,9 +518,9 @@ impl<R: Read> TarReader<R> {
                     have_ext = true;
                 }
                 _ => {
-                    let entry = build_entry(&h, gnu, size, pax)?;
-                    let data = match entry.kind {
-                        EntryKind::File => entry.size,
+                    build_entry(&h, gnu, size, pax, out)?;
+                    let data = match out.kind {
+                        EntryKind::File => out.size,
                         // A hard link may carry data in pax archives (POSIX allows it); it is
                         // skipped, the link shares its target's content.
                         EntryKind::HardLink { .. } => size,
@@ -457,7 +529,7 @@ impl<R: Read> TarReader<R> {
                     };
                     self.remaining = data;
                     self.padding = pad(data);
-                    return Ok(Some(entry));
+                    return Ok(true);
                 }
             }
         }
@@ -467,10 +539,9 @@ impl<R: Read> TarReader<R> {
     /// second zero record, blocking padding) up to the end, so that nothing stored in the
     /// payload goes unchecked; for gzip this also reaches and checks the trailer.
     pub fn finish(&mut self) -> Result<(), TarError<R::Error>> {
-        while !self.done {
-            if self.next_entry()?.is_none() {
-                break;
-            }
+        if !self.done {
+            let mut e = Entry::new();
+            while self.read_entry(&mut e)? {}
         }
         if self.src.rest_is_zero()? {
             Ok(())
@@ -492,21 +563,28 @@ fn cstr(field: &[u8]) -> &[u8] {
 struct Header<'a>(&'a [u8; BLOCK]);
 
 impl Header<'_> {
+    /// The header checksum: the sum of its bytes with the chksum field (148..156) counted as
+    /// spaces. Summed 8 bytes at a time in four 16-bit lanes (64 words of at most 2 x 255
+    /// per lane cannot overflow one): a byte loop is a tenth of a small file's replay.
+    fn sum(&self) -> u32 {
+        const LOW: u64 = 0x00ff_00ff_00ff_00ff;
+        let mut lanes = 0u64;
+        for w in self.0.chunks_exact(8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(w);
+            let w = u64::from_le_bytes(word);
+            lanes += (w & LOW) + ((w >> 8) & LOW);
+        }
+        let all =
+            (lanes & 0xffff) + ((lanes >> 16) & 0xffff) + ((lanes >> 32) & 0xffff) + (lanes >> 48);
+        let field: u64 = self.0[148..156].iter().map(|&b| u64::from(b)).sum();
+        (all - field + 8 * u64::from(b' ')) as u32
+    }
+
     /// Checks the checksum and the magic; true for the GNU format (no `prefix` field).
     fn verify<E>(&self) -> Result<bool, TarError<E>> {
         let stored = self.number(148, 8, "chksum")?;
-        let computed: u32 = self
-            .0
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| {
-                if (148..156).contains(&i) {
-                    u32::from(b' ')
-                } else {
-                    u32::from(b)
-                }
-            })
-            .sum();
+        let computed = self.sum();
         if stored != u64::from(computed) {
             return Err(TarError::BadChecksum {
                 stored: stored as u32,
@@ -560,7 +638,15 @@ impl Header<'_> {
     }
 }
 
-fn build_entry<E>(h: &Header<'_>, gnu: bool, size: u64, pax: Pax) -> Result<Entry, TarError<E>> {
+/// Fills `out` (whose xattrs the pax records already gave) from the header and the overrides;
+/// `out` is written only once everything is checked.
+fn build_entry<E>(
+    h: &Header<'_>,
+    gnu: bool,
+    size: u64,
+    pax: Pax,
+    out: &mut Entry,
+) -> Result<(), TarError<E>> {
     let typeflag = h.0[156];
     let mode = h.number(100, 8, "mode")?;
     let uid = match pax.uid {
@@ -639,17 +725,15 @@ fn build_entry<E>(h: &Header<'_>, gnu: bool, size: u64, pax: Pax) -> Result<Entr
     if path.is_empty() && kind != EntryKind::Dir {
         return Err(TarError::BadPath(PathField::Path, PathError::Empty));
     }
-    Ok(Entry {
-        path,
-        kind: kind.clone(),
-        mode: (mode & 0o7777) as u16,
-        uid,
-        gid,
-        mtime_secs,
-        mtime_nanos,
-        size: if kind == EntryKind::File { size } else { 0 },
-        xattrs: pax.xattrs,
-    })
+    out.size = if kind == EntryKind::File { size } else { 0 };
+    out.path = path;
+    out.kind = kind;
+    out.mode = (mode & 0o7777) as u16;
+    out.uid = uid;
+    out.gid = gid;
+    out.mtime_secs = mtime_secs;
+    out.mtime_nanos = mtime_nanos;
+    Ok(())
 }
 
 fn to_path(bytes: &[u8]) -> Result<TarPath, PathError> {
@@ -692,7 +776,11 @@ pub fn normalize(bytes: &[u8]) -> Result<TarPath, PathError> {
     Ok(p)
 }
 
-fn parse_pax<E>(mut data: &[u8], pax: &mut Pax) -> Result<(), TarError<E>> {
+fn parse_pax<E>(
+    mut data: &[u8],
+    pax: &mut Pax,
+    xattrs: &mut Vec<Xattr, MAX_XATTRS>,
+) -> Result<(), TarError<E>> {
     while !data.is_empty() {
         let sp = data
             .iter()
@@ -724,7 +812,7 @@ fn parse_pax<E>(mut data: &[u8], pax: &mut Pax) -> Result<(), TarError<E>> {
             b"mtime" => pax.mtime = Some(parse_time(value).ok_or(TarError::BadPaxValue("mtime"))?),
             k if IGNORED_PAX_KEYS.contains(&k) || k.starts_with(IGNORED_PAX_PREFIX) => {}
             k => match k.strip_prefix(b"SCHILY.xattr.") {
-                Some(name) => add_xattr(pax, name, value)?,
+                Some(name) => add_xattr(xattrs, name, value)?,
                 None => return Err(TarError::UnsupportedPaxKey(ShortName::new(k))),
             },
         }
@@ -732,7 +820,11 @@ fn parse_pax<E>(mut data: &[u8], pax: &mut Pax) -> Result<(), TarError<E>> {
     Ok(())
 }
 
-fn add_xattr<E>(pax: &mut Pax, name: &[u8], value: &[u8]) -> Result<(), TarError<E>> {
+fn add_xattr<E>(
+    xattrs: &mut Vec<Xattr, MAX_XATTRS>,
+    name: &[u8],
+    value: &[u8],
+) -> Result<(), TarError<E>> {
     let name = core::str::from_utf8(name).map_err(|_| TarError::BadPaxRecord)?;
     if name.is_empty() || name.contains('\0') {
         return Err(TarError::BadPaxRecord);
@@ -752,10 +844,10 @@ fn add_xattr<E>(pax: &mut Pax, name: &[u8], value: &[u8]) -> Result<(), TarError
         .extend_from_slice(value)
         .map_err(|_| TarError::XattrTooLarge)?;
     // A repeated key overrides, like any other pax key.
-    if let Some(old) = pax.xattrs.iter_mut().find(|o| o.name == x.name) {
+    if let Some(old) = xattrs.iter_mut().find(|o| o.name == x.name) {
         *old = x;
     } else {
-        pax.xattrs.push(x).map_err(|_| TarError::TooManyXattrs)?;
+        xattrs.push(x).map_err(|_| TarError::TooManyXattrs)?;
     }
     Ok(())
 }
