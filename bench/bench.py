@@ -451,7 +451,12 @@ def save_bench(cfg, trees, rounds):
                 cases.append((s, up, gz, img))
     for r in range(-1, rounds):
         log(f"save: round {r + 1}/{rounds}" if r >= 0 else "save: warm-up round")
-        for s, up, gz, img in cases:
+        for i, (s, up, gz, img) in enumerate(cases):
+            # A change in every save: an unchanged tree is not written again ("nothing changed
+            # since the last save"), and the write is what is measured.
+            os.makedirs(os.path.join(up, "etc"), exist_ok=True)
+            with open(os.path.join(up, "etc", "bench-round"), "w") as f:
+                f.write(f"round {r} case {i}\n")
             cmd = [cfg.snapshot, "--device", img, "--erase-size", str(ERASE), "save", "--upper", up]
             ow, oc, _ = measure(cmd + ([] if gz else ["--no-compress"]))
             aw, ac, _ = measure(["sh", "-c", f"tar c{'z' if gz else ''}f {out} -C {up} . && sync {out}"])
