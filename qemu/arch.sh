@@ -20,12 +20,15 @@
 #   A_QEMU_USER  runs one of its binaries on the host ('' native)
 #   A_DEPS       the deps script that installs its packages (qemu/…)
 #   A_WATCHDOG   QEMU arguments of its watchdog ('' : the kernel's softdog, no device)
+#   A_MUSL       Rust target of the static musl `snapshot` (musl-dev:<A_DEB> links it, as
+#                OpenWrt's own libc would); '' : static glibc (Debian has no musl there)
+#   A_MUSL_CC    the gcc wrapper musl-dev:<A_DEB> installs for it
 
 ARCHES=(x86_64 mipsel mips arm aarch64)
 
 arch_load() {
   A_CPU='' A_APPEND='' A_KCROSS='' A_KEXTRA='' A_RUSTFLAGS='' A_RUSTIX='' A_QEMU_USER=''
-  A_CC='' A_STRIP=strip A_VIRTIO=pci A_WATCHDOG=
+  A_CC='' A_STRIP=strip A_VIRTIO=pci A_WATCHDOG= A_MUSL='' A_MUSL_CC=''
   case ${1:-} in
     x86_64)
       A_QEMU=qemu-system-x86_64 A_MACHINE=pc A_CONSOLE=ttyS0 A_APPEND=i8042.noaux
@@ -44,6 +47,7 @@ arch_load() {
       A_DEPS=deps-mips.sh
       if [[ $1 == mipsel ]]; then
         A_KEXTRA=CONFIG_CPU_LITTLE_ENDIAN=y A_ELF='ELF 32-bit LSB.*MIPS'
+        A_MUSL=mipsel-unknown-linux-musl A_MUSL_CC=mipsel-linux-musl-gcc
       else
         A_KEXTRA=CONFIG_CPU_BIG_ENDIAN=y A_ELF='ELF 32-bit MSB.*MIPS'
       fi
@@ -56,6 +60,7 @@ arch_load() {
       A_ENTRY=boot/arm.s A_TRIPLE=armv7-unknown-linux-gnueabihf A_BUILD=cross
       A_CC=arm-linux-gnueabihf-gcc A_STRIP=arm-linux-gnueabihf-strip
       A_ELF='ELF 32-bit LSB.*ARM' A_DEB=armhf A_QEMU_USER=qemu-arm-static A_DEPS=deps-arm.sh
+      A_MUSL=armv7-unknown-linux-musleabihf A_MUSL_CC=arm-linux-musleabihf-gcc
       ;;
     aarch64)
       # MediaTek Filogic class: Cortex-A53.
@@ -65,7 +70,7 @@ arch_load() {
       A_ENTRY=boot/aarch64.s A_TRIPLE=aarch64-unknown-linux-gnu A_BUILD=cross
       A_CC=aarch64-linux-gnu-gcc A_STRIP=aarch64-linux-gnu-strip
       A_ELF='ELF 64-bit LSB.*ARM aarch64' A_DEB=arm64 A_QEMU_USER=qemu-aarch64-static
-      A_DEPS=deps-arm.sh
+      A_DEPS=deps-arm.sh A_MUSL=aarch64-unknown-linux-musl A_MUSL_CC=aarch64-linux-musl-gcc
       ;;
     *)
       echo "arch.sh: unknown architecture '${1:-}' (known: ${ARCHES[*]})" >&2

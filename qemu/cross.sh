@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Cross-build snapinit (PID 1, no_std, no libc) and snapshot (std, static glibc) for one
+# Cross-build snapinit (PID 1, no_std, no libc) and snapshot (std, static musl or glibc) for one
 # architecture of qemu/arch.sh (A_BUILD=cross: mipsel, mips, arm, aarch64), from this
 # repository's working tree.
 #   qemu/cross.sh ARCH OUTDIR
@@ -19,7 +19,10 @@
 #  * snapshot: -Zbuild-std=std,panic_abort with std's optimize_for_size,
 #    +crt-static, and the size flags of docs/SIZE.md (SNAPSHOT_SIZE_RUSTFLAGS:
 #    panic=immediate-abort, no unwind tables, curve25519's serial backend);
-#    rustix uses its libc backend there (glibc's syscall wrappers).
+#    rustix uses its libc backend there. Linked against musl, OpenWrt's libc, where
+#    Debian ships it for the architecture (A_MUSL: musl-dev:<A_DEB>, whose gcc wrapper
+#    links; about 0.8 MB smaller than static glibc on mipsel), else static glibc
+#    (libc6-dev-<arch>-cross).
 # The build runs in a copy of the working tree under the target dir
 # (CARGO_TARGET_DIR, default <repo>/target): a rustix [patch] must not touch
 # the repository's Cargo.toml/Cargo.lock.
@@ -95,13 +98,24 @@ echo "cross.sh: snapinit for $triple" >&2
 "$strip" -R .comment -o "$out/snapinit" "$tdir/$triple/release/snapinit"
 t2=$(now)
 
-# 4. snapshot: std, static glibc from libc6-dev-<arch>-cross.
-echo "cross.sh: snapshot for $triple" >&2
-(cd "$work" && RUSTFLAGS="-C target-feature=+crt-static -C link-arg=-Wl,-z,max-page-size=4096 $SNAPSHOT_SIZE_RUSTFLAGS" \
-  $cargo build -q --release -p snapshot --target "$triple" -Zbuild-std=std,panic_abort \
+# 4. snapshot: std, static musl (musl-dev:<A_DEB>) or static glibc (libc6-dev-<arch>-cross).
+if [[ -n $A_MUSL ]]; then
+  "$here/musl.sh" "$arch" || die "musl for $arch could not be installed"
+  # With panic=immediate-abort nothing unwinds, but std names -lunwind: the cross gcc's own
+  # unwinder (libgcc_eh.a) stands in for it, as in qemu/build.sh.
+  unw=$tdir/musl-unwind-$arch
+  mkdir -p "$unw" && cp "$("$gcc" -print-file-name=libgcc_eh.a)" "$unw/libunwind.a"
+  tool_triple=$A_MUSL
+  tool_flags="-C linker=$A_MUSL_CC -C link-self-contained=no -C relocation-model=static -L native=$unw"
+else
+  tool_triple=$triple tool_flags=
+fi
+echo "cross.sh: snapshot for $tool_triple" >&2
+(cd "$work" && RUSTFLAGS="$tool_flags -C target-feature=+crt-static -C link-arg=-Wl,-z,max-page-size=4096 $SNAPSHOT_SIZE_RUSTFLAGS" \
+  $cargo build -q --release -p snapshot --target "$tool_triple" -Zbuild-std=std,panic_abort \
   -Zbuild-std-features=optimize_for_size) >&2 ||
-  die "cargo build -p snapshot ($triple) failed"
-"$strip" -R .comment -o "$out/snapshot" "$tdir/$triple/release/snapshot"
+  die "cargo build -p snapshot ($tool_triple) failed"
+"$strip" -R .comment -o "$out/snapshot" "$tdir/$tool_triple/release/snapshot"
 t3=$(now)
 
 for b in snapinit snapshot; do

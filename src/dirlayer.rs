@@ -60,7 +60,9 @@ fn node(st: &Stat) -> Node {
 fn entry_times(e: &Entry) -> Timestamps {
     let t = Timespec {
         tv_sec: e.mtime_secs,
-        tv_nsec: e.mtime_nanos.into(),
+        // i64 on most targets, i32 (C `long`) on 32-bit musl, OpenWrt's libc; the tar reader
+        // keeps nanoseconds below 10^9, which both hold.
+        tv_nsec: e.mtime_nanos as _,
     };
     Timestamps {
         last_access: t,
