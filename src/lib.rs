@@ -17,6 +17,7 @@ pub mod replay;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod tar;
+pub mod text;
 pub mod trial;
 pub mod ubi;
 #[cfg(feature = "sim")]

@@ -5,6 +5,8 @@
 
 use core::fmt;
 
+use snapinit::text::Quoted;
+
 pub type Text = heapless::String<128>;
 
 /// Watchdog timeout for a boot on trial: long enough for procd (or whatever pets the watchdog)
@@ -59,7 +61,7 @@ impl fmt::Display for Warning<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::UnknownKey(k) => write!(f, "ignoring unknown option {k}"),
-            Self::BadValue { key, value } => write!(f, "ignoring bad value {value:?} for {key}"),
+            Self::BadValue { key, value } => write!(f, "ignoring bad value {} for {key}", Quoted(value)),
         }
     }
 }

@@ -35,6 +35,7 @@ use snapinit::header::{Kind, Trial};
 use snapinit::payload::{Hashing, PayloadReader, TarSource};
 use snapinit::replay::replay;
 use snapinit::tar::TarReader;
+use snapinit::text::Quoted;
 
 use crate::{error, info, warn};
 use cmdline::Settings;
@@ -233,8 +234,8 @@ fn load_chain(settings: &Settings, layers: &Layers) {
         // NAND units: rootfs_data is a UBI volume, not an MTD partition.
         let Some(path) = snapinit::ubi::find_volume(&settings.part) else {
             warn!(
-                "no MTD partition and no UBI volume {:?}; plain tmpfs overlay",
-                settings.part.as_str()
+                "no MTD partition and no UBI volume {}; plain tmpfs overlay",
+                Quoted(&settings.part)
             );
             return;
         };
@@ -285,8 +286,8 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> trial::Marks {
     // Payloads are hashed while they are replayed (`replay_into`): one read of the flash.
     let view = read_chain_with(flash, &mut buf, Volatiles::Deferred);
     info!(
-        "chain: {:?}, {} snapshot(s), {} volatile candidate(s)",
-        view.status,
+        "chain: {}, {} snapshot(s), {} volatile candidate(s)",
+        view.status.name(),
         view.snapshots.len(),
         view.unverified_volatiles.len(),
     );
