@@ -152,7 +152,10 @@ impl<'a> DirLayer<'a> {
             };
             let fd = match rustix::fs::statat(pfd, comp, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => open_component(pfd, comp, node(&st), end)?,
-                Err(Errno::NOENT) => self.implicit_dir(pfd, comp, &dir[..end], end)?,
+                // `end` is at a '/' or the end: always a char boundary.
+                Err(Errno::NOENT) => {
+                    self.implicit_dir(pfd, comp, dir.get(..end).unwrap_or(dir), end)?
+                }
                 Err(err) => return Err(LayerError::Sys { op: "stat", err }),
             };
             parent = Some(fd);

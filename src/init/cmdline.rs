@@ -105,8 +105,9 @@ fn words(s: &str) -> impl Iterator<Item = &str> {
                 c.is_whitespace() && !quoted
             })
             .map_or(rest.len(), |(i, _)| i);
-        let (w, r) = rest.split_at(end);
-        rest = r;
+        // `end` comes from char_indices: a char boundary (`get` only avoids a panic path).
+        let w = rest.get(..end).unwrap_or(rest);
+        rest = rest.get(end..).unwrap_or("");
         Some(w)
     })
 }
