@@ -113,6 +113,11 @@ fn words(s: &str) -> impl Iterator<Item = &str> {
 }
 
 pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(Warning<'a>)) -> Settings {
+    // One copy of the parser in PID 1, which calls it with two different closures.
+    parse_dyn(cmdline, &mut warn)
+}
+
+fn parse_dyn<'a>(cmdline: &'a str, warn: &mut dyn FnMut(Warning<'a>)) -> Settings {
     let mut s = Settings::default();
     let mut part_explicit = false;
     for word in words(cmdline) {
