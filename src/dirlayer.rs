@@ -41,41 +41,23 @@ const HOLE_PAGE: u64 = 4096;
 /// Deepest directory nesting removed; paths are at most 255 bytes anyway.
 const MAX_DEPTH: usize = 128;
 
-/// The `*at` and xattr calls the layer makes, taking `&str` as rustix's do. rustix turns a
-/// `&str` into a C string inline at every call site (about 140 bytes of code each, with a
-/// second, 4 KiB stack-buffer path); here it is done once, in [`at::c`]. Layer names and paths
-/// are at most 255 bytes (`tar::MAX_PATH`), the `/proc/self/fd/N/name` path of `lsetxattr` a
-/// little more.
+/// The `*at` and xattr calls the layer makes, taking `&str` as rustix's do, with one C string
+/// conversion for all of them (crate::cpath says why).
 mod at {
-    use core::ffi::CStr;
-
     use rustix::fd::{BorrowedFd, OwnedFd};
     use rustix::fs::{
         AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Stat, Timestamps, Uid, XattrFlags,
     };
     use rustix::io::Errno;
 
-    type Buf = [u8; 512];
-
-    /// `s` NUL-terminated in `buf`; rustix's answers for what it cannot pass (EINVAL for an
-    /// inner NUL, ENAMETOOLONG).
-    #[inline(never)]
-    pub fn c<'a>(s: &str, buf: &'a mut Buf) -> Result<&'a CStr, Errno> {
-        let b = s.as_bytes();
-        let Some((nul, dst)) = buf.get_mut(..=b.len()).and_then(|d| d.split_last_mut()) else {
-            return Err(Errno::NAMETOOLONG);
-        };
-        dst.copy_from_slice(b);
-        *nul = 0;
-        CStr::from_bytes_with_nul(&buf[..=b.len()]).map_err(|_| Errno::INVAL)
-    }
+    use crate::cpath::{c_str as c, MAX};
 
     pub fn statat(dir: BorrowedFd<'_>, name: &str, f: AtFlags) -> Result<Stat, Errno> {
-        rustix::fs::statat(dir, c(name, &mut [0; 512])?, f)
+        rustix::fs::statat(dir, c(name, &mut [0; MAX + 1])?, f)
     }
 
     pub fn openat(dir: BorrowedFd<'_>, name: &str, o: OFlags, m: Mode) -> Result<OwnedFd, Errno> {
-        rustix::fs::openat(dir, c(name, &mut [0; 512])?, o, m)
+        rustix::fs::openat(dir, c(name, &mut [0; MAX + 1])?, o, m)
     }
 
     pub fn openat2(
@@ -85,19 +67,23 @@ mod at {
         m: Mode,
         r: ResolveFlags,
     ) -> Result<OwnedFd, Errno> {
-        rustix::fs::openat2(dir, c(path, &mut [0; 512])?, o, m, r)
+        rustix::fs::openat2(dir, c(path, &mut [0; MAX + 1])?, o, m, r)
     }
 
     pub fn mkdirat(dir: BorrowedFd<'_>, name: &str, m: Mode) -> Result<(), Errno> {
-        rustix::fs::mkdirat(dir, c(name, &mut [0; 512])?, m)
+        rustix::fs::mkdirat(dir, c(name, &mut [0; MAX + 1])?, m)
     }
 
     pub fn unlinkat(dir: BorrowedFd<'_>, name: &str, f: AtFlags) -> Result<(), Errno> {
-        rustix::fs::unlinkat(dir, c(name, &mut [0; 512])?, f)
+        rustix::fs::unlinkat(dir, c(name, &mut [0; MAX + 1])?, f)
     }
 
     pub fn symlinkat(target: &str, dir: BorrowedFd<'_>, name: &str) -> Result<(), Errno> {
-        rustix::fs::symlinkat(c(target, &mut [0; 512])?, dir, c(name, &mut [0; 512])?)
+        rustix::fs::symlinkat(
+            c(target, &mut [0; MAX + 1])?,
+            dir,
+            c(name, &mut [0; MAX + 1])?,
+        )
     }
 
     pub fn linkat(
@@ -107,9 +93,9 @@ mod at {
         new: &str,
         f: AtFlags,
     ) -> Result<(), Errno> {
-        let mut buf = [0; 512];
+        let mut buf = [0; MAX + 1];
         let old = c(old, &mut buf)?;
-        rustix::fs::linkat(old_dir, old, new_dir, c(new, &mut [0; 512])?, f)
+        rustix::fs::linkat(old_dir, old, new_dir, c(new, &mut [0; MAX + 1])?, f)
     }
 
     pub fn chownat(
@@ -119,7 +105,7 @@ mod at {
         gid: Option<Gid>,
         f: AtFlags,
     ) -> Result<(), Errno> {
-        rustix::fs::chownat(dir, c(name, &mut [0; 512])?, uid, gid, f)
+        rustix::fs::chownat(dir, c(name, &mut [0; MAX + 1])?, uid, gid, f)
     }
 
     pub fn utimensat(
@@ -128,7 +114,7 @@ mod at {
         t: &Timestamps,
         f: AtFlags,
     ) -> Result<(), Errno> {
-        rustix::fs::utimensat(dir, c(name, &mut [0; 512])?, t, f)
+        rustix::fs::utimensat(dir, c(name, &mut [0; MAX + 1])?, t, f)
     }
 
     pub fn mknodat(
@@ -138,13 +124,13 @@ mod at {
         m: Mode,
         dev: u64,
     ) -> Result<(), Errno> {
-        rustix::fs::mknodat(dir, c(name, &mut [0; 512])?, t, m, dev)
+        rustix::fs::mknodat(dir, c(name, &mut [0; MAX + 1])?, t, m, dev)
     }
 
     pub fn lsetxattr(path: &str, name: &str, value: &[u8], f: XattrFlags) -> Result<(), Errno> {
-        let mut buf = [0; 512];
+        let mut buf = [0; MAX + 1];
         let path = c(path, &mut buf)?;
-        rustix::fs::lsetxattr(path, c(name, &mut [0; 512])?, value, f)
+        rustix::fs::lsetxattr(path, c(name, &mut [0; MAX + 1])?, value, f)
     }
 
     pub fn fsetxattr(
@@ -153,11 +139,11 @@ mod at {
         value: &[u8],
         f: XattrFlags,
     ) -> Result<(), Errno> {
-        rustix::fs::fsetxattr(fd, c(name, &mut [0; 512])?, value, f)
+        rustix::fs::fsetxattr(fd, c(name, &mut [0; MAX + 1])?, value, f)
     }
 
     pub fn fremovexattr(fd: BorrowedFd<'_>, name: &str) -> Result<(), Errno> {
-        rustix::fs::fremovexattr(fd, c(name, &mut [0; 512])?)
+        rustix::fs::fremovexattr(fd, c(name, &mut [0; MAX + 1])?)
     }
 }
 
@@ -636,10 +622,7 @@ impl Layer for DirLayer<'_> {
     }
 
     fn symlink(&mut self, name: &str, e: &Entry, target: &str) -> Res<()> {
-        sys(
-            "symlink",
-            at::symlinkat(target, self.cur_fd(), name),
-        )?;
+        sys("symlink", at::symlinkat(target, self.cur_fd(), name))?;
         Self::nofollow_meta(self.cur_fd(), name, e)
     }
 
@@ -689,10 +672,7 @@ impl Layer for DirLayer<'_> {
 /// other non-directory blocks the path at `prefix`.
 fn open_component(pfd: BorrowedFd<'_>, comp: &str, n: Node, prefix: usize) -> Res<OwnedFd> {
     match n {
-        Node::Dir => sys(
-            "open dir",
-            at::openat(pfd, comp, DIR_FLAGS, Mode::empty()),
-        ),
+        Node::Dir => sys("open dir", at::openat(pfd, comp, DIR_FLAGS, Mode::empty())),
         Node::Symlink => Err(LayerError::Blocked {
             prefix,
             why: Blocked::Symlink,

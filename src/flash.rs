@@ -187,7 +187,14 @@ mod tests {
 
     #[test]
     fn op_names_are_the_debug_names() {
-        for op in [Op::Open, Op::Info, Op::Read, Op::Program, Op::Erase, Op::Sync] {
+        for op in [
+            Op::Open,
+            Op::Info,
+            Op::Read,
+            Op::Program,
+            Op::Erase,
+            Op::Sync,
+        ] {
             assert_eq!(op.name(), std::format!("{op:?}"));
         }
     }

@@ -5,6 +5,7 @@
 #![no_std]
 
 pub mod chain;
+pub mod cpath;
 pub mod device;
 pub mod dirlayer;
 pub mod file;

@@ -113,8 +113,12 @@ impl fmt::Display for Refusal {
                     Blocked::NotDir => "not a directory",
                 }
             ),
-            Refusal::LinkTargetMissing(t) => write!(f, "hard link target {} does not exist", Quoted(t)),
-            Refusal::LinkToDirectory(t) => write!(f, "hard link target {} is a directory", Quoted(t)),
+            Refusal::LinkTargetMissing(t) => {
+                write!(f, "hard link target {} does not exist", Quoted(t))
+            }
+            Refusal::LinkToDirectory(t) => {
+                write!(f, "hard link target {} is a directory", Quoted(t))
+            }
         }
     }
 }

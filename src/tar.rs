@@ -104,7 +104,11 @@ impl<E: fmt::Display> fmt::Display for TarError<E> {
             Self::NotUstar => f.write_str("tar: not a POSIX ustar/pax header"),
             Self::BadNumber(field) => write!(f, "tar: bad number in {field}"),
             Self::UnsupportedType(t) => {
-                write!(f, "tar: unsupported entry type {}", QuotedChar(char::from(*t)))
+                write!(
+                    f,
+                    "tar: unsupported entry type {}",
+                    QuotedChar(char::from(*t))
+                )
             }
             Self::Device { major, minor } => {
                 write!(f, "tar: device {major}:{minor} is not a whiteout")
@@ -132,7 +136,9 @@ impl<E: fmt::Display> fmt::Display for TarError<E> {
             Self::XattrTooLarge => f.write_str("tar: xattr name or value too large"),
             Self::DanglingPax => f.write_str("tar: pax header without an entry"),
             Self::MissingLinkTarget => f.write_str("tar: link without target"),
-            Self::UnsupportedPaxKey(k) => write!(f, "tar: unsupported pax key {}", Quoted(k.as_str())),
+            Self::UnsupportedPaxKey(k) => {
+                write!(f, "tar: unsupported pax key {}", Quoted(k.as_str()))
+            }
             Self::XattrNamespace => {
                 f.write_str("tar: xattr outside the trusted. and security. namespaces")
             }

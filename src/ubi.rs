@@ -223,7 +223,7 @@ fn sys_path(dir: &str, file: &str) -> SysPath {
 
 /// Reads a small sysfs file (a number or a name) into `buf`; the text without its newline.
 fn read_sys<'b>(path: &str, buf: &'b mut [u8]) -> Option<&'b str> {
-    let fd = rustix::fs::open(
+    let fd = crate::cpath::open(
         path,
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
@@ -290,7 +290,7 @@ pub(crate) fn open(path: &str, sys: &str, writable: bool) -> Result<DeviceFlash,
 /// The volume named `name` on any attached UBI device: its `/dev/ubiX_Y` path.
 pub fn find_volume(name: &str) -> Option<crate::device::DevicePath> {
     let dir = rustix::fs::open(
-        "/sys/class/ubi",
+        c"/sys/class/ubi",
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )

@@ -61,7 +61,9 @@ impl fmt::Display for Warning<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::UnknownKey(k) => write!(f, "ignoring unknown option {k}"),
-            Self::BadValue { key, value } => write!(f, "ignoring bad value {} for {key}", Quoted(value)),
+            Self::BadValue { key, value } => {
+                write!(f, "ignoring bad value {} for {key}", Quoted(value))
+            }
         }
     }
 }

@@ -38,9 +38,13 @@ pub fn open() {
 }
 
 fn open_kmsg() -> Option<i32> {
-    rustix::fs::open("/dev/kmsg", OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())
-        .ok()
-        .map(rustix::fd::IntoRawFd::into_raw_fd)
+    rustix::fs::open(
+        c"/dev/kmsg",
+        OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()
+    .map(rustix::fd::IntoRawFd::into_raw_fd)
 }
 
 /// The kmsg descriptor for the next line, replaced by a fresh open every

@@ -106,9 +106,7 @@ pub extern "C" fn snapinit_main(sp: *const usize) -> ! {
         settings = parse_settings(c);
         if let Some(root) = &settings.root {
             // Tests: make the prepared directory the read-only root.
-            if let Err(e) =
-                rustix::process::chroot(root.as_str()).and_then(|()| rustix::process::chdir("/"))
-            {
+            if let Err(e) = mounts::sys::chroot(root).and_then(|()| rustix::process::chdir(c"/")) {
                 error!("chroot {root}: {e}");
             }
         }
@@ -194,7 +192,7 @@ fn parse_settings(text: &str) -> Settings {
 
 /// Reads a small file (e.g. /proc/cmdline) as text; empty on any failure.
 fn read_file<'a>(path: &str, buf: &'a mut [u8]) -> &'a str {
-    let Ok(fd) = rustix::fs::open(
+    let Ok(fd) = snapinit::cpath::open(
         path,
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
@@ -411,7 +409,7 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> trial::Marks {
 }
 
 fn open_dir(dir: &str) -> Option<OwnedFd> {
-    match rustix::fs::open(
+    match snapinit::cpath::open(
         dir,
         rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),

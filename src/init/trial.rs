@@ -78,7 +78,7 @@ const WDIOC_KEEPALIVE: rustix::ioctl::Opcode = rustix::ioctl::opcode::read::<i32
 
 fn arm_watchdog(secs: u32) {
     let fd = match rustix::fs::open(
-        "/dev/watchdog",
+        c"/dev/watchdog",
         rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     ) {
