@@ -81,6 +81,8 @@ impl DeviceFlash {
             errno,
         })?;
         if FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice {
+            // st_rdev's width differs between architectures.
+            #[allow(clippy::unnecessary_cast)]
             let rdev = st.st_rdev as u64;
             if ubi::is_volume(rdev) {
                 ubi::open(path, &ubi::sys_dir(rdev), writable)
