@@ -5,9 +5,10 @@
 use core::fmt::{self, Write};
 
 /// `"text"` with the escapes `{:?}` gives a `str`: `\"`, `\\`, `\t`, `\r`, `\n`, `\0`, and
-/// `\u{..}` for the other control characters (C0, DEL and C1). Unlike `{:?}`, other
-/// non-printable Unicode characters (format characters, a leading combining mark) are written
-/// as they are; nothing that ends a log line or hides a quote is.
+/// `\u{..}` for the other control characters (C0, DEL and C1), U+00A0 and U+00AD: the same text
+/// for all of ASCII and Latin-1. Unlike `{:?}`, other non-printable Unicode characters (format
+/// characters beyond Latin-1, a leading combining mark) are written as they are; nothing that
+/// ends a log line or hides a quote is.
 pub struct Quoted<'a>(pub &'a str);
 
 /// `'c'` as `{:?}` gives a `char` (the same escapes, `\'` instead of `\"`).
@@ -27,51 +28,55 @@ impl fmt::Display for QuotedChar {
 
 fn quote(f: &mut fmt::Formatter<'_>, s: &str, q: char) -> fmt::Result {
     f.write_char(q)?;
+    let b = s.as_bytes();
+    // Bytes, not chars: every escaped character is ASCII, or a C1 control, no-break space or
+    // soft hyphen (C2 80..C2 A0, C2 AD).
     let mut plain = 0;
-    for (i, c) in s.char_indices() {
-        let esc = match c {
-            '\t' => "\\t",
-            '\r' => "\\r",
-            '\n' => "\\n",
-            '\0' => "\\0",
-            '\\' => "\\\\",
-            c if c == q => {
-                if q == '"' {
-                    "\\\""
-                } else {
-                    "\\'"
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        let (esc, code, len) = match c {
+            b'\t' => ("\\t", 0, 1),
+            b'\r' => ("\\r", 0, 1),
+            b'\n' => ("\\n", 0, 1),
+            b'\0' => ("\\0", 0, 1),
+            b'\\' => ("\\\\", 0, 1),
+            b'"' if q == '"' => ("\\\"", 0, 1),
+            b'\'' if q == '\'' => ("\\'", 0, 1),
+            0..=0x1f | 0x7f => ("", c, 1),
+            0xc2 => match b.get(i + 1) {
+                Some(&n @ (0x80..=0xa0 | 0xad)) => ("", n, 2),
+                _ => {
+                    i += 1;
+                    continue;
                 }
+            },
+            _ => {
+                i += 1;
+                continue;
             }
-            c if (c as u32) < 0x20 || ('\u{7f}'..='\u{9f}').contains(&c) => "",
-            _ => continue,
         };
         f.write_str(s.get(plain..i).unwrap_or(""))?;
-        plain = i + c.len_utf8();
         if esc.is_empty() {
             f.write_str("\\u{")?;
-            hex(f, c as u32)?;
+            hex(f, code)?;
             f.write_char('}')?;
         } else {
             f.write_str(esc)?;
         }
+        i += len;
+        plain = i;
     }
     f.write_str(s.get(plain..).unwrap_or(""))?;
     f.write_char(q)
 }
 
-/// Lower-case hex digits without leading zeros (`{:x}`).
-fn hex(f: &mut fmt::Formatter<'_>, n: u32) -> fmt::Result {
-    let mut shift = 28;
-    while shift > 0 && n >> shift == 0 {
-        shift -= 4;
+/// `{:x}` of a byte: one or two lower-case hex digits.
+fn hex(f: &mut fmt::Formatter<'_>, n: u8) -> fmt::Result {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    if n > 15 {
+        f.write_char(char::from(DIGITS[usize::from(n >> 4)]))?;
     }
-    loop {
-        f.write_char(char::from(b"0123456789abcdef"[(n >> shift) as usize & 15]))?;
-        if shift == 0 {
-            return Ok(());
-        }
-        shift -= 4;
-    }
+    f.write_char(char::from(DIGITS[usize::from(n & 15)]))
 }
 
 #[cfg(test)]
@@ -90,10 +95,19 @@ mod tests {
             "\u{1}\u{1b}[31m\u{7f}\u{80}\u{9f}",
             "it's",
             "é ü 日本",
+            "nbsp\u{a0}shy\u{ad}c2\u{a1}\u{bf}",
         ] {
             assert_eq!(format!("{}", Quoted(s)), format!("{s:?}"), "{s:?}");
         }
-        for c in ['a', '\'', '"', '\n', '\u{1}', '\u{85}', 'é', '\\'] {
+        // All of Latin-1, in a str and as a char (the tar type byte is quoted as one).
+        for c in (0..=255u8).map(char::from) {
+            let s = std::format!("x{c}y");
+            assert_eq!(format!("{}", Quoted(&s)), format!("{s:?}"), "{s:?}");
+            assert_eq!(format!("{}", QuotedChar(c)), format!("{c:?}"), "{c:?}");
+        }
+        for c in [
+            'a', '\'', '"', '\n', '\u{1}', '\u{85}', '\u{a0}', 'é', 'ÿ', '\\',
+        ] {
             assert_eq!(format!("{}", QuotedChar(c)), format!("{c:?}"), "{c:?}");
         }
     }
