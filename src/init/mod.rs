@@ -156,10 +156,11 @@ fn exec_target(args: &rt::Args, target: &CStr) -> ! {
     // Memory is what a small router lacks; record what the boot path took.
     let mut status = [0u8; 2048];
     if let Some(hwm) = read_file("/proc/self/status", &mut status)
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .split('\n')
+        .find_map(|l| l.strip_prefix("VmHWM:"))
     {
-        info!("peak RSS {}", hwm.trim_start_matches("VmHWM:").trim());
+        // "VmHWM:\t     272 kB": ASCII blanks (str::trim would pull in Unicode's table).
+        info!("peak RSS {}", hwm.trim_matches([' ', '\t']));
     }
     info!("exec {}", target.to_str().unwrap_or("?"));
     exec_or_fall_back(args, target)
