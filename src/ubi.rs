@@ -230,7 +230,11 @@ fn read_sys<'b>(path: &str, buf: &'b mut [u8]) -> Option<&'b str> {
     )
     .ok()?;
     let n = rustix::io::read(&fd, &mut *buf).ok()?;
-    core::str::from_utf8(&buf[..n]).ok().map(|s| s.trim_end())
+    // The newline sysfs ends a value with, and any other ASCII blank (`trim_end` would pull
+    // Unicode's whitespace table into PID 1).
+    core::str::from_utf8(&buf[..n])
+        .ok()
+        .map(|s| s.trim_end_matches(|c: char| c.is_ascii_whitespace()))
 }
 
 fn read_sys_u32(path: &str) -> Option<u32> {

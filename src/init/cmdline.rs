@@ -89,11 +89,17 @@ fn number(v: &str) -> Option<u32> {
     }
 }
 
+/// The kernel's `isspace` on ASCII: space, \t, \n, \v, \f, \r. (Unicode's whitespace is
+/// nothing the kernel splits on, and `char::is_whitespace` would link its table into PID 1.)
+fn blank(c: char) -> bool {
+    matches!(c, ' ' | '\t'..='\r')
+}
+
 /// Splits on whitespace; a `"..."` value may hold spaces (as the kernel allows).
 fn words(s: &str) -> impl Iterator<Item = &str> {
     let mut rest = s;
     core::iter::from_fn(move || {
-        rest = rest.trim_start();
+        rest = rest.trim_start_matches(blank);
         if rest.is_empty() {
             return None;
         }
@@ -104,7 +110,7 @@ fn words(s: &str) -> impl Iterator<Item = &str> {
                 if c == '"' {
                     quoted = !quoted;
                 }
-                c.is_whitespace() && !quoted
+                blank(c) && !quoted
             })
             .map_or(rest.len(), |(i, _)| i);
         // `end` comes from char_indices: a char boundary (`get` only avoids a panic path).
