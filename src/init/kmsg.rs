@@ -93,9 +93,14 @@ pub fn log(level: Level, args: fmt::Arguments<'_>) {
     let console = CONSOLE.load(Ordering::Relaxed);
     let kmsg = KMSG.load(Ordering::Relaxed);
     if !console {
-        let _ = write!(line, "<{}>", level as u8);
+        let _ = line.write_str(match level {
+            Level::Err => "<3>",
+            Level::Warn => "<4>",
+            Level::Info => "<6>",
+        });
     }
-    let _ = write!(line, "snapinit: {args}");
+    let _ = line.write_str("snapinit: ");
+    let _ = line.write_fmt(args);
     line.buf[line.len] = b'\n';
     line.len += 1;
     let fd = if console || kmsg < 0 {
