@@ -131,6 +131,22 @@ pub enum Status {
     Chain,
 }
 
+impl Status {
+    /// The variant's name as `{:?}` spells it (PID 1's `chain: ...` line), without `Debug`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Status::Unformatted(Foreign::Jffs2) => "Unformatted(Jffs2)",
+            Status::Unformatted(Foreign::DeadCode) => "Unformatted(DeadCode)",
+            Status::Unformatted(Foreign::Ubi) => "Unformatted(Ubi)",
+            Status::Unformatted(Foreign::Squashfs) => "Unformatted(Squashfs)",
+            Status::Unformatted(Foreign::OpenWrtSnapshot) => "Unformatted(OpenWrtSnapshot)",
+            Status::Unreadable => "Unreadable",
+            Status::Empty => "Empty",
+            Status::Chain => "Chain",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainView {
     pub layout: Layout,
@@ -480,5 +496,27 @@ impl fmt::Display for Foreign {
             Foreign::Squashfs => "a squashfs image",
             Foreign::OpenWrtSnapshot => "a chain of OpenWrt's original snapshot tool (OWRT)",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+
+    #[test]
+    fn status_names_are_the_debug_names() {
+        for s in [
+            Status::Unformatted(Foreign::Jffs2),
+            Status::Unformatted(Foreign::DeadCode),
+            Status::Unformatted(Foreign::Ubi),
+            Status::Unformatted(Foreign::Squashfs),
+            Status::Unformatted(Foreign::OpenWrtSnapshot),
+            Status::Unreadable,
+            Status::Empty,
+            Status::Chain,
+        ] {
+            assert_eq!(s.name(), std::format!("{s:?}"));
+        }
     }
 }

@@ -50,32 +50,39 @@ pub struct DeviceFlash {
     pub(crate) ecc_corrected: u32,
 }
 
-pub(crate) fn open_fd<P: rustix::path::Arg>(
-    path: P,
-    writable: bool,
-) -> Result<OwnedFd, DeviceError> {
-    let flags = if writable {
+pub(crate) fn open_fd(path: &str, writable: bool) -> Result<OwnedFd, DeviceError> {
+    crate::cpath::open(path, open_flags(writable), Mode::empty()).map_err(open_error)
+}
+
+fn open_flags(writable: bool) -> OFlags {
+    if writable {
         OFlags::RDWR
     } else {
         OFlags::RDONLY
-    } | OFlags::CLOEXEC;
-    rustix::fs::open(path, flags, Mode::empty()).map_err(|errno| DeviceError::Io {
+    }
+    .union(OFlags::CLOEXEC)
+}
+
+fn open_error(errno: rustix::io::Errno) -> DeviceError {
+    DeviceError::Io {
         op: Op::Open,
         offset: 0,
         errno,
-    })
+    }
 }
 
 impl DeviceFlash {
     /// Opens `path` as MTD if it is a character device, else as a file or block device with
     /// the given erase size (MTD devices report their own).
     pub fn open(path: &str, erase_size: u32, writable: bool) -> Result<Self, DeviceError> {
-        let st = rustix::fs::stat(path).map_err(|errno| DeviceError::Io {
+        let st = crate::cpath::stat(path).map_err(|errno| DeviceError::Io {
             op: Op::Open,
             offset: 0,
             errno,
         })?;
         if FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice {
+            // st_rdev's width differs between architectures.
+            #[allow(clippy::unnecessary_cast)]
             let rdev = st.st_rdev as u64;
             if ubi::is_volume(rdev) {
                 ubi::open(path, &ubi::sys_dir(rdev), writable)
@@ -83,7 +90,7 @@ impl DeviceFlash {
                 Self::open_mtd(path, writable)
             }
         } else {
-            Self::open_file(path, erase_size, writable)
+            file::open(open_fd(path, writable)?, erase_size)
         }
     }
 
@@ -96,7 +103,8 @@ impl DeviceFlash {
         erase_size: u32,
         writable: bool,
     ) -> Result<Self, DeviceError> {
-        file::open(path, erase_size, writable)
+        let fd = rustix::fs::open(path, open_flags(writable), Mode::empty()).map_err(open_error)?;
+        file::open(fd, erase_size)
     }
 
     pub fn is_mtd(&self) -> bool {

@@ -41,6 +41,112 @@ const HOLE_PAGE: u64 = 4096;
 /// Deepest directory nesting removed; paths are at most 255 bytes anyway.
 const MAX_DEPTH: usize = 128;
 
+/// The `*at` and xattr calls the layer makes, taking `&str` as rustix's do, with one C string
+/// conversion for all of them (crate::cpath says why).
+mod at {
+    use rustix::fd::{BorrowedFd, OwnedFd};
+    use rustix::fs::{
+        AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Stat, Timestamps, Uid, XattrFlags,
+    };
+    use rustix::io::Errno;
+
+    use crate::cpath::{c_str as c, MAX};
+
+    pub fn statat(dir: BorrowedFd<'_>, name: &str, f: AtFlags) -> Result<Stat, Errno> {
+        rustix::fs::statat(dir, c(name, &mut [0; MAX + 1])?, f)
+    }
+
+    pub fn openat(dir: BorrowedFd<'_>, name: &str, o: OFlags, m: Mode) -> Result<OwnedFd, Errno> {
+        rustix::fs::openat(dir, c(name, &mut [0; MAX + 1])?, o, m)
+    }
+
+    pub fn openat2(
+        dir: BorrowedFd<'_>,
+        path: &str,
+        o: OFlags,
+        m: Mode,
+        r: ResolveFlags,
+    ) -> Result<OwnedFd, Errno> {
+        rustix::fs::openat2(dir, c(path, &mut [0; MAX + 1])?, o, m, r)
+    }
+
+    pub fn mkdirat(dir: BorrowedFd<'_>, name: &str, m: Mode) -> Result<(), Errno> {
+        rustix::fs::mkdirat(dir, c(name, &mut [0; MAX + 1])?, m)
+    }
+
+    pub fn unlinkat(dir: BorrowedFd<'_>, name: &str, f: AtFlags) -> Result<(), Errno> {
+        rustix::fs::unlinkat(dir, c(name, &mut [0; MAX + 1])?, f)
+    }
+
+    pub fn symlinkat(target: &str, dir: BorrowedFd<'_>, name: &str) -> Result<(), Errno> {
+        rustix::fs::symlinkat(
+            c(target, &mut [0; MAX + 1])?,
+            dir,
+            c(name, &mut [0; MAX + 1])?,
+        )
+    }
+
+    pub fn linkat(
+        old_dir: BorrowedFd<'_>,
+        old: &str,
+        new_dir: BorrowedFd<'_>,
+        new: &str,
+        f: AtFlags,
+    ) -> Result<(), Errno> {
+        let mut buf = [0; MAX + 1];
+        let old = c(old, &mut buf)?;
+        rustix::fs::linkat(old_dir, old, new_dir, c(new, &mut [0; MAX + 1])?, f)
+    }
+
+    pub fn chownat(
+        dir: BorrowedFd<'_>,
+        name: &str,
+        uid: Option<Uid>,
+        gid: Option<Gid>,
+        f: AtFlags,
+    ) -> Result<(), Errno> {
+        rustix::fs::chownat(dir, c(name, &mut [0; MAX + 1])?, uid, gid, f)
+    }
+
+    pub fn utimensat(
+        dir: BorrowedFd<'_>,
+        name: &str,
+        t: &Timestamps,
+        f: AtFlags,
+    ) -> Result<(), Errno> {
+        rustix::fs::utimensat(dir, c(name, &mut [0; MAX + 1])?, t, f)
+    }
+
+    pub fn mknodat(
+        dir: BorrowedFd<'_>,
+        name: &str,
+        t: FileType,
+        m: Mode,
+        dev: u64,
+    ) -> Result<(), Errno> {
+        rustix::fs::mknodat(dir, c(name, &mut [0; MAX + 1])?, t, m, dev)
+    }
+
+    pub fn lsetxattr(path: &str, name: &str, value: &[u8], f: XattrFlags) -> Result<(), Errno> {
+        let mut buf = [0; MAX + 1];
+        let path = c(path, &mut buf)?;
+        rustix::fs::lsetxattr(path, c(name, &mut [0; MAX + 1])?, value, f)
+    }
+
+    pub fn fsetxattr(
+        fd: BorrowedFd<'_>,
+        name: &str,
+        value: &[u8],
+        f: XattrFlags,
+    ) -> Result<(), Errno> {
+        rustix::fs::fsetxattr(fd, c(name, &mut [0; MAX + 1])?, value, f)
+    }
+
+    pub fn fremovexattr(fd: BorrowedFd<'_>, name: &str) -> Result<(), Errno> {
+        rustix::fs::fremovexattr(fd, c(name, &mut [0; MAX + 1])?)
+    }
+}
+
 type Res<T> = Result<T, LayerError<Errno>>;
 
 fn sys<T>(op: &'static str, r: Result<T, Errno>) -> Res<T> {
@@ -187,9 +293,12 @@ impl<'a> DirLayer<'a> {
                 Some(fd) => fd.as_fd(),
                 None => self.root,
             };
-            let fd = match rustix::fs::statat(pfd, comp, AtFlags::SYMLINK_NOFOLLOW) {
+            let fd = match at::statat(pfd, comp, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => open_component(pfd, comp, node(&st), end)?,
-                Err(Errno::NOENT) => self.implicit_dir(pfd, comp, &dir[..end], end)?,
+                // `end` is at a '/' or the end: always a char boundary.
+                Err(Errno::NOENT) => {
+                    self.implicit_dir(pfd, comp, dir.get(..end).unwrap_or(dir), end)?
+                }
                 Err(err) => return Err(LayerError::Sys { op: "stat", err }),
             };
             parent = Some(fd);
@@ -214,7 +323,7 @@ impl<'a> DirLayer<'a> {
         let mut below = None;
         for lower in self.lowers {
             // Nothing at the path (or a path through a non-directory) is nothing to find.
-            let Ok(fd) = rustix::fs::openat2(
+            let Ok(fd) = at::openat2(
                 lower.fd,
                 path,
                 OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -248,11 +357,11 @@ impl<'a> DirLayer<'a> {
         let parent_times = stat_times(&sys("stat", rustix::fs::fstat(parent))?);
         sys(
             "mkdir",
-            rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o700)),
+            at::mkdirat(parent, name, Mode::from_raw_mode(0o700)),
         )?;
         let fd = sys(
             "open dir",
-            rustix::fs::openat(parent, name, DIR_FLAGS, Mode::empty()),
+            at::openat(parent, name, DIR_FLAGS, Mode::empty()),
         )?;
         let zero = Timespec {
             tv_sec: 0,
@@ -297,7 +406,7 @@ impl<'a> DirLayer<'a> {
                 Some(fd) => fd.as_fd(),
                 None => self.root,
             };
-            let st = match rustix::fs::statat(pfd, comp, AtFlags::SYMLINK_NOFOLLOW) {
+            let st = match at::statat(pfd, comp, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => st,
                 Err(Errno::NOENT) => return Ok(None),
                 Err(err) => return Err(LayerError::Sys { op: "stat", err }),
@@ -323,7 +432,7 @@ impl<'a> DirLayer<'a> {
         for x in &e.xattrs {
             sys(
                 "fsetxattr",
-                rustix::fs::fsetxattr(fd, x.name.as_str(), &x.value, XattrFlags::empty()),
+                at::fsetxattr(fd, x.name.as_str(), &x.value, XattrFlags::empty()),
             )?;
         }
         sys("utimens", rustix::fs::futimens(fd, &entry_times(e)))
@@ -342,7 +451,7 @@ impl<'a> DirLayer<'a> {
                     op: "xattr name",
                     err: Errno::INVAL,
                 })?;
-                sys("fremovexattr", rustix::fs::fremovexattr(fd, name))?;
+                sys("fremovexattr", at::fremovexattr(fd, name))?;
             }
         }
         Ok(())
@@ -353,7 +462,7 @@ impl<'a> DirLayer<'a> {
         let (uid, gid) = owner(e);
         sys(
             "chown",
-            rustix::fs::chownat(dir, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW),
+            at::chownat(dir, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW),
         )?;
         if !e.xattrs.is_empty() {
             // No *at xattr call before Linux 6.13: name the node through the parent's
@@ -371,7 +480,7 @@ impl<'a> DirLayer<'a> {
             for x in &e.xattrs {
                 sys(
                     "lsetxattr",
-                    rustix::fs::lsetxattr(
+                    at::lsetxattr(
                         path.as_str(),
                         x.name.as_str(),
                         &x.value,
@@ -382,7 +491,7 @@ impl<'a> DirLayer<'a> {
         }
         sys(
             "utimensat",
-            rustix::fs::utimensat(dir, name, &entry_times(e), AtFlags::SYMLINK_NOFOLLOW),
+            at::utimensat(dir, name, &entry_times(e), AtFlags::SYMLINK_NOFOLLOW),
         )
     }
 }
@@ -396,7 +505,7 @@ impl Layer for DirLayer<'_> {
         }
         self.leave()?;
         if !dir.is_empty() {
-            let fd = match rustix::fs::openat2(self.root, dir, DIR_FLAGS, Mode::empty(), CONFINED) {
+            let fd = match at::openat2(self.root, dir, DIR_FLAGS, Mode::empty(), CONFINED) {
                 Ok(fd) => fd,
                 Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV) => {
                     self.walk_create(dir)?
@@ -418,7 +527,7 @@ impl Layer for DirLayer<'_> {
     }
 
     fn kind(&mut self, name: &str) -> Res<Option<Node>> {
-        match rustix::fs::statat(self.cur_fd(), name, AtFlags::SYMLINK_NOFOLLOW) {
+        match at::statat(self.cur_fd(), name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => Ok(Some(node(&st))),
             Err(Errno::NOENT) => Ok(None),
             Err(err) => Err(LayerError::Sys { op: "stat", err }),
@@ -430,7 +539,7 @@ impl Layer for DirLayer<'_> {
         let parent = if dir.is_empty() {
             None
         } else {
-            match rustix::fs::openat2(
+            match at::openat2(
                 self.root,
                 dir,
                 OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -450,7 +559,7 @@ impl Layer for DirLayer<'_> {
             }
         };
         let pfd = parent.as_ref().map_or(self.root, |fd| fd.as_fd());
-        match rustix::fs::statat(pfd, name, AtFlags::SYMLINK_NOFOLLOW) {
+        match at::statat(pfd, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => Ok(Some(node(&st))),
             Err(Errno::NOENT) => Ok(None),
             Err(err) => Err(LayerError::Sys { op: "stat", err }),
@@ -464,7 +573,7 @@ impl Layer for DirLayer<'_> {
     fn mkdir(&mut self, name: &str) -> Res<()> {
         sys(
             "mkdir",
-            rustix::fs::mkdirat(self.cur_fd(), name, Mode::from_raw_mode(0o700)),
+            at::mkdirat(self.cur_fd(), name, Mode::from_raw_mode(0o700)),
         )
     }
 
@@ -475,7 +584,7 @@ impl Layer for DirLayer<'_> {
         } else {
             opened = sys(
                 "open dir",
-                rustix::fs::openat(self.cur_fd(), name, DIR_FLAGS, Mode::empty()),
+                at::openat(self.cur_fd(), name, DIR_FLAGS, Mode::empty()),
             )?;
             opened.as_fd()
         };
@@ -508,7 +617,7 @@ impl Layer for DirLayer<'_> {
         // most files then need no chmod, nor a chown when their owner is the creator. Special
         // bits wait for the chmod after the chown, which would clear them.
         let mode = u32::from(e.mode) & 0o777;
-        let fd = match rustix::fs::openat(
+        let fd = match at::openat(
             self.cur_fd(),
             name,
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -579,17 +688,14 @@ impl Layer for DirLayer<'_> {
     }
 
     fn symlink(&mut self, name: &str, e: &Entry, target: &str) -> Res<()> {
-        sys(
-            "symlink",
-            rustix::fs::symlinkat(target, self.cur_fd(), name),
-        )?;
+        sys("symlink", at::symlinkat(target, self.cur_fd(), name))?;
         Self::nofollow_meta(self.cur_fd(), name, e)
     }
 
     fn whiteout(&mut self, name: &str, e: &Entry) -> Res<()> {
         sys(
             "mknod whiteout",
-            rustix::fs::mknodat(
+            at::mknodat(
                 self.cur_fd(),
                 name,
                 FileType::CharacterDevice,
@@ -607,7 +713,7 @@ impl Layer for DirLayer<'_> {
         } else {
             Some(sys(
                 "open link target dir",
-                rustix::fs::openat2(
+                at::openat2(
                     self.root,
                     dir,
                     OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -619,7 +725,7 @@ impl Layer for DirLayer<'_> {
         let pfd = parent.as_ref().map_or(self.root, |fd| fd.as_fd());
         sys(
             "link",
-            rustix::fs::linkat(pfd, tname, self.cur_fd(), name, AtFlags::empty()),
+            at::linkat(pfd, tname, self.cur_fd(), name, AtFlags::empty()),
         )
     }
 
@@ -632,10 +738,7 @@ impl Layer for DirLayer<'_> {
 /// other non-directory blocks the path at `prefix`.
 fn open_component(pfd: BorrowedFd<'_>, comp: &str, n: Node, prefix: usize) -> Res<OwnedFd> {
     match n {
-        Node::Dir => sys(
-            "open dir",
-            rustix::fs::openat(pfd, comp, DIR_FLAGS, Mode::empty()),
-        ),
+        Node::Dir => sys("open dir", at::openat(pfd, comp, DIR_FLAGS, Mode::empty())),
         Node::Symlink => Err(LayerError::Blocked {
             prefix,
             why: Blocked::Symlink,
@@ -673,7 +776,7 @@ fn new_group(dir_mode: u32, dir_gid: u32, creator: Creator) -> u32 {
 
 /// What is at `name` in `dir` now, without following symlinks.
 fn kind_at(dir: BorrowedFd<'_>, name: &str) -> Result<Option<FileType>, Errno> {
-    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+    match at::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => Ok(Some(FileType::from_raw_mode(st.st_mode))),
         Err(Errno::NOENT) => Ok(None),
         Err(e) => Err(e),
@@ -685,11 +788,11 @@ pub fn remove(dir: BorrowedFd<'_>, name: &str) -> Result<(), Errno> {
     match kind_at(dir, name)? {
         None => Ok(()),
         Some(FileType::Directory) => {
-            let fd = rustix::fs::openat(dir, name, DIR_FLAGS, Mode::empty())?;
+            let fd = at::openat(dir, name, DIR_FLAGS, Mode::empty())?;
             clear_dir(fd.as_fd(), 0)?;
-            rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
+            at::unlinkat(dir, name, AtFlags::REMOVEDIR)
         }
-        Some(_) => rustix::fs::unlinkat(dir, name, AtFlags::empty()),
+        Some(_) => at::unlinkat(dir, name, AtFlags::empty()),
     }
 }
 

@@ -1,19 +1,14 @@
 //! A regular file or block device as flash: erase writes 0xFF, program overwrites. Image files
 //! for tests and the host, block2mtd-style disks and eMMC partitions all work the same way.
 
-use crate::device::{open_fd, Backend, DeviceFlash};
+use crate::device::{Backend, DeviceFlash};
 use crate::flash::{write_full, DeviceError, Op};
-use rustix::fd::BorrowedFd;
+use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::fs::SeekFrom;
 
-/// Opens `path` with the given erase size; the usable capacity is rounded down to whole erase
-/// blocks.
-pub(crate) fn open<P: rustix::path::Arg>(
-    path: P,
-    erase_size: u32,
-    writable: bool,
-) -> Result<DeviceFlash, DeviceError> {
-    let fd = open_fd(path, writable)?;
+/// The file or block device open at `fd`, with the given erase size; the usable capacity is
+/// rounded down to whole erase blocks.
+pub(crate) fn open(fd: OwnedFd, erase_size: u32) -> Result<DeviceFlash, DeviceError> {
     let st = rustix::fs::fstat(&fd).map_err(|errno| DeviceError::Io {
         op: Op::Info,
         offset: 0,

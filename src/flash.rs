@@ -37,6 +37,20 @@ pub enum Op {
     Sync,
 }
 
+impl Op {
+    /// The variant's name, as in messages (`Read at 0x10000 failed: ...`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Open => "Open",
+            Op::Info => "Info",
+            Op::Read => "Read",
+            Op::Program => "Program",
+            Op::Erase => "Erase",
+            Op::Sync => "Sync",
+        }
+    }
+}
+
 /// Errors of the Linux-backed drivers (MTD character device, file or block device).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceError {
@@ -76,9 +90,9 @@ impl core::fmt::Display for DeviceError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             DeviceError::Io { op, offset, errno } => {
-                write!(f, "{op:?} at {offset:#x} failed: {errno}")
+                write!(f, "{} at {offset:#x} failed: {errno}", op.name())
             }
-            DeviceError::Short { op, offset } => write!(f, "short {op:?} at {offset:#x}"),
+            DeviceError::Short { op, offset } => write!(f, "short {} at {offset:#x}", op.name()),
             DeviceError::NotAligned { offset } => {
                 write!(f, "erase at {offset:#x} is not erase-block aligned")
             }
@@ -164,4 +178,24 @@ pub(crate) fn write_full(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+
+    #[test]
+    fn op_names_are_the_debug_names() {
+        for op in [
+            Op::Open,
+            Op::Info,
+            Op::Read,
+            Op::Program,
+            Op::Erase,
+            Op::Sync,
+        ] {
+            assert_eq!(op.name(), std::format!("{op:?}"));
+        }
+    }
 }

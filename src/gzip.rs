@@ -48,10 +48,10 @@ pub enum GzipError<E> {
     TrailingData,
 }
 
-impl<E: fmt::Debug> fmt::Display for GzipError<E> {
+impl<E: fmt::Display> fmt::Display for GzipError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Io(e) => write!(f, "gzip: read error: {e:?}"),
+            Self::Io(e) => write!(f, "gzip: read error: {e}"),
             Self::Truncated => f.write_str("gzip: stream truncated"),
             Self::BadMagic => f.write_str("gzip: bad magic"),
             Self::UnsupportedMethod(m) => write!(f, "gzip: unsupported method {m}"),

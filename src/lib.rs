@@ -5,6 +5,7 @@
 #![no_std]
 
 pub mod chain;
+pub mod cpath;
 pub mod device;
 pub mod dirlayer;
 pub mod file;
@@ -17,6 +18,7 @@ pub mod replay;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod tar;
+pub mod text;
 pub mod trial;
 pub mod ubi;
 #[cfg(feature = "sim")]

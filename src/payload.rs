@@ -164,24 +164,23 @@ pub enum SourceError<E> {
     Gzip(GzipError<E>),
 }
 
-impl<E: fmt::Debug> fmt::Debug for SourceError<E> {
-    // Replay errors print their cause with `{:?}`: give the readable text, the same in PID 1's
-    // log and in the tool's messages.
+// Debug gives the readable text too: the tool's messages may print it with `{:?}`.
+impl<E: fmt::Display> fmt::Debug for SourceError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for SourceError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Read(e) => write!(f, "read error: {e:?}"),
+            Self::Read(e) => write!(f, "read error: {e}"),
             Self::Gzip(e) => fmt::Display::fmt(e, f),
         }
     }
 }
 
-impl<E: fmt::Debug> fmt::Display for SourceError<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
-    }
-}
-
-impl<E: fmt::Debug> embedded_io::Error for SourceError<E> {
+impl<E: fmt::Display> embedded_io::Error for SourceError<E> {
     fn kind(&self) -> embedded_io::ErrorKind {
         embedded_io::ErrorKind::InvalidData
     }
@@ -189,14 +188,14 @@ impl<E: fmt::Debug> embedded_io::Error for SourceError<E> {
 
 impl<R: embedded_io::Read> embedded_io::ErrorType for TarSource<R>
 where
-    R::Error: fmt::Debug,
+    R::Error: fmt::Display,
 {
     type Error = SourceError<R::Error>;
 }
 
 impl<R: embedded_io::Read> embedded_io::Read for TarSource<R>
 where
-    R::Error: fmt::Debug,
+    R::Error: fmt::Display,
 {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
         match self {

@@ -20,6 +20,7 @@ use core::fmt;
 use embedded_io::Read;
 
 use crate::tar::{Entry, EntryKind, TarError, TarPath, TarReader};
+use crate::text::Quoted;
 
 /// What is at a path of a layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +52,7 @@ pub enum LayerError<E> {
 /// A directory tree that entries are replayed into. Paths are canonical (see
 /// [`crate::tar::normalize`]); names are single components of the entered directory.
 pub trait Layer {
-    type Error: Copy + fmt::Debug;
+    type Error: Copy + fmt::Debug + fmt::Display;
 
     /// Makes directory `dir` (`""`: the layer root) the one later calls act in, creating
     /// missing directories on the way.
@@ -115,15 +116,19 @@ impl fmt::Display for Refusal {
         match self {
             Refusal::Blocked { dir, why } => write!(
                 f,
-                "{:?} is {}",
-                dir.as_str(),
+                "{} is {}",
+                Quoted(dir),
                 match why {
                     Blocked::Symlink => "a symlink, not a directory",
                     Blocked::NotDir => "not a directory",
                 }
             ),
-            Refusal::LinkTargetMissing(t) => write!(f, "hard link target {:?} does not exist", t),
-            Refusal::LinkToDirectory(t) => write!(f, "hard link target {:?} is a directory", t),
+            Refusal::LinkTargetMissing(t) => {
+                write!(f, "hard link target {} does not exist", Quoted(t))
+            }
+            Refusal::LinkToDirectory(t) => {
+                write!(f, "hard link target {} is a directory", Quoted(t))
+            }
         }
     }
 }
@@ -146,15 +151,15 @@ pub struct ReplayError<R, L> {
     pub cause: Cause<R, L>,
 }
 
-impl<R: fmt::Debug, L: fmt::Debug> fmt::Display for ReplayError<R, L> {
+impl<R: fmt::Display, L: fmt::Display> fmt::Display for ReplayError<R, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let path = self.path.as_ref().map(|p| p.as_str());
         match (&self.cause, path) {
             (Cause::Tar(e), None) => write!(f, "at the first entry: {e}"),
-            (Cause::Tar(e), Some(p)) => write!(f, "after entry {p:?}: {e}"),
-            (Cause::Refused(r), p) => write!(f, "entry {:?}: {r}", p.unwrap_or("")),
+            (Cause::Tar(e), Some(p)) => write!(f, "after entry {}: {e}", Quoted(p)),
+            (Cause::Refused(r), p) => write!(f, "entry {}: {r}", Quoted(p.unwrap_or(""))),
             (Cause::Sys { op, err }, p) => {
-                write!(f, "entry {:?}: {op}: {err:?}", p.unwrap_or(""))
+                write!(f, "entry {}: {op}: {err}", Quoted(p.unwrap_or("")))
             }
         }
     }

@@ -13,6 +13,8 @@
 
 use core::fmt;
 
+use crate::text::{Quoted, QuotedChar};
+
 use embedded_io::Read;
 use heapless::Vec;
 
@@ -91,10 +93,10 @@ pub enum TarError<E> {
     TrailingData,
 }
 
-impl<E: fmt::Debug> fmt::Display for TarError<E> {
+impl<E: fmt::Display> fmt::Display for TarError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Io(e) => write!(f, "tar: read error: {e:?}"),
+            Self::Io(e) => write!(f, "tar: read error: {e}"),
             Self::Truncated => f.write_str("tar: archive truncated"),
             Self::BadChecksum { stored, computed } => {
                 write!(f, "tar: header checksum {stored} != computed {computed}")
@@ -102,7 +104,11 @@ impl<E: fmt::Debug> fmt::Display for TarError<E> {
             Self::NotUstar => f.write_str("tar: not a POSIX ustar/pax header"),
             Self::BadNumber(field) => write!(f, "tar: bad number in {field}"),
             Self::UnsupportedType(t) => {
-                write!(f, "tar: unsupported entry type {:?}", char::from(*t))
+                write!(
+                    f,
+                    "tar: unsupported entry type {}",
+                    QuotedChar(char::from(*t))
+                )
             }
             Self::Device { major, minor } => {
                 write!(f, "tar: device {major}:{minor} is not a whiteout")
@@ -130,7 +136,9 @@ impl<E: fmt::Debug> fmt::Display for TarError<E> {
             Self::XattrTooLarge => f.write_str("tar: xattr name or value too large"),
             Self::DanglingPax => f.write_str("tar: pax header without an entry"),
             Self::MissingLinkTarget => f.write_str("tar: link without target"),
-            Self::UnsupportedPaxKey(k) => write!(f, "tar: unsupported pax key {:?}", k.as_str()),
+            Self::UnsupportedPaxKey(k) => {
+                write!(f, "tar: unsupported pax key {}", Quoted(k.as_str()))
+            }
             Self::XattrNamespace => {
                 f.write_str("tar: xattr outside the trusted. and security. namespaces")
             }

@@ -15,10 +15,10 @@ pub enum SpendError<E> {
     NotOnTrial,
 }
 
-impl<E: core::fmt::Debug> core::fmt::Display for SpendError<E> {
+impl<E: core::fmt::Display> core::fmt::Display for SpendError<E> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            SpendError::Flash(e) => write!(f, "flash: {e:?}"),
+            SpendError::Flash(e) => write!(f, "flash: {e}"),
             SpendError::Changed => f.write_str("the block's header changed since it was read"),
             SpendError::NotOnTrial => f.write_str("the block is not on trial"),
         }

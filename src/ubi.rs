@@ -223,14 +223,18 @@ fn sys_path(dir: &str, file: &str) -> SysPath {
 
 /// Reads a small sysfs file (a number or a name) into `buf`; the text without its newline.
 fn read_sys<'b>(path: &str, buf: &'b mut [u8]) -> Option<&'b str> {
-    let fd = rustix::fs::open(
+    let fd = crate::cpath::open(
         path,
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )
     .ok()?;
     let n = rustix::io::read(&fd, &mut *buf).ok()?;
-    core::str::from_utf8(&buf[..n]).ok().map(|s| s.trim_end())
+    // The newline sysfs ends a value with, and any other ASCII blank (`trim_end` would pull
+    // Unicode's whitespace table into PID 1).
+    core::str::from_utf8(&buf[..n])
+        .ok()
+        .map(|s| s.trim_end_matches(|c: char| c.is_ascii_whitespace()))
 }
 
 fn read_sys_u32(path: &str) -> Option<u32> {
@@ -290,7 +294,7 @@ pub(crate) fn open(path: &str, sys: &str, writable: bool) -> Result<DeviceFlash,
 /// The volume named `name` on any attached UBI device: its `/dev/ubiX_Y` path.
 pub fn find_volume(name: &str) -> Option<crate::device::DevicePath> {
     let dir = rustix::fs::open(
-        "/sys/class/ubi",
+        c"/sys/class/ubi",
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )

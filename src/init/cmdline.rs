@@ -5,6 +5,8 @@
 
 use core::fmt;
 
+use snapinit::text::Quoted;
+
 pub type Text = heapless::String<128>;
 
 /// Watchdog timeout for a boot on trial: long enough for procd (or whatever pets the watchdog)
@@ -59,7 +61,9 @@ impl fmt::Display for Warning<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::UnknownKey(k) => write!(f, "ignoring unknown option {k}"),
-            Self::BadValue { key, value } => write!(f, "ignoring bad value {value:?} for {key}"),
+            Self::BadValue { key, value } => {
+                write!(f, "ignoring bad value {} for {key}", Quoted(value))
+            }
         }
     }
 }
@@ -85,11 +89,17 @@ fn number(v: &str) -> Option<u32> {
     }
 }
 
+/// The kernel's `isspace` on ASCII: space, \t, \n, \v, \f, \r. (Unicode's whitespace is
+/// nothing the kernel splits on, and `char::is_whitespace` would link its table into PID 1.)
+fn blank(c: char) -> bool {
+    matches!(c, ' ' | '\t'..='\r')
+}
+
 /// Splits on whitespace; a `"..."` value may hold spaces (as the kernel allows).
 fn words(s: &str) -> impl Iterator<Item = &str> {
     let mut rest = s;
     core::iter::from_fn(move || {
-        rest = rest.trim_start();
+        rest = rest.trim_start_matches(blank);
         if rest.is_empty() {
             return None;
         }
@@ -100,16 +110,22 @@ fn words(s: &str) -> impl Iterator<Item = &str> {
                 if c == '"' {
                     quoted = !quoted;
                 }
-                c.is_whitespace() && !quoted
+                blank(c) && !quoted
             })
             .map_or(rest.len(), |(i, _)| i);
-        let (w, r) = rest.split_at(end);
-        rest = r;
+        // `end` comes from char_indices: a char boundary (`get` only avoids a panic path).
+        let w = rest.get(..end).unwrap_or(rest);
+        rest = rest.get(end..).unwrap_or("");
         Some(w)
     })
 }
 
 pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(Warning<'a>)) -> Settings {
+    // One copy of the parser in PID 1, which calls it with two different closures.
+    parse_dyn(cmdline, &mut warn)
+}
+
+fn parse_dyn<'a>(cmdline: &'a str, warn: &mut dyn FnMut(Warning<'a>)) -> Settings {
     let mut s = Settings::default();
     let mut part_explicit = false;
     for word in words(cmdline) {

@@ -38,9 +38,13 @@ pub fn open() {
 }
 
 fn open_kmsg() -> Option<i32> {
-    rustix::fs::open("/dev/kmsg", OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())
-        .ok()
-        .map(rustix::fd::IntoRawFd::into_raw_fd)
+    rustix::fs::open(
+        c"/dev/kmsg",
+        OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()
+    .map(rustix::fd::IntoRawFd::into_raw_fd)
 }
 
 /// The kmsg descriptor for the next line, replaced by a fresh open every
@@ -89,9 +93,14 @@ pub fn log(level: Level, args: fmt::Arguments<'_>) {
     let console = CONSOLE.load(Ordering::Relaxed);
     let kmsg = KMSG.load(Ordering::Relaxed);
     if !console {
-        let _ = write!(line, "<{}>", level as u8);
+        let _ = line.write_str(match level {
+            Level::Err => "<3>",
+            Level::Warn => "<4>",
+            Level::Info => "<6>",
+        });
     }
-    let _ = write!(line, "snapinit: {args}");
+    let _ = line.write_str("snapinit: ");
+    let _ = line.write_fmt(args);
     line.buf[line.len] = b'\n';
     line.len += 1;
     let fd = if console || kmsg < 0 {

@@ -35,6 +35,7 @@ use snapinit::header::{Kind, Trial};
 use snapinit::payload::{Hashing, PayloadReader, TarSource};
 use snapinit::replay::replay;
 use snapinit::tar::TarReader;
+use snapinit::text::Quoted;
 
 use crate::{error, info, warn};
 use cmdline::Settings;
@@ -105,9 +106,7 @@ pub extern "C" fn snapinit_main(sp: *const usize) -> ! {
         settings = parse_settings(c);
         if let Some(root) = &settings.root {
             // Tests: make the prepared directory the read-only root.
-            if let Err(e) =
-                rustix::process::chroot(root.as_str()).and_then(|()| rustix::process::chdir("/"))
-            {
+            if let Err(e) = mounts::sys::chroot(root).and_then(|()| rustix::process::chdir(c"/")) {
                 error!("chroot {root}: {e}");
             }
         }
@@ -157,10 +156,11 @@ fn exec_target(args: &rt::Args, target: &CStr) -> ! {
     // Memory is what a small router lacks; record what the boot path took.
     let mut status = [0u8; 2048];
     if let Some(hwm) = read_file("/proc/self/status", &mut status)
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .split('\n')
+        .find_map(|l| l.strip_prefix("VmHWM:"))
     {
-        info!("peak RSS {}", hwm.trim_start_matches("VmHWM:").trim());
+        // "VmHWM:\t     272 kB": ASCII blanks (str::trim would pull in Unicode's table).
+        info!("peak RSS {}", hwm.trim_matches([' ', '\t']));
     }
     info!("exec {}", target.to_str().unwrap_or("?"));
     exec_or_fall_back(args, target)
@@ -193,7 +193,7 @@ fn parse_settings(text: &str) -> Settings {
 
 /// Reads a small file (e.g. /proc/cmdline) as text; empty on any failure.
 fn read_file<'a>(path: &str, buf: &'a mut [u8]) -> &'a str {
-    let Ok(fd) = rustix::fs::open(
+    let Ok(fd) = snapinit::cpath::open(
         path,
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
@@ -233,8 +233,8 @@ fn load_chain(settings: &Settings, layers: &Layers) {
         // NAND units: rootfs_data is a UBI volume, not an MTD partition.
         let Some(path) = snapinit::ubi::find_volume(&settings.part) else {
             warn!(
-                "no MTD partition and no UBI volume {:?}; plain tmpfs overlay",
-                settings.part.as_str()
+                "no MTD partition and no UBI volume {}; plain tmpfs overlay",
+                Quoted(&settings.part)
             );
             return;
         };
@@ -285,8 +285,8 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> trial::Marks {
     // Payloads are hashed while they are replayed (`replay_into`): one read of the flash.
     let view = read_chain_with(flash, &mut buf, Volatiles::Deferred);
     info!(
-        "chain: {:?}, {} snapshot(s), {} volatile candidate(s)",
-        view.status,
+        "chain: {}, {} snapshot(s), {} volatile candidate(s)",
+        view.status.name(),
         view.snapshots.len(),
         view.unverified_volatiles.len(),
     );
@@ -410,7 +410,7 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> trial::Marks {
 }
 
 fn open_dir(dir: &str) -> Option<OwnedFd> {
-    match rustix::fs::open(
+    match snapinit::cpath::open(
         dir,
         rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),

@@ -46,6 +46,60 @@ impl core::fmt::Display for MountError {
     }
 }
 
+/// The mount calls with `&str` paths, converted in one place (snapinit::cpath says why).
+pub mod sys {
+    use core::ffi::CStr;
+
+    use rustix::fs::{Mode, StatFs};
+    use rustix::io::Errno;
+    use rustix::mount::{MountFlags, UnmountFlags};
+    use snapinit::cpath::{c_str, MAX};
+
+    pub fn mount(
+        source: &str,
+        target: &str,
+        fstype: &str,
+        flags: MountFlags,
+        data: Option<&CStr>,
+    ) -> Result<(), Errno> {
+        let (mut a, mut b) = ([0; MAX + 1], [0; MAX + 1]);
+        let (source, target) = (c_str(source, &mut a)?, c_str(target, &mut b)?);
+        rustix::mount::mount(
+            source,
+            target,
+            c_str(fstype, &mut [0; MAX + 1])?,
+            flags,
+            data,
+        )
+    }
+
+    pub fn unmount(target: &str, flags: UnmountFlags) -> Result<(), Errno> {
+        rustix::mount::unmount(c_str(target, &mut [0; MAX + 1])?, flags)
+    }
+
+    pub fn mount_move(from: &str, to: &str) -> Result<(), Errno> {
+        let mut a = [0; MAX + 1];
+        let from = c_str(from, &mut a)?;
+        rustix::mount::mount_move(from, c_str(to, &mut [0; MAX + 1])?)
+    }
+
+    pub fn mkdir(path: &str, mode: Mode) -> Result<(), Errno> {
+        rustix::fs::mkdir(c_str(path, &mut [0; MAX + 1])?, mode)
+    }
+
+    pub fn statfs(path: &str) -> Result<StatFs, Errno> {
+        rustix::fs::statfs(c_str(path, &mut [0; MAX + 1])?)
+    }
+
+    pub fn chdir(path: &str) -> Result<(), Errno> {
+        rustix::process::chdir(c_str(path, &mut [0; MAX + 1])?)
+    }
+
+    pub fn chroot(path: &str) -> Result<(), Errno> {
+        rustix::process::chroot(c_str(path, &mut [0; MAX + 1])?)
+    }
+}
+
 fn err(op: &'static str) -> impl Fn(Errno) -> MountError {
     move |errno| MountError { op, errno }
 }
@@ -59,7 +113,7 @@ fn join(base: &str, rest: &str) -> Path {
 // statfs's f_type width differs between architectures.
 #[allow(clippy::unnecessary_cast)]
 fn fs_magic(path: &str) -> Option<i64> {
-    rustix::fs::statfs(path).ok().map(|s| s.f_type as i64)
+    sys::statfs(path).ok().map(|s| s.f_type as i64)
 }
 
 /// Mounts /proc, /sys and /dev unless something of the right type is there.
@@ -89,7 +143,7 @@ pub fn api_filesystems() {
             info!("{target} already mounted");
             continue;
         }
-        match rustix::mount::mount(fstype, target, fstype, flags, None) {
+        match sys::mount(fstype, target, fstype, flags, None) {
             Ok(()) => info!("mounted {fstype} on {target}"),
             Err(e) => warn!("mounting {fstype} on {target} failed: {e}"),
         }
@@ -97,7 +151,7 @@ pub fn api_filesystems() {
 }
 
 fn tmpfs(target: &str, what: &'static str) -> Result<(), MountError> {
-    rustix::mount::mount(
+    sys::mount(
         what,
         target,
         "tmpfs",
@@ -108,14 +162,14 @@ fn tmpfs(target: &str, what: &'static str) -> Result<(), MountError> {
 }
 
 fn mkdir(path: &str) -> Result<(), MountError> {
-    match rustix::fs::mkdir(path, Mode::from_raw_mode(0o755)) {
+    match sys::mkdir(path, Mode::from_raw_mode(0o755)) {
         Ok(()) | Err(Errno::EXIST) => Ok(()),
         Err(e) => Err(err("mkdir")(e)),
     }
 }
 
 fn is_dir(path: &str) -> bool {
-    rustix::fs::stat(path)
+    snapinit::cpath::stat(path)
         .map(|s| rustix::fs::FileType::from_raw_mode(s.st_mode) == rustix::fs::FileType::Directory)
         .unwrap_or(false)
 }
@@ -178,20 +232,20 @@ impl Layers {
 
     /// Empties the snapshot layer by replacing its tmpfs.
     pub fn reset_snapshot(&self) -> Result<(), MountError> {
-        rustix::mount::unmount(self.snapshot().as_str(), UnmountFlags::DETACH)
+        sys::unmount(self.snapshot().as_str(), UnmountFlags::DETACH)
             .map_err(err("unmount snapshot"))?;
         tmpfs(&self.snapshot(), "snapshot")
     }
 
     pub fn reset_volatile(&self) -> Result<(), MountError> {
-        rustix::mount::unmount(self.overlay().as_str(), UnmountFlags::DETACH)
+        sys::unmount(self.overlay().as_str(), UnmountFlags::DETACH)
             .map_err(err("unmount overlay"))?;
         self.fresh_volatile_dirs()
     }
 
     /// Best effort when giving up: the target then runs on the read-only root.
     pub fn abandon(&self) {
-        let _ = rustix::mount::unmount(self.base, UnmountFlags::DETACH);
+        let _ = sys::unmount(self.base, UnmountFlags::DETACH);
     }
 
     /// Mount points the merged root needs and the read-only root may lack go into the
@@ -226,7 +280,7 @@ impl Layers {
                 errno: Errno::NAMETOOLONG,
             })?;
         let root = self.root();
-        rustix::mount::mount(
+        sys::mount(
             "overlay",
             root.as_str(),
             "overlay",
@@ -254,7 +308,7 @@ impl Layers {
         let mut done = 0;
         let mut failure = None;
         for (from, to) in &moves {
-            if let Err(e) = rustix::mount::mount_move(from.as_str(), to.as_str()) {
+            if let Err(e) = sys::mount_move(from, to) {
                 failure = Some(err("move mount")(e));
                 break;
             }
@@ -267,9 +321,9 @@ impl Layers {
             }
         }
         for (from, to) in moves[..done].iter().rev() {
-            let _ = rustix::mount::mount_move(to.as_str(), from.as_str());
+            let _ = sys::mount_move(to, from);
         }
-        let _ = rustix::mount::unmount(root.as_str(), UnmountFlags::DETACH);
+        let _ = sys::unmount(root.as_str(), UnmountFlags::DETACH);
         Err(failure.unwrap_or(MountError {
             op: "switch root",
             errno: Errno::INVAL,
@@ -277,14 +331,14 @@ impl Layers {
     }
 
     fn pivot(&self, root: &str) -> Result<(), MountError> {
-        rustix::process::chdir(root).map_err(err("chdir new root"))?;
-        match rustix::process::pivot_root(".", "rom") {
+        sys::chdir(root).map_err(err("chdir new root"))?;
+        match rustix::process::pivot_root(c".", c"rom") {
             Ok(()) => {
-                rustix::process::chroot(".").map_err(err("chroot"))?;
-                rustix::process::chdir("/").map_err(err("chdir /"))?;
+                rustix::process::chroot(c".").map_err(err("chroot"))?;
+                rustix::process::chdir(c"/").map_err(err("chdir /"))?;
                 let scaffold = join("/rom", self.base);
                 // The layer mounts left the scaffold; it is empty now.
-                if let Err(e) = rustix::mount::unmount(scaffold.as_str(), UnmountFlags::DETACH) {
+                if let Err(e) = sys::unmount(scaffold.as_str(), UnmountFlags::DETACH) {
                     warn!("detaching scaffold {scaffold}: {e}");
                 }
                 info!("pivot_root done: old root at /rom");
@@ -294,12 +348,12 @@ impl Layers {
                 // e.g. the old root is the initramfs rootfs, which cannot be
                 // pivoted: bind it to /rom and move the overlay over /.
                 warn!("pivot_root failed ({e}); moving the overlay onto / instead");
-                rustix::mount::mount_bind("/", "rom").map_err(err("bind old root to /rom"))?;
-                rustix::mount::mount_move(".", "/").map_err(err("move overlay to /"))?;
-                rustix::process::chroot(".").map_err(err("chroot"))?;
-                rustix::process::chdir("/").map_err(err("chdir /"))?;
+                rustix::mount::mount_bind(c"/", c"rom").map_err(err("bind old root to /rom"))?;
+                rustix::mount::mount_move(c".", c"/").map_err(err("move overlay to /"))?;
+                rustix::process::chroot(c".").map_err(err("chroot"))?;
+                rustix::process::chdir(c"/").map_err(err("chdir /"))?;
                 let scaffold = join("/rom", self.base);
-                let _ = rustix::mount::unmount(scaffold.as_str(), UnmountFlags::DETACH);
+                let _ = sys::unmount(scaffold.as_str(), UnmountFlags::DETACH);
                 Ok(())
             }
         }

@@ -61,9 +61,12 @@ pub fn on_boot(marks: Marks, device: &str, settings: &Settings) {
     };
     let (kind, seq) = name(&block);
     match spend(&mut flash, &block) {
+        // As u32: the one integer width PID 1 formats anyway (u8 and u16 Display cost code).
         Ok((used, budget)) => info!(
-            "{kind} {seq} is on trial: boot {used} of {budget}; `snapshot confirm` keeps it, else {} more boot(s) and it is rolled back",
-            budget - u16::from(used)
+            "{kind} {seq} is on trial: boot {} of {}; `snapshot confirm` keeps it, else {} more boot(s) and it is rolled back",
+            u32::from(used),
+            u32::from(budget),
+            u32::from(budget - u16::from(used))
         ),
         Err(e) => error!("{kind} {seq} is on trial but its trial mark could not be spent: {e}"),
     }
@@ -78,7 +81,7 @@ const WDIOC_KEEPALIVE: rustix::ioctl::Opcode = rustix::ioctl::opcode::read::<i32
 
 fn arm_watchdog(secs: u32) {
     let fd = match rustix::fs::open(
-        "/dev/watchdog",
+        c"/dev/watchdog",
         rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     ) {
