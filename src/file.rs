@@ -44,7 +44,8 @@ pub(crate) fn open(fd: OwnedFd, erase_size: u32) -> Result<DeviceFlash, DeviceEr
 
 /// Erasing a file is writing 0xFF, as erased NOR reads.
 pub(crate) fn erase(fd: BorrowedFd<'_>, from: u32, to: u32) -> Result<(), DeviceError> {
-    let ones = [0xFFu8; 4096];
+    // A quarter of a typical erase block per write: few calls, a small stack.
+    let ones = [0xFFu8; 16 * 1024];
     let mut at = from;
     while at < to {
         let n = (to - at).min(ones.len() as u32);

@@ -206,7 +206,7 @@ enum Slot {
 /// An erase block that holds no information: all 0xFF (erased) or all 0x00 (a zeroed image,
 /// `dd if=/dev/zero`). Erasing it destroys nothing.
 fn blank<F: ReadNorFlash>(flash: &mut F, from: u32, len: u32) -> Result<bool, F::Error> {
-    let mut buf = vec![0u8; 4096];
+    let mut buf = vec![0u8; 64 * 1024];
     let mut at = from;
     let end = from + len;
     let mut fill = None;
