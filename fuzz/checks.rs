@@ -231,7 +231,7 @@ pub fn replay(data: &[u8]) {
     let dir = std::fs::File::open(&layer).expect("open layer");
     let mut buf = [0u8; 4096];
 
-    let mut real = DirLayer::new(dir.as_fd(), &[]);
+    let mut real = DirLayer::new(dir.as_fd(), &[], snapinit::dirlayer::UMASK_UNKNOWN);
     let got = replay(&mut TarReader::new(data), &mut real, &mut buf).map_err(|e| {
         let sys = matches!(e.cause, Cause::Sys { .. });
         (e.to_string(), sys)

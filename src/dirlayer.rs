@@ -237,20 +237,24 @@ struct Creator {
 }
 
 impl Creator {
-    fn current() -> Self {
-        // umask can only be read by setting it: put it back at once.
-        let umask = rustix::process::umask(Mode::empty());
-        rustix::process::umask(umask);
+    fn current(umask: u32) -> Self {
         Self {
             uid: rustix::process::geteuid().as_raw(),
             gid: rustix::process::getegid().as_raw(),
-            umask: umask.bits(),
+            umask,
         }
     }
 }
 
+/// The umask to give [`DirLayer::new`] when the process's own is not known: every permission
+/// bit may be cut, so every file gets its chmod.
+pub const UMASK_UNKNOWN: u32 = 0o777;
+
 impl<'a> DirLayer<'a> {
-    pub fn new(root: BorrowedFd<'a>, lowers: &'a [Lower<'a>]) -> Self {
+    /// `umask`: the process's umask, which new nodes' modes pass through (PID 1 cleared it:
+    /// 0). The caller says it because reading it means setting it, which for an instant
+    /// would change the mode of whatever another thread creates.
+    pub fn new(root: BorrowedFd<'a>, lowers: &'a [Lower<'a>], umask: u32) -> Self {
         Self {
             root,
             lowers,
@@ -258,7 +262,7 @@ impl<'a> DirLayer<'a> {
             cur_path: TarPath::new(),
             cur_times: None,
             cur_group: None,
-            creator: Creator::current(),
+            creator: Creator::current(umask),
             file: None,
             file_pos: 0,
             file_written: 0,

@@ -443,7 +443,8 @@ fn replay_into(
     let payload = Hashing::new(PayloadReader::new(flash, block));
     let gzip = block.header.fields.compression == Compression::Gzip;
     let mut tar = TarReader::new(TarSource::new(payload, gzip));
-    let mut target = DirLayer::new(layer.as_fd(), lowers);
+    // PID 1 cleared its umask first thing (`snapinit_main`); the target gets TARGET_UMASK.
+    let mut target = DirLayer::new(layer.as_fd(), lowers, 0);
     let replayed = replay(&mut tar, &mut target, &mut buf);
     let hashed = tar.get_ref().payload();
     let complete = hashed.get_ref().remaining() == 0;

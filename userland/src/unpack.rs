@@ -97,7 +97,20 @@ pub fn unpack<R: Read>(payload: R, gzip: bool, dest: &Path) -> Result<UnpackRepo
     }
     let dir = std::fs::File::open(dest).map_err(dest_err)?;
     let mut tar = tar_reader(payload, gzip);
-    let mut layer = DirLayer::new(dir.as_fd(), &[]);
+    let mut layer = DirLayer::new(dir.as_fd(), &[], umask());
     let mut buf = vec![0u8; 64 * 1024];
     replay(&mut tar, &mut layer, &mut buf).map_err(|e| UnpackError::Replay(Box::new(e)))
+}
+
+/// This process's umask, read from /proc/self/status (Linux 4.7+) without changing it;
+/// unknown without /proc.
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(snapinit::dirlayer::UMASK_UNKNOWN)
 }
