@@ -234,13 +234,14 @@ where
         Ok((view, layout))
     }
 
-    /// Erases the listed erase blocks in order, checking each; returns how many.
+    /// Erases the listed erase blocks in order, checking each; returns how many. The order
+    /// is what keeps every cut provable (FORMAT.md, "Why erase order matters"), so each erase
+    /// is synced before the next: on a write-back medium (block2mtd over a page cache) the
+    /// final flush would otherwise write the blocks back lowest first.
     fn erase_blocks(&mut self, layout: &Layout, blocks: &[u32]) -> Res<u32, F> {
         let e = layout.erase_size;
         for &i in blocks {
             self.erase_checked(i * e, (i + 1) * e)?;
-        }
-        if !blocks.is_empty() {
             self.flash.sync()?;
         }
         Ok(blocks.len() as u32)
@@ -674,11 +675,10 @@ where
             if all_erased(self.flash, i * e, e)? {
                 continue;
             }
+            // Highest first, each synced before the next (as in `erase_blocks`).
             self.erase_checked(i * e, (i + 1) * e)?;
-            erased_blocks += 1;
-        }
-        if erased_blocks > 0 {
             self.flash.sync()?;
+            erased_blocks += 1;
         }
         if requested.is_some() {
             self.write_layout_marker(&layout)?;
