@@ -305,20 +305,13 @@ impl<R: Read> Ahead<R> {
     /// Reads up to `out.len()` bytes: from the read-ahead, or, when that is empty and `out` is
     /// large, straight from the payload (file data skips the copy).
     fn read_some(&mut self, out: &mut [u8]) -> Result<usize, TarError<R::Error>> {
-        if self.pos == self.len {
-            if out.len() >= AHEAD {
-                return self.inner.read(out).map_err(TarError::Io);
-            }
-            self.pos = 0;
-            self.len = self.inner.read(&mut self.buf).map_err(TarError::Io)?;
-            if self.len == 0 {
-                return Ok(0);
-            }
+        if self.pos == self.len && out.len() >= AHEAD {
+            return self.inner.read(out).map_err(TarError::Io);
         }
-        let n = out.len().min(self.len - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
+        // No scratch: `chunk` serves it from the read-ahead, refilled when empty.
+        let from = self.chunk(&mut [], out.len())?;
+        out[..from.len()].copy_from_slice(from);
+        Ok(from.len())
     }
 
     /// Up to `max` bytes, without a copy: a slice of the read-ahead when it holds any, or,
