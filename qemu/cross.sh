@@ -3,6 +3,9 @@
 # architecture of qemu/arch.sh (A_BUILD=cross: mipsel, mips, arm, aarch64), from this
 # repository's working tree.
 #   qemu/cross.sh ARCH OUTDIR
+#   SNAPSHOT_FLEET=yes|no qemu/cross.sh ARCH OUTDIR
+#       the tool with or without the fleet client (OpenWrt's snapshot-fleet or snapshot
+#       package, docs/SIZE.md); default: the table's A_FLEET (MIPS: no)
 # Produces OUTDIR/snapinit and OUTDIR/snapshot (both static, stripped) and
 # OUTDIR/build-times. Progress goes to stderr; fails loudly.
 #
@@ -112,9 +115,15 @@ if [[ -n $A_MUSL ]]; then
 else
   tool_triple=$triple tool_flags=
 fi
-echo "cross.sh: snapshot for $tool_triple" >&2
+fleet=${SNAPSHOT_FLEET:-$A_FLEET}
+case $fleet in
+  yes) features=() ;;
+  no) features=(--no-default-features) ;;
+  *) die "SNAPSHOT_FLEET is yes or no, not $fleet" ;;
+esac
+echo "cross.sh: snapshot for $tool_triple (fleet: $fleet)" >&2
 (cd "$work" && RUSTFLAGS="$tool_flags -C target-feature=+crt-static -C link-arg=-Wl,-z,max-page-size=4096 $SNAPSHOT_SIZE_RUSTFLAGS" \
-  $cargo build -q --release -p snapshot --target "$tool_triple" -Zbuild-std=std,panic_abort \
+  $cargo build -q --release -p snapshot "${features[@]}" --target "$tool_triple" -Zbuild-std=std,panic_abort \
   -Zbuild-std-features=optimize_for_size) >&2 ||
   die "cargo build -p snapshot ($tool_triple) failed"
 "$strip" -R .comment -o "$out/snapshot" "$tdir/$tool_triple/release/snapshot"
@@ -127,6 +136,9 @@ for b in snapinit snapshot; do
 done
 grep -aq 'nothing to replay' "$out/snapinit" || die "$out/snapinit looks like the placeholder PID 1"
 "$A_QEMU_USER" "$out/snapshot" --version >/dev/null || die "snapshot does not run under $A_QEMU_USER"
+# The variant asked for: `fleet` is a command exactly when the fleet client is in.
+if "$A_QEMU_USER" "$out/snapshot" fleet --help >/dev/null 2>&1; then has=yes; else has=no; fi
+[[ $has == "$fleet" ]] || die "snapshot built with fleet=$fleet, but its fleet command: $has"
 printf 'prepare %s\nsnapinit %s\nsnapshot %s\n' "$(secs "$t0" "$t1")" "$(secs "$t1" "$t2")" \
   "$(secs "$t2" "$t3")" >"$out/build-times"
 echo "cross.sh: $arch snapinit $(stat -c %s "$out/snapinit") bytes, snapshot $(stat -c %s "$out/snapshot") bytes (stripped); $(tr '\n' ' ' <"$out/build-times")" >&2

@@ -37,6 +37,10 @@ cargo build --release -p snapshot
 step "host tests"
 cargo test --workspace
 
+step "the tool without the fleet client (OpenWrt's snapshot package; snapshot-fleet has it)"
+cargo clippy -p snapshot --no-default-features --all-targets -- -D warnings
+cargo test -p snapshot --no-default-features --test cli_newcomer --test cli_flow --test cli_trial
+
 step "power-cut and bit-flip proof (figures)"
 cargo test -p snapshot --test powercut -- --nocapture --test-threads=2 2>&1 \
     | grep -E 'checked|erase counts|test result'

@@ -36,6 +36,45 @@ fn help_names_each_alias_once() {
     }
 }
 
+/// The `fleet` feature (OpenWrt's `snapshot-fleet` package) brings the `fleet` and `bundle`
+/// commands; without it (`snapshot`) they are unknown words (exit 2), and the chain commands
+/// are all there. `scripts/test.sh` runs this file in both builds.
+#[test]
+fn the_fleet_commands_exist_exactly_in_the_fleet_build() {
+    let o = Command::new(bin()).arg("--help").output().expect("run");
+    let help = String::from_utf8_lossy(&o.stdout);
+    let listed = |cmd: &str| {
+        help.lines()
+            .any(|l| l.trim_start().starts_with(&format!("{cmd} ")))
+    };
+    for cmd in [
+        "save", "commit", "rollback", "upgrade", "health", "confirm", "verify",
+    ] {
+        assert!(listed(cmd), "{cmd} missing from --help:\n{help}");
+    }
+    let fleet = cfg!(feature = "fleet");
+    for cmd in ["fleet", "bundle"] {
+        assert_eq!(
+            listed(cmd),
+            fleet,
+            "{cmd} in --help (fleet build: {fleet}):\n{help}"
+        );
+        let o = Command::new(bin())
+            .args([cmd, "--help"])
+            .output()
+            .expect("run");
+        assert_eq!(o.status.success(), fleet, "{cmd} --help: {}", show(&o));
+        if !fleet {
+            assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+            assert!(
+                String::from_utf8_lossy(&o.stderr).contains("unrecognized subcommand"),
+                "{}",
+                show(&o)
+            );
+        }
+    }
+}
+
 #[test]
 fn an_unchanged_save_writes_nothing_and_an_empty_one_neither() {
     let sc = scratch();

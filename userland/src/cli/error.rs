@@ -2,7 +2,9 @@
 
 use snapinit::chain::Foreign;
 use snapinit::flash::DeviceError;
+#[cfg(feature = "fleet")]
 use snapshot::fleet::bundle::BundleError;
+#[cfg(feature = "fleet")]
 use snapshot::fleet::sign::{KeyError, KeyringError};
 use snapshot::pack::PackError;
 use snapshot::unpack::UnpackError;
@@ -49,23 +51,32 @@ pub mod code {
     pub const CONFIG: u8 = 18;
     /// A bundle or its manifest lacks the required valid signatures (missing, bad, too few,
     /// unknown keys). Flash untouched.
+    #[cfg_attr(not(feature = "fleet"), allow(dead_code))]
     pub const UNTRUSTED: u8 = 19;
     /// A bundle's payload does not match its signed manifest (size, SHA-256, decoding).
+    #[cfg_attr(not(feature = "fleet"), allow(dead_code))]
     pub const MISMATCH: u8 = 20;
     /// The unit's chain head is not the bundle's base.
+    #[cfg_attr(not(feature = "fleet"), allow(dead_code))]
     pub const WRONG_BASE: u8 = 21;
     /// A bundle, manifest or signature file is larger than allowed.
+    #[cfg_attr(not(feature = "fleet"), allow(dead_code))]
     pub const TOO_LARGE: u8 = 22;
     /// A signed manifest that cannot be used (bad JSON, unknown apiVersion/kind, bad field).
+    #[cfg_attr(not(feature = "fleet"), allow(dead_code))]
     pub const BAD_MANIFEST: u8 = 23;
     /// A channel manifest older than one the unit already took (a replay).
+    #[cfg_attr(not(feature = "fleet"), allow(dead_code))]
     pub const STALE: u8 = 24;
     /// `fleet poll`: no mirror answered after every retry (the unit keeps running; poll again).
+    #[cfg_attr(not(feature = "fleet"), allow(dead_code))]
     pub const NO_MIRROR: u8 = 25;
     /// `fleet publish`, `fleet status --mqtt`, `fleet poll --mqtt`: no MQTT broker took the
     /// status (down, refused, broken protocol) after every retry. Flash untouched.
+    #[cfg_attr(not(feature = "fleet"), allow(dead_code))]
     pub const NO_BROKER: u8 = 26;
     /// `fleet poll`: the channel manifest is past its `expires` time. Flash untouched.
+    #[cfg_attr(not(feature = "fleet"), allow(dead_code))]
     pub const EXPIRED: u8 = 27;
 }
 
@@ -175,22 +186,30 @@ pub enum CliError {
     BadBlock { path: PathBuf, detail: String },
     #[error("{0}")]
     Layout(String),
+    #[cfg(feature = "fleet")]
     #[error("refused: {0}; flash untouched")]
     Bundle(#[from] BundleError),
+    #[cfg(feature = "fleet")]
     #[error("trusted keys: {0}")]
     Keyring(KeyringError),
+    #[cfg(feature = "fleet")]
     #[error("{path}: {err}")]
     Key { path: PathBuf, err: KeyError },
+    #[cfg(feature = "fleet")]
     #[error(
         "{0:?} is not a chain head hash (64 hex digits); give --base IMAGE or --base-hash HEX"
     )]
     BadHash(String),
+    #[cfg(feature = "fleet")]
     #[error("no mirror answered after {tries} round(s): {last}")]
     NoMirror { tries: u32, last: String },
+    #[cfg(feature = "fleet")]
     #[error("{0}")]
     Http(#[from] snapshot::fleet::http::HttpError),
+    #[cfg(feature = "fleet")]
     #[error("no MQTT broker answered after {tries} attempt(s): {last}")]
     NoBroker { tries: u32, last: String },
+    #[cfg(feature = "fleet")]
     #[error("{0}")]
     Mqtt(#[from] snapshot::fleet::mqtt::MqttError),
 }
@@ -220,17 +239,27 @@ impl CliError {
             Aborted | NeedsConfirmation(_) => code::ABORTED,
             Reboot(_) => code::REBOOT,
             Unhealthy(_) => code::UNHEALTHY,
-            Config { .. } | Keyring(_) | Key { .. } => code::CONFIG,
+            Config { .. } => code::CONFIG,
+            #[cfg(feature = "fleet")]
+            Keyring(_) | Key { .. } => code::CONFIG,
+            #[cfg(feature = "fleet")]
             BadHash(_) => code::USAGE,
+            #[cfg(feature = "fleet")]
             NoMirror { .. } => code::NO_MIRROR,
+            #[cfg(feature = "fleet")]
             NoBroker { .. } => code::NO_BROKER,
+            #[cfg(feature = "fleet")]
             Mqtt(
                 snapshot::fleet::mqtt::MqttError::BadAddress(_)
                 | snapshot::fleet::mqtt::MqttError::BadTopic { .. },
             ) => code::USAGE,
+            #[cfg(feature = "fleet")]
             Mqtt(_) => code::NO_BROKER,
+            #[cfg(feature = "fleet")]
             Http(snapshot::fleet::http::HttpError::TooLarge { .. }) => code::TOO_LARGE,
+            #[cfg(feature = "fleet")]
             Http(_) => code::NO_MIRROR,
+            #[cfg(feature = "fleet")]
             Bundle(b) => match b {
                 BundleError::Untrusted { .. } | BundleError::BadSignatureFile { .. } => {
                     code::UNTRUSTED

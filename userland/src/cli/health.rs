@@ -277,6 +277,9 @@ impl Watchdog {
     }
 }
 
+/// The verdict's file in the state directory.
+pub const HEALTH: &str = "health.json";
+
 /// Records a verdict on the lowest block on trial in `<state>/health.json` (best effort: a
 /// read-only state directory must not stop the check), for `fleet status` to report and to
 /// name as the reason when that block rolls back.
@@ -289,10 +292,10 @@ fn record(state: &Path, block: &snapinit::chain::Block, failed: &[String]) {
         "ok": failed.is_empty(),
         "failed": failed,
         "snapshot": block.header.fields.seq,
-        "headerHash": snapshot::fleet::bundle::hex(&block.header.hash),
+        "headerHash": snapshot::hex::hex(&block.header.hash),
     });
     let _ = std::fs::create_dir_all(state)
-        .and_then(|()| std::fs::write(state.join(super::fleet::HEALTH), doc.to_string()));
+        .and_then(|()| std::fs::write(state.join(HEALTH), doc.to_string()));
 }
 
 pub fn health(

@@ -6,6 +6,7 @@ use snapinit::chain::{Block, ChainView, End, Foreign, Layout, Rejected, Status};
 use snapinit::device::DeviceFlash;
 use snapinit::flash::{Geometry, ReadNorFlash};
 use snapinit::header::{Compression, Kind};
+use snapshot::hex::hex;
 use snapshot::writer::{survey, Survey, Suspect};
 
 #[derive(Debug, Serialize)]
@@ -113,10 +114,6 @@ pub fn kind_name(k: Kind) -> &'static str {
         Kind::Snapshot => "snapshot",
         Kind::Volatile => "volatile",
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn block_info(b: &Block, index: Option<usize>, layout: &Layout) -> BlockInfo {

@@ -8,6 +8,7 @@
 //! The manifest carries the payload's SHA-256 and size, so the signatures cover the payload.
 
 use super::sign::{parse_sigs, KeyNum, Keyring};
+pub use crate::hex::{hex, unhex32};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::Read;
@@ -86,21 +87,6 @@ pub enum BundleError {
         expires: u64,
         now: u64,
     },
-}
-
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub fn unhex32(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// A chain's identity for bundles: h0 = 32 zero bytes, h_i = SHA-256(h_(i-1) || payload SHA-256

@@ -1,7 +1,10 @@
 //! `snapshot bundle create|sign|verify|keygen` (build host) and `snapshot fleet apply` (unit).
 //! docs/FLEET.md describes the formats and the trust model.
 
+pub mod args;
+
 use super::error::CliError;
+use super::health::HEALTH;
 use super::{ops, tree, Ctx};
 use snapinit::header::Compression;
 use snapshot::fleet::bundle::{
@@ -1069,7 +1072,6 @@ fn confirmed_on_flash(view: &snapinit::chain::ChainView) -> Option<serde_json::V
 }
 
 /// `<state>/health.json`: `snapshot health`'s last verdict on a boot on trial.
-pub const HEALTH: &str = "health.json";
 /// `<state>/poll.json`: how the last `fleet poll` ended.
 pub const POLL: &str = "poll.json";
 
