@@ -29,6 +29,12 @@ pub const TRIAL_MARKS_LEN: usize = 16;
 /// header torn by a power cut (never sealed: leftovers the next write may erase) from a header
 /// that was whole and has since changed (bit rot: data, never erased without asking).
 pub const SEALED_MARK: usize = 0xD2;
+/// Offset of the failed-check marks: one byte per kind of health check (`snapshot health`:
+/// command, ping, batman-adv neighbours), set when a boot of this block's trial failed that
+/// check. A rolled-back block still tells why after the reboot has emptied RAM; the boot path
+/// only accepts them.
+pub const FAILED_MARKS: usize = 0xD3;
+pub const FAILED_MARKS_LEN: usize = 3;
 
 /// A mark byte that has been programmed.
 pub const MARK_SET: u8 = 0x00;
@@ -130,6 +136,8 @@ pub struct Marks {
     pub trials_used: u8,
     /// The sealed mark is set: the header program completed (see `SEALED_MARK`).
     pub sealed: bool,
+    /// The failed-check marks set: bit i for the mark at `FAILED_MARKS + i`.
+    pub failed: u8,
 }
 
 /// A decoded, integrity-checked header.
@@ -302,8 +310,14 @@ fn decode_marks(b: &[u8; HEADER_LEN]) -> Result<Marks, HeaderError> {
         }
     }
     let sealed = bit(SEALED_MARK)?;
-    for (i, &x) in b.iter().enumerate().skip(TRIAL_MARKS + TRIAL_MARKS_LEN) {
-        if i != SEALED_MARK && x != MARK_CLEAR {
+    let mut failed = 0u8;
+    for i in 0..FAILED_MARKS_LEN {
+        if bit(FAILED_MARKS + i)? {
+            failed |= 1 << i;
+        }
+    }
+    for (i, &x) in b.iter().enumerate().skip(FAILED_MARKS + FAILED_MARKS_LEN) {
+        if x != MARK_CLEAR {
             return Err(HeaderError::CorruptMark(i));
         }
     }
@@ -312,6 +326,7 @@ fn decode_marks(b: &[u8; HEADER_LEN]) -> Result<Marks, HeaderError> {
         confirmed,
         trials_used,
         sealed,
+        failed,
     })
 }
 
@@ -472,6 +487,27 @@ mod tests {
         assert_eq!(decode(&b).map(|h| h.marks.live), Ok(false));
         b[TRIAL_MARKS + 5] = MARK_SET;
         assert_eq!(decode(&b), Err(HeaderError::CorruptMark(TRIAL_MARKS + 5)));
+    }
+
+    #[test]
+    fn failed_check_marks_decode_and_the_rest_stays_reserved() {
+        let mut b = full(&fields());
+        assert_eq!(decode(&b).map(|h| h.marks.failed), Ok(0));
+        b[FAILED_MARKS + 2] = MARK_SET;
+        assert_eq!(decode(&b).map(|h| h.marks.failed), Ok(0b100));
+        b[FAILED_MARKS] = MARK_SET;
+        assert_eq!(decode(&b).map(|h| h.marks.failed), Ok(0b101));
+        let mut torn = b;
+        torn[FAILED_MARKS + 1] = 0x7F;
+        assert_eq!(
+            decode(&torn),
+            Err(HeaderError::CorruptMark(FAILED_MARKS + 1))
+        );
+        b[FAILED_MARKS + FAILED_MARKS_LEN] = MARK_SET;
+        assert_eq!(
+            decode(&b),
+            Err(HeaderError::CorruptMark(FAILED_MARKS + FAILED_MARKS_LEN))
+        );
     }
 
     #[test]

@@ -58,11 +58,14 @@ STEP
 $TRIAL_NET
 emit_str state "\$(cat /etc/state)"
 rc=0; snapshot health --once --no-reboot || rc=\$?; emit_str health_rc \$rc
+snapshot info >/tmp/i 2>&1; emit_lines info </tmp/i
 STEP
   check "t3: the trial snapshot boots (state bad)" is t3 state bad
   check "t3: snapinit spent its only trial boot" has t3 dmesg_snapinit 'snapshot 2 is on trial: boot 1 of 1'
   check "t3: snapinit armed the watchdog" has t3 dmesg_snapinit 'watchdog armed'
   check "t3: health fails (exit 17)" is t3 health_rc 17
+  check "t3: the failed kind of check is marked on the block (the ping passes)" \
+    has t3 info 'ON TRIAL: 1 of 1 boots spent, failed: command'
   vm t4 "$f" <<STEP || return 1
 emit_str state "\$(cat /etc/state)"
 snapshot info >/tmp/i 2>&1; emit_lines info </tmp/i

@@ -294,11 +294,12 @@ STEP
   for u in unit-1 unit-2; do
     check "$u: rolled back by itself" has "$u-back" dmesg_snapinit 'every allowed boot spent'
     check "$u: runs v2 again" is "$u-back" release v2
-    check "$u: the rollback is found on flash after the reboot (RAM state gone)" \
+    check "$u: the rollback and its failed check are found on flash after the reboot (RAM state gone)" \
       python3 -c 'import json, sys
 r = json.loads(sys.argv[1])["status"]["lastRollback"]
-assert r["snapshot"] == 3 and r["reason"] == "trialExhausted", r' "$(get "$u-back" status_before_poll)"
-    check "$u: the poll does not take v3 again" has "$u-back" poll 'not taking bundle v3 again: it rolled back on this unit \(trialExhausted'
+assert r["snapshot"] == 3 and r["reason"] == "healthCheckFailed", r
+assert r["detail"] == "failed on a trial boot: command (from the block'"'"'s marks on flash)", r' "$(get "$u-back" status_before_poll)"
+    check "$u: the poll does not take v3 again" has "$u-back" poll 'not taking bundle v3 again: it rolled back on this unit \(healthCheckFailed'
     check "$u: status: v2's chain, confirmed, the rollback named v3" \
       python3 -c 'import json, sys
 s = json.loads(sys.argv[1])["status"]

@@ -13,8 +13,8 @@ use snapinit::chain::{
 };
 use snapinit::flash::{Durable, Geometry, NorFlash, ReadNorFlash};
 use snapinit::header::{
-    span_blocks, Compression, Fields, Kind, Trial, CONFIRM_MARK, HEADER_LEN, LIVE_MARK, MARK_SET,
-    SEALED_MARK,
+    span_blocks, Compression, Fields, Kind, Trial, CONFIRM_MARK, FAILED_MARKS, FAILED_MARKS_LEN,
+    HEADER_LEN, LIVE_MARK, MARK_SET, SEALED_MARK,
 };
 use std::time::{SystemTime, UNIX_EPOCH};
 pub use survey::{survey, survey_to, Depth, Survey, Suspect};
@@ -453,6 +453,33 @@ where
         Ok(Outcome::Confirmed {
             blocks: on_trial.len(),
         })
+    }
+
+    /// Records on the block at `offset`, while it is on trial, which kinds of health check
+    /// failed (`failed`: bit i for the mark at `FAILED_MARKS + i`), so that its rollback can
+    /// still say why after the reboot. One single-byte program per mark not yet set, so a cut
+    /// leaves a subset set; what boots and the trial state never change. A block no longer on
+    /// trial (confirmed meanwhile, or not in the chain) gets nothing: `Ok(0)`.
+    pub fn mark_failed(&mut self, offset: u32, failed: u8) -> Res<usize, F> {
+        let (view, _) = self.formatted()?;
+        let Some(block) = view
+            .snapshots
+            .iter()
+            .chain(view.volatile())
+            .find(|b| b.offset == offset && matches!(b.header.trial(), Trial::OnTrial { .. }))
+        else {
+            return Ok(0);
+        };
+        let have = block.header.marks.failed;
+        let mut programmed = 0;
+        for i in 0..FAILED_MARKS_LEN {
+            if failed & !have & (1 << i) != 0 {
+                self.program_checked(offset + (FAILED_MARKS + i) as u32, &[MARK_SET])?;
+                self.flash.sync()?;
+                programmed += 1;
+            }
+        }
+        Ok(programmed)
     }
 
     /// Makes a rollback the boot path did by trial exhaustion permanent: the exhausted block

@@ -74,6 +74,22 @@ fn trial_confirm_and_health() {
         show(&o)
     );
     assert_eq!(info(&img)["snapshots"][1]["confirmed"], false);
+    // The kind of check that failed is marked on the block (for the rollback's reason after
+    // the reboot); its trial state is unchanged, and a second failure adds nothing.
+    let marked = |img: &Path| info(img)["snapshots"][1]["failed_checks"].clone();
+    assert_eq!(marked(&img), serde_json::json!(["command"]));
+    assert_eq!(info(&img)["snapshots"][1]["trials_used"], 0);
+    let before = std::fs::read(&img).expect("image");
+    fails(&img, &a.iter().map(String::as_str).collect::<Vec<_>>(), 17);
+    assert!(
+        std::fs::read(&img).expect("image") == before,
+        "marked twice"
+    );
+    assert!(
+        run_ok(&["info"]).contains("ON TRIAL: 0 of 3 boots spent, failed: command"),
+        "{}",
+        run_ok(&["info"])
+    );
 
     // A bad config is an error with its own code, before anything is checked.
     let bad = config(dir, "config health\n\toption deadlin '5'\n");

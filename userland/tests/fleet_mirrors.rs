@@ -495,12 +495,17 @@ fn what_the_fleet_reports_survives_the_reboots_that_empty_the_state_directory() 
     let o = bad.health(None, &broken);
     assert_eq!(o.status.code(), Some(17), "{}", show(&o));
     reboot(bad);
-    // The rollback is on flash: found, with the payload, but the version and the health
-    // check's verdict went with the RAM.
+    // The rollback is on flash: found, with the payload and the kind of check that failed
+    // (the block's failed-check marks), but the version and the verdict's words went with
+    // the RAM.
     let st = unit_status(bad);
     let r = &st["lastRollback"];
     assert_eq!(r["payloadSha256"], payload_sha.as_str(), "{st}");
-    assert_eq!(r["reason"], "trialExhausted", "{st}");
+    assert_eq!(r["reason"], "healthCheckFailed", "{st}");
+    assert_eq!(
+        r["detail"], "failed on a trial boot: command (from the block's marks on flash)",
+        "{st}"
+    );
     assert!(r["version"].is_null(), "{st}");
     // Another reboot (the rolled-back block stays on flash until the next write): the poll
     // finds the rollback again, knows the bundle by its payload, and does not take it.
@@ -508,7 +513,7 @@ fn what_the_fleet_reports_survives_the_reboots_that_empty_the_state_directory() 
     let before = fs::read(&bad.img).expect("image");
     let out = poll(bad);
     assert!(
-        out.contains("not taking bundle v2 again: it rolled back on this unit (trialExhausted"),
+        out.contains("not taking bundle v2 again: it rolled back on this unit (healthCheckFailed"),
         "{out}"
     );
     assert!(fs::read(&bad.img).expect("image") == before, "retaken");

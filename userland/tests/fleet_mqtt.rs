@@ -283,14 +283,17 @@ fn the_broker_keeps_the_failed_verdict_that_names_a_rollback_after_the_unit_lost
     let v: serde_json::Value =
         serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&o)));
     assert_eq!(v["ok"], false, "{v}");
-    // The reboot rolls back and empties the RAM: the unit itself can only say its trial ran
-    // out. The fleet view joins the verdict the broker kept for that very block.
+    // The reboot rolls back and empties the RAM: the unit itself can only say which kind of
+    // check failed (its block's failed-check marks). The fleet view joins the words of the
+    // verdict the broker kept for that very block.
     reboot();
     publish();
     let o = u.run(None, &["fleet", "status", "--json"], true);
     let own: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let own_r = &own["status"]["lastRollback"];
+    assert_eq!(own_r["reason"], "healthCheckFailed", "{own}");
     assert_eq!(
-        own["status"]["lastRollback"]["reason"], "trialExhausted",
+        own_r["detail"], "failed on a trial boot: command (from the block's marks on flash)",
         "{own}"
     );
     let rep = fleet_json(&url);

@@ -1,6 +1,6 @@
 //! Trial boots under power cuts: a cut at every flash operation of spending a trial boot (the
-//! boot path's one write), of `confirm`, and of the write that makes a trial rollback
-//! permanent. After each cut the boot shows the old or the new state, a trial is never gained
+//! boot path's one write), of `confirm`, of recording failed health checks, and of the write
+//! that makes a trial rollback permanent. After each cut the boot shows the old or the new state, a trial is never gained
 //! (spent marks never come back), a confirmation never lost once made, and the next write
 //! succeeds.
 
@@ -49,6 +49,12 @@ fn trials<F: Medium>(flash: &mut F) -> Vec<Trial> {
         .chain(view.volatile())
         .map(|b| b.header.trial())
         .collect()
+}
+
+/// The failed-check marks of the `i`th snapshot the boot path would boot.
+fn failed<F: Medium>(flash: &mut F, i: usize) -> u8 {
+    let mut buf = [0u8; 512];
+    read_chain(flash, &mut buf).snapshots[i].header.marks.failed
 }
 
 fn data(tag: u8, len: usize) -> Vec<u8> {
@@ -199,6 +205,52 @@ fn cuts_in_trials<F: Medium>(medium: &str) {
             );
         },
     );
+
+    // Recording failed checks (two kinds): what boots and the trial state never change; the
+    // marks set are some of those asked for, and a later confirm or boot still works.
+    let trial_offset = {
+        let mut buf = [0u8; 512];
+        read_chain(&mut on_trial.clone(), &mut buf).snapshots[1].offset
+    };
+    let ask = 0b101;
+    checked += cut_everywhere(
+        "failed-check marks",
+        &on_trial,
+        &|f| {
+            writer(f, 0)
+                .mark_failed(trial_offset, ask)
+                .is_ok_and(|n| n == 2)
+        },
+        &|f, at| {
+            assert_eq!(state(f), before, "{at}: marking changed what boots");
+            assert_eq!(
+                trials(f)[1],
+                trial_before[1],
+                "{at}: marking moved the trial"
+            );
+            let got = failed(f, 1);
+            assert_eq!(got & !ask, 0, "{at}: marks {got:#b} beyond {ask:#b}");
+        },
+    );
+    let mut marked = on_trial.clone();
+    assert_eq!(
+        writer(&mut marked, 0).mark_failed(trial_offset, ask).ok(),
+        Some(2)
+    );
+    assert_eq!(failed(&mut marked, 1), ask);
+    // Asking again programs nothing; the next boot spends its mark as before.
+    let ops = marked.ops();
+    assert_eq!(
+        writer(&mut marked, 0).mark_failed(trial_offset, ask).ok(),
+        Some(0)
+    );
+    boot(&mut marked).expect("boot after marking");
+    assert!(marked.ops() > ops);
+    assert_eq!(
+        trials(&mut marked)[1],
+        Trial::OnTrial { used: 2, budget: 3 }
+    );
+    assert_eq!(failed(&mut marked, 1), ask);
 
     // A confirmed block survives any number of later boots; spending finds nothing.
     let mut confirmed = on_trial.clone();

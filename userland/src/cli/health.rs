@@ -197,14 +197,56 @@ fn read_config(path: &Path) -> Result<Checks, CliError> {
     checks(&parse_uci(&text).map_err(bad)?).map_err(bad)
 }
 
-/// Runs every check once; the failures, in words.
-fn run_checks(c: &Checks) -> Vec<String> {
+/// The kinds of check, in the order of their failed-check marks on flash (docs/FORMAT.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckKind {
+    Command,
+    Ping,
+    Batman,
+}
+
+impl CheckKind {
+    pub const ALL: [CheckKind; snapinit::header::FAILED_MARKS_LEN] =
+        [CheckKind::Command, CheckKind::Ping, CheckKind::Batman];
+
+    /// Its bit in `Marks::failed`.
+    pub fn bit(self) -> u8 {
+        1 << self as u8
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckKind::Command => "command",
+            CheckKind::Ping => "ping",
+            CheckKind::Batman => "batman-adv neighbours",
+        }
+    }
+
+    /// The kinds whose marks `failed` holds.
+    pub fn named(failed: u8) -> Vec<&'static str> {
+        Self::ALL
+            .iter()
+            .filter(|k| failed & k.bit() != 0)
+            .map(|k| k.name())
+            .collect()
+    }
+}
+
+/// One check that did not pass.
+struct Failure {
+    kind: CheckKind,
+    text: String,
+}
+
+/// Runs every check once; the failures, with their kinds.
+fn run_checks(c: &Checks) -> Vec<Failure> {
     let mut failed = Vec::new();
+    let mut fail = |kind, text| failed.push(Failure { kind, text });
     for cmd in &c.commands {
         match Command::new("/bin/sh").args(["-c", cmd]).status() {
             Ok(s) if s.success() => {}
-            Ok(s) => failed.push(format!("command `{cmd}` {s}")),
-            Err(e) => failed.push(format!("command `{cmd}`: {e}")),
+            Ok(s) => fail(CheckKind::Command, format!("command `{cmd}` {s}")),
+            Err(e) => fail(CheckKind::Command, format!("command `{cmd}`: {e}")),
         }
     }
     for host in &c.ping {
@@ -215,7 +257,7 @@ fn run_checks(c: &Checks) -> Vec<String> {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            failed.push(format!("{host} does not answer ping"));
+            fail(CheckKind::Ping, format!("{host} does not answer ping"));
         }
     }
     if c.batman_neighbours > 0 {
@@ -232,11 +274,17 @@ fn run_checks(c: &Checks) -> Vec<String> {
             });
         match n {
             Some(n) if n >= c.batman_neighbours => {}
-            Some(n) => failed.push(format!(
-                "{n} batman-adv neighbour(s), at least {} needed",
-                c.batman_neighbours
-            )),
-            None => failed.push("`batctl n` does not run (no batman-adv)".into()),
+            Some(n) => fail(
+                CheckKind::Batman,
+                format!(
+                    "{n} batman-adv neighbour(s), at least {} needed",
+                    c.batman_neighbours
+                ),
+            ),
+            None => fail(
+                CheckKind::Batman,
+                "`batctl n` does not run (no batman-adv)".into(),
+            ),
         }
     }
     failed
@@ -283,7 +331,8 @@ pub const HEALTH: &str = "health.json";
 /// Records a verdict on the lowest block on trial in `<state>/health.json` (best effort: a
 /// read-only state directory must not stop the check), for `fleet status` to report and to
 /// name as the reason when that block rolls back.
-fn record(state: &Path, block: &snapinit::chain::Block, failed: &[String]) {
+fn record(state: &Path, block: &snapinit::chain::Block, failed: &[Failure]) {
+    let failed: Vec<&str> = failed.iter().map(|f| f.text.as_str()).collect();
     let doc = serde_json::json!({
         "time": std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -296,6 +345,20 @@ fn record(state: &Path, block: &snapinit::chain::Block, failed: &[String]) {
     });
     let _ = std::fs::create_dir_all(state)
         .and_then(|()| std::fs::write(state.join(HEALTH), doc.to_string()));
+}
+
+/// Sets the block's failed-check marks (docs/FORMAT.md) before the reboot, so the rollback
+/// still says why once RAM is gone; best effort: a failure here must not stop the reboot.
+fn mark_failed(ctx: &Ctx, block: &snapinit::chain::Block, failed: &[Failure]) {
+    let mask = failed.iter().fold(0, |m, f| m | f.kind.bit());
+    let done = ctx.open(true).and_then(|(_lock, mut dev)| {
+        super::ops::write_op(&mut dev, 0, "recording", |w| {
+            w.mark_failed(block.offset, mask)
+        })
+    });
+    if let Err(e) = done {
+        eprintln!("health: the failed checks could not be recorded on flash: {e}");
+    }
 }
 
 pub fn health(
@@ -331,11 +394,12 @@ pub fn health(
             return Ok(());
         }
         for f in &failed {
-            eprintln!("health: {f}");
+            eprintln!("health: {}", f.text);
         }
         let up = uptime();
         if once || up >= checks.deadline {
             record(state, &trial_block, &failed);
+            mark_failed(ctx, &trial_block, &failed);
             eprintln!(
                 "health: not confirmed {} s after boot: rebooting to spend the next trial (the unit rolls back when none is left)",
                 up

@@ -31,6 +31,8 @@ pub struct BlockInfo {
     pub trial_budget: u16,
     pub trials_used: u8,
     pub confirmed: bool,
+    /// The kinds of health check a boot of its trial failed (its failed-check marks).
+    pub failed_checks: Vec<&'static str>,
     /// "chain" (its slot in the chain) or "backbuf" (the back buffer copy).
     pub location: &'static str,
 }
@@ -136,6 +138,7 @@ fn block_info(b: &Block, index: Option<usize>, layout: &Layout) -> BlockInfo {
         trial_budget: f.trial_budget,
         trials_used: b.header.marks.trials_used,
         confirmed: f.trial_budget == 0 || b.header.marks.confirmed,
+        failed_checks: super::health::CheckKind::named(b.header.marks.failed),
         location: if b.offset == layout.backbuf_offset() && f.kind == Kind::Volatile {
             "backbuf"
         } else {
@@ -261,10 +264,17 @@ fn marks(b: &BlockInfo) -> String {
         "confirmed".into()
     } else if b.confirmed {
         format!("confirmed (after {} trial boot(s))", b.trials_used)
-    } else {
+    } else if b.failed_checks.is_empty() {
         format!(
             "ON TRIAL: {} of {} boots spent",
             b.trials_used, b.trial_budget
+        )
+    } else {
+        format!(
+            "ON TRIAL: {} of {} boots spent, failed: {}",
+            b.trials_used,
+            b.trial_budget,
+            b.failed_checks.join(", ")
         )
     }
 }

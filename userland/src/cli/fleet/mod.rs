@@ -921,14 +921,23 @@ fn rollbacks(
     if let Some((offset, h)) = rolled_back_block(dev, view) {
         let sha = hex(&h.fields.payload_sha256);
         if !rolled.iter().any(|r| r["payloadSha256"] == sha.as_str()) {
-            // Why: the health check's last verdict on that very block, when it failed;
-            // otherwise the boots ran out without any verdict (a hang, a unit that never
-            // reached the check).
+            // Why: the health check's last verdict on that very block, when it failed; else
+            // the kinds of check its failed-check marks name (the verdict's words went with
+            // the reboot); else the boots ran out without any verdict (a hang, a unit that
+            // never reached the check).
             let hh = hex(&h.hash);
             let failed = last_health
                 .as_ref()
                 .filter(|l| l["headerHash"] == hh.as_str() && l["ok"] == false);
+            let marked = super::health::CheckKind::named(h.marks.failed);
             let (reason, detail) = match failed {
+                None if !marked.is_empty() => (
+                    "healthCheckFailed",
+                    format!(
+                        "failed on a trial boot: {} (from the block's marks on flash)",
+                        marked.join(", ")
+                    ),
+                ),
                 Some(l) => (
                     "healthCheckFailed",
                     l["failed"]
@@ -1260,9 +1269,10 @@ pub fn report(files: &[PathBuf], json: bool, html: Option<&Path>) -> Result<(), 
 
 /// How many units on which chain id and version, on trial, rolled back and why; `--json`
 /// (kind FleetReport), `--html FILE`. `verdicts`: each unit's last health verdict as the broker
-/// kept it; a rollback its unit could only call `trialExhausted` (the failed verdict was lost
-/// with the unit's RAM at the reboot) is `healthCheckFailed` with the verdict's failures when
-/// that verdict failed on the very block that rolled back.
+/// kept it. A rollback whose unit lost the failed verdict's words with its RAM at the reboot
+/// (it says `trialExhausted`, or `healthCheckFailed` with only the kinds of check its block's
+/// marks name) is `healthCheckFailed` with the verdict's failures when that verdict failed on
+/// the very block that rolled back.
 fn summarize(
     docs: &[serde_json::Value],
     verdicts: &std::collections::BTreeMap<String, serde_json::Value>,
@@ -1291,8 +1301,7 @@ fn summarize(
             let field = |k: &str| r.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
             let (mut reason, mut detail) = (field("reason"), field("detail"));
             if let Some(v) = verdicts.get(&unit).filter(|v| {
-                reason == "trialExhausted"
-                    && v["ok"] == false
+                v["ok"] == false
                     && v["headerHash"].as_str() == r.get("headerHash").and_then(|x| x.as_str())
             }) {
                 reason = "healthCheckFailed".into();
