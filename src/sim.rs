@@ -6,11 +6,18 @@
 //! power at operation K, tearing that operation physically (a program lands a prefix or some of
 //! its cleared bits; an erase sets a prefix or some of the bits), after which every operation
 //! fails until `power_on`.
+//!
+//! With `with_write_back`, it is flash behind a write-back cache instead (block2mtd over a file,
+//! an image file, a block device): operations change what reads see at once, but reach the
+//! medium only at `sync`; at a cut, any subset of the pages written since the last sync has
+//! reached it (the kernel writes dirty pages back in no particular order), chosen with
+//! `set_landing`.
 
 extern crate alloc;
 
 use crate::flash::ReadNorFlash;
 use crate::flash::{Durable, ErrorType, Geometry, NorFlash, NorFlashError, NorFlashErrorKind};
+use alloc::collections::BTreeSet;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -94,6 +101,18 @@ pub struct BlockStats {
     pub erases: u64,
 }
 
+/// The medium behind a write-back cache (`SimFlash::with_write_back`).
+#[derive(Debug, Clone)]
+struct WriteBack {
+    page: usize,
+    medium: Vec<u8>,
+    medium_programmed: Vec<bool>,
+    /// Pages written since the last sync (page indices).
+    dirty: BTreeSet<usize>,
+    /// Which dirty pages, in index order, reach the medium at the cut.
+    landing: Vec<bool>,
+}
+
 #[derive(Debug, Clone)]
 pub struct SimFlash {
     mem: Vec<u8>,
@@ -106,6 +125,7 @@ pub struct SimFlash {
     faults: Vec<Fault>,
     ecc_corrected: u64,
     ecc_failed: u64,
+    write_back: Option<WriteBack>,
 }
 
 /// xorshift64*: deterministic bits for torn operations.
@@ -133,6 +153,41 @@ impl SimFlash {
             faults: Vec::new(),
             ecc_corrected: 0,
             ecc_failed: 0,
+            write_back: None,
+        }
+    }
+
+    /// This flash, from now on behind a write-back cache of `page`-byte pages: what it holds
+    /// now is on the medium.
+    pub fn with_write_back(mut self, page: usize) -> Self {
+        self.write_back = Some(WriteBack {
+            page: page.max(1),
+            medium: self.mem.clone(),
+            medium_programmed: self.programmed.clone(),
+            dirty: BTreeSet::new(),
+            landing: Vec::new(),
+        });
+        self
+    }
+
+    /// Pages written since the last sync: at a cut, each may or may not reach the medium.
+    pub fn dirty_pages(&self) -> usize {
+        self.write_back.as_ref().map_or(0, |w| w.dirty.len())
+    }
+
+    /// Which of the `dirty_pages`, in offset order, reach the medium when power comes back
+    /// after a cut (missing entries: not).
+    pub fn set_landing(&mut self, landing: &[bool]) {
+        if let Some(w) = &mut self.write_back {
+            w.landing = landing.to_vec();
+        }
+    }
+
+    fn touch(&mut self, start: usize, end: usize) {
+        if let Some(w) = &mut self.write_back {
+            if end > start {
+                w.dirty.extend(start / w.page..=(end - 1) / w.page);
+            }
         }
     }
 
@@ -156,7 +211,26 @@ impl SimFlash {
     }
 
     /// Power comes back: the cut is disarmed, the contents stay as the cut left them.
+    /// With a write-back cache, the pages `set_landing` chose reached the medium before the
+    /// cut and the rest of the cache is lost.
     pub fn power_on(&mut self) {
+        if let Some(w) = &mut self.write_back {
+            if !self.powered {
+                let len = self.mem.len();
+                for (k, &p) in w.dirty.iter().enumerate() {
+                    let range = p * w.page..((p + 1) * w.page).min(len);
+                    if w.landing.get(k).copied().unwrap_or(false) {
+                        w.medium[range.clone()].copy_from_slice(&self.mem[range.clone()]);
+                        w.medium_programmed[range.clone()].copy_from_slice(&self.programmed[range]);
+                    } else {
+                        self.mem[range.clone()].copy_from_slice(&w.medium[range.clone()]);
+                        self.programmed[range.clone()].copy_from_slice(&w.medium_programmed[range]);
+                    }
+                }
+                w.dirty.clear();
+                w.landing.clear();
+            }
+        }
         self.cut_at = None;
         self.powered = true;
     }
@@ -206,6 +280,7 @@ impl SimFlash {
 
     fn erase_one(&mut self, start: usize) -> Result<(), SimError> {
         let tear = self.begin()?;
+        self.touch(start, start + self.erase_size as usize);
         let block = self.block_of(start);
         self.stats[block].erases += 1;
         for f in &self.faults {
@@ -339,6 +414,7 @@ impl NorFlash for SimFlash {
             return Err(SimError::Reprogram { offset: i as u32 });
         }
         let tear = self.begin()?;
+        self.touch(start, end);
         if !bytes.is_empty() {
             for b in self.block_of(start)..=self.block_of(end - 1) {
                 self.stats[b].programs += 1;
@@ -391,13 +467,22 @@ impl NorFlash for SimFlash {
 }
 
 impl Durable for SimFlash {
-    /// The simulator has no cache: every operation is durable when it returns.
+    /// Without a write-back cache every operation is durable when it returns; with one, the
+    /// pages written since the last sync reach the medium now.
     fn sync(&mut self) -> Result<(), SimError> {
-        if self.powered {
-            Ok(())
-        } else {
-            Err(SimError::PowerCut)
+        if !self.powered {
+            return Err(SimError::PowerCut);
         }
+        if let Some(w) = &mut self.write_back {
+            let len = self.mem.len();
+            for &p in &w.dirty {
+                let range = p * w.page..((p + 1) * w.page).min(len);
+                w.medium[range.clone()].copy_from_slice(&self.mem[range.clone()]);
+                w.medium_programmed[range.clone()].copy_from_slice(&self.programmed[range]);
+            }
+            w.dirty.clear();
+        }
+        Ok(())
     }
 }
 
@@ -426,6 +511,31 @@ mod tests {
         assert_eq!(f.write(20, &[0]), Err(SimError::PowerCut));
         f.power_on();
         f.write(20, &[0]).unwrap();
+    }
+
+    #[test]
+    fn write_back_loses_what_did_not_land_and_keeps_what_was_synced() {
+        let mut f = SimFlash::new(256, 4).with_write_back(128);
+        f.write(0, &[1]).unwrap();
+        f.sync().unwrap();
+        f.write(10, &[2]).unwrap(); // page 0
+        f.write(300, &[3]).unwrap(); // page 2
+        f.write(600, &[4]).unwrap(); // page 4
+        assert_eq!(f.contents()[300], 3, "reads see the cache");
+        f.cut_power_at(0, Tear::Nothing);
+        assert_eq!(f.write(700, &[5]), Err(SimError::PowerCut));
+        assert_eq!(f.dirty_pages(), 4, "pages 0, 2, 4 and the cut one's");
+        f.set_landing(&[false, true, false, true]);
+        f.power_on();
+        let c = f.contents();
+        assert_eq!(
+            (c[0], c[10], c[300], c[600], c[700]),
+            (1, 0xFF, 3, 0xFF, 0xFF)
+        );
+        // What did not land may be programmed again; what landed may not.
+        f.write(10, &[6]).unwrap();
+        assert_eq!(f.write(300, &[0]), Err(SimError::Reprogram { offset: 300 }));
+        assert_eq!(f.dirty_pages(), 1);
     }
 
     #[test]
