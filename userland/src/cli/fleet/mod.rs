@@ -901,6 +901,19 @@ fn name_rollback(state: &Path, sha: &str, version: &str) {
     }
 }
 
+/// A health verdict's failures (`failed` of health.json), in one line.
+fn failures(verdict: &serde_json::Value) -> String {
+    verdict["failed"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter_map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .unwrap_or_default()
+}
+
 /// The rollbacks this unit has seen, oldest first (`<state>/rolled-back.json`), with the one the
 /// chain shows now added (and the recorded version put back to the one below it).
 fn rollbacks(
@@ -938,18 +951,7 @@ fn rollbacks(
                         marked.join(", ")
                     ),
                 ),
-                Some(l) => (
-                    "healthCheckFailed",
-                    l["failed"]
-                        .as_array()
-                        .map(|f| {
-                            f.iter()
-                                .filter_map(|x| x.as_str())
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        })
-                        .unwrap_or_default(),
-                ),
+                Some(l) => ("healthCheckFailed", failures(l)),
                 None => (
                     "trialExhausted",
                     format!(
@@ -1305,15 +1307,7 @@ fn summarize(
                     && v["headerHash"].as_str() == r.get("headerHash").and_then(|x| x.as_str())
             }) {
                 reason = "healthCheckFailed".into();
-                detail = v["failed"]
-                    .as_array()
-                    .map(|f| {
-                        f.iter()
-                            .filter_map(|x| x.as_str())
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    })
-                    .unwrap_or_default();
+                detail = failures(v);
             }
             rolled_back.push((unit.clone(), reason, field("version"), detail));
         }
