@@ -443,6 +443,7 @@ echo "HARD=$($bb stat -c %h /etc/hard 2>/dev/null)"
 echo "ROMOLD=$($bb cat /rom/etc/old)"
 echo "SNAPLS=$($bb ls /snapshot/etc | $bb tr '\n' ,)"
 echo "UPPERLS=$($bb ls /overlay/upper/etc 2>/dev/null | $bb tr '\n' ,)"
+echo "RECORD=$($bb cat /overlay/snapinit 2>/dev/null | $bb tr '\n' ,)"
 "#;
 
 /// Boots the standard root with `image` as the chain device and CHAIN_SCRIPT as the target;
@@ -785,6 +786,8 @@ fn a_snapshot_on_trial_rolls_back_after_its_boots_and_a_confirmed_one_stays() {
         }
         let (out, log) = boot_trial(&dir, &chain);
         assert!(out.contains("NET=two"), "boot {boot}: {out}");
+        // The boot record tells `snapshot health` that this PID 1 reads the marks.
+        assert!(out.contains("RECORD=failed-check-marks,"), "{out}");
         assert!(
             log.contains(&format!("snapshot 2 is on trial: boot {boot} of 2")),
             "{log}"

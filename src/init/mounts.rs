@@ -14,10 +14,14 @@
 //! `snapshot save` stores), S/snapshot and
 //! S/overlay and the API filesystems are moved into it, and pivot_root makes
 //! it / with the old root at /rom. The scaffold, now /rom/tmp, is detached.
+//!
+//! Before the overlay is mounted, S/overlay/snapinit (`/overlay/snapinit` in the running
+//! system, outside the upper directory `snapshot save` stores) says what this PID 1 reads, so
+//! that a newer `snapshot` tool never writes what an older PID 1 would take for corruption.
 
 use core::fmt::Write;
 
-use rustix::fs::Mode;
+use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mount::{MountFlags, UnmountFlags};
 
@@ -26,6 +30,10 @@ use crate::{info, warn};
 pub type Path = heapless::String<64>;
 
 const SCAFFOLD_CANDIDATES: [&str; 2] = ["/tmp", "/mnt"];
+
+/// What this PID 1 reads beyond the first format, one word per line (docs/BOOT.md, "Boot
+/// record"): `failed-check-marks`, the header bytes 0xD3..0xD6 (docs/FORMAT.md).
+const BOOT_RECORD: &[u8] = b"failed-check-marks\n";
 
 /// Where the layers and the API filesystems are mounted in the merged root.
 const MOUNT_POINTS: [&str; 6] = ["/rom", "/snapshot", "/overlay", "/proc", "/sys", "/dev"];
@@ -263,9 +271,25 @@ impl Layers {
         }
     }
 
+    /// Writes the boot record (see the module comment); a failure is only logged: the tool
+    /// then writes nothing this PID 1 might not read.
+    fn boot_record(&self) {
+        let path = join(&self.overlay(), "/snapinit");
+        let written = snapinit::cpath::open(
+            &path,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o444),
+        )
+        .and_then(|fd| rustix::io::write(&fd, BOOT_RECORD));
+        if let Err(e) = written {
+            warn!("cannot write {path}: {e}");
+        }
+    }
+
     /// Mounts the overlay and makes it / (see the module comment).
     pub fn switch_root(&self) -> Result<(), MountError> {
         self.mount_points();
+        self.boot_record();
         let mut opts: heapless::String<200> = heapless::String::new();
         let _ = write!(
             opts,

@@ -455,22 +455,21 @@ where
         })
     }
 
-    /// Records on the block at `offset`, while it is on trial, which kinds of health check
-    /// failed (`failed`: bit i for the mark at `FAILED_MARKS + i`), so that its rollback can
-    /// still say why after the reboot. One single-byte program per mark not yet set, so a cut
-    /// leaves a subset set; what boots and the trial state never change. A block no longer on
-    /// trial (confirmed meanwhile, or not in the chain) gets nothing: `Ok(0)`.
-    pub fn mark_failed(&mut self, offset: u32, failed: u8) -> Res<usize, F> {
+    /// Records on the block with header hash `hash`, while it is on trial, which kinds of
+    /// health check failed (`failed`: bit i for the mark at `FAILED_MARKS + i`), so that its
+    /// rollback can still say why after the reboot. One single-byte program per mark not yet
+    /// set, so a cut leaves a subset set; what boots and the trial state never change. A block
+    /// no longer on trial (confirmed meanwhile, rolled back and replaced) gets nothing: `Ok(0)`.
+    pub fn mark_failed(&mut self, hash: &[u8; 32], failed: u8) -> Res<usize, F> {
         let (view, _) = self.formatted()?;
-        let Some(block) = view
-            .snapshots
-            .iter()
-            .chain(view.volatile())
-            .find(|b| b.offset == offset && matches!(b.header.trial(), Trial::OnTrial { .. }))
+        let Some(block) =
+            view.snapshots.iter().chain(view.volatile()).find(|b| {
+                b.header.hash == *hash && matches!(b.header.trial(), Trial::OnTrial { .. })
+            })
         else {
             return Ok(0);
         };
-        let have = block.header.marks.failed;
+        let (offset, have) = (block.offset, block.header.marks.failed);
         let mut programmed = 0;
         for i in 0..FAILED_MARKS_LEN {
             if failed & !have & (1 << i) != 0 {

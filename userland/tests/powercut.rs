@@ -10,7 +10,7 @@ mod medium;
 use medium::{Medium, Ubi};
 use snapinit::chain::{read_chain, ChainView};
 use snapinit::header::{Compression, HEADER_LEN};
-use snapinit::sim::{SimError, SimFlash};
+use snapinit::sim::{SimError, SimFlash, Tear};
 use snapshot::writer::{Outcome, Payload, WriteError, Writer};
 
 const ERASE: u32 = 1024;
@@ -274,6 +274,10 @@ fn every_cut_shows_old_or_new<F: Medium>(medium: &str) {
 /// The pages of a write-back cache (4 per erase block, as 4 KiB pages in a 16 KiB block).
 const PAGE: usize = 256;
 
+/// The cut operation completes in the cache and power goes before anything else (its sync
+/// included): with `Tear::Nothing` (it never happened) the two ends of every operation.
+const DONE: Tear = Tear::Prefix(usize::MAX);
+
 /// Which of `n` dirty pages reach the medium before a cut: every subset up to 6 pages; beyond,
 /// none, all, each page alone, all but each page, and 16 seeded random subsets.
 fn landings(n: usize) -> Vec<Vec<bool>> {
@@ -323,13 +327,13 @@ fn every_cut_under_write_back_shows_old_or_new_and_recovers() {
                 .unwrap_or_else(|e| panic!("{}: {op:?} failed without a cut: {e}", shape.name));
             let new = state(&mut whole);
             let count = whole.ops() - start;
-            for cut in 0..count {
+            for (cut, tear) in (0..count).flat_map(|c| [(c, Tear::Nothing), (c, DONE)]) {
                 let mut f = cached.clone();
-                f.cut_power_at(cut, snapinit::sim::Tear::Nothing);
+                f.cut_power_at(cut, tear);
                 let r = apply(&mut f, op);
                 assert!(
                     matches!(r, Err(WriteError::Flash(SimError::PowerCut))),
-                    "{}: {op:?} cut at {cut} returned {r:?}",
+                    "{}: {op:?} cut at {cut} ({tear:?}) returned {r:?}",
                     shape.name
                 );
                 let n = f.dirty_pages();
@@ -340,7 +344,7 @@ fn every_cut_under_write_back_shows_old_or_new_and_recovers() {
                     g.power_on();
                     let seen = state(&mut g);
                     let at = format!(
-                        "{}: {op:?} cut at op {cut}/{count}, landed {landing:?}",
+                        "{}: {op:?} cut at op {cut}/{count} ({tear:?}), landed {landing:?}",
                         shape.name
                     );
                     assert!(

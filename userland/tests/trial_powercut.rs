@@ -208,9 +208,11 @@ fn cuts_in_trials<F: Medium>(medium: &str) {
 
     // Recording failed checks (two kinds): what boots and the trial state never change; the
     // marks set are some of those asked for, and a later confirm or boot still works.
-    let trial_offset = {
+    let trial_hash = {
         let mut buf = [0u8; 512];
-        read_chain(&mut on_trial.clone(), &mut buf).snapshots[1].offset
+        read_chain(&mut on_trial.clone(), &mut buf).snapshots[1]
+            .header
+            .hash
     };
     let ask = 0b101;
     checked += cut_everywhere(
@@ -218,7 +220,7 @@ fn cuts_in_trials<F: Medium>(medium: &str) {
         &on_trial,
         &|f| {
             writer(f, 0)
-                .mark_failed(trial_offset, ask)
+                .mark_failed(&trial_hash, ask)
                 .is_ok_and(|n| n == 2)
         },
         &|f, at| {
@@ -234,16 +236,28 @@ fn cuts_in_trials<F: Medium>(medium: &str) {
     );
     let mut marked = on_trial.clone();
     assert_eq!(
-        writer(&mut marked, 0).mark_failed(trial_offset, ask).ok(),
+        writer(&mut marked, 0).mark_failed(&trial_hash, ask).ok(),
         Some(2)
     );
     assert_eq!(failed(&mut marked, 1), ask);
     // Asking again programs nothing; the next boot spends its mark as before.
     let ops = marked.ops();
     assert_eq!(
-        writer(&mut marked, 0).mark_failed(trial_offset, ask).ok(),
+        writer(&mut marked, 0).mark_failed(&trial_hash, ask).ok(),
         Some(0)
     );
+    // Another block (the confirmed one below) is never marked.
+    let below = {
+        let mut buf = [0u8; 512];
+        read_chain(&mut marked.clone(), &mut buf).snapshots[0]
+            .header
+            .hash
+    };
+    assert_eq!(
+        writer(&mut marked, 0).mark_failed(&below, ask).ok(),
+        Some(0)
+    );
+    assert_eq!(failed(&mut marked, 0), 0);
     boot(&mut marked).expect("boot after marking");
     assert!(marked.ops() > ops);
     assert_eq!(

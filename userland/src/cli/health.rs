@@ -347,13 +347,32 @@ fn record(state: &Path, block: &snapinit::chain::Block, failed: &[Failure]) {
         .and_then(|()| std::fs::write(state.join(HEALTH), doc.to_string()));
 }
 
+/// Where the PID 1 that booted this system says what it reads (src/init/mounts.rs).
+const BOOT_RECORD: &str = "/overlay/snapinit";
+
+/// Whether failed-check marks may be written to `device`: an image file is not what any PID 1
+/// booted from; a unit's flash only when its PID 1 says in `record` that it reads them (an
+/// older one takes them for a corrupt header and drops the block before its boots are spent,
+/// and its tool refuses to write over it).
+fn marks_readable(device: &Path, record: &Path) -> bool {
+    std::fs::metadata(device).is_ok_and(|m| m.is_file())
+        || std::fs::read_to_string(record)
+            .is_ok_and(|r| r.lines().any(|l| l.trim() == "failed-check-marks"))
+}
+
 /// Sets the block's failed-check marks (docs/FORMAT.md) before the reboot, so the rollback
 /// still says why once RAM is gone; best effort: a failure here must not stop the reboot.
 fn mark_failed(ctx: &Ctx, block: &snapinit::chain::Block, failed: &[Failure]) {
     let mask = failed.iter().fold(0, |m, f| m | f.kind.bit());
     let done = ctx.open(true).and_then(|(_lock, mut dev)| {
+        if !marks_readable(&dev.path, Path::new(BOOT_RECORD)) {
+            eprintln!(
+                "health: the failed checks are not recorded on flash: the running snapinit does not read them (no failed-check-marks in {BOOT_RECORD})"
+            );
+            return Ok(0);
+        }
         super::ops::write_op(&mut dev, 0, "recording", |w| {
-            w.mark_failed(block.offset, mask)
+            w.mark_failed(&block.header.hash, mask)
         })
     });
     if let Err(e) = done {
@@ -425,6 +444,24 @@ pub fn health(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Image files are always marked; a unit's flash only under a PID 1 that reads the marks.
+    #[test]
+    fn marks_are_written_only_where_pid1_reads_them() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (img, record) = (d.path().join("img"), d.path().join("snapinit"));
+        std::fs::write(&img, b"").expect("image");
+        let device = Path::new("/dev/null");
+        assert!(marks_readable(&img, &record));
+        assert!(
+            !marks_readable(device, &record),
+            "no record: an older PID 1"
+        );
+        std::fs::write(&record, "something-else\n").expect("record");
+        assert!(!marks_readable(device, &record));
+        std::fs::write(&record, "other\nfailed-check-marks\n").expect("record");
+        assert!(marks_readable(device, &record));
+    }
 
     #[test]
     fn uci_file_syntax() {
