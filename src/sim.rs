@@ -113,6 +113,20 @@ struct WriteBack {
     landing: Vec<bool>,
 }
 
+impl WriteBack {
+    /// The byte range of page `p` in a flash of `len` bytes.
+    fn range(&self, p: usize, len: usize) -> core::ops::Range<usize> {
+        p * self.page..((p + 1) * self.page).min(len)
+    }
+
+    /// Page `p` of the cache (`mem`, `programmed`) reaches the medium.
+    fn land(&mut self, p: usize, mem: &[u8], programmed: &[bool]) {
+        let r = self.range(p, mem.len());
+        self.medium[r.clone()].copy_from_slice(&mem[r.clone()]);
+        self.medium_programmed[r.clone()].copy_from_slice(&programmed[r]);
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SimFlash {
     mem: Vec<u8>,
@@ -216,18 +230,16 @@ impl SimFlash {
     pub fn power_on(&mut self) {
         if let Some(w) = &mut self.write_back {
             if !self.powered {
-                let len = self.mem.len();
-                for (k, &p) in w.dirty.iter().enumerate() {
-                    let range = p * w.page..((p + 1) * w.page).min(len);
+                let dirty = core::mem::take(&mut w.dirty);
+                for (k, p) in dirty.into_iter().enumerate() {
                     if w.landing.get(k).copied().unwrap_or(false) {
-                        w.medium[range.clone()].copy_from_slice(&self.mem[range.clone()]);
-                        w.medium_programmed[range.clone()].copy_from_slice(&self.programmed[range]);
+                        w.land(p, &self.mem, &self.programmed);
                     } else {
-                        self.mem[range.clone()].copy_from_slice(&w.medium[range.clone()]);
-                        self.programmed[range.clone()].copy_from_slice(&w.medium_programmed[range]);
+                        let r = w.range(p, self.mem.len());
+                        self.mem[r.clone()].copy_from_slice(&w.medium[r.clone()]);
+                        self.programmed[r.clone()].copy_from_slice(&w.medium_programmed[r]);
                     }
                 }
-                w.dirty.clear();
                 w.landing.clear();
             }
         }
@@ -474,13 +486,9 @@ impl Durable for SimFlash {
             return Err(SimError::PowerCut);
         }
         if let Some(w) = &mut self.write_back {
-            let len = self.mem.len();
-            for &p in &w.dirty {
-                let range = p * w.page..((p + 1) * w.page).min(len);
-                w.medium[range.clone()].copy_from_slice(&self.mem[range.clone()]);
-                w.medium_programmed[range.clone()].copy_from_slice(&self.programmed[range]);
+            for p in core::mem::take(&mut w.dirty) {
+                w.land(p, &self.mem, &self.programmed);
             }
-            w.dirty.clear();
         }
         Ok(())
     }

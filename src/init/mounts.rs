@@ -32,7 +32,7 @@ pub type Path = heapless::String<64>;
 const SCAFFOLD_CANDIDATES: [&str; 2] = ["/tmp", "/mnt"];
 
 /// What this PID 1 reads beyond the first format, one word per line (docs/BOOT.md, "Boot
-/// record"): `failed-check-marks`, the header bytes 0xD3..0xD6 (docs/FORMAT.md).
+/// record"): `failed-check-marks`, the header bytes 0xD3, 0xD4 and 0xD5 (docs/FORMAT.md).
 const BOOT_RECORD: &[u8] = b"failed-check-marks\n";
 
 /// Where the layers and the API filesystems are mounted in the merged root.
