@@ -23,15 +23,19 @@
 #   A_MUSL       Rust target of the static musl `snapshot` (musl-dev:<A_DEB> links it, as
 #                OpenWrt's own libc would); '' : static glibc (Debian has no musl there)
 #   A_MUSL_CC    the gcc wrapper musl-dev:<A_DEB> installs for it
-#   A_FLEET      yes: `snapshot` with the fleet client (OpenWrt's snapshot-fleet package);
-#                no: without it (the snapshot package), as the MIPS routers of the size
-#                budget would carry it (docs/SIZE.md). No QEMU scenario of it uses the fleet.
+#   A_FLEET      yes: `snapshot` with a unit's fleet client (OpenWrt's snapshot-fleet
+#                package); no: without it (the snapshot package), as the MIPS routers of the
+#                size budget would carry it (docs/SIZE.md). Either is a unit's build: no build
+#                host commands, no progress bars. No QEMU scenario of it uses the fleet.
+#   A_TOOL_FEATURES  more cargo features of `snapshot` for the architecture: sha-compact
+#                where SHA is software (MIPS, ARMv7; not aarch64: it would lose the
+#                ARMv8 SHA instructions), docs/SIZE.md
 
 ARCHES=(x86_64 mipsel mips arm aarch64)
 
 arch_load() {
   A_CPU='' A_APPEND='' A_KCROSS='' A_KEXTRA='' A_RUSTFLAGS='' A_RUSTIX='' A_QEMU_USER=''
-  A_CC='' A_STRIP=strip A_VIRTIO=pci A_WATCHDOG= A_MUSL='' A_MUSL_CC='' A_FLEET=yes
+  A_CC='' A_STRIP=strip A_VIRTIO=pci A_WATCHDOG= A_MUSL='' A_MUSL_CC='' A_FLEET=yes A_TOOL_FEATURES=
   case ${1:-} in
     x86_64)
       A_QEMU=qemu-system-x86_64 A_MACHINE=pc A_CONSOLE=ttyS0 A_APPEND=i8042.noaux
@@ -47,7 +51,7 @@ arch_load() {
       A_ENTRY=boot/mips.s A_TRIPLE=$1-unknown-linux-gnu A_BUILD=cross
       A_RUSTFLAGS='--cfg rustix_use_experimental_asm' A_RUSTIX=patch-rustix-mips.py
       A_CC=$1-linux-gnu-gcc A_STRIP=$1-linux-gnu-strip A_DEB=$1 A_QEMU_USER=qemu-$1-static
-      A_DEPS=deps-mips.sh A_FLEET=no
+      A_DEPS=deps-mips.sh A_FLEET=no A_TOOL_FEATURES=sha-compact
       if [[ $1 == mipsel ]]; then
         A_KEXTRA=CONFIG_CPU_LITTLE_ENDIAN=y A_ELF='ELF 32-bit LSB.*MIPS'
         A_MUSL=mipsel-unknown-linux-musl A_MUSL_CC=mipsel-linux-musl-gcc
@@ -64,6 +68,7 @@ arch_load() {
       A_CC=arm-linux-gnueabihf-gcc A_STRIP=arm-linux-gnueabihf-strip
       A_ELF='ELF 32-bit LSB.*ARM' A_DEB=armhf A_QEMU_USER=qemu-arm-static A_DEPS=deps-arm.sh
       A_MUSL=armv7-unknown-linux-musleabihf A_MUSL_CC=arm-linux-musleabihf-gcc
+      A_TOOL_FEATURES=sha-compact
       ;;
     aarch64)
       # MediaTek Filogic class: Cortex-A53.

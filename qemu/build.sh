@@ -47,6 +47,8 @@ if [[ $A_BUILD == native ]]; then
   # snapshot: static musl, std built for size (docs/SIZE.md): Debian's rustc-web with
   # -Zbuild-std, as cross.sh; musl-tools links. With panic=immediate-abort nothing unwinds,
   # but std still names -lunwind: gcc's own unwinder (libgcc_eh.a) stands in for it.
+  # A unit's build, as cross.sh makes it: the fleet client without the build host's commands
+  # (fleet-admin) and without progress bars; the host's own tool (SNAPSHOT_HOST) has them.
   "$here/deps.sh" rustc-web cargo-web rust-web-src musl-tools
   musl=${A_TRIPLE/-gnu/-musl} unw=$CARGO_TARGET_DIR/musl-unwind
   mkdir -p "$unw" && cp "$(gcc -print-file-name=libgcc_eh.a)" "$unw/libunwind.a"
@@ -55,7 +57,7 @@ if [[ $A_BUILD == native ]]; then
 -C link-self-contained=no -C relocation-model=static -C target-feature=+crt-static \
 -L native=$unw -Zunstable-options -C panic=immediate-abort -C force-unwind-tables=no \
 --cfg curve25519_dalek_backend=\"serial\"" /usr/bin/cargo build --release -p snapshot \
-    --target "$musl" -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size) >&2 ||
+    --no-default-features --features fleet --target "$musl" -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size) >&2 ||
     die "cargo build -p snapshot failed"
   strip -R .comment -o "$out/snapshot" "$CARGO_TARGET_DIR/$musl/release/snapshot"
   t3=$(now)

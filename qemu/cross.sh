@@ -4,8 +4,11 @@
 # repository's working tree.
 #   qemu/cross.sh ARCH OUTDIR
 #   SNAPSHOT_FLEET=yes|no qemu/cross.sh ARCH OUTDIR
-#       the tool with or without the fleet client (OpenWrt's snapshot-fleet or snapshot
-#       package, docs/SIZE.md); default: the table's A_FLEET (MIPS: no)
+#       the tool with or without the fleet client on a unit (OpenWrt's snapshot-fleet or
+#       snapshot package, docs/SIZE.md); default: the table's A_FLEET (MIPS: no). Either is
+#       a unit's build: never the build host's commands (cargo feature fleet-admin) nor
+#       progress bars (feature progress).
+#   SNAPSHOT_TOOL_FEATURES="..." overrides the table's A_TOOL_FEATURES ('' : none).
 # Produces OUTDIR/snapinit and OUTDIR/snapshot (both static, stripped) and
 # OUTDIR/build-times. Progress goes to stderr; fails loudly.
 #
@@ -116,12 +119,13 @@ else
   tool_triple=$triple tool_flags=
 fi
 fleet=${SNAPSHOT_FLEET:-$A_FLEET}
+tool_features=${SNAPSHOT_TOOL_FEATURES-$A_TOOL_FEATURES}
 case $fleet in
-  yes) features=() ;;
-  no) features=(--no-default-features) ;;
+  yes) features=(--no-default-features --features "fleet $tool_features") ;;
+  no) features=(--no-default-features --features "$tool_features") ;;
   *) die "SNAPSHOT_FLEET is yes or no, not $fleet" ;;
 esac
-echo "cross.sh: snapshot for $tool_triple (fleet: $fleet)" >&2
+echo "cross.sh: snapshot for $tool_triple (fleet: $fleet; features: ${tool_features:-none})" >&2
 (cd "$work" && RUSTFLAGS="$tool_flags -C target-feature=+crt-static -C link-arg=-Wl,-z,max-page-size=4096 $SNAPSHOT_SIZE_RUSTFLAGS" \
   $cargo build -q --release -p snapshot "${features[@]}" --target "$tool_triple" -Zbuild-std=std,panic_abort \
   -Zbuild-std-features=optimize_for_size) >&2 ||
@@ -139,6 +143,8 @@ grep -aq 'nothing to replay' "$out/snapinit" || die "$out/snapinit looks like th
 # The variant asked for: `fleet` is a command exactly when the fleet client is in.
 if "$A_QEMU_USER" "$out/snapshot" fleet --help >/dev/null 2>&1; then has=yes; else has=no; fi
 [[ $has == "$fleet" ]] || die "snapshot built with fleet=$fleet, but its fleet command: $has"
+! "$A_QEMU_USER" "$out/snapshot" bundle create --help >/dev/null 2>&1 ||
+  die "snapshot for a unit has the build host's \`bundle create\`"
 printf 'prepare %s\nsnapinit %s\nsnapshot %s\n' "$(secs "$t0" "$t1")" "$(secs "$t1" "$t2")" \
   "$(secs "$t2" "$t3")" >"$out/build-times"
 echo "cross.sh: $arch snapinit $(stat -c %s "$out/snapinit") bytes, snapshot $(stat -c %s "$out/snapshot") bytes (stripped); $(tr '\n' ' ' <"$out/build-times")" >&2

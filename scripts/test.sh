@@ -41,6 +41,11 @@ step "the tool without the fleet client (OpenWrt's snapshot package; snapshot-fl
 cargo clippy -p snapshot --no-default-features --all-targets -- -D warnings
 cargo test -p snapshot --no-default-features --test cli_newcomer --test cli_flow --test cli_trial
 
+step "a unit's fleet client, without the build host's commands and progress bars (snapshot-fleet)"
+cargo clippy -p snapshot --no-default-features --features fleet --all-targets -- -D warnings
+cargo test -p snapshot --no-default-features --features fleet --test cli_newcomer --test cli_flow \
+    --test cli_trial
+
 step "power-cut and bit-flip proof (figures)"
 cargo test -p snapshot --test powercut -- --nocapture --test-threads=2 2>&1 \
     | grep -E 'checked|erase counts|test result'

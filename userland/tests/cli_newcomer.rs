@@ -38,7 +38,8 @@ fn help_names_each_alias_once() {
 
 /// The `fleet` feature (OpenWrt's `snapshot-fleet` package) brings the `fleet` and `bundle`
 /// commands; without it (`snapshot`) they are unknown words (exit 2), and the chain commands
-/// are all there. `scripts/test.sh` runs this file in both builds.
+/// are all there; `fleet-admin` adds the build host's commands. `scripts/test.sh` runs this
+/// file in the three builds.
 #[test]
 fn the_fleet_commands_exist_exactly_in_the_fleet_build() {
     let o = Command::new(bin()).arg("--help").output().expect("run");
@@ -71,6 +72,39 @@ fn the_fleet_commands_exist_exactly_in_the_fleet_build() {
                 "{}",
                 show(&o)
             );
+        }
+    }
+    // A unit's build (`fleet` without `fleet-admin`) takes, checks and reports bundles; only
+    // the build host's and admin's build writes, signs and publishes them or sums up the fleet.
+    let admin = cfg!(feature = "fleet-admin");
+    let unit: &[&[&str]] = &[
+        &["fleet", "poll"],
+        &["fleet", "apply"],
+        &["fleet", "publish"],
+        &["fleet", "status"],
+        &["bundle", "verify"],
+        &["bundle", "fingerprint"],
+        &["bundle", "head"],
+    ];
+    let host: &[&[&str]] = &[
+        &["bundle", "create"],
+        &["bundle", "sign"],
+        &["bundle", "keygen"],
+        &["bundle", "channel"],
+        &["fleet", "report"],
+        &["fleet", "status", "--mqtt", "b"],
+    ];
+    for (cmds, want) in [(unit, fleet), (host, admin)] {
+        for cmd in cmds {
+            let o = Command::new(bin())
+                .args(*cmd)
+                .arg("--help")
+                .output()
+                .expect("run");
+            assert_eq!(o.status.success(), want, "{cmd:?}: {}", show(&o));
+            if !want {
+                assert_eq!(o.status.code(), Some(2), "{cmd:?}: {}", show(&o));
+            }
         }
     }
 }

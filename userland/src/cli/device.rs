@@ -2,7 +2,7 @@
 //! flash type that also drives the progress display.
 
 use super::error::CliError;
-use indicatif::ProgressBar;
+use super::ui::Progress;
 use snapinit::device::{DeviceFlash, Medium};
 use snapinit::flash::{DeviceError, Durable, ErrorType, Geometry, NorFlash, ReadNorFlash};
 use snapinit::header::HEADER_LEN;
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 pub struct Device {
     flash: DeviceFlash,
     pub path: PathBuf,
-    progress: ProgressBar,
+    progress: Progress,
     /// Per erase block: its header was read erased (all 0xFF) and this handle has not written
     /// over it since. A write surveys every block's header twice (the command's survey before
     /// packing, the writer's own after): on a mostly free 128 MiB partition that was 4,096
@@ -179,7 +179,7 @@ impl Device {
         Ok(Device {
             flash,
             path: path.to_path_buf(),
-            progress: ProgressBar::hidden(),
+            progress: Progress::hidden(),
             erased_headers: Vec::new(),
         })
     }
@@ -217,13 +217,13 @@ impl Device {
     }
 
     /// Every later erase and program advances `bar` by its byte count.
-    pub fn set_progress(&mut self, bar: ProgressBar) {
+    pub fn set_progress(&mut self, bar: Progress) {
         self.progress = bar;
     }
 
     pub fn finish_progress(&mut self) {
         self.progress.finish_and_clear();
-        self.progress = ProgressBar::hidden();
+        self.progress = Progress::hidden();
     }
 }
 

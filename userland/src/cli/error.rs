@@ -195,7 +195,7 @@ pub enum CliError {
     #[cfg(feature = "fleet")]
     #[error("{path}: {err}")]
     Key { path: PathBuf, err: KeyError },
-    #[cfg(feature = "fleet")]
+    #[cfg(feature = "fleet-admin")]
     #[error(
         "{0:?} is not a chain head hash (64 hex digits); give --base IMAGE or --base-hash HEX"
     )]
@@ -242,7 +242,7 @@ impl CliError {
             Config { .. } => code::CONFIG,
             #[cfg(feature = "fleet")]
             Keyring(_) | Key { .. } => code::CONFIG,
-            #[cfg(feature = "fleet")]
+            #[cfg(feature = "fleet-admin")]
             BadHash(_) => code::USAGE,
             #[cfg(feature = "fleet")]
             NoMirror { .. } => code::NO_MIRROR,

@@ -59,7 +59,7 @@ Exit status:
   15  chain full: the chain holds the most snapshots the boot path reads (128)
   16  the chain on flash was written for another erase size than --erase-size or the device's
   17  health: a check failed (without --no-reboot the unit is rebooting)
-  18  a configuration file cannot be read or is invalid (also: trusted keys, a secret key)
+  18  a configuration file cannot be read or is invalid (also: trusted keys, keys to sign with)
   19  bundle: not signed by enough trusted keys (missing, bad, unknown): flash untouched
   20  bundle: the payload does not match its signed manifest: flash untouched
   21  bundle: the chain's head is not the bundle's base: flash untouched
@@ -67,7 +67,7 @@ Exit status:
   23  bundle: the signed manifest cannot be used (format, version): flash untouched
   24  fleet poll: the channel manifest is older than one already taken (replay): flash untouched
   25  fleet poll: no mirror answered after every retry: flash untouched
-  26  fleet publish/status --mqtt/poll --mqtt: no MQTT broker took or gave the status after
+  26  fleet publish/poll --mqtt (and status --mqtt): no MQTT broker took or gave the status after
       every retry (the unit keeps working; the next poll publishes again): flash untouched
   27  fleet poll: the channel manifest is past its expiry time (stale): flash untouched";
 
@@ -268,10 +268,13 @@ enum Cmd {
         #[arg(long, default_value = "/rom", value_name = "DIR")]
         rom: PathBuf,
     },
-    /// Signed bundles for fleets (build host): create, sign, verify, keygen
+    /// Signed bundles for fleets: verify, fingerprint, head (and on a build host: create,
+    /// sign, keygen, channel)
     ///
     /// A bundle is one snapshot's payload plus a manifest naming the chain head it goes on top
-    /// of, signed in OpenWrt's usign format. See docs/FLEET.md.
+    /// of, signed in OpenWrt's usign format. A unit's build (without the cargo feature
+    /// fleet-admin) checks bundles; only a build host's writes and signs them. See
+    /// docs/FLEET.md.
     #[cfg(feature = "fleet")]
     Bundle {
         #[command(subcommand)]
@@ -281,7 +284,7 @@ enum Cmd {
     #[cfg(feature = "fleet")]
     Fleet {
         #[command(subcommand)]
-        cmd: fleet::args::FleetCmd,
+        cmd: Box<fleet::args::FleetCmd>,
     },
 }
 
@@ -394,7 +397,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         #[cfg(feature = "fleet")]
         Cmd::Bundle { cmd } => fleet::args::bundle(&ctx, cmd),
         #[cfg(feature = "fleet")]
-        Cmd::Fleet { cmd } => fleet::args::fleet(&ctx, cmd),
+        Cmd::Fleet { cmd } => fleet::args::fleet(&ctx, *cmd),
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 #[derive(Debug, Subcommand)]
 pub enum BundleCmd {
+    #[cfg(feature = "fleet-admin")]
     /// Write a bundle directory (payload + manifest.json) from an upper directory
     Create {
         /// An image file whose chain the bundle goes on top of
@@ -36,6 +37,7 @@ pub enum BundleCmd {
         #[arg(long)]
         no_compress: bool,
     },
+    #[cfg(feature = "fleet-admin")]
     /// Add a usign signature over a bundle's manifest (or any FILE) to FILE.sig
     Sign {
         /// A secret key (usign -G, signify -G -n, or `snapshot bundle keygen`)
@@ -50,6 +52,7 @@ pub enum BundleCmd {
         #[command(flatten)]
         trust: TrustArgs,
     },
+    #[cfg(feature = "fleet-admin")]
     /// Make a usign key pair: PREFIX.pub and PREFIX.sec (unencrypted)
     Keygen {
         prefix: PathBuf,
@@ -60,6 +63,7 @@ pub enum BundleCmd {
     Fingerprint { key: PathBuf },
     /// Print the chain id of --device's chain: what a bundle for it names as its base
     Head,
+    #[cfg(feature = "fleet-admin")]
     /// Write a channel manifest ROOT/CHANNEL.json listing bundle directories under ROOT
     Channel {
         /// The mirror's root directory
@@ -99,19 +103,21 @@ pub enum FleetCmd {
         no_reboot: bool,
     },
     /// Show this unit's state (chain id, snapshots and their trial state, version, last health
-    /// check, last rollback and why); with --mqtt, the whole fleet's from the broker
-    ///
-    /// --mqtt subscribes to PREFIX/+/state and sums up every unit's retained status document:
-    /// units per chain id and version, on trial, rolled back and why.
+    /// check, last rollback and why)
     Status {
         #[command(flatten)]
         args: StatusArgs,
-        /// Read every unit's status from this MQTT broker (HOST[:PORT], port 1883 by default)
+        #[cfg(feature = "fleet-admin")]
+        /// Instead, sum up the whole fleet from this MQTT broker (HOST[:PORT], port 1883 by
+        /// default): every unit's retained status under PREFIX/+/state, units per chain id
+        /// and version, on trial, rolled back and why
         #[arg(long, value_name = "HOST[:PORT]")]
         mqtt: Option<String>,
+        #[cfg(feature = "fleet-admin")]
         /// With --mqtt: also write one self-contained HTML page
         #[arg(long, value_name = "FILE", requires = "mqtt")]
         html: Option<PathBuf>,
+        #[cfg(feature = "fleet-admin")]
         #[command(flatten)]
         broker: BrokerArgs,
     },
@@ -128,6 +134,7 @@ pub enum FleetCmd {
         #[command(flatten)]
         broker: BrokerArgs,
     },
+    #[cfg(feature = "fleet-admin")]
     /// Sum up the fleet from units' `fleet status --json` documents: units per chain id and
     /// version, on trial, rolled back and why
     Report {
@@ -304,6 +311,7 @@ impl TrustArgs {
 
 pub fn bundle(ctx: &Ctx, cmd: BundleCmd) -> Result<(), CliError> {
     match cmd {
+        #[cfg(feature = "fleet-admin")]
         BundleCmd::Create {
             base,
             base_hash,
@@ -326,13 +334,16 @@ pub fn bundle(ctx: &Ctx, cmd: BundleCmd) -> Result<(), CliError> {
                 gzip: !no_compress,
             },
         ),
+        #[cfg(feature = "fleet-admin")]
         BundleCmd::Sign { key, target } => super::sign(&key, &target),
         BundleCmd::Verify { dir, trust } => {
             super::verify(ctx, &dir, &trust.trust(), ctx.spec.device.is_some())
         }
+        #[cfg(feature = "fleet-admin")]
         BundleCmd::Keygen { prefix, comment } => super::keygen(&prefix, &comment),
         BundleCmd::Fingerprint { key } => super::fingerprint(&key),
         BundleCmd::Head => super::head(ctx),
+        #[cfg(feature = "fleet-admin")]
         BundleCmd::Channel {
             root,
             channel,
@@ -351,6 +362,7 @@ pub fn fleet(ctx: &Ctx, cmd: FleetCmd) -> Result<(), CliError> {
             trust,
             no_reboot,
         } => super::apply(ctx, &dir, &trust.trust(), !no_reboot),
+        #[cfg(feature = "fleet-admin")]
         FleetCmd::Status {
             args,
             mqtt: Some(m),
@@ -360,9 +372,7 @@ pub fn fleet(ctx: &Ctx, cmd: FleetCmd) -> Result<(), CliError> {
             let login = broker.login.login()?;
             super::status_mqtt(&broker.mqtt(&m, login.as_ref()), args.json, html.as_deref())
         }
-        FleetCmd::Status {
-            args, mqtt: None, ..
-        } => super::status(
+        FleetCmd::Status { args, .. } => super::status(
             ctx,
             &args.unit.state,
             &args.unit.unit_id.unwrap_or_else(hostname),
@@ -379,6 +389,7 @@ pub fn fleet(ctx: &Ctx, cmd: FleetCmd) -> Result<(), CliError> {
                 &broker.mqtt(&mqtt, login.as_ref()),
             )
         }
+        #[cfg(feature = "fleet-admin")]
         FleetCmd::Report { files, json, html } => super::report(&files, json, html.as_deref()),
         FleetCmd::Poll {
             mirrors,
