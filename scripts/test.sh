@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 host_only=0
 [ "${1:-}" = "--host" ] && host_only=1
 
-step() { printf '\n== %s\n' "$*"; }
+# Each step says when it started (seconds since the start): the time budget's figures.
+step() { printf '\n== %s (at %d s)\n' "$*" "$SECONDS"; }
 
 step "dependencies"
 if [ "$(id -u)" != 0 ]; then
@@ -22,6 +23,20 @@ if [ "$(id -u)" != 0 ]; then
 fi
 scripts/deps.sh
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+
+if [ "$host_only" = 0 ]; then
+    # The four QEMU kernels are most of a cold run's CPU (~13 min each on 2 cores) and the
+    # host steps leave a core idle much of the time: build them now, niced, so the host steps
+    # keep priority. build-kernel.sh serializes on a lock per kernel, so qemu/build.sh later
+    # waits for one in progress and takes it from the cache; a failure here is retried there.
+    mkdir -p target
+    step "QEMU kernels: built in the background from now on (log: target/kernels.log)"
+    setsid nice -n 10 bash -c 'for a in x86_64 mipsel arm aarch64; do
+        qemu/build-kernel.sh "$a" >/dev/null || echo "kernel $a: failed, qemu/build.sh retries"
+    done' >target/kernels.log 2>&1 &
+    kernels=$!
+    trap 'kill -- "-$kernels" 2>/dev/null || true' EXIT
+fi
 
 step "format and lints"
 cargo fmt --all --check
