@@ -12,7 +12,8 @@
 # compared across the three and the round trip's flash is carried from each to the next,
 # powercut with 4 cuts on the two ARM boards, and UBI on AArch64 (blank, chain, roundtrip,
 # powercut). x86_64's TCG uses one core; the other one builds and boots the rest, which keeps
-# the test command within its hour on a cold machine (qemu/README.md, "Time budget").
+# the test command near its hour on a cold machine (qemu/README.md, "Time budget"; the
+# kernels themselves start earlier, in scripts/test.sh).
 # On demand only: big-endian MIPS (`--arch mips`), the other scenarios on the other
 # architectures (trial passed on all of them, mipsel's powercut too: qemu/README.md).
 # Exit status: 0 when every run passed.
