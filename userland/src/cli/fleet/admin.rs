@@ -5,8 +5,8 @@
 use super::super::error::CliError;
 use super::super::{ops, tree, Ctx};
 use super::{
-    failures, io_err, read_limited, sig_path, unix_now, view_id, with_broker, write_file, MqttArgs,
-    DEFAULT_KEYS,
+    failures, io_err, read_limited, sig_path, unix_now, view_id, with_broker, with_suffix,
+    write_file, MqttArgs, DEFAULT_KEYS,
 };
 use snapinit::header::Compression;
 use snapshot::fleet::bundle::{
@@ -156,12 +156,7 @@ pub fn keygen(prefix: &Path, comment: &str) -> Result<(), CliError> {
         })?;
     }
     let sk = SecretKey::from_seed(seed, num);
-    let with = |ext: &str| {
-        let mut s = prefix.as_os_str().to_owned();
-        s.push(ext);
-        PathBuf::from(s)
-    };
-    let (pubf, secf) = (with(".pub"), with(".sec"));
+    let (pubf, secf) = (with_suffix(prefix, ".pub"), with_suffix(prefix, ".sec"));
     write_file(
         &pubf,
         sk.public()

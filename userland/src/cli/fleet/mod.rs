@@ -97,8 +97,13 @@ pub fn head(ctx: &Ctx) -> Result<(), CliError> {
 }
 
 fn sig_path(file: &Path) -> PathBuf {
+    with_suffix(file, SIG_SUFFIX)
+}
+
+/// `file` with `suffix` appended to its last component (`a/m.json` -> `a/m.json.sig`).
+fn with_suffix(file: &Path, suffix: &str) -> PathBuf {
     let mut s = file.as_os_str().to_owned();
-    s.push(SIG_SUFFIX);
+    s.push(suffix);
     PathBuf::from(s)
 }
 
