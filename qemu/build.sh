@@ -3,8 +3,9 @@
 #   qemu/build.sh OUTDIR [ARCH]        (default x86_64; the architectures of qemu/arch.sh)
 # Produces OUTDIR/snapinit (static PID 1), OUTDIR/snapshot (static tool), OUTDIR/ubimkvol
 # (static, qemu/ubimkvol.c), OUTDIR/rootfs.squashfs (busybox + the three + the test agent) and
-# OUTDIR/build-times (kernel/snapinit/snapshot/rootfs seconds). Last stdout line: the
-# kernel's path. Progress goes to stderr. Fails loudly on anything odd (a dynamic binary,
+# OUTDIR/build-times (kernel/snapinit/snapshot/rootfs seconds), and last OUTDIR/kernel.path
+# (the kernel's path; qemu/run-tests.sh --prebuilt reads it). Last stdout line: the kernel's
+# path. Progress goes to stderr. Fails loudly on anything odd (a dynamic binary,
 # a binary of another architecture, a placeholder PID 1, a failed build).
 #
 # The table's A_BUILD says how: native = the host's cargo (`cargo build --release -p
@@ -22,6 +23,7 @@ arch=${2:-x86_64}
 arch_load "$arch" || exit 2
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
+rm -f "$out/kernel.path"
 
 die() { echo "build.sh: FAIL: $*" >&2; exit 1; }
 now() { date +%s.%N; }
@@ -51,7 +53,9 @@ if [[ $A_BUILD == native ]]; then
   # (fleet-admin) and without progress bars; the host's own tool (SNAPSHOT_HOST) has them.
   "$here/deps.sh" rustc-web cargo-web rust-web-src musl-tools
   musl=${A_TRIPLE/-gnu/-musl} unw=$CARGO_TARGET_DIR/musl-unwind
-  mkdir -p "$unw" && cp "$(gcc -print-file-name=libgcc_eh.a)" "$unw/libunwind.a"
+  # Replaced, never rewritten in place: two runs of this script may overlap (qemu/suite.sh).
+  mkdir -p "$unw" && cp "$(gcc -print-file-name=libgcc_eh.a)" "$unw/libunwind.a.$$" &&
+    mv -f "$unw/libunwind.a.$$" "$unw/libunwind.a"
   echo "build.sh: cargo build --release -p snapshot (static, $musl)" >&2
   (cd "$repo" && RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc RUSTFLAGS="-C linker=musl-gcc \
 -C link-self-contained=no -C relocation-model=static -C target-feature=+crt-static \
@@ -97,4 +101,5 @@ t4=$(now)
 printf 'kernel %s\nsnapinit %s\nsnapshot %s\nrootfs %s\n' "$(secs "$t0" "$t1")" \
   "$(secs "$t1" "$t2")" "$(secs "$t2" "$t3")" "$(secs "$t3" "$t4")" >"$out/build-times"
 echo "build.sh: $arch built in $(secs "$t0" "$t4") s: $(tr '\n' ' ' <"$out/build-times")" >&2
+echo "$kernel" >"$out/kernel.path"
 echo "$kernel"

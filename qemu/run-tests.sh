@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # snapinit QEMU boot tests: every scenario on every architecture, one pass/fail table.
-#   qemu/run-tests.sh [--arch LIST] [--scenario LIST] [--medium M] [--cuts N] [--op-cuts N] [--keep]
+#   qemu/run-tests.sh [--arch LIST] [--scenario LIST] [--medium M] [--cuts N] [--op-cuts N]
+#                     [--prebuilt DIR] [--keep]
 # LIST is comma-separated; default: every architecture of qemu/arch.sh (x86_64, mipsel,
 # mips, arm, aarch64) and every scenario of qemu/scenarios/ (blank, config, commit,
 # rollback, chain, roundtrip, corrupt, timing, powercut, cutops, trial) but the opt-in ones,
@@ -21,6 +22,9 @@
 # --cuts: planned power cuts of the powercut scenario (default 6, at least 4).
 # --op-cuts: power cuts the cutops scenario lands inside each of commit, rollback and
 # format (default 20).
+# --prebuilt DIR: boot what `qemu/build.sh DIR/ARCH ARCH` built before (qemu/suite.sh builds
+# once for all its runs) instead of building into the run's directory; an architecture not
+# built there fails its scenarios.
 # --keep keeps every artifact (default: only those of a failed run).
 # Exit status: 0 all passed, 1 any failure (a failed build or a boot that could not happen
 # fails its architecture's scenarios loudly; nothing is skipped).
@@ -43,7 +47,7 @@ for s in "${ALL_SCENARIOS[@]}"; do
   [[ " ${OPT_IN[*]} " == *" $s "* ]] || DEFAULT_SCENARIOS+=("$s")
 done
 
-arches=$(IFS=,; echo "${ARCHES[*]}") scen='' keep=0
+arches=$(IFS=,; echo "${ARCHES[*]}") scen='' keep=0 prebuilt=
 PC_CUTS=6 OP_CUTS=20
 while (($#)); do
   case $1 in
@@ -52,8 +56,9 @@ while (($#)); do
     --cuts) PC_CUTS=${2:?}; shift 2 ;;
     --op-cuts) OP_CUTS=${2:?}; shift 2 ;;
     --keep) keep=1; shift ;;
+    --prebuilt) prebuilt=${2:?}; shift 2 ;;
     --medium) MEDIUM=${2:?}; shift 2 ;;
-    -h | --help) sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run-tests.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -101,11 +106,25 @@ if ! (cd "$repo" && cargo build -q --release -p snapshot) >&2; then
 fi
 SNAPSHOT_HOST=$CARGO_TARGET_DIR/release/snapshot
 BUILDS+=("host snapshot: $(secs "$t0" "$(now)") s")
+# build ARCH: qemu/build.sh into BIN[ARCH], or what --prebuilt DIR holds; KERNEL[ARCH] set.
+build() {
+  if [[ -z $prebuilt ]]; then
+    BIN[$1]=$WORK/$1/bin
+    KERNEL[$1]=$("$here/build.sh" "${BIN[$1]}" "$1" | tail -n 1)
+  else
+    BIN[$1]=$(cd "$prebuilt" && pwd)/$1
+    [[ -s ${BIN[$1]}/kernel.path ]] || {
+      echo "run-tests: $1 is not built in $prebuilt (qemu/build.sh $prebuilt/$1 $1)" >&2
+      return 1
+    }
+    echo "run-tests: $1 as built in ${BIN[$1]}"
+    KERNEL[$1]=$(cat "${BIN[$1]}/kernel.path")
+  fi
+}
 for a in "${arch_list[@]}"; do
   echo "== build: $a (qemu/build.sh)"
   t0=$(now)
-  BIN[$a]=$WORK/$a/bin
-  if KERNEL[$a]=$("$here/build.sh" "${BIN[$a]}" "$a" | tail -n 1) && [[ -s ${KERNEL[$a]} ]]; then
+  if build "$a" && [[ -s ${KERNEL[$a]} ]]; then
     ROOTFS[$a]=${BIN[$a]}/rootfs.squashfs
     BUILT+=("$a")
     BUILDS+=("$a: $(secs "$t0" "$(now)") s ($(tr '\n' ' ' <"${BIN[$a]}/build-times" | sed 's/ $//')); stripped: snapinit $(stat -c %s "${BIN[$a]}/snapinit") B, snapshot $(stat -c %s "${BIN[$a]}/snapshot") B")
