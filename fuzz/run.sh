@@ -3,9 +3,10 @@
 #   fuzz/run.sh SECONDS [TARGET...]
 #   fuzz/run.sh --runs N [TARGET...]     exactly N executions per target (the long run)
 # libFuzzer needs nightly compiler flags: this uses the stable toolchain with RUSTC_BOOTSTRAP=1
-# (set here), installs cargo-fuzz from crates.io once (cached in ~/.cargo/bin), builds with
-# overflow checks and debug assertions on (-a; fuzz/Cargo.toml too) and no sanitizer (-s none:
-# the fuzzed code has no `unsafe`). Seeds: fuzz/seeds/TARGET (kept in git, made by
+# (set here), installs cargo-fuzz from crates.io once (cached in ~/.cargo/bin; unoptimized:
+# it only starts cargo, and a cold machine builds it faster so), builds with overflow checks
+# and debug assertions on (-a; fuzz/Cargo.toml too) and no sanitizer (-s none: the fuzzed
+# code has no `unsafe`). Seeds: fuzz/seeds/TARGET (kept in git, made by
 # `SNAPINIT_WRITE_SEEDS=1 cargo test -p snapshot --test fuzz_seeds`); the growing corpus is
 # fuzz/corpus/TARGET (ignored by git); crashes land in fuzz/artifacts/TARGET and the script exits
 # 1 if there is any. Copy a crash to fuzz/regressions/TARGET/ to make it a regression test
@@ -22,7 +23,7 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(header chain tar gzip cmdline survey replay)
 export RUSTC_BOOTSTRAP=1
 if ! cargo fuzz --version >/dev/null 2>&1; then
-    cargo install cargo-fuzz --version 0.13.2 --locked
+    cargo install cargo-fuzz --version 0.13.2 --locked --debug
 fi
 cargo fuzz build -s none -a 2>&1 | grep -E '^(error|warning)' -A5 || true
 declare -A maxlen=([header]=300 [chain]=70000 [tar]=20000 [gzip]=${FUZZ_GZIP_MAX_LEN:-4096} [cmdline]=600 [survey]=70000 [replay]=20000)
