@@ -59,7 +59,8 @@ for j in "${JOBS[@]}"; do
 done
 
 # run_job WORKER JOB: runs JOB unless the other worker took it first (mkdir is the claim).
-# Leaves JOB.log, JOB.worker and JOB.rc (its exit status) in the queue.
+# Leaves JOB.log, JOB.worker, JOB.rc (its exit status) and JOB.time (start, seconds taken)
+# in the queue.
 run_job() {
   local worker=$1 job=$2 rc=0 t0 a
   mkdir "$queue/$job.taken" 2>/dev/null || return 0
@@ -88,6 +89,7 @@ run_job() {
   else
     $(cat "$queue/$job.cmd") >"$queue/$job.log" 2>&1 || rc=$?
   fi
+  echo "$t0 $(($(at) - t0))" >"$queue/$job.time"
   echo "$rc" >"$queue/$job.rc"
   printf '== QEMU job %s: exit %d after %d s\n' "$job" "$rc" $(($(at) - t0))
 }
@@ -129,7 +131,12 @@ for j in "${JOBS[@]}"; do
     build-*) r="not run: $r failed"; fail=1 ;;
     *) r="FAILED ($r)"; fail=1 ;;
   esac
-  printf '  %-14s %-11s %s\n' "$j" "$(cat "$queue/$j.worker" 2>/dev/null || echo -)" "$r"
+  when=''
+  if read -r start took 2>/dev/null <"$queue/$j.time"; then
+    when="at $start s, $took s"
+  fi
+  printf '  %-14s %-11s %-20s %s\n' "$j" "$(cat "$queue/$j.worker" 2>/dev/null || echo -)" \
+    "$when" "$r"
 done
 if [[ $rc != 0 ]]; then
   echo "qemu/suite.sh: the background worker failed (exit $rc): see above" >&2
