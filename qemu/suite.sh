@@ -62,11 +62,12 @@ done
 # Leaves JOB.log, JOB.worker, JOB.rc (its exit status) and JOB.time (start, seconds taken)
 # in the queue.
 run_job() {
-  local worker=$1 job=$2 rc=0 t0 a
+  local worker=$1 job=$2 rc=0 t0 took a cmd
   mkdir "$queue/$job.taken" 2>/dev/null || return 0
   echo "$worker" >"$queue/$job.worker"
+  cmd=$(<"$queue/$job.cmd")
   if [[ $job != build-* ]]; then # wait for its builds, wherever they run
-    for a in $(sed -n 's/.*--arch \([^ ]*\).*/\1/p' "$queue/$job.cmd" | tr , ' '); do
+    for a in $(sed -n 's/.*--arch \([^ ]*\).*/\1/p' <<<"$cmd" | tr , ' '); do
       while [[ ! -e $queue/build-$a.rc ]]; do
         # The foreground stops waiting for a background that died (set only there).
         if [[ -n ${BG_PID:-} ]] && ! kill -0 "$BG_PID" 2>/dev/null; then
@@ -82,16 +83,17 @@ run_job() {
     done
   fi
   t0=$(at)
-  printf '\n== QEMU job %s (%s, at %d s): %s\n' "$job" "$worker" "$t0" "$(cat "$queue/$job.cmd")"
-  # shellcheck disable=SC2046 # the command is words
+  printf '\n== QEMU job %s (%s, at %d s): %s\n' "$job" "$worker" "$t0" "$cmd"
+  # shellcheck disable=SC2086 # the command is words
   if [[ $worker == foreground ]]; then
-    $(cat "$queue/$job.cmd") 2>&1 | tee "$queue/$job.log" || rc=$?
+    $cmd 2>&1 | tee "$queue/$job.log" || rc=$?
   else
-    $(cat "$queue/$job.cmd") >"$queue/$job.log" 2>&1 || rc=$?
+    $cmd >"$queue/$job.log" 2>&1 || rc=$?
   fi
-  echo "$t0 $(($(at) - t0))" >"$queue/$job.time"
+  took=$(($(at) - t0))
+  echo "$t0 $took" >"$queue/$job.time"
   echo "$rc" >"$queue/$job.rc"
-  printf '== QEMU job %s: exit %d after %d s\n' "$job" "$rc" $(($(at) - t0))
+  printf '== QEMU job %s: exit %d after %d s\n' "$job" "$rc" "$took"
 }
 export -f run_job at
 export queue
