@@ -13,8 +13,8 @@ use snapinit::chain::{
 };
 use snapinit::flash::{Durable, Geometry, NorFlash, ReadNorFlash};
 use snapinit::header::{
-    span_blocks, Compression, Fields, Kind, Trial, CONFIRM_MARK, FAILED_MARKS, FAILED_MARKS_LEN,
-    HEADER_LEN, LIVE_MARK, MARK_SET, SEALED_MARK,
+    span_blocks, Compression, Digest32, Fields, Kind, Trial, CONFIRM_MARK, FAILED_MARKS,
+    FAILED_MARKS_LEN, HEADER_LEN, LIVE_MARK, MARK_SET, SEALED_MARK,
 };
 use std::time::{SystemTime, UNIX_EPOCH};
 pub use survey::{survey, survey_to, Depth, Survey, Suspect};
@@ -492,15 +492,39 @@ where
             .filter(|r| r.reason == Reject::TrialExhausted)
             .map(|r| r.offset)
             .collect();
+        let mut dropped = 0;
         if let End::Rejected(r) = view.end {
             if r.reason == Reject::TrialExhausted {
+                // The boot takes no volatile above a rolled-back snapshot, but once it is
+                // dropped the walk would take one linked to the snapshot below (the copy an
+                // append left in the back buffer): those go first, as in `rollback`.
+                let backbuf = view.layout.backbuf_offset();
+                dropped += self.drop_volatiles_on(&view.top_hash(), &[backbuf])?;
                 doomed.push(r.offset);
             }
         }
         for offset in &doomed {
             self.kill(*offset)?;
         }
-        Ok(!doomed.is_empty())
+        Ok(dropped + doomed.len() > 0)
+    }
+
+    /// Drops the live volatile copies linked to `base` among those at `offsets`, oldest
+    /// first, so that no cut can bring back an older one; gives how many it dropped.
+    fn drop_volatiles_on(&mut self, base: &Digest32, offsets: &[u32]) -> Res<usize, F> {
+        let mut doomed: Vec<(u64, u32)> = Vec::new();
+        for &offset in offsets {
+            if let Ok(Ok(h)) = read_header(self.flash, offset) {
+                if h.fields.kind == Kind::Volatile && h.fields.prev == *base && h.marks.live {
+                    doomed.push((h.fields.generation, offset));
+                }
+            }
+        }
+        doomed.sort_unstable();
+        for (_, offset) in &doomed {
+            self.kill(*offset)?;
+        }
+        Ok(doomed.len())
     }
 
     /// Writes `payload` as the volatile block, replacing the current one.
@@ -584,31 +608,21 @@ where
         } else {
             view.snapshots[keep - 1].header.hash
         };
-        // Volatiles linked to the kept top go first, oldest first, so that no cut can bring
-        // back an older volatile; then the first dropped snapshot goes in one program.
-        let mut doomed: Vec<(u64, u32)> = Vec::new();
-        let slot = if keep < have {
-            None
+        // Volatiles linked to the kept top go first; then the first dropped snapshot goes in
+        // one program.
+        let backbuf = layout.backbuf_offset();
+        let slots: &[u32] = if keep < have {
+            &[backbuf]
         } else {
-            Some(view.next_offset)
+            &[view.next_offset, backbuf]
         };
-        for offset in [slot, Some(layout.backbuf_offset())].into_iter().flatten() {
-            if let Ok(Ok(h)) = read_header(self.flash, offset) {
-                if h.fields.kind == Kind::Volatile && h.fields.prev == base && h.marks.live {
-                    doomed.push((h.fields.generation, offset));
-                }
-            }
-        }
-        doomed.sort_unstable();
+        let volatiles_dropped = self.drop_volatiles_on(&base, slots)?;
         let dropped_volatile = !view.volatiles.is_empty() && keep == have;
-        for (_, offset) in &doomed {
-            self.kill(*offset)?;
-        }
         if keep < have {
             self.kill(view.snapshots[keep].offset)?;
         }
         let dropped = have - keep + usize::from(dropped_volatile);
-        if dropped == 0 && doomed.is_empty() {
+        if dropped == 0 && volatiles_dropped == 0 {
             return Ok(Outcome::Unchanged);
         }
         Ok(Outcome::RolledBack {

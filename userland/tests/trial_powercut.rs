@@ -317,6 +317,26 @@ fn cuts_in_trials<F: Medium>(medium: &str) {
         },
     );
 
+    // The same with a volatile saved before the snapshot on trial: the append left its copy
+    // in the back buffer, linked to snapshot 1. The rollback shows snapshot 1 alone, and
+    // making it permanent must not bring that copy back at any cut.
+    let mut upgraded = F::blank(ERASE, BLOCKS);
+    append(&mut upgraded, 1, 0);
+    save(&mut upgraded, 2, 0).expect("save");
+    append(&mut upgraded, 3, 1);
+    boot(&mut upgraded).expect("the one trial boot");
+    boot(&mut upgraded).expect("the boot that rolls it back");
+    assert_eq!(state(&mut upgraded), rolled);
+    checked += cut_everywhere(
+        "save after a trial rollback over an evacuated volatile",
+        &upgraded,
+        &|f| save(f, 9, 0).is_ok(),
+        &|f, at| {
+            let seen = state(f);
+            assert!(seen == rolled || seen == after, "{at}: shows {seen:?}");
+        },
+    );
+
     // A volatile on trial: its boots spent, the older copy comes back; saving over it then is
     // old-or-new too.
     let mut vol = F::blank(ERASE, BLOCKS);
