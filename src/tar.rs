@@ -462,7 +462,10 @@ impl<R: Read> TarReader<R> {
         if self.done {
             return Ok(false);
         }
-        self.src.skip(self.remaining + self.padding)?;
+        // Apart: a declared size near 2^64 would overflow the sum (and wrap in a release
+        // build, skipping nothing); skipped on its own it runs out of data (`Truncated`).
+        self.src.skip(self.remaining)?;
+        self.src.skip(self.padding)?;
         self.remaining = 0;
         self.padding = 0;
         let mut pax = Pax::default();
@@ -519,12 +522,16 @@ impl<R: Read> TarReader<R> {
                     have_ext = true;
                 }
                 _ => {
+                    let pax_size = pax.size;
+                    let size = pax_size.unwrap_or(size);
                     build_entry(&h, gnu, size, pax, out)?;
                     let data = match out.kind {
                         EntryKind::File => out.size,
-                        // A hard link may carry data in pax archives (POSIX allows it); it is
-                        // skipped, the link shares its target's content.
-                        EntryKind::HardLink { .. } => size,
+                        // A hard link's header size is not data (POSIX 1988; GNU tar, bsdtar
+                        // and busybox tar read it so, and some writers put the target's size
+                        // there). A pax `size` may give it data (POSIX 2001): skipped, the
+                        // link shares its target's content.
+                        EntryKind::HardLink { .. } => pax_size.unwrap_or(0),
                         _ if size == 0 => 0,
                         _ => return Err(TarError::UnexpectedData(size)),
                     };
@@ -665,8 +672,6 @@ fn build_entry<E>(
             0,
         ),
     };
-    let size = pax.size.unwrap_or(size);
-
     let raw_path = match pax.path {
         Some(p) => p,
         None => {

@@ -281,10 +281,7 @@ fn gnu_long_names_are_read_and_other_formats_rejected() {
 /// An archive written by Python's `tarfile` in POSIX pax format; `body`
 /// adds members to `tf`.
 fn python_tar(body: &str) -> Vec<u8> {
-    let script = format!(
-        "import io, sys, tarfile\nbuf = io.BytesIO()\ntf = tarfile.open(fileobj=buf, mode='w', format=tarfile.PAX_FORMAT)\n{body}tf.close()\nsys.stdout.buffer.write(buf.getvalue())\n"
-    );
-    run(Command::new("python3").args(["-c", &script]))
+    python_tar_format("PAX_FORMAT", body)
 }
 
 #[test]
@@ -333,4 +330,86 @@ fn python_tarfile_pax_and_whiteouts() {
     for cut in [100, 600, 1500, last_header + 100] {
         assert!(read_all(&archive[..cut]).is_err(), "cut {cut}");
     }
+}
+
+/// Names GNU tar lists for `archive`, or its error.
+fn gnu_list(archive: &[u8], name: &str) -> Result<Vec<String>, String> {
+    let file = scratch(name).join("a.tar");
+    std::fs::write(&file, archive).unwrap();
+    let out = Command::new("tar")
+        .arg("-tf")
+        .arg(&file)
+        .output()
+        .expect("GNU tar");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn a_hard_links_pax_size_is_skipped_as_gnu_tar_does() {
+    // A hard link whose pax header says it carries 512 bytes (the header's own size field is
+    // 0); those bytes look like the header of another member.
+    let archive = python_tar(
+        "tf.addfile(tarfile.TarInfo('a'))\n\
+         b = tarfile.TarInfo('b'); b.type = tarfile.LNKTYPE; b.linkname = 'a'\n\
+         b.pax_headers = {'size': '512'}\n\
+         tf.addfile(b)\n\
+         tf.fileobj.write(tarfile.TarInfo('injected').tobuf(tarfile.USTAR_FORMAT)); tf.offset += 512\n",
+    );
+    let gnu = gnu_list(&archive, "hl-pax-size").expect("GNU tar reads it");
+    let ours: Vec<String> = read_all(&archive)
+        .unwrap()
+        .iter()
+        .map(|(e, _)| e.path.as_str().to_string())
+        .collect();
+    assert_eq!(ours, gnu);
+    assert_eq!(ours, ["a", "b"]);
+}
+
+#[test]
+fn a_hard_links_header_size_is_not_data_as_every_tar_reads_it() {
+    // A ustar hard link whose size field says 512, followed by a member's header: GNU tar,
+    // bsdtar and busybox tar all read the size as no data (POSIX 1988).
+    let archive = python_tar_format(
+        "USTAR_FORMAT",
+        "tf.addfile(tarfile.TarInfo('a'))\n\
+         b = tarfile.TarInfo('b'); b.type = tarfile.LNKTYPE; b.linkname = 'a'; b.size = 512\n\
+         tf.addfile(b)\n\
+         tf.fileobj.write(tarfile.TarInfo('c').tobuf(tarfile.USTAR_FORMAT)); tf.offset += 512\n",
+    );
+    let gnu = gnu_list(&archive, "hl-ustar-size").expect("GNU tar reads it");
+    let ours: Vec<String> = read_all(&archive)
+        .unwrap()
+        .iter()
+        .map(|(e, _)| e.path.as_str().to_string())
+        .collect();
+    assert_eq!(ours, gnu);
+    assert_eq!(ours, ["a", "b", "c"]);
+}
+
+#[test]
+fn a_hard_link_declaring_2_pow_64_bytes_is_truncated() {
+    // A pax `size` of 2^64 - 1 bytes of data that are not there. Its padding added to it
+    // overflowed (a panic in a debug build, a wrap to 0 and a short success in release).
+    let archive = python_tar(
+        "tf.addfile(tarfile.TarInfo('a'))\n\
+         b = tarfile.TarInfo('b'); b.type = tarfile.LNKTYPE; b.linkname = 'a'\n\
+         b.pax_headers = {'size': str(2**64 - 1)}\n\
+         tf.addfile(b)\n",
+    );
+    assert!(gnu_list(&archive, "hl-huge").is_err(), "GNU tar refuses it");
+    assert!(matches!(read_all(&archive), Err(Err::Truncated)));
+}
+
+fn python_tar_format(format: &str, body: &str) -> Vec<u8> {
+    let script = format!(
+        "import io, sys, tarfile\nbuf = io.BytesIO()\ntf = tarfile.open(fileobj=buf, mode='w', format=tarfile.{format})\n{body}tf.close()\nsys.stdout.buffer.write(buf.getvalue())\n"
+    );
+    run(Command::new("python3").args(["-c", &script]))
 }
