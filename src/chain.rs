@@ -204,10 +204,22 @@ impl<F: ReadNorFlash> Walker<'_, F> {
         offset: u32,
         prev: &Digest32,
     ) -> Result<Block, (Option<Kind>, Reject)> {
-        let header = match read_header(self.flash, offset) {
-            Ok(Ok(h)) => h,
-            Ok(Err(e)) => return Err((None, Reject::Header(e))),
-            Err(r) => return Err((None, r)),
+        let mut raw = [0u8; HEADER_LEN];
+        self.flash
+            .read(offset, &mut raw)
+            .map_err(|_| (None, Reject::Read))?;
+        let header = match header::decode(&raw) {
+            Ok(h) => h,
+            Err(e) => {
+                // A sealed header invalid in a mark (rot, or a mark a newer writer sets) still
+                // says which block it is: linked and live, it ends the walk like a payload
+                // that fails, and no volatile older than it comes back.
+                let kind = match header::sealed_identity(&raw) {
+                    Some((kind, p, false)) if p == *prev => Some(kind),
+                    _ => None,
+                };
+                return Err((kind, Reject::Header(e)));
+            }
         };
         let f = &header.fields;
         let kind = Some(f.kind);

@@ -286,6 +286,24 @@ pub fn decode(b: &[u8; HEADER_LEN]) -> Result<Header, HeaderError> {
     })
 }
 
+/// Which block a header is when it is sealed (its hash matches, version 1) but does not decode
+/// for a mark, its reserved bytes or its compression: its kind, `prev`, and whether its live
+/// mark is dropped. Only a writer seals a hash, so these bytes are what it wrote; the walk needs
+/// them to tell a linked, live snapshot (nothing above it boots) from a stale block. `None` for
+/// any other header.
+pub fn sealed_identity(b: &[u8; HEADER_LEN]) -> Option<(Kind, Digest32, bool)> {
+    if b[0..8] != MAGIC
+        || sha256(&b[..HASHED_LEN])[..] != b[HASHED_LEN..SEALED_LEN]
+        || le_u16(b, 0x08) != VERSION
+    {
+        return None;
+    }
+    let kind = Kind::from_byte(b[0x0A])?;
+    let mut prev = [0u8; 32];
+    prev.copy_from_slice(&b[0x60..0x80]);
+    Some((kind, prev, b[LIVE_MARK] == MARK_SET))
+}
+
 /// Marks are strict: a byte is 0xFF or 0x00, trial marks are consumed in order, and the unused
 /// tail is erased. Single-byte programs cannot tear, so anything else is corruption.
 fn decode_marks(b: &[u8; HEADER_LEN]) -> Result<Marks, HeaderError> {

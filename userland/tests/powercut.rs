@@ -9,7 +9,7 @@ mod medium;
 
 use medium::{Medium, Ubi};
 use snapinit::chain::{read_chain, ChainView};
-use snapinit::header::{Compression, HEADER_LEN};
+use snapinit::header::{Compression, HEADER_LEN, SEALED_LEN};
 use snapinit::sim::{SimError, SimFlash, Tear};
 use snapshot::writer::{Outcome, Payload, WriteError, Writer};
 
@@ -420,6 +420,17 @@ fn single_bit_flips<F: Medium>(medium: &str) {
                             "{}: flip at {at}:{bit} shows a volatile that never existed there",
                             shape.name
                         );
+                        // A flip its header's hash does not cover (a mark) or in its payload
+                        // leaves it a linked, live snapshot that fails: nothing above it
+                        // boots, no volatile older than it either.
+                        if at - start >= SEALED_LEN {
+                            assert_eq!(
+                                seen.volatile, None,
+                                "{}: flip at {at}:{bit} (offset {:#x} of a snapshot) brought back a volatile from below it",
+                                shape.name,
+                                at - start
+                            );
+                        }
                     } else {
                         assert!(
                             seen.volatile != top.volatile || view.volatiles.len() == 2,
