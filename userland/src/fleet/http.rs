@@ -7,9 +7,13 @@
 //! HTTP/1.0 keeps the reply simple: no chunked encoding, the body ends at close (and must match
 //! `Content-Length` when the server sends one).
 
+use super::deadline::{Deadline, MIN_RATE};
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
+
+/// The most header bytes taken.
+const HEAD_MAX: usize = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -64,9 +68,20 @@ fn parse_url(url: &str) -> Option<Url<'_>> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, p.parse().ok()?),
-        _ => (hostport, 80),
+    let (host, port) = match hostport.strip_prefix('[') {
+        // An IPv6 literal, `[addr]` or `[addr]:port`.
+        Some(rest) => {
+            let (addr, tail) = rest.split_once(']')?;
+            let port = match tail {
+                "" => 80,
+                t => t.strip_prefix(':')?.parse().ok()?,
+            };
+            (addr, port)
+        }
+        None => match hostport.split_once(':') {
+            Some((h, p)) => (h, p.parse().ok()?),
+            None => (hostport, 80),
+        },
     };
     if host.is_empty() || path.contains([' ', '\r', '\n']) {
         return None;
@@ -92,7 +107,7 @@ impl Client {
             url: url.to_string(),
             source,
         };
-        let host = u.host.trim_start_matches('[').trim_end_matches(']');
+        let host = u.host;
         let addrs = (host, u.port).to_socket_addrs().map_err(net)?;
         let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
         let mut stream = None;
@@ -105,8 +120,7 @@ impl Client {
                 Err(e) => last = e,
             }
         }
-        let mut s = stream.ok_or_else(|| net(last))?;
-        s.set_read_timeout(Some(self.timeout)).map_err(net)?;
+        let s = stream.ok_or_else(|| net(last))?;
         s.set_write_timeout(Some(self.timeout)).map_err(net)?;
         let range = if from > 0 {
             format!("Range: bytes={from}-\r\n")
@@ -114,52 +128,61 @@ impl Client {
             String::new()
         };
         write!(
-            s,
+            &s,
             "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: snapshot-fleet\r\n{range}Connection: close\r\n\r\n",
-            u.path, u.host
+            u.path,
+            host_header(&u)
         )
         .map_err(net)?;
-        // Headers: at most 16 KiB.
+        let malformed = |detail| HttpError::Malformed {
+            url: url.into(),
+            detail,
+        };
+        // Headers: at most 16 KiB, all of them within the timeout.
+        let deadline = Deadline::within(self.timeout);
         let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            if head.len() > 16 * 1024 {
-                return Err(HttpError::Malformed {
-                    url: url.into(),
-                    detail: "headers too long",
-                });
+        let mut got = 0;
+        let mut buf = [0u8; 16 * 1024];
+        let body_at = loop {
+            if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
             }
-            match s.read(&mut byte).map_err(net)? {
-                0 => {
-                    return Err(HttpError::Malformed {
-                        url: url.into(),
-                        detail: "closed in the headers",
-                    })
-                }
-                _ => head.push(byte[0]),
+            if head.len() > HEAD_MAX {
+                return Err(malformed("headers too long"));
             }
-        }
+            let room = (HEAD_MAX + 4 - head.len()).min(buf.len());
+            match deadline.read(&s, &mut got, self.timeout, &mut buf[..room]) {
+                Ok(0) => return Err(malformed("closed in the headers")),
+                Ok(k) => head.extend_from_slice(&buf[..k]),
+                Err(e) => return Err(net(e)),
+            }
+        };
+        let early = head.split_off(body_at);
         let head = String::from_utf8_lossy(&head);
         let mut lines = head.split("\r\n");
         let status: u16 = lines
             .next()
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|c| c.parse().ok())
-            .ok_or(HttpError::Malformed {
-                url: url.into(),
-                detail: "no status line",
-            })?;
+            .ok_or(malformed("no status line"))?;
         let mut length = None;
+        let mut range_start = None;
         for l in lines {
             if let Some((k, v)) = l.split_once(':') {
-                if k.trim().eq_ignore_ascii_case("content-length") {
+                let k = k.trim();
+                if k.eq_ignore_ascii_case("content-length") {
                     length = v.trim().parse::<u64>().ok();
+                } else if k.eq_ignore_ascii_case("content-range") {
+                    range_start = content_range_start(v);
                 }
             }
         }
         match status {
             200 => out.clear(),
-            206 if from > 0 => {}
+            // Appended only when it starts where `out` ends: a reply for other bytes (a cache
+            // or server that answers 206 from 0) would splice a wrong payload together.
+            206 if from > 0 && range_start == Some(from) && out.len() as u64 == from => {}
+            206 if from > 0 => return Err(malformed("a 206 reply for other bytes than asked")),
             _ => {
                 return Err(HttpError::Status {
                     url: url.into(),
@@ -168,31 +191,42 @@ impl Client {
             }
         }
         let start = out.len() as u64;
+        let too_large = || HttpError::TooLarge {
+            url: url.into(),
+            limit,
+        };
         if let Some(n) = length {
-            if start + n > limit {
-                return Err(HttpError::TooLarge {
-                    url: url.into(),
-                    limit,
-                });
+            if start.saturating_add(n) > limit {
+                return Err(too_large());
             }
         }
-        let mut buf = [0u8; 16 * 1024];
+        // The body: at least MIN_RATE on average after the timeout; it ends at Content-Length
+        // (a server that keeps the connection open after it is not waited for), else at close.
+        let deadline = Deadline::paced(self.timeout, MIN_RATE);
+        let mut got = 0;
+        let mut chunk = early.as_slice();
         loop {
-            let k = match s.read(&mut buf) {
-                Ok(k) => k,
-                // What arrived is kept: the caller resumes from there.
-                Err(e) => return Err(net(e)),
-            };
-            if k == 0 {
+            let want = length.map_or(u64::MAX, |n| n - (out.len() as u64 - start));
+            if want == 0 {
                 break;
             }
-            if out.len() as u64 + k as u64 > limit {
-                return Err(HttpError::TooLarge {
-                    url: url.into(),
-                    limit,
-                });
+            if chunk.is_empty() {
+                let k = match deadline.read(&s, &mut got, self.timeout, &mut buf) {
+                    Ok(k) => k,
+                    // What arrived is kept: the caller resumes from there.
+                    Err(e) => return Err(net(e)),
+                };
+                if k == 0 {
+                    break;
+                }
+                chunk = &buf[..k];
             }
-            out.extend_from_slice(&buf[..k]);
+            let take = chunk.len().min(usize::try_from(want).unwrap_or(usize::MAX));
+            if out.len() as u64 + take as u64 > limit {
+                return Err(too_large());
+            }
+            out.extend_from_slice(&chunk[..take]);
+            chunk = &chunk[take..];
         }
         let got = out.len() as u64 - start;
         if let Some(want) = length {
@@ -206,6 +240,26 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// `Host:` as RFC 9110 has it: an IPv6 literal in brackets, the port unless it is 80.
+fn host_header(u: &Url<'_>) -> String {
+    let host = if u.host.contains(':') {
+        format!("[{}]", u.host)
+    } else {
+        u.host.to_string()
+    };
+    match u.port {
+        80 => host,
+        p => format!("{host}:{p}"),
+    }
+}
+
+/// The first byte of `Content-Range: bytes FIRST-LAST/TOTAL`.
+fn content_range_start(v: &str) -> Option<u64> {
+    let spec = v.trim().strip_prefix("bytes")?.trim_start();
+    let (first, _) = spec.split_once('-')?;
+    first.trim().parse().ok()
 }
 
 impl Client {
@@ -301,5 +355,19 @@ mod tests {
         assert_eq!((u.host, u.port, u.path), ("mirror", 80, "/"));
         assert!(parse_url("https://x/").is_none());
         assert!(parse_url("http://x:y/").is_none());
+        let u = parse_url("http://[::1]/a").expect("url");
+        assert_eq!((u.host, u.port, u.path), ("::1", 80, "/a"));
+        let u = parse_url("http://[fd00::1]:8080").expect("url");
+        assert_eq!((u.host, u.port, u.path), ("fd00::1", 8080, "/"));
+        for bad in [
+            "http://[::1/a",
+            "http://[::1]x/",
+            "http://[::1]:/",
+            "http://a:1:2/",
+        ] {
+            assert!(parse_url(bad).is_none(), "{bad}");
+        }
+        assert_eq!(content_range_start(" bytes 10-19/20"), Some(10));
+        assert_eq!(content_range_start("bytes */20"), None);
     }
 }

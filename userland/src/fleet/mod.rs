@@ -3,6 +3,7 @@
 
 pub mod bundle;
 pub mod channel;
+pub mod deadline;
 pub mod http;
 pub mod mqtt;
 pub mod sign;

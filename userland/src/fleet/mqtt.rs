@@ -9,6 +9,7 @@
 //! the SUBSCRIBE: the broker handles a client's packets in order, so that message comes back
 //! after the retained ones of the subscription before it.
 
+use super::deadline::{Deadline, Paced, MIN_RATE};
 use mqtt::control::variable_header::ConnectReturnCode;
 use mqtt::packet::{
     ConnectPacket, DisconnectPacket, PublishPacket, QoSWithPacketIdentifier, SubscribePacket,
@@ -24,6 +25,8 @@ use std::time::Duration;
 pub const DEFAULT_PORT: u16 = 1883;
 /// The largest packet taken from a broker (a status document is a few KiB).
 pub const MAX_PACKET: u32 = 256 * 1024;
+/// The most retained messages one collection takes (units of a fleet, one topic each).
+pub const MAX_RETAINED: usize = 100_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MqttError {
@@ -106,6 +109,11 @@ pub struct Session {
     stream: TcpStream,
     broker: String,
     next_id: u16,
+    timeout: Duration,
+    /// What the exchange under way must finish by, and what it has read so far: each step
+    /// (the CONNACK, a PUBACK, a collection) gets one, whatever the broker sends meanwhile.
+    deadline: Deadline,
+    got: u64,
 }
 
 impl Session {
@@ -135,12 +143,14 @@ impl Session {
             }
         }
         let stream = stream.ok_or_else(|| net(last))?;
-        stream.set_read_timeout(Some(timeout)).map_err(net)?;
         stream.set_write_timeout(Some(timeout)).map_err(net)?;
         let mut s = Session {
             stream,
             broker,
             next_id: 1,
+            timeout,
+            deadline: Deadline::within(timeout),
+            got: 0,
         };
         let mut c = ConnectPacket::new(client_id);
         c.set_clean_session(true);
@@ -182,9 +192,23 @@ impl Session {
         self.stream.write_all(&buf).map_err(|e| self.net(e))
     }
 
-    /// Reads one packet: the fixed header, then at most [`MAX_PACKET`] bytes of the rest.
+    /// Starts an exchange: it must be over within the timeout, or for a collection of many
+    /// messages, at [`MIN_RATE`] after it.
+    fn start(&mut self, deadline: Deadline) {
+        self.deadline = deadline;
+        self.got = 0;
+    }
+
+    /// Reads one packet under the exchange's deadline: the fixed header, then at most
+    /// [`MAX_PACKET`] bytes of the rest.
     fn recv(&mut self) -> Result<VariablePacket, MqttError> {
-        let header = mqtt::control::FixedHeader::decode(&mut self.stream).map_err(|e| match e {
+        let mut r = Paced {
+            stream: &self.stream,
+            deadline: self.deadline,
+            got: self.got,
+            per_read: self.timeout,
+        };
+        let header = mqtt::control::FixedHeader::decode(&mut r).map_err(|e| match e {
             mqtt::control::fixed_header::FixedHeaderError::IoError(io) => self.net(io),
             e => self.protocol(e.to_string()),
         })?;
@@ -195,7 +219,9 @@ impl Session {
             )));
         }
         let mut body = vec![0u8; header.remaining_length as usize];
-        self.stream.read_exact(&mut body).map_err(|e| self.net(e))?;
+        let read = r.read_exact(&mut body);
+        self.got = r.got;
+        read.map_err(|e| self.net(e))?;
         VariablePacket::decode_with(&mut Cursor::new(body), Some(header))
             .map_err(|e| self.protocol(e.to_string()))
     }
@@ -216,6 +242,7 @@ impl Session {
         let id = self.packet_id();
         let mut p = PublishPacket::new(tname, QoSWithPacketIdentifier::Level1(id), payload);
         p.set_retain(true);
+        self.start(Deadline::within(self.timeout));
         self.send(&p)?;
         loop {
             match self.recv()? {
@@ -245,6 +272,7 @@ impl Session {
         let m = TopicFilter::new(marker).map_err(|e| topic_err(marker, e.to_string()))?;
         let mname = TopicName::new(marker).map_err(|e| topic_err(marker, e.to_string()))?;
         let id = self.packet_id();
+        self.start(Deadline::paced(self.timeout, MIN_RATE));
         self.send(&SubscribePacket::new(
             id,
             vec![(f, QualityOfService::Level0), (m, QualityOfService::Level0)],
@@ -296,6 +324,10 @@ impl Session {
                 VariablePacket::PublishPacket(p) => {
                     if p.payload().is_empty() {
                         out.remove(p.topic_name());
+                    } else if out.len() >= MAX_RETAINED && !out.contains_key(p.topic_name()) {
+                        return Err(self.protocol(format!(
+                            "more than {MAX_RETAINED} retained messages under {filter:?}"
+                        )));
                     } else {
                         out.insert(p.topic_name().to_string(), p.payload().to_vec());
                     }

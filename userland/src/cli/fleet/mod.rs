@@ -583,7 +583,13 @@ fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliEr
                     buf.len()
                 );
             }
-            r?;
+            match r {
+                Err(e @ HttpError::TooLarge { .. }) => return Err(e.into()),
+                // A failure after the last byte (a server that does not close) loses nothing:
+                // asking again from the end would only be answered 416.
+                Err(e) if (buf.len() as u64) < size => return Err(e.into()),
+                _ => {}
+            }
             if (buf.len() as u64) < size {
                 // The mirror's copy ended early (a cut transfer, a partial upload): the next
                 // mirror resumes where it stopped.

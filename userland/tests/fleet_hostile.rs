@@ -1,0 +1,368 @@
+//! Mirrors and brokers that stall, trickle or answer for other bytes, on 127.0.0.1: a unit's
+//! poll and health publish end within their timeouts whatever the peer does (a socket's read
+//! timeout alone restarts with every byte), and a resumed download never splices bytes from
+//! the wrong offset. docs/FLEET.md, "Trust".
+
+mod cli_common;
+mod fleet_common;
+
+use cli_common::*;
+use fleet_common::*;
+use snapshot::fleet::http::{Client, HttpError};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A server on 127.0.0.1: every connection is handed to `h` in a thread of its own, with the
+/// request head already read.
+fn serve(h: fn(TcpStream, String)) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match c.read(&mut b) {
+                        Ok(1) => head.push(b[0]),
+                        _ => return,
+                    }
+                }
+                h(c, String::from_utf8_lossy(&head).into_owned());
+            });
+        }
+    });
+    port
+}
+
+/// Runs `f` in a thread; its result, or None when it has not returned after `secs`.
+fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(secs)).ok()
+}
+
+fn client(secs: u64) -> Client {
+    Client {
+        timeout: Duration::from_secs(secs),
+        https_fetch: Vec::new(),
+    }
+}
+
+/// One byte every 400 ms, forever: never slower than the 1 s read timeout.
+fn drip(mut c: TcpStream, first: &[u8]) {
+    let _ = c.write_all(first);
+    loop {
+        thread::sleep(Duration::from_millis(400));
+        if c.write_all(b"a").is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_mirror_trickling_its_headers_is_left_within_the_timeout() {
+    let port = serve(|c, _| drip(c, b"HTTP/1.0 200 OK\r\nX-Slow: "));
+    let url = format!("http://127.0.0.1:{port}/stable.json");
+    // 16 KiB of headers at one byte per 0.4 s would take 109 minutes.
+    let r = within(20, move || {
+        client(1).get(&url, 0, 64 * 1024, &mut Vec::new())
+    })
+    .expect("GET with a 1 s timeout still reading headers after 20 s");
+    let e = r.expect_err("a trickle is no reply");
+    assert!(
+        matches!(&e, HttpError::Net { source, .. } if source.kind() == std::io::ErrorKind::TimedOut),
+        "{e}"
+    );
+    eprintln!("{e}");
+}
+
+#[test]
+fn a_mirror_trickling_its_body_is_left_and_what_arrived_is_kept() {
+    let port = serve(|c, _| drip(c, b"HTTP/1.0 200 OK\r\n\r\n"));
+    let url = format!("http://127.0.0.1:{port}/stable.json");
+    let (r, out) = within(20, move || {
+        let mut out = Vec::new();
+        let r = client(1).get(&url, 0, 64 * 1024, &mut out);
+        (r, out)
+    })
+    .expect("GET with a 1 s timeout still reading the body after 20 s");
+    let e = r.expect_err("a trickle below the floor rate is cut");
+    assert!(
+        matches!(&e, HttpError::Net { source, .. } if source.kind() == std::io::ErrorKind::TimedOut),
+        "{e}"
+    );
+    // Kept for a resume (from another mirror).
+    assert!(!out.is_empty() && out.iter().all(|&b| b == b'a'), "{out:?}");
+}
+
+const BODY: &[u8; 20] = b"ABCDEFGHIJKLMNOPQRST";
+
+#[test]
+fn a_206_for_other_bytes_is_not_spliced_on() {
+    // Asked for bytes=10-, the server answers 206 from byte 0 (and says so).
+    let port = serve(|mut c, req| {
+        assert!(req.contains("Range: bytes=10-"), "{req}");
+        let _ = c.write_all(
+            b"HTTP/1.0 206 Partial Content\r\nContent-Range: bytes 0-9/20\r\nContent-Length: 10\r\n\r\nABCDEFGHIJ",
+        );
+    });
+    let mut out = BODY[..10].to_vec();
+    let r = client(2).get(&format!("http://127.0.0.1:{port}/p"), 10, 20, &mut out);
+    assert!(matches!(r, Err(HttpError::Malformed { .. })), "{r:?}");
+    assert_eq!(
+        out,
+        BODY[..10],
+        "the bytes that were right are kept, nothing added"
+    );
+}
+
+#[test]
+fn a_206_without_content_range_is_a_broken_mirror_not_a_too_large_bundle() {
+    // A server that ignores Range but still says 206: the whole body.
+    let port = serve(|mut c, _| {
+        let _ = c.write_all(b"HTTP/1.0 206 Partial Content\r\nContent-Length: 20\r\n\r\n");
+        let _ = c.write_all(BODY);
+    });
+    let mut out = BODY[..10].to_vec();
+    let r = client(2).get(&format!("http://127.0.0.1:{port}/p"), 10, 20, &mut out);
+    // TooLarge would be a refusal (exit 22) and stop trying other mirrors.
+    assert!(matches!(r, Err(HttpError::Malformed { .. })), "{r:?}");
+    assert_eq!(out, BODY[..10]);
+}
+
+#[test]
+fn a_206_from_the_right_byte_is_appended() {
+    let port = serve(|mut c, req| {
+        assert!(req.contains("Range: bytes=10-"), "{req}");
+        let _ = c.write_all(
+            b"HTTP/1.0 206 Partial Content\r\nContent-Range: bytes 10-19/20\r\nContent-Length: 10\r\n\r\nKLMNOPQRST",
+        );
+    });
+    let mut out = BODY[..10].to_vec();
+    let r = client(2).get(&format!("http://127.0.0.1:{port}/p"), 10, 20, &mut out);
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(out, BODY);
+}
+
+#[test]
+fn a_body_complete_by_its_length_is_not_waited_past() {
+    // Every byte and its Content-Length, then the connection stays open for 10 s.
+    let port = serve(|mut c, _| {
+        let _ = c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 20\r\n\r\n");
+        let _ = c.write_all(BODY);
+        thread::sleep(Duration::from_secs(10));
+    });
+    let t = Instant::now();
+    let mut out = Vec::new();
+    let r = client(5).get(&format!("http://127.0.0.1:{port}/p"), 0, 20, &mut out);
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(out, BODY);
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "waited {:?} for a close",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn ipv6_literal_mirrors_without_a_port() {
+    // Nothing listens on [::1]:80 here: a network error, not a URL this client cannot read.
+    let r = client(1).get("http://[::1]/stable.json", 0, 10, &mut Vec::new());
+    assert!(matches!(r, Err(HttpError::Net { .. })), "{r:?}");
+}
+
+// ---- MQTT ----
+
+/// A broker that accepts CONNECT, answers CONNACK, and then answers the PUBLISH with a
+/// PINGRESP every 400 ms, forever.
+fn pingresp_broker() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            thread::spawn(move || {
+                let mut b = [0u8; 4096];
+                let _ = c.read(&mut b); // CONNECT
+                let _ = c.write_all(&[0x20, 0x02, 0x00, 0x00]);
+                let _ = c.read(&mut b); // PUBLISH
+                loop {
+                    thread::sleep(Duration::from_millis(400));
+                    if c.write_all(&[0xD0, 0x00]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A broker whose CONNACK is announced as 200,000 bytes long and dripped one byte per 400 ms.
+fn slow_connack_broker() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            thread::spawn(move || {
+                let mut b = [0u8; 4096];
+                let _ = c.read(&mut b);
+                // 200000 = 0x30D40: remaining length c0 9a 0c
+                let _ = c.write_all(&[0x20, 0xc0, 0x9a, 0x0c]);
+                loop {
+                    thread::sleep(Duration::from_millis(400));
+                    if c.write_all(&[0]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_broker_answering_pingresps_forever_does_not_hold_a_publish() {
+    use snapshot::fleet::mqtt::Session;
+    let port = pingresp_broker();
+    let r = within(20, move || {
+        let mut s = Session::connect(
+            &format!("127.0.0.1:{port}"),
+            "x",
+            None,
+            Duration::from_secs(1),
+        )?;
+        s.publish_retained("snapinit/u/state", b"{}")
+    })
+    .expect("publish_retained (1 s timeout) still waiting after 20 s");
+    let e = r.expect_err("no PUBACK ever came");
+    eprintln!("{e}");
+}
+
+#[test]
+fn a_broker_trickling_its_connack_does_not_hold_a_connect() {
+    use snapshot::fleet::mqtt::Session;
+    let port = slow_connack_broker();
+    let r = within(20, move || {
+        Session::connect(
+            &format!("127.0.0.1:{port}"),
+            "x",
+            None,
+            Duration::from_secs(1),
+        )
+        .map(|_| ())
+    })
+    .expect("connect (1 s timeout) still waiting for CONNACK after 20 s");
+    let e = r.expect_err("no CONNACK ever completed");
+    eprintln!("{e}");
+}
+
+// ---- the real binary, with the flags the OpenWrt scripts use ----
+
+/// Runs `snapshot ARGS`; its exit code, or None when it was still running after `secs` (killed).
+fn run_for(secs: u64, args: &[&str]) -> Option<Option<i32>> {
+    let mut c = Command::new(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn");
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(secs) {
+        if let Some(st) = c.try_wait().expect("wait") {
+            return Some(st.code());
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+    None
+}
+
+fn unit(d: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let t = template(d);
+    let keys = d.join("keys.d");
+    std::fs::create_dir_all(&keys).expect("keys.d");
+    (t, keys)
+}
+
+#[test]
+fn the_health_scripts_publish_ends_on_a_broker_that_never_acks() {
+    require_root();
+    let sc = scratch();
+    let d = sc.path();
+    let (img, _) = unit(d);
+    let port = pingresp_broker();
+    let broker = format!("127.0.0.1:{port}");
+    // Exactly snapshot-fleet.sh's health mode ("one try, 5 s"): its reboot waits on this.
+    let code = run_for(
+        40,
+        &[
+            "--device",
+            s(&img),
+            "--erase-size",
+            "4096",
+            "fleet",
+            "publish",
+            "--mqtt",
+            &broker,
+            "--retries",
+            "0",
+            "--timeout",
+            "5",
+            "--state",
+            s(&d.join("state")),
+            "--unit-id",
+            "u1",
+        ],
+    )
+    .expect("`fleet publish --retries 0 --timeout 5` still running after 40 s");
+    assert_ne!(code, Some(0));
+}
+
+#[test]
+fn a_poll_ends_on_a_trickling_mirror() {
+    require_root();
+    let sc = scratch();
+    let d = sc.path();
+    let (img, keys) = unit(d);
+    let port = serve(|c, _| drip(c, b"HTTP/1.0 200 OK\r\n\r\n"));
+    let code = run_for(
+        40,
+        &[
+            "--device",
+            s(&img),
+            "--erase-size",
+            "4096",
+            "fleet",
+            "poll",
+            "--keys",
+            s(&keys),
+            "--mirror",
+            &format!("http://127.0.0.1:{port}/fleet"),
+            "--retries",
+            "0",
+            "--timeout",
+            "3",
+            "--no-reboot",
+            "--state",
+            s(&d.join("state")),
+            "--unit-id",
+            "u1",
+        ],
+    )
+    .expect("`fleet poll --retries 0 --timeout 3` still running after 40 s");
+    // No mirror answered (exit 25), flash untouched.
+    assert_eq!(code, Some(25));
+}
