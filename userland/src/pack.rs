@@ -50,6 +50,12 @@
 //! carrying `metacopy` is an error ([`PackError::Metacopy`]): its data lives
 //! in a lower layer, so the payload would silently lose it.
 //!
+//! The kept `user.overlay.*` names of a userxattr mount are still outside the
+//! namespaces a payload may carry (`trusted.`, `security.`: the boot path's
+//! tmpfs takes `user.*` only from Linux 6.6), so they are skipped and listed
+//! like any `user.*` attribute; `save` of such an upper keeps the files but
+//! not their overlay marks.
+//!
 //! Whiteouts that share an inode (overlayfs links whiteouts to one shared
 //! node) are each emitted as their own `3` entry; only regular files are
 //! emitted as hard links.
@@ -200,8 +206,10 @@ pub enum PackError {
         field: &'static str,
         value: i128,
     },
-    #[error("{path:?}: file changed size while being packed (expected {expected} bytes)")]
-    FileChanged { path: PathBuf, expected: u64 },
+    /// Replaced (a write to a temporary file and a rename, as `uci commit` does) or written
+    /// to between its stat and the end of its copy: what was copied may be neither version.
+    #[error("{path:?}: changed while being packed (replaced or written to)")]
+    FileChanged { path: PathBuf },
 }
 
 /// Packs the directory `src` (not itself emitted) into `out` in the payload
@@ -370,6 +378,17 @@ impl<W: Write> Packer<'_, W> {
             return Ok(false);
         };
 
+        // A file's content and xattrs come from the inode stat described, opened before
+        // anything is taken from it: the path may be renamed over at any moment.
+        let file = match kind {
+            Kind::File { .. } => {
+                let f = open_nofollow(&full).map_err(io_err)?;
+                self.unchanged(&f, &meta, rel)?;
+                Some(f)
+            }
+            _ => None,
+        };
+
         let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
         let mut header = Header::new_ustar();
         set_name_field(&mut header.as_old_mut().name, &path_bytes);
@@ -415,7 +434,11 @@ impl<W: Write> Packer<'_, W> {
             pax.push(("mtime".into(), format!("{secs}.{nanos:09}").into_bytes()));
         }
         if !matches!(kind, Kind::HardLink { .. }) {
-            self.collect_xattrs(&full, rel, &mut pax)?;
+            let source = match &file {
+                Some(f) => XattrSource::File(f),
+                None => XattrSource::Path(&full),
+            };
+            self.collect_xattrs(source, &full, rel, &mut pax)?;
         }
 
         let (entry_type, size) = match &kind {
@@ -443,10 +466,10 @@ impl<W: Write> Packer<'_, W> {
                 .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
                 .map_err(PackError::Write)?;
         }
-        if let Kind::File { size } = kind {
-            let file = open_nofollow(&full).map_err(io_err)?;
+        if let (Kind::File { size }, Some(file)) = (&kind, file) {
+            let size = *size;
             let mut data = CountingReader {
-                inner: file.take(size),
+                inner: (&file).take(size),
                 count: 0,
                 error: None,
             };
@@ -456,13 +479,14 @@ impl<W: Write> Packer<'_, W> {
             if let Some(source) = data.error {
                 return Err(PackError::Io { path: full, source });
             }
+            // Written to while copied (shorter, or the same size with another mtime or
+            // ctime): the archive is now wrong and the caller must discard it.
             if data.count != size {
-                // The archive is now corrupt; the caller must discard it.
                 return Err(PackError::FileChanged {
                     path: rel.to_path_buf(),
-                    expected: size,
                 });
             }
+            self.unchanged(&file, &meta, rel)?;
             self.report.bytes_in += size;
         } else {
             self.builder
@@ -473,9 +497,37 @@ impl<W: Write> Packer<'_, W> {
         Ok(matches!(kind, Kind::Dir))
     }
 
-    /// Appends the `SCHILY.xattr.*` records of `full`, sorted by name.
+    /// `Err(FileChanged)` unless the open `file` is still the inode `meta` describes, with
+    /// the same size, mtime and ctime (a write or a changed xattr moves ctime).
+    fn unchanged(&self, file: &File, meta: &fs::Metadata, rel: &Path) -> Result<(), PackError> {
+        let now = file.metadata().map_err(|source| PackError::Io {
+            path: self.src.join(rel),
+            source,
+        })?;
+        let key = |m: &fs::Metadata| {
+            (
+                m.dev(),
+                m.ino(),
+                m.len(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec(),
+            )
+        };
+        if key(&now) == key(meta) {
+            Ok(())
+        } else {
+            Err(PackError::FileChanged {
+                path: rel.to_path_buf(),
+            })
+        }
+    }
+
+    /// Appends the `SCHILY.xattr.*` records of `source` (the member at `full`), sorted by name.
     fn collect_xattrs(
         &mut self,
+        source: XattrSource<'_>,
         full: &Path,
         rel: &Path,
         pax: &mut Vec<(String, Vec<u8>)>,
@@ -484,7 +536,7 @@ impl<W: Write> Packer<'_, W> {
             path: full.to_path_buf(),
             source,
         };
-        let mut names: Vec<OsString> = xattr::list(full).map_err(io_err)?.collect();
+        let mut names: Vec<OsString> = source.list().map_err(io_err)?.collect();
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         let mut kept = Vec::new();
         for name in names {
@@ -523,7 +575,7 @@ impl<W: Write> Packer<'_, W> {
                 });
             }
             // Removed between list and get: nothing to carry.
-            let Some(value) = xattr::get(full, &name).map_err(io_err)? else {
+            let Some(value) = source.get(&name).map_err(io_err)? else {
                 continue;
             };
             if value.len() > MAX_XATTR_VALUE {
@@ -543,6 +595,31 @@ impl<W: Write> Packer<'_, W> {
         }
         pax.extend(kept);
         Ok(())
+    }
+}
+
+/// Where a member's xattrs are read: a regular file's from its open descriptor (the inode
+/// whose content is stored), anything else's by path (without following a symlink).
+enum XattrSource<'a> {
+    File(&'a File),
+    Path(&'a Path),
+}
+
+impl XattrSource<'_> {
+    fn list(&self) -> io::Result<xattr::XAttrs> {
+        use xattr::FileExt;
+        match self {
+            XattrSource::File(f) => f.list_xattr(),
+            XattrSource::Path(p) => xattr::list(p),
+        }
+    }
+
+    fn get(&self, name: &std::ffi::OsStr) -> io::Result<Option<Vec<u8>>> {
+        use xattr::FileExt;
+        match self {
+            XattrSource::File(f) => f.get_xattr(name),
+            XattrSource::Path(p) => xattr::get(p, name),
+        }
     }
 }
 
@@ -568,7 +645,9 @@ fn open_nofollow(path: &Path) -> io::Result<File> {
     use rustix::fs::{Mode, OFlags};
     let fd = rustix::fs::open(
         path,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY,
+        // NONBLOCK: a FIFO renamed over the path after its stat must not hang the open (and
+        // the lock held meanwhile); regular files ignore it.
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
         Mode::empty(),
     )?;
     Ok(File::from(fd))

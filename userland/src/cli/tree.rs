@@ -4,7 +4,7 @@ use super::error::CliError;
 use super::ui;
 use sha2::{Digest, Sha256};
 use snapinit::header::Compression;
-use snapshot::pack::{pack_dir, PackOptions, PackReport};
+use snapshot::pack::{pack_dir, PackError, PackOptions, PackReport};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -28,6 +28,9 @@ impl Packed {
     }
 }
 
+/// How many times a tree whose files keep changing is packed before `save` gives up.
+const PACK_ATTEMPTS: u32 = 3;
+
 /// Packs `dir` in the payload dialect, gzip-compressed if `gzip`; reports skipped members on
 /// stderr.
 pub fn pack(dir: &Path, gzip: bool) -> Result<Packed, CliError> {
@@ -36,8 +39,20 @@ pub fn pack(dir: &Path, gzip: bool) -> Result<Packed, CliError> {
         dir: dir.to_path_buf(),
         source,
     };
-    let mut tar = Vec::new();
-    let report = pack_dir(dir, &PackOptions::default(), &mut tar).map_err(pack_err)?;
+    // A file replaced or written to while it was copied (a `uci commit` during a save) makes
+    // the archive wrong: packed again, a few times, before giving up.
+    let mut attempt = 1;
+    let (tar, report) = loop {
+        let mut tar = Vec::new();
+        match pack_dir(dir, &PackOptions::default(), &mut tar) {
+            Ok(report) => break (tar, report),
+            Err(e @ PackError::FileChanged { .. }) if attempt < PACK_ATTEMPTS => {
+                spin.suspend(|| eprintln!("snapshot: {e}; packing again"));
+                attempt += 1;
+            }
+            Err(e) => return Err(pack_err(e)),
+        }
+    };
     let unpacked_len = tar.len() as u64;
     let (data, compression) = if gzip {
         let io_err = |source| CliError::Io {

@@ -19,6 +19,9 @@ impl Progress {
     }
     pub fn inc(&self, _bytes: u64) {}
     pub fn finish_and_clear(&self) {}
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        f()
+    }
 }
 
 pub fn stderr_is_tty() -> bool {
