@@ -27,39 +27,45 @@ pub struct Section {
     pub lists: BTreeMap<String, Vec<String>>,
 }
 
-/// Splits a UCI line into words: bare, 'single' or "double" quoted (a quote ends the word).
-fn uci_words(line: &str) -> Vec<String> {
+/// Splits a UCI line into words as libuci reads them: a word is bare, 'single' and "double"
+/// quoted pieces joined (libuci writes a `'` inside a value as `'\''`); a backslash escapes
+/// the next character outside single quotes; `#` outside quotes ends the line. `None` for an
+/// unterminated quote.
+fn uci_words(line: &str) -> Option<Vec<String>> {
     let mut out = Vec::new();
     let mut chars = line.chars().peekable();
-    while let Some(&c) = chars.peek() {
-        if c.is_whitespace() {
-            chars.next();
-            continue;
-        }
-        if c == '#' {
-            break;
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        match chars.peek() {
+            None | Some('#') => return Some(out),
+            Some(_) => {}
         }
         let mut word = String::new();
-        if c == '\'' || c == '"' {
-            chars.next();
-            for d in chars.by_ref() {
-                if d == c {
-                    break;
+        while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+            match c {
+                '#' => {
+                    out.push(word);
+                    return Some(out);
                 }
-                word.push(d);
-            }
-        } else {
-            while let Some(&d) = chars.peek() {
-                if d.is_whitespace() {
-                    break;
-                }
-                word.push(d);
-                chars.next();
+                '\\' => word.push(chars.next()?),
+                '\'' => loop {
+                    match chars.next()? {
+                        '\'' => break,
+                        d => word.push(d),
+                    }
+                },
+                '"' => loop {
+                    match chars.next()? {
+                        '"' => break,
+                        '\\' => word.push(chars.next()?),
+                        d => word.push(d),
+                    }
+                },
+                c => word.push(c),
             }
         }
         out.push(word);
     }
-    out
 }
 
 /// Parses UCI file syntax (what `uci export` prints). Unknown lines are errors with their
@@ -67,7 +73,8 @@ fn uci_words(line: &str) -> Vec<String> {
 pub fn parse_uci(text: &str) -> Result<Vec<Section>, String> {
     let mut sections: Vec<Section> = Vec::new();
     for (n, line) in text.lines().enumerate() {
-        let w = uci_words(line);
+        let cannot = || format!("line {}: cannot read {line:?}", n + 1);
+        let w = uci_words(line).ok_or_else(cannot)?;
         let Some(first) = w.first() else {
             continue;
         };
@@ -91,7 +98,7 @@ pub fn parse_uci(text: &str) -> Result<Vec<Section>, String> {
                         .push(w[2].clone());
                 }
             }
-            _ => return Err(format!("line {}: cannot read {line:?}", n + 1)),
+            _ => return Err(cannot()),
         }
     }
     Ok(sections)
@@ -485,6 +492,34 @@ config health 'health'
         assert_eq!(c.ping, ["10.0.0.1"]);
         assert_eq!(c.batman_neighbours, 2);
         assert!(c.watchdog);
+    }
+
+    #[test]
+    fn uci_words_as_libuci_reads_and_writes_them() {
+        let w = |l: &str| uci_words(l).expect("terminated");
+        // How libuci writes a ' inside a value (uci export, uci commit).
+        assert_eq!(
+            w("\tlist command 'grep -q '\\''up'\\'' /tmp/state'"),
+            ["list", "command", "grep -q 'up' /tmp/state"]
+        );
+        assert_eq!(
+            w("option a b'c d'\"e\\\"f\"g"),
+            ["option", "a", "bc de\"fg"]
+        );
+        assert_eq!(w("option a x\\ y"), ["option", "a", "x y"]);
+        assert_eq!(w("option a '#x' # comment"), ["option", "a", "#x"]);
+        assert_eq!(w("option a b# c"), ["option", "a", "b"]);
+        assert_eq!(w("option a ''"), ["option", "a", ""]);
+        assert_eq!(w("  # only a comment"), Vec::<String>::new());
+        for bad in [
+            "option a 'b",
+            "option a \"b",
+            "option a b\\",
+            "option a \"b\\\"",
+        ] {
+            assert_eq!(uci_words(bad), None, "{bad}");
+        }
+        assert!(parse_uci("config health\n\tlist command 'x\n").is_err());
     }
 
     #[test]
