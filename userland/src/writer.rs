@@ -193,21 +193,16 @@ where
         Ok(layout)
     }
 
-    /// What is on flash apart from the chain, and whether a write may go ahead.
+    /// What is on flash apart from the chain, and whether a write may go ahead. Reads only:
+    /// a command that refuses after it leaves flash as it was.
     pub fn survey(&mut self) -> Res<(ChainView, Layout, Survey), F> {
-        self.survey_at(Depth::Headers)
+        self.survey_at(Depth::Headers, false)
     }
 
-    /// `survey`, reading every byte the chain does not show (`repair`).
-    pub fn survey_full(&mut self) -> Res<(ChainView, Layout, Survey), F> {
-        self.survey_at(Depth::Full)
-    }
-
-    fn survey_at(&mut self, depth: Depth) -> Res<(ChainView, Layout, Survey), F> {
+    /// `survey_at`; with `settle`, the write that follows starts by making the boot's trial
+    /// rollbacks permanent (`settle_trials`), which the survey already counts as done.
+    fn survey_at(&mut self, depth: Depth, settle: bool) -> Res<(ChainView, Layout, Survey), F> {
         let mut view = self.read();
-        if self.settle_trials(&view)? {
-            view = self.read();
-        }
         if let Status::Unformatted(fs) = view.status {
             return Err(WriteError::Unformatted(fs));
         }
@@ -216,6 +211,11 @@ where
         }
         let layout = self.layout(&view)?;
         let survey = survey_to(self.flash, &view, &layout, depth)?;
+        // Only a write that will go ahead settles; what it drops the survey counted as
+        // garbage already.
+        if settle && survey.suspects.is_empty() && self.settle_trials(&view)? {
+            view = self.read();
+        }
         Ok((view, layout, survey))
     }
 
@@ -223,7 +223,7 @@ where
     /// be data the chain does not show; otherwise erases the provable garbage (newest first, so
     /// that what proves a block stale outlives it) and reads the chain again.
     fn formatted(&mut self) -> Res<(ChainView, Layout), F> {
-        let (mut view, layout, survey) = self.survey()?;
+        let (mut view, layout, survey) = self.survey_at(Depth::Headers, true)?;
         if !survey.suspects.is_empty() {
             return Err(WriteError::Damaged(survey.suspects));
         }
@@ -637,7 +637,7 @@ where
     /// be data: `repair_all` is the confirmed form. The first erase block of a chain without
     /// snapshots is kept: it may hold the layout marker.
     pub fn repair(&mut self) -> Res<Outcome, F> {
-        let (_, layout, survey) = self.survey_full()?;
+        let (_, layout, survey) = self.survey_at(Depth::Full, true)?;
         if !survey.suspects.is_empty() {
             return Err(WriteError::Damaged(survey.suspects));
         }
@@ -649,7 +649,7 @@ where
     /// suspects alike (newest first), leaving exactly the visible chain. Refuses a foreign or
     /// unknown partition: that is `format --force`.
     pub fn repair_all(&mut self) -> Res<Outcome, F> {
-        let (_, layout, survey) = self.survey_full()?;
+        let (_, layout, survey) = self.survey_at(Depth::Full, true)?;
         if !survey.identity {
             if let Some(s) = survey.suspects.first() {
                 return Err(WriteError::Damaged(vec![*s]));

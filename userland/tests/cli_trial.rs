@@ -146,3 +146,73 @@ fn trial_confirm_and_health() {
     ]);
     fails(&img, &a.iter().map(String::as_str).collect::<Vec<_>>(), 2);
 }
+
+/// A snapshot committed on trial over saved changes, its one boot spent and rolled back by the
+/// next boot (marks written as PID 1 writes them): commands that refuse leave every byte as
+/// it was, the rollback reads as a trial rollback, and the first write makes it permanent
+/// without bringing back the saved changes the commit had moved to the back buffer.
+#[test]
+fn a_trial_rollback_is_left_alone_by_refusals_and_settled_by_the_next_write() {
+    use std::os::unix::fs::FileExt;
+    let tmp = scratch();
+    let dir = tmp.path();
+    let img = image(dir, "flash.img", 1 << 20);
+    ok(&img, &["--erase-size", "4096", "format"]);
+    let arg = |p: &Path| p.to_str().expect("utf-8").to_string();
+    let u1 = arg(&upper(dir, "one"));
+    ok(&img, &["commit", "--upper", &u1, "--no-reboot"]);
+    let saved = arg(&upper(dir, "saved"));
+    ok(&img, &["save", "--upper", &saved]);
+    let u2 = arg(&upper(dir, "two"));
+    ok(
+        &img,
+        &["commit", "--upper", &u2, "--no-reboot", "--trial", "1"],
+    );
+    let off = info(&img)["snapshots"][1]["offset"]
+        .as_u64()
+        .expect("offset");
+    // Trial marks start at 0xC2: the trial boot's, then the roll-back boot's.
+    let f = fs::OpenOptions::new().write(true).open(&img).expect("open");
+    f.write_at(&[0, 0], off + 0xC2).expect("marks");
+    drop(f);
+    let rolled = info(&img);
+    assert_eq!(
+        rolled["snapshots"].as_array().map(Vec::len),
+        Some(1),
+        "{rolled}"
+    );
+    assert!(rolled["volatile"].is_null(), "{rolled}");
+    let before = fs::read(&img).expect("read");
+
+    fails(&img, &["format"], 5);
+    let o = run(
+        &img,
+        &["commit", "--upper", "/nonexistent-upper", "--no-reboot"],
+    );
+    assert!(!o.status.success(), "{}", show(&o));
+    let o = run(&img, &["verify"]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        fs::read(&img).expect("read") == before,
+        "a command that refused or only read programmed flash"
+    );
+    assert_eq!(info(&img), rolled, "info changed without a write");
+
+    // The next write settles it: snapshot 1 and the new saved changes, never the old ones.
+    let again = arg(&upper(dir, "again"));
+    ok(&img, &["save", "--upper", &again]);
+    let out = dir.join("out");
+    ok(&img, &["extract", "all", &arg(&out)]);
+    assert_eq!(
+        fs::read_to_string(out.join("etc/network")).expect("extracted"),
+        "again"
+    );
+    ok(&img, &["repair"]);
+    let after = info(&img);
+    assert_eq!(
+        after["snapshots"].as_array().map(Vec::len),
+        Some(1),
+        "{after}"
+    );
+    assert!(!after["volatile"].is_null(), "{after}");
+}

@@ -380,7 +380,13 @@ pub fn survey_to<F: ReadNorFlash>(
         i += 1;
     }
 
-    // Valid headers nothing shows: garbage if dropped or superseded, else suspects.
+    // Valid headers nothing shows: garbage if dropped or superseded, else suspects. The
+    // volatiles linked to the top are hidden when the walk ended on a rolled-back snapshot
+    // (the copy its append evacuated): the next write drops them with it (`settle_trials`).
+    let hidden_top = match view.end {
+        End::Rejected(r) if r.reason == Reject::TrialExhausted => Some(view.top_hash()),
+        _ => None,
+    };
     let mut dead: HashSet<Digest32> = HashSet::new();
     let mut is_dead = vec![false; valid.len()];
     loop {
@@ -392,7 +398,12 @@ pub fn survey_to<F: ReadNorFlash>(
             let f = &h.fields;
             // A block whose trial ran out was rolled back by the boot: as good as dropped.
             let rolled_back = matches!(h.trial(), Trial::Exhausted { .. });
-            if !h.marks.live || rolled_back || f.generation < visible_gen || dead.contains(&f.prev)
+            let hidden = f.kind == Kind::Volatile && Some(f.prev) == hidden_top;
+            if !h.marks.live
+                || rolled_back
+                || hidden
+                || f.generation < visible_gen
+                || dead.contains(&f.prev)
             {
                 is_dead[k] = true;
                 dead.insert(h.hash);
