@@ -443,6 +443,49 @@ fn crafted_payload_len_near_2_64_is_rejected_not_read() {
     refused(&img, &["save", "--upper", s(&u)], 13, "runs past");
 }
 
+/// `extract --salvage` reads whatever headers it finds: a sealed header whose length runs
+/// past the partition is reported partial, and the blocks after it are still salvaged.
+#[test]
+fn salvage_survives_a_sealed_length_past_the_partition() {
+    let sc = scratch();
+    for len in [u64::MAX, 1 << 41, 1 << 21] {
+        let img = image(sc.path(), "flash.img", 1 << 20);
+        ok(&img, &["format", "--force"]);
+        let u1 = upper(sc.path(), "u1", 1);
+        ok(&img, &["commit", "--upper", s(&u1), "--no-reboot"]);
+        let u2 = upper(sc.path(), "u2", 2);
+        ok(&img, &["commit", "--upper", s(&u2), "--no-reboot"]);
+        let second = info(&img)["snapshots"][1]["offset"]
+            .as_u64()
+            .expect("offset");
+        // Snapshot 1's header resealed with the length: a writer's seal, a hostile value.
+        let mut dev = DeviceFlash::open(s(&img), 65536, false).expect("open");
+        let mut h = snapinit::chain::read_header(&mut dev, 0)
+            .expect("read")
+            .expect("header");
+        drop(dev);
+        h.fields.payload_len = len;
+        let f = fs::OpenOptions::new().write(true).open(&img).expect("open");
+        f.write_all_at(&h.fields.seal(), 0).expect("reseal");
+        drop(f);
+        let dest = sc.path().join(format!("salvage-{len:x}"));
+        let o = run(&img, &["extract", "--salvage", "all", s(&dest)]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{len:#x}: {}", show(&o));
+        assert!(out.contains("past the end of the partition"), "{out}");
+        let later = format!("{second:08x}-snapshot-seq2-");
+        let found = fs::read_dir(&dest)
+            .expect("salvage dir")
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().starts_with(&later));
+        assert!(
+            found,
+            "{len:#x}: the block after it was not salvaged:\n{out}"
+        );
+        assert!(out.contains("1 complete, 1 partial"), "{out}");
+    }
+}
+
 // ---- issue 9, bug 7: OpenWrt's markers, exactly as OpenWrt writes them ----
 
 #[test]

@@ -156,6 +156,10 @@ pub enum CliError {
     },
     #[error("reading {what}: {detail}")]
     Payload { what: String, detail: String },
+    /// `extract all` judging a payload before it unpacks anything: the refusal `extract` of
+    /// that block alone gives, with its exit code.
+    #[error("{what}: {detail}")]
+    ExtractRefused { what: String, detail: String },
     #[error("verification failed: {0} problem(s)")]
     Verify(usize),
     #[error("the package manager `{cmd}` failed ({status}); flash untouched")]
@@ -233,7 +237,7 @@ impl CliError {
             NoSpace { .. } | VolatileTooLarge { .. } | TooSmall { .. } => code::NO_SPACE,
             NoVolatile | NoSuchSnapshot { .. } => code::NOT_FOUND,
             BadId(_) => code::USAGE,
-            Pack { .. } | Unpack { .. } | Io { .. } => code::TREE,
+            Pack { .. } | Unpack { .. } | ExtractRefused { .. } | Io { .. } => code::TREE,
             Payload { .. } | Verify(_) => code::VERIFY,
             PackageManager { .. } | NoPackageManager => code::UPGRADE,
             Aborted | NeedsConfirmation(_) => code::ABORTED,

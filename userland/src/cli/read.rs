@@ -395,7 +395,7 @@ pub fn extract(ctx: &Ctx, id: &str, dir: &Path, salvage: bool) -> Result<(), Cli
             } else {
                 dry_run(&data, compression, &mut snapshots)
             };
-            judged.map_err(|detail| CliError::Payload {
+            judged.map_err(|detail| CliError::ExtractRefused {
                 what: what.clone(),
                 detail,
             })?;
@@ -443,14 +443,23 @@ fn salvage_all(dev: &mut Device, dir: &Path) -> Result<(), CliError> {
             }
         );
         create_dir(&sub)?;
-        match unpack_block(
-            dev,
-            &block,
-            &format!("block at {offset:#x} ({state})"),
-            &sub,
-        ) {
-            Ok(()) => complete += 1,
-            Err(e) => println!("partial {}: {e}", sub.display()),
+        if block.end() > u64::from(capacity) {
+            // A hostile or rotten length: nothing to read into RAM, the next blocks still are.
+            println!(
+                "partial {}: its header says {} payload bytes, past the end of the partition",
+                sub.display(),
+                f.payload_len
+            );
+        } else {
+            match unpack_block(
+                dev,
+                &block,
+                &format!("block at {offset:#x} ({state})"),
+                &sub,
+            ) {
+                Ok(()) => complete += 1,
+                Err(e) => println!("partial {}: {e}", sub.display()),
+            }
         }
         // A block that decodes spans whole erase blocks; a bogus length moves on by one.
         let end = block.end();
