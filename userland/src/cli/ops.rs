@@ -503,9 +503,16 @@ pub fn upgrade(
 }
 
 /// Writes `data` to `path` and syncs it.
-fn write_synced(path: &Path, data: &[u8]) -> std::io::Result<()> {
+/// Writes `data` to `path` and syncs it. `fresh`: only as a new file (never through a
+/// symlink or over a file someone placed at a name in a shared directory).
+fn write_synced(path: &Path, data: &[u8], fresh: bool) -> std::io::Result<()> {
     use std::io::Write;
-    let mut f = std::fs::File::create(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(!fresh)
+        .create_new(fresh)
+        .open(path)?;
     f.write_all(data)?;
     f.sync_all()
 }
@@ -549,7 +556,7 @@ pub fn convert(
         let packed = tree::pack(from, gzip)?;
         precheck(&view, packed.data.len(), false)?;
         if let Some(b) = backup {
-            write_synced(b, &packed.data).map_err(|source| CliError::Io {
+            write_synced(b, &packed.data, false).map_err(|source| CliError::Io {
                 what: "writing the backup",
                 path: b.to_path_buf(),
                 source,
@@ -590,14 +597,14 @@ pub fn convert(
             ),
             Err(e) => {
                 let rescue = backup.map(Path::to_path_buf).unwrap_or_else(|| {
-                    std::env::temp_dir().join(if gzip {
-                        "snapshot-convert-rescue.tar.gz"
-                    } else {
-                        "snapshot-convert-rescue.tar"
-                    })
+                    let ext = if gzip { "tar.gz" } else { "tar" };
+                    std::env::temp_dir().join(format!(
+                        "snapshot-convert-rescue-{}.{ext}",
+                        std::process::id()
+                    ))
                 });
                 if backup.is_none() {
-                    match write_synced(&rescue, &packed.data) {
+                    match write_synced(&rescue, &packed.data, true) {
                         Ok(()) => eprintln!(
                             "snapshot: the partition was erased but the snapshot could not be written; the packed overlay is saved in {}",
                             rescue.display()
