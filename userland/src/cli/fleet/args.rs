@@ -187,7 +187,8 @@ pub enum FleetCmd {
         /// First wait between rounds, in milliseconds (doubles each round, at most 5 min)
         #[arg(long, default_value_t = 2000, value_name = "MS")]
         backoff_ms: u64,
-        /// Connect and read timeout, in seconds
+        /// Time bound of each request, in seconds: connect, each read, a whole reply's headers;
+        /// a body may take this plus 1 s per KiB
         #[arg(long, default_value_t = 15, value_name = "SECS")]
         timeout: u64,
         /// Do not reboot after writing
@@ -236,7 +237,8 @@ pub struct BrokerArgs {
     /// First wait between attempts, in milliseconds (doubles each time, at most 5 min)
     #[arg(long, default_value_t = 2000, value_name = "MS")]
     backoff_ms: u64,
-    /// Connect and read timeout, in seconds
+    /// Time bound of each exchange with the broker, in seconds (a collection of many
+    /// messages: this plus 1 s per KiB)
     #[arg(long, default_value_t = 15, value_name = "SECS")]
     timeout: u64,
 }
