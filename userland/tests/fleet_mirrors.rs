@@ -147,6 +147,32 @@ fn a_signed_bundle_reaches_every_unit_staggered_through_nginx_mirrors() {
         "bundles/v2",
     ]);
     sign(&stale.join("stable.json"));
+    // A rollout every unit would refuse (exit 23) is refused when the channel is written.
+    for bad in ["--priority=-1", "--priority=NaN", "--priority=inf"] {
+        let o = std::process::Command::new(bin())
+            .args([
+                "bundle",
+                "channel",
+                "--root",
+                s(&stale),
+                "--channel",
+                "stable",
+                bad,
+            ])
+            .arg("bundles/v2")
+            .output()
+            .expect("run snapshot");
+        assert!(!o.status.success(), "{bad}: {}", show(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("priority"),
+            "{bad}: {}",
+            show(&o)
+        );
+    }
+    assert!(
+        fs::read(stale.join("stable.json.sig")).is_ok(),
+        "a refused channel removed the signed one"
+    );
 
     let (p_good, p_cut, p_unsigned, p_stale, p_down) = (
         free_port(),
@@ -624,4 +650,65 @@ fn an_https_mirror_through_the_external_fetcher() {
         "{}",
         show(&o)
     );
+}
+
+/// A channel with v2 (on v1) and v3 (on v1+v2): a unit booted into v2 on trial waits for its
+/// verdict before it takes v3. Taking v3 at once (the poll loop's first poll comes before the
+/// health check's) would reboot into it, spend v2's one trial boot, and roll a good v2 back
+/// for good ("not taking bundle v2 again").
+#[test]
+fn a_unit_on_trial_waits_for_the_verdict_before_the_next_bundle() {
+    let tmp = scratch();
+    let d = tmp.path();
+    let keys = Keys::new(d);
+    let template = template(d);
+    let root = d.join("mirror");
+    bundle(&keys, &root, &template, "v2", 1, 0);
+    // An image at v1+v2 to build v3 on.
+    let mid = d.join("mid.img");
+    fs::copy(&template, &mid).expect("copy");
+    tool_ok(&[
+        "--device",
+        s(&mid),
+        "--erase-size",
+        "4096",
+        "fleet",
+        "apply",
+        "--keys",
+        s(&keys.keys_d),
+        "--min-sigs",
+        "2",
+        "--no-reboot",
+        s(&root.join("bundles/v2")),
+    ]);
+    bundle(&keys, &root, &mid, "v3", 1, 0);
+    channel(&keys, &root, T0, "0", &["bundles/v2", "bundles/v3"]);
+    let lo = "127.0.0.1";
+    let p = free_port();
+    let _nginx = Nginx::start(&d.join("nginx"), None, &[(lo, p, &root)]);
+    let mirrors = vec![format!("http://{lo}:{p}")];
+    let now = (T0 + 60).to_string();
+    let u = &Unit::flash(d, &template, 1)[0];
+    let poll = || {
+        let o = u.poll(None, &keys.keys_d, &mirrors, &["--now", &now]);
+        assert!(o.status.success(), "{}", show(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let out = poll();
+    assert!(out.contains("bundle v2 applied"), "{out}");
+    u.boot(); // v2's one trial boot: running, not yet confirmed
+
+    let before = fs::read(&u.img).expect("image");
+    let out = poll();
+    assert!(out.contains("waiting: snapshot 2 is on trial"), "{out}");
+    assert!(
+        fs::read(&u.img).expect("image") == before,
+        "a waiting poll wrote"
+    );
+
+    // Confirmed (the health check passed): the next poll takes v3.
+    let o = u.run(None, &["confirm"], false);
+    assert!(o.status.success(), "{}", show(&o));
+    let out = poll();
+    assert!(out.contains("bundle v3 applied"), "{out}");
 }

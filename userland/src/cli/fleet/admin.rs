@@ -200,6 +200,12 @@ pub fn channel(
         });
     }
     let published = published.unwrap_or_else(unix_now);
+    // What every unit would refuse (ChannelManifest::parse) is refused here, before signing.
+    if !(priority.is_finite() && priority >= 0.0) {
+        return Err(CliError::Refused(format!(
+            "--priority {priority} is not a number of days >= 0"
+        )));
+    }
     if !(expires_days.is_finite() && expires_days >= 0.0) {
         return Err(CliError::Refused(format!(
             "--expires-days {expires_days} is not a number of days >= 0"

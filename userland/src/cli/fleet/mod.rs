@@ -12,7 +12,7 @@ use admin::{channel, create, keygen, report, sign, status_mqtt, CreateArgs};
 use super::error::CliError;
 use super::health::HEALTH;
 use super::{ops, Ctx};
-use snapinit::header::Compression;
+use snapinit::header::{Compression, Trial};
 use snapshot::fleet::bundle::{
     chain_id, check_signatures, hex, BundleError, BundleManifest, PayloadRef, API_VERSION,
     MANIFEST, MAX_MANIFEST, SIG_SUFFIX,
@@ -442,9 +442,17 @@ fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliEr
         shuffled(a.mirrors)
     };
     std::fs::create_dir_all(a.state).map_err(io_err("creating", a.state))?;
-    let (id, rolled, top) = {
+    let (id, rolled, top, on_trial) = {
         let (_lock, mut dev) = ctx.open(false)?;
         let view = ops::read_view(&mut dev);
+        let on_trial = view
+            .snapshots
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (format!("snapshot {}", i + 1), b))
+            .chain(view.volatile().map(|b| ("the volatile".to_string(), b)))
+            .find(|(_, b)| matches!(b.header.trial(), Trial::OnTrial { .. }))
+            .map(|(name, _)| name);
         // The chain below the top snapshot and the top's payload: which bundle it may be.
         let top = view.snapshots.split_last().map(|(last, below)| {
             (
@@ -458,6 +466,7 @@ fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliEr
             hex(&view_id(&view)),
             rollbacks(&mut dev, &view, a.state),
             top,
+            on_trial,
         )
     };
     let seen_path = a.state.join(format!("{}.published", a.channel));
@@ -529,6 +538,16 @@ fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliEr
         .find(|r| r["version"] == entry.version.as_str())
     {
         return Ok(not_again(&entry.version, r));
+    }
+    // A boot on trial is decided first (`snapshot health`): a bundle written and booted now
+    // would spend that trial's boot, and a good bundle would roll back unconfirmed.
+    if let Some(name) = on_trial {
+        let why = format!(
+            "waiting: {name} is on trial (`snapshot health` or `snapshot confirm` decides it before bundle {})",
+            entry.version
+        );
+        println!("{why}");
+        return Ok(Polled::Nothing(why));
     }
     let now = a.now.unwrap_or_else(unix_now);
     let p = rollout(now as i64 - chan.spec.published as i64, chan.spec.priority);
@@ -622,17 +641,25 @@ fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliEr
     // it (back in force if it rolls back).
     let before = std::fs::read_to_string(&vpath).ok();
     apply_checked(ctx, &checked, false)?;
+    // The bundle is on flash: from here nothing may stop the reboot that boots it (a full
+    // state directory costs the versions in the report, not the update).
     let bpath = a.state.join(VERSION_BEFORE);
-    match before {
-        Some(v) => write_file(&bpath, v.as_bytes())?,
+    let kept = match before {
+        Some(v) => write_file(&bpath, v.as_bytes()),
         None => {
             let _ = std::fs::remove_file(&bpath);
+            Ok(())
         }
     }
-    write_file(
-        &vpath,
-        format!("{}\n", checked.manifest.spec.version).as_bytes(),
-    )?;
+    .and_then(|()| {
+        write_file(
+            &vpath,
+            format!("{}\n", checked.manifest.spec.version).as_bytes(),
+        )
+    });
+    if let Err(e) = kept {
+        eprintln!("snapshot: fleet: the bundle is written, but its version is not recorded: {e}");
+    }
     Ok(Polled::Written(checked.manifest.spec.version))
 }
 
