@@ -438,12 +438,22 @@ where
     /// the upper still on trial: never an upper block confirmed over an unconfirmed one). One
     /// single-byte program each.
     pub fn confirm(&mut self) -> Res<Outcome, F> {
+        self.confirm_where(|_| true)
+    }
+
+    /// `confirm` of the blocks on trial a boot has already tried (a trial boot spent): what
+    /// `snapshot health` vouches for. A block written since the boot keeps its trial.
+    pub fn confirm_booted(&mut self) -> Res<Outcome, F> {
+        self.confirm_where(|used| used > 0)
+    }
+
+    fn confirm_where(&mut self, take: impl Fn(u8) -> bool) -> Res<Outcome, F> {
         let (view, _) = self.formatted()?;
         let on_trial: Vec<u32> = view
             .snapshots
             .iter()
             .chain(view.volatile())
-            .filter(|b| matches!(b.header.trial(), Trial::OnTrial { .. }))
+            .filter(|b| matches!(b.header.trial(), Trial::OnTrial { used, .. } if take(used)))
             .map(|b| b.offset)
             .collect();
         for offset in &on_trial {

@@ -61,6 +61,30 @@ fn trial_confirm_and_health() {
         "{text}"
     );
 
+    // No boot has tried it: health leaves it alone, whatever its checks say (a rerun of the
+    // service after the write must not vouch for what never booted).
+    let passing = config(
+        dir,
+        "config health 'health'\n\tlist command 'test -e /'\n\tlist ping '127.0.0.1'\n",
+    );
+    let before = std::fs::read(&img).expect("image");
+    let out = run_ok(&["health", "--config", &passing, "--once"]);
+    assert!(out.contains("has not been booted yet"), "{out}");
+    assert!(
+        std::fs::read(&img).expect("image") == before,
+        "health wrote"
+    );
+    // The boot: PID 1 spends its first trial mark (0xC2) before it runs anything.
+    {
+        use std::os::unix::fs::FileExt;
+        let off = info(&img)["snapshots"][1]["offset"]
+            .as_u64()
+            .expect("offset");
+        let f = fs::OpenOptions::new().write(true).open(&img).expect("open");
+        f.write_at(&[0], off + 0xC2).expect("mark");
+    }
+    assert_eq!(info(&img)["snapshots"][1]["trials_used"], 1);
+
     // A failing check: exit 17, nothing confirmed (no reboot: --no-reboot).
     let failing = config(
         dir,
@@ -78,7 +102,7 @@ fn trial_confirm_and_health() {
     // the reboot); its trial state is unchanged, and a second failure adds nothing.
     let marked = |img: &Path| info(img)["snapshots"][1]["failed_checks"].clone();
     assert_eq!(marked(&img), serde_json::json!(["command"]));
-    assert_eq!(info(&img)["snapshots"][1]["trials_used"], 0);
+    assert_eq!(info(&img)["snapshots"][1]["trials_used"], 1);
     let before = std::fs::read(&img).expect("image");
     fails(&img, &a.iter().map(String::as_str).collect::<Vec<_>>(), 17);
     assert!(
@@ -86,7 +110,7 @@ fn trial_confirm_and_health() {
         "marked twice"
     );
     assert!(
-        run_ok(&["info"]).contains("ON TRIAL: 0 of 3 boots spent, failed: command"),
+        run_ok(&["info"]).contains("ON TRIAL: 1 of 3 boots spent, failed: command"),
         "{}",
         run_ok(&["info"])
     );

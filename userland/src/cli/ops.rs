@@ -733,8 +733,20 @@ pub fn format(
 
 /// Marks every block on trial good (`snapshot confirm`).
 pub fn confirm(ctx: &Ctx) -> Result<(), CliError> {
+    confirm_with(ctx, |w| w.confirm())
+}
+
+/// `confirm` of what a boot has tried only (`snapshot health`).
+pub fn confirm_booted(ctx: &Ctx) -> Result<(), CliError> {
+    confirm_with(ctx, |w| w.confirm_booted())
+}
+
+fn confirm_with(
+    ctx: &Ctx,
+    op: impl FnOnce(&mut Writer<'_, Device>) -> Result<Outcome, WriteError<DeviceError>>,
+) -> Result<(), CliError> {
     let (_lock, mut dev) = ctx.open(true)?;
-    let out = write_op(&mut dev, 0, "confirming", |w| w.confirm())?;
+    let out = write_op(&mut dev, 0, "confirming", op)?;
     match out {
         Outcome::Confirmed { blocks: 0 } => println!("nothing is on trial"),
         Outcome::Confirmed { blocks } => {
