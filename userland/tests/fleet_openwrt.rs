@@ -140,9 +140,18 @@ fn poll_loop_after_a_good_poll_waits_the_interval_and_a_tenth_at_most() {
         .filter_map(|l| l.strip_prefix("sleep "))
         .map(|s| s.parse().expect("seconds"))
         .collect();
-    // Backoff 0: no first wait, no wait after the failed poll; after the good one 1000-1100 s.
-    assert_eq!(sleeps.len(), 1, "{log:?}");
-    assert!((1000..=1100).contains(&sleeps[0]), "{log:?}");
+    // Backoff 0 counts as 1 s (the loop never spins): a first wait of 0 or 1 s, then
+    // 1000-1100 s after the good poll and 1 s after the failed one.
+    let between = match sleeps.len() {
+        3 => {
+            assert_eq!(sleeps[0], 1, "{log:?}");
+            &sleeps[1..]
+        }
+        _ => &sleeps[..],
+    };
+    assert_eq!(between.len(), 2, "{log:?}");
+    assert!((1000..=1100).contains(&between[0]), "{log:?}");
+    assert_eq!(between[1], 1, "{log:?}");
     // The last poll's status is the loop's (FLEET_LOOPS).
     let d = stubs(&[25]);
     let (o, _) = run(
@@ -151,6 +160,64 @@ fn poll_loop_after_a_good_poll_waits_the_interval_and_a_tenth_at_most() {
         &["poll-loop", "--mirror", "http://m1/"],
     );
     assert_eq!(o.status.code(), Some(25), "{o:?}");
+}
+
+#[test]
+fn poll_loop_never_spins_on_a_zero_or_garbled_setting() {
+    // interval '0' and backoff 'x' (a typo in /etc/config/snapshot): a minute at least.
+    let d = stubs(&[0, 25, 0]);
+    let (o, log) = run(
+        d.path(),
+        &[
+            ("FLEET_INTERVAL", "0"),
+            ("FLEET_BACKOFF", "x"),
+            ("FLEET_LOOPS", "3"),
+        ],
+        &["poll-loop", "--mirror", "http://m1/"],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let sleeps: Vec<u64> = log
+        .iter()
+        .filter_map(|l| l.strip_prefix("sleep "))
+        .map(|s| s.parse().expect("seconds"))
+        .collect();
+    let between = &sleeps[sleeps.len() - 2..];
+    assert!((60..=66).contains(&between[0]), "{log:?}");
+    assert_eq!(between[1], 60, "{log:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("not a number of seconds: 'x'; using 60"),
+        "{err}"
+    );
+}
+
+/// The waits are spread by ash's own $RANDOM: OpenWrt's busybox has no `od` (a loop that
+/// drew nothing without it would have every unit poll in lockstep). The script's own
+/// `random_upto`, with `od` failing as it would there, drawn eight times in one shell.
+#[test]
+fn random_waits_need_no_od() {
+    let script = fs::read_to_string(helper()).expect("script");
+    let body: String = script
+        .lines()
+        .skip_while(|l| !l.starts_with("random_upto()"))
+        .take_while(|l| *l != "}")
+        .chain(["}"])
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let o = Command::new("busybox")
+        .args(["sh", "-c"])
+        .arg(format!(
+            "od() {{ return 127; }}\n{body}for i in 1 2 3 4 5 6 7 8; do random_upto 3600; echo $rnd; done\n"
+        ))
+        .output()
+        .expect("busybox sh");
+    assert!(o.status.success(), "{o:?}");
+    let draws: std::collections::BTreeSet<u64> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.parse().expect("a number"))
+        .collect();
+    assert!(draws.iter().all(|&d| d <= 3600), "{draws:?}");
+    assert!(draws.len() > 1, "eight draws gave {draws:?}");
 }
 
 #[test]

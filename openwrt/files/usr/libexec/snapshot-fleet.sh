@@ -28,20 +28,38 @@ FLEET_REBOOT=${FLEET_REBOOT:-reboot}
 
 log() { echo "snapshot-fleet: $*" >&2; }
 
-# A random number in [0, $1].
+# Sets rnd to a random number in [0, $1]. ash's $RANDOM (OpenWrt's busybox has no od), drawn
+# in this shell: a $(...) subshell would start from the same state every time.
 random_upto() {
-	[ "$1" -gt 0 ] 2>/dev/null || { echo 0; return; }
-	r=$(od -An -N4 -tu4 /dev/urandom 2>/dev/null | tr -d ' ')
-	echo $(( ${r:-0} % ($1 + 1) ))
+	rnd=0
+	[ "$1" -gt 0 ] 2>/dev/null || return 0
+	if [ -n "${RANDOM:-}" ]; then
+		rnd=$(( ((RANDOM << 15) | RANDOM) % ($1 + 1) ))
+	else
+		r=$(od -An -N4 -tu4 /dev/urandom 2>/dev/null | tr -d ' ')
+		rnd=$(( ${r:-0} % ($1 + 1) ))
+	fi
+}
+
+# Prints $1 as whole seconds, at least $2; empty means $3, anything else is logged and $3.
+seconds() {
+	case $1 in
+	'') echo "$3" ;;
+	*[!0-9]*) log "not a number of seconds: '$1'; using $3" && echo "$3" ;;
+	*) [ "$1" -ge "$2" ] && echo "$1" || echo "$2" ;;
+	esac
 }
 
 poll_loop() {
-	interval=${FLEET_INTERVAL:-1800}
-	backoff=${FLEET_BACKOFF:-60}
+	# Never a poll loop that spins: at least a minute between good polls, a second after a
+	# failed one.
+	interval=$(seconds "${FLEET_INTERVAL:-}" 60 1800)
+	backoff=$(seconds "${FLEET_BACKOFF:-}" 1 60)
 	[ "$backoff" -le "$interval" ] || backoff=$interval
 	wait=$backoff
 	loops=0
-	pause=$(random_upto "$backoff")
+	random_upto "$backoff"
+	pause=$rnd
 	while :; do
 		[ "$pause" -eq 0 ] || "$FLEET_SLEEP" "$pause"
 		rc=0
@@ -50,7 +68,8 @@ poll_loop() {
 		case $rc in
 		0)
 			wait=$backoff
-			pause=$((interval + $(random_upto $((interval / 10)))))
+			random_upto $((interval / 10))
+			pause=$((interval + rnd))
 			;;
 		25 | 26)
 			pause=$wait
