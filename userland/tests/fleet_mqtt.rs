@@ -95,6 +95,7 @@ fn units_publish_retained_state_that_a_later_subscriber_reads_and_a_dead_broker_
     fs::write(&conf, "config health\n\tlist command 'true'\n").expect("health config");
     let healthy = n / 2;
     for u in &units[..healthy] {
+        u.boot(); // the reboot into the bundle spends its first trial boot
         let o = u.health(None, &conf);
         assert!(o.status.success(), "{}: {}", u.id, show(&o));
         let o = u.run(None, &["fleet", "publish", "--mqtt", &url], true);
