@@ -332,6 +332,15 @@ fn python_tarfile_pax_and_whiteouts() {
     }
 }
 
+/// Names our reader lists for `archive`.
+fn names(archive: &[u8]) -> Vec<String> {
+    read_all(archive)
+        .unwrap()
+        .iter()
+        .map(|(e, _)| e.path.as_str().to_string())
+        .collect()
+}
+
 /// Names GNU tar lists for `archive`, or its error.
 fn gnu_list(archive: &[u8], name: &str) -> Result<Vec<String>, String> {
     let file = scratch(name).join("a.tar");
@@ -363,11 +372,7 @@ fn a_hard_links_pax_size_is_skipped_as_gnu_tar_does() {
          tf.fileobj.write(tarfile.TarInfo('injected').tobuf(tarfile.USTAR_FORMAT)); tf.offset += 512\n",
     );
     let gnu = gnu_list(&archive, "hl-pax-size").expect("GNU tar reads it");
-    let ours: Vec<String> = read_all(&archive)
-        .unwrap()
-        .iter()
-        .map(|(e, _)| e.path.as_str().to_string())
-        .collect();
+    let ours = names(&archive);
     assert_eq!(ours, gnu);
     assert_eq!(ours, ["a", "b"]);
 }
@@ -384,11 +389,7 @@ fn a_hard_links_header_size_is_not_data_as_every_tar_reads_it() {
          tf.fileobj.write(tarfile.TarInfo('c').tobuf(tarfile.USTAR_FORMAT)); tf.offset += 512\n",
     );
     let gnu = gnu_list(&archive, "hl-ustar-size").expect("GNU tar reads it");
-    let ours: Vec<String> = read_all(&archive)
-        .unwrap()
-        .iter()
-        .map(|(e, _)| e.path.as_str().to_string())
-        .collect();
+    let ours = names(&archive);
     assert_eq!(ours, gnu);
     assert_eq!(ours, ["a", "b", "c"]);
 }

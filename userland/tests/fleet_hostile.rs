@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 /// A server on 127.0.0.1: every connection is handed to `h` in a thread of its own, with the
 /// request head already read.
-fn serve(h: fn(TcpStream, String)) -> u16 {
+fn serve(h: impl Fn(TcpStream, String) + Copy + Send + 'static) -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = l.local_addr().expect("addr").port();
     thread::spawn(move || {
@@ -106,17 +106,24 @@ fn a_mirror_trickling_its_body_is_left_and_what_arrived_is_kept() {
 
 const BODY: &[u8; 20] = b"ABCDEFGHIJKLMNOPQRST";
 
-#[test]
-fn a_206_for_other_bytes_is_not_spliced_on() {
-    // Asked for bytes=10-, the server answers 206 from byte 0 (and says so).
-    let port = serve(|mut c, req| {
+/// A resume from byte 10 of BODY against a mirror that answers `reply` to the range it was
+/// asked for: the result and what the buffer then holds.
+fn resume(reply: &'static [u8]) -> (Result<(), HttpError>, Vec<u8>) {
+    let port = serve(move |mut c, req| {
         assert!(req.contains("Range: bytes=10-"), "{req}");
-        let _ = c.write_all(
-            b"HTTP/1.0 206 Partial Content\r\nContent-Range: bytes 0-9/20\r\nContent-Length: 10\r\n\r\nABCDEFGHIJ",
-        );
+        let _ = c.write_all(reply);
     });
     let mut out = BODY[..10].to_vec();
     let r = client(2).get(&format!("http://127.0.0.1:{port}/p"), 10, 20, &mut out);
+    (r, out)
+}
+
+#[test]
+fn a_206_for_other_bytes_is_not_spliced_on() {
+    // The server answers 206 from byte 0 (and says so).
+    let (r, out) = resume(
+        b"HTTP/1.0 206 Partial Content\r\nContent-Range: bytes 0-9/20\r\nContent-Length: 10\r\n\r\nABCDEFGHIJ",
+    );
     assert!(matches!(r, Err(HttpError::Malformed { .. })), "{r:?}");
     assert_eq!(
         out,
@@ -128,12 +135,8 @@ fn a_206_for_other_bytes_is_not_spliced_on() {
 #[test]
 fn a_206_without_content_range_is_a_broken_mirror_not_a_too_large_bundle() {
     // A server that ignores Range but still says 206: the whole body.
-    let port = serve(|mut c, _| {
-        let _ = c.write_all(b"HTTP/1.0 206 Partial Content\r\nContent-Length: 20\r\n\r\n");
-        let _ = c.write_all(BODY);
-    });
-    let mut out = BODY[..10].to_vec();
-    let r = client(2).get(&format!("http://127.0.0.1:{port}/p"), 10, 20, &mut out);
+    let (r, out) =
+        resume(b"HTTP/1.0 206 Partial Content\r\nContent-Length: 20\r\n\r\nABCDEFGHIJKLMNOPQRST");
     // TooLarge would be a refusal (exit 22) and stop trying other mirrors.
     assert!(matches!(r, Err(HttpError::Malformed { .. })), "{r:?}");
     assert_eq!(out, BODY[..10]);
@@ -141,14 +144,9 @@ fn a_206_without_content_range_is_a_broken_mirror_not_a_too_large_bundle() {
 
 #[test]
 fn a_206_from_the_right_byte_is_appended() {
-    let port = serve(|mut c, req| {
-        assert!(req.contains("Range: bytes=10-"), "{req}");
-        let _ = c.write_all(
-            b"HTTP/1.0 206 Partial Content\r\nContent-Range: bytes 10-19/20\r\nContent-Length: 10\r\n\r\nKLMNOPQRST",
-        );
-    });
-    let mut out = BODY[..10].to_vec();
-    let r = client(2).get(&format!("http://127.0.0.1:{port}/p"), 10, 20, &mut out);
+    let (r, out) = resume(
+        b"HTTP/1.0 206 Partial Content\r\nContent-Range: bytes 10-19/20\r\nContent-Length: 10\r\n\r\nKLMNOPQRST",
+    );
     assert!(r.is_ok(), "{r:?}");
     assert_eq!(out, BODY);
 }

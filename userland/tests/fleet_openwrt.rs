@@ -71,6 +71,14 @@ fn run(d: &Path, env: &[(&str, &str)], args: &[&str]) -> (Output, Vec<String>) {
     (o, log.lines().map(str::to_string).collect())
 }
 
+/// The seconds of each `sleep` the stubs logged, in order.
+fn sleeps(log: &[String]) -> Vec<u64> {
+    log.iter()
+        .filter_map(|l| l.strip_prefix("sleep "))
+        .map(|s| s.parse().expect("seconds"))
+        .collect()
+}
+
 #[test]
 fn poll_loop_backs_off_without_mirror_or_broker_and_waits_the_interval_otherwise() {
     // No mirror, no mirror, no broker, a refusal (21: wrong base), then a good poll.
@@ -102,11 +110,7 @@ fn poll_loop_backs_off_without_mirror_or_broker_and_waits_the_interval_otherwise
     }
     // The waits between polls: the first spread at random over [0, backoff]; then 60 and 120
     // (doubling), 200 (240 capped at the interval), 200 after the refusal.
-    let sleeps: Vec<u64> = log
-        .iter()
-        .filter_map(|l| l.strip_prefix("sleep "))
-        .map(|s| s.parse().expect("seconds"))
-        .collect();
+    let sleeps = sleeps(&log);
     let between: Vec<u64> = if log[0].starts_with("sleep") {
         assert!(sleeps[0] <= 60, "{log:?}");
         sleeps[1..].to_vec()
@@ -135,11 +139,7 @@ fn poll_loop_after_a_good_poll_waits_the_interval_and_a_tenth_at_most() {
         &["poll-loop", "--mirror", "http://m1/"],
     );
     assert!(o.status.success(), "{o:?}");
-    let sleeps: Vec<u64> = log
-        .iter()
-        .filter_map(|l| l.strip_prefix("sleep "))
-        .map(|s| s.parse().expect("seconds"))
-        .collect();
+    let sleeps = sleeps(&log);
     // Backoff 0 counts as 1 s (the loop never spins): a first wait of 0 or 1 s, then
     // 1000-1100 s after the good poll and 1 s after the failed one.
     let between = match sleeps.len() {
@@ -176,11 +176,7 @@ fn poll_loop_never_spins_on_a_zero_or_garbled_setting() {
         &["poll-loop", "--mirror", "http://m1/"],
     );
     assert!(o.status.success(), "{o:?}");
-    let sleeps: Vec<u64> = log
-        .iter()
-        .filter_map(|l| l.strip_prefix("sleep "))
-        .map(|s| s.parse().expect("seconds"))
-        .collect();
+    let sleeps = sleeps(&log);
     let between = &sleeps[sleeps.len() - 2..];
     assert!((60..=66).contains(&between[0]), "{log:?}");
     assert_eq!(between[1], 60, "{log:?}");

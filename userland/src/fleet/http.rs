@@ -1,11 +1,12 @@
-//! A small blocking HTTP/1.0 GET client for mirrors: plain `http://host[:port]/path` URLs, a
-//! connect and read timeout, a body size limit, and `Range` requests for resuming. Everything it
-//! fetches is signed, so it needs no TLS (as Gluon's autoupdater serves its mirrors); an
-//! `https://` mirror is fetched through an external program instead, OpenWrt's `uclient-fetch`
-//! by default (it brings the TLS library the firmware already has), with the same size limit.
+//! A small blocking HTTP/1.0 GET client for mirrors: plain `http://host[:port]/path` URLs (an
+//! IPv6 host in brackets), time bounds a trickling server cannot stretch (deadline.rs), a body
+//! size limit, and `Range` requests for resuming. Everything it fetches is signed, so it needs
+//! no TLS (as Gluon's autoupdater serves its mirrors); an `https://` mirror is fetched through
+//! an external program instead, OpenWrt's `uclient-fetch` by default (it brings the TLS library
+//! the firmware already has), with the same size limit.
 //!
-//! HTTP/1.0 keeps the reply simple: no chunked encoding, the body ends at close (and must match
-//! `Content-Length` when the server sends one).
+//! HTTP/1.0 keeps the reply simple: no chunked encoding; the body ends at `Content-Length` when
+//! the server sends one, else at close.
 
 use super::deadline::{Deadline, MIN_RATE};
 use std::io::{Read, Write};
@@ -107,8 +108,7 @@ impl Client {
             url: url.to_string(),
             source,
         };
-        let host = u.host;
-        let addrs = (host, u.port).to_socket_addrs().map_err(net)?;
+        let addrs = (u.host, u.port).to_socket_addrs().map_err(net)?;
         let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
         let mut stream = None;
         for a in addrs {
