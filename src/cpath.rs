@@ -35,3 +35,8 @@ pub fn open(path: &str, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errno> {
 pub fn stat(path: &str) -> Result<Stat, Errno> {
     rustix::fs::stat(c_str(path, &mut [0; MAX + 1])?)
 }
+
+/// `stat` of the path itself: a symlink is not followed.
+pub fn lstat(path: &str) -> Result<Stat, Errno> {
+    rustix::fs::lstat(c_str(path, &mut [0; MAX + 1])?)
+}

@@ -907,3 +907,86 @@ fn a_chain_of_only_a_volatile_boots_it() {
     );
     assert!(out.contains("VOL=alone"), "{out}");
 }
+
+/// What the boot rests on when the chain cannot be switched to: its programs and mounts.
+const DEGRADED_SCRIPT: &str = r#"#!/bin/busybox sh
+bb=/bin/busybox
+echo "TARGET-RAN"
+$bb test -e /proc/self/mountinfo && echo "PROC-OK" || echo "PROC-MISSING"
+echo hi > /written && echo "WRITE-OK"
+echo "SNAPLS=$($bb ls /snapshot | $bb tr '\n' ,)"
+echo "RECORD=$($bb cat /overlay/snapinit 2>/dev/null | $bb tr '\n' ,)"
+"#;
+
+/// A chain whose snapshot hides every program PID 1 could exec (whiteouts over /sbin/init
+/// and /bin/sh, a botched upgrade that was saved): the switch to it is refused before
+/// anything moves, and the target runs on a plain tmpfs overlay, which says the chain is
+/// not booted. (Before, PID 1 switched, found nothing to exec and exited: a kernel panic at
+/// every boot.)
+#[test]
+fn a_chain_without_a_program_to_run_boots_a_plain_overlay() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("noinit");
+    let mut img = Image::new();
+    img.snapshot(&payload(&dir, "no-init", false, &|t| {
+        std::fs::create_dir_all(t.join("sbin")).unwrap();
+        std::fs::create_dir_all(t.join("bin")).unwrap();
+        sh(&format!("mknod {} c 0 0", t.join("sbin/init").display()));
+        sh(&format!("mknod {} c 0 0", t.join("bin/sh").display()));
+        write(t, "etc/config/network", "chain");
+    }));
+    let (out, log) = boot_with(
+        &dir,
+        "snapinit.device=/chain.img",
+        DEGRADED_SCRIPT,
+        &rom_extra(img.data),
+    );
+    println!("--- log ---\n{log}--- target ---\n{out}");
+    assert!(
+        log.contains("switching root failed (find a program to run in the overlay"),
+        "{log}"
+    );
+    assert!(
+        log.contains("root switched to a plain tmpfs overlay: the chain is not booted"),
+        "{log}"
+    );
+    assert!(!log.contains("nothing left to run"), "{log}");
+    // The snapshot layer holds the mount points it made, none of the chain.
+    for want in [
+        "TARGET-RAN",
+        "PROC-OK",
+        "WRITE-OK",
+        "SNAPLS=overlay,rom,snapshot,\n",
+        "chain-not-booted",
+    ] {
+        assert!(out.contains(want), "{want} missing:\n{out}");
+    }
+}
+
+/// A snapshot holding `proc -> /mnt`: moving /proc onto it would follow the link (before
+/// the pivot, into the old root) and the target would run without /proc. The switch is
+/// refused; the plain overlay has /proc.
+#[test]
+fn a_mount_point_that_is_a_symlink_is_never_mounted_through() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("symlink-mountpoint");
+    let mut img = Image::new();
+    img.snapshot(&payload(&dir, "proc-link", false, &|t| {
+        std::os::unix::fs::symlink("/mnt", t.join("proc")).unwrap();
+    }));
+    let (out, log) = boot_with(
+        &dir,
+        "snapinit.device=/chain.img",
+        DEGRADED_SCRIPT,
+        &rom_extra(img.data),
+    );
+    println!("--- log ---\n{log}--- target ---\n{out}");
+    assert!(
+        log.contains("switching root failed (use a mount point that is a symlink or a file"),
+        "{log}"
+    );
+    assert!(out.contains("PROC-OK"), "{out}");
+    assert!(out.contains("chain-not-booted"), "{out}");
+}

@@ -85,3 +85,17 @@ fn quoted_values_and_overlong() {
     assert_eq!(s.init.as_str(), "/sbin/init");
     assert_eq!(w.len(), 1);
 }
+
+/// PID 1 logs the target, device and partition as given: a quoted value holding a newline
+/// or another control character would split or forge a log line, so it is refused.
+#[test]
+fn control_characters_are_refused() {
+    let (s, w) = parse_all(
+        "snapinit.init=\"/sbin/init\nsnapinit: FORGED root switched\" \
+         snapinit.device=\"/dev/mtd1\r\" snapinit.part=\"data\u{1b}[2J\"",
+    );
+    assert_eq!(s, Settings::default());
+    assert_eq!(w.len(), 3, "{w:?}");
+    // The warning itself quotes the value: no line break reaches the log.
+    assert!(w.iter().all(|m| !m.contains('\n')), "{w:?}");
+}

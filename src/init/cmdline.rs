@@ -68,14 +68,19 @@ impl fmt::Display for Warning<'_> {
     }
 }
 
+/// A value PID 1 keeps (and logs as it is): no control characters, so no value can split or
+/// forge a log line (a quoted value may hold a newline).
 fn text<const N: usize>(v: &str) -> Option<heapless::String<N>> {
+    if v.chars().any(char::is_control) {
+        return None;
+    }
     let mut s = heapless::String::new();
     s.push_str(v).ok()?;
     Some(s)
 }
 
 fn abs_path(v: &str) -> Option<Text> {
-    if v.starts_with('/') && !v.contains('\0') {
+    if v.starts_with('/') {
         text(v)
     } else {
         None

@@ -133,14 +133,28 @@ pub extern "C" fn snapinit_main(sp: *const usize) -> ! {
             } else {
                 load_chain(&settings, &layers);
             }
-            match layers.switch_root() {
+            let programs = [as_cstr(&target), FALLBACKS[0], FALLBACKS[1]];
+            match layers.switch_root(&programs, !settings.failsafe) {
                 Ok(()) => info!("root switched to the overlay"),
+                // The next rung down: the read-only root with empty layers over it.
                 Err(e) => {
-                    error!(
-                        "switching root failed ({e}); running {} on the read-only root",
-                        settings.init
-                    );
-                    layers.abandon();
+                    error!("switching root failed ({e}); trying a plain tmpfs overlay");
+                    let plain = layers
+                        .reset_snapshot()
+                        .and_then(|()| layers.reset_volatile())
+                        .and_then(|()| layers.switch_root(&programs, false));
+                    match plain {
+                        Ok(()) => {
+                            info!("root switched to a plain tmpfs overlay: the chain is not booted")
+                        }
+                        Err(e) => {
+                            error!(
+                                "switching root failed ({e}); running {} on the read-only root",
+                                settings.init
+                            );
+                            layers.abandon();
+                        }
+                    }
                 }
             }
         }

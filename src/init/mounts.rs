@@ -34,6 +34,8 @@ const SCAFFOLD_CANDIDATES: [&str; 2] = ["/tmp", "/mnt"];
 /// What this PID 1 reads beyond the first format, one word per line (docs/BOOT.md, "Boot
 /// record"): `failed-check-marks`, the header bytes 0xD3, 0xD4 and 0xD5 (docs/FORMAT.md).
 const BOOT_RECORD: &[u8] = b"failed-check-marks\n";
+/// The boot record's line for a boot whose root does not hold the chain.
+const CHAIN_NOT_BOOTED: &[u8] = b"chain-not-booted\n";
 
 /// Where the layers and the API filesystems are mounted in the merged root.
 const MOUNT_POINTS: [&str; 6] = ["/rom", "/snapshot", "/overlay", "/proc", "/sys", "/dev"];
@@ -182,6 +184,35 @@ fn is_dir(path: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// A directory itself, not a symlink to one: a mount moved onto a symlink in the new root
+/// follows it, and before the pivot an absolute link resolves in the old root.
+fn is_real_dir(path: &str) -> bool {
+    snapinit::cpath::lstat(path)
+        .map(|s| rustix::fs::FileType::from_raw_mode(s.st_mode) == rustix::fs::FileType::Directory)
+        .unwrap_or(false)
+}
+
+/// Whether `path` names a program in the tree at `root` (symlinks resolved inside it, as
+/// after the switch): a regular file with an execute bit. `true` when the kernel cannot say
+/// (no openat2 before Linux 5.6): the switch then goes ahead as before.
+fn runnable_in(root: &rustix::fd::OwnedFd, path: &core::ffi::CStr) -> bool {
+    use rustix::fs::{FileType, ResolveFlags};
+    let inside = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
+    match rustix::fs::openat2(
+        root,
+        path,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        inside,
+    ) {
+        Ok(fd) => rustix::fs::fstat(&fd).is_ok_and(|s| {
+            FileType::from_raw_mode(s.st_mode) == FileType::RegularFile && s.st_mode & 0o111 != 0
+        }),
+        Err(Errno::NOSYS) => true,
+        Err(_) => false,
+    }
+}
+
 /// The scaffold and its two layer tmpfs mounts.
 pub struct Layers {
     pub base: &'static str,
@@ -272,24 +303,38 @@ impl Layers {
     }
 
     /// Writes the boot record (see the module comment); a failure is only logged: the tool
-    /// then writes nothing this PID 1 might not read.
-    fn boot_record(&self) {
+    /// then writes nothing this PID 1 might not read. `chain`: whether the layers hold the
+    /// chain; when not (failsafe, or the switch to it failed), the record says so, and
+    /// `snapshot health` vouches for no block on trial.
+    fn boot_record(&self, chain: bool) {
         let path = join(&self.overlay(), "/snapinit");
         let written = snapinit::cpath::open(
             &path,
             OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o444),
         )
-        .and_then(|fd| rustix::io::write(&fd, BOOT_RECORD));
+        .and_then(|fd| {
+            rustix::io::write(&fd, BOOT_RECORD)?;
+            if !chain {
+                rustix::io::write(&fd, CHAIN_NOT_BOOTED)?;
+            }
+            Ok(())
+        });
         if let Err(e) = written {
             warn!("cannot write {path}: {e}");
         }
     }
 
-    /// Mounts the overlay and makes it / (see the module comment).
-    pub fn switch_root(&self) -> Result<(), MountError> {
+    /// Mounts the overlay and makes it / (see the module comment). `programs`: what PID 1
+    /// will exec, in order; the switch is refused (nothing moved) when the overlay holds none
+    /// of them: a snapshot that lost its init would otherwise panic the kernel at every boot.
+    pub fn switch_root(
+        &self,
+        programs: &[&core::ffi::CStr],
+        chain: bool,
+    ) -> Result<(), MountError> {
         self.mount_points();
-        self.boot_record();
+        self.boot_record(chain);
         let mut opts: heapless::String<200> = heapless::String::new();
         let _ = write!(
             opts,
@@ -313,13 +358,9 @@ impl Layers {
         )
         .map_err(err("mount overlay"))?;
         info!("overlay mounted: {}", opts.to_str().unwrap_or("?"));
-        for dir in MOUNT_POINTS {
-            let p = join(&root, dir);
-            if !is_dir(&p) {
-                // Only when the snapshot layer could not hold it (see `mount_points`).
-                info!("creating mount point {dir} in the volatile layer");
-                mkdir(&p)?;
-            }
+        if let Err(e) = self.check_root(&root, programs) {
+            let _ = sys::unmount(root.as_str(), UnmountFlags::DETACH);
+            return Err(e);
         }
         // From here on a failure must put the moved mounts back.
         let moves: [(Path, Path); 5] = [
@@ -352,6 +393,39 @@ impl Layers {
             op: "switch root",
             errno: Errno::INVAL,
         }))
+    }
+
+    /// The merged root can take the moves and run a program: every mount point a directory
+    /// of its own (created in the volatile layer when missing), and one of `programs` there.
+    fn check_root(&self, root: &str, programs: &[&core::ffi::CStr]) -> Result<(), MountError> {
+        for dir in MOUNT_POINTS {
+            let p = join(root, dir);
+            if matches!(snapinit::cpath::lstat(&p), Err(Errno::NOENT)) {
+                // Only when the snapshot layer could not hold it (see `mount_points`).
+                info!("creating mount point {dir} in the volatile layer");
+                mkdir(&p)?;
+            }
+            if !is_real_dir(&p) {
+                return Err(MountError {
+                    op: "use a mount point that is a symlink or a file in the overlay",
+                    errno: Errno::NOTDIR,
+                });
+            }
+        }
+        let fd = snapinit::cpath::open(
+            root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(err("open the new root"))?;
+        if programs.iter().any(|p| runnable_in(&fd, p)) {
+            Ok(())
+        } else {
+            Err(MountError {
+                op: "find a program to run in the overlay",
+                errno: Errno::NOENT,
+            })
+        }
     }
 
     fn pivot(&self, root: &str) -> Result<(), MountError> {

@@ -45,6 +45,10 @@ pub fn on_boot(marks: Marks, device: &str, settings: &Settings) {
         Ok(f) => f,
         Err(e) => {
             error!("cannot open {device} to spend trial marks: {e}");
+            // The boot on trial goes on unmetered: a hang must still reset the board.
+            if marks.on_trial.is_some() && settings.watchdog > 0 {
+                arm_watchdog(settings.watchdog);
+            }
             return;
         }
     };

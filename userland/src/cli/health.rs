@@ -367,6 +367,12 @@ fn marks_readable(device: &Path, record: &Path) -> bool {
             .is_ok_and(|r| r.lines().any(|l| l.trim() == "failed-check-marks"))
 }
 
+/// Whether the PID 1 that booted this system says in `record` that its root does not hold
+/// the chain.
+fn chain_not_booted(record: &Path) -> bool {
+    std::fs::read_to_string(record).is_ok_and(|r| r.lines().any(|l| l.trim() == "chain-not-booted"))
+}
+
 /// Sets the block's failed-check marks (docs/FORMAT.md) before the reboot, so the rollback
 /// still says why once RAM is gone; best effort: a failure here must not stop the reboot.
 fn mark_failed(ctx: &Ctx, block: &snapinit::chain::Block, failed: &[Failure]) {
@@ -414,6 +420,14 @@ pub fn health(
         println!("health: the block on trial has not been booted yet: the next boot tries it");
         return Ok(());
     }
+    // A boot whose root does not hold the chain (failsafe, or snapinit could not switch to
+    // it) spent a trial boot without running the block: nothing here speaks for it.
+    if chain_not_booted(Path::new(BOOT_RECORD)) {
+        println!(
+            "health: this boot does not run the chain ({BOOT_RECORD} says chain-not-booted): the block on trial is left to the next boot"
+        );
+        return Ok(());
+    }
     let mut dog = Watchdog::open(checks.watchdog);
     loop {
         dog.pet();
@@ -457,6 +471,17 @@ pub fn health(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_boot_record_says_whether_the_chain_runs() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let record = d.path().join("snapinit");
+        assert!(!chain_not_booted(&record), "no record: nothing said");
+        std::fs::write(&record, "failed-check-marks\n").expect("record");
+        assert!(!chain_not_booted(&record));
+        std::fs::write(&record, "failed-check-marks\nchain-not-booted\n").expect("record");
+        assert!(chain_not_booted(&record));
+    }
 
     /// Image files are always marked; a unit's flash only under a PID 1 that reads the marks.
     #[test]
