@@ -50,11 +50,11 @@
 //! carrying `metacopy` is an error ([`PackError::Metacopy`]): its data lives
 //! in a lower layer, so the payload would silently lose it.
 //!
-//! The kept `user.overlay.*` names of a userxattr mount are still outside the
-//! namespaces a payload may carry (`trusted.`, `security.`: the boot path's
-//! tmpfs takes `user.*` only from Linux 6.6), so they are skipped and listed
-//! like any `user.*` attribute; `save` of such an upper keeps the files but
-//! not their overlay marks.
+//! The kept `user.overlay.*` names of a userxattr mount (a rootless overlay)
+//! are stored as the `trusted.overlay.*` names they stand for: a payload
+//! carries only `trusted.` and `security.` (the boot path's tmpfs takes
+//! `user.*` only from Linux 6.6), and the boot path's overlay reads the
+//! trusted ones. A file carrying both keeps its `trusted.overlay.*` value.
 //!
 //! Whiteouts that share an inode (overlayfs links whiteouts to one shared
 //! node) are each emitted as their own `3` entry; only regular files are
@@ -95,7 +95,9 @@ pub const DROPPED_OVERLAY_XATTRS: &[&str] = &["origin", "upper", "impure", "nlin
 /// Overlay xattr suffix that makes packing fail: see [`PackError::Metacopy`].
 pub const METACOPY_XATTR: &str = "metacopy";
 
-const OVERLAY_PREFIXES: &[&str] = &["trusted.overlay.", "user.overlay."];
+const TRUSTED_OVERLAY: &str = "trusted.overlay.";
+const USER_OVERLAY: &str = "user.overlay.";
+const OVERLAY_PREFIXES: &[&str] = &[TRUSTED_OVERLAY, USER_OVERLAY];
 
 /// How to pack.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -539,13 +541,18 @@ impl<W: Write> Packer<'_, W> {
         let mut names: Vec<OsString> = source.list().map_err(io_err)?.collect();
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         let mut kept = Vec::new();
-        for name in names {
+        for name in &names {
             let Some(name_str) = name.to_str().filter(|n| !n.contains('=')) else {
                 return Err(PackError::XattrNameInvalid {
                     path: rel.to_path_buf(),
-                    name,
+                    name: name.clone(),
                 });
             };
+            // A userxattr overlay (rootless) marks opaque directories, redirects and
+            // whiteouts under user.overlay.*: stored as the trusted.overlay.* marks they stand
+            // for (those the boot path's overlay reads), unless the file has those already.
+            let translated;
+            let mut name_str = name_str;
             if let Some(suffix) = overlay_suffix(name_str) {
                 if suffix == METACOPY_XATTR {
                     return Err(PackError::Metacopy {
@@ -554,6 +561,13 @@ impl<W: Write> Packer<'_, W> {
                 }
                 if DROPPED_OVERLAY_XATTRS.contains(&suffix) {
                     continue;
+                }
+                if name_str.starts_with(USER_OVERLAY) {
+                    translated = format!("{TRUSTED_OVERLAY}{suffix}");
+                    if names.iter().any(|n| n.as_bytes() == translated.as_bytes()) {
+                        continue;
+                    }
+                    name_str = &translated;
                 }
             }
             if !snapinit::tar::XATTR_NAMESPACES
@@ -568,14 +582,14 @@ impl<W: Write> Packer<'_, W> {
                 });
                 continue;
             }
-            if name.len() > MAX_XATTR_NAME {
+            if name_str.len() > MAX_XATTR_NAME {
                 return Err(PackError::XattrNameTooLong {
                     path: rel.to_path_buf(),
-                    name,
+                    name: name_str.into(),
                 });
             }
             // Removed between list and get: nothing to carry.
-            let Some(value) = source.get(&name).map_err(io_err)? else {
+            let Some(value) = source.get(name).map_err(io_err)? else {
                 continue;
             };
             if value.len() > MAX_XATTR_VALUE {

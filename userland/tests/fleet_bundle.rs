@@ -235,6 +235,46 @@ fn bundles_apply_on_trial_and_refusals_leave_flash_untouched() {
         head, head2,
         "two units with the same snapshots have one chain id"
     );
+    // Something that is not a chain has no chain id: read as the empty chain's, a bundle made
+    // on the wrong file would fit every freshly formatted unit instead.
+    let junk = d.join("junk.img");
+    fs::write(&junk, vec![0x5a; 256 * 1024]).expect("junk");
+    for args in [
+        vec![
+            "--device",
+            s(&junk),
+            "--erase-size",
+            "4096",
+            "bundle",
+            "head",
+        ],
+        vec![
+            "--erase-size",
+            "4096",
+            "bundle",
+            "create",
+            "--base",
+            s(&junk),
+            "--upper",
+            s(&base),
+            "-o",
+            s(&d.join("bundle-junk")),
+            "--bundle-version",
+            "vj",
+        ],
+    ] {
+        let o = std::process::Command::new(bin())
+            .args(&args)
+            .output()
+            .expect("run snapshot");
+        // Refused as no chain (5) or as data a chain does not show (13).
+        assert!(
+            matches!(o.status.code(), Some(5 | 13)),
+            "{args:?}: {}",
+            show(&o)
+        );
+    }
+    assert!(!d.join("bundle-junk").exists(), "a bundle on no chain");
 
     let new = upper(d, "v2", "v2 config\n");
     let good = d.join("bundle-v2");

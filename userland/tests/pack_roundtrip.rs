@@ -579,6 +579,38 @@ fn user_xattrs_are_skipped_and_reported() {
     );
 }
 
+/// A rootless overlay (userxattr) marks an opaque directory with user.overlay.opaque: stored
+/// as trusted.overlay.opaque, the mark the boot path's overlay reads, so the directory hides
+/// what the layers below hold there; a file with both marks keeps the trusted one.
+#[test]
+fn a_userxattr_overlays_marks_are_stored_as_trusted_ones() {
+    let tmp = scratch();
+    let src = tmp.path().join("upper");
+    fs::create_dir_all(src.join("etc/foo")).expect("mkdir");
+    write(&src.join("etc/foo/keep"), b"new", 0o644);
+    xattr::set(src.join("etc/foo"), "user.overlay.opaque", b"y").expect("user xattr");
+    fs::create_dir_all(src.join("both")).expect("mkdir");
+    xattr::set(src.join("both"), "user.overlay.opaque", b"x").expect("user xattr");
+    xattr::set(src.join("both"), "trusted.overlay.opaque", b"y").expect("trusted xattr");
+    let (bytes, report) = pack_vec(&src, &opts(false));
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    let dest = tmp.path().join("out");
+    fs::create_dir(&dest).expect("mkdir");
+    unpack::unpack(&bytes[..], false, &dest).expect("unpack");
+    for dir in ["etc/foo", "both"] {
+        assert_eq!(
+            xattr::get(dest.join(dir), "trusted.overlay.opaque").expect("get"),
+            Some(b"y".to_vec()),
+            "{dir}"
+        );
+        assert_eq!(
+            xattr::get(dest.join(dir), "user.overlay.opaque").expect("get"),
+            None,
+            "{dir}"
+        );
+    }
+}
+
 #[test]
 fn gzip_payload_is_the_gzipped_tar() {
     let tmp = scratch();

@@ -34,7 +34,11 @@ fn base_hash(ctx: &Ctx, image: Option<&Path>, hash: Option<&str>) -> Result<[u8;
                 trial: 0,
             };
             let (_lock, mut dev) = c.open(false)?;
-            Ok(view_id(&ops::read_view(&mut dev)))
+            // Not a chain (the wrong file, a JFFS2 image, zeros) would read as the empty
+            // chain: a bundle for every freshly formatted unit instead of the intended base.
+            let view = ops::read_view(&mut dev);
+            ops::require_chain(&mut dev, &view)?;
+            Ok(view_id(&view))
         }
         (None, None) => Err(CliError::BadHash(String::new())),
     }

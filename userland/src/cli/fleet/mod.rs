@@ -92,6 +92,7 @@ pub fn view_id(view: &snapinit::chain::ChainView) -> [u8; 32] {
 pub fn head(ctx: &Ctx) -> Result<(), CliError> {
     let (_lock, mut dev) = ctx.open(false)?;
     let view = ops::read_view(&mut dev);
+    ops::require_chain(&mut dev, &view)?;
     println!("{}", hex(&view_id(&view)));
     Ok(())
 }
