@@ -180,9 +180,9 @@ fn ipv6_literal_mirrors_without_a_port() {
 
 // ---- MQTT ----
 
-/// A broker that accepts CONNECT, answers CONNACK, and then answers the PUBLISH with a
-/// PINGRESP every 400 ms, forever.
-fn pingresp_broker() -> u16 {
+/// A broker on 127.0.0.1 that reads the CONNECT, answers `connack`, reads one more packet
+/// when `then_read`, and then sends `drip` every 400 ms, forever.
+fn stalling_broker(connack: &'static [u8], then_read: bool, drip: &'static [u8]) -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = l.local_addr().expect("addr").port();
     thread::spawn(move || {
@@ -191,11 +191,13 @@ fn pingresp_broker() -> u16 {
             thread::spawn(move || {
                 let mut b = [0u8; 4096];
                 let _ = c.read(&mut b); // CONNECT
-                let _ = c.write_all(&[0x20, 0x02, 0x00, 0x00]);
-                let _ = c.read(&mut b); // PUBLISH
+                let _ = c.write_all(connack);
+                if then_read {
+                    let _ = c.read(&mut b);
+                }
                 loop {
                     thread::sleep(Duration::from_millis(400));
-                    if c.write_all(&[0xD0, 0x00]).is_err() {
+                    if c.write_all(drip).is_err() {
                         return;
                     }
                 }
@@ -205,28 +207,14 @@ fn pingresp_broker() -> u16 {
     port
 }
 
-/// A broker whose CONNACK is announced as 200,000 bytes long and dripped one byte per 400 ms.
+/// Accepts the connection, then answers the PUBLISH with a PINGRESP every 400 ms.
+fn pingresp_broker() -> u16 {
+    stalling_broker(&[0x20, 0x02, 0x00, 0x00], true, &[0xD0, 0x00])
+}
+
+/// Announces a CONNACK of 200,000 bytes (remaining length c0 9a 0c) and drips it.
 fn slow_connack_broker() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    thread::spawn(move || {
-        for c in l.incoming() {
-            let Ok(mut c) = c else { continue };
-            thread::spawn(move || {
-                let mut b = [0u8; 4096];
-                let _ = c.read(&mut b);
-                // 200000 = 0x30D40: remaining length c0 9a 0c
-                let _ = c.write_all(&[0x20, 0xc0, 0x9a, 0x0c]);
-                loop {
-                    thread::sleep(Duration::from_millis(400));
-                    if c.write_all(&[0]).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    port
+    stalling_broker(&[0x20, 0xc0, 0x9a, 0x0c], false, &[0])
 }
 
 #[test]
