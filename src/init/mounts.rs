@@ -179,17 +179,19 @@ fn mkdir(path: &str) -> Result<(), MountError> {
 }
 
 fn is_dir(path: &str) -> bool {
-    snapinit::cpath::stat(path)
-        .map(|s| rustix::fs::FileType::from_raw_mode(s.st_mode) == rustix::fs::FileType::Directory)
-        .unwrap_or(false)
+    names_dir(snapinit::cpath::stat(path))
 }
 
 /// A directory itself, not a symlink to one: a mount moved onto a symlink in the new root
 /// follows it, and before the pivot an absolute link resolves in the old root.
 fn is_real_dir(path: &str) -> bool {
-    snapinit::cpath::lstat(path)
-        .map(|s| rustix::fs::FileType::from_raw_mode(s.st_mode) == rustix::fs::FileType::Directory)
-        .unwrap_or(false)
+    names_dir(snapinit::cpath::lstat(path))
+}
+
+fn names_dir(stat: Result<rustix::fs::Stat, Errno>) -> bool {
+    stat.is_ok_and(|s| {
+        rustix::fs::FileType::from_raw_mode(s.st_mode) == rustix::fs::FileType::Directory
+    })
 }
 
 /// Whether `path` names a program in the tree at `root` (symlinks resolved inside it, as

@@ -363,14 +363,18 @@ const BOOT_RECORD: &str = "/overlay/snapinit";
 /// and its tool refuses to write over it).
 fn marks_readable(device: &Path, record: &Path) -> bool {
     std::fs::metadata(device).is_ok_and(|m| m.is_file())
-        || std::fs::read_to_string(record)
-            .is_ok_and(|r| r.lines().any(|l| l.trim() == "failed-check-marks"))
+        || record_says(record, "failed-check-marks")
 }
 
 /// Whether the PID 1 that booted this system says in `record` that its root does not hold
 /// the chain.
 fn chain_not_booted(record: &Path) -> bool {
-    std::fs::read_to_string(record).is_ok_and(|r| r.lines().any(|l| l.trim() == "chain-not-booted"))
+    record_says(record, "chain-not-booted")
+}
+
+/// Whether the boot record (one word per line) holds `word`; no record says nothing.
+fn record_says(record: &Path, word: &str) -> bool {
+    std::fs::read_to_string(record).is_ok_and(|r| r.lines().any(|l| l.trim() == word))
 }
 
 /// Sets the block's failed-check marks (docs/FORMAT.md) before the reboot, so the rollback
