@@ -33,7 +33,7 @@ pub(crate) enum Backend {
 /// What kind of medium a `DeviceFlash` is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Medium {
-    /// An MTD character device (NOR, or NAND without UBI).
+    /// An MTD character device that programs single bytes (NOR, block2mtd, mtdram).
     Mtd,
     /// A UBI volume; the erase size is its LEB size.
     Ubi { min_io: u32 },

@@ -84,6 +84,21 @@ pub enum DeviceError {
         size: u64,
         erase_size: u32,
     },
+    /// An MTD device that cannot take the chain's single-byte mark programs in place.
+    NotNor(NotNor),
+}
+
+/// Why an MTD device is not NOR-like: the marks (FORMAT.md) are single bytes programmed over
+/// bytes already written, which only a medium that programs bytes and clears bits can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotNor {
+    /// Raw NAND: a page is programmed once per erase and bad blocks need managing. UBI does
+    /// both, and the chain lives on a UBI volume there.
+    RawNand { page: u32 },
+    /// gluebi's MTD view of a UBI volume: the volume's own device (`/dev/ubiX_Y`) is the way in.
+    Gluebi,
+    /// Another device that programs in units larger than a byte (DataFlash, ECC'd SPI-NOR).
+    WriteUnit { bytes: u32 },
 }
 
 impl core::fmt::Display for DeviceError {
@@ -105,6 +120,20 @@ impl core::fmt::Display for DeviceError {
             DeviceError::BadGeometry { size, erase_size } => {
                 write!(f, "unusable geometry: size {size}, erase size {erase_size}")
             }
+            DeviceError::NotNor(NotNor::RawNand { page }) => write!(
+                f,
+                "raw NAND ({page}-byte pages) cannot hold the chain: a page programs once per \
+                 erase and bad blocks need managing; attach UBI (ubiattach) and put \
+                 rootfs_data on a volume (ubimkvol -N rootfs_data)"
+            ),
+            DeviceError::NotNor(NotNor::Gluebi) => f.write_str(
+                "an MTD view of a UBI volume (gluebi); use the volume itself (/dev/ubiX_Y)",
+            ),
+            DeviceError::NotNor(NotNor::WriteUnit { bytes }) => write!(
+                f,
+                "the device programs {bytes} bytes at a time; the chain's marks need \
+                 single-byte programs (NOR)"
+            ),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod file;
 pub mod flash;
 pub mod gzip;
 pub mod header;
+pub mod locate;
 pub mod mtd;
 pub mod payload;
 pub mod replay;

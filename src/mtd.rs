@@ -2,7 +2,7 @@
 //! partition by name in /proc/mtd.
 
 use crate::device::{open_fd, Backend, DeviceFlash, DevicePath};
-use crate::flash::{DeviceError, Op};
+use crate::flash::{DeviceError, NotNor, Op};
 use rustix::fd::{AsFd, BorrowedFd};
 use rustix::ioctl::{opcode, Getter, Setter};
 
@@ -58,6 +58,26 @@ impl EccStats {
     }
 }
 
+/// `mtd_info_user.type` values (<mtd/mtd-abi.h>) that are not NOR-like.
+const MTD_NANDFLASH: u8 = 4;
+const MTD_UBIVOLUME: u8 = 7;
+const MTD_MLCNANDFLASH: u8 = 8;
+
+/// Refuses what cannot take single-byte programs over written bytes: the writer's marks and
+/// PID 1's trial mark are such programs, and a chain could never be written there anyway.
+fn check_nor(info: &MtdInfoUser) -> Result<(), NotNor> {
+    match info.kind {
+        MTD_NANDFLASH | MTD_MLCNANDFLASH => Err(NotNor::RawNand {
+            page: info.writesize,
+        }),
+        MTD_UBIVOLUME => Err(NotNor::Gluebi),
+        _ if info.writesize > 1 => Err(NotNor::WriteUnit {
+            bytes: info.writesize,
+        }),
+        _ => Ok(()),
+    }
+}
+
 const MEMGETINFO: rustix::ioctl::Opcode = opcode::read::<MtdInfoUser>(b'M', 1);
 const MEMERASE: rustix::ioctl::Opcode = opcode::write::<EraseInfoUser>(b'M', 2);
 const ECCGETSTATS: rustix::ioctl::Opcode = opcode::read::<EccStats>(b'M', 18);
@@ -78,6 +98,7 @@ pub(crate) fn open(path: &str, writable: bool) -> Result<DeviceFlash, DeviceErro
             offset: 0,
             errno,
         })?;
+    check_nor(&info).map_err(DeviceError::NotNor)?;
     let erase_size = info.erasesize;
     let bad = DeviceError::BadGeometry {
         size: u64::from(info.size),
@@ -117,6 +138,21 @@ pub(crate) fn erase(fd: BorrowedFd<'_>, from: u32, to: u32) -> Result<(), Device
     )
 }
 
+/// Whether MTD device `index` is gluebi's view of a UBI volume (its sysfs type is "ubi").
+pub(crate) fn is_ubi_volume(index: u32) -> bool {
+    let mut path = heapless::String::<40>::new();
+    let _ = core::fmt::Write::write_fmt(&mut path, format_args!("/sys/class/mtd/mtd{index}/type"));
+    let mut buf = [0u8; 16];
+    crate::ubi::read_sys(&path, &mut buf) == Some("ubi")
+}
+
+/// `/dev/mtdN` for index `N`.
+pub(crate) fn dev_path(index: u32) -> DevicePath {
+    let mut path = DevicePath::new();
+    let _ = core::fmt::Write::write_fmt(&mut path, format_args!("/dev/mtd{index}"));
+    path
+}
+
 /// Finds the `/dev/mtdN` index of the partition called `name` in the text of /proc/mtd:
 /// `mtd3: 00e80000 00010000 "rootfs_data"`.
 pub fn find_partition(proc_mtd: &[u8], name: &str) -> Option<u32> {
@@ -142,6 +178,36 @@ mod tests {
         assert_eq!(find_partition(text, "u-boot"), Some(0));
         assert_eq!(find_partition(text, "rootfs"), None);
         assert_eq!(find_partition(b"garbage\n", "rootfs"), None);
+    }
+
+    #[test]
+    fn refuses_what_is_not_nor() {
+        let info = |kind, writesize| MtdInfoUser {
+            kind,
+            writesize,
+            ..MtdInfoUser::default()
+        };
+        // NOR (3) and block2mtd/mtdram (RAM, 1) program bytes.
+        assert_eq!(check_nor(&info(3, 1)), Ok(()));
+        assert_eq!(check_nor(&info(1, 1)), Ok(()));
+        assert_eq!(
+            check_nor(&info(MTD_NANDFLASH, 2048)),
+            Err(NotNor::RawNand { page: 2048 })
+        );
+        assert_eq!(
+            check_nor(&info(MTD_MLCNANDFLASH, 4096)),
+            Err(NotNor::RawNand { page: 4096 })
+        );
+        assert_eq!(check_nor(&info(MTD_UBIVOLUME, 2048)), Err(NotNor::Gluebi));
+        // DataFlash (6), or a SPI-NOR with on-die ECC that programs 16 bytes at a time.
+        assert_eq!(
+            check_nor(&info(6, 528)),
+            Err(NotNor::WriteUnit { bytes: 528 })
+        );
+        assert_eq!(
+            check_nor(&info(3, 16)),
+            Err(NotNor::WriteUnit { bytes: 16 })
+        );
     }
 
     #[test]

@@ -222,7 +222,7 @@ fn sys_path(dir: &str, file: &str) -> SysPath {
 }
 
 /// Reads a small sysfs file (a number or a name) into `buf`; the text without its newline.
-fn read_sys<'b>(path: &str, buf: &'b mut [u8]) -> Option<&'b str> {
+pub(crate) fn read_sys<'b>(path: &str, buf: &'b mut [u8]) -> Option<&'b str> {
     let fd = crate::cpath::open(
         path,
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,

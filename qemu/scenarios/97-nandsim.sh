@@ -7,8 +7,9 @@
 # save (a volatile over it), info, verify, extract of snapshot 1 / the volatile / all of them
 # layered, each compared with the tree it was written from, commit (snapshot 2), rollback to
 # snapshot 1, verify again and extract 1 again. The trees are given with --upper, so what is
-# compared is exactly what was written. Every step's output is in the result; a step that
-# fails fails the boot (set -e).
+# compared is exactly what was written. Last, `format --force` on the raw NAND (/dev/mtd0) and
+# on gluebi's MTD view of the volume must both be refused with flash unchanged. Every step's
+# output is in the result; a step that fails fails the boot (set -e).
 SCENARIO_MEDIA[nandsim]=nandsim
 scenario_nandsim() {
   vm boot1 '' --mem 256M <<'STEP' || return 1
@@ -28,6 +29,12 @@ emit_lines ubimkvol </tmp/mk
 emit_lines ubi_after <<EOF
 $(ubi_volumes)
 EOF
+# gluebi: the volume is in /proc/mtd too, as an MTD of type "ubi"; the tool must still take
+# /dev/ubi0_0 (info below names UBI and the LEB size)
+emit_lines proc_mtd </proc/mtd
+gl=$(sed -n 's/^\(mtd[0-9]*\): .*"rootfs_data"$/\1/p' /proc/mtd)
+emit_str gluebi_mtd "$gl"
+emit_str gluebi_type "$(cat /sys/class/mtd/$gl/type)"
 v=/sys/class/ubi/ubi0_0
 leb=$(cat $v/usable_eb_size)
 emit_str leb_size "$leb"
@@ -77,6 +84,19 @@ snapshot verify >/tmp/ver2 2>&1
 emit_lines verify2 </tmp/ver2
 snapshot extract 1 /tmp/x-after
 emit_str got_after "$(dirhash /tmp/x-after)"
+# the raw NAND under UBI and gluebi's MTD view of the volume are refused before any I/O: a
+# format --force there would erase and program from offset 0, which these 8 MiB would show
+nand_head() { dd if=/dev/mtd0 bs=128k count=64 2>/dev/null | sha256sum | cut -d' ' -f1; }
+emit_str nand_before "$(nand_head)"
+rc=0; snapshot format --force --yes --device /dev/mtd0 >/tmp/rn 2>&1 || rc=$?
+emit_str rawnand_rc "$rc"
+emit_lines rawnand </tmp/rn
+rc=0; snapshot format --force --yes --device /dev/$gl >/tmp/gf 2>&1 || rc=$?
+emit_str gluebi_rc "$rc"
+emit_lines gluebi_format </tmp/gf
+emit_str nand_after "$(nand_head)"
+snapshot extract 1 /tmp/x-last
+emit_str got_last "$(dirhash /tmp/x-last)"
 STEP
   local leb
   leb=$(get boot1 leb_size)
@@ -90,7 +110,9 @@ STEP
   check "the LEB is smaller than the 128 KiB block (UBI headers)" \
     eval '[[ $leb -gt 0 && $leb -lt 131072 ]]'
   check "snapinit booted without the volume (no chain)" lacks boot1 dmesg_snapinit 'snapinit: chain on'
-  check "snapshot info names the medium UBI" has boot1 info_new '^medium: .*UBI'
+  check "gluebi lists rootfs_data in /proc/mtd as an MTD of type ubi" \
+    eval '[[ -n $(get boot1 gluebi_mtd) ]] && is boot1 gluebi_type ubi'
+  check "snapshot info names the medium UBI (not gluebi's MTD view)" has boot1 info_new '^medium: .*UBI'
   check "snapshot info gives the kernel's LEB size ($leb)" has boot1 info_new "(^|[^0-9])$leb([^0-9]|$)"
   check "info after commit + save: 1 snapshot and a volatile" \
     has boot1 info_chain '^status: +chain: 1 snapshot\(s\), volatile present'
@@ -105,4 +127,11 @@ STEP
   check "info after the rollback: 1 snapshot" has boot1 info_rolled '^status: +chain: 1 snapshot\(s\), no volatile'
   check "verify after the rollback: snapshot 1 is good" has boot1 verify2 '^all good: 1 snapshot\(s\), 0 volatile'
   check "snapshot 1 after the rollback extracted as written" eval 'is boot1 got_after "$(get boot1 want_s1)"'
+  check "format --force on the raw NAND is refused (exit 3), naming UBI" \
+    eval 'is boot1 rawnand_rc 3 && has boot1 rawnand "raw NAND .*ubimkvol -N rootfs_data"'
+  check "format --force on gluebi's view is refused (exit 3), naming /dev/ubiX_Y" \
+    eval 'is boot1 gluebi_rc 3 && has boot1 gluebi_format "gluebi.*/dev/ubiX_Y"'
+  check "the raw NAND's first 8 MiB are unchanged by both" \
+    eval '[[ -n $(get boot1 nand_before) ]] && is boot1 nand_after "$(get boot1 nand_before)"'
+  check "the volume's chain is intact after both" eval 'is boot1 got_last "$(get boot1 want_s1)"'
 }

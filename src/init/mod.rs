@@ -27,7 +27,7 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 
 use rustix::fd::{AsFd, OwnedFd};
 use snapinit::chain::{read_chain_with, verify, Block, End, Status, Volatiles};
-use snapinit::device::DeviceFlash;
+use snapinit::device::{DeviceFlash, Medium};
 use snapinit::dirlayer::{DirLayer, Lower};
 use snapinit::flash::Geometry;
 use snapinit::header::Compression;
@@ -243,33 +243,24 @@ fn load_chain(settings: &Settings, layers: &Layers) {
     }
     let mut buf = [0u8; 4096];
     let mtd = read_file("/proc/mtd", &mut buf);
-    let Some(index) = snapinit::mtd::find_partition(mtd.as_bytes(), &settings.part) else {
-        // NAND units: rootfs_data is a UBI volume, not an MTD partition.
-        let Some(path) = snapinit::ubi::find_volume(&settings.part) else {
-            warn!(
-                "no MTD partition and no UBI volume {}; plain tmpfs overlay",
-                Quoted(&settings.part)
-            );
-            return;
-        };
-        match DeviceFlash::open(&path, settings.erase_size, false) {
-            Ok(flash) => {
-                info!(
+    // NOR units: an MTD partition; NAND units: a UBI volume.
+    let Some(path) = snapinit::locate::partition(mtd.as_bytes(), &settings.part) else {
+        warn!(
+            "no MTD partition and no UBI volume {}; plain tmpfs overlay",
+            Quoted(&settings.part)
+        );
+        return;
+    };
+    match DeviceFlash::open(&path, settings.erase_size, false) {
+        Ok(flash) => {
+            match flash.medium() {
+                Medium::Ubi { .. } => info!(
                     "chain on {path} ({}, UBI volume, LEB {})",
                     settings.part,
                     flash.erase_size()
-                );
-                boot_from(flash, path.as_str(), layers, settings);
+                ),
+                _ => info!("chain on {path} ({})", settings.part),
             }
-            Err(e) => warn!("cannot open {path}: {e}; plain tmpfs overlay"),
-        }
-        return;
-    };
-    let mut path: heapless::String<24> = heapless::String::new();
-    let _ = core::fmt::Write::write_fmt(&mut path, format_args!("/dev/mtd{index}"));
-    match DeviceFlash::open_mtd(&path, false) {
-        Ok(flash) => {
-            info!("chain on {path} ({})", settings.part);
             boot_from(flash, path.as_str(), layers, settings);
         }
         Err(e) => warn!("cannot open {path}: {e}; plain tmpfs overlay"),

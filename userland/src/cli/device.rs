@@ -6,7 +6,6 @@ use super::ui::Progress;
 use snapinit::device::{DeviceFlash, Medium};
 use snapinit::flash::{DeviceError, Durable, ErrorType, Geometry, NorFlash, ReadNorFlash};
 use snapinit::header::HEADER_LEN;
-use snapinit::mtd::find_partition;
 use std::path::{Path, PathBuf};
 
 pub struct Device {
@@ -37,14 +36,8 @@ impl DeviceSpec {
             return Ok(p.clone());
         }
         let text = std::fs::read("/proc/mtd");
-        if let Some(index) = text
-            .as_ref()
-            .ok()
-            .and_then(|t| find_partition(t, &self.partition))
-        {
-            return Ok(PathBuf::from(format!("/dev/mtd{index}")));
-        }
-        if let Some(dev) = snapinit::ubi::find_volume(&self.partition) {
+        let proc_mtd = text.as_deref().unwrap_or_default();
+        if let Some(dev) = snapinit::locate::partition(proc_mtd, &self.partition) {
             return Ok(PathBuf::from(dev.as_str()));
         }
         match text {

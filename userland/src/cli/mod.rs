@@ -42,7 +42,8 @@ const EXIT_CODES: &str = "\
 Exit status:
    0  success (also: nothing to do)
    2  bad command line or snapshot ID
-   3  device not found, not openable, or an I/O error on it
+   3  no such partition, a device that cannot be opened or cannot hold the chain (raw NAND,
+      gluebi), or an I/O error on it
    4  another snapshot command holds the partition's lock
    5  the partition is in a state the command refuses (foreign filesystem, holds data)
    6  not enough space on the partition (or in the back buffer for a volatile)
