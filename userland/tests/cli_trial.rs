@@ -175,6 +175,80 @@ fn trial_confirm_and_health() {
 /// next boot (marks written as PID 1 writes them): commands that refuse leave every byte as
 /// it was, the rollback reads as a trial rollback, and the first write makes it permanent
 /// without bringing back the saved changes the commit had moved to the back buffer.
+/// The last rung of the boot ladder runs the target on the read-only squashfs alone: that
+/// boot spent a trial mark but never ran the block, and there is no overlay to leave a boot
+/// record in. health on a read-only root vouches for nothing: the trial is left to the next
+/// boot, flash untouched (before, it confirmed the block).
+#[test]
+fn health_on_a_read_only_root_confirms_nothing() {
+    let tmp = scratch();
+    let dir = tmp.path();
+    let img = image(dir, "flash.img", 1 << 20);
+    let e = ["--erase-size", "4096"];
+    let arg = |p: &Path| p.to_str().expect("utf-8").to_string();
+    ok(&img, &[e[0], e[1], "format"]);
+    let u = upper(dir, "trial");
+    ok(
+        &img,
+        &[
+            e[0],
+            e[1],
+            "commit",
+            "--upper",
+            &arg(&u),
+            "--no-reboot",
+            "--trial",
+            "3",
+        ],
+    );
+    // The boot: PID 1 spends the first trial mark (0xC2).
+    {
+        use std::os::unix::fs::FileExt;
+        let off = info(&img)["snapshots"][0]["offset"]
+            .as_u64()
+            .expect("offset");
+        let f = fs::OpenOptions::new().write(true).open(&img).expect("open");
+        f.write_at(&[0], off + 0xC2).expect("mark");
+    }
+    let passing = config(dir, "config health 'health'\n\tlist command 'true'\n");
+    let before = fs::read(&img).expect("image");
+    // A mount namespace of its own whose / is read-only; the image stays where it is (on a
+    // writable tmpfs when the temp dir is one, read-only with / otherwise).
+    let o = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount -o remount,bind,ro / && exec "$@""#)
+        .arg("sh")
+        .arg(bin())
+        .args(["--device", &arg(&img), e[0], e[1]])
+        .args(["health", "--config", &passing, "--once", "--no-reboot"])
+        .output()
+        .expect("run unshare");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        out.contains("this boot does not run the chain (/ is read-only)"),
+        "{}",
+        show(&o)
+    );
+    assert!(fs::read(&img).expect("image") == before, "health wrote");
+    assert_eq!(info(&img)["snapshots"][0]["confirmed"], false);
+    // The same on a writable root confirms it: the check above is the read-only root's.
+    let out = ok(
+        &img,
+        &[
+            e[0],
+            e[1],
+            "health",
+            "--config",
+            &passing,
+            "--once",
+            "--no-reboot",
+        ],
+    );
+    assert!(out.contains("the boot on trial is confirmed"), "{out}");
+    assert_eq!(info(&img)["snapshots"][0]["confirmed"], true);
+}
+
 #[test]
 fn a_trial_rollback_is_left_alone_by_refusals_and_settled_by_the_next_write() {
     use std::os::unix::fs::FileExt;

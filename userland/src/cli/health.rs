@@ -366,10 +366,18 @@ fn marks_readable(device: &Path, record: &Path) -> bool {
         || record_says(record, "failed-check-marks")
 }
 
-/// Whether the PID 1 that booted this system says in `record` that its root does not hold
-/// the chain.
-fn chain_not_booted(record: &Path) -> bool {
-    record_says(record, "chain-not-booted")
+/// Why this boot's root does not hold the chain, if it does not: the PID 1 that booted it
+/// says so in `record` (failsafe, or a plain tmpfs overlay after a failed switch), or `root`
+/// is read-only. snapinit's root over the chain is an overlay with a tmpfs upper, always
+/// writable; a read-only root is its last rung (the squashfs alone), where no record can be
+/// left, or a boot without snapinit.
+fn chain_not_booted(record: &Path, root: &Path) -> Option<String> {
+    if record_says(record, "chain-not-booted") {
+        return Some(format!("{} says chain-not-booted", record.display()));
+    }
+    let read_only = rustix::fs::statvfs(root)
+        .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY));
+    read_only.then(|| format!("{} is read-only", root.display()))
 }
 
 /// Whether the boot record (one word per line) holds `word`; no record says nothing.
@@ -426,9 +434,9 @@ pub fn health(
     }
     // A boot whose root does not hold the chain (failsafe, or snapinit could not switch to
     // it) spent a trial boot without running the block: nothing here speaks for it.
-    if chain_not_booted(Path::new(BOOT_RECORD)) {
+    if let Some(why) = chain_not_booted(Path::new(BOOT_RECORD), Path::new("/")) {
         println!(
-            "health: this boot does not run the chain ({BOOT_RECORD} says chain-not-booted): the block on trial is left to the next boot"
+            "health: this boot does not run the chain ({why}): the block on trial is left to the next boot"
         );
         return Ok(());
     }
@@ -480,11 +488,19 @@ mod tests {
     fn a_boot_record_says_whether_the_chain_runs() {
         let d = tempfile::tempdir().expect("tempdir");
         let record = d.path().join("snapinit");
-        assert!(!chain_not_booted(&record), "no record: nothing said");
+        // A writable root: only the record speaks (a read-only one: tests/cli_trial.rs).
+        let root = d.path();
+        assert_eq!(
+            chain_not_booted(&record, root),
+            None,
+            "no record: nothing said"
+        );
         std::fs::write(&record, "failed-check-marks\n").expect("record");
-        assert!(!chain_not_booted(&record));
+        assert_eq!(chain_not_booted(&record, root), None);
         std::fs::write(&record, "failed-check-marks\nchain-not-booted\n").expect("record");
-        assert!(chain_not_booted(&record));
+        assert!(
+            chain_not_booted(&record, root).is_some_and(|w| w.ends_with("says chain-not-booted"))
+        );
     }
 
     /// Image files are always marked; a unit's flash only under a PID 1 that reads the marks.
