@@ -140,6 +140,17 @@ fn case1_ext4_partition_is_never_written() {
     );
     refused(&img, &["format"], 5, "--force");
     refused(&img, &["repair"], 13, "no snapinit chain");
+    // What the refusals name must itself work: repair and salvage have no chain to act on
+    // here, so they are not offered (before, `repair --yes` was, and it refused too).
+    let o = refused(&img, &["save", "--upper", s(&u)], 13, "format --force");
+    assert!(!o.contains("snapshot repair"), "{o}");
+    assert!(!o.contains("--salvage"), "{o}");
+    refused(&img, &["repair", "--yes"], 13, "format --force");
+    assert!(
+        !ok(&img, &["info"]).contains("snapshot repair"),
+        "{}",
+        ok(&img, &["info"])
+    );
     refused(
         &img,
         &["convert", "--from", s(&u), "--yes", "--no-reboot"],

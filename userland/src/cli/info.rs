@@ -99,6 +99,9 @@ pub struct Info {
     pub suspects: Vec<SuspectInfo>,
     /// Erase blocks holding provable garbage that the next write (or `repair`) erases.
     pub garbage_blocks: usize,
+    /// What to run about the suspects (text only).
+    #[serde(skip)]
+    pub remedy: &'static str,
 }
 
 pub fn foreign_name(f: Foreign) -> &'static str {
@@ -256,6 +259,9 @@ pub fn gather(dev: &Device, view: &ChainView) -> Info {
             })
             .unwrap_or_default(),
         garbage_blocks: surveyed.as_ref().map_or(0, |s| s.garbage.len()),
+        remedy: surveyed
+            .as_ref()
+            .map_or("", |s| snapshot::writer::survey::remedy(&s.suspects)),
     }
 }
 
@@ -442,10 +448,10 @@ pub fn render(info: &Info) -> String {
         line(format!("data?       {}", x.what));
     }
     if !info.suspects.is_empty() {
-        line(
-            "             writes refuse until this is dealt with: `snapshot extract --salvage`, then `snapshot repair` (asks) or `snapshot format --force`"
-                .to_string(),
-        );
+        line(format!(
+            "             writes refuse until this is dealt with. {}",
+            info.remedy
+        ));
     } else if info.garbage_blocks > 0 {
         line(format!(
             "garbage:     {} erase block(s) of interrupted, dropped or superseded writes (the next write or `snapshot repair` erases them)",

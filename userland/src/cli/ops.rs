@@ -14,6 +14,7 @@ use super::{ui, Ctx};
 use snapinit::chain::{ChainView, Foreign, Layout, Status};
 use snapinit::flash::{DeviceError, ReadNorFlash};
 use snapinit::header::{span_blocks, Compression, HEADER_LEN};
+use snapshot::writer::survey::Suspect;
 use snapshot::writer::{Outcome, WriteError, Writer};
 use std::path::Path;
 use std::process::Command;
@@ -545,11 +546,24 @@ pub fn convert(
                 let (_, _, survey) = Writer::new(&mut dev)
                     .survey()
                     .map_err(|e| CliError::write(&path, e))?;
-                return Err(CliError::Refused(if survey.identity {
-                    "the partition is empty (no JFFS2 overlay on it): nothing to convert; `snapshot commit --upper DIR` stores a directory as the first snapshot".into()
-                } else {
-                    "the partition holds data that is neither a snapinit chain nor JFFS2: convert only turns a JFFS2 overlay into a chain (`snapshot format --force` erases it)".into()
-                }));
+                // JFFS2 may leave its first erase block free (a cut between erasing a block
+                // and writing its cleanmarker): its nodes further on make it JFFS2 all the same.
+                let jffs2 = survey.suspects.iter().any(|x| {
+                    matches!(
+                        x,
+                        Suspect::Foreign {
+                            fs: Foreign::Jffs2,
+                            ..
+                        }
+                    )
+                });
+                if !jffs2 {
+                    return Err(CliError::Refused(if survey.identity {
+                        "the partition is empty (no JFFS2 overlay on it): nothing to convert; `snapshot commit --upper DIR` stores a directory as the first snapshot".into()
+                    } else {
+                        "the partition holds data that is neither a snapinit chain nor JFFS2: convert only turns a JFFS2 overlay into a chain (`snapshot format --force` erases it)".into()
+                    }));
+                }
             }
             Status::Unreadable => return Err(CliError::Unreadable),
         }
@@ -578,16 +592,31 @@ pub fn convert(
                 from.display()
             ),
         )?;
-        // From here until the snapshot is written the content is only in RAM (and the backup).
+        // From here until the snapshot is written the content is only in RAM (and the backup):
+        // any failure, in the erase as in the append, leaves the JFFS2 partly or wholly
+        // erased, so the packed overlay goes to a rescue file first.
         let total = dev.capacity() as u64;
-        // Confirmed: the JFFS2 content is packed (and backed up if asked).
-        write_op(&mut dev, total, "erasing", |w| {
+        let erased = write_op(&mut dev, total, "erasing", |w| {
             w.force = true;
             w.format()
-        })?;
-        let cost = block_cost(&view, packed.data.len());
-        let res = write_op(&mut dev, cost, "writing", |w| {
-            w.append_snapshot(&packed.payload())
+        })
+        .map_err(|e| {
+            (
+                e,
+                "erasing the partition failed partway (the JFFS2 may be partly erased)",
+            )
+        });
+        let res = erased.and_then(|_| {
+            let cost = block_cost(&view, packed.data.len());
+            write_op(&mut dev, cost, "writing", |w| {
+                w.append_snapshot(&packed.payload())
+            })
+            .map_err(|e| {
+                (
+                    e,
+                    "the partition was erased but the snapshot could not be written",
+                )
+            })
         });
         match res {
             Ok(_) => println!(
@@ -595,32 +624,8 @@ pub fn convert(
                 from.display(),
                 describe(&packed)
             ),
-            Err(e) => {
-                let rescue = backup.map(Path::to_path_buf).unwrap_or_else(|| {
-                    let ext = if gzip { "tar.gz" } else { "tar" };
-                    std::env::temp_dir().join(format!(
-                        "snapshot-convert-rescue-{}.{ext}",
-                        std::process::id()
-                    ))
-                });
-                if backup.is_none() {
-                    match write_synced(&rescue, &packed.data, true) {
-                        Ok(()) => eprintln!(
-                            "snapshot: the partition was erased but the snapshot could not be written; the packed overlay is saved in {}",
-                            rescue.display()
-                        ),
-                        Err(io) => eprintln!(
-                            "snapshot: the partition was erased, the snapshot could not be written, and the rescue copy {} failed too ({io}): copy {} elsewhere before rebooting",
-                            rescue.display(),
-                            from.display()
-                        ),
-                    }
-                } else {
-                    eprintln!(
-                        "snapshot: the partition was erased but the snapshot could not be written; the backup is {}",
-                        rescue.display()
-                    );
-                }
+            Err((e, what)) => {
+                rescue(backup, &packed.data, gzip, from, what);
                 return Err(e);
             }
         }
@@ -629,6 +634,31 @@ pub fn convert(
         reboot(ctx)?;
     }
     Ok(())
+}
+
+/// Keeps the packed overlay after convert erased (some of) the JFFS2 and failed: the backup
+/// if one was written, else a new rescue file in the temp dir; says where, or what to copy.
+fn rescue(backup: Option<&Path>, data: &[u8], gzip: bool, from: &Path, what: &str) {
+    if let Some(b) = backup {
+        eprintln!("snapshot: {what}; the backup is {}", b.display());
+        return;
+    }
+    let ext = if gzip { "tar.gz" } else { "tar" };
+    let path = std::env::temp_dir().join(format!(
+        "snapshot-convert-rescue-{}.{ext}",
+        std::process::id()
+    ));
+    match write_synced(&path, data, true) {
+        Ok(()) => eprintln!(
+            "snapshot: {what}; the packed overlay is saved in {}",
+            path.display()
+        ),
+        Err(io) => eprintln!(
+            "snapshot: {what}, and the rescue copy {} failed too ({io}): copy {} elsewhere before rebooting",
+            path.display(),
+            from.display()
+        ),
+    }
 }
 
 pub fn format(

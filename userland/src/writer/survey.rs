@@ -161,10 +161,29 @@ pub fn describe(suspects: &[Suspect]) -> String {
             "\nIf this is a chain of erase size {e}, run with --erase-size {e}."
         ));
     }
-    s.push_str(
-        "\n`snapshot extract --salvage` copies out what is still readable; `snapshot repair` shows what it would erase and erases it after confirmation (--yes); `snapshot format --force` starts over.",
-    );
+    s.push('\n');
+    s.push_str(remedy(suspects));
     s
+}
+
+/// What to run about `suspects`: only commands that act on them. `repair` and `extract
+/// --salvage` work on a chain; on a partition with no sign of one (foreign or unknown data)
+/// repair refuses and salvage finds nothing, so they are not offered there.
+pub fn remedy(suspects: &[Suspect]) -> &'static str {
+    let foreign = suspects.iter().find_map(|x| match x {
+        Suspect::Foreign { fs, .. } => Some(*fs),
+        _ => None,
+    });
+    let unknown = suspects
+        .iter()
+        .any(|x| matches!(x, Suspect::UnknownData { .. }));
+    if foreign == Some(Foreign::Jffs2) {
+        "No snapinit chain is on it: `snapshot convert --from DIR` stores the JFFS2 overlay's files (mounted at DIR) as snapshot 1; `snapshot format --force` erases it."
+    } else if foreign.is_some() || unknown {
+        "No snapinit chain is on it: copy off what you need, then `snapshot format --force` erases it."
+    } else {
+        "`snapshot extract --salvage` copies out what is still readable; `snapshot repair` shows what it would erase and erases it after confirmation (--yes); `snapshot format --force` starts over."
+    }
 }
 
 /// The result of a survey.
