@@ -257,33 +257,51 @@ pub fn decode(b: &[u8; HEADER_LEN]) -> Result<Header, HeaderError> {
         return Err(HeaderError::ReservedNotZero);
     }
     let marks = decode_marks(b)?;
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(&b[HASHED_LEN..SEALED_LEN]);
+    Ok(Header {
+        fields: fields(b, kind, compression),
+        marks,
+        hash,
+    })
+}
+
+/// The fields as a writer lays them out, given the kind and compression bytes decoded.
+fn fields(b: &[u8; HEADER_LEN], kind: Kind, compression: Compression) -> Fields {
     let mut nonce = [0u8; 8];
     nonce.copy_from_slice(&b[0x38..0x40]);
     let mut payload_sha256 = [0u8; 32];
     payload_sha256.copy_from_slice(&b[0x40..0x60]);
     let mut prev = [0u8; 32];
     prev.copy_from_slice(&b[0x60..0x80]);
-    let mut hash = [0u8; 32];
-    hash.copy_from_slice(&b[HASHED_LEN..SEALED_LEN]);
-    Ok(Header {
-        fields: Fields {
-            kind,
-            compression,
-            erase_size: le_u32(b, 0x0C),
-            backbuf_blocks: le_u16(b, 0x10),
-            trial_budget: le_u16(b, 0x12),
-            seq: le_u32(b, 0x14),
-            generation: le_u64(b, 0x18),
-            payload_len: le_u64(b, 0x20),
-            unpacked_len: le_u64(b, 0x28),
-            created: le_u64(b, 0x30),
-            nonce,
-            payload_sha256,
-            prev,
-        },
-        marks,
-        hash,
-    })
+    Fields {
+        kind,
+        compression,
+        erase_size: le_u32(b, 0x0C),
+        backbuf_blocks: le_u16(b, 0x10),
+        trial_budget: le_u16(b, 0x12),
+        seq: le_u32(b, 0x14),
+        generation: le_u64(b, 0x18),
+        payload_len: le_u64(b, 0x20),
+        unpacked_len: le_u64(b, 0x28),
+        created: le_u64(b, 0x30),
+        nonce,
+        payload_sha256,
+        prev,
+    }
+}
+
+/// The fields of a header that does not decode (its hash fails: torn or rotted), read as a
+/// writer lays them out when the magic, version, kind and compression still parse. Nothing
+/// here is trusted: salvage only, where a payload whose SHA-256 matches `payload_sha256`
+/// proves the length and the hash, and so the payload, intact.
+pub fn unchecked_fields(b: &[u8; HEADER_LEN]) -> Option<Fields> {
+    if b[0..8] != MAGIC || le_u16(b, 0x08) != VERSION {
+        return None;
+    }
+    let kind = Kind::from_byte(b[0x0A])?;
+    let compression = Compression::from_byte(b[0x0B])?;
+    Some(fields(b, kind, compression))
 }
 
 /// Which block a header is when it is sealed (its hash matches, version 1) but does not decode

@@ -199,6 +199,12 @@ where
         self.survey_at(Depth::Headers, false)
     }
 
+    /// `survey` reading every byte the chain does not show, as `repair` and `repair_all`
+    /// do: what they list before asking is then what they erase.
+    pub fn survey_full(&mut self) -> Res<(ChainView, Layout, Survey), F> {
+        self.survey_at(Depth::Full, false)
+    }
+
     /// `survey_at`; with `settle`, the write that follows starts by making the boot's trial
     /// rollbacks permanent (`settle_trials`), which the survey already counts as done.
     fn survey_at(&mut self, depth: Depth, settle: bool) -> Res<(ChainView, Layout, Survey), F> {

@@ -497,6 +497,100 @@ fn salvage_survives_a_sealed_length_past_the_partition() {
     }
 }
 
+/// A snapshot whose header rotted in a field that does not locate or check its payload: the
+/// payload is still proven intact by the SHA-256 the header recorded for it, so salvage copies
+/// it out (before, it skipped every block whose header failed its hash, and `repair --yes`
+/// then erased the only copy).
+#[test]
+fn salvage_copies_out_a_proven_payload_under_a_damaged_header() {
+    let sc = scratch();
+    let img = image(sc.path(), "flash.img", 1 << 20);
+    ok(&img, &["format"]);
+    let u1 = upper(sc.path(), "u1", 1);
+    ok(&img, &["commit", "--upper", s(&u1), "--no-reboot"]);
+    let u2 = upper(sc.path(), "u2", 2);
+    ok(&img, &["commit", "--upper", s(&u2), "--no-reboot"]);
+    let second = info(&img)["snapshots"][1]["offset"]
+        .as_u64()
+        .expect("offset");
+    // One bit of snapshot 2's `unpacked_len` (header offset 0x28), inside the hashed part.
+    poke(&img, second + 0x28, |b| b ^ 0x10);
+    refused(&img, &["save", "--upper", s(&u1)], 13, "has changed since");
+    let dest = sc.path().join("salvage");
+    let out = ok(&img, &["extract", "--salvage", "all", s(&dest)]);
+    let want = format!("{second:08x}-snapshot-seq2-gen");
+    let sub = fs::read_dir(&dest)
+        .expect("salvage dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&want))
+        })
+        .unwrap_or_else(|| panic!("snapshot 2 not salvaged:\n{out}"));
+    assert!(
+        sub.to_string_lossy().ends_with("-header-damaged"),
+        "{}",
+        sub.display()
+    );
+    assert_same_tree(&sub, &u2);
+    assert!(out.contains("2 complete, 0 partial"), "{out}");
+    // A damaged header whose recorded payload hash no longer matches proves nothing: it is
+    // named, and not unpacked.
+    poke(&img, second + 0x40, |b| b ^ 0x01);
+    let dest = sc.path().join("salvage2");
+    let out = ok(&img, &["extract", "--salvage", "all", s(&dest)]);
+    assert!(out.contains("1 complete, 0 partial"), "{out}");
+    assert!(
+        out.contains(&format!("{second:#x}")) && out.contains("not salvaged"),
+        "{out}"
+    );
+}
+
+/// `repair --yes` erases exactly the erase blocks it listed before asking: the list comes
+/// from the same full read of the partition as the erase (before, the list skipped what
+/// lies behind an erased header, and the erase took such a block too).
+#[test]
+fn repair_erases_exactly_the_blocks_it_listed() {
+    let sc = scratch();
+    let base = sc.path();
+    let img = image(base, "flash.img", 1 << 20);
+    let e = ["--erase-size", "4096"];
+    ok(&img, &[e[0], e[1], "format"]);
+    for (n, seed) in [("u1", 1u64), ("u2", 2)] {
+        let u = base.join(n);
+        fs::create_dir(&u).expect("mkdir");
+        file(&u.join("f"), &noise(2000, seed), 0o644, (0, 0));
+        ok(
+            &img,
+            &[e[0], e[1], "commit", "--upper", s(&u), "--no-reboot"],
+        );
+    }
+    // Snapshot 2's payload rots (a suspect); at 0x20000 an erased header over noise.
+    poke(&img, 0x1000 + 600, |b| b ^ 1);
+    let f = fs::OpenOptions::new().write(true).open(&img).expect("open");
+    f.write_all_at(&noise(1024, 7), 0x20000 + 1024)
+        .expect("noise");
+    drop(f);
+    let out = ok(&img, &[e[0], e[1], "repair", "--yes"]);
+    let listed = out
+        .lines()
+        .find_map(|l| l.split_once("repair would erase "))
+        .and_then(|(_, rest)| rest.split_once(" erase block(s)"))
+        .map(|(n, _)| n.to_string())
+        .unwrap_or_else(|| panic!("no list:\n{out}"));
+    assert!(
+        out.contains(&format!("repair: erased {listed} erase block(s)")),
+        "{out}"
+    );
+    assert!(
+        out.contains("0x20000"),
+        "the noisy block is not listed:\n{out}"
+    );
+    let now = read(&img);
+    assert!(now[0x20000..0x21000].iter().all(|&b| b == 0xFF));
+}
+
 // ---- issue 9, bug 7: OpenWrt's markers, exactly as OpenWrt writes them ----
 
 #[test]

@@ -324,7 +324,7 @@ pub fn repair(ctx: &Ctx, yes: bool) -> Result<(), CliError> {
     }
     let path = dev.path.clone();
     let (_, layout, survey) = Writer::new(&mut dev)
-        .survey()
+        .survey_full()
         .map_err(|e| CliError::write(&path, e))?;
     if survey.suspects.is_empty() {
         let out = write_op(&mut dev, 0, "repairing", |w| w.repair())?;

@@ -5,11 +5,10 @@ use super::error::CliError;
 use super::info::{self, kind_name};
 use super::{ui, Ctx};
 use snapinit::chain::{
-    read_chain_with, read_header, verify as verify_payload, Block, ChainView, End, Reject, Status,
-    Volatiles,
+    read_chain_with, verify as verify_payload, Block, ChainView, End, Reject, Status, Volatiles,
 };
 use snapinit::flash::{Geometry, ReadNorFlash};
-use snapinit::header::{Compression, Kind, HEADER_LEN};
+use snapinit::header::{self, Compression, Header, HeaderError, Kind, Marks, HEADER_LEN};
 use snapinit::payload::{payload_sha256, Hashing, PayloadReader, TarSource};
 use snapinit::replay::{replay, Stats};
 use snapinit::tar::{Entry, EntryKind, TarReader};
@@ -405,9 +404,39 @@ pub fn extract(ctx: &Ctx, id: &str, dir: &Path, salvage: bool) -> Result<(), Cli
     Ok(())
 }
 
+/// A header as salvage reads it: decoded, or failing its hash (torn or rotted) with the fields
+/// as written, which only a payload matching their SHA-256 vouches for.
+enum Found {
+    Sealed(Header),
+    Damaged(Header),
+}
+
+fn salvage_header(dev: &mut Device, offset: u32) -> Option<Found> {
+    let mut raw = [0u8; HEADER_LEN];
+    dev.read(offset, &mut raw).ok()?;
+    match header::decode(&raw) {
+        Ok(h) => Some(Found::Sealed(h)),
+        Err(HeaderError::Erased | HeaderError::BadMagic) => None,
+        Err(_) => header::unchecked_fields(&raw).map(|fields| {
+            Found::Damaged(Header {
+                fields,
+                marks: Marks {
+                    live: true,
+                    confirmed: false,
+                    trials_used: 0,
+                    sealed: false,
+                    failed: 0,
+                },
+                hash: [0; 32],
+            })
+        }),
+    }
+}
+
 /// Every block whose header still decodes, wherever it is and whatever the chain walk made of
-/// it (past a bad block, dropped, stale, failing its hash), each into a directory of its own
-/// under `dir`, as far as its payload decodes.
+/// it (past a bad block, dropped, stale, failing its payload hash), each into a directory of
+/// its own under `dir`, as far as its payload decodes; and every block whose header fails its
+/// own hash but whose payload matches the SHA-256 that header recorded (`-header-damaged`).
 fn salvage_all(dev: &mut Device, dir: &Path) -> Result<(), CliError> {
     let erase = dev.erase_size();
     let capacity = u32::try_from(dev.capacity()).unwrap_or(u32::MAX);
@@ -417,24 +446,42 @@ fn salvage_all(dev: &mut Device, dir: &Path) -> Result<(), CliError> {
     let mut offset = 0u32;
     while offset < capacity {
         let next = offset.saturating_add(erase);
-        let Ok(Ok(h)) = read_header(dev, offset) else {
-            offset = next;
-            continue;
+        let (h, damaged) = match salvage_header(dev, offset) {
+            Some(Found::Sealed(h)) => (h, false),
+            Some(Found::Damaged(h)) => (h, true),
+            None => {
+                offset = next;
+                continue;
+            }
         };
         let f = &h.fields;
-        found += 1;
-        let sub = dir.join(format!(
-            "{offset:08x}-{}-seq{}-gen{}",
-            kind_name(f.kind),
-            f.seq,
-            f.generation
-        ));
         let block = Block { offset, header: h };
         let mut buf = vec![0u8; 64 * 1024];
+        let fits = block.end() <= u64::from(capacity);
         let hash_ok =
-            payload_sha256(dev, &block, &mut buf).is_ok_and(|sum| sum == f.payload_sha256);
+            fits && payload_sha256(dev, &block, &mut buf).is_ok_and(|sum| sum == f.payload_sha256);
+        if damaged && !hash_ok {
+            println!(
+                "not salvaged: the block header at {offset:#x} fails its hash (torn or rotted) and no payload matches what it recorded"
+            );
+            offset = next;
+            continue;
+        }
+        found += 1;
+        let sub = dir.join(format!(
+            "{offset:08x}-{}-seq{}-gen{}{}",
+            kind_name(f.kind),
+            f.seq,
+            f.generation,
+            if damaged { "-header-damaged" } else { "" }
+        ));
         let state = format!(
-            "{}{}",
+            "{}{}{}",
+            if damaged {
+                "header hash MISMATCH, "
+            } else {
+                ""
+            },
             if h.marks.live { "" } else { "dropped, " },
             if hash_ok {
                 "payload hash ok"
@@ -443,7 +490,7 @@ fn salvage_all(dev: &mut Device, dir: &Path) -> Result<(), CliError> {
             }
         );
         create_dir(&sub)?;
-        if block.end() > u64::from(capacity) {
+        if !fits {
             // A hostile or rotten length: nothing to read into RAM, the next blocks still are.
             println!(
                 "partial {}: its header says {} payload bytes, past the end of the partition",
