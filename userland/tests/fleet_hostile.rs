@@ -104,6 +104,37 @@ fn a_mirror_trickling_its_body_is_left_and_what_arrived_is_kept() {
     assert!(!out.is_empty() && out.iter().all(|&b| b == b'a'), "{out:?}");
 }
 
+/// An https:// mirror is fetched by an external program (uclient-fetch on OpenWrt) whose own
+/// timeout restarts with every byte: a fetch that trickles, or hangs without a byte, is cut
+/// by the same deadline as plain HTTP (before, the poll waited on the pipe for ever).
+#[test]
+fn an_https_fetch_that_trickles_or_hangs_is_left_within_the_timeout() {
+    for script in ["while :; do printf a; sleep 0.4; done", "exec sleep 600"] {
+        let c = Client {
+            timeout: Duration::from_secs(1),
+            https_fetch: ["sh", "-c", script, "fetch"].map(String::from).to_vec(),
+        };
+        let started = Instant::now();
+        let r = within(20, move || {
+            c.get(
+                "https://127.0.0.1:9/stable.json",
+                0,
+                64 * 1024,
+                &mut Vec::new(),
+            )
+        })
+        .unwrap_or_else(|| {
+            panic!("{script}: an https GET with a 1 s timeout still waiting after 20 s")
+        });
+        let e = r.expect_err("a trickle or silence is no reply");
+        assert!(
+            matches!(&e, HttpError::Net { source, .. } if source.kind() == std::io::ErrorKind::TimedOut),
+            "{script}: {e}"
+        );
+        eprintln!("{script}: {e} (after {:?})", started.elapsed());
+    }
+}
+
 const BODY: &[u8; 20] = b"ABCDEFGHIJKLMNOPQRST";
 
 /// A resume from byte 10 of BODY against a mirror that answers `reply` to the range it was

@@ -297,30 +297,62 @@ impl Client {
                 source,
             })?;
         out.clear();
+        // The fetcher's own timeout (uclient-fetch -T) restarts with every byte, like a
+        // socket's: the pipe is read under the same deadline and floor rate as plain HTTP, by
+        // a thread, so that a wait can end while the fetcher trickles or hangs.
         let mut stdout = child.stdout.take().expect("piped stdout");
-        let mut buf = [0u8; 16 * 1024];
+        let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(4);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 16 * 1024];
+            loop {
+                let r = stdout.read(&mut buf).map(|k| buf[..k].to_vec());
+                let end = !matches!(&r, Ok(v) if !v.is_empty());
+                if tx.send(r).is_err() || end {
+                    return;
+                }
+            }
+        });
+        let net = |source| HttpError::Net {
+            url: url.into(),
+            source,
+        };
+        let deadline = Deadline::paced(self.timeout, MIN_RATE);
+        let mut got = 0u64;
         let read = loop {
-            match stdout.read(&mut buf) {
-                Ok(0) => break Ok(()),
-                Ok(k) if out.len() as u64 + k as u64 > limit => {
+            let wait = match deadline.next_read(got, self.timeout) {
+                Ok(w) => w,
+                Err(e) => break Err(net(e)),
+            };
+            match rx.recv_timeout(wait) {
+                Ok(Ok(v)) if v.is_empty() => break Ok(()),
+                Ok(Ok(v)) if out.len() as u64 + v.len() as u64 > limit => {
                     break Err(HttpError::TooLarge {
                         url: url.into(),
                         limit,
                     })
                 }
-                Ok(k) => out.extend_from_slice(&buf[..k]),
-                Err(source) => {
-                    break Err(HttpError::Net {
-                        url: url.into(),
-                        source,
-                    })
+                Ok(Ok(v)) => {
+                    got += v.len() as u64;
+                    out.extend_from_slice(&v);
+                }
+                Ok(Err(source)) => break Err(net(source)),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break Ok(()),
+                // Cut short by the deadline (the next check says so), or no byte at all
+                // for a whole timeout.
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    break Err(net(match deadline.next_read(got, self.timeout) {
+                        Err(e) => e,
+                        Ok(_) => std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("{program} sent nothing for {} s", self.timeout.as_secs()),
+                        ),
+                    }))
                 }
             }
         };
         if read.is_err() {
             let _ = child.kill();
         }
-        drop(stdout);
         let done = child.wait_with_output().map_err(|source| HttpError::Net {
             url: url.into(),
             source,
