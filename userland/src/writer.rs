@@ -229,9 +229,23 @@ where
     /// be data the chain does not show; otherwise erases the provable garbage (newest first, so
     /// that what proves a block stale outlives it) and reads the chain again.
     fn formatted(&mut self) -> Res<(ChainView, Layout), F> {
-        let (mut view, layout, survey) = self.survey_at(Depth::Headers, true)?;
+        self.formatted_if(|_, _| Ok(()))
+    }
+
+    /// `formatted`, once the write's own `check` of the chain passes: every refusal comes
+    /// before the first change (settling a trial rollback, erasing garbage), so a command
+    /// that refuses leaves flash as it was.
+    fn formatted_if(
+        &mut self,
+        check: impl FnOnce(&ChainView, &Layout) -> Res<(), F>,
+    ) -> Res<(ChainView, Layout), F> {
+        let (mut view, layout, survey) = self.survey_at(Depth::Headers, false)?;
         if !survey.suspects.is_empty() {
             return Err(WriteError::Damaged(survey.suspects));
+        }
+        check(&view, &layout)?;
+        if self.settle_trials(&view)? {
+            view = self.read();
         }
         if self.erase_blocks(&layout, &survey.garbage)? > 0 {
             view = self.read();
@@ -411,6 +425,18 @@ where
         Ok(data)
     }
 
+    /// A snapshot written now takes the volatile's place (commit turns it into one, an append
+    /// supersedes it). While the volatile runs its last allowed trial boot, which confirms it
+    /// or is rolled back, the write refuses until `confirm` or the roll-back: a copy made to
+    /// evacuate its slot cannot carry a spent trial, and what a commit does must not depend
+    /// on which slot the volatile lies in.
+    pub fn check_trial_left(view: &ChainView) -> Res<(), F> {
+        match view.volatile() {
+            Some(v) if v.header.trial_spent() => Err(WriteError::TrialSpent { offset: v.offset }),
+            _ => Ok(()),
+        }
+    }
+
     /// If the current volatile lives in the chain slot a new snapshot needs, give it a second
     /// copy in the back buffer first: erasing the slot would otherwise destroy its only copy.
     fn evacuate_volatile(&mut self, view: &mut ChainView, layout: &Layout) -> Res<(), F> {
@@ -545,12 +571,20 @@ where
 
     /// Writes `payload` as the volatile block, replacing the current one.
     pub fn save_volatile(&mut self, payload: &Payload<'_>) -> Res<Outcome, F> {
-        let (view, layout) = self.formatted()?;
-        Self::check_backbuf(&layout, payload.data.len())?;
-        Self::check_chain_space(&view, &layout, payload.data.len())?;
-        // Ping-pong: never overwrite the current copy.
-        let target = match view.volatile() {
-            Some(v) if v.offset == view.next_offset => layout.backbuf_offset(),
+        let len = payload.data.len();
+        let (view, layout) = self.formatted_if(|view, layout| {
+            Self::check_backbuf(layout, len)?;
+            Self::check_chain_space(view, layout, len)
+        })?;
+        let on_trial = |b: &Block| matches!(b.header.trial(), Trial::OnTrial { .. });
+        let target = match (view.volatiles.first(), view.volatiles.get(1)) {
+            // A failed trial comes back to the other copy: while the current copy is on trial
+            // and the other is confirmed, the trial copy is the one replaced, so the last
+            // confirmed state survives this save (a cut meanwhile shows it: the state the
+            // trial would have come back to). Two saves on trial in a row destroyed it.
+            (Some(current), Some(other)) if on_trial(current) && !on_trial(other) => current.offset,
+            // Ping-pong: never overwrite the current copy.
+            (Some(v), _) if v.offset == view.next_offset => layout.backbuf_offset(),
             _ => view.next_offset,
         };
         let sha = sha256(payload.data);
@@ -566,9 +600,12 @@ where
     /// Appends `payload` as a new snapshot on top of the chain; the volatile is superseded
     /// (its content is expected to be part of the new snapshot).
     pub fn append_snapshot(&mut self, payload: &Payload<'_>) -> Res<Outcome, F> {
-        let (mut view, layout) = self.formatted()?;
-        Self::check_chain_room(&view)?;
-        Self::check_chain_space(&view, &layout, payload.data.len())?;
+        let len = payload.data.len();
+        let (mut view, layout) = self.formatted_if(|view, layout| {
+            Self::check_chain_room(view)?;
+            Self::check_chain_space(view, layout, len)?;
+            Self::check_trial_left(view)
+        })?;
         self.evacuate_volatile(&mut view, &layout)?;
         let sha = sha256(payload.data);
         let fields = self.fields(&view, &layout, Kind::Snapshot, payload, sha);
@@ -582,13 +619,15 @@ where
 
     /// Turns the current volatile into a snapshot: same content, now in the chain.
     pub fn commit(&mut self) -> Res<Outcome, F> {
-        let (mut view, layout) = self.formatted()?;
-        let v = *view.volatile().ok_or(WriteError::NoVolatile)?;
-        Self::check_chain_room(&view)?;
-        let len = v.header.fields.payload_len as usize;
-        if v.offset != view.next_offset {
-            Self::check_chain_space(&view, &layout, len)?;
-        }
+        let (mut view, layout) = self.formatted_if(|view, layout| {
+            let v = view.volatile().ok_or(WriteError::NoVolatile)?;
+            Self::check_chain_room(view)?;
+            if v.offset != view.next_offset {
+                let len = usize::try_from(v.header.fields.payload_len).unwrap_or(usize::MAX);
+                Self::check_chain_space(view, layout, len)?;
+            }
+            Self::check_trial_left(view)
+        })?;
         self.evacuate_volatile(&mut view, &layout)?;
         let v = *view.volatile().ok_or(WriteError::NoVolatile)?;
         let data = self.read_payload(&v)?;

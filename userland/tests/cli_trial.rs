@@ -314,3 +314,161 @@ fn a_trial_rollback_is_left_alone_by_refusals_and_settled_by_the_next_write() {
     );
     assert!(!after["volatile"].is_null(), "{after}");
 }
+
+/// PID 1's trial mark `i` on the block at `offset` (0xC2 + i), as a boot spends it.
+fn spend_mark(img: &Path, offset: u64, i: u64) {
+    use std::os::unix::fs::FileExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(img)
+        .expect("open")
+        .write_at(&[0], offset + 0xC2 + i)
+        .expect("mark");
+}
+
+fn offset_of(j: &serde_json::Value) -> u64 {
+    j["offset"].as_u64().expect("offset")
+}
+
+/// A formatted 1 MiB image (4 KiB erase blocks) with one confirmed snapshot.
+fn one_snapshot(dir: &Path) -> std::path::PathBuf {
+    let img = image(dir, "flash.img", 1 << 20);
+    ok(&img, &["--erase-size", "4096", "format"]);
+    let base = upper(dir, "base");
+    ok(
+        &img,
+        &[
+            "commit",
+            "--upper",
+            base.to_str().expect("utf-8"),
+            "--no-reboot",
+        ],
+    );
+    img
+}
+
+/// Two `save --trial` in a row keep the last confirmed volatile: the second replaces the
+/// first trial copy, not the confirmed one, so when the trial runs out the unit comes back
+/// on the confirmed state (before, the confirmed copy was overwritten and the unit came
+/// back with no volatile at all).
+#[test]
+fn a_second_save_on_trial_keeps_the_confirmed_volatile() {
+    let tmp = scratch();
+    let dir = tmp.path();
+    let img = one_snapshot(dir);
+    let arg = |p: &Path| p.to_str().expect("utf-8").to_string();
+    ok(&img, &["save", "--upper", &arg(&upper(dir, "good"))]);
+    ok(
+        &img,
+        &["save", "--upper", &arg(&upper(dir, "bad1")), "--trial", "1"],
+    );
+    ok(
+        &img,
+        &["save", "--upper", &arg(&upper(dir, "bad2")), "--trial", "1"],
+    );
+    let j = info(&img);
+    assert_eq!(j["volatile"]["trial_budget"], 1, "{j}");
+    assert_eq!(j["volatile_old_copy"]["confirmed"], true, "{j}");
+    // The trial copy's boot is spent, then the boot after rolls it back (PID 1's marks).
+    let cur = offset_of(&j["volatile"]);
+    spend_mark(&img, cur, 0);
+    spend_mark(&img, cur, 1);
+    let out = dir.join("out");
+    ok(&img, &["extract", "all", &arg(&out)]);
+    assert_eq!(
+        fs::read_to_string(out.join("etc/network")).unwrap_or_default(),
+        "good",
+        "{}",
+        info(&img)
+    );
+}
+
+/// A volatile on its last trial boot is not committed, wherever it lies: in the back buffer
+/// as in the chain slot (before, only the slot refused, and from the back buffer it became a
+/// confirmed snapshot nobody confirmed). The refusal comes before any write, also when the
+/// write would first have erased garbage, and `upgrade` refuses before the package manager
+/// runs.
+#[test]
+fn a_volatile_on_its_last_trial_boot_is_not_committed_from_either_slot() {
+    let tmp = scratch();
+    let dir = tmp.path();
+    let arg = |p: &Path| p.to_str().expect("utf-8").to_string();
+    for good_first in [true, false] {
+        let img = one_snapshot(dir);
+        if good_first {
+            // The trial copy then lands in the back buffer.
+            ok(&img, &["save", "--upper", &arg(&upper(dir, "good"))]);
+        }
+        let trial = upper(dir, "trial");
+        ok(&img, &["save", "--upper", &arg(&trial), "--trial", "1"]);
+        let v = info(&img)["volatile"].clone();
+        assert_eq!(
+            v["location"],
+            if good_first { "backbuf" } else { "chain" },
+            "{v}"
+        );
+        spend_mark(&img, offset_of(&v), 0);
+        // Leftovers of an interrupted write: garbage the next write would erase first.
+        {
+            use std::os::unix::fs::FileExt;
+            fs::OpenOptions::new()
+                .write(true)
+                .open(&img)
+                .expect("open")
+                .write_at(&[0x5a; 100], 0x20000)
+                .expect("garbage");
+        }
+        assert_eq!(info(&img)["garbage_blocks"], 1);
+        let before = fs::read(&img).expect("image");
+        for args in [
+            vec!["commit", "--no-reboot"],
+            vec![
+                "commit",
+                "--upper",
+                trial.to_str().expect("utf-8"),
+                "--no-reboot",
+            ],
+        ] {
+            let empty = dir.join("empty");
+            fs::create_dir_all(&empty).expect("mkdir");
+            let mut a = args.clone();
+            if a.len() == 2 {
+                a.extend(["--upper", empty.to_str().expect("utf-8")]);
+            }
+            let o = fails(&img, &a, 5);
+            assert!(
+                String::from_utf8_lossy(&o.stderr).contains("last allowed boot is spent"),
+                "{}",
+                show(&o)
+            );
+            assert!(fs::read(&img).expect("image") == before, "{a:?} wrote");
+        }
+        let ran = dir.join("pm-ran");
+        let _ = fs::remove_file(&ran);
+        let o = fails(
+            &img,
+            &[
+                "upgrade",
+                "--upper",
+                trial.to_str().expect("utf-8"),
+                "--pm",
+                &format!("touch {}", ran.display()),
+            ],
+            5,
+        );
+        assert!(!ran.exists(), "the package manager ran:\n{}", show(&o));
+        assert!(fs::read(&img).expect("image") == before, "upgrade wrote");
+        // Confirmed, the commit goes ahead.
+        ok(&img, &["confirm"]);
+        ok(
+            &img,
+            &[
+                "commit",
+                "--no-reboot",
+                "--upper",
+                dir.join("empty").to_str().expect("utf-8"),
+            ],
+        );
+        assert_eq!(info(&img)["snapshots"].as_array().map(Vec::len), Some(2));
+    }
+}

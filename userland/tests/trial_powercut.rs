@@ -357,6 +357,50 @@ fn cuts_in_trials<F: Medium>(medium: &str) {
     boot(&mut vol_done).expect("roll-back boot");
     assert_eq!(state(&mut vol_done).volatile, Some(data(2, 500)));
 
+    // A save over a volatile on trial whose other copy is confirmed replaces the trial copy:
+    // a cut shows the trial (old), the new one, or the confirmed copy the trial would come
+    // back to; and once every trial boot is spent, the confirmed state boots.
+    let mut retried = F::blank(ERASE, BLOCKS);
+    append(&mut retried, 1, 0);
+    save(&mut retried, 2, 0).expect("the confirmed save");
+    save(&mut retried, 3, 1).expect("the first try");
+    let tried = state(&mut retried);
+    let good = State {
+        snapshots: vec![data(1, 700)],
+        volatile: Some(data(2, 500)),
+    };
+    let retry = State {
+        snapshots: vec![data(1, 700)],
+        volatile: Some(data(4, 500)),
+    };
+    checked += cut_everywhere(
+        "save over a volatile on trial",
+        &retried,
+        &|f| save(f, 4, 1).is_ok(),
+        &|f, at| {
+            let seen = state(f);
+            assert!(
+                seen == tried || seen == retry || seen == good,
+                "{at}: shows {seen:?}"
+            );
+            let mut later = f.clone();
+            for _ in 0..4 {
+                boot(&mut later).expect("boot");
+            }
+            assert_eq!(state(&mut later), good, "{at}: the confirmed state is lost");
+        },
+    );
+    let mut whole = retried.clone();
+    save(&mut whole, 4, 1).expect("the retry");
+    for _ in 0..4 {
+        boot(&mut whole).expect("boot");
+    }
+    assert_eq!(
+        state(&mut whole),
+        good,
+        "the retry's trial ran out elsewhere"
+    );
+
     // Evacuating a volatile on trial (a commit over its slot) keeps the boots it had left.
     let mut evac = F::blank(ERASE, BLOCKS);
     append(&mut evac, 1, 0);

@@ -70,6 +70,12 @@ pub(super) fn precheck(view: &ChainView, len: usize, volatile: bool) -> Result<(
     Ok(())
 }
 
+/// What the writer refuses a snapshot over (a volatile on its last trial boot), refused here
+/// first: before anything is packed or a package manager changes the running system.
+fn require_trial_left(dev: &Device, view: &ChainView) -> Result<(), CliError> {
+    Writer::<Device>::check_trial_left(view).map_err(|e| CliError::write(&dev.path, e))
+}
+
 /// Runs one writer operation with a progress bar sized for `bytes` of erase and program.
 pub(super) fn write_op<T>(
     dev: &mut Device,
@@ -221,6 +227,7 @@ pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<()
         require_chain(&mut dev, &view)?;
         if tree::has_content(upper)? || view.volatile().is_some() {
             require_room(&view)?;
+            require_trial_left(&dev, &view)?;
         }
         if tree::has_content(upper)? {
             let packed = tree::pack(upper, gzip)?;
@@ -470,6 +477,7 @@ pub fn upgrade(
         let view = read_view(&mut dev);
         require_chain(&mut dev, &view)?;
         require_room(&view)?;
+        require_trial_left(&dev, &view)?;
         let (pm, steps) = pm_steps(pm)?;
         let before = tree::fingerprint(upper)?;
         if let Err(e) = run_pm(&pm, &steps, upper) {
