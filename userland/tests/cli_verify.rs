@@ -112,3 +112,56 @@ fn a_correctly_hashed_but_undecodable_payload_fails_verify() {
     }
     fails(&img2, &["verify"], 9);
 }
+
+/// A tar made by Python's tarfile (pax), with `body` adding its members to `tf`.
+fn python_tar(body: &str) -> Vec<u8> {
+    let script = format!(
+        "import io, sys, tarfile\nbuf = io.BytesIO()\ntf = tarfile.open(fileobj=buf, mode='w', format=tarfile.PAX_FORMAT)\n{body}tf.close()\nsys.stdout.buffer.write(buf.getvalue())\n"
+    );
+    let o = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o.stdout
+}
+
+/// Payloads the boot path cannot apply though every entry decodes: a file capability the
+/// kernel refuses (PID 1's fsetxattr failed while verify said good) and an owner of
+/// 4294967295 (PID 1 left the file owned by root; a debug build of extract aborted). verify,
+/// extract and the boot path now refuse both with the reader's reason.
+#[test]
+fn payloads_the_kernel_cannot_apply_fail_verify_and_extract() {
+    let sc = scratch();
+    for (tag, body, reason) in [
+        (
+            "cap",
+            "i = tarfile.TarInfo('f')\ni.size = 1\ni.pax_headers = {'SCHILY.xattr.security.capability': 'xx'}\ntf.addfile(i, io.BytesIO(b'x'))\n",
+            "security.capability",
+        ),
+        (
+            "uid",
+            "i = tarfile.TarInfo('f')\ni.size = 1\ni.uid = 4294967295\ntf.addfile(i, io.BytesIO(b'x'))\n",
+            "uid 4294967295",
+        ),
+    ] {
+        let img = image(sc.path(), &format!("{tag}.img"), 1 << 20);
+        ok(&img, &["format"]);
+        let tar = python_tar(body);
+        {
+            let mut flash = DeviceFlash::open_file(img.as_path(), 65536, true).expect("open");
+            Writer::new(&mut flash)
+                .append_snapshot(&Payload {
+                    data: &tar,
+                    compression: Compression::None,
+                    unpacked_len: tar.len() as u64,
+                })
+                .expect("append");
+        }
+        let o = fails(&img, &["verify"], 9);
+        assert!(show(&o).contains(reason), "{tag}: {}", show(&o));
+        let out = sc.path().join(format!("out-{tag}"));
+        let o = fails(&img, &["extract", "all", s(&out)], 8);
+        assert!(show(&o).contains(reason), "{tag}: {}", show(&o));
+    }
+}
