@@ -9,8 +9,9 @@
 //!   chooses their metadata), but a parent that is a symlink or not a directory refuses the
 //!   payload: nothing is ever written through a symlink.
 //! * An entry replaces whatever is at its path, a directory with all its contents, except that
-//!   a directory entry over a directory merges with it (an opaque one empties it first) and
-//!   takes exactly the entry's metadata.
+//!   a directory entry over a directory merges with it (an opaque one empties it first, except
+//!   the layer root, which overlayfs never takes as opaque) and takes exactly the entry's
+//!   metadata.
 //! * A hard link names a non-directory that exists in the layer when the link is replayed.
 //! * The whole stream is read: after the end-of-archive record only zeros may follow, and a
 //!   gzip trailer is checked, before a payload counts as replayed.
@@ -250,7 +251,10 @@ fn apply<R: Read, L: Layer>(
 ) -> Result<(), Fail<R::Error, L::Error>> {
     if e.is_root() {
         layer.enter("")?;
-        return Ok(layer.dir_meta("", e, e.is_opaque())?);
+        // overlayfs never takes a layer's root as opaque: the layers below show through
+        // whatever its xattr says, so it empties nothing here either (a later snapshot in
+        // the shared snapshot layer leaves the earlier ones, as separate layers would).
+        return Ok(layer.dir_meta("", e, false)?);
     }
     let path = e.path.as_str();
     let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));

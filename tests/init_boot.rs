@@ -990,3 +990,27 @@ fn a_mount_point_that_is_a_symlink_is_never_mounted_through() {
     assert!(out.contains("PROC-OK"), "{out}");
     assert!(out.contains("chain-not-booted"), "{out}");
 }
+
+/// A snapshot whose root carries the opaque mark: overlayfs never takes a layer's root as
+/// opaque, so stacked layers would show snapshot 1 through it; the shared snapshot layer now
+/// keeps snapshot 1 too (before, the replay emptied the layer, and the boot lost it while the
+/// mark itself hid nothing of the read-only root).
+#[test]
+fn an_opaque_snapshot_root_empties_nothing() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("opaque-root");
+    let mut img = Image::new();
+    img.snapshot(&snap1(&dir));
+    img.snapshot(&payload(&dir, "opaque-root", false, &|t| {
+        write(t, "data/b", "b");
+        sh(&format!(
+            "setfattr -n trusted.overlay.opaque -v y {}",
+            t.display()
+        ));
+    }));
+    let (out, log) = boot_chain(&dir, img.data);
+    assert!(log.contains("2 snapshot(s)"), "{log}");
+    assert!(out.contains("NET=one"), "{out}");
+    assert!(out.contains("DATA=a,b,c,"), "{out}");
+}

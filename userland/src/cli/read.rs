@@ -380,6 +380,9 @@ pub fn extract(ctx: &Ctx, id: &str, dir: &Path, salvage: bool) -> Result<(), Cli
     let view = read_view(&mut dev);
     readable_chain(&view)?;
     let blocks = select(&view, id)?;
+    if id != "all" {
+        judge_alone(&mut dev, &view, id)?;
+    }
     create_dir(dir)?;
     // At boot the volatile replays into an empty layer of its own above the snapshots: a hard
     // link to a snapshot's file, say, is refused there, so it is refused here too, before the
@@ -398,8 +401,126 @@ pub fn extract(ctx: &Ctx, id: &str, dir: &Path, salvage: bool) -> Result<(), Cli
                 what: what.clone(),
                 detail,
             })?;
+            if b.header.fields.kind == Kind::Volatile {
+                open_lower_non_dirs(&data, compression, dir)?;
+            }
         }
         unpack_block(&mut dev, &b, &what, dir)?;
+    }
+    Ok(())
+}
+
+/// At boot the volatile has a layer of its own: a directory it makes without an entry (the
+/// parent of one) may lie over a whiteout of the snapshots (FORMAT.md, "Replay", rule 1; a
+/// file or symlink there refuses the volatile, which the dry run has already said), and
+/// overlayfs then shows the directory alone. Squashed into `dir`, each such whiteout becomes
+/// an opaque directory (0755 root:root, as a directory a payload omits) before the volatile
+/// is unpacked; otherwise the unpack refused what the boot applies. Paths are looked at
+/// component by component and only below real directories, so nothing outside `dir` is
+/// ever reached.
+fn open_lower_non_dirs(data: &[u8], compression: Compression, dir: &Path) -> Result<(), CliError> {
+    use std::collections::HashSet;
+    let mut declared: HashSet<String> = HashSet::new();
+    let mut opened: Vec<String> = Vec::new();
+    let mut fail: Option<std::io::Error> = None;
+    walk_payload(data, compression, |e| {
+        let path = e.path.as_str();
+        let mut prefix_end = 0;
+        while let Some(i) = path[prefix_end..].find('/') {
+            let q = &path[..prefix_end + i];
+            prefix_end += i + 1;
+            match std::fs::symlink_metadata(dir.join(q)) {
+                Ok(m) if m.is_dir() => continue,
+                // An entry of the volatile itself decides what is there by then.
+                Ok(m) if declared.contains(q) || !is_whiteout(&m) => break,
+                Ok(_) if fail.is_none() => {
+                    if let Err(err) = make_opaque_dir(&dir.join(q)) {
+                        fail = Some(err);
+                    } else {
+                        opened.push(q.to_string());
+                    }
+                    break;
+                }
+                _ => break,
+            }
+        }
+        declared.insert(path.to_string());
+    })
+    .map_err(|detail| CliError::ExtractRefused {
+        what: "the volatile".into(),
+        detail,
+    })?;
+    if let Some(source) = fail {
+        return Err(CliError::Io {
+            what: "making a directory over a snapshot's whiteout in",
+            path: dir.to_path_buf(),
+            source,
+        });
+    }
+    for q in opened {
+        println!("the volatile's directory {q:?} lies over a snapshot's whiteout: made opaque");
+    }
+    Ok(())
+}
+
+fn is_whiteout(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    m.file_type().is_char_device() && m.rdev() == 0
+}
+
+fn make_opaque_dir(at: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::remove_file(at)?;
+    std::fs::create_dir(at)?;
+    std::fs::set_permissions(at, std::fs::Permissions::from_mode(0o755))?;
+    std::os::unix::fs::chown(at, Some(0), Some(0))?;
+    xattr::set(at, "trusted.overlay.opaque", b"y")
+}
+
+/// `extract N` and `extract volatile` refuse what the boot path does not apply, as `extract
+/// all` does: the boot replays snapshots 1..N into one layer, a snapshot that fails ending the
+/// chain there, and the volatile into a layer of its own above them. (The block is then
+/// unpacked alone: what it refers to in an earlier snapshot, a hard link's file, is not there.)
+fn judge_alone(dev: &mut Device, view: &ChainView, id: &str) -> Result<(), CliError> {
+    let upto = match id {
+        "volatile" => view.snapshots.len(),
+        n => n
+            .parse::<usize>()
+            .map_err(|_| CliError::BadId(n.to_string()))?,
+    };
+    let mut snapshots = ModelLayer::new();
+    for (i, b) in view.snapshots.iter().take(upto).enumerate() {
+        let data = read_payload(dev, b)?;
+        dry_run(&data, b.header.fields.compression, &mut snapshots).map_err(|detail| {
+            CliError::ExtractRefused {
+                what: if i + 1 == upto && id != "volatile" {
+                    format!("snapshot {}", i + 1)
+                } else {
+                    format!(
+                        "snapshot {} (the boot path stops there and does not apply {})",
+                        i + 1,
+                        if id == "volatile" {
+                            "the volatile".to_string()
+                        } else {
+                            format!("snapshot {upto}")
+                        }
+                    )
+                },
+                detail,
+            }
+        })?;
+    }
+    if let (Some(v), "volatile") = (view.volatile(), id) {
+        let data = read_payload(dev, v)?;
+        dry_run(
+            &data,
+            v.header.fields.compression,
+            &mut ModelLayer::above(&snapshots),
+        )
+        .map_err(|detail| CliError::ExtractRefused {
+            what: "the volatile".into(),
+            detail,
+        })?;
     }
     Ok(())
 }
@@ -641,7 +762,8 @@ pub fn diff(ctx: &Ctx, id: Option<&str>, rom: &Path) -> Result<(), CliError> {
                 (_, None) => "A",
             };
             lines.push(format!("{tag} {path} ({})", describe_entry(e)));
-            if e.is_opaque() {
+            // overlayfs never takes a layer's root as opaque (replay ignores it too).
+            if e.is_opaque() && !e.is_root() {
                 lines.push(format!(
                     "O {path}/ (opaque: hides everything below it in lower layers)"
                 ));
