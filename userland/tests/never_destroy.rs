@@ -81,6 +81,21 @@ fn chain(base: &Path) -> PathBuf {
     img
 }
 
+/// Two committed snapshots (uppers u1 and u2) on a formatted image of `size` bytes: the image,
+/// u2's tree and snapshot 2's offset.
+fn two_snapshots(base: &Path, size: u64) -> (PathBuf, PathBuf, u64) {
+    let img = image(base, "flash.img", size);
+    ok(&img, &["format", "--force"]);
+    let u1 = upper(base, "u1", 1);
+    ok(&img, &["commit", "--upper", s(&u1), "--no-reboot"]);
+    let u2 = upper(base, "u2", 2);
+    ok(&img, &["commit", "--upper", s(&u2), "--no-reboot"]);
+    let second = info(&img)["snapshots"][1]["offset"]
+        .as_u64()
+        .expect("offset");
+    (img, u2, second)
+}
+
 /// Every write the tool has, each refused with `code` and `needle`, the image unchanged.
 fn every_write_refused(base: &Path, img: &Path, code: i32, needle: &str) {
     let u = upper(base, "unew", 9);
@@ -225,15 +240,7 @@ fn case3_rotten_first_snapshot_is_never_erased() {
 #[test]
 fn case3_rotten_top_snapshot_is_not_overwritten_by_commit() {
     let sc = scratch();
-    let img = image(sc.path(), "flash.img", 2 << 20);
-    ok(&img, &["format"]);
-    let u1 = upper(sc.path(), "u1", 1);
-    ok(&img, &["commit", "--upper", s(&u1), "--no-reboot"]);
-    let u2 = upper(sc.path(), "u2", 2);
-    ok(&img, &["commit", "--upper", s(&u2), "--no-reboot"]);
-    let off = info(&img)["snapshots"][1]["offset"]
-        .as_u64()
-        .expect("offset");
+    let (img, u2, off) = two_snapshots(sc.path(), 2 << 20);
     poke(&img, off + 256 + 100, |b| b ^ 0x80);
     let empty = sc.path().join("empty");
     fs::create_dir(&empty).expect("mkdir");
@@ -460,15 +467,7 @@ fn crafted_payload_len_near_2_64_is_rejected_not_read() {
 fn salvage_survives_a_sealed_length_past_the_partition() {
     let sc = scratch();
     for len in [u64::MAX, 1 << 41, 1 << 21] {
-        let img = image(sc.path(), "flash.img", 1 << 20);
-        ok(&img, &["format", "--force"]);
-        let u1 = upper(sc.path(), "u1", 1);
-        ok(&img, &["commit", "--upper", s(&u1), "--no-reboot"]);
-        let u2 = upper(sc.path(), "u2", 2);
-        ok(&img, &["commit", "--upper", s(&u2), "--no-reboot"]);
-        let second = info(&img)["snapshots"][1]["offset"]
-            .as_u64()
-            .expect("offset");
+        let (img, _, second) = two_snapshots(sc.path(), 1 << 20);
         // Snapshot 1's header resealed with the length: a writer's seal, a hostile value.
         let mut dev = DeviceFlash::open(s(&img), 65536, false).expect("open");
         let mut h = snapinit::chain::read_header(&mut dev, 0)
@@ -504,15 +503,8 @@ fn salvage_survives_a_sealed_length_past_the_partition() {
 #[test]
 fn salvage_copies_out_a_proven_payload_under_a_damaged_header() {
     let sc = scratch();
-    let img = image(sc.path(), "flash.img", 1 << 20);
-    ok(&img, &["format"]);
-    let u1 = upper(sc.path(), "u1", 1);
-    ok(&img, &["commit", "--upper", s(&u1), "--no-reboot"]);
-    let u2 = upper(sc.path(), "u2", 2);
-    ok(&img, &["commit", "--upper", s(&u2), "--no-reboot"]);
-    let second = info(&img)["snapshots"][1]["offset"]
-        .as_u64()
-        .expect("offset");
+    let (img, u2, second) = two_snapshots(sc.path(), 1 << 20);
+    let u1 = sc.path().join("u1");
     // One bit of snapshot 2's `unpacked_len` (header offset 0x28), inside the hashed part.
     poke(&img, second + 0x28, |b| b ^ 0x10);
     refused(&img, &["save", "--upper", s(&u1)], 13, "has changed since");
