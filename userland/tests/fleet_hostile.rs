@@ -105,11 +105,17 @@ fn a_mirror_trickling_its_body_is_left_and_what_arrived_is_kept() {
 }
 
 /// An https:// mirror is fetched by an external program (uclient-fetch on OpenWrt) whose own
-/// timeout restarts with every byte: a fetch that trickles, or hangs without a byte, is cut
-/// by the same deadline as plain HTTP (before, the poll waited on the pipe for ever).
+/// timeout restarts with every byte: a fetch that trickles, hangs without a byte, or closes
+/// its output and hangs, is cut by the same deadline as plain HTTP (before, the poll waited
+/// on the pipe, or for the fetcher's exit, for ever).
 #[test]
 fn an_https_fetch_that_trickles_or_hangs_is_left_within_the_timeout() {
-    for script in ["while :; do printf a; sleep 0.4; done", "exec sleep 600"] {
+    for script in [
+        "while :; do printf a; sleep 0.4; done",
+        "exec sleep 600",
+        // Closes its output, then hangs: the wait for its exit is bounded too.
+        "printf a; exec >&-; exec sleep 600",
+    ] {
         let c = Client {
             timeout: Duration::from_secs(1),
             https_fetch: ["sh", "-c", script, "fetch"].map(String::from).to_vec(),

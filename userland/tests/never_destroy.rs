@@ -539,6 +539,43 @@ fn salvage_copies_out_a_proven_payload_under_a_damaged_header() {
     );
 }
 
+/// A damaged header's erase size is not proven by its payload's hash: salvage counts the
+/// block's span in the device's, so a rotten erase size neither skips the next snapshot nor
+/// moves the walk off the erase-block grid (found in review of the salvage change).
+#[test]
+fn salvage_of_a_damaged_header_moves_on_by_the_devices_erase_size() {
+    let sc = scratch();
+    let img = image(sc.path(), "flash.img", 1 << 20);
+    ok(&img, &["format"]);
+    for (n, seed) in [("u1", 1), ("u2", 2), ("u3", 3)] {
+        let u = upper(sc.path(), n, seed);
+        ok(&img, &["commit", "--upper", s(&u), "--no-reboot"]);
+    }
+    let offsets: Vec<u64> = (0..3)
+        .map(|i| {
+            info(&img)["snapshots"][i]["offset"]
+                .as_u64()
+                .expect("offset")
+        })
+        .collect();
+    // One bit of snapshot 2's erase_size (header 0x0C, little-endian): 0x10000 -> 0x18000.
+    poke(&img, offsets[1] + 0x0D, |b| b ^ 0x80);
+    let dest = sc.path().join("salvage");
+    let out = ok(&img, &["extract", "--salvage", "all", s(&dest)]);
+    assert!(
+        out.contains(&format!(
+            "{:08x}-snapshot-seq2-gen2-header-damaged",
+            offsets[1]
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{:08x}-snapshot-seq3", offsets[2])),
+        "snapshot 3 not salvaged:\n{out}"
+    );
+    assert!(out.contains("3 complete, 0 partial"), "{out}");
+}
+
 /// `repair --yes` erases exactly the erase blocks it listed before asking: the list comes
 /// from the same full read of the partition as the erase (before, the list skipped what
 /// lies behind an erased header, and the erase took such a block too).

@@ -538,7 +538,11 @@ fn salvage_header(dev: &mut Device, offset: u32) -> Option<Found> {
     match header::decode(&raw) {
         Ok(h) => Some(Found::Sealed(h)),
         Err(HeaderError::Erased | HeaderError::BadMagic) => None,
-        Err(_) => header::unchecked_fields(&raw).map(|fields| {
+        Err(_) => header::unchecked_fields(&raw).map(|mut fields| {
+            // The payload's hash proves its length, not the erase size the span is counted
+            // in: the device's, so that a rotten one neither skips the next blocks nor takes
+            // the walk off the erase-block grid.
+            fields.erase_size = dev.erase_size();
             Found::Damaged(Header {
                 fields,
                 marks: Marks {

@@ -300,18 +300,8 @@ impl Client {
         // The fetcher's own timeout (uclient-fetch -T) restarts with every byte, like a
         // socket's: the pipe is read under the same deadline and floor rate as plain HTTP, by
         // a thread, so that a wait can end while the fetcher trickles or hangs.
-        let mut stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(4);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 16 * 1024];
-            loop {
-                let r = stdout.read(&mut buf).map(|k| buf[..k].to_vec());
-                let end = !matches!(&r, Ok(v) if !v.is_empty());
-                if tx.send(r).is_err() || end {
-                    return;
-                }
-            }
-        });
+        let rx = pipe_reader(child.stdout.take().expect("piped stdout"));
+        let err_rx = drain_reader(child.stderr.take().expect("piped stderr"));
         let net = |source| HttpError::Net {
             url: url.into(),
             source,
@@ -350,21 +340,36 @@ impl Client {
                 }
             }
         };
+        // Its exit too, under the same deadline: a fetcher that closes its output and then
+        // hangs is killed like one that trickles.
+        let mut read = read;
+        while read.is_ok() {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) => match deadline.next_read(got, self.timeout) {
+                    Ok(w) => std::thread::sleep(w.min(Duration::from_millis(20))),
+                    Err(e) => read = Err(net(e)),
+                },
+                Err(e) => read = Err(net(e)),
+            }
+        }
         if read.is_err() {
             let _ = child.kill();
         }
-        let done = child.wait_with_output().map_err(|source| HttpError::Net {
-            url: url.into(),
-            source,
-        })?;
+        let status = child.wait().map_err(net)?;
         read?;
-        if !done.status.success() {
+        if !status.success() {
             out.clear();
+            // What it said, if its stderr ends at once (a child of the fetcher may hold the
+            // pipe open).
+            let stderr = err_rx
+                .recv_timeout(Duration::from_millis(100))
+                .unwrap_or_default();
             return Err(HttpError::Fetcher {
                 url: url.into(),
                 program,
-                status: done.status,
-                stderr: String::from_utf8_lossy(&done.stderr)
+                status,
+                stderr: String::from_utf8_lossy(&stderr)
                     .trim()
                     .chars()
                     .take(300)
@@ -373,6 +378,40 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// Reads `r` to its end in a thread of its own, keeping its first 4 KiB (a chatty writer
+/// never blocks on a full pipe), and sends them at the end.
+fn drain_reader(mut r: impl Read + Send + 'static) -> std::sync::mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut kept, mut buf) = (Vec::new(), [0u8; 4096]);
+        while let Ok(k @ 1..) = r.read(&mut buf) {
+            let room = 4096usize.saturating_sub(kept.len());
+            kept.extend_from_slice(&buf[..k.min(room)]);
+        }
+        let _ = tx.send(kept);
+    });
+    rx
+}
+
+/// Reads `r` to its end in a thread of its own, chunk by chunk (an empty chunk: the end), so
+/// that the reader can wait on it with a timeout.
+fn pipe_reader(
+    mut r: impl Read + Send + 'static,
+) -> std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(4);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let chunk = r.read(&mut buf).map(|k| buf[..k].to_vec());
+            let end = !matches!(&chunk, Ok(v) if !v.is_empty());
+            if tx.send(chunk).is_err() || end {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 #[cfg(test)]
