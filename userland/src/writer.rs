@@ -649,7 +649,13 @@ where
 
     /// Keeps snapshots 1..=`keep` and drops every later one and the volatile.
     pub fn rollback(&mut self, keep: usize) -> Res<Outcome, F> {
-        let (view, layout) = self.formatted()?;
+        let (view, layout) = self.formatted_if(|view, _| {
+            let have = view.snapshots.len();
+            if keep > have {
+                return Err(WriteError::NoSuchSnapshot { id: keep, have });
+            }
+            Ok(())
+        })?;
         self.rollback_in(&view, &layout, keep)
     }
 

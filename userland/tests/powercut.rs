@@ -487,6 +487,46 @@ fn too_large_is_refused<F: Medium>() {
     assert!(ops > 0);
 }
 
+/// With garbage on flash (a dropped snapshot the next write erases first), every refusal of
+/// the writer still comes before its first flash operation: space, back buffer, no such
+/// snapshot, no volatile to commit. (Rollback's and commit's came after the garbage was
+/// erased; a refusal must leave flash as it was.)
+#[test]
+fn refusals_come_before_the_garbage_is_erased() {
+    refusals_before_garbage::<SimFlash>();
+    refusals_before_garbage::<Ubi>();
+}
+
+fn refusals_before_garbage<F: Medium>() {
+    let shape = build::<F>(
+        "a dropped snapshot",
+        &[Op::Append(1, 3000), Op::Append(2, 3000), Op::Rollback(1)],
+    );
+    let backbuf_bytes = (BACKBUF * ERASE) as usize;
+    for op in [
+        Op::Save(3, backbuf_bytes),
+        Op::Append(3, (BLOCKS * ERASE) as usize),
+        Op::Rollback(5),
+        Op::Commit,
+    ] {
+        let mut f = shape.flash.clone();
+        let (before, ops) = (f.contents(), f.ops());
+        let r = apply(&mut f, op);
+        assert!(r.is_err(), "{op:?}: {r:?}");
+        assert_eq!(
+            f.ops(),
+            ops,
+            "{op:?} refused ({r:?}) after flash operations"
+        );
+        assert_eq!(f.contents(), before, "{op:?}");
+    }
+    // The same flash does have garbage to erase: a write that goes ahead erases it.
+    let mut f = shape.flash.clone();
+    let ops = f.ops();
+    apply(&mut f, Op::Save(4, 500)).expect("save");
+    assert!(f.ops() > ops);
+}
+
 #[test]
 fn wear_is_reported() {
     let mut f = SimFlash::new(ERASE, BLOCKS);
