@@ -14,7 +14,8 @@ scenario_timing() {
   vm boot1 "$f" <<'STEP' || return 1
 probe
 STEP
-  local step
+  # This boot's own measurement (EXECS collects every boot of the run).
+  local exec1=$LAST_EXEC_MS step
   for step in 'target /sbin/test-agent' 'chain on /dev/mtd0' 'chain: Chain, 1 snapshot' \
     'restored snapshot 1 from' 'restored the saved changes' 'overlay mounted' \
     'root switched' 'peak RSS' 'exec /sbin/test-agent'; do
@@ -22,8 +23,7 @@ STEP
   done
   echo "  snapinit log of boot1 (kernel timestamps):"
   get boot1 dmesg_snapinit | sed 's/^/      | /'
-  check "snapinit start->exec measured on this architecture" \
-    eval 'printf "%s\n" "${EXECS[@]}" | grep -q "^$ARCH "'
+  check "boot1: snapinit start->exec measured (${exec1:-?} ms)" test -n "$exec1"
   # Throughput of the hash on this architecture (SHA-256 in software on MIPS and ARM without
   # the crypto extensions): one 4 MiB plain snapshot of one file, so hashing is nearly all
   # of the work. PID 1 hashes while it replays; `snapshot verify` hashes and decodes.
@@ -46,7 +46,7 @@ STEP
       if ($0 ~ /snapinit: chain: /) a = t
       if ($0 ~ /snapinit: restored snapshot 1 /) b = t }
     END { if (a != "" && b != "") printf "%.0f", (b - a) * 1000 }' "$SDIR/boot2.log")
-  check "boot2: verify of the 4 MiB snapshot timed" test -n "$v"
+  check "boot2: verify of the 4 MiB snapshot timed (${v:-?} s)" awk -v v="$v" 'BEGIN{exit !(v > 0)}'
   check "boot2: snapinit's replay of it timed (kernel timestamps)" test -n "$r"
   summary "4 MiB plain snapshot: snapinit hash+replay ${r:-?} ms ($(awk -v r="${r:-0}" -v m=$mib 'BEGIN{if (r > 0) printf "%.1f", m * 1000 / r; else printf "?"}') MiB/s), snapshot verify ${v:-?} s ($(awk -v v="${v:-0}" -v m=$mib 'BEGIN{if (v > 0) printf "%.1f", m / v; else printf "?"}') MiB/s), under TCG"
 }

@@ -165,6 +165,10 @@ EOF
   local base_id want
   base_id=$("${S[@]}" --device "$d/base.img" bundle head)
   want=$("${S[@]}" --device "$d/ref.img" bundle head)
+  # The checks below compare the units' heads with these: empty ones would match a unit's
+  # empty answer.
+  [[ -n $base_id && -n $want && $base_id != "$want" ]] ||
+    { fail "host: bundle head gave '$base_id' and '$want'"; return 1; }
 
   # The servers, on loopback only.
   mkdir -p "$d/nginx/logs" "$d/mosquitto"
