@@ -141,6 +141,44 @@ fn an_https_fetch_that_trickles_or_hangs_is_left_within_the_timeout() {
     }
 }
 
+/// The external fetcher's other ends: a failure keeps what it said on stderr, a flood past the
+/// size limit is cut there, and a fetcher writing far more to stderr than a pipe holds is not
+/// blocked by it (only its first 4 KiB are kept).
+#[test]
+fn an_https_fetchers_failure_flood_and_chatter() {
+    let get = |script: &str| {
+        let c = Client {
+            timeout: Duration::from_secs(5),
+            https_fetch: ["sh", "-c", script, "fetch"].map(String::from).to_vec(),
+        };
+        let script = script.to_string();
+        within(20, move || {
+            let mut out = Vec::new();
+            let r = c.get("https://127.0.0.1:9/x", 0, 64 * 1024, &mut out);
+            (r, out)
+        })
+        .unwrap_or_else(|| panic!("{script}: still waiting after 20 s"))
+    };
+    let (r, _) = get("echo 'certificate not trusted' >&2; exit 5");
+    match r {
+        Err(HttpError::Fetcher { stderr, .. }) => {
+            assert_eq!(stderr, "certificate not trusted")
+        }
+        other => panic!("{other:?}"),
+    }
+    let (r, _) = get("exec yes");
+    assert!(matches!(r, Err(HttpError::TooLarge { .. })), "{r:?}");
+    let (r, out) = get("head -c 1000000 /dev/zero >&2; printf body");
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(out, b"body");
+    // stderr that never ends: the deadline still ends the fetch.
+    let (r, _) = get("printf body; exec yes >&2");
+    assert!(
+        matches!(&r, Err(HttpError::Net { source, .. }) if source.kind() == std::io::ErrorKind::TimedOut),
+        "{r:?}"
+    );
+}
+
 const BODY: &[u8; 20] = b"ABCDEFGHIJKLMNOPQRST";
 
 /// A resume from byte 10 of BODY against a mirror that answers `reply` to the range it was

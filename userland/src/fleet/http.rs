@@ -298,38 +298,43 @@ impl Client {
             })?;
         out.clear();
         // The fetcher's own timeout (uclient-fetch -T) restarts with every byte, like a
-        // socket's: the pipe is read under the same deadline and floor rate as plain HTTP, by
-        // a thread, so that a wait can end while the fetcher trickles or hangs.
-        let rx = pipe_reader(child.stdout.take().expect("piped stdout"));
-        let err_rx = drain_reader(child.stderr.take().expect("piped stderr"));
+        // socket's: its output and its exit are waited for under the same deadline and floor
+        // rate as plain HTTP (poll(2) on both pipes), and it is killed when they run out.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
         let net = |source| HttpError::Net {
             url: url.into(),
             source,
         };
         let deadline = Deadline::paced(self.timeout, MIN_RATE);
+        let mut pipes = match Pipes::new(stdout, stderr) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(net(e));
+            }
+        };
         let mut got = 0u64;
         let read = loop {
             let wait = match deadline.next_read(got, self.timeout) {
                 Ok(w) => w,
                 Err(e) => break Err(net(e)),
             };
-            match rx.recv_timeout(wait) {
-                Ok(Ok(v)) if v.is_empty() => break Ok(()),
-                Ok(Ok(v)) if out.len() as u64 + v.len() as u64 > limit => {
-                    break Err(HttpError::TooLarge {
-                        url: url.into(),
-                        limit,
-                    })
+            match pipes.wait(wait, out) {
+                Ok(Output::End) => break Ok(()),
+                Ok(Output::Data(k)) => {
+                    got += k as u64;
+                    if out.len() as u64 > limit {
+                        break Err(HttpError::TooLarge {
+                            url: url.into(),
+                            limit,
+                        });
+                    }
                 }
-                Ok(Ok(v)) => {
-                    got += v.len() as u64;
-                    out.extend_from_slice(&v);
-                }
-                Ok(Err(source)) => break Err(net(source)),
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break Ok(()),
                 // Cut short by the deadline (the next check says so), or no byte at all
                 // for a whole timeout.
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                Ok(Output::Idle) => {
                     break Err(net(match deadline.next_read(got, self.timeout) {
                         Err(e) => e,
                         Ok(_) => std::io::Error::new(
@@ -338,12 +343,14 @@ impl Client {
                         ),
                     }))
                 }
+                Err(e) => break Err(net(e)),
             }
         };
-        // Its exit too, under the same deadline: a fetcher that closes its output and then
-        // hangs is killed like one that trickles.
+        // Its exit too: a fetcher that closes its output and then hangs is killed like one
+        // that trickles.
         let mut read = read;
         while read.is_ok() {
+            pipes.drain_stderr();
             match child.try_wait() {
                 Ok(Some(_)) => break,
                 Ok(None) => match deadline.next_read(got, self.timeout) {
@@ -360,58 +367,117 @@ impl Client {
         read?;
         if !status.success() {
             out.clear();
-            // What it said, if its stderr ends at once (a child of the fetcher may hold the
-            // pipe open).
-            let stderr = err_rx
-                .recv_timeout(Duration::from_millis(100))
-                .unwrap_or_default();
+            pipes.drain_stderr();
+            let stderr = String::from_utf8_lossy(&pipes.err_kept).into_owned();
             return Err(HttpError::Fetcher {
                 url: url.into(),
                 program,
                 status,
-                stderr: String::from_utf8_lossy(&stderr)
-                    .trim()
-                    .chars()
-                    .take(300)
-                    .collect(),
+                stderr: stderr.trim().chars().take(300).collect(),
             });
         }
         Ok(())
     }
 }
 
-/// Reads `r` to its end in a thread of its own, keeping its first 4 KiB (a chatty writer
-/// never blocks on a full pipe), and sends them at the end.
-fn drain_reader(mut r: impl Read + Send + 'static) -> std::sync::mpsc::Receiver<Vec<u8>> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let (mut kept, mut buf) = (Vec::new(), [0u8; 4096]);
-        while let Ok(k @ 1..) = r.read(&mut buf) {
-            let room = 4096usize.saturating_sub(kept.len());
-            kept.extend_from_slice(&buf[..k.min(room)]);
-        }
-        let _ = tx.send(kept);
-    });
-    rx
+/// What one wait on the fetcher's stdout brought.
+enum Output {
+    /// Bytes appended (0: a wake-up with nothing to read).
+    Data(usize),
+    /// stdout ended.
+    End,
+    /// Nothing for the whole wait.
+    Idle,
 }
 
-/// Reads `r` to its end in a thread of its own, chunk by chunk (an empty chunk: the end), so
-/// that the reader can wait on it with a timeout.
-fn pipe_reader(
-    mut r: impl Read + Send + 'static,
-) -> std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(4);
-    std::thread::spawn(move || {
+/// The external fetcher's stdout and stderr, non-blocking, read as they become ready.
+struct Pipes {
+    stdout: std::process::ChildStdout,
+    /// `None` once at its end.
+    stderr: Option<std::process::ChildStderr>,
+    /// The first 4 KiB of stderr, for the error message; the rest is read and dropped, so a
+    /// chatty fetcher never blocks on a full pipe.
+    err_kept: Vec<u8>,
+}
+
+impl Pipes {
+    fn new(
+        stdout: std::process::ChildStdout,
+        stderr: std::process::ChildStderr,
+    ) -> std::io::Result<Self> {
+        rustix::io::ioctl_fionbio(&stdout, true)?;
+        rustix::io::ioctl_fionbio(&stderr, true)?;
+        Ok(Pipes {
+            stdout,
+            stderr: Some(stderr),
+            err_kept: Vec::new(),
+        })
+    }
+
+    /// Waits up to `wait` for stdout, then reads one buffer of it into `out`.
+    fn wait(&mut self, wait: Duration, out: &mut Vec<u8>) -> std::io::Result<Output> {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let timeout = Timespec::try_from(wait).map_err(std::io::Error::other)?;
+        // Both pipes: a fetcher blocked on a full stderr would never write stdout again.
+        let (woke, out_ready) = {
+            let mut fds = vec![PollFd::new(&self.stdout, PollFlags::IN)];
+            if let Some(err) = &self.stderr {
+                fds.push(PollFd::new(err, PollFlags::IN));
+            }
+            match poll(&mut fds, Some(&timeout)) {
+                Ok(n) => (n > 0, !fds[0].revents().is_empty()),
+                Err(rustix::io::Errno::INTR) => return Ok(Output::Data(0)),
+                Err(e) => return Err(e.into()),
+            }
+        };
+        self.drain_stderr();
+        if !woke {
+            return Ok(Output::Idle);
+        }
+        if !out_ready {
+            return Ok(Output::Data(0));
+        }
         let mut buf = [0u8; 16 * 1024];
-        loop {
-            let chunk = r.read(&mut buf).map(|k| buf[..k].to_vec());
-            let end = !matches!(&chunk, Ok(v) if !v.is_empty());
-            if tx.send(chunk).is_err() || end {
-                return;
+        match self.stdout.read(&mut buf) {
+            Ok(0) => Ok(Output::End),
+            Ok(k) => {
+                out.extend_from_slice(&buf[..k]);
+                Ok(Output::Data(k))
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(Output::Data(0))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads what stderr has now, at most 64 KiB per call (a writer that never stops must
+    /// not hold the reader here), keeping its first 4 KiB.
+    fn drain_stderr(&mut self) {
+        let Some(err) = &mut self.stderr else {
+            return;
+        };
+        let mut buf = [0u8; 4096];
+        for _ in 0..16 {
+            match err.read(&mut buf) {
+                Ok(0) => {
+                    self.stderr = None;
+                    return;
+                }
+                Ok(k) => {
+                    let room = 4096usize.saturating_sub(self.err_kept.len());
+                    self.err_kept.extend_from_slice(&buf[..k.min(room)]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
             }
         }
-    });
-    rx
+    }
 }
 
 #[cfg(test)]
