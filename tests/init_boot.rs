@@ -449,12 +449,12 @@ echo "RECORD=$($bb cat /overlay/snapinit 2>/dev/null | $bb tr '\n' ,)"
 /// Boots the standard root with `image` as the chain device and CHAIN_SCRIPT as the target;
 /// prints both outputs for a failing test's report.
 fn boot_chain(dir: &Path, image: Vec<u8>) -> (String, String) {
-    let (out, log) = boot_with(
-        dir,
-        "snapinit.device=/chain.img",
-        CHAIN_SCRIPT,
-        &rom_extra(image),
-    );
+    boot_chain_with(dir, image, CHAIN_SCRIPT)
+}
+
+/// `boot_chain` with another target script.
+fn boot_chain_with(dir: &Path, image: Vec<u8>, script: &str) -> (String, String) {
+    let (out, log) = boot_with(dir, "snapinit.device=/chain.img", script, &rom_extra(image));
     println!("--- log ---\n{log}--- target ---\n{out}");
     (out, log)
 }
@@ -619,13 +619,7 @@ for p in /etc/pwned /rom/etc/pwned /pwned /up/pwned /snapshot/up/pwned; do
 done
 echo "ESC=$($bb readlink /esc)"
 "#;
-    let (out, log) = boot_with(
-        &dir,
-        "snapinit.device=/chain.img",
-        script,
-        &rom_extra(img.data),
-    );
-    println!("--- log ---\n{log}--- target ---\n{out}");
+    let (out, log) = boot_chain_with(&dir, img.data, script);
     assert!(log.contains("snapshot chain ends at #1"), "{log}");
     assert!(out.contains("KEEP=kept"), "{out}");
     assert!(out.contains("ESC=/etc"), "{out}");
@@ -637,13 +631,7 @@ echo "ESC=$($bb readlink /esc)"
     img.volatile_in_slot(&payload_of(&dir, "up", false, "up/pwned", &|t| {
         write(t, "up/pwned", "x");
     }));
-    let (out, log) = boot_with(
-        &dir,
-        "snapinit.device=/chain.img",
-        script,
-        &rom_extra(img.data),
-    );
-    println!("--- log ---\n{log}--- target ---\n{out}");
+    let (out, log) = boot_chain_with(&dir, img.data, script);
     assert!(
         log.contains("the newest copy of the saved changes failed"),
         "{log}"
@@ -936,13 +924,7 @@ fn a_chain_without_a_program_to_run_boots_a_plain_overlay() {
         sh(&format!("mknod {} c 0 0", t.join("bin/sh").display()));
         write(t, "etc/config/network", "chain");
     }));
-    let (out, log) = boot_with(
-        &dir,
-        "snapinit.device=/chain.img",
-        DEGRADED_SCRIPT,
-        &rom_extra(img.data),
-    );
-    println!("--- log ---\n{log}--- target ---\n{out}");
+    let (out, log) = boot_chain_with(&dir, img.data, DEGRADED_SCRIPT);
     assert!(
         log.contains("switching root failed (find a program to run in the overlay"),
         "{log}"
@@ -976,13 +958,7 @@ fn a_mount_point_that_is_a_symlink_is_never_mounted_through() {
     img.snapshot(&payload(&dir, "proc-link", false, &|t| {
         std::os::unix::fs::symlink("/mnt", t.join("proc")).unwrap();
     }));
-    let (out, log) = boot_with(
-        &dir,
-        "snapinit.device=/chain.img",
-        DEGRADED_SCRIPT,
-        &rom_extra(img.data),
-    );
-    println!("--- log ---\n{log}--- target ---\n{out}");
+    let (out, log) = boot_chain_with(&dir, img.data, DEGRADED_SCRIPT);
     assert!(
         log.contains("switching root failed (use a mount point that is a symlink or a file"),
         "{log}"
