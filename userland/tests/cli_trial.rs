@@ -74,15 +74,8 @@ fn trial_confirm_and_health() {
         std::fs::read(&img).expect("image") == before,
         "health wrote"
     );
-    // The boot: PID 1 spends its first trial mark (0xC2) before it runs anything.
-    {
-        use std::os::unix::fs::FileExt;
-        let off = info(&img)["snapshots"][1]["offset"]
-            .as_u64()
-            .expect("offset");
-        let f = fs::OpenOptions::new().write(true).open(&img).expect("open");
-        f.write_at(&[0], off + 0xC2).expect("mark");
-    }
+    // The boot: PID 1 spends its first trial mark before it runs anything.
+    spend_mark(&img, offset_of(&info(&img)["snapshots"][1]), 0);
     assert_eq!(info(&img)["snapshots"][1]["trials_used"], 1);
 
     // A failing check: exit 17, nothing confirmed (no reboot: --no-reboot).
@@ -201,15 +194,8 @@ fn health_on_a_read_only_root_confirms_nothing() {
             "3",
         ],
     );
-    // The boot: PID 1 spends the first trial mark (0xC2).
-    {
-        use std::os::unix::fs::FileExt;
-        let off = info(&img)["snapshots"][0]["offset"]
-            .as_u64()
-            .expect("offset");
-        let f = fs::OpenOptions::new().write(true).open(&img).expect("open");
-        f.write_at(&[0], off + 0xC2).expect("mark");
-    }
+    // The boot: PID 1 spends the first trial mark.
+    spend_mark(&img, offset_of(&info(&img)["snapshots"][0]), 0);
     let passing = config(dir, "config health 'health'\n\tlist command 'true'\n");
     let before = fs::read(&img).expect("image");
     // A mount namespace of its own whose / is read-only; the image stays where it is (on a
@@ -251,7 +237,6 @@ fn health_on_a_read_only_root_confirms_nothing() {
 
 #[test]
 fn a_trial_rollback_is_left_alone_by_refusals_and_settled_by_the_next_write() {
-    use std::os::unix::fs::FileExt;
     let tmp = scratch();
     let dir = tmp.path();
     let img = image(dir, "flash.img", 1 << 20);
@@ -266,13 +251,10 @@ fn a_trial_rollback_is_left_alone_by_refusals_and_settled_by_the_next_write() {
         &img,
         &["commit", "--upper", &u2, "--no-reboot", "--trial", "1"],
     );
-    let off = info(&img)["snapshots"][1]["offset"]
-        .as_u64()
-        .expect("offset");
-    // Trial marks start at 0xC2: the trial boot's, then the roll-back boot's.
-    let f = fs::OpenOptions::new().write(true).open(&img).expect("open");
-    f.write_at(&[0, 0], off + 0xC2).expect("marks");
-    drop(f);
+    let off = offset_of(&info(&img)["snapshots"][1]);
+    // The trial boot's mark, then the roll-back boot's.
+    spend_mark(&img, off, 0);
+    spend_mark(&img, off, 1);
     let rolled = info(&img);
     assert_eq!(
         rolled["snapshots"].as_array().map(Vec::len),
@@ -317,13 +299,7 @@ fn a_trial_rollback_is_left_alone_by_refusals_and_settled_by_the_next_write() {
 
 /// PID 1's trial mark `i` on the block at `offset` (0xC2 + i), as a boot spends it.
 fn spend_mark(img: &Path, offset: u64, i: u64) {
-    use std::os::unix::fs::FileExt;
-    fs::OpenOptions::new()
-        .write(true)
-        .open(img)
-        .expect("open")
-        .write_at(&[0], offset + 0xC2 + i)
-        .expect("mark");
+    patch(img, offset + 0xC2 + i, &[0]);
 }
 
 fn offset_of(j: &serde_json::Value) -> u64 {
@@ -409,15 +385,7 @@ fn a_volatile_on_its_last_trial_boot_is_not_committed_from_either_slot() {
         );
         spend_mark(&img, offset_of(&v), 0);
         // Leftovers of an interrupted write: garbage the next write would erase first.
-        {
-            use std::os::unix::fs::FileExt;
-            fs::OpenOptions::new()
-                .write(true)
-                .open(&img)
-                .expect("open")
-                .write_at(&[0x5a; 100], 0x20000)
-                .expect("garbage");
-        }
+        patch(&img, 0x20000, &[0x5a; 100]);
         assert_eq!(info(&img)["garbage_blocks"], 1);
         let before = fs::read(&img).expect("image");
         for args in [

@@ -597,10 +597,7 @@ fn repair_erases_exactly_the_blocks_it_listed() {
     }
     // Snapshot 2's payload rots (a suspect); at 0x20000 an erased header over noise.
     poke(&img, 0x1000 + 600, |b| b ^ 1);
-    let f = fs::OpenOptions::new().write(true).open(&img).expect("open");
-    f.write_all_at(&noise(1024, 7), 0x20000 + 1024)
-        .expect("noise");
-    drop(f);
+    patch(&img, 0x20000 + 1024, &noise(1024, 7));
     let out = ok(&img, &[e[0], e[1], "repair", "--yes"]);
     let listed = out
         .lines()

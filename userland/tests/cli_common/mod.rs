@@ -150,6 +150,17 @@ pub fn image(dir: &Path, name: &str, size: u64) -> PathBuf {
     p
 }
 
+/// Writes `data` over the image at `offset`, as a cut, rot or PID 1's one-byte marks leave it.
+pub fn patch(img: &Path, offset: u64, data: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(img)
+        .expect("open image")
+        .write_all_at(data, offset)
+        .expect("patch image");
+}
+
 pub fn set_mtime(path: &Path, secs: i64, nanos: i64) {
     let t = Timespec {
         tv_sec: secs,
