@@ -357,8 +357,13 @@ fn create_dir(dir: &Path) -> Result<(), CliError> {
 
 fn unpack_block(dev: &mut Device, b: &Block, what: &str, dir: &Path) -> Result<(), CliError> {
     let data = read_payload(dev, b)?;
+    unpack_payload(&data, b, what, dir)
+}
+
+/// Unpacks `b`'s payload, already read as `data`, into `dir`.
+fn unpack_payload(data: &[u8], b: &Block, what: &str, dir: &Path) -> Result<(), CliError> {
     let gzip = b.header.fields.compression == Compression::Gzip;
-    let report = unpack(&data[..], gzip, dir).map_err(|source| CliError::Unpack {
+    let report = unpack(data, gzip, dir).map_err(|source| CliError::Unpack {
         what: what.to_string(),
         dir: dir.to_path_buf(),
         source,
@@ -381,7 +386,14 @@ pub fn extract(ctx: &Ctx, id: &str, dir: &Path, salvage: bool) -> Result<(), Cli
     readable_chain(&view)?;
     let blocks = select(&view, id)?;
     if id != "all" {
-        judge_alone(&mut dev, &view, id)?;
+        // One block (`select` gives it alone): judged as the boot judges it, before anything
+        // is created.
+        let Some((b, what)) = blocks.first() else {
+            return Ok(());
+        };
+        let data = judge_alone(&mut dev, &view, b, what)?;
+        create_dir(dir)?;
+        return unpack_payload(&data, b, what, dir);
     }
     create_dir(dir)?;
     // At boot the volatile replays into an empty layer of its own above the snapshots: a hard
@@ -389,23 +401,21 @@ pub fn extract(ctx: &Ctx, id: &str, dir: &Path, salvage: bool) -> Result<(), Cli
     // volatile is layered onto the snapshots in `dir`.
     let mut snapshots = ModelLayer::new();
     for (b, what) in blocks {
-        if id == "all" {
-            let data = read_payload(&mut dev, &b)?;
-            let compression = b.header.fields.compression;
-            let judged = if b.header.fields.kind == Kind::Volatile {
-                dry_run(&data, compression, &mut ModelLayer::above(&snapshots))
-            } else {
-                dry_run(&data, compression, &mut snapshots)
-            };
-            judged.map_err(|detail| CliError::ExtractRefused {
-                what: what.clone(),
-                detail,
-            })?;
-            if b.header.fields.kind == Kind::Volatile {
-                open_lower_non_dirs(&data, compression, dir)?;
-            }
+        let data = read_payload(&mut dev, &b)?;
+        let compression = b.header.fields.compression;
+        let judged = if b.header.fields.kind == Kind::Volatile {
+            dry_run(&data, compression, &mut ModelLayer::above(&snapshots))
+        } else {
+            dry_run(&data, compression, &mut snapshots)
+        };
+        judged.map_err(|detail| CliError::ExtractRefused {
+            what: what.clone(),
+            detail,
+        })?;
+        if b.header.fields.kind == Kind::Volatile {
+            open_lower_non_dirs(&data, compression, dir)?;
         }
-        unpack_block(&mut dev, &b, &what, dir)?;
+        unpack_payload(&data, &b, &what, dir)?;
     }
     Ok(())
 }
@@ -481,48 +491,51 @@ fn make_opaque_dir(at: &Path) -> std::io::Result<()> {
 /// all` does: the boot replays snapshots 1..N into one layer, a snapshot that fails ending the
 /// chain there, and the volatile into a layer of its own above them. (The block is then
 /// unpacked alone: what it refers to in an earlier snapshot, a hard link's file, is not there.)
-fn judge_alone(dev: &mut Device, view: &ChainView, id: &str) -> Result<(), CliError> {
-    let upto = match id {
-        "volatile" => view.snapshots.len(),
-        n => n
-            .parse::<usize>()
-            .map_err(|_| CliError::BadId(n.to_string()))?,
-    };
+fn judge_alone(
+    dev: &mut Device,
+    view: &ChainView,
+    target: &Block,
+    what: &str,
+) -> Result<Vec<u8>, CliError> {
+    let volatile = target.header.fields.kind == Kind::Volatile;
+    // The snapshots the boot replays before (and with) the target.
+    let upto = view
+        .snapshots
+        .iter()
+        .position(|s| s.offset == target.offset)
+        .map_or(view.snapshots.len(), |i| i + 1);
     let mut snapshots = ModelLayer::new();
     for (i, b) in view.snapshots.iter().take(upto).enumerate() {
         let data = read_payload(dev, b)?;
+        let last = !volatile && i + 1 == upto;
         dry_run(&data, b.header.fields.compression, &mut snapshots).map_err(|detail| {
             CliError::ExtractRefused {
-                what: if i + 1 == upto && id != "volatile" {
-                    format!("snapshot {}", i + 1)
+                what: if last {
+                    what.to_string()
                 } else {
                     format!(
-                        "snapshot {} (the boot path stops there and does not apply {})",
-                        i + 1,
-                        if id == "volatile" {
-                            "the volatile".to_string()
-                        } else {
-                            format!("snapshot {upto}")
-                        }
+                        "snapshot {} (the boot path stops there and does not apply {what})",
+                        i + 1
                     )
                 },
                 detail,
             }
         })?;
+        if last {
+            return Ok(data);
+        }
     }
-    if let (Some(v), "volatile") = (view.volatile(), id) {
-        let data = read_payload(dev, v)?;
-        dry_run(
-            &data,
-            v.header.fields.compression,
-            &mut ModelLayer::above(&snapshots),
-        )
-        .map_err(|detail| CliError::ExtractRefused {
-            what: "the volatile".into(),
-            detail,
-        })?;
-    }
-    Ok(())
+    let data = read_payload(dev, target)?;
+    dry_run(
+        &data,
+        target.header.fields.compression,
+        &mut ModelLayer::above(&snapshots),
+    )
+    .map_err(|detail| CliError::ExtractRefused {
+        what: what.to_string(),
+        detail,
+    })?;
+    Ok(data)
 }
 
 /// A header as salvage reads it: decoded, or failing its hash (torn or rotted) with the fields
