@@ -87,15 +87,11 @@ impl DeviceFlash {
             if ubi::is_volume(rdev) {
                 ubi::open(path, &ubi::sys_dir(rdev), writable)
             } else {
-                Self::open_mtd(path, writable)
+                mtd::open(path, writable)
             }
         } else {
             file::open(open_fd(path, writable)?, erase_size)
         }
-    }
-
-    pub fn open_mtd(path: &str, writable: bool) -> Result<Self, DeviceError> {
-        mtd::open(path, writable)
     }
 
     pub fn open_file<P: rustix::path::Arg>(

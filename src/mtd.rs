@@ -140,7 +140,7 @@ pub(crate) fn erase(fd: BorrowedFd<'_>, from: u32, to: u32) -> Result<(), Device
 
 /// Whether MTD device `index` is gluebi's view of a UBI volume (its sysfs type is "ubi").
 pub(crate) fn is_ubi_volume(index: u32) -> bool {
-    let mut path = heapless::String::<40>::new();
+    let mut path = crate::ubi::SysPath::new();
     let _ = core::fmt::Write::write_fmt(&mut path, format_args!("/sys/class/mtd/mtd{index}/type"));
     let mut buf = [0u8; 16];
     crate::ubi::read_sys(&path, &mut buf) == Some("ubi")

@@ -316,7 +316,7 @@ impl Client {
             }
         };
         let mut got = 0u64;
-        let read = loop {
+        let mut read = loop {
             let wait = match deadline.next_read(got, self.timeout) {
                 Ok(w) => w,
                 Err(e) => break Err(net(e)),
@@ -348,7 +348,6 @@ impl Client {
         };
         // Its exit too: a fetcher that closes its output and then hangs is killed like one
         // that trickles.
-        let mut read = read;
         while read.is_ok() {
             pipes.drain_stderr();
             match child.try_wait() {
