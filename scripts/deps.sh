@@ -11,7 +11,8 @@ missing=""
 for pair in mksquashfs:squashfs-tools unshare:util-linux file:file gzip:gzip tar:tar \
             setfattr:attr bsdtar:libarchive-tools python3:python3 mkfs.ext4:e2fsprogs g++:g++ \
             ping:iputils-ping signify-openbsd:signify-openbsd nginx:nginx-light \
-            mosquitto:mosquitto mosquitto_sub:mosquitto-clients ip:iproute2 chromium:chromium; do
+            mosquitto:mosquitto mosquitto_sub:mosquitto-clients ip:iproute2 chromium:chromium \
+            mkfs.jffs2:mtd-utils; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
 done
 file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || missing="$missing busybox-static"

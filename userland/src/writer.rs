@@ -6,6 +6,7 @@
 //! something still visible (the volatile living in the slot a new snapshot needs), it first
 //! writes a second copy to the back buffer. docs/FORMAT.md walks through each operation.
 
+pub mod jffs2;
 pub mod survey;
 
 use snapinit::chain::{
@@ -66,6 +67,10 @@ pub enum WriteError<E: core::fmt::Debug> {
         "program at {offset:#x} did not stick: the erase block is bad (nothing visible changed)"
     )]
     ProgramFailed { offset: u32 },
+    /// Between `convert`'s check and its write, JFFS2 put a node where the overlay was to
+    /// be staged (the JFFS2 is mounted read-write and in use).
+    #[error("JFFS2 wrote into the erase blocks from {offset:#x} that convert was about to use: stop what writes to the JFFS2 (or unmount it) and run convert again; nothing was written")]
+    StagingTaken { offset: u32 },
     /// A block's payload read back differently from its hash while it was being copied.
     #[error(
         "the {kind} at {offset:#x} no longer matches its hash while being copied; nothing written"
@@ -645,6 +650,72 @@ where
         );
         self.write_block(view.next_offset, &fields, &data)?;
         Ok(Outcome::Committed { seq: fields.seq })
+    }
+
+    /// Where `convert` can stage a JFFS2 overlay's payload of `len` bytes before anything of
+    /// the JFFS2 is erased: the back buffer of a fresh layout (the requested or default size,
+    /// or as many erase blocks as the payload needs, at most half the partition), when none of
+    /// its erase blocks holds a JFFS2 node. `None`: the payload does not fit half the partition,
+    /// or JFFS2 keeps data there. Reads only.
+    pub fn jffs2_staging(&mut self, len: usize) -> Res<Option<Layout>, F> {
+        let mut layout = Layout {
+            capacity: u32::try_from(self.flash.capacity()).unwrap_or(u32::MAX),
+            erase_size: self.flash.erase_size(),
+            backbuf_blocks: 0,
+        };
+        let total = layout.total_blocks();
+        if total < 2 {
+            return Err(WriteError::TooSmall { blocks: total });
+        }
+        let need = span_blocks(len as u64, layout.erase_size);
+        let wanted = u64::from(
+            self.backbuf_blocks
+                .unwrap_or_else(|| Layout::default_backbuf_blocks(total)),
+        );
+        let blocks = wanted.max(need);
+        let max = Layout::max_backbuf_blocks(total).min(u32::from(u16::MAX));
+        if blocks > u64::from(max) {
+            return Ok(None);
+        }
+        layout.backbuf_blocks = blocks as u32;
+        let e = layout.erase_size;
+        let mut buf = vec![0u8; e as usize];
+        for i in (total - layout.backbuf_blocks)..total {
+            self.flash.read(i * e, &mut buf)?;
+            if jffs2::holds_nodes(&buf) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(layout))
+    }
+
+    /// `convert` of a JFFS2 partition without a moment when the overlay is only in RAM: the
+    /// payload is first written as the volatile in the back buffer of `layout` (from
+    /// `jffs2_staging`: erase blocks where JFFS2 keeps nothing), with the JFFS2 untouched;
+    /// from its sealed header on, the boot shows it (the first slot holds no chain, so the
+    /// reader finds the back buffer by the volatile's own size field: FORMAT.md, "The
+    /// chain"). Then `commit` makes it snapshot 1: the JFFS2 is by then unrecognised data on a
+    /// chain, garbage it erases. A cut before the header leaves the JFFS2 as it was; after it,
+    /// `snapshot commit` finishes.
+    pub fn convert_staged(&mut self, layout: &Layout, payload: &Payload<'_>) -> Res<Outcome, F> {
+        let view = self.read();
+        match view.status {
+            Status::Unformatted(_) | Status::Empty => {}
+            Status::Unreadable => return Err(WriteError::Unreadable),
+            // Staged by an earlier run that was cut: the commit is what is left.
+            Status::Chain => return self.commit(),
+        }
+        let fresh = self.jffs2_staging(payload.data.len())?;
+        if fresh != Some(*layout) {
+            return Err(WriteError::StagingTaken {
+                offset: layout.backbuf_offset(),
+            });
+        }
+        Self::check_backbuf(layout, payload.data.len())?;
+        let sha = sha256(payload.data);
+        let fields = self.fields(&view, layout, Kind::Volatile, payload, sha);
+        self.write_block(layout.backbuf_offset(), &fields, payload.data)?;
+        self.commit()
     }
 
     /// Keeps snapshots 1..=`keep` and drops every later one and the volatile.

@@ -22,6 +22,97 @@ fn jffs2_image(base: &Path) -> std::path::PathBuf {
     img
 }
 
+/// A JFFS2 node header (little-endian) with its CRC as the kernel computes it.
+fn jffs2_node(kind: u16) -> Vec<u8> {
+    let mut h = Vec::new();
+    h.extend_from_slice(&0x1985u16.to_le_bytes());
+    h.extend_from_slice(&kind.to_le_bytes());
+    h.extend_from_slice(&12u32.to_le_bytes());
+    let mut crc = crc32fast::Hasher::new_with_initial(u32::MAX);
+    crc.update(&h);
+    h.extend_from_slice(&(!crc.finalize()).to_le_bytes());
+    h
+}
+
+/// A real JFFS2 image of `tree` (mkfs.jffs2, little-endian, 64 KiB erase blocks), padded
+/// with free erase blocks to `size`.
+fn mkfs_jffs2(tree: &Path, img: &Path, size: u64) {
+    let o = Command::new("mkfs.jffs2")
+        .args(["-l", "-e", "0x10000", "-q"])
+        .arg(format!("--pad={size:#x}"))
+        .arg("-r")
+        .arg(tree)
+        .arg("-o")
+        .arg(img)
+        .output()
+        .expect("mkfs.jffs2 (mtd-utils; scripts/deps.sh installs it)");
+    assert!(o.status.success(), "{}", show(&o));
+}
+
+/// The usual case: a real JFFS2 whose end is free space. Convert stages the overlay there
+/// first (docs/SNAPSHOT.md), and the result is the overlay as snapshot 1.
+#[test]
+fn convert_stages_a_real_jffs2_overlay_in_its_free_end() {
+    let sc = scratch();
+    let base = sc.path();
+    let from = base.join("upper");
+    fs::create_dir(&from).expect("mkdir");
+    dir(&from.join("etc"), 0o755, (0, 0));
+    dir(&from.join("etc/config"), 0o755, (0, 0));
+    file(
+        &from.join("etc/config/network"),
+        b"config interface 'mesh'\n",
+        0o644,
+        (0, 0),
+    );
+    let img = base.join("flash.img");
+    mkfs_jffs2(&from, &img, 2 << 20);
+    assert_eq!(info(&img)["foreign"], "jffs2");
+    let out = ok(
+        &img,
+        &["convert", "--from", s(&from), "--yes", "--no-reboot"],
+    );
+    assert!(out.contains("converted"), "{out}");
+    assert!(out.contains("staged first"), "{out}");
+    let got = base.join("got");
+    ok(&img, &["extract", "1", s(&got)]);
+    assert_same_tree(&got, &from);
+    let j = info(&img);
+    assert_eq!(j["snapshots"].as_array().map(Vec::len), Some(1));
+    assert!(j["volatile"].is_null(), "{j}");
+}
+
+/// A JFFS2 that fills the partition to its end leaves no free space to stage in: convert
+/// says so before it asks, and converts the old way (erase, then write).
+#[test]
+fn convert_warns_when_the_jffs2_leaves_no_free_end() {
+    let sc = scratch();
+    let base = sc.path();
+    let from = base.join("upper");
+    fs::create_dir(&from).expect("mkdir");
+    file(&from.join("small"), b"kept", 0o644, (0, 0));
+    let img = base.join("flash.img");
+    mkfs_jffs2(&from, &img, 1 << 20);
+    // A node in the last erase block, as a JFFS2 that used its whole partition has.
+    let f = fs::OpenOptions::new().write(true).open(&img).expect("open");
+    f.write_all_at(&jffs2_node(0xE001), (1 << 20) - 0x10000 + 12)
+        .expect("write");
+    drop(f);
+    let o = Command::new(bin())
+        .arg("--device")
+        .arg(&img)
+        .args(["convert", "--from", s(&from), "--yes", "--no-reboot"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("cannot be staged"), "{}", show(&o));
+    let got = base.join("got");
+    ok(&img, &["extract", "1", s(&got)]);
+    assert_same_tree(&got, &from);
+}
+
 #[test]
 fn convert_turns_a_jffs2_overlay_into_snapshot_one() {
     let sc = scratch();
@@ -127,6 +218,9 @@ fn convert_rescues_the_overlay_when_the_erase_fails_partway() {
     }
     f.write_all_at(&vec![0xFF; 12 * E as usize], 4 * E)
         .expect("write");
+    // And the last block a JFFS2 inode: no free end to stage the overlay in first, so convert
+    // erases before it writes (the route whose failure needs the rescue file).
+    f.write_all_at(&jffs2_node(0xE002), 15 * E).expect("write");
     drop(f);
     let mut filler = fs::File::create(small.join("filler")).expect("filler");
     while filler.write_all(&[0u8; 4096]).is_ok() {}

@@ -8,6 +8,7 @@ mod fleet;
 mod health;
 mod info;
 mod lock;
+mod mounts;
 mod ops;
 mod read;
 mod tree;

@@ -537,111 +537,169 @@ pub fn convert(
     {
         let (_lock, mut dev) = ctx.open(true)?;
         let view = read_view(&mut dev);
-        match view.status {
-            Status::Unformatted(Foreign::Jffs2) => {}
-            Status::Unformatted(fs) => {
-                return Err(CliError::Refused(format!(
-                    "the partition holds {fs}, not JFFS2: convert only turns a JFFS2 overlay into a chain (`snapshot format --force` erases it)",
-                )))
+        require_jffs2(&mut dev, &view)?;
+        // Read-only until the reboot: what is packed is what is staged, and JFFS2 writes
+        // nothing into the blocks the staging copy takes.
+        let frozen = super::mounts::freeze_jffs2(&dev.path)?;
+        let prepared = prepare_convert(&mut dev, &view, from, backup, gzip, yes);
+        let (packed, staging) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                frozen.thaw();
+                return Err(e);
             }
-            Status::Chain => {
-                return Err(CliError::Refused(
-                    "the partition already holds a snapinit chain: nothing to convert (use `snapshot commit`)".into(),
-                ))
-            }
-            Status::Empty => {
-                let path = dev.path.clone();
-                let (_, _, survey) = Writer::new(&mut dev)
-                    .survey()
-                    .map_err(|e| CliError::write(&path, e))?;
-                // JFFS2 may leave its first erase block free (a cut between erasing a block
-                // and writing its cleanmarker): its nodes further on make it JFFS2 all the same.
-                let jffs2 = survey.suspects.iter().any(|x| {
-                    matches!(
-                        x,
-                        Suspect::Foreign {
-                            fs: Foreign::Jffs2,
-                            ..
-                        }
-                    )
-                });
-                if !jffs2 {
-                    return Err(CliError::Refused(if survey.identity {
-                        "the partition is empty (no JFFS2 overlay on it): nothing to convert; `snapshot commit --upper DIR` stores a directory as the first snapshot".into()
-                    } else {
-                        "the partition holds data that is neither a snapinit chain nor JFFS2: convert only turns a JFFS2 overlay into a chain (`snapshot format --force` erases it)".into()
-                    }));
-                }
-            }
-            Status::Unreadable => return Err(CliError::Unreadable),
-        }
-        let packed = tree::pack(from, gzip)?;
-        precheck(&view, packed.data.len(), false)?;
-        if let Some(b) = backup {
-            write_synced(b, &packed.data, false).map_err(|source| CliError::Io {
-                what: "writing the backup",
-                path: b.to_path_buf(),
-                source,
-            })?;
-            println!(
-                "backup of {} written to {} ({} payload, {} bytes)",
-                from.display(),
-                b.display(),
-                if gzip { "gzip tar" } else { "tar" },
-                packed.data.len()
-            );
-        }
-        ui::confirm(
-            yes,
-            "convert",
-            &format!(
-                "Erase the JFFS2 partition {} and store {} as snapshot 1?",
-                dev.path.display(),
-                from.display()
-            ),
-        )?;
-        // From here until the snapshot is written the content is only in RAM (and the backup):
-        // any failure, in the erase as in the append, leaves the JFFS2 partly or wholly
-        // erased, so the packed overlay goes to a rescue file first.
+        };
         let total = dev.capacity() as u64;
-        let erased = write_op(&mut dev, total, "erasing", |w| {
-            w.force = true;
-            w.format()
-        })
-        .map_err(|e| {
-            (
-                e,
-                "erasing the partition failed partway (the JFFS2 may be partly erased)",
-            )
-        });
-        let res = erased.and_then(|_| {
-            let cost = block_cost(&view, packed.data.len());
-            write_op(&mut dev, cost, "writing", |w| {
-                w.append_snapshot(&packed.payload())
+        let res = match staging {
+            // The overlay is on flash before the JFFS2 is touched: no cut loses it.
+            Some(layout) => {
+                let cost = block_cost(&view, packed.data.len()) * 2 + total;
+                write_op(&mut dev, cost, "converting", |w| {
+                    w.convert_staged(&layout, &packed.payload())
+                })
+                .map_err(|e| {
+                    (
+                        e,
+                        "convert failed before snapshot 1 was written (`snapshot info` shows whether the overlay's staged copy, the volatile, was)",
+                    )
+                })
+            }
+            // From the erase until the snapshot is written the content is only in RAM (and
+            // the backup): any failure, in the erase as in the append, leaves the JFFS2 partly
+            // or wholly erased, so the packed overlay goes to a rescue file first.
+            None => write_op(&mut dev, total, "erasing", |w| {
+                w.force = true;
+                w.format()
             })
             .map_err(|e| {
                 (
                     e,
-                    "the partition was erased but the snapshot could not be written",
+                    "erasing the partition failed partway (the JFFS2 may be partly erased)",
                 )
             })
-        });
-        match res {
-            Ok(_) => println!(
-                "converted: {} is snapshot 1 ({})",
-                from.display(),
-                describe(&packed)
-            ),
-            Err((e, what)) => {
-                rescue(backup, &packed.data, gzip, from, what);
-                return Err(e);
-            }
+            .and_then(|_| {
+                let cost = block_cost(&view, packed.data.len());
+                write_op(&mut dev, cost, "writing", |w| {
+                    w.append_snapshot(&packed.payload())
+                })
+                .map_err(|e| {
+                    (
+                        e,
+                        "the partition was erased but the snapshot could not be written",
+                    )
+                })
+            }),
+        };
+        if let Err((e, what)) = res {
+            rescue(backup, &packed.data, gzip, from, what);
+            return Err(e);
         }
+        println!(
+            "converted: {} is snapshot 1 ({})",
+            from.display(),
+            describe(&packed)
+        );
     }
     if do_reboot {
         reboot(ctx)?;
     }
     Ok(())
+}
+
+/// Convert's refusals: only a JFFS2 partition is converted.
+fn require_jffs2(dev: &mut Device, view: &ChainView) -> Result<(), CliError> {
+    match view.status {
+        Status::Unformatted(Foreign::Jffs2) => Ok(()),
+        Status::Unformatted(fs) => Err(CliError::Refused(format!(
+            "the partition holds {fs}, not JFFS2: convert only turns a JFFS2 overlay into a chain (`snapshot format --force` erases it)",
+        ))),
+        Status::Chain => Err(CliError::Refused(
+            "the partition already holds a snapinit chain: nothing to convert (a convert cut short leaves the overlay as the volatile: `snapshot commit` makes it snapshot 1)".into(),
+        )),
+        Status::Empty => {
+            let path = dev.path.clone();
+            let (_, _, survey) = Writer::new(dev)
+                .survey()
+                .map_err(|e| CliError::write(&path, e))?;
+            // JFFS2 may leave its first erase block free (a cut between erasing a block and
+            // writing its cleanmarker): its nodes further on make it JFFS2 all the same.
+            let jffs2 = survey.suspects.iter().any(|x| {
+                matches!(
+                    x,
+                    Suspect::Foreign {
+                        fs: Foreign::Jffs2,
+                        ..
+                    }
+                )
+            });
+            if jffs2 {
+                return Ok(());
+            }
+            Err(CliError::Refused(if survey.identity {
+                "the partition is empty (no JFFS2 overlay on it): nothing to convert; `snapshot commit --upper DIR` stores a directory as the first snapshot".into()
+            } else {
+                "the partition holds data that is neither a snapinit chain nor JFFS2: convert only turns a JFFS2 overlay into a chain (`snapshot format --force` erases it)".into()
+            }))
+        }
+        Status::Unreadable => Err(CliError::Unreadable),
+    }
+}
+
+/// Packs the overlay, writes the backup, finds where it can be staged, and asks: everything
+/// before convert's first write.
+fn prepare_convert(
+    dev: &mut Device,
+    view: &ChainView,
+    from: &Path,
+    backup: Option<&Path>,
+    gzip: bool,
+    yes: bool,
+) -> Result<(tree::Packed, Option<Layout>), CliError> {
+    let packed = tree::pack(from, gzip)?;
+    precheck(view, packed.data.len(), false)?;
+    if let Some(b) = backup {
+        write_synced(b, &packed.data, false).map_err(|source| CliError::Io {
+            what: "writing the backup",
+            path: b.to_path_buf(),
+            source,
+        })?;
+        println!(
+            "backup of {} written to {} ({} payload, {} bytes)",
+            from.display(),
+            b.display(),
+            if gzip { "gzip tar" } else { "tar" },
+            packed.data.len()
+        );
+    }
+    let path = dev.path.clone();
+    let staging = Writer::new(dev)
+        .jffs2_staging(packed.data.len())
+        .map_err(|e| CliError::write(&path, e))?;
+    let question = match &staging {
+        Some(layout) => {
+            println!(
+                "the overlay is staged first in the partition's last {} erase block(s), where JFFS2 keeps nothing: from then on a power cut keeps it",
+                layout.backbuf_blocks
+            );
+            format!(
+                "Erase the JFFS2 partition {} and store {} as snapshot 1?",
+                path.display(),
+                from.display()
+            )
+        }
+        None => {
+            eprintln!(
+                "snapshot: warning: JFFS2 keeps data in the partition's last erase blocks (or the overlay needs more than half the partition), so the overlay cannot be staged on flash first: from the erase until snapshot 1 is written, a power cut loses it unless the backup (--backup, on other storage) survives"
+            );
+            format!(
+                "Erase the JFFS2 partition {} and store {} as snapshot 1?",
+                path.display(),
+                from.display()
+            )
+        }
+    };
+    ui::confirm(yes, "convert", &question)?;
+    Ok((packed, staging))
 }
 
 /// Keeps the packed overlay after convert erased (some of) the JFFS2 and failed: the backup
