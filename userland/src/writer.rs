@@ -71,6 +71,9 @@ pub enum WriteError<E: core::fmt::Debug> {
     /// be staged (the JFFS2 is mounted read-write and in use).
     #[error("JFFS2 wrote into the erase blocks from {offset:#x} that convert was about to use: stop what writes to the JFFS2 (or unmount it) and run convert again; nothing was written")]
     StagingTaken { offset: u32 },
+    /// `convert` on a partition that already holds a chain.
+    #[error("the partition already holds a snapinit chain: nothing to convert (a convert cut short leaves the overlay as the volatile: `snapshot commit` makes it snapshot 1)")]
+    AlreadyChain,
     /// A block's payload read back differently from its hash while it was being copied.
     #[error(
         "the {kind} at {offset:#x} no longer matches its hash while being copied; nothing written"
@@ -702,8 +705,9 @@ where
         match view.status {
             Status::Unformatted(_) | Status::Empty => {}
             Status::Unreadable => return Err(WriteError::Unreadable),
-            // Staged by an earlier run that was cut: the commit is what is left.
-            Status::Chain => return self.commit(),
+            // Perhaps staged by an earlier run that was cut: `commit` is what is left, and
+            // only the caller can tell that from a chain to leave alone.
+            Status::Chain => return Err(WriteError::AlreadyChain),
         }
         let fresh = self.jffs2_staging(payload.data.len())?;
         if fresh != Some(*layout) {

@@ -213,3 +213,19 @@ fn jffs2_writing_into_the_tail_meanwhile_stops_convert() {
     assert!(matches!(r, Err(WriteError::StagingTaken { .. })), "{r:?}");
     assert!(f.contents() == before.as_slice(), "a refused convert wrote");
 }
+
+#[test]
+fn a_chain_is_not_converted() {
+    let mut f = jffs2(10);
+    let d = data(6, 900);
+    convert(&mut f, &d).expect("convert");
+    let layout = snapinit::chain::Layout {
+        capacity: BLOCKS * ERASE,
+        erase_size: ERASE,
+        backbuf_blocks: 4,
+    };
+    let before = f.contents().to_vec();
+    let r = Writer::new(&mut f).convert_staged(&layout, &payload(&d));
+    assert!(matches!(r, Err(WriteError::AlreadyChain)), "{r:?}");
+    assert!(f.contents() == before.as_slice(), "a refused convert wrote");
+}

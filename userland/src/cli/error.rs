@@ -303,7 +303,9 @@ impl CliError {
                 "the volatile at {offset:#x} is on trial and its last allowed boot is spent: `snapshot confirm` keeps it, or a reboot rolls it back; then commit"
             )),
             WriteError::Damaged(list) => CliError::Damaged(list),
-            e @ WriteError::StagingTaken { .. } => CliError::Refused(e.to_string()),
+            e @ (WriteError::StagingTaken { .. } | WriteError::AlreadyChain) => {
+                CliError::Refused(e.to_string())
+            }
             WriteError::ChainFull { have, max } => CliError::ChainFull { have, max },
             e @ WriteError::LayoutMismatch { .. } => CliError::Layout(e.to_string()),
             e @ (WriteError::EraseFailed { .. }

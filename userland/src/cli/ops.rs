@@ -613,9 +613,7 @@ fn require_jffs2(dev: &mut Device, view: &ChainView) -> Result<(), CliError> {
         Status::Unformatted(fs) => Err(CliError::Refused(format!(
             "the partition holds {fs}, not JFFS2: convert only turns a JFFS2 overlay into a chain (`snapshot format --force` erases it)",
         ))),
-        Status::Chain => Err(CliError::Refused(
-            "the partition already holds a snapinit chain: nothing to convert (a convert cut short leaves the overlay as the volatile: `snapshot commit` makes it snapshot 1)".into(),
-        )),
+        Status::Chain => Err(CliError::write(&dev.path, WriteError::AlreadyChain)),
         Status::Empty => {
             let path = dev.path.clone();
             let (_, _, survey) = Writer::new(dev)
