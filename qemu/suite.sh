@@ -10,7 +10,7 @@
 #   x86-ubi       x86_64 on UBI: blank, chain, roundtrip, powercut, trial (a volume on
 #                 block2mtd: persistent, so power cuts; PID 1's trial marks as atomic LEB changes)
 #   x86-nandsim   x86_64 on nandsim with 2 KiB pages (RAM, one boot)
-#   x86-fleet     the fleet's two QEMU units (nginx, mosquitto on the host)
+#   x86-fleet     the fleet's two QEMU units (nginx, mosquitto on the host), and convert (a real JFFS2)
 #   cross-nor     blank, chain and roundtrip on MIPS malta (little-endian) and the ARM virt
 #                 boards (ARMv7, AArch64) in one run, so that the host-written chain is compared
 #                 across the three and the round trip's flash is carried from each to the next
@@ -46,7 +46,7 @@ declare -A ARGS=(
   [x86-nor]="--arch x86_64 --cuts 4"
   [x86-ubi]="--arch x86_64 --medium ubi --scenario blank,chain,roundtrip,powercut,trial --cuts 4"
   [x86-nandsim]="--arch x86_64 --medium nandsim"
-  [x86-fleet]="--arch x86_64 --scenario fleet@x86_64"
+  [x86-fleet]="--arch x86_64 --scenario fleet@x86_64,convert@x86_64"
   [cross-nor]="--arch mipsel,arm,aarch64 --scenario blank,chain,roundtrip"
   [cross-cut]="--arch arm,aarch64 --scenario powercut --cuts 4"
   [aarch64-ubi]="--arch aarch64 --medium ubi --scenario blank,chain,roundtrip,powercut --cuts 4"
