@@ -309,6 +309,62 @@ fn case4_wrong_erase_size_is_an_error_and_the_headers_win() {
     ok(&img, &["save", "--upper", s(&u)]);
 }
 
+/// A UBI LEB such as 65,408 (docs/SNAPSHOT.md's example) is no multiple of 512. With slot 0
+/// mid-rewrite (its erase landed, its write did not: docs/FORMAT.md), the chain's only header
+/// is the volatile's copy in the back buffer, at 29 × 65,408, off every 512-byte boundary. The
+/// tool once probed for headers only there, read the partition as empty at 65,536, and
+/// `repair` erased that only copy.
+#[test]
+fn case4_leb_sized_chain_with_only_its_back_buffer_copy_is_found() {
+    const E: u64 = 65408;
+    let sc = scratch();
+    let img = sc.path().join("vol.img");
+    fs::write(&img, vec![0xFF; 33 * E as usize]).expect("erased image");
+    let u1 = upper(sc.path(), "u1", 1);
+    let e = E.to_string();
+    ok(&img, &["--erase-size", &e, "save", "--upper", s(&u1)]);
+    let u2 = upper(sc.path(), "u2", 2);
+    ok(&img, &["save", "--upper", s(&u2)]);
+    let backbuf = info(&img)["backbuf"]["offset"].as_u64().expect("offset");
+    assert_eq!(backbuf, 29 * E);
+    assert_ne!(
+        backbuf % 512,
+        0,
+        "the case needs a copy off the 512-byte grid"
+    );
+    // The next save's erase of slot 0 landed, then the power went.
+    patch(&img, 0, &vec![0xFF; E as usize]);
+
+    let want = fs::read(u2.join("conf")).expect("conf");
+    let volatile_is_u2 = |img: &Path, name: &str| {
+        let j = info(img);
+        assert_eq!(j["erase_size"], E, "{j}");
+        assert_eq!(j["volatile"]["offset"], backbuf, "{j}");
+        let got = sc.path().join(name);
+        ok(img, &["extract", "volatile", s(&got)]);
+        assert_eq!(fs::read(got.join("conf")).expect("extracted conf"), want);
+    };
+    volatile_is_u2(&img, "x1");
+    let before = read(&img);
+    let out = ok(&img, &["repair", "--yes"]);
+    assert!(out.contains("erased 0 erase block"), "{out}");
+    assert!(read(&img) == before, "repair changed the image");
+    volatile_is_u2(&img, "x2");
+
+    // A save at the chain's own erase size keeps the new state, written before the old copy
+    // goes.
+    let u3 = upper(sc.path(), "u3", 3);
+    ok(&img, &["save", "--upper", s(&u3)]);
+    let j = info(&img);
+    assert_eq!(j["erase_size"], E, "{j}");
+    let got = sc.path().join("x3");
+    ok(&img, &["extract", "volatile", s(&got)]);
+    assert_eq!(
+        fs::read(got.join("conf")).expect("conf"),
+        fs::read(u3.join("conf")).expect("conf")
+    );
+}
+
 // ---- 5. the 129th snapshot ----
 
 #[test]

@@ -87,29 +87,47 @@ pub fn check_path(path: &Path) -> Result<(), CliError> {
 }
 
 /// The erase size the chain on flash records: the header at offset 0, else the first valid
-/// header at any 512-byte boundary. `None` when there is no valid header.
+/// header anywhere whose offset is a multiple of the erase size it records (only there can a
+/// reader at that erase size find it). `None` when there is no such header.
+///
+/// Headers are looked for at every 64 bytes, the finest step a usable erase size has: a UBI
+/// LEB such as 65,408 is no multiple of 512, and with slot 0 mid-rewrite the chain's only
+/// header is the volatile in the back buffer (29 × 65,408 is not on a 512-byte boundary
+/// either). Missed, the partition read as empty at the default erase size and `repair` or
+/// `save` erased that only copy. The cost is one read of the partition, as before: the step
+/// only changes how often an 8-byte compare runs in memory.
 fn recorded_erase_size(dev: &mut Device) -> Option<u32> {
     use snapinit::header::{decode, HEADER_LEN, MAGIC};
+    const STEP: usize = 64;
     let capacity = dev.capacity() as u64;
     let mut raw = [0u8; HEADER_LEN];
+    // A multiple of STEP, so every chunk starts on a step.
     let mut chunk = vec![0u8; 1 << 16];
     let mut base = 0u64;
     while base < capacity {
         let n = (capacity - base).min(chunk.len() as u64) as usize;
         dev.flash.read(base as u32, &mut chunk[..n]).ok()?;
         let mut at = 0usize;
-        while at + 8 <= n {
-            if chunk[at..at + 8] == MAGIC {
+        while at + MAGIC.len() <= n {
+            if chunk[at..at + MAGIC.len()] == MAGIC {
                 let off = base + at as u64;
                 if off + HEADER_LEN as u64 <= capacity
                     && dev.flash.read(off as u32, &mut raw).is_ok()
                 {
-                    if let Ok(h) = decode(&raw) {
-                        return Some(h.fields.erase_size);
+                    // A header elsewhere is no chain's (a chain image stored inside a
+                    // payload, say) and would only mislead the geometry.
+                    match decode(&raw) {
+                        Ok(h)
+                            if h.fields.erase_size != 0
+                                && off % u64::from(h.fields.erase_size) == 0 =>
+                        {
+                            return Some(h.fields.erase_size)
+                        }
+                        _ => {}
                     }
                 }
             }
-            at += 512;
+            at += STEP;
         }
         base += n as u64;
     }
