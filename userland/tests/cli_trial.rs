@@ -118,6 +118,20 @@ fn trial_confirm_and_health() {
         show(&o)
     );
 
+    // So is a --config that names no file: a typo must not read as "no checks" and confirm.
+    let missing = dir.join("no-such-config").display().to_string();
+    let a = with(&["health", "--config", &missing, "--once", "--no-reboot"]);
+    let o = fails(&img, &a.iter().map(String::as_str).collect::<Vec<_>>(), 18);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no-such-config"),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        std::fs::read(&img).expect("image") == before,
+        "a missing config changed the flash"
+    );
+
     // Passing checks confirm the trial; the next health run finds nothing to do.
     let passing = config(
         dir,

@@ -176,7 +176,11 @@ pub fn checks(sections: &[Section]) -> Result<Checks, String> {
     Ok(c)
 }
 
-fn read_config(path: &Path) -> Result<Checks, CliError> {
+/// The checks of `given` (`--config`), else of the default config. Only the default may be
+/// missing: a unit with no config has no checks but the deadline, while a `--config` naming no
+/// file is a typo, an error (exit 18) before anything is confirmed.
+fn read_config(given: Option<&Path>) -> Result<Checks, CliError> {
+    let path = given.unwrap_or(Path::new(super::DEFAULT_HEALTH_CONFIG));
     let bad = |detail: String| CliError::Config {
         path: path.to_path_buf(),
         detail,
@@ -196,8 +200,9 @@ fn read_config(path: &Path) -> Result<Checks, CliError> {
         Some(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
         None => match std::fs::read_to_string(path) {
             Ok(t) => t,
-            // No config: the defaults (no check but the deadline and the watchdog).
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            // No config at the default path: the defaults (no check but the deadline and the
+            // watchdog).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && given.is_none() => String::new(),
             Err(e) => return Err(bad(e.to_string())),
         },
     };
@@ -407,7 +412,7 @@ fn mark_failed(ctx: &Ctx, block: &snapinit::chain::Block, failed: &[Failure]) {
 
 pub fn health(
     ctx: &Ctx,
-    config: &Path,
+    config: Option<&Path>,
     once: bool,
     do_reboot: bool,
     state: &Path,

@@ -220,9 +220,12 @@ enum Cmd {
     /// boot (with none left, the unit boots the state below the trial). Does nothing when
     /// nothing is on trial.
     Health {
-        /// The checks [default: /etc/config/snapshot, through `uci export` when uci exists]
-        #[arg(long, default_value = DEFAULT_HEALTH_CONFIG, value_name = "FILE")]
-        config: PathBuf,
+        /// The checks [default: /etc/config/snapshot, through `uci export` when uci exists;
+        /// no checks when it does not exist]. A FILE given that cannot be read: exit 18
+        // An Option, not a default value: only the default may be missing (a unit with no
+        // checks configured); a --config that names no file is a typo, never a check less.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// One round of checks: confirm if they pass, else reboot at once
         #[arg(long)]
         once: bool,
@@ -392,7 +395,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             once,
             no_reboot,
             state,
-        } => health::health(&ctx, &config, once, !no_reboot, &state),
+        } => health::health(&ctx, config.as_deref(), once, !no_reboot, &state),
         Cmd::Repair { yes } => ops::repair(&ctx, yes),
         Cmd::Extract { id, dir, salvage } => read::extract(&ctx, &id, &dir, salvage),
         Cmd::Diff { id, rom } => read::diff(&ctx, id.as_deref(), &rom),
