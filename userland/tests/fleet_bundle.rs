@@ -443,6 +443,19 @@ fn bundles_apply_on_trial_and_refusals_leave_flash_untouched() {
     tool_ok(&["bundle", "sign", "--key", s(&k.b_sec), s(&future)]);
     refused(&img1, &future, &k.dir, &[], 23, "unknown apiVersion");
 
+    // 16 trial boots, properly signed: a header records at most 15 (docs/FORMAT.md).
+    let sixteen = d.join("bundle-16-boots");
+    copy_dir(&good, &sixteen);
+    fs::remove_file(sixteen.join("manifest.json.sig")).expect("rm sig");
+    let text = fs::read_to_string(sixteen.join("manifest.json")).expect("m");
+    fs::write(
+        sixteen.join("manifest.json"),
+        text.replace("\"trialBoots\": 2", "\"trialBoots\": 16"),
+    )
+    .expect("write");
+    tool_ok(&["bundle", "sign", "--key", s(&k.b_sec), s(&sixteen)]);
+    refused(&img1, &sixteen, &k.dir, &[], 23, "16 trial boots");
+
     // The good bundle lands on both units, on trial, with the same content.
     for img in [&img1, &img2] {
         let o = apply(img, &good, &k.dir, &["--min-sigs", "2"]);

@@ -11,6 +11,7 @@ use super::sign::{parse_sigs, KeyNum, Keyring};
 pub use crate::hex::{hex, unhex32};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use snapinit::header::MAX_TRIAL_BUDGET;
 use std::io::Read;
 
 pub const API_VERSION: &str = "snapinit.fleet/v1";
@@ -34,7 +35,7 @@ pub struct BundleSpec {
     /// Hex of the chain id ([`chain_id`]) of the chain this bundle goes on top of.
     pub base: String,
     pub payload: PayloadRef,
-    /// Boots the new snapshot gets on trial before it is confirmed (1-16).
+    /// Boots the new snapshot gets on trial before it is confirmed (1-15: what a header records).
     pub trial_boots: u16,
     pub version: String,
     #[serde(default)]
@@ -154,9 +155,9 @@ impl BundleManifest {
         if unhex32(&m.spec.payload.sha256).is_none() {
             return Err(bad("payload.sha256 is not 64 hex digits".into()));
         }
-        if !(1..=16).contains(&m.spec.trial_boots) {
+        if !(1..=MAX_TRIAL_BUDGET).contains(&m.spec.trial_boots) {
             return Err(bad(format!(
-                "trialBoots {} is not 1 to 16",
+                "trialBoots {} is not 1 to {MAX_TRIAL_BUDGET}",
                 m.spec.trial_boots
             )));
         }

@@ -30,8 +30,8 @@ pub enum BundleCmd {
         /// A note for humans
         #[arg(long, default_value = "", value_name = "TEXT")]
         note: String,
-        /// Boots the snapshot gets on trial on a unit (1-16)
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
+        /// Boots the snapshot gets on trial on a unit (1-15)
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=15))]
         trial: u16,
         /// Store the payload as a plain tar instead of gzip
         #[arg(long)]
