@@ -118,7 +118,11 @@ impl core::fmt::Display for DeviceError {
             ),
             DeviceError::NotFlash => f.write_str("not an MTD device, block device or regular file"),
             DeviceError::BadGeometry { size, erase_size } => {
-                write!(f, "unusable geometry: size {size}, erase size {erase_size}")
+                write!(
+                    f,
+                    "unusable geometry: size {size}, erase size {erase_size} (a chain needs two \
+                     erase blocks or more, of a multiple of 64 bytes, at least 512)"
+                )
             }
             DeviceError::NotNor(NotNor::RawNand { page }) => write!(
                 f,

@@ -44,9 +44,11 @@ Exit status:
    0  success (also: nothing to do)
    2  bad command line or snapshot ID
    3  no such partition, a device that cannot be opened or cannot hold the chain (raw NAND,
-      gluebi), or an I/O error on it
+      gluebi, fewer than two erase blocks), or an I/O error on it
    4  another snapshot command holds the partition's lock
-   5  the partition is in a state the command refuses (foreign filesystem, holds data)
+   5  the partition is in a state the command refuses (a foreign filesystem, a chain format
+      was not forced to erase, convert on anything but JFFS2, a bad back-buffer size, a
+      trial whose last boot is spent)
    6  not enough space on the partition (or in the back buffer for a volatile)
    7  no such snapshot, or no volatile
    8  packing or unpacking a directory tree failed
@@ -59,7 +61,8 @@ Exit status:
       format --force
   14  the device does not exist
   15  chain full: the chain holds the most snapshots the boot path reads (128)
-  16  the chain on flash was written for another erase size than --erase-size or the device's
+  16  the chain on flash was written for another erase size than --erase-size or the device's,
+      or records a back buffer the partition cannot have (a truncated image)
   17  health: a check failed (without --no-reboot the unit is rebooting)
   18  a configuration file cannot be read or is invalid (also: trusted keys, keys to sign with)
   19  bundle: not signed by enough trusted keys (missing, bad, unknown): flash untouched
@@ -84,11 +87,12 @@ struct Cli {
 
 #[derive(Debug, Args)]
 struct Global {
-    /// Partition to use: an MTD character device (/dev/mtdN), a block device or an image file
-    /// [default: the MTD partition named by --partition, found in /proc/mtd]
+    /// Partition to use: an MTD character device (/dev/mtdN), a UBI volume (/dev/ubiX_Y), a
+    /// block device or an image file [default: the partition named by --partition]
     #[arg(long, short = 'd', global = true, value_name = "PATH")]
     device: Option<PathBuf>,
-    /// MTD partition name to look up in /proc/mtd when --device is not given
+    /// Partition name to look up when --device is not given: an MTD partition in /proc/mtd,
+    /// else a UBI volume of that name
     #[arg(
         long,
         global = true,
@@ -96,7 +100,8 @@ struct Global {
         value_name = "NAME"
     )]
     partition: String,
-    /// Erase block size for block devices and image files: a power of two, at least 512
+    /// Erase block size for block devices and image files: a multiple of 64, at least 512 (a
+    /// NOR erase block, or a UBI LEB such as 65408)
     /// [default: the one the chain's headers record, else 65536]. An MTD device reports its
     /// own; a chain recorded for another size is an error (exit 16)
     #[arg(long, global = true, value_name = "BYTES", value_parser = parse_erase_size)]

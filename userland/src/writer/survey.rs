@@ -47,6 +47,9 @@ pub enum Suspect {
         offset: u32,
         erase_size: u32,
         backbuf_blocks: u16,
+        /// The erase size the partition was read with: a hint to use `erase_size` helps only
+        /// when they differ (else only the back buffer's size does not match).
+        read_as: u32,
     },
     /// Snapshots past the most the boot path reads (an older tool wrote them).
     TooMany { offset: u32 },
@@ -111,6 +114,7 @@ impl fmt::Display for Suspect {
                 offset,
                 erase_size,
                 backbuf_blocks,
+                ..
             } => write!(
                 f,
                 "block at {offset:#x} was written for erase size {erase_size} and a back buffer of {backbuf_blocks} erase blocks"
@@ -153,7 +157,11 @@ pub fn describe(suspects: &[Suspect]) -> String {
         s.push_str(&format!("\n  - ... and {} more", suspects.len() - 8));
     }
     let geometry = suspects.iter().find_map(|x| match x {
-        Suspect::OtherGeometry { erase_size, .. } => Some(*erase_size),
+        Suspect::OtherGeometry {
+            erase_size,
+            read_as,
+            ..
+        } if erase_size != read_as => Some(*erase_size),
         _ => None,
     });
     if let Some(e) = geometry {
@@ -445,6 +453,7 @@ pub fn survey_to<F: ReadNorFlash>(
                 offset: *offset,
                 erase_size: f.erase_size,
                 backbuf_blocks: f.backbuf_blocks,
+                read_as: e,
             })
         } else if end > capacity && h.marks.live {
             Some(Suspect::Truncated {
@@ -535,4 +544,25 @@ fn read_valid<F: ReadNorFlash>(flash: &mut F, offset: u32) -> Result<Option<Head
     let mut raw = [0u8; HEADER_LEN];
     flash.read(offset, &mut raw)?;
     Ok(header::decode(&raw).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn other(erase_size: u32, read_as: u32) -> Suspect {
+        Suspect::OtherGeometry {
+            offset: 0x10000,
+            erase_size,
+            backbuf_blocks: 2,
+            read_as,
+        }
+    }
+
+    #[test]
+    fn the_erase_size_hint_names_only_another_erase_size() {
+        assert!(describe(&[other(4096, 65536)]).contains("run with --erase-size 4096"));
+        // Same erase size, another back buffer: --erase-size cannot help.
+        assert!(!describe(&[other(65536, 65536)]).contains("--erase-size"));
+    }
 }
