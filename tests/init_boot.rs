@@ -137,27 +137,55 @@ fn boot_with_pre(
     extra: &dyn Fn(&Path),
     pre: &str,
 ) -> (String, String) {
+    boot_redirected(dir, cmdline, script, extra, pre, "")
+}
+
+/// The command that boots snapinit as PID 1 of a new PID + mount namespace (see
+/// `boot_redirected`).
+fn namespace_boot(
+    dir: &Path,
+    cmdline: &str,
+    script: &str,
+    extra: &dyn Fn(&Path),
+    pre: &str,
+    redirect: &str,
+) -> Command {
     let img = squashfs_root(dir, script, extra);
     let mnt = dir.join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     let script = format!(
-        "set -e; mount -t squashfs -o loop,ro {img} {mnt}; mnt={mnt}; {pre} exec env SNAPINIT_TEST=passed-through SNAPINIT_CMDLINE='snapinit.root={mnt} snapinit.log=console {cmdline}' {bin} quiet extra-arg",
+        "set -e; mount -t squashfs -o loop,ro {img} {mnt}; mnt={mnt}; {pre} exec env SNAPINIT_TEST=passed-through SNAPINIT_CMDLINE='snapinit.root={mnt} snapinit.log=console {cmdline}' {bin} quiet extra-arg {redirect}",
         img = img.display(),
         mnt = mnt.display(),
         bin = release_binary().display(),
     );
-    let out = Command::new("unshare")
-        .args([
-            "-m",
-            "-p",
-            "--fork",
-            "--mount-proc",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            &script,
-        ])
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "-m",
+        "-p",
+        "--fork",
+        "--kill-child",
+        "--mount-proc",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    cmd
+}
+
+/// Like `boot_with_pre`; `redirect` is applied to snapinit's exec (e.g. `2>&-`: started
+/// without a console).
+fn boot_redirected(
+    dir: &Path,
+    cmdline: &str,
+    script: &str,
+    extra: &dyn Fn(&Path),
+    pre: &str,
+    redirect: &str,
+) -> (String, String) {
+    let out = namespace_boot(dir, cmdline, script, extra, pre, redirect)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
