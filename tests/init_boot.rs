@@ -907,6 +907,67 @@ fn a_volatile_on_trial_falls_back_to_the_previous_one() {
     );
 }
 
+/// What the target of a boot without a console can report: through a directory of the host
+/// bound at the old root's /mnt (/rom/mnt after the switch).
+const NO_CONSOLE_SCRIPT: &str = r#"#!/bin/busybox sh
+bb=/bin/busybox
+{ echo "TARGET-RAN"; echo "NET=$($bb cat /etc/config/network)"; } > /rom/mnt/report
+"#;
+
+/// A kernel that finds no console starts init with fds 0 to 2 closed, and without /dev/kmsg
+/// (CONFIG_PRINTK off, or /dev not devtmpfs: here a tmpfs without nodes) the log had only fd
+/// 2 left, which by then was whatever PID 1 had opened at the lowest free number: the chain
+/// device opened read-write to spend a trial mark, so a log line was written over block 0's
+/// header. The boot must change nothing on flash but the one trial mark it spends.
+#[test]
+fn without_a_console_nothing_but_the_trial_mark_is_written() {
+    setup();
+    require_root_namespace_tools();
+    for (name, redirect) in [("fd2", "2>&-"), ("fd012", "0<&- 1>&- 2>&-")] {
+        let dir = scratch(&format!("no-console-{name}"));
+        let mut img = Image::new();
+        img.trial = 2;
+        img.snapshot(&snap1(&dir));
+        let chain = dir.join("trial.img");
+        std::fs::write(&chain, &img.data).unwrap();
+        let report = dir.join("report");
+        std::fs::create_dir_all(&report).unwrap();
+        let (out, log) = boot_redirected(
+            &dir,
+            "snapinit.device=/chain.img snapinit.watchdog=0",
+            NO_CONSOLE_SCRIPT,
+            &rom_extra(Vec::new()),
+            &format!(
+                "mount --bind {} $mnt/chain.img; mount --bind {} $mnt/mnt; mount -t tmpfs dev $mnt/dev;",
+                chain.display(),
+                report.display()
+            ),
+            redirect,
+        );
+        println!("--- {redirect}: log ---\n{log}--- target ---\n{out}");
+        let after = std::fs::read(&chain).unwrap();
+        // A log line may also land past the end (fd 2 opened at offset 0, then seeked by
+        // nothing) or grow the image: every byte of both counts.
+        let changed: Vec<usize> = (0..after.len().max(img.data.len()))
+            .filter(|&i| img.data.get(i) != after.get(i))
+            .collect();
+        assert_eq!(
+            changed,
+            [snapinit::header::TRIAL_MARKS],
+            "{redirect}: the boot wrote flash beyond its trial mark (image {} -> {} bytes): {:?}",
+            img.data.len(),
+            after.len(),
+            String::from_utf8_lossy(&after[..0x100])
+        );
+        assert_eq!(after[snapinit::header::TRIAL_MARKS], 0, "{redirect}");
+        let report = std::fs::read_to_string(report.join("report")).unwrap_or_default();
+        assert!(
+            report.contains("TARGET-RAN") && report.contains("NET=one"),
+            "{redirect}: {report}"
+        );
+    }
+}
+
 #[test]
 fn a_chain_of_only_a_volatile_boots_it() {
     setup();

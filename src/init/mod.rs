@@ -1,13 +1,16 @@
 //! The boot sequence, in order:
 //!
-//! 1. Refuse to run unless PID 1 (it rearranges the mount table).
+//! 1. Give closed fds 0-2 placeholders before anything is opened (kmsg.rs:
+//!    started without a console, the flash must not become "stderr"); refuse
+//!    to run unless PID 1 (it rearranges the mount table).
 //! 2. Settings: `SNAPINIT_CMDLINE` from the environment replaces
 //!    /proc/cmdline when set. The kernel turns unknown `key=value` boot
 //!    parameters into init's environment, so this grants nothing beyond what
 //!    the command line already can; tests use it (with `snapinit.root=`) to
 //!    boot a prepared root inside a PID+mount namespace.
 //! 3. Open /dev/kmsg if there already; mount /proc, /sys, /dev if absent;
-//!    open /dev/kmsg (log lines before that go to stderr, the console).
+//!    put /dev/console (or /dev/null) on the held fds; open /dev/kmsg (log
+//!    lines before that go to stderr, if it is the console).
 //! 4. Scaffold + layer tmpfs mounts (mounts.rs).
 //! 5. Unless failsafe: read and verify the chain (read-only, never writes
 //!    flash), replay snapshots into the snapshot layer and the best volatile
@@ -87,6 +90,8 @@ fn as_cstr(b: &CPath) -> &CStr {
 
 #[no_mangle]
 pub extern "C" fn snapinit_main(sp: *const usize) -> ! {
+    // First, before anything opens a file: the flash must never get a standard number.
+    kmsg::hold_std_fds();
     STACK.store(sp.cast_mut(), Ordering::Relaxed);
     // SAFETY: boot/<arch>.s passes the kernel's initial stack pointer.
     let args = unsafe { rt::Args::from_stack(sp) };
@@ -115,6 +120,7 @@ pub extern "C" fn snapinit_main(sp: *const usize) -> ! {
     // the mount lines reach the kernel log too, not only the console.
     kmsg::open();
     mounts::api_filesystems();
+    kmsg::console_on_std_fds();
     kmsg::open();
     if env_cmdline.is_none() {
         let text = read_file("/proc/cmdline", &mut proc_buf);
