@@ -1035,6 +1035,90 @@ fn a_chain_without_a_program_to_run_boots_a_plain_overlay() {
     }
 }
 
+/// A snapshot that keeps /sbin/init (so the switch's check passes) but removes what it needs to
+/// run, here its interpreter (on OpenWrt: the ELF interpreter or libc): every exec on the
+/// overlay fails. PID 1 then runs the target from the read-only root at /rom, without the
+/// chain. (Before, it exited: a kernel panic at every boot.)
+#[test]
+fn a_target_that_cannot_run_on_the_overlay_runs_from_rom() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("exec-fails");
+    let mut img = Image::new();
+    img.snapshot(&payload(&dir, "no-interpreter", false, &|t| {
+        std::fs::create_dir_all(t.join("bin")).unwrap();
+        sh(&format!("mknod {} c 0 0", t.join("bin/busybox").display()));
+        write(t, "etc/config/network", "chain");
+    }));
+    let (out, log) = boot_chain_with(&dir, img.data, DEGRADED_SCRIPT);
+    assert!(log.contains("root switched to the overlay"), "{log}");
+    assert!(log.contains("exec /sbin/init failed"), "{log}");
+    assert!(
+        log.contains("trying the read-only root (/rom), without the chain"),
+        "{log}"
+    );
+    assert!(!log.contains("nothing left to run"), "{log}");
+    // /proc is mounted for it again; the overlay's layers are out of its sight.
+    for want in ["TARGET-RAN", "PROC-OK", "SNAPLS=\n"] {
+        assert!(out.contains(want), "{want} missing:\n{out}");
+    }
+}
+
+/// Kills a namespace boot left running (unshare --kill-child takes its PID 1 along).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// When nothing can be run, on the overlay or on /rom (the read-only root's own /sbin/init
+/// cannot be executed either), PID 1 must not exit, which would panic the kernel: it logs why
+/// and stays.
+#[test]
+fn pid1_stays_up_when_nothing_can_run() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("nothing-runs");
+    let log_path = dir.join("log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    // A regular executable file, so the switch goes ahead; its interpreter does not exist.
+    let cmd = namespace_boot(
+        &dir,
+        "snapinit.part=snapinit-test-no-such-part",
+        "#!/nonexistent/sh\n",
+        &|_| {},
+        "",
+        "",
+    )
+    .stdout(log_file.try_clone().unwrap())
+    .stderr(log_file)
+    .spawn()
+    .unwrap();
+    let mut boot = Running(cmd);
+    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let started = std::time::Instant::now();
+    // Until it says so (or ends, as it did before: that fails below).
+    while !read_log().contains("nothing left to run")
+        && boot.0.try_wait().unwrap().is_none()
+        && started.elapsed().as_secs() < 60
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let log = read_log();
+    println!("--- log ---\n{log}");
+    assert_eq!(
+        boot.0.try_wait().unwrap(),
+        None,
+        "PID 1 exited (a kernel panic on a real boot):\n{log}"
+    );
+    assert!(log.contains("trying the read-only root (/rom)"), "{log}");
+    assert!(log.contains("PID 1 waits here instead of exiting"), "{log}");
+}
+
 /// A snapshot holding `proc -> /mnt`: moving /proc onto it would follow the link (before
 /// the pivot, into the old root) and the target would run without /proc. The switch is
 /// refused; the plain overlay has /proc.

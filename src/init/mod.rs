@@ -17,6 +17,9 @@
 //!    into the upper layer, degrading as described at `load_chain`.
 //! 6. Overlay, switch root, exec the target with the kernel's argv/envp.
 //!    Any failure before the switch execs the target on the read-only root.
+//! 7. If nothing can be executed after the switch, the same programs from the
+//!    read-only root at /rom; if nothing runs there either, PID 1 stays up
+//!    (exiting would panic the kernel).
 
 pub mod cmdline;
 pub mod kmsg;
@@ -26,7 +29,7 @@ pub mod rt;
 mod trial;
 
 use core::ffi::CStr;
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use rustix::fd::{AsFd, OwnedFd};
 use snapinit::chain::{read_chain_with, verify, Block, End, Status, Volatiles};
@@ -141,7 +144,10 @@ pub extern "C" fn snapinit_main(sp: *const usize) -> ! {
             }
             let programs = [as_cstr(&target), FALLBACKS[0], FALLBACKS[1]];
             match layers.switch_root(&programs, !settings.failsafe) {
-                Ok(()) => info!("root switched to the overlay"),
+                Ok(()) => {
+                    ROM_BELOW.store(true, Ordering::Relaxed);
+                    info!("root switched to the overlay")
+                }
                 // The next rung down: the read-only root with empty layers over it.
                 Err(e) => {
                     error!("switching root failed ({e}); trying a plain tmpfs overlay");
@@ -151,6 +157,7 @@ pub extern "C" fn snapinit_main(sp: *const usize) -> ! {
                         .and_then(|()| layers.switch_root(&programs, false));
                     match plain {
                         Ok(()) => {
+                            ROM_BELOW.store(true, Ordering::Relaxed);
                             info!("root switched to a plain tmpfs overlay: the chain is not booted")
                         }
                         Err(e) => {
@@ -193,16 +200,56 @@ const FALLBACKS: [&CStr; 2] = [DEFAULT_TARGET, c"/bin/sh"];
 /// The kernel starts init with this umask; snapinit clears it for the replay only.
 const TARGET_UMASK: u32 = 0o022;
 
+/// Set once the overlay is `/` with the read-only root at /rom, the last place to run from.
+static ROM_BELOW: AtomicBool = AtomicBool::new(false);
+
 fn exec_or_fall_back(args: &rt::Args, target: &CStr) -> ! {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(TARGET_UMASK as _));
+    exec_each(args, target);
+    // The switch checks that a program is there, not that it runs: a snapshot may have taken
+    // its interpreter or a library. The read-only root still has them.
+    if ROM_BELOW.load(Ordering::Relaxed) {
+        error!("nothing runs on the overlay: trying the read-only root (/rom), without the chain");
+        match mounts::sys::chroot("/rom").and_then(|()| rustix::process::chdir(c"/")) {
+            Ok(()) => {
+                // What a shell there needs to be of use: /proc, /dev (the console).
+                mounts::api_filesystems();
+                exec_each(args, target);
+            }
+            Err(e) => error!("chroot /rom: {e}"),
+        }
+    }
+    // Exiting would panic the kernel. Staying up keeps the kernel log readable, and a watchdog
+    // armed for a trial boot still resets the unit: its next boot spends the next trial.
+    error!(
+        "nothing left to run: PID 1 waits here instead of exiting, which would panic the kernel"
+    );
+    park()
+}
+
+/// Execs the target, then each fallback; returns when none could be run.
+fn exec_each(args: &rt::Args, target: &CStr) {
     let e = args.exec(target);
     error!("exec {} failed: {e}", target.to_str().unwrap_or("?"));
     for path in FALLBACKS.iter().filter(|p| **p != target) {
         let e = args.exec(path);
         error!("exec {} failed: {e}", path.to_str().unwrap_or("?"));
     }
-    error!("nothing left to run: PID 1 exits");
-    rt::exit(1)
+}
+
+/// PID 1's idle loop when nothing could be run: it never returns, and reaps whatever is
+/// reparented to it (any process whose parent dies).
+fn park() -> ! {
+    let minute = rustix::thread::Timespec {
+        tv_sec: 60,
+        tv_nsec: 0,
+    };
+    loop {
+        // Blocks while there are children; with none (ECHILD) it would spin.
+        if rustix::process::wait(rustix::process::WaitOptions::empty()).is_err() {
+            let _ = rustix::thread::nanosleep(&minute);
+        }
+    }
 }
 
 fn parse_settings(text: &str) -> Settings {
