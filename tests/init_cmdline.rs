@@ -99,3 +99,34 @@ fn control_characters_are_refused() {
     // The warning itself quotes the value: no line break reaches the log.
     assert!(w.iter().all(|m| !m.contains('\n')), "{w:?}");
 }
+
+/// One byte that is not UTF-8 anywhere on the command line (a vendor's bootargs, a Latin-1
+/// hostname) used to drop the whole line, failsafe included, without a word: each invalid
+/// sequence becomes one '?' and the rest is parsed.
+#[test]
+fn invalid_utf8_is_replaced_and_the_rest_parsed() {
+    let mut buf = [0u8; 4096];
+    let raw: &[u8] =
+        b"console=ttyS0 x=caf\xe9 snapinit.failsafe y=\xf0\x9f\x98 snapinit.init=/bin/sh \xff\xfe\n";
+    buf[..raw.len()].copy_from_slice(raw);
+    let (text, replaced) = cmdline::repair_utf8(&mut buf[..raw.len()]);
+    let (s, w) = parse_all(text);
+    assert!(s.failsafe, "failsafe lost: {text:?}");
+    assert_eq!(s.init.as_str(), "/bin/sh");
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(
+        text,
+        "console=ttyS0 x=caf? snapinit.failsafe y=? snapinit.init=/bin/sh ??\n"
+    );
+    assert_eq!(replaced, 4);
+
+    // Valid text is left as it is, a sequence cut off at the end is one '?' too.
+    let mut ok = *b"snapinit.part=caf\xc3\xa9 failsafe";
+    assert_eq!(
+        cmdline::repair_utf8(&mut ok),
+        ("snapinit.part=caf\u{e9} failsafe", 0)
+    );
+    let mut cut = *b"failsafe \xe2\x82";
+    assert_eq!(cmdline::repair_utf8(&mut cut), ("failsafe ?", 1));
+    assert!(parse_all("failsafe ?").0.failsafe);
+}

@@ -125,6 +125,35 @@ fn words(s: &str) -> impl Iterator<Item = &str> {
     })
 }
 
+/// Makes `buf` text in place: each sequence that is not UTF-8 becomes one '?' and what follows
+/// moves down. Returns the text and how many sequences were replaced. The kernel command line
+/// is bytes: one stray byte (a vendor's bootargs, a Latin-1 hostname) must not cost the
+/// options around it, failsafe least of all.
+pub fn repair_utf8(buf: &mut [u8]) -> (&str, usize) {
+    let (mut read, mut write, mut replaced) = (0, 0, 0);
+    while read < buf.len() {
+        let (valid, skip) = match core::str::from_utf8(&buf[read..]) {
+            Ok(_) => (buf.len() - read, 0),
+            Err(e) => (
+                e.valid_up_to(),
+                // None: a sequence cut off by the end of the buffer.
+                e.error_len().unwrap_or(buf.len() - read - e.valid_up_to()),
+            ),
+        };
+        buf.copy_within(read..read + valid, write);
+        write += valid;
+        read += valid;
+        if skip > 0 {
+            buf[write] = b'?';
+            write += 1;
+            read += skip;
+            replaced += 1;
+        }
+    }
+    // Valid by construction; `unwrap_or` only keeps a panic path out of PID 1.
+    (core::str::from_utf8(&buf[..write]).unwrap_or(""), replaced)
+}
+
 pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(Warning<'a>)) -> Settings {
     // One copy of the parser in PID 1, which calls it with two different closures.
     parse_dyn(cmdline, &mut warn)

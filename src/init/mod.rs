@@ -258,15 +258,26 @@ fn parse_settings(text: &str) -> Settings {
     cmdline::parse(text, |w| warn!("cmdline: {w}"))
 }
 
-/// Reads a small file (e.g. /proc/cmdline) as text; empty on any failure.
+/// Reads a small file (e.g. /proc/cmdline) as text, each sequence that is not UTF-8 read as
+/// '?' (warned about); empty on any failure.
 fn read_file<'a>(path: &str, buf: &'a mut [u8]) -> &'a str {
+    let len = read_bytes(path, buf).len();
+    let (text, replaced) = cmdline::repair_utf8(&mut buf[..len]);
+    if replaced > 0 {
+        warn!("{path}: {replaced} byte sequence(s) that are not UTF-8 read as '?'");
+    }
+    text
+}
+
+/// Reads a small file into `buf`; empty on any failure.
+fn read_bytes<'a>(path: &str, buf: &'a mut [u8]) -> &'a [u8] {
     let Ok(fd) = snapinit::cpath::open(
         path,
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     ) else {
         warn!("cannot open {path}");
-        return "";
+        return &[];
     };
     let mut len = 0;
     while len < buf.len() {
@@ -275,7 +286,7 @@ fn read_file<'a>(path: &str, buf: &'a mut [u8]) -> &'a str {
             Ok(n) => len += n,
         }
     }
-    core::str::from_utf8(&buf[..len]).unwrap_or("")
+    &buf[..len]
 }
 
 /// Finds the chain and replays it. Degradation: a snapshot that fails replay
@@ -295,9 +306,10 @@ fn load_chain(settings: &Settings, layers: &Layers) {
         return;
     }
     let mut buf = [0u8; 4096];
-    let mtd = read_file("/proc/mtd", &mut buf);
+    // Bytes: a partition name that is not UTF-8 must not hide the others (nor become '?').
+    let mtd = read_bytes("/proc/mtd", &mut buf);
     // NOR units: an MTD partition; NAND units: a UBI volume.
-    let Some(path) = snapinit::locate::partition(mtd.as_bytes(), &settings.part) else {
+    let Some(path) = snapinit::locate::partition(mtd, &settings.part) else {
         warn!(
             "no MTD partition and no UBI volume {}; plain tmpfs overlay",
             Quoted(&settings.part)
