@@ -96,6 +96,17 @@ pub struct Payload<'a> {
     pub unpacked_len: u64,
 }
 
+impl<'a> Payload<'a> {
+    /// An uncompressed tar: what it stores is what it unpacks to.
+    pub fn plain(data: &'a [u8]) -> Self {
+        Payload {
+            data,
+            compression: Compression::None,
+            unpacked_len: data.len() as u64,
+        }
+    }
+}
+
 /// What a write did, for the caller's report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -867,11 +878,7 @@ where
     /// so it is never visible as a live block, only readable for its layout fields.
     fn write_layout_marker(&mut self, layout: &Layout) -> Res<(), F> {
         let view = self.read();
-        let payload = Payload {
-            data: &[],
-            compression: Compression::None,
-            unpacked_len: 0,
-        };
+        let payload = Payload::plain(&[]);
         let mut fields = self.fields(&view, layout, Kind::Volatile, &payload, sha256(&[]));
         fields.prev = [0; 32];
         fields.seq = 0;

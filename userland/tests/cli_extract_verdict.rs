@@ -7,7 +7,6 @@ mod cli_common;
 
 use cli_common::*;
 use snapinit::device::DeviceFlash;
-use snapinit::header::Compression;
 use snapshot::writer::{Payload, Writer};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -44,21 +43,14 @@ fn chain(dir: &Path, snapshots: &[Vec<u8>], volatile: Option<Vec<u8>>) -> PathBu
     let img = image(dir, "flash.img", 1 << 20);
     ok(&img, &["format"]);
     let mut flash = DeviceFlash::open_file(img.as_path(), 65536, true).expect("open");
-    fn payload(d: &[u8]) -> Payload<'_> {
-        Payload {
-            data: d,
-            compression: Compression::None,
-            unpacked_len: d.len() as u64,
-        }
-    }
     for t in snapshots {
         Writer::new(&mut flash)
-            .append_snapshot(&payload(t))
+            .append_snapshot(&Payload::plain(t))
             .expect("append");
     }
     if let Some(v) = &volatile {
         Writer::new(&mut flash)
-            .save_volatile(&payload(v))
+            .save_volatile(&Payload::plain(v))
             .expect("save");
     }
     img

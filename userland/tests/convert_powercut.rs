@@ -5,10 +5,10 @@
 
 mod medium;
 
-use medium::Medium;
+use medium::{pattern, Medium};
 use snapinit::chain::{read_chain, Foreign, Status};
 use snapinit::flash::NorFlash;
-use snapinit::header::{Compression, HEADER_LEN};
+use snapinit::header::HEADER_LEN;
 use snapinit::sim::{SimError, SimFlash};
 use snapshot::writer::{Outcome, Payload, WriteError, Writer};
 
@@ -44,20 +44,6 @@ fn jffs2(used: u32) -> SimFlash {
     f
 }
 
-fn data(tag: u8, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| tag.wrapping_mul(31).wrapping_add((i % 251) as u8))
-        .collect()
-}
-
-fn payload(d: &[u8]) -> Payload<'_> {
-    Payload {
-        data: d,
-        compression: Compression::None,
-        unpacked_len: d.len() as u64,
-    }
-}
-
 /// What boots: the status, snapshot payloads oldest first, the volatile's payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Seen {
@@ -87,12 +73,12 @@ fn convert(f: &mut SimFlash, d: &[u8]) -> Result<Outcome, WriteError<SimError>> 
     let layout = w
         .jffs2_staging(d.len())?
         .expect("the free tail must take the overlay");
-    w.convert_staged(&layout, &payload(d))
+    w.convert_staged(&layout, &Payload::plain(d))
 }
 
 #[test]
 fn every_cut_shows_the_jffs2_untouched_or_the_overlay() {
-    let d = data(7, 2500);
+    let d = pattern(7, 2500);
     let original = jffs2(20);
     let jffs2_region =
         |f: &SimFlash| f.contents()[..(BLOCKS - 4) as usize * ERASE as usize].to_vec();
@@ -150,9 +136,9 @@ fn every_cut_shows_the_jffs2_untouched_or_the_overlay() {
             }
             assert_eq!(seen(&mut f), new, "rerun after a cut at {cut} ({tear:?})");
             // And an ordinary save after it.
-            let next = data(99, 600);
+            let next = pattern(99, 600);
             Writer::new(&mut f)
-                .save_volatile(&payload(&next))
+                .save_volatile(&Payload::plain(&next))
                 .unwrap_or_else(|e| panic!("save after a cut at {cut} ({tear:?}): {e}"));
             assert_eq!(seen(&mut f).volatile, Some(next));
         }
@@ -182,14 +168,14 @@ fn no_staging_where_jffs2_keeps_data() {
 fn a_larger_overlay_takes_a_larger_back_buffer() {
     // 6 KiB needs 7 erase blocks with its header; the default back buffer is 4.
     let mut f = jffs2(10);
-    let d = data(3, 6 * 1024);
+    let d = pattern(3, 6 * 1024);
     let layout = Writer::new(&mut f)
         .jffs2_staging(d.len())
         .expect("read")
         .expect("staging");
     assert_eq!(layout.backbuf_blocks, 7);
     Writer::new(&mut f)
-        .convert_staged(&layout, &payload(&d))
+        .convert_staged(&layout, &Payload::plain(&d))
         .expect("convert");
     let mut buf = [0u8; 512];
     let view = read_chain(&mut f, &mut buf);
@@ -200,7 +186,7 @@ fn a_larger_overlay_takes_a_larger_back_buffer() {
 #[test]
 fn jffs2_writing_into_the_tail_meanwhile_stops_convert() {
     let mut f = jffs2(10);
-    let d = data(5, 1500);
+    let d = pattern(5, 1500);
     let layout = Writer::new(&mut f)
         .jffs2_staging(d.len())
         .expect("read")
@@ -209,7 +195,7 @@ fn jffs2_writing_into_the_tail_meanwhile_stops_convert() {
     let at = (BLOCKS - 1) * ERASE + 12;
     NorFlash::write(&mut f, at, &node(0xE001, 40)).expect("program");
     let before = f.contents().to_vec();
-    let r = Writer::new(&mut f).convert_staged(&layout, &payload(&d));
+    let r = Writer::new(&mut f).convert_staged(&layout, &Payload::plain(&d));
     assert!(matches!(r, Err(WriteError::StagingTaken { .. })), "{r:?}");
     assert!(f.contents() == before.as_slice(), "a refused convert wrote");
 }
@@ -217,7 +203,7 @@ fn jffs2_writing_into_the_tail_meanwhile_stops_convert() {
 #[test]
 fn a_chain_is_not_converted() {
     let mut f = jffs2(10);
-    let d = data(6, 900);
+    let d = pattern(6, 900);
     convert(&mut f, &d).expect("convert");
     let layout = snapinit::chain::Layout {
         capacity: BLOCKS * ERASE,
@@ -225,7 +211,7 @@ fn a_chain_is_not_converted() {
         backbuf_blocks: 4,
     };
     let before = f.contents().to_vec();
-    let r = Writer::new(&mut f).convert_staged(&layout, &payload(&d));
+    let r = Writer::new(&mut f).convert_staged(&layout, &Payload::plain(&d));
     assert!(matches!(r, Err(WriteError::AlreadyChain)), "{r:?}");
     assert!(f.contents() == before.as_slice(), "a refused convert wrote");
 }

@@ -6,7 +6,7 @@
 //! chains they were written as (a format change must come with new seeds).
 
 use snapinit::chain::read_chain;
-use snapinit::header::{Compression, HEADER_LEN};
+use snapinit::header::HEADER_LEN;
 use snapinit::sim::SimFlash;
 use snapshot::pack::{pack_dir, PackOptions};
 use snapshot::writer::{Payload, Writer};
@@ -23,14 +23,6 @@ fn seeds_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds")
 }
 
-fn payload(d: &[u8]) -> Payload<'_> {
-    Payload {
-        data: d,
-        compression: Compression::None,
-        unpacked_len: d.len() as u64,
-    }
-}
-
 /// Small chains of every shape the writer makes.
 fn chains() -> Vec<(&'static str, SimFlash)> {
     let mut out = Vec::new();
@@ -40,16 +32,18 @@ fn chains() -> Vec<(&'static str, SimFlash)> {
     w.format().expect("format");
     out.push(("marker", f.clone()));
     let mut w = Writer::new(&mut f);
-    w.append_snapshot(&payload(b"first snapshot"))
+    w.append_snapshot(&Payload::plain(b"first snapshot"))
         .expect("append");
-    w.save_volatile(&payload(&[7u8; 1500])).expect("save");
+    w.save_volatile(&Payload::plain(&[7u8; 1500]))
+        .expect("save");
     out.push(("snapshot-volatile-slot", f.clone()));
     let mut w = Writer::new(&mut f);
-    w.save_volatile(&payload(&[9u8; 300])).expect("save");
+    w.save_volatile(&Payload::plain(&[9u8; 300])).expect("save");
     out.push(("two-volatile-copies", f.clone()));
     let mut w = Writer::new(&mut f);
     w.commit().expect("commit");
-    w.append_snapshot(&payload(&[3u8; 2500])).expect("append");
+    w.append_snapshot(&Payload::plain(&[3u8; 2500]))
+        .expect("append");
     out.push(("three-snapshots", f.clone()));
     let mut w = Writer::new(&mut f);
     w.rollback(1).expect("rollback");

@@ -7,9 +7,9 @@
 
 mod medium;
 
-use medium::{Medium, Ubi};
+use medium::{pattern, Medium, Ubi};
 use snapinit::chain::{read_chain, ChainView};
-use snapinit::header::{Compression, HEADER_LEN, SEALED_LEN};
+use snapinit::header::{HEADER_LEN, SEALED_LEN};
 use snapinit::sim::{SimError, SimFlash, Tear};
 use snapshot::writer::{Outcome, Payload, WriteError, Writer};
 
@@ -48,19 +48,6 @@ fn state<F: Medium>(flash: &mut F) -> State {
 }
 
 /// Distinct, recognisable payloads of varied sizes (1 to 4 erase blocks with the header).
-fn data(tag: u8, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| tag.wrapping_mul(31).wrapping_add((i % 251) as u8))
-        .collect()
-}
-
-fn payload(d: &[u8]) -> Payload<'_> {
-    Payload {
-        data: d,
-        compression: Compression::None,
-        unpacked_len: d.len() as u64,
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 enum Op {
@@ -80,8 +67,8 @@ fn apply<F: Medium>(flash: &mut F, op: Op) -> Result<Outcome, WriteError<SimErro
     let mut w = Writer::new(flash);
     w.backbuf_blocks = Some(BACKBUF);
     match op {
-        Op::Save(t, n) => w.save_volatile(&payload(&data(t, n))),
-        Op::Append(t, n) => w.append_snapshot(&payload(&data(t, n))),
+        Op::Save(t, n) => w.save_volatile(&Payload::plain(&pattern(t, n))),
+        Op::Append(t, n) => w.append_snapshot(&Payload::plain(&pattern(t, n))),
         Op::Commit => w.commit(),
         Op::Rollback(k) => w.rollback(k),
         Op::Repair => w.repair(),
@@ -195,7 +182,7 @@ fn ops_for<F>(shape: &Shape<F>) -> Vec<Op> {
 
 /// The write after the cut, and the state it must lead to from `from`.
 fn follow_up(from: &State) -> (Op, State) {
-    let d = data(99, 600);
+    let d = pattern(99, 600);
     (
         Op::Save(99, 600),
         State {
@@ -558,7 +545,8 @@ fn format_records_the_back_buffer_size_without_showing_a_block() {
     apply(&mut f, Op::Repair).expect("repair");
     let mut w = Writer::new(&mut f);
     w.backbuf_blocks = None;
-    w.save_volatile(&payload(&data(3, 100))).expect("save");
+    w.save_volatile(&Payload::plain(&pattern(3, 100)))
+        .expect("save");
     let view = read_chain(&mut f, &mut buf);
     assert_eq!(view.layout.backbuf_blocks, 6);
     assert_eq!(

@@ -83,3 +83,10 @@ impl Medium for OnUbi<UbiSim> {
 }
 
 pub type Ubi = OnUbi<UbiSim>;
+
+/// Distinct, recognisable bytes for payload `tag`.
+pub fn pattern(tag: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| tag.wrapping_mul(31).wrapping_add((i % 251) as u8))
+        .collect()
+}
