@@ -459,6 +459,14 @@ fn sh(cmd: &str) {
     run(Command::new("sh").args(["-c", cmd]));
 }
 
+/// An overlayfs whiteout (a 0:0 character device) at `path` under `root`: the path is deleted
+/// in what lies below.
+fn whiteout(root: &Path, path: &str) {
+    let p = root.join(path);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    sh(&format!("mknod {} c 0 0", p.display()));
+}
+
 const CHAIN_SCRIPT: &str = r#"#!/bin/busybox sh
 bb=/bin/busybox
 echo "NET=$($bb cat /etc/config/network)"
@@ -514,7 +522,7 @@ fn replays_snapshots_and_volatile() {
     img.snapshot(&payload(&dir, "snap2", true, &|t| {
         write(t, "etc/config/network", "two");
         std::fs::hard_link(t.join("etc/config/network"), t.join("etc/hard")).unwrap();
-        sh(&format!("mknod {} c 0 0", t.join("etc/old").display()));
+        whiteout(t, "etc/old");
         write(t, "data/b", "b");
         let data = t.join("data");
         sh(&format!(
@@ -1007,10 +1015,8 @@ fn a_chain_without_a_program_to_run_boots_a_plain_overlay() {
     let dir = scratch("noinit");
     let mut img = Image::new();
     img.snapshot(&payload(&dir, "no-init", false, &|t| {
-        std::fs::create_dir_all(t.join("sbin")).unwrap();
-        std::fs::create_dir_all(t.join("bin")).unwrap();
-        sh(&format!("mknod {} c 0 0", t.join("sbin/init").display()));
-        sh(&format!("mknod {} c 0 0", t.join("bin/sh").display()));
+        whiteout(t, "sbin/init");
+        whiteout(t, "bin/sh");
         write(t, "etc/config/network", "chain");
     }));
     let (out, log) = boot_chain_with(&dir, img.data, DEGRADED_SCRIPT);
@@ -1046,8 +1052,7 @@ fn a_target_that_cannot_run_on_the_overlay_runs_from_rom() {
     let dir = scratch("exec-fails");
     let mut img = Image::new();
     img.snapshot(&payload(&dir, "no-interpreter", false, &|t| {
-        std::fs::create_dir_all(t.join("bin")).unwrap();
-        sh(&format!("mknod {} c 0 0", t.join("bin/busybox").display()));
+        whiteout(t, "bin/busybox");
         write(t, "etc/config/network", "chain");
     }));
     let (out, log) = boot_chain_with(&dir, img.data, DEGRADED_SCRIPT);
