@@ -113,7 +113,7 @@ pub fn chain(data: &[u8]) {
 
 /// PID 1's streaming tar reader over arbitrary bytes: never panics, always terminates.
 pub fn tar(data: &[u8]) {
-    let mut tr = TarReader::new(data);
+    let mut tr = TarReader::new(data, u64::MAX);
     let mut buf = [0u8; 700];
     for _ in 0..10_000 {
         match tr.next_entry() {
@@ -232,12 +232,13 @@ pub fn replay(data: &[u8]) {
     let mut buf = [0u8; 4096];
 
     let mut real = DirLayer::new(dir.as_fd(), &[], snapinit::dirlayer::UMASK_UNKNOWN);
-    let got = replay(&mut TarReader::new(data), &mut real, &mut buf).map_err(|e| {
+    let got = replay(&mut TarReader::new(data, u64::MAX), &mut real, &mut buf).map_err(|e| {
         let sys = matches!(e.cause, Cause::Sys { .. });
         (e.to_string(), sys)
     });
     let mut model = snapshot::model::ModelLayer::new();
-    let want = replay(&mut TarReader::new(data), &mut model, &mut buf).map_err(|e| e.to_string());
+    let want = replay(&mut TarReader::new(data, u64::MAX), &mut model, &mut buf)
+        .map_err(|e| e.to_string());
 
     let mut names: Vec<_> = std::fs::read_dir(&base)
         .expect("read scratch")

@@ -384,10 +384,33 @@ pub enum Trial {
 /// boot that rolls it back.
 pub const MAX_TRIAL_BUDGET: u16 = TRIAL_MARKS_LEN as u16 - 1;
 
+/// Bytes of file data a block may unpack to per byte of flash it takes (FORMAT.md, "Validity
+/// of a block", step 7). Real trees compress 1.5x to 7x; a sparse or zero-filled file compresses
+/// up to 1032x, and every byte of it costs the boot inflating it. The cap bounds the file data
+/// a boot unpacks to 64 times the partition, and a tar header announces its size, so a file
+/// over the cap is refused before any of it is inflated. Headers are not counted: a tree of
+/// thousands of empty files legitimately unpacks to 100x its flash, all of it headers.
+pub const MAX_DATA_PER_FLASH_BYTE: u64 = 64;
+
+/// The most file data a block with `payload_len` payload bytes laid out for `erase_size` may
+/// unpack to: [`MAX_DATA_PER_FLASH_BYTE`] times the erase blocks it spans. A plain payload
+/// always fits (its file data is part of its own bytes). Saturates on absurd lengths, which
+/// the bounds checks reject anyway.
+pub fn data_limit(payload_len: u64, erase_size: u32) -> u64 {
+    span_blocks(payload_len, erase_size)
+        .saturating_mul(u64::from(erase_size.max(1)))
+        .saturating_mul(MAX_DATA_PER_FLASH_BYTE)
+}
+
 impl Header {
     /// Erase blocks the block occupies, header included.
     pub fn span_blocks(&self) -> u64 {
         span_blocks(self.fields.payload_len, self.fields.erase_size)
+    }
+
+    /// The most file data this block's payload may unpack to ([`data_limit`]).
+    pub fn data_limit(&self) -> u64 {
+        data_limit(self.fields.payload_len, self.fields.erase_size)
     }
 
     /// The block's trial state, from its budget and its marks.
@@ -489,6 +512,21 @@ mod tests {
             payload_sha256: [0xAB; 32],
             prev: [0xCD; 32],
         }
+    }
+
+    #[test]
+    fn the_data_bound_is_64_times_the_erase_blocks_a_block_spans() {
+        // One erase block holds the header and up to E - 256 payload bytes.
+        assert_eq!(data_limit(0, 65536), 64 * 65536);
+        assert_eq!(data_limit(65536 - 256, 65536), 64 * 65536);
+        assert_eq!(data_limit(65536 - 255, 65536), 2 * 64 * 65536);
+        // UBI's LEB sizes are not powers of two.
+        assert_eq!(data_limit(100_000, 65408), 2 * 64 * 65408);
+        // Without a geometry (bundles): the header and payload bytes alone, the least room.
+        assert_eq!(data_limit(1000, 1), 64 * 1256);
+        assert_eq!(data_limit(1000, 0), 64 * 1256);
+        // A length from flash may be anything: it saturates, never wraps.
+        assert_eq!(data_limit(u64::MAX, 65536), u64::MAX);
     }
 
     fn full(f: &Fields) -> [u8; HEADER_LEN] {

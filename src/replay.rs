@@ -145,7 +145,8 @@ pub enum Cause<R, L> {
 }
 
 /// A replay failure and the entry it happened at (for archive errors: the last good entry,
-/// `None` before the first; an empty path is the root).
+/// `None` before the first, except [`TarError::DataLimit`]: the entry whose data passes the
+/// limit; an empty path is the root).
 #[derive(Debug)]
 pub struct ReplayError<R, L> {
     pub path: Option<TarPath>,
@@ -156,6 +157,9 @@ impl<R: fmt::Display, L: fmt::Display> fmt::Display for ReplayError<R, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let path = self.path.as_ref().map(|p| p.as_str());
         match (&self.cause, path) {
+            (Cause::Tar(e @ TarError::DataLimit { .. }), Some(p)) => {
+                write!(f, "entry {}: {e}", Quoted(p))
+            }
             (Cause::Tar(e), None) => write!(f, "at the first entry: {e}"),
             (Cause::Tar(e), Some(p)) => write!(f, "after entry {}: {e}", Quoted(p)),
             (Cause::Refused(r), p) => write!(f, "entry {}: {r}", Quoted(p.unwrap_or(""))),
@@ -203,10 +207,11 @@ pub fn replay<R: Read, L: Layer>(
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
+                let at_entry = matches!(e, TarError::DataLimit { .. });
                 return Err(ReplayError {
-                    path: (stats.entries > 0).then(|| entry.path.clone()),
+                    path: (at_entry || stats.entries > 0).then(|| entry.path.clone()),
                     cause: Cause::Tar(e),
-                })
+                });
             }
         }
         stats.entries += 1;

@@ -97,6 +97,13 @@ pub enum TarError<E> {
     BadLongName,
     /// Non-zero bytes after the end-of-archive record.
     TrailingData,
+    /// The entries' file data would pass the reader's limit (the block's
+    /// [`data_limit`](crate::header::data_limit)): refused at the header that announces it,
+    /// before any of it is read.
+    DataLimit {
+        total: u64,
+        limit: u64,
+    },
 }
 
 impl<E: fmt::Display> fmt::Display for TarError<E> {
@@ -155,6 +162,11 @@ impl<E: fmt::Display> fmt::Display for TarError<E> {
             ),
             Self::BadLongName => f.write_str("tar: bad GNU long name record"),
             Self::TrailingData => f.write_str("tar: data after the end-of-archive record"),
+            Self::DataLimit { total, limit } => write!(
+                f,
+                "tar: file data reaches {total} bytes, more than the {limit} a block of this size may unpack to ({}x its flash)",
+                crate::header::MAX_DATA_PER_FLASH_BYTE
+            ),
         }
     }
 }
@@ -397,12 +409,18 @@ pub struct TarReader<R> {
     /// Zero padding after the current entry's data up to the next record.
     padding: u64,
     done: bool,
+    /// File data announced so far, and the most the archive may announce.
+    data_total: u64,
+    data_limit: u64,
     record: [u8; BLOCK],
     pax: [u8; MAX_PAX],
 }
 
 impl<R: Read> TarReader<R> {
-    pub fn new(inner: R) -> Self {
+    /// A reader of `inner` whose entries may announce at most `data_limit` bytes of file data
+    /// in all: a block's payload is read with the block's
+    /// [`Header::data_limit`](crate::header::Header::data_limit); `u64::MAX` for none.
+    pub fn new(inner: R, data_limit: u64) -> Self {
         Self {
             src: Ahead {
                 inner,
@@ -413,6 +431,8 @@ impl<R: Read> TarReader<R> {
             remaining: 0,
             padding: 0,
             done: false,
+            data_total: 0,
+            data_limit,
             record: [0; BLOCK],
             pax: [0; MAX_PAX],
         }
@@ -545,6 +565,14 @@ impl<R: Read> TarReader<R> {
                         _ if size == 0 => 0,
                         _ => return Err(TarError::UnexpectedData(size)),
                     };
+                    // Every byte announced is inflated at boot, written or skipped.
+                    self.data_total = self.data_total.saturating_add(data);
+                    if self.data_total > self.data_limit {
+                        return Err(TarError::DataLimit {
+                            total: self.data_total,
+                            limit: self.data_limit,
+                        });
+                    }
                     self.remaining = data;
                     self.padding = pad(data);
                     return Ok(true);

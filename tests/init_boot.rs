@@ -742,6 +742,64 @@ fn corrupt_middle_snapshot_boots_the_prefix() {
     assert!(out.contains("VOL=older"), "{out}");
 }
 
+/// A gzip payload whose one file of zeros is `mib` MiB: it compresses about 1000x, so a block
+/// of one erase block carries far more than it may unpack to.
+fn zeros_payload(dir: &Path, name: &str, mib: u64) -> (Vec<u8>, Compression) {
+    payload(dir, name, true, &|t| {
+        std::fs::create_dir_all(t.join("data")).unwrap();
+        sh(&format!(
+            "head -c {} /dev/zero > {}",
+            mib << 20,
+            t.join("data/zeros").display()
+        ));
+    })
+}
+
+#[test]
+fn a_snapshot_that_unpacks_past_its_bound_ends_the_chain() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("chain-bound");
+    let limit = snapinit::header::data_limit(1, ERASE);
+    // One erase block may unpack to 64 of them; a file of one MiB more is refused at its
+    // header, one of one MiB less is replayed.
+    let over = (limit >> 20) + 1;
+    let under = (limit >> 20) - 1;
+    let mut img = Image::new();
+    img.snapshot(&snap1(&dir));
+    let second_at = img.next;
+    let bomb = zeros_payload(&dir, "over", over);
+    assert!(bomb.0.len() < 64 * 1024, "{} bytes", bomb.0.len());
+    img.snapshot(&bomb);
+    img.volatile_in_slot(&payload(&dir, "vol", false, &|t| {
+        write(t, "etc/volatile", "vol")
+    }));
+    let (out, log) = boot_chain(&dir, img.data);
+    assert!(
+        log.contains(&format!(
+            "snapshot 2 at {second_at:#x}: replay failed: entry \"data/zeros\": tar: file data reaches {} bytes, more than the {limit} a block of this size may unpack to (64x its flash)",
+            over << 20
+        )),
+        "{log}"
+    );
+    assert!(log.contains("snapshot chain ends at #1"), "{log}");
+    for want in ["NET=one", "DATA=a,c,\n", "VOL=\n"] {
+        assert!(out.contains(want), "{want} missing:\n{out}");
+    }
+
+    // Just under the bound: the same kind of block boots, with every byte of its file.
+    let mut img = Image::new();
+    img.snapshot(&snap1(&dir));
+    img.snapshot(&zeros_payload(&dir, "under", under));
+    let (out, log) = boot_chain_with(
+        &dir,
+        img.data,
+        &format!("{CHAIN_SCRIPT}echo \"ZEROS=$($bb stat -c %s /data/zeros)\"\n"),
+    );
+    assert!(log.contains("restored snapshot 2"), "{log}");
+    assert!(out.contains(&format!("ZEROS={}\n", under << 20)), "{out}");
+}
+
 #[test]
 fn empty_and_foreign_partitions_boot_a_plain_tmpfs_overlay() {
     setup();

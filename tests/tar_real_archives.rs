@@ -28,7 +28,7 @@ impl embedded_io::Read for Slice<'_> {
 
 /// Every entry with its file data, or the first error.
 fn read_all(archive: &[u8]) -> Result<Vec<(Entry, Vec<u8>)>, Err> {
-    let mut r = TarReader::new(Slice(archive));
+    let mut r = TarReader::new(Slice(archive), u64::MAX);
     let mut out = Vec::new();
     while let Some(e) = r.next_entry()? {
         let mut data = Vec::new();
@@ -191,7 +191,7 @@ fn gzip_then_tar() {
         "tar -C {} --format=pax -cf - . | gzip -9c",
         root.display()
     )));
-    let mut r = TarReader::new(GzipReader::new(Slice(&gz)));
+    let mut r = TarReader::new(GzipReader::new(Slice(&gz)), u64::MAX);
     let mut n = 0;
     let mut bytes = 0;
     while let Some(_e) = r.next_entry().unwrap() {
@@ -507,4 +507,78 @@ fn an_owner_of_4294967295_is_refused() {
         read_all(&fine).expect("uid 4294967294")[0].0.uid,
         4294967294
     );
+}
+
+/// A reader that counts what is taken from it.
+struct Counted<'a> {
+    inner: Slice<'a>,
+    taken: usize,
+}
+
+impl embedded_io::ErrorType for Counted<'_> {
+    type Error = core::convert::Infallible;
+}
+
+impl embedded_io::Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        let n = self.inner.read(buf)?;
+        self.taken += n;
+        Ok(n)
+    }
+}
+
+/// Every entry of `r` with its data skipped, then the end of the stream.
+fn walk<R: embedded_io::Read>(r: &mut TarReader<R>) -> Result<u32, TarError<R::Error>> {
+    let mut n = 0;
+    while r.next_entry()?.is_some() {
+        n += 1;
+    }
+    r.finish()?;
+    Ok(n)
+}
+
+#[test]
+fn file_data_past_the_limit_is_refused_at_its_header() {
+    let d = scratch("limit");
+    let root = d.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("a"), vec![1u8; 3000]).unwrap();
+    // A sparse file of 256 MiB: GNU tar without --sparse stores every zero.
+    run(Command::new("truncate")
+        .args(["-s", "256M"])
+        .arg(root.join("b")));
+    let gz = run(Command::new("sh").arg("-c").arg(format!(
+        "tar -C {} --format=pax --sort=name -cf - a b | gzip -1c",
+        root.display()
+    )));
+    let declared = 3000 + (256u64 << 20);
+
+    // Refused at b's header: only the start of the stream is ever inflated.
+    let mut r = TarReader::new(
+        GzipReader::new(Counted {
+            inner: Slice(&gz),
+            taken: 0,
+        }),
+        declared - 1,
+    );
+    assert_eq!(r.next_entry().unwrap().unwrap().path.as_str(), "a");
+    let err = r.next_entry().unwrap_err();
+    assert_eq!(
+        err,
+        TarError::DataLimit {
+            total: declared,
+            limit: declared - 1
+        }
+    );
+    let taken = r.get_ref().inner().taken;
+    assert!(
+        taken * 20 < gz.len(),
+        "{taken} of {} compressed bytes read before the refusal",
+        gz.len()
+    );
+
+    // At the limit exactly, the same stream is read to its end.
+    let mut r = TarReader::new(GzipReader::new(Slice(&gz)), declared);
+    assert_eq!(walk(&mut r), Ok(2));
+    std::fs::remove_dir_all(&d).unwrap();
 }

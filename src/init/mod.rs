@@ -512,7 +512,7 @@ fn replay_into(
     // everything above it, so nothing unverified is ever part of the booted root.
     let payload = Hashing::new(PayloadReader::new(flash, block));
     let gzip = block.header.fields.compression == Compression::Gzip;
-    let mut tar = TarReader::new(TarSource::new(payload, gzip));
+    let mut tar = TarReader::new(TarSource::new(payload, gzip), block.header.data_limit());
     // PID 1 cleared its umask first thing (`snapinit_main`); the target gets TARGET_UMASK.
     let mut target = DirLayer::new(layer.as_fd(), lowers, 0);
     let replayed = replay(&mut tar, &mut target, &mut buf);

@@ -108,6 +108,11 @@ pub struct PackOptions {
     /// everything below them (e.g. `work` when packing a directory that
     /// also holds the overlay work directory).
     pub exclude: Vec<PathBuf>,
+    /// Most bytes of regular-file content to pack: past it, packing stops at the file that
+    /// crosses it ([`PackError::TooMuchData`]) before reading that file. A partition's blocks
+    /// cannot unpack to more than [`snapinit::header::data_limit`] allows, so reading (and
+    /// holding) more would be wasted; a sparse file of gigabytes is refused at its stat.
+    pub max_data: Option<u64>,
 }
 
 /// What was packed.
@@ -212,6 +217,26 @@ pub enum PackError {
     /// to between its stat and the end of its copy: what was copied may be neither version.
     #[error("{path:?}: changed while being packed (replaced or written to)")]
     FileChanged { path: PathBuf },
+    /// The file data would pass [`PackOptions::max_data`].
+    #[error("{}", too_much_data(path, *size, *allocated, *limit))]
+    TooMuchData {
+        path: PathBuf,
+        size: u64,
+        allocated: u64,
+        limit: u64,
+    },
+}
+
+fn too_much_data(path: &Path, size: u64, allocated: u64, limit: u64) -> String {
+    // Holes make a file look larger than the memory it takes; the tar stores every byte.
+    let sparse = if allocated < size / 2 {
+        format!(" (a sparse file: {allocated} allocated)")
+    } else {
+        String::new()
+    };
+    format!(
+        "{path:?}: its {size} bytes{sparse} take the file data past {limit} bytes, the most a block on this partition may unpack to: nothing written (move it out of the overlay)"
+    )
 }
 
 /// Packs the directory `src` (not itself emitted) into `out` in the payload
@@ -452,6 +477,16 @@ impl<W: Write> Packer<'_, W> {
         };
         if size > MAX_OCTAL11 {
             return Err(overflow("size", size.into()));
+        }
+        if let Some(limit) = self.opts.max_data {
+            if self.report.bytes_in.saturating_add(size) > limit {
+                return Err(PackError::TooMuchData {
+                    path: rel.to_path_buf(),
+                    size,
+                    allocated: meta.blocks().saturating_mul(512),
+                    limit,
+                });
+            }
         }
         header.set_entry_type(entry_type);
         header.set_mode(meta.mode() & 0o7777);

@@ -53,9 +53,13 @@ pub type Source<R> = TarSource<IoReader<R>>;
 /// Why the payload's bytes could not be read.
 pub type SourceError = snapinit::payload::SourceError<ReadError>;
 
-/// A tar reader over a payload, boxed: its record buffers are large.
-pub fn tar_reader<R: Read>(payload: R, gzip: bool) -> Box<TarReader<Source<R>>> {
-    Box::new(TarReader::new(TarSource::new(IoReader(payload), gzip)))
+/// A tar reader over a payload, boxed: its record buffers are large. `data_limit` is the
+/// block's [`Header::data_limit`](snapinit::header::Header::data_limit), as the boot reads it.
+pub fn tar_reader<R: Read>(payload: R, gzip: bool, data_limit: u64) -> Box<TarReader<Source<R>>> {
+    Box::new(TarReader::new(
+        TarSource::new(IoReader(payload), gzip),
+        data_limit,
+    ))
 }
 
 /// A replay failure of the boot path's code, as the boot path would log it.
@@ -84,7 +88,12 @@ pub type UnpackReport = Stats;
 /// of whatever is already there, as PID 1 replays a block into a layer. Directories the
 /// payload omits get 0755 root:root (PID 1 takes them from the layers below, which an extract
 /// has none of). Needs root for owners and `trusted.*` xattrs, as the boot path does.
-pub fn unpack<R: Read>(payload: R, gzip: bool, dest: &Path) -> Result<UnpackReport, UnpackError> {
+pub fn unpack<R: Read>(
+    payload: R,
+    gzip: bool,
+    data_limit: u64,
+    dest: &Path,
+) -> Result<UnpackReport, UnpackError> {
     let dest_err = |source| UnpackError::Dest {
         path: dest.to_path_buf(),
         source,
@@ -96,7 +105,7 @@ pub fn unpack<R: Read>(payload: R, gzip: bool, dest: &Path) -> Result<UnpackRepo
         });
     }
     let dir = std::fs::File::open(dest).map_err(dest_err)?;
-    let mut tar = tar_reader(payload, gzip);
+    let mut tar = tar_reader(payload, gzip, data_limit);
     let mut layer = DirLayer::new(dir.as_fd(), &[], umask());
     let mut buf = vec![0u8; 64 * 1024];
     replay(&mut tar, &mut layer, &mut buf).map_err(|e| UnpackError::Replay(Box::new(e)))

@@ -165,3 +165,108 @@ fn payloads_the_kernel_cannot_apply_fail_verify_and_extract() {
         assert!(show(&o).contains(reason), "{tag}: {}", show(&o));
     }
 }
+
+/// A gzip payload of one file of `len` zeros, made by GNU tar and gzip.
+fn zeros_tar_gz(dir: &Path, len: u64) -> Vec<u8> {
+    let tree = dir.join(format!("zeros-{len}"));
+    fs::create_dir_all(&tree).expect("mkdir");
+    fs::write(tree.join("zeros"), vec![0u8; len as usize]).expect("write");
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar -C {} --format=pax -cf - zeros | gzip -9c",
+            tree.display()
+        ))
+        .output()
+        .expect("tar");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o.stdout
+}
+
+/// Zeros compress about 1000x: a block of one erase block can hold a file far larger than
+/// the 64 erase blocks of data it may unpack to. verify and extract refuse it as the boot
+/// does, and save refuses to write it (nor reads a sparse file for it), leaving flash as it
+/// was.
+#[test]
+fn file_data_past_a_blocks_bound_fails_verify_and_extract_and_is_never_saved() {
+    let sc = scratch();
+    let limit = snapinit::header::data_limit(1, 65536);
+    assert_eq!(limit, 4 << 20);
+    let img = image(sc.path(), "flash.img", 2 << 20);
+    ok(&img, &["format"]);
+    let over = zeros_tar_gz(sc.path(), limit + 1);
+    assert!(over.len() < 60_000, "{} bytes", over.len());
+    {
+        let mut flash = DeviceFlash::open_file(img.as_path(), 65536, true).expect("open");
+        Writer::new(&mut flash)
+            .append_snapshot(&Payload {
+                data: &over,
+                compression: Compression::Gzip,
+                unpacked_len: limit + 1 + 3 * 512,
+            })
+            .expect("append");
+    }
+    let reason = format!(
+        "entry \"zeros\": tar: file data reaches {} bytes, more than the {limit} a block of this size may unpack to (64x its flash)",
+        limit + 1
+    );
+    let o = fails(&img, &["verify"], 9);
+    assert!(show(&o).contains(&reason), "{}", show(&o));
+    let o = fails(&img, &["extract", "all", s(&sc.path().join("out"))], 8);
+    assert!(show(&o).contains(&reason), "{}", show(&o));
+
+    // At the bound exactly, all three take it.
+    let img2 = image(sc.path(), "flash2.img", 2 << 20);
+    ok(&img2, &["format"]);
+    let at = zeros_tar_gz(sc.path(), limit);
+    {
+        let mut flash = DeviceFlash::open_file(img2.as_path(), 65536, true).expect("open");
+        Writer::new(&mut flash)
+            .append_snapshot(&Payload {
+                data: &at,
+                compression: Compression::Gzip,
+                unpacked_len: limit + 3 * 512,
+            })
+            .expect("append");
+    }
+    ok(&img2, &["verify"]);
+    let out = sc.path().join("out2");
+    ok(&img2, &["extract", "all", s(&out)]);
+    assert_eq!(fs::metadata(out.join("zeros")).expect("zeros").len(), limit);
+
+    // save: the same file is refused after packing (the volatile would be one erase block)...
+    let upper = sc.path().join("upper");
+    fs::create_dir(&upper).expect("mkdir");
+    fs::write(upper.join("zeros"), vec![0u8; (limit + 1) as usize]).expect("write");
+    let before = fs::read(&img2).expect("read");
+    let o = fails(&img2, &["save", "--upper", s(&upper)], 8);
+    assert!(
+        show(&o).contains(&format!(
+            "its files hold {} bytes, more than the {limit}",
+            limit + 1
+        )),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        fs::read(&img2).expect("read") == before,
+        "save changed flash"
+    );
+    // ...and a sparse file of 4 GiB is refused at its stat, before a byte of it is read.
+    fs::remove_file(upper.join("zeros")).expect("rm");
+    let sparse = fs::File::create(upper.join("sparse")).expect("create");
+    sparse.set_len(4 << 30).expect("truncate");
+    let t = std::time::Instant::now();
+    let o = fails(&img2, &["save", "--upper", s(&upper)], 8);
+    let took = t.elapsed();
+    assert!(
+        show(&o).contains("\"sparse\": its 4294967296 bytes (a sparse file: 0 allocated)"),
+        "{}",
+        show(&o)
+    );
+    println!("a 4 GiB sparse file refused in {took:?}");
+    assert!(
+        fs::read(&img2).expect("read") == before,
+        "save changed flash"
+    );
+}

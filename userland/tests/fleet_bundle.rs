@@ -502,3 +502,97 @@ fn bundles_apply_on_trial_and_refusals_leave_flash_untouched() {
         );
     }
 }
+
+/// A bundle whose payload unpacks to more file data than a block of its size may (zeros
+/// compress about 1000x): `bundle create` refuses to write it, and a unit refuses one made by
+/// hand and properly signed, with flash unchanged. The bound is the smallest erase size's, so
+/// a bundle that passes boots on every geometry.
+#[test]
+fn a_bundle_past_the_data_bound_is_neither_created_nor_applied() {
+    let tmp = scratch();
+    let d = tmp.path();
+    let k = keys(d);
+    let base = upper(d, "base", "base\n");
+    let img = unit(d, "unit.img", &base);
+    let zeros = upper(d, "zeros", "v2\n");
+    fs::write(zeros.join("zeros"), vec![0u8; 4 << 20]).expect("write");
+    let out = d.join("bundle-zeros");
+    let o = std::process::Command::new(bin())
+        .args(["--erase-size", "4096", "bundle", "create", "--base"])
+        .arg(&img)
+        .arg("--upper")
+        .arg(&zeros)
+        .arg("-o")
+        .arg(&out)
+        .args(["--bundle-version", "z"])
+        .output()
+        .expect("run snapshot");
+    assert_eq!(o.status.code(), Some(22), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("the file data in payload payload.tar.gz (at most 64x its size) is"),
+        "{}",
+        show(&o)
+    );
+    assert!(!out.exists(), "a bundle was written");
+
+    // The same payload, made by GNU tar, in a signed manifest that says so truly.
+    let good = d.join("bundle-good");
+    tool_ok(&[
+        "--erase-size",
+        "4096",
+        "bundle",
+        "create",
+        "--base",
+        s(&img),
+        "--upper",
+        s(&upper(d, "v2", "v2\n")),
+        "-o",
+        s(&good),
+        "--bundle-version",
+        "v2",
+    ]);
+    let bomb = d.join("bundle-bomb");
+    copy_dir(&good, &bomb);
+    let payload = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar -C {} --format=pax -cf - . | gzip -9c",
+            zeros.display()
+        ))
+        .output()
+        .expect("tar")
+        .stdout;
+    let unpacked = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar -C {} --format=pax -cf - . | wc -c",
+            zeros.display()
+        ))
+        .output()
+        .expect("tar")
+        .stdout;
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&fs::read(bomb.join("manifest.json")).expect("manifest"))
+            .expect("json");
+    m["spec"]["payload"]["sha256"] = snapshot::fleet::bundle::sha256_hex(&payload).into();
+    m["spec"]["payload"]["size"] = payload.len().into();
+    m["spec"]["payload"]["unpackedSize"] = String::from_utf8_lossy(&unpacked)
+        .trim()
+        .parse::<u64>()
+        .expect("wc")
+        .into();
+    fs::write(bomb.join("payload.tar.gz"), &payload).expect("write");
+    fs::write(
+        bomb.join("manifest.json"),
+        serde_json::to_vec_pretty(&m).expect("json"),
+    )
+    .expect("write");
+    let _ = fs::remove_file(bomb.join("manifest.json.sig"));
+    tool_ok(&["bundle", "sign", "--key", s(&k.b_sec), s(&bomb)]);
+    refused(&img, &bomb, &k.dir, &[], 22, "file data past the bound");
+    // The good bundle still applies: the refusal was about the payload alone.
+    tool_ok(&["bundle", "sign", "--key", s(&k.b_sec), s(&good)]);
+    let o = apply(&img, &good, &k.dir, &[]);
+    assert!(o.status.success(), "apply: {}", show(&o));
+}

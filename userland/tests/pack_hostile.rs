@@ -90,7 +90,7 @@ fn env() -> Env {
 
 impl Env {
     fn unpack(&self, bytes: &[u8]) -> Result<unpack::UnpackReport, UnpackError> {
-        unpack::unpack(bytes, false, &self.dest)
+        unpack::unpack(bytes, false, u64::MAX, &self.dest)
     }
 
     /// Nothing but `dest`, `outside` and `outside/secret` (unchanged) exist.

@@ -352,6 +352,7 @@ fn opts(gzip: bool) -> PackOptions {
     PackOptions {
         gzip,
         exclude: vec![PathBuf::from("work")],
+        max_data: None,
     }
 }
 
@@ -461,7 +462,7 @@ fn pack_then_unpack_reproduces_the_tree() {
     // Unpack and compare everything.
     let dest = tmp.path().join("out");
     fs::create_dir(&dest).expect("mkdir");
-    let ur = unpack::unpack(&bytes[..], false, &dest).expect("unpack");
+    let ur = unpack::unpack(&bytes[..], false, u64::MAX, &dest).expect("unpack");
     assert_eq!(u64::from(ur.entries), report.entries);
     assert_eq!(ur.bytes, report.bytes_in);
     assert_same_trees(&src, &dest, SKIPPED, DROPPED);
@@ -498,7 +499,7 @@ fn comparison_catches_lost_metadata_and_deletions() {
     let fresh = |name: &str| {
         let dest = tmp.path().join(name);
         fs::create_dir(&dest).expect("mkdir");
-        unpack::unpack(&bytes[..], false, &dest).expect("unpack");
+        unpack::unpack(&bytes[..], false, u64::MAX, &dest).expect("unpack");
         assert_same_trees(&src, &dest, SKIPPED, DROPPED);
         dest
     };
@@ -568,7 +569,7 @@ fn user_xattrs_are_skipped_and_reported() {
     );
     let dest = tmp.path().join("out");
     fs::create_dir(&dest).expect("mkdir");
-    unpack::unpack(&bytes[..], false, &dest).expect("unpack");
+    unpack::unpack(&bytes[..], false, u64::MAX, &dest).expect("unpack");
     assert_eq!(
         xattr::get(dest.join("f"), "trusted.kept").expect("get"),
         Some(b"k".to_vec())
@@ -596,7 +597,7 @@ fn a_userxattr_overlays_marks_are_stored_as_trusted_ones() {
     assert!(report.skipped.is_empty(), "{:?}", report.skipped);
     let dest = tmp.path().join("out");
     fs::create_dir(&dest).expect("mkdir");
-    unpack::unpack(&bytes[..], false, &dest).expect("unpack");
+    unpack::unpack(&bytes[..], false, u64::MAX, &dest).expect("unpack");
     for dir in ["etc/foo", "both"] {
         assert_eq!(
             xattr::get(dest.join(dir), "trusted.overlay.opaque").expect("get"),
@@ -628,7 +629,7 @@ fn gzip_payload_is_the_gzipped_tar() {
     assert_eq!(report.skipped.len(), 4);
     let dest = tmp.path().join("out");
     fs::create_dir(&dest).expect("mkdir");
-    unpack::unpack(&gz[..], true, &dest).expect("unpack");
+    unpack::unpack(&gz[..], true, u64::MAX, &dest).expect("unpack");
     assert_same_trees(&src, &dest, SKIPPED, DROPPED);
 }
 
@@ -671,7 +672,7 @@ fn later_payloads_override_earlier_ones() {
     fs::create_dir(&dest).expect("mkdir");
     for layer in [&l1, &l2] {
         let (bytes, _) = pack_vec(layer, &PackOptions::default());
-        unpack::unpack(&bytes[..], false, &dest).expect("unpack");
+        unpack::unpack(&bytes[..], false, u64::MAX, &dest).expect("unpack");
     }
     let read = |p: &str| fs::read(dest.join(p)).expect("read");
     assert_eq!(read("keep"), b"1");
@@ -741,7 +742,7 @@ fn pack_errors_name_the_path() {
     pack::pack_dir(&src, &d, &mut out).expect("limits are inclusive");
     let dest = tmp.path().join("out");
     fs::create_dir(&dest).expect("mkdir");
-    unpack::unpack(&out[..], false, &dest).expect("unpack");
+    unpack::unpack(&out[..], false, u64::MAX, &dest).expect("unpack");
     assert_same_trees(&src, &dest, &[], &["trusted.overlay.origin"]);
 
     // One over each limit.
@@ -801,6 +802,7 @@ fn pack_errors_name_the_path() {
     let bad = PackOptions {
         gzip: false,
         exclude: vec!["../work".into()],
+        max_data: None,
     };
     assert!(matches!(
         pack_err(&src, &bad),
@@ -863,7 +865,7 @@ fn pid1_reader_accepts_the_payload() {
     walk(&src, Path::new(""), &mut expected);
     expected.retain(|p| !SKIPPED.iter().any(|s| p.starts_with(s)));
 
-    let mut reader = TarReader::new(&bytes[..]);
+    let mut reader = TarReader::new(&bytes[..], u64::MAX);
     let mut seen = Vec::new();
     while let Some(entry) = reader
         .next_entry()

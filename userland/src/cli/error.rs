@@ -140,6 +140,15 @@ pub enum CliError {
         #[source]
         source: PackError,
     },
+    /// Packed, the tree's file data is more than its block may unpack to
+    /// (`snapinit::header::data_limit`): the boot would refuse the block.
+    #[error("{dir}: its files hold {data} bytes, more than the {limit} a {stored}-byte payload may unpack to ({ratio}x the flash its block takes): zero-filled or sparse files compress that far, and each boot would inflate every byte. Nothing written: move such files out of the overlay, or store them as they are with --no-compress", ratio = snapinit::header::MAX_DATA_PER_FLASH_BYTE)]
+    TooMuchData {
+        dir: PathBuf,
+        data: u64,
+        limit: u64,
+        stored: u64,
+    },
     #[error("unpacking {what} into {dir}: {source}")]
     Unpack {
         what: String,
@@ -237,7 +246,11 @@ impl CliError {
             NoSpace { .. } | VolatileTooLarge { .. } | TooSmall { .. } => code::NO_SPACE,
             NoVolatile | NoSuchSnapshot { .. } => code::NOT_FOUND,
             BadId(_) => code::USAGE,
-            Pack { .. } | Unpack { .. } | ExtractRefused { .. } | Io { .. } => code::TREE,
+            Pack { .. }
+            | TooMuchData { .. }
+            | Unpack { .. }
+            | ExtractRefused { .. }
+            | Io { .. } => code::TREE,
             Payload { .. } | Verify(_) => code::VERIFY,
             PackageManager { .. } | NoPackageManager => code::UPGRADE,
             Aborted | NeedsConfirmation(_) => code::ABORTED,

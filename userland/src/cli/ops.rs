@@ -13,7 +13,7 @@ use super::tree::{self, Packed};
 use super::{ui, Ctx};
 use snapinit::chain::{ChainView, Foreign, Layout, Status};
 use snapinit::flash::{DeviceError, ReadNorFlash};
-use snapinit::header::{span_blocks, Compression, HEADER_LEN};
+use snapinit::header::{data_limit, span_blocks, Compression, HEADER_LEN, MAX_DATA_PER_FLASH_BYTE};
 use snapshot::writer::survey::Suspect;
 use snapshot::writer::{Outcome, WriteError, Writer};
 use std::path::Path;
@@ -44,6 +44,42 @@ pub(super) fn require_room(view: &ChainView) -> Result<(), CliError> {
         return Err(CliError::ChainFull {
             have,
             max: snapinit::chain::MAX_SNAPSHOTS,
+        });
+    }
+    Ok(())
+}
+
+/// The most file data worth packing for this partition: no block spans more than the chain
+/// region, nor unpacks to more than [`data_limit`] of what it spans (a plain tar holds its data
+/// in its own bytes). Packing stops there, before reading the file that crosses it.
+pub(super) fn max_data(view: &ChainView, gzip: bool) -> u64 {
+    let (layout, _) = effective_layout(view);
+    let region = u64::from(layout.backbuf_offset());
+    if gzip {
+        region.saturating_mul(MAX_DATA_PER_FLASH_BYTE)
+    } else {
+        region
+    }
+}
+
+/// [`precheck`], and the boot's bound on what a block may unpack to: a block past it would be
+/// written only for the boot to refuse it.
+pub(super) fn precheck_packed(
+    view: &ChainView,
+    dir: &Path,
+    packed: &Packed,
+    volatile: bool,
+) -> Result<(), CliError> {
+    precheck(view, packed.data.len(), volatile)?;
+    let (layout, _) = effective_layout(view);
+    let stored = packed.data.len() as u64;
+    let limit = data_limit(stored, layout.erase_size);
+    if packed.report.bytes_in > limit {
+        return Err(CliError::TooMuchData {
+            dir: dir.to_path_buf(),
+            data: packed.report.bytes_in,
+            limit,
+            stored,
         });
     }
     Ok(())
@@ -183,7 +219,7 @@ pub fn save(ctx: &Ctx, upper: &Path, gzip: bool) -> Result<(), CliError> {
     let (_lock, mut dev) = ctx.open(true)?;
     let view = read_view(&mut dev);
     require_chain(&mut dev, &view)?;
-    let packed = tree::pack(upper, gzip)?;
+    let packed = tree::pack(upper, gzip, Some(max_data(&view, gzip)))?;
     // Writing the same bytes again would only wear the flash.
     match view.volatile() {
         Some(v) if ctx.trial == 0 && same_payload(&mut dev, v, &packed) => {
@@ -199,7 +235,7 @@ pub fn save(ctx: &Ctx, upper: &Path, gzip: bool) -> Result<(), CliError> {
         }
         _ => {}
     }
-    precheck(&view, packed.data.len(), true)?;
+    precheck_packed(&view, upper, &packed, true)?;
     let cost = block_cost(&view, packed.data.len());
     let out = write_op(&mut dev, cost, "saving", |w| {
         w.trial_budget = ctx.trial;
@@ -230,8 +266,8 @@ pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<()
             require_trial_left(&dev, &view)?;
         }
         if tree::has_content(upper)? {
-            let packed = tree::pack(upper, gzip)?;
-            precheck(&view, packed.data.len(), false)?;
+            let packed = tree::pack(upper, gzip, Some(max_data(&view, gzip)))?;
+            precheck_packed(&view, upper, &packed, false)?;
             let cost = block_cost(&view, packed.data.len()) + evacuation_cost(&view);
             let out = write_op(&mut dev, cost, "committing", |w| {
                 w.trial_budget = ctx.trial;
@@ -491,8 +527,8 @@ pub fn upgrade(
             );
             return Ok(());
         }
-        let packed = tree::pack(upper, gzip)?;
-        precheck(&view, packed.data.len(), false)?;
+        let packed = tree::pack(upper, gzip, Some(max_data(&view, gzip)))?;
+        precheck_packed(&view, upper, &packed, false)?;
         let cost = block_cost(&view, packed.data.len()) + evacuation_cost(&view);
         let out = write_op(&mut dev, cost, "storing", |w| {
             w.trial_budget = ctx.trial;
@@ -653,8 +689,8 @@ fn prepare_convert(
     gzip: bool,
     yes: bool,
 ) -> Result<(tree::Packed, Option<Layout>), CliError> {
-    let packed = tree::pack(from, gzip)?;
-    precheck(view, packed.data.len(), false)?;
+    let packed = tree::pack(from, gzip, Some(max_data(view, gzip)))?;
+    precheck_packed(view, from, &packed, false)?;
     if let Some(b) = backup {
         write_synced(b, &packed.data, false).map_err(|source| CliError::Io {
             what: "writing the backup",

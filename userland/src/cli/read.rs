@@ -59,16 +59,16 @@ impl<R: embedded_io::Read> embedded_io::Read for Count<R> {
 /// Replays a payload held in memory into `layer` with the boot path's readers and rules.
 /// Returns what the replay did and the bytes of the (decompressed) tar stream, or the boot
 /// path's own words for why it would refuse the block.
-fn dry_run(
-    data: &[u8],
-    compression: Compression,
-    layer: &mut ModelLayer,
-) -> Result<(Stats, u64), String> {
-    let source = TarSource::new(IoReader(data), compression == Compression::Gzip);
-    let mut tar = Box::new(TarReader::new(Count {
-        inner: source,
-        n: 0,
-    }));
+fn dry_run(data: &[u8], b: &Block, layer: &mut ModelLayer) -> Result<(Stats, u64), String> {
+    let gzip = b.header.fields.compression == Compression::Gzip;
+    let source = TarSource::new(IoReader(data), gzip);
+    let mut tar = Box::new(TarReader::new(
+        Count {
+            inner: source,
+            n: 0,
+        },
+        b.header.data_limit(),
+    ));
     let mut buf = vec![0u8; 64 * 1024];
     let stats = replay(&mut tar, layer, &mut buf).map_err(|e| e.to_string())?;
     Ok((stats, tar.into_inner().n))
@@ -76,12 +76,9 @@ fn dry_run(
 
 /// Calls `f` on every entry of a payload held in memory, read to its end as the boot path
 /// reads it (file data, the end of the archive, the gzip trailer).
-fn walk_payload(
-    data: &[u8],
-    compression: Compression,
-    mut f: impl FnMut(&Entry),
-) -> Result<(), String> {
-    let mut tar = tar_reader(data, compression == Compression::Gzip);
+fn walk_payload(data: &[u8], b: &Block, mut f: impl FnMut(&Entry)) -> Result<(), String> {
+    let gzip = b.header.fields.compression == Compression::Gzip;
+    let mut tar = tar_reader(data, gzip, b.header.data_limit());
     let mut buf = vec![0u8; 64 * 1024];
     while let Some(e) = tar.next_entry().map_err(|e| e.to_string())? {
         f(&e);
@@ -109,10 +106,13 @@ fn check_block(
     let mut buf = vec![0u8; 64 * 1024];
     let (replayed, complete, digest, bytes) = {
         let payload = Hashing::new(PayloadReader::new(dev, b));
-        let mut tar = Box::new(TarReader::new(Count {
-            inner: TarSource::new(payload, gzip),
-            n: 0,
-        }));
+        let mut tar = Box::new(TarReader::new(
+            Count {
+                inner: TarSource::new(payload, gzip),
+                n: 0,
+            },
+            b.header.data_limit(),
+        ));
         let replayed = replay(&mut *tar, layer, &mut buf);
         let count = tar.get_ref();
         let hashed = count.inner.payload();
@@ -363,11 +363,12 @@ fn unpack_block(dev: &mut Device, b: &Block, what: &str, dir: &Path) -> Result<(
 /// Unpacks `b`'s payload, already read as `data`, into `dir`.
 fn unpack_payload(data: &[u8], b: &Block, what: &str, dir: &Path) -> Result<(), CliError> {
     let gzip = b.header.fields.compression == Compression::Gzip;
-    let report = unpack(data, gzip, dir).map_err(|source| CliError::Unpack {
-        what: what.to_string(),
-        dir: dir.to_path_buf(),
-        source,
-    })?;
+    let report =
+        unpack(data, gzip, b.header.data_limit(), dir).map_err(|source| CliError::Unpack {
+            what: what.to_string(),
+            dir: dir.to_path_buf(),
+            source,
+        })?;
     println!(
         "{what}: {} entries, {} bytes into {}",
         report.entries,
@@ -402,18 +403,17 @@ pub fn extract(ctx: &Ctx, id: &str, dir: &Path, salvage: bool) -> Result<(), Cli
     let mut snapshots = ModelLayer::new();
     for (b, what) in blocks {
         let data = read_payload(&mut dev, &b)?;
-        let compression = b.header.fields.compression;
         let judged = if b.header.fields.kind == Kind::Volatile {
-            dry_run(&data, compression, &mut ModelLayer::above(&snapshots))
+            dry_run(&data, &b, &mut ModelLayer::above(&snapshots))
         } else {
-            dry_run(&data, compression, &mut snapshots)
+            dry_run(&data, &b, &mut snapshots)
         };
         judged.map_err(|detail| CliError::ExtractRefused {
             what: what.clone(),
             detail,
         })?;
         if b.header.fields.kind == Kind::Volatile {
-            open_lower_non_dirs(&data, compression, dir)?;
+            open_lower_non_dirs(&data, &b, dir)?;
         }
         unpack_payload(&data, &b, &what, dir)?;
     }
@@ -428,12 +428,12 @@ pub fn extract(ctx: &Ctx, id: &str, dir: &Path, salvage: bool) -> Result<(), Cli
 /// is unpacked; otherwise the unpack refused what the boot applies. Paths are looked at
 /// component by component and only below real directories, so nothing outside `dir` is
 /// ever reached.
-fn open_lower_non_dirs(data: &[u8], compression: Compression, dir: &Path) -> Result<(), CliError> {
+fn open_lower_non_dirs(data: &[u8], b: &Block, dir: &Path) -> Result<(), CliError> {
     use std::collections::HashSet;
     let mut declared: HashSet<String> = HashSet::new();
     let mut opened: Vec<String> = Vec::new();
     let mut fail: Option<std::io::Error> = None;
-    walk_payload(data, compression, |e| {
+    walk_payload(data, b, |e| {
         let path = e.path.as_str();
         let mut prefix_end = 0;
         while let Some(i) = path[prefix_end..].find('/') {
@@ -508,32 +508,27 @@ fn judge_alone(
     for (i, b) in view.snapshots.iter().take(upto).enumerate() {
         let data = read_payload(dev, b)?;
         let last = !volatile && i + 1 == upto;
-        dry_run(&data, b.header.fields.compression, &mut snapshots).map_err(|detail| {
-            CliError::ExtractRefused {
-                what: if last {
-                    what.to_string()
-                } else {
-                    format!(
-                        "snapshot {} (the boot path stops there and does not apply {what})",
-                        i + 1
-                    )
-                },
-                detail,
-            }
+        dry_run(&data, b, &mut snapshots).map_err(|detail| CliError::ExtractRefused {
+            what: if last {
+                what.to_string()
+            } else {
+                format!(
+                    "snapshot {} (the boot path stops there and does not apply {what})",
+                    i + 1
+                )
+            },
+            detail,
         })?;
         if last {
             return Ok(data);
         }
     }
     let data = read_payload(dev, target)?;
-    dry_run(
-        &data,
-        target.header.fields.compression,
-        &mut ModelLayer::above(&snapshots),
-    )
-    .map_err(|detail| CliError::ExtractRefused {
-        what: what.to_string(),
-        detail,
+    dry_run(&data, target, &mut ModelLayer::above(&snapshots)).map_err(|detail| {
+        CliError::ExtractRefused {
+            what: what.to_string(),
+            detail,
+        }
     })?;
     Ok(data)
 }
@@ -750,18 +745,16 @@ pub fn diff(ctx: &Ctx, id: Option<&str>, rom: &Path) -> Result<(), CliError> {
     let mut lower = Layered::default();
     for (i, b) in view.snapshots.iter().take(below).enumerate() {
         let data = read_payload(&mut dev, b)?;
-        walk_payload(&data, b.header.fields.compression, |e| lower.apply(e)).map_err(|detail| {
-            CliError::Payload {
-                what: format!("snapshot {}", i + 1),
-                detail,
-            }
+        walk_payload(&data, b, |e| lower.apply(e)).map_err(|detail| CliError::Payload {
+            what: format!("snapshot {}", i + 1),
+            detail,
         })?;
     }
     for (b, what) in target {
         println!("{what} (over {below} snapshot(s)):");
         let data = read_payload(&mut dev, &b)?;
         let mut lines = Vec::new();
-        walk_payload(&data, b.header.fields.compression, |e| {
+        walk_payload(&data, &b, |e| {
             let path = e.path.as_str();
             // A path whited out below does not exist there.
             let below = lower

@@ -31,21 +31,65 @@ impl Packed {
 /// How many times a tree whose files keep changing is packed before `save` gives up.
 const PACK_ATTEMPTS: u32 = 3;
 
+/// Counts the bytes written through it: the tar's length, streamed into the compressor so that
+/// only the compressed payload is ever held.
+struct Counting<W> {
+    inner: W,
+    n: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Packs `dir` into `out`; gives back `out`, the tar's length and the report.
+fn pack_through<W: Write>(
+    dir: &Path,
+    opts: &PackOptions,
+    out: W,
+) -> Result<(W, u64, PackReport), PackError> {
+    let mut tar = Counting { inner: out, n: 0 };
+    let report = pack_dir(dir, opts, &mut tar)?;
+    Ok((tar.inner, tar.n, report))
+}
+
 /// Packs `dir` in the payload dialect, gzip-compressed if `gzip`; reports skipped members on
-/// stderr.
-pub fn pack(dir: &Path, gzip: bool) -> Result<Packed, CliError> {
+/// stderr. At most `max_data` bytes of file content are packed ([`PackOptions::max_data`]).
+pub fn pack(dir: &Path, gzip: bool, max_data: Option<u64>) -> Result<Packed, CliError> {
     let spin = ui::spinner("packing");
     let pack_err = |source| CliError::Pack {
         dir: dir.to_path_buf(),
         source,
     };
+    let io_err = |source| CliError::Io {
+        what: "compressing the payload of",
+        path: dir.to_path_buf(),
+        source,
+    };
+    let opts = PackOptions {
+        max_data,
+        ..PackOptions::default()
+    };
     // A file replaced or written to while it was copied (a `uci commit` during a save) makes
     // the archive wrong: packed again, a few times, before giving up.
     let mut attempt = 1;
-    let (tar, report) = loop {
-        let mut tar = Vec::new();
-        match pack_dir(dir, &PackOptions::default(), &mut tar) {
-            Ok(report) => break (tar, report),
+    let (data, unpacked_len, report) = loop {
+        let packed = if gzip {
+            let enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            pack_through(dir, &opts, enc).map(|(enc, n, report)| (enc.finish(), n, report))
+        } else {
+            pack_through(dir, &opts, Vec::new()).map(|(tar, n, report)| (Ok(tar), n, report))
+        };
+        match packed {
+            Ok((data, n, report)) => break (data.map_err(io_err)?, n, report),
             Err(e @ PackError::FileChanged { .. }) if attempt < PACK_ATTEMPTS => {
                 spin.suspend(|| eprintln!("snapshot: {e}; packing again"));
                 attempt += 1;
@@ -53,21 +97,10 @@ pub fn pack(dir: &Path, gzip: bool) -> Result<Packed, CliError> {
             Err(e) => return Err(pack_err(e)),
         }
     };
-    let unpacked_len = tar.len() as u64;
-    let (data, compression) = if gzip {
-        let io_err = |source| CliError::Io {
-            what: "compressing the payload of",
-            path: dir.to_path_buf(),
-            source,
-        };
-        let mut enc = flate2::write::GzEncoder::new(
-            Vec::with_capacity(tar.len() / 2),
-            flate2::Compression::default(),
-        );
-        enc.write_all(&tar).map_err(io_err)?;
-        (enc.finish().map_err(io_err)?, Compression::Gzip)
+    let compression = if gzip {
+        Compression::Gzip
     } else {
-        (tar, Compression::None)
+        Compression::None
     };
     spin.finish_and_clear();
     for s in &report.skipped {

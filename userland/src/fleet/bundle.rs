@@ -11,7 +11,8 @@ use super::sign::{parse_sigs, KeyNum, Keyring};
 pub use crate::hex::{hex, unhex32};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use snapinit::header::MAX_TRIAL_BUDGET;
+use snapinit::header::{data_limit, MAX_TRIAL_BUDGET};
+use snapinit::tar::TarError;
 use std::io::Read;
 
 pub const API_VERSION: &str = "snapinit.fleet/v1";
@@ -178,8 +179,9 @@ impl BundleManifest {
         unhex32(&self.spec.base).unwrap_or([0; 32])
     }
 
-    /// Checks the payload bytes against the manifest: size, SHA-256, and that it decodes to
-    /// exactly `unpackedSize` bytes.
+    /// Checks the payload bytes against the manifest: size, SHA-256, that it decodes to
+    /// exactly `unpackedSize` bytes, and that the boot path's tar reader takes it whole with
+    /// the bound on file data of the smallest erase size (so that every unit boots it).
     pub fn check_payload(&self, data: &[u8]) -> Result<(), BundleError> {
         let p = &self.spec.payload;
         let mism = |detail: String| BundleError::Mismatch {
@@ -228,6 +230,29 @@ impl BundleManifest {
                 p.unpacked_size
             )));
         }
-        Ok(())
+        // The block's erase size is the unit's, unknown here: one byte gives the least room,
+        // so a payload that passes fits the bound on every geometry.
+        let limit = data_limit(p.size, 1);
+        let mut tar = crate::unpack::tar_reader(data, p.compression == "gzip", limit);
+        let walked = loop {
+            match tar.next_entry() {
+                Ok(Some(_)) => {}
+                Ok(None) => break tar.finish(),
+                Err(e) => break Err(e),
+            }
+        };
+        match walked {
+            Ok(()) => Ok(()),
+            Err(TarError::DataLimit { total, limit }) => Err(BundleError::TooLarge {
+                what: format!(
+                    "the file data in payload {} (at most {}x its size)",
+                    p.file,
+                    snapinit::header::MAX_DATA_PER_FLASH_BYTE
+                ),
+                size: total,
+                limit,
+            }),
+            Err(e) => Err(mism(format!("the boot path would refuse it: {e}"))),
+        }
     }
 }

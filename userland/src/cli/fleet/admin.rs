@@ -57,7 +57,8 @@ pub struct CreateArgs<'a> {
 
 pub fn create(ctx: &Ctx, a: &CreateArgs<'_>) -> Result<(), CliError> {
     let base = base_hash(ctx, a.base, a.base_hash)?;
-    let packed = tree::pack(a.upper, a.gzip)?;
+    // The unit's partition is unknown here: the manifest check below bounds the file data.
+    let packed = tree::pack(a.upper, a.gzip, None)?;
     let file = match packed.compression {
         Compression::Gzip => "payload.tar.gz",
         Compression::None => "payload.tar",
@@ -83,6 +84,8 @@ pub fn create(ctx: &Ctx, a: &CreateArgs<'_>) -> Result<(), CliError> {
             note: a.note.into(),
         },
     };
+    // What a unit checks before it applies the bundle, checked before it is written.
+    manifest.check_payload(&packed.data)?;
     let mut json = serde_json::to_vec_pretty(&manifest).map_err(|e| CliError::Payload {
         what: "the manifest".into(),
         detail: e.to_string(),
