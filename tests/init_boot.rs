@@ -330,6 +330,23 @@ fn failsafe_skips_the_chain() {
     assert!(out.contains("UPPER-OK"), "{out}");
 }
 
+/// The test hook's settings are bytes like /proc/cmdline: one that is not UTF-8 costs only
+/// itself, not every setting (the chroot into the test root among them).
+#[test]
+fn a_stray_byte_in_snapinit_cmdline_costs_only_itself() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("cmdline-bytes");
+    // Closes the hook's single quotes around a printf of 0xE9 (Latin-1 'é').
+    let (out, log) = boot(&dir, "x=caf'\"$(printf '\\351')\"' snapinit.failsafe");
+    assert!(
+        log.contains("SNAPINIT_CMDLINE: 1 byte sequence(s) that are not UTF-8 read as '?'"),
+        "{log}"
+    );
+    assert!(log.contains("failsafe: skipping the chain"), "{log}");
+    assert!(out.contains("UPPER-OK"), "{out}");
+}
+
 // ---- chain replay -------------------------------------------------------
 
 const ERASE: u32 = 65536;

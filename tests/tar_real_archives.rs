@@ -571,6 +571,10 @@ fn file_data_past_the_limit_is_refused_at_its_header() {
         }
     );
     let taken = r.get_ref().inner().taken;
+    println!(
+        "refused after {taken} of {} compressed bytes ({declared} declared)",
+        gz.len()
+    );
     assert!(
         taken * 20 < gz.len(),
         "{taken} of {} compressed bytes read before the refusal",

@@ -107,7 +107,16 @@ pub extern "C" fn snapinit_main(sp: *const usize) -> ! {
         rt::exit(1);
     }
 
-    let env_cmdline = args.env("SNAPINIT_CMDLINE");
+    // Bytes, like /proc/cmdline: repaired the same way, not dropped for one stray byte.
+    let mut env_buf = [0u8; 4096];
+    let mut env_replaced = 0;
+    let env_cmdline = args.env("SNAPINIT_CMDLINE").map(|value| {
+        let n = value.len().min(env_buf.len());
+        env_buf[..n].copy_from_slice(&value[..n]);
+        let (text, replaced) = cmdline::repair_utf8(&mut env_buf[..n]);
+        env_replaced = replaced;
+        text
+    });
     let mut proc_buf = [0u8; 4096];
     let mut settings = Settings::default();
     if let Some(c) = env_cmdline {
@@ -130,6 +139,11 @@ pub extern "C" fn snapinit_main(sp: *const usize) -> ! {
         settings = parse_settings(text);
     } else {
         info!("settings from SNAPINIT_CMDLINE");
+        if env_replaced > 0 {
+            warn!(
+                "SNAPINIT_CMDLINE: {env_replaced} byte sequence(s) that are not UTF-8 read as '?'"
+            );
+        }
     }
     let target = c_path(&settings.init);
     TARGET.store(target.as_ptr().cast_mut(), Ordering::Relaxed);

@@ -28,8 +28,8 @@ impl Args {
         Self { argc, argv, envp }
     }
 
-    /// The value of environment variable `name`, if set and UTF-8.
-    pub fn env(&self, name: &str) -> Option<&'static str> {
+    /// The value of environment variable `name`, if set (bytes: the caller decides what is text).
+    pub fn env(&self, name: &str) -> Option<&'static [u8]> {
         let mut p = self.envp;
         // SAFETY: envp is a NULL-terminated array of C strings from the kernel.
         unsafe {
@@ -37,7 +37,7 @@ impl Args {
                 let entry = CStr::from_ptr((*p).cast()).to_bytes();
                 if let Some(rest) = entry.strip_prefix(name.as_bytes()) {
                     if let Some(value) = rest.strip_prefix(b"=") {
-                        return core::str::from_utf8(value).ok();
+                        return Some(value);
                     }
                 }
                 p = p.add(1);
