@@ -41,6 +41,15 @@ fn two_snapshots(base: &Path) -> std::path::PathBuf {
     img
 }
 
+/// Appends `payload` as a snapshot with the library's writer: a block with a valid header and
+/// hash, whatever its bytes are.
+fn append(img: &Path, payload: Payload<'_>) {
+    let mut flash = DeviceFlash::open_file(img, 65536, true).expect("open");
+    Writer::new(&mut flash)
+        .append_snapshot(&payload)
+        .expect("append");
+}
+
 #[test]
 fn a_flipped_byte_in_the_top_snapshot_fails_verify() {
     let sc = scratch();
@@ -78,16 +87,14 @@ fn a_correctly_hashed_but_undecodable_payload_fails_verify() {
     ok(&img, &["format"]);
     // Garbage that claims to be gzip, written with a valid header and hash.
     let data = noise(3000, 9);
-    {
-        let mut flash = DeviceFlash::open_file(img.as_path(), 65536, true).expect("open");
-        let mut w = Writer::new(&mut flash);
-        w.append_snapshot(&Payload {
+    append(
+        &img,
+        Payload {
             data: &data,
             compression: Compression::Gzip,
             unpacked_len: 10_240,
-        })
-        .expect("append");
-    }
+        },
+    );
     assert_eq!(info(&img)["snapshots"].as_array().map(Vec::len), Some(1));
     let o = fails(&img, &["verify"], 9);
     assert!(
@@ -100,16 +107,14 @@ fn a_correctly_hashed_but_undecodable_payload_fails_verify() {
     ok(&img2, &["format"]);
     let mut tar = vec![0u8; 2048];
     tar[..11].copy_from_slice(b"hello-world");
-    {
-        let mut flash = DeviceFlash::open_file(img2.as_path(), 65536, true).expect("open");
-        Writer::new(&mut flash)
-            .append_snapshot(&Payload {
-                data: &tar,
-                compression: Compression::None,
-                unpacked_len: 2048,
-            })
-            .expect("append");
-    }
+    append(
+        &img2,
+        Payload {
+            data: &tar,
+            compression: Compression::None,
+            unpacked_len: 2048,
+        },
+    );
     fails(&img2, &["verify"], 9);
 }
 
@@ -148,16 +153,14 @@ fn payloads_the_kernel_cannot_apply_fail_verify_and_extract() {
         let img = image(sc.path(), &format!("{tag}.img"), 1 << 20);
         ok(&img, &["format"]);
         let tar = python_tar(body);
-        {
-            let mut flash = DeviceFlash::open_file(img.as_path(), 65536, true).expect("open");
-            Writer::new(&mut flash)
-                .append_snapshot(&Payload {
-                    data: &tar,
-                    compression: Compression::None,
-                    unpacked_len: tar.len() as u64,
-                })
-                .expect("append");
-        }
+        append(
+            &img,
+            Payload {
+                data: &tar,
+                compression: Compression::None,
+                unpacked_len: tar.len() as u64,
+            },
+        );
         let o = fails(&img, &["verify"], 9);
         assert!(show(&o).contains(reason), "{tag}: {}", show(&o));
         let out = sc.path().join(format!("out-{tag}"));
@@ -196,16 +199,14 @@ fn file_data_past_a_blocks_bound_fails_verify_and_extract_and_is_never_saved() {
     ok(&img, &["format"]);
     let over = zeros_tar_gz(sc.path(), limit + 1);
     assert!(over.len() < 60_000, "{} bytes", over.len());
-    {
-        let mut flash = DeviceFlash::open_file(img.as_path(), 65536, true).expect("open");
-        Writer::new(&mut flash)
-            .append_snapshot(&Payload {
-                data: &over,
-                compression: Compression::Gzip,
-                unpacked_len: limit + 1 + 3 * 512,
-            })
-            .expect("append");
-    }
+    append(
+        &img,
+        Payload {
+            data: &over,
+            compression: Compression::Gzip,
+            unpacked_len: limit + 1 + 3 * 512,
+        },
+    );
     let reason = format!(
         "entry \"zeros\": tar: file data reaches {} bytes, more than the {limit} a block of this size may unpack to (64x its flash)",
         limit + 1
@@ -219,16 +220,14 @@ fn file_data_past_a_blocks_bound_fails_verify_and_extract_and_is_never_saved() {
     let img2 = image(sc.path(), "flash2.img", 2 << 20);
     ok(&img2, &["format"]);
     let at = zeros_tar_gz(sc.path(), limit);
-    {
-        let mut flash = DeviceFlash::open_file(img2.as_path(), 65536, true).expect("open");
-        Writer::new(&mut flash)
-            .append_snapshot(&Payload {
-                data: &at,
-                compression: Compression::Gzip,
-                unpacked_len: limit + 3 * 512,
-            })
-            .expect("append");
-    }
+    append(
+        &img2,
+        Payload {
+            data: &at,
+            compression: Compression::Gzip,
+            unpacked_len: limit + 3 * 512,
+        },
+    );
     ok(&img2, &["verify"]);
     let out = sc.path().join("out2");
     ok(&img2, &["extract", "all", s(&out)]);
