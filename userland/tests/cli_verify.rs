@@ -123,11 +123,17 @@ fn python_tar(body: &str) -> Vec<u8> {
     let script = format!(
         "import io, sys, tarfile\nbuf = io.BytesIO()\ntf = tarfile.open(fileobj=buf, mode='w', format=tarfile.PAX_FORMAT)\n{body}tf.close()\nsys.stdout.buffer.write(buf.getvalue())\n"
     );
-    let o = std::process::Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .expect("python3");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    stdout_of(std::process::Command::new("python3").args(["-c", &script]))
+}
+
+/// What `cmd` prints; it must succeed.
+fn stdout_of(cmd: &mut std::process::Command) -> Vec<u8> {
+    let o = cmd.output().expect("run a tool the test needs");
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     o.stdout
 }
 
@@ -174,16 +180,10 @@ fn zeros_tar_gz(dir: &Path, len: u64) -> Vec<u8> {
     let tree = dir.join(format!("zeros-{len}"));
     fs::create_dir_all(&tree).expect("mkdir");
     fs::write(tree.join("zeros"), vec![0u8; len as usize]).expect("write");
-    let o = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "tar -C {} --format=pax -cf - zeros | gzip -9c",
-            tree.display()
-        ))
-        .output()
-        .expect("tar");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    o.stdout
+    stdout_of(std::process::Command::new("sh").arg("-c").arg(format!(
+        "tar -C {} --format=pax -cf - zeros | gzip -9c",
+        tree.display()
+    )))
 }
 
 /// Zeros compress about 1000x: a block of one erase block can hold a file far larger than
