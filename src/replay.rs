@@ -13,8 +13,9 @@
 //!   the layer root, which overlayfs never takes as opaque) and takes exactly the entry's
 //!   metadata.
 //! * A hard link names a non-directory that exists in the layer when the link is replayed.
-//! * The whole stream is read: after the end-of-archive record only zeros may follow, and a
-//!   gzip trailer is checked, before a payload counts as replayed.
+//! * The whole stream is read: after the end-of-archive record only zeros may follow (at most
+//!   [`MAX_TRAILING`](crate::tar::MAX_TRAILING) of them), and a gzip trailer is checked,
+//!   before a payload counts as replayed.
 
 use core::fmt;
 

@@ -25,6 +25,11 @@ pub const MAX_XATTR_NAME: usize = 64;
 pub const MAX_XATTR_VALUE: usize = 256;
 /// Enough for a long path, a long link target and 8 full xattrs with keys.
 pub const MAX_PAX: usize = 4096;
+/// Most zero bytes after the end-of-archive record: the second zero record and a tar's
+/// blocking padding (10,240-byte records for GNU tar, bsdtar and busybox; 1 MiB is a blocking
+/// factor of 2048). Every byte is read at boot, so a gzip of gigabytes of zeros there would
+/// hold the boot as long as a file of them.
+pub const MAX_TRAILING: u64 = 1 << 20;
 
 /// overlayfs marks a directory whose lower contents are hidden with this xattr.
 pub const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
@@ -97,6 +102,8 @@ pub enum TarError<E> {
     BadLongName,
     /// Non-zero bytes after the end-of-archive record.
     TrailingData,
+    /// More than [`MAX_TRAILING`] bytes of zeros after the end-of-archive record.
+    TrailingZeros,
     /// The entries' file data would pass the reader's limit (the block's
     /// [`data_limit`](crate::header::data_limit)): refused at the header that announces it,
     /// before any of it is read.
@@ -162,6 +169,10 @@ impl<E: fmt::Display> fmt::Display for TarError<E> {
             ),
             Self::BadLongName => f.write_str("tar: bad GNU long name record"),
             Self::TrailingData => f.write_str("tar: data after the end-of-archive record"),
+            Self::TrailingZeros => write!(
+                f,
+                "tar: more than {MAX_TRAILING} bytes of zeros after the end-of-archive record"
+            ),
             Self::DataLimit { total, limit } => write!(
                 f,
                 "tar: file data reaches {total} bytes, more than the {limit} a block of this size may unpack to ({}x its flash)",
@@ -387,19 +398,33 @@ impl<R: Read> Ahead<R> {
         Ok(())
     }
 
-    /// True when every byte left in the stream is zero.
-    fn rest_is_zero(&mut self) -> Result<bool, TarError<R::Error>> {
+    /// Reads what is left of the stream: zeros to its end, at most `max` of them.
+    fn rest(&mut self, max: u64) -> Result<Rest, TarError<R::Error>> {
+        let mut zeros = 0u64;
         loop {
-            if self.buf[self.pos..self.len].iter().any(|&b| b != 0) {
-                return Ok(false);
+            let left = &self.buf[self.pos..self.len];
+            if left.iter().any(|&b| b != 0) {
+                return Ok(Rest::NonZero);
+            }
+            zeros += left.len() as u64;
+            if zeros > max {
+                return Ok(Rest::TooLong);
             }
             self.pos = 0;
             self.len = self.inner.read(&mut self.buf).map_err(TarError::Io)?;
             if self.len == 0 {
-                return Ok(true);
+                return Ok(Rest::Zeros);
             }
         }
     }
+}
+
+/// What follows the end-of-archive record.
+enum Rest {
+    Zeros,
+    NonZero,
+    /// More than [`MAX_TRAILING`] zeros.
+    TooLong,
 }
 
 pub struct TarReader<R> {
@@ -589,10 +614,10 @@ impl<R: Read> TarReader<R> {
             let mut e = Entry::new();
             while self.read_entry(&mut e)? {}
         }
-        if self.src.rest_is_zero()? {
-            Ok(())
-        } else {
-            Err(TarError::TrailingData)
+        match self.src.rest(MAX_TRAILING)? {
+            Rest::Zeros => Ok(()),
+            Rest::NonZero => Err(TarError::TrailingData),
+            Rest::TooLong => Err(TarError::TrailingZeros),
         }
     }
 }

@@ -586,3 +586,54 @@ fn file_data_past_the_limit_is_refused_at_its_header() {
     assert_eq!(walk(&mut r), Ok(2));
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn at_most_a_mebibyte_of_zeros_may_follow_the_end_of_the_archive() {
+    use snapinit::tar::MAX_TRAILING;
+    let d = scratch("trailing");
+    let root = d.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("a"), b"a\n").unwrap();
+    // GNU tar pads to 10,240-byte records: 9,216 zeros follow the first zero record's start.
+    let tar = gnu_tar(&root, &["--format=pax"], &["a"]);
+    assert_eq!(tar.len() % 10_240, 0);
+    assert_eq!(walk(&mut TarReader::new(Slice(&tar), u64::MAX)), Ok(1));
+    let zeros_after_end = |archive: &[u8]| {
+        let end = archive
+            .chunks(512)
+            .rposition(|r| r.iter().any(|&b| b != 0))
+            .map_or(0, |i| (i + 1) * 512);
+        (archive.len() - end - 512) as u64
+    };
+    let padded = |extra: u64| {
+        let mut t = tar.clone();
+        t.resize(t.len() + extra as usize, 0);
+        t
+    };
+    let at = padded(MAX_TRAILING - zeros_after_end(&tar));
+    assert_eq!(zeros_after_end(&at), MAX_TRAILING);
+    assert_eq!(walk(&mut TarReader::new(Slice(&at), u64::MAX)), Ok(1));
+    let over = padded(MAX_TRAILING - zeros_after_end(&tar) + 1);
+    assert_eq!(
+        walk(&mut TarReader::new(Slice(&over), u64::MAX)),
+        Err(TarError::TrailingZeros)
+    );
+    // Gigabytes of zeros gzip to a few MiB: refused after reading a little more than the
+    // bound, not all of them.
+    let gz = run(Command::new("sh").arg("-c").arg(format!(
+        "(tar -C {} --format=pax -cf - a; head -c 1073741824 /dev/zero) | gzip -1c",
+        root.display()
+    )));
+    let mut r = TarReader::new(
+        GzipReader::new(Counted {
+            inner: Slice(&gz),
+            taken: 0,
+        }),
+        u64::MAX,
+    );
+    assert_eq!(walk(&mut r), Err(TarError::TrailingZeros));
+    let taken = r.get_ref().inner().taken;
+    println!("refused after {taken} of {} compressed bytes", gz.len());
+    assert!(taken * 100 < gz.len(), "{taken} of {}", gz.len());
+    std::fs::remove_dir_all(&d).unwrap();
+}
