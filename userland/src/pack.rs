@@ -217,13 +217,14 @@ pub enum PackError {
     /// to between its stat and the end of its copy: what was copied may be neither version.
     #[error("{path:?}: changed while being packed (replaced or written to)")]
     FileChanged { path: PathBuf },
-    /// The file data would pass [`PackOptions::max_data`].
+    /// The file data would pass [`PackOptions::max_data`]: `total` with this file's `size`.
     #[error("{}", too_much_data(path, *size, *allocated, *limit))]
     TooMuchData {
         path: PathBuf,
         size: u64,
         allocated: u64,
         limit: u64,
+        total: u64,
     },
 }
 
@@ -485,6 +486,7 @@ impl<W: Write> Packer<'_, W> {
                     size,
                     allocated: meta.blocks().saturating_mul(512),
                     limit,
+                    total: self.report.bytes_in.saturating_add(size),
                 });
             }
         }

@@ -65,3 +65,36 @@ fn a_full_partition_is_refused_without_writing() {
     );
     ok(&img, &e4(&["verify"]));
 }
+
+/// A plain payload holds its file data in its own bytes: a tree whose files alone pass the
+/// chain region is refused for space (exit 6), not for the bound on file data (exit 8).
+#[test]
+fn an_uncompressed_tree_past_the_region_is_a_space_refusal() {
+    let sc = scratch();
+    let base = sc.path();
+    // 14 erase blocks of chain region: 57,344 bytes.
+    let img = image(base, "flash.img", 64 << 10);
+    ok(&img, &e4(&["format"]));
+    let big = base.join("big");
+    fs::create_dir(&big).expect("mkdir");
+    file(&big.join("f"), &noise(60_000, 5), 0o644, (0, 0));
+    let before = fs::read(&img).expect("read image");
+    for (args, what) in [
+        (
+            vec!["commit", "--upper", s(&big), "--no-reboot", "--no-compress"],
+            "not enough space",
+        ),
+        (
+            vec!["save", "--upper", s(&big), "--no-compress"],
+            "back buffer",
+        ),
+    ] {
+        let o = fails(&img, &e4(&args), 6);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(what), "{err}");
+    }
+    assert!(
+        fs::read(&img).expect("read image") == before,
+        "a refused write wrote"
+    );
+}

@@ -14,6 +14,7 @@ use super::{ui, Ctx};
 use snapinit::chain::{ChainView, Foreign, Layout, Status};
 use snapinit::flash::{DeviceError, ReadNorFlash};
 use snapinit::header::{data_limit, span_blocks, Compression, HEADER_LEN, MAX_DATA_PER_FLASH_BYTE};
+use snapshot::pack::PackError;
 use snapshot::writer::survey::Suspect;
 use snapshot::writer::{Outcome, WriteError, Writer};
 use std::path::Path;
@@ -59,6 +60,30 @@ pub(super) fn max_data(view: &ChainView, gzip: bool) -> u64 {
         region.saturating_mul(MAX_DATA_PER_FLASH_BYTE)
     } else {
         region
+    }
+}
+
+/// Packs `dir` for this partition, stopping at [`max_data`]. A plain payload holds its file data
+/// in its own bytes: past the cap it cannot fit, a refusal for space (exit 6, as without the
+/// cap), not one of the bound on file data (exit 8), which a plain payload always passes.
+fn pack_capped(
+    view: &ChainView,
+    dir: &Path,
+    gzip: bool,
+    volatile: bool,
+) -> Result<Packed, CliError> {
+    match tree::pack(dir, gzip, Some(max_data(view, gzip))) {
+        Err(
+            e @ CliError::Pack {
+                source: PackError::TooMuchData { total, .. },
+                ..
+            },
+        ) if !gzip => {
+            // The tar is longer than its file data: this is the least it needs.
+            precheck(view, usize::try_from(total).unwrap_or(usize::MAX), volatile)?;
+            Err(e)
+        }
+        packed => packed,
     }
 }
 
@@ -219,7 +244,7 @@ pub fn save(ctx: &Ctx, upper: &Path, gzip: bool) -> Result<(), CliError> {
     let (_lock, mut dev) = ctx.open(true)?;
     let view = read_view(&mut dev);
     require_chain(&mut dev, &view)?;
-    let packed = tree::pack(upper, gzip, Some(max_data(&view, gzip)))?;
+    let packed = pack_capped(&view, upper, gzip, true)?;
     // Writing the same bytes again would only wear the flash.
     match view.volatile() {
         Some(v) if ctx.trial == 0 && same_payload(&mut dev, v, &packed) => {
@@ -266,7 +291,7 @@ pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<()
             require_trial_left(&dev, &view)?;
         }
         if tree::has_content(upper)? {
-            let packed = tree::pack(upper, gzip, Some(max_data(&view, gzip)))?;
+            let packed = pack_capped(&view, upper, gzip, false)?;
             precheck_packed(&view, upper, &packed, false)?;
             let cost = block_cost(&view, packed.data.len()) + evacuation_cost(&view);
             let out = write_op(&mut dev, cost, "committing", |w| {
@@ -527,7 +552,7 @@ pub fn upgrade(
             );
             return Ok(());
         }
-        let packed = tree::pack(upper, gzip, Some(max_data(&view, gzip)))?;
+        let packed = pack_capped(&view, upper, gzip, false)?;
         precheck_packed(&view, upper, &packed, false)?;
         let cost = block_cost(&view, packed.data.len()) + evacuation_cost(&view);
         let out = write_op(&mut dev, cost, "storing", |w| {
@@ -689,7 +714,7 @@ fn prepare_convert(
     gzip: bool,
     yes: bool,
 ) -> Result<(tree::Packed, Option<Layout>), CliError> {
-    let packed = tree::pack(from, gzip, Some(max_data(view, gzip)))?;
+    let packed = pack_capped(view, from, gzip, false)?;
     precheck_packed(view, from, &packed, false)?;
     if let Some(b) = backup {
         write_synced(b, &packed.data, false).map_err(|source| CliError::Io {
