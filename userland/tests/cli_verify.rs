@@ -269,3 +269,46 @@ fn file_data_past_a_blocks_bound_fails_verify_and_extract_and_is_never_saved() {
         "save changed flash"
     );
 }
+
+/// A block past the bound (an older tool wrote such blocks from a sparse file): the boot and
+/// extract refuse it, and `extract --salvage` still gets every file out of it, saying the boot
+/// refuses it.
+#[test]
+fn salvage_gets_the_files_of_a_block_past_the_bound() {
+    let sc = scratch();
+    let img = image(sc.path(), "flash.img", 2 << 20);
+    ok(&img, &["format"]);
+    let tree = sc.path().join("t");
+    fs::create_dir_all(&tree).expect("mkdir");
+    fs::write(tree.join("a-zeros"), vec![0u8; 5 << 20]).expect("write");
+    fs::write(tree.join("b-config"), b"important\n").expect("write");
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar -C {} --format=pax -cf - a-zeros b-config | gzip -9c",
+            tree.display()
+        ))
+        .output()
+        .expect("tar");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    {
+        let mut flash = DeviceFlash::open_file(img.as_path(), 65536, true).expect("open");
+        Writer::new(&mut flash)
+            .append_snapshot(&Payload {
+                data: &o.stdout,
+                compression: Compression::Gzip,
+                unpacked_len: (5 << 20) + 4 * 512,
+            })
+            .expect("append");
+    }
+    fails(&img, &["verify"], 9);
+    let out = sc.path().join("salvaged");
+    let said = ok(&img, &["extract", "--salvage", "all", s(&out)]);
+    assert!(said.contains("1 complete"), "{said}");
+    assert!(said.contains("the boot refuses it"), "{said}");
+    let sub = out.join("00000000-snapshot-seq1-gen1");
+    assert_eq!(
+        fs::read(sub.join("b-config")).expect("b-config"),
+        b"important\n"
+    );
+}

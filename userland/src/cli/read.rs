@@ -355,27 +355,44 @@ fn create_dir(dir: &Path) -> Result<(), CliError> {
     })
 }
 
+/// Salvages one block: whatever its payload decodes to, past the boot's bound on file data too
+/// (a block an older tool wrote from a sparse file still holds the files after it); a block
+/// past the bound is named as one the boot refuses.
 fn unpack_block(dev: &mut Device, b: &Block, what: &str, dir: &Path) -> Result<(), CliError> {
     let data = read_payload(dev, b)?;
-    unpack_payload(&data, b, what, dir)
+    let bytes = unpack_payload(&data, b, what, dir, u64::MAX)?;
+    let limit = b.header.data_limit();
+    if bytes > limit {
+        println!(
+            "{what}: its {bytes} bytes of file data are past the {limit} its block may unpack to: the boot refuses it"
+        );
+    }
+    Ok(())
 }
 
-/// Unpacks `b`'s payload, already read as `data`, into `dir`.
-fn unpack_payload(data: &[u8], b: &Block, what: &str, dir: &Path) -> Result<(), CliError> {
+/// Unpacks `b`'s payload, already read as `data`, into `dir`, with at most `data_limit` bytes of
+/// file data (the block's [`data_limit`](snapinit::header::Header::data_limit) to refuse what
+/// the boot refuses); gives the bytes of file data written.
+fn unpack_payload(
+    data: &[u8],
+    b: &Block,
+    what: &str,
+    dir: &Path,
+    data_limit: u64,
+) -> Result<u64, CliError> {
     let gzip = b.header.fields.compression == Compression::Gzip;
-    let report =
-        unpack(data, gzip, b.header.data_limit(), dir).map_err(|source| CliError::Unpack {
-            what: what.to_string(),
-            dir: dir.to_path_buf(),
-            source,
-        })?;
+    let report = unpack(data, gzip, data_limit, dir).map_err(|source| CliError::Unpack {
+        what: what.to_string(),
+        dir: dir.to_path_buf(),
+        source,
+    })?;
     println!(
         "{what}: {} entries, {} bytes into {}",
         report.entries,
         report.bytes,
         dir.display()
     );
-    Ok(())
+    Ok(report.bytes)
 }
 
 pub fn extract(ctx: &Ctx, id: &str, dir: &Path, salvage: bool) -> Result<(), CliError> {
@@ -394,7 +411,7 @@ pub fn extract(ctx: &Ctx, id: &str, dir: &Path, salvage: bool) -> Result<(), Cli
         };
         let data = judge_alone(&mut dev, &view, b, what)?;
         create_dir(dir)?;
-        return unpack_payload(&data, b, what, dir);
+        return unpack_payload(&data, b, what, dir, b.header.data_limit()).map(drop);
     }
     create_dir(dir)?;
     // At boot the volatile replays into an empty layer of its own above the snapshots: a hard
@@ -415,7 +432,7 @@ pub fn extract(ctx: &Ctx, id: &str, dir: &Path, salvage: bool) -> Result<(), Cli
         if b.header.fields.kind == Kind::Volatile {
             open_lower_non_dirs(&data, &b, dir)?;
         }
-        unpack_payload(&data, &b, &what, dir)?;
+        unpack_payload(&data, &b, &what, dir, b.header.data_limit())?;
     }
     Ok(())
 }
