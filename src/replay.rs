@@ -145,9 +145,15 @@ pub enum Cause<R, L> {
     Sys { op: &'static str, err: L },
 }
 
+/// Archive errors about the entry whose header was just read (its path is known), rather than
+/// about the stream after the last good entry.
+fn at_entry<E>(e: &TarError<E>) -> bool {
+    matches!(e, TarError::DataLimit { .. } | TarError::UnexpectedData(_))
+}
+
 /// A replay failure and the entry it happened at (for archive errors: the last good entry,
-/// `None` before the first, except [`TarError::DataLimit`]: the entry whose data passes the
-/// limit; an empty path is the root).
+/// `None` before the first, except those [`at_entry`] names: that entry; an empty path is the
+/// root).
 #[derive(Debug)]
 pub struct ReplayError<R, L> {
     pub path: Option<TarPath>,
@@ -158,9 +164,7 @@ impl<R: fmt::Display, L: fmt::Display> fmt::Display for ReplayError<R, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let path = self.path.as_ref().map(|p| p.as_str());
         match (&self.cause, path) {
-            (Cause::Tar(e @ TarError::DataLimit { .. }), Some(p)) => {
-                write!(f, "entry {}: {e}", Quoted(p))
-            }
+            (Cause::Tar(e), Some(p)) if at_entry(e) => write!(f, "entry {}: {e}", Quoted(p)),
             (Cause::Tar(e), None) => write!(f, "at the first entry: {e}"),
             (Cause::Tar(e), Some(p)) => write!(f, "after entry {}: {e}", Quoted(p)),
             (Cause::Refused(r), p) => write!(f, "entry {}: {r}", Quoted(p.unwrap_or(""))),
@@ -208,7 +212,7 @@ pub fn replay<R: Read, L: Layer>(
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
-                let at_entry = matches!(e, TarError::DataLimit { .. });
+                let at_entry = at_entry(&e);
                 return Err(ReplayError {
                     path: (at_entry || stats.entries > 0).then(|| entry.path.clone()),
                     cause: Cause::Tar(e),

@@ -98,8 +98,10 @@ pub enum TarError<E> {
     /// A `security.capability` value the kernel refuses to set (setxattr's EINVAL): only a
     /// revision 2 (20 bytes) or revision 3 (24 bytes, a mappable root uid) header is taken.
     BadCapability,
-    /// A GNU long name or link record longer than a path may be, or two in a row.
+    /// A GNU long name or link record longer than a path may be.
     BadLongName,
+    /// A second `x`, `L` or `K` record before one entry.
+    RepeatedRecord(u8),
     /// Non-zero bytes after the end-of-archive record.
     TrailingData,
     /// More than [`MAX_TRAILING`] bytes of zeros after the end-of-archive record.
@@ -168,6 +170,11 @@ impl<E: fmt::Display> fmt::Display for TarError<E> {
                 "tar: security.capability is not a revision 2 or 3 value the kernel takes",
             ),
             Self::BadLongName => f.write_str("tar: bad GNU long name record"),
+            Self::RepeatedRecord(t) => write!(
+                f,
+                "tar: a second {} record for one entry",
+                QuotedChar(char::from(*t))
+            ),
             Self::TrailingData => f.write_str("tar: data after the end-of-archive record"),
             Self::TrailingZeros => write!(
                 f,
@@ -525,12 +532,15 @@ impl<R: Read> TarReader<R> {
         self.padding = 0;
         let mut pax = Pax::default();
         out.xattrs.clear();
-        let mut have_ext = false;
+        // The extension records (`x`, `L`, `K`) read for this entry, one bit each: at most one
+        // of each kind, so that a flood of them (4 KiB each, compressing 1000:1) cannot stand
+        // before one entry and cost the boot their inflation.
+        let mut ext = 0u8;
         loop {
             self.src.fill(&mut self.record)?;
             if self.record.iter().all(|&b| b == 0) {
                 self.done = true;
-                return if have_ext {
+                return if ext != 0 {
                     Err(TarError::DanglingPax)
                 } else {
                     Ok(false)
@@ -539,7 +549,18 @@ impl<R: Read> TarReader<R> {
             let h = Header(&self.record);
             let gnu = h.verify()?;
             let size = h.number(124, 12, "size")?;
-            match h.0[156] {
+            let kind = h.0[156];
+            let bit = match kind {
+                b'x' => 1,
+                b'L' if gnu => 2,
+                b'K' if gnu => 4,
+                _ => 0,
+            };
+            if ext & bit != 0 {
+                return Err(TarError::RepeatedRecord(kind));
+            }
+            ext |= bit;
+            match kind {
                 b'x' => {
                     if size > MAX_PAX as u64 {
                         return Err(TarError::PaxTooLarge(size));
@@ -548,7 +569,6 @@ impl<R: Read> TarReader<R> {
                     self.src.fill(&mut self.pax[..n])?;
                     parse_pax(&self.pax[..n], &mut pax, &mut out.xattrs)?;
                     self.src.skip(pad(size))?;
-                    have_ext = true;
                 }
                 kind @ (b'L' | b'K') if gnu => {
                     // The name, NUL-terminated, as the record's data.
@@ -574,7 +594,6 @@ impl<R: Read> TarReader<R> {
                         *slot = Some(p);
                     }
                     self.src.skip(pad(size))?;
-                    have_ext = true;
                 }
                 _ => {
                     let pax_size = pax.size;

@@ -637,3 +637,37 @@ fn at_most_a_mebibyte_of_zeros_may_follow_the_end_of_the_archive() {
     assert!(taken * 100 < gz.len(), "{taken} of {}", gz.len());
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn one_extension_record_of_each_kind_per_entry() {
+    let d = scratch("ext");
+    let root = d.join("root");
+    let long = "n".repeat(150);
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join(&long), b"x\n").unwrap();
+    for (format, kind) in [("--format=pax", b'x'), ("--format=gnu", b'L')] {
+        let tar = gnu_tar(&root, &[format], &[long.as_str()]);
+        assert_eq!(
+            tar[156], kind,
+            "{format}: the first record is the long name's"
+        );
+        assert_eq!(walk(&mut TarReader::new(Slice(&tar), u64::MAX)), Ok(1));
+        let size = usize::from_str_radix(
+            std::str::from_utf8(&tar[124..135])
+                .unwrap()
+                .trim_matches(['\0', ' ']),
+            8,
+        )
+        .unwrap();
+        let record = 512 + size.div_ceil(512) * 512;
+        // The same record twice before the entry: refused, however many would follow.
+        let mut twice = tar[..record].to_vec();
+        twice.extend_from_slice(&tar);
+        assert_eq!(
+            walk(&mut TarReader::new(Slice(&twice), u64::MAX)),
+            Err(TarError::RepeatedRecord(kind)),
+            "{format}"
+        );
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}

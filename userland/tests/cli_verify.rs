@@ -312,3 +312,23 @@ fn salvage_gets_the_files_of_a_block_past_the_bound() {
         b"important\n"
     );
 }
+
+/// An entry refused for its own header is named, not the entry before it: verify and extract
+/// say which entry, as the boot log does.
+#[test]
+fn a_directory_that_declares_data_is_named() {
+    let sc = scratch();
+    let img = image(sc.path(), "flash.img", 1 << 20);
+    ok(&img, &["format"]);
+    let tar = python_tar(
+        "i = tarfile.TarInfo('a')\ni.size = 1\ntf.addfile(i, io.BytesIO(b'x'))\ni = tarfile.TarInfo('d')\ni.type = tarfile.DIRTYPE\ni.size = 512\ntf.addfile(i, io.BytesIO(bytes(512)))\n",
+    );
+    append(&img, Payload::plain(&tar));
+    let o = fails(&img, &["verify"], 9);
+    assert!(
+        show(&o).contains(": entry \"d\": tar: 512 bytes of data on a non-file entry"),
+        "{}",
+        show(&o)
+    );
+    assert!(!show(&o).contains("after entry"), "{}", show(&o));
+}
