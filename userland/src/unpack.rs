@@ -47,6 +47,31 @@ impl<R: Read> embedded_io::Read for IoReader<R> {
     }
 }
 
+/// Counts the bytes that pass through: the length of a payload's tar stream, read by the boot
+/// path's decoder.
+pub struct Count<R> {
+    pub inner: R,
+    pub n: u64,
+}
+
+impl<R> Count<R> {
+    pub fn new(inner: R) -> Self {
+        Count { inner, n: 0 }
+    }
+}
+
+impl<R: embedded_io::Read> embedded_io::ErrorType for Count<R> {
+    type Error = R::Error;
+}
+
+impl<R: embedded_io::Read> embedded_io::Read for Count<R> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, R::Error> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
 /// A payload's bytes as tar, plain or gunzipped by the boot path's decoder.
 pub type Source<R> = TarSource<IoReader<R>>;
 

@@ -552,45 +552,63 @@ fn a_bundle_past_the_data_bound_is_neither_created_nor_applied() {
         "--bundle-version",
         "v2",
     ]);
-    let bomb = d.join("bundle-bomb");
-    copy_dir(&good, &bomb);
-    let payload = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "tar -C {} --format=pax -cf - . | gzip -9c",
-            zeros.display()
-        ))
-        .output()
-        .expect("tar")
-        .stdout;
-    let unpacked = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "tar -C {} --format=pax -cf - . | wc -c",
-            zeros.display()
-        ))
-        .output()
-        .expect("tar")
-        .stdout;
-    let mut m: serde_json::Value =
-        serde_json::from_slice(&fs::read(bomb.join("manifest.json")).expect("manifest"))
-            .expect("json");
-    m["spec"]["payload"]["sha256"] = snapshot::fleet::bundle::sha256_hex(&payload).into();
-    m["spec"]["payload"]["size"] = payload.len().into();
-    m["spec"]["payload"]["unpackedSize"] = String::from_utf8_lossy(&unpacked)
+    let tar_of = |pipe: &str| {
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "tar -C {} --format=pax -cf - . {pipe}",
+                zeros.display()
+            ))
+            .output()
+            .expect("tar");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        o.stdout
+    };
+    let payload = tar_of("| gzip -9c");
+    let unpacked: u64 = String::from_utf8_lossy(&tar_of("| wc -c"))
         .trim()
-        .parse::<u64>()
-        .expect("wc")
-        .into();
-    fs::write(bomb.join("payload.tar.gz"), &payload).expect("write");
-    fs::write(
-        bomb.join("manifest.json"),
-        serde_json::to_vec_pretty(&m).expect("json"),
-    )
-    .expect("write");
-    let _ = fs::remove_file(bomb.join("manifest.json.sig"));
-    tool_ok(&["bundle", "sign", "--key", s(&k.b_sec), s(&bomb)]);
+        .parse()
+        .expect("wc");
+    // `good` with `payload` and `unpacked_size`, signed again.
+    let resigned = |name: &str, payload: &[u8], unpacked_size: u64| {
+        let dir = d.join(name);
+        copy_dir(&good, &dir);
+        let mut m: serde_json::Value =
+            serde_json::from_slice(&fs::read(dir.join("manifest.json")).expect("manifest"))
+                .expect("json");
+        m["spec"]["payload"]["sha256"] = snapshot::fleet::bundle::sha256_hex(payload).into();
+        m["spec"]["payload"]["size"] = payload.len().into();
+        m["spec"]["payload"]["unpackedSize"] = unpacked_size.into();
+        fs::write(dir.join("payload.tar.gz"), payload).expect("write");
+        fs::write(
+            dir.join("manifest.json"),
+            serde_json::to_vec_pretty(&m).expect("json"),
+        )
+        .expect("write");
+        let _ = fs::remove_file(dir.join("manifest.json.sig"));
+        tool_ok(&["bundle", "sign", "--key", s(&k.b_sec), s(&dir)]);
+        dir
+    };
+    let bomb = resigned("bundle-bomb", &payload, unpacked);
     refused(&img, &bomb, &k.dir, &[], 22, "file data past the bound");
+    // The pass that walks the payload counts its tar bytes too: a manifest one byte off is a
+    // mismatch.
+    let m: serde_json::Value =
+        serde_json::from_slice(&fs::read(good.join("manifest.json")).expect("manifest"))
+            .expect("json");
+    let good_size = m["spec"]["payload"]["unpackedSize"]
+        .as_u64()
+        .expect("unpackedSize");
+    let good_payload = fs::read(good.join("payload.tar.gz")).expect("payload");
+    let off_by_one = resigned("bundle-off-by-one", &good_payload, good_size + 1);
+    refused(
+        &img,
+        &off_by_one,
+        &k.dir,
+        &[],
+        20,
+        "unpackedSize one byte off",
+    );
     // The good bundle still applies: the refusal was about the payload alone.
     tool_ok(&["bundle", "sign", "--key", s(&k.b_sec), s(&good)]);
     let o = apply(&img, &good, &k.dir, &[]);

@@ -13,7 +13,7 @@ use snapinit::payload::{payload_sha256, Hashing, PayloadReader, TarSource};
 use snapinit::replay::{replay, Stats};
 use snapinit::tar::{Entry, EntryKind, TarReader};
 use snapshot::model::ModelLayer;
-use snapshot::unpack::{tar_reader, unpack, IoReader};
+use snapshot::unpack::{tar_reader, unpack, Count, IoReader};
 use snapshot::writer::{survey, Writer};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -38,37 +38,13 @@ pub fn info(ctx: &Ctx, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Counts the bytes that pass through.
-struct Count<R> {
-    inner: R,
-    n: u64,
-}
-
-impl<R: embedded_io::Read> embedded_io::ErrorType for Count<R> {
-    type Error = R::Error;
-}
-
-impl<R: embedded_io::Read> embedded_io::Read for Count<R> {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, R::Error> {
-        let n = self.inner.read(buf)?;
-        self.n += n as u64;
-        Ok(n)
-    }
-}
-
 /// Replays a payload held in memory into `layer` with the boot path's readers and rules.
 /// Returns what the replay did and the bytes of the (decompressed) tar stream, or the boot
 /// path's own words for why it would refuse the block.
 fn dry_run(data: &[u8], b: &Block, layer: &mut ModelLayer) -> Result<(Stats, u64), String> {
     let gzip = b.header.fields.compression == Compression::Gzip;
     let source = TarSource::new(IoReader(data), gzip);
-    let mut tar = Box::new(TarReader::new(
-        Count {
-            inner: source,
-            n: 0,
-        },
-        b.header.data_limit(),
-    ));
+    let mut tar = Box::new(TarReader::new(Count::new(source), b.header.data_limit()));
     let mut buf = vec![0u8; 64 * 1024];
     let stats = replay(&mut tar, layer, &mut buf).map_err(|e| e.to_string())?;
     Ok((stats, tar.into_inner().n))
@@ -107,10 +83,7 @@ fn check_block(
     let (replayed, complete, digest, bytes) = {
         let payload = Hashing::new(PayloadReader::new(dev, b));
         let mut tar = Box::new(TarReader::new(
-            Count {
-                inner: TarSource::new(payload, gzip),
-                n: 0,
-            },
+            Count::new(TarSource::new(payload, gzip)),
             b.header.data_limit(),
         ));
         let replayed = replay(&mut *tar, layer, &mut buf);

@@ -9,11 +9,12 @@
 
 use super::sign::{parse_sigs, KeyNum, Keyring};
 pub use crate::hex::{hex, unhex32};
+use crate::unpack::{Count, IoReader};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use snapinit::header::{data_limit, MAX_TRIAL_BUDGET};
-use snapinit::tar::TarError;
-use std::io::Read;
+use snapinit::payload::TarSource;
+use snapinit::tar::{TarError, TarReader};
 
 pub const API_VERSION: &str = "snapinit.fleet/v1";
 pub const KIND_BUNDLE: &str = "Bundle";
@@ -179,9 +180,10 @@ impl BundleManifest {
         unhex32(&self.spec.base).unwrap_or([0; 32])
     }
 
-    /// Checks the payload bytes against the manifest: size, SHA-256, that it decodes to
-    /// exactly `unpackedSize` bytes, and that the boot path's tar reader takes it whole with
-    /// the bound on file data of the smallest erase size (so that every unit boots it).
+    /// Checks the payload bytes against the manifest: size and SHA-256, then in one pass of the
+    /// boot path's gzip and tar readers that they take it whole, with the bound on file data
+    /// of the smallest erase size (so that every unit boots it), and that it decodes to exactly
+    /// `unpackedSize` bytes.
     pub fn check_payload(&self, data: &[u8]) -> Result<(), BundleError> {
         let p = &self.spec.payload;
         let mism = |detail: String| BundleError::Mismatch {
@@ -199,41 +201,13 @@ impl BundleManifest {
         if h != p.sha256 {
             return Err(mism(format!("SHA-256 {h}, the manifest says {}", p.sha256)));
         }
-        let unpacked = if p.compression == "gzip" {
-            let mut n = 0u64;
-            let mut d = flate2::read::GzDecoder::new(data);
-            let mut buf = [0u8; 8192];
-            loop {
-                match d.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(k) => {
-                        n += k as u64;
-                        if n > p.unpacked_size {
-                            break;
-                        }
-                    }
-                    Err(e) => return Err(mism(format!("gzip does not decode: {e}"))),
-                }
-            }
-            n
-        } else {
-            data.len() as u64
-        };
-        if unpacked != p.unpacked_size {
-            return Err(mism(format!(
-                "decodes to {}{unpacked} bytes, the manifest says {}",
-                if unpacked > p.unpacked_size {
-                    "more than "
-                } else {
-                    ""
-                },
-                p.unpacked_size
-            )));
-        }
-        // The block's erase size is the unit's, unknown here: one byte gives the least room,
-        // so a payload that passes fits the bound on every geometry.
+        // One pass of the boot path's own readers: the bound on file data and on the zeros
+        // after the archive stops a payload that would inflate without end before it does. The
+        // block's erase size is the unit's, unknown here: one byte gives the least room, so a
+        // payload that passes fits the bound on every geometry.
         let limit = data_limit(p.size, 1);
-        let mut tar = crate::unpack::tar_reader(data, p.compression == "gzip", limit);
+        let gzip = p.compression == "gzip";
+        let mut tar = TarReader::new(Count::new(TarSource::new(IoReader(data), gzip)), limit);
         let walked = loop {
             match tar.next_entry() {
                 Ok(Some(_)) => {}
@@ -242,17 +216,27 @@ impl BundleManifest {
             }
         };
         match walked {
-            Ok(()) => Ok(()),
-            Err(TarError::DataLimit { total, limit }) => Err(BundleError::TooLarge {
-                what: format!(
-                    "the file data in payload {} (at most {}x its size)",
-                    p.file,
-                    snapinit::header::MAX_DATA_PER_FLASH_BYTE
-                ),
-                size: total,
-                limit,
-            }),
-            Err(e) => Err(mism(format!("the boot path would refuse it: {e}"))),
+            Ok(()) => {}
+            Err(TarError::DataLimit { total, limit }) => {
+                return Err(BundleError::TooLarge {
+                    what: format!(
+                        "the file data in payload {} (at most {}x its size)",
+                        p.file,
+                        snapinit::header::MAX_DATA_PER_FLASH_BYTE
+                    ),
+                    size: total,
+                    limit,
+                })
+            }
+            Err(e) => return Err(mism(format!("the boot path would refuse it: {e}"))),
         }
+        let unpacked = tar.get_ref().n;
+        if unpacked != p.unpacked_size {
+            return Err(mism(format!(
+                "decodes to {unpacked} bytes, the manifest says {}",
+                p.unpacked_size
+            )));
+        }
+        Ok(())
     }
 }
