@@ -69,8 +69,6 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use tar::{Builder, EntryType, Header};
 
 /// Longest path or link target, in bytes, that PID 1 accepts.
@@ -102,8 +100,6 @@ const OVERLAY_PREFIXES: &[&str] = &[TRUSTED_OVERLAY, USER_OVERLAY];
 /// How to pack.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PackOptions {
-    /// Gzip the whole archive (default compression level).
-    pub gzip: bool,
     /// Paths relative to the packed directory that are left out with
     /// everything below them (e.g. `work` when packing a directory that
     /// also holds the overlay work directory).
@@ -259,15 +255,10 @@ pub fn pack_dir<W: Write>(src: &Path, opts: &PackOptions, out: W) -> Result<Pack
             path: src.to_path_buf(),
         });
     }
-    if opts.gzip {
-        let gz = GzEncoder::new(out, Compression::default());
-        let (report, gz) = pack_into(src, opts, gz)?;
-        gz.finish().map_err(PackError::Write)?;
-        Ok(report)
-    } else {
-        let (report, _) = pack_into(src, opts, out)?;
-        Ok(report)
-    }
+    // Compressing is the caller's: one instance of the packer per output type, and a gzip
+    // payload is the gzip of exactly these bytes.
+    let (report, _) = pack_into(src, opts, out)?;
+    Ok(report)
 }
 
 fn pack_into<W: Write>(
