@@ -470,16 +470,15 @@ impl<W: Write> Packer<'_, W> {
         if size > MAX_OCTAL11 {
             return Err(overflow("size", size.into()));
         }
-        if let Some(limit) = self.opts.max_data {
-            if self.report.bytes_in.saturating_add(size) > limit {
-                return Err(PackError::TooMuchData {
-                    path: rel.to_path_buf(),
-                    size,
-                    allocated: meta.blocks().saturating_mul(512),
-                    limit,
-                    total: self.report.bytes_in.saturating_add(size),
-                });
-            }
+        let total = self.report.bytes_in.saturating_add(size);
+        if let Some(limit) = self.opts.max_data.filter(|&limit| total > limit) {
+            return Err(PackError::TooMuchData {
+                path: rel.to_path_buf(),
+                size,
+                allocated: meta.blocks().saturating_mul(512),
+                limit,
+                total,
+            });
         }
         header.set_entry_type(entry_type);
         header.set_mode(meta.mode() & 0o7777);

@@ -72,8 +72,9 @@ impl<R: embedded_io::Read> embedded_io::Read for Count<R> {
     }
 }
 
-/// A payload's bytes as tar, plain or gunzipped by the boot path's decoder.
-pub type Source<R> = TarSource<IoReader<R>>;
+/// A payload's bytes as tar, plain or gunzipped by the boot path's decoder, counted (`n`: the
+/// tar stream's length so far).
+pub type Source<R> = Count<TarSource<IoReader<R>>>;
 
 /// Why the payload's bytes could not be read.
 pub type SourceError = snapinit::payload::SourceError<ReadError>;
@@ -82,7 +83,7 @@ pub type SourceError = snapinit::payload::SourceError<ReadError>;
 /// block's [`Header::data_limit`](snapinit::header::Header::data_limit), as the boot reads it.
 pub fn tar_reader<R: Read>(payload: R, gzip: bool, data_limit: u64) -> Box<TarReader<Source<R>>> {
     Box::new(TarReader::new(
-        TarSource::new(IoReader(payload), gzip),
+        Count::new(TarSource::new(IoReader(payload), gzip)),
         data_limit,
     ))
 }

@@ -13,7 +13,7 @@ use snapinit::payload::{payload_sha256, Hashing, PayloadReader, TarSource};
 use snapinit::replay::{replay, Stats};
 use snapinit::tar::{Entry, EntryKind, TarReader};
 use snapshot::model::ModelLayer;
-use snapshot::unpack::{tar_reader, unpack, Count, IoReader};
+use snapshot::unpack::{tar_reader, unpack, Count, Source};
 use snapshot::writer::{survey, Writer};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -38,13 +38,18 @@ pub fn info(ctx: &Ctx, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The boot path's reader over `b`'s payload, held in memory as `data`: its compression and its
+/// bound on file data.
+fn payload_reader<'a>(data: &'a [u8], b: &Block) -> Box<TarReader<Source<&'a [u8]>>> {
+    let gzip = b.header.fields.compression == Compression::Gzip;
+    tar_reader(data, gzip, b.header.data_limit())
+}
+
 /// Replays a payload held in memory into `layer` with the boot path's readers and rules.
 /// Returns what the replay did and the bytes of the (decompressed) tar stream, or the boot
 /// path's own words for why it would refuse the block.
 fn dry_run(data: &[u8], b: &Block, layer: &mut ModelLayer) -> Result<(Stats, u64), String> {
-    let gzip = b.header.fields.compression == Compression::Gzip;
-    let source = TarSource::new(IoReader(data), gzip);
-    let mut tar = Box::new(TarReader::new(Count::new(source), b.header.data_limit()));
+    let mut tar = payload_reader(data, b);
     let mut buf = vec![0u8; 64 * 1024];
     let stats = replay(&mut tar, layer, &mut buf).map_err(|e| e.to_string())?;
     Ok((stats, tar.into_inner().n))
@@ -53,8 +58,7 @@ fn dry_run(data: &[u8], b: &Block, layer: &mut ModelLayer) -> Result<(Stats, u64
 /// Calls `f` on every entry of a payload held in memory, read to its end as the boot path
 /// reads it (file data, the end of the archive, the gzip trailer).
 fn walk_payload(data: &[u8], b: &Block, mut f: impl FnMut(&Entry)) -> Result<(), String> {
-    let gzip = b.header.fields.compression == Compression::Gzip;
-    let mut tar = tar_reader(data, gzip, b.header.data_limit());
+    let mut tar = payload_reader(data, b);
     let mut buf = vec![0u8; 64 * 1024];
     while let Some(e) = tar.next_entry().map_err(|e| e.to_string())? {
         f(&e);

@@ -9,12 +9,10 @@
 
 use super::sign::{parse_sigs, KeyNum, Keyring};
 pub use crate::hex::{hex, unhex32};
-use crate::unpack::{Count, IoReader};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use snapinit::header::{data_limit, MAX_TRIAL_BUDGET};
-use snapinit::payload::TarSource;
-use snapinit::tar::{TarError, TarReader};
+use snapinit::tar::TarError;
 
 pub const API_VERSION: &str = "snapinit.fleet/v1";
 pub const KIND_BUNDLE: &str = "Bundle";
@@ -206,16 +204,8 @@ impl BundleManifest {
         // block's erase size is the unit's, unknown here: one byte gives the least room, so a
         // payload that passes fits the bound on every geometry.
         let limit = data_limit(p.size, 1);
-        let gzip = p.compression == "gzip";
-        let mut tar = TarReader::new(Count::new(TarSource::new(IoReader(data), gzip)), limit);
-        let walked = loop {
-            match tar.next_entry() {
-                Ok(Some(_)) => {}
-                Ok(None) => break tar.finish(),
-                Err(e) => break Err(e),
-            }
-        };
-        match walked {
+        let mut tar = crate::unpack::tar_reader(data, p.compression == "gzip", limit);
+        match tar.finish() {
             Ok(()) => {}
             Err(TarError::DataLimit { total, limit }) => {
                 return Err(BundleError::TooLarge {
