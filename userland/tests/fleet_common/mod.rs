@@ -52,12 +52,23 @@ pub fn run_in(ns: Option<&str>, img: &Path, args: &[&str]) -> Output {
         .expect("run snapshot")
 }
 
+/// A loopback port nothing listens on, and one this process has not handed out before: the
+/// kernel may give a released port again, and tests run in parallel threads, so two servers
+/// (one serving a signed channel, one the unsigned mirror a refusal is tested against) could
+/// otherwise get the same port and the test talk to the other test's server.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        if GIVEN.lock().expect("ports").insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Waits until `addr:port` (in `ns`) accepts a connection; false if it never does.
