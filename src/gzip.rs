@@ -147,6 +147,17 @@ impl Crc32 {
     pub const fn finish(&self) -> u32 {
         !self.0
     }
+
+    /// The bare register starting at `register`, for CRCs that skip gzip's inversions (JFFS2's
+    /// `crc32(0, ...)`): read it back with [`Crc32::register`].
+    pub const fn with_register(register: u32) -> Self {
+        Self(register)
+    }
+
+    /// The register as it stands, without the final inversion [`Crc32::finish`] applies.
+    pub const fn register(&self) -> u32 {
+        self.0
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

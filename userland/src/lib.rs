@@ -3,6 +3,7 @@
 
 #[cfg(feature = "fleet")]
 pub mod fleet;
+pub mod gzip;
 pub mod hex;
 pub mod model;
 pub mod pack;

@@ -4,6 +4,7 @@ use super::error::CliError;
 use super::ui;
 use sha2::{Digest, Sha256};
 use snapinit::header::Compression;
+use snapshot::gzip::GzipWriter;
 use snapshot::pack::{pack_dir, PackError, PackOptions, PackReport};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -45,7 +46,7 @@ impl<W: Write> Write for Counting<W> {
         Ok(n)
     }
 
-    /// Not passed on: the packer flushes at the end, and a `GzEncoder` flushed writes a
+    /// Not passed on: the packer flushes at the end, and a gzip writer flushed writes a
     /// sync-flush block into the payload (bytes the gzip of the whole tar never had, so every
     /// payload would differ from what earlier versions wrote for the same tree). `finish`
     /// ends the stream; a `Vec` has nothing to flush.
@@ -89,8 +90,12 @@ pub fn pack(dir: &Path, gzip: bool, max_data: Option<u64>) -> Result<Packed, Cli
     let mut attempt = 1;
     let (data, unpacked_len, report) = loop {
         let packed = if gzip {
-            let enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-            pack_through(dir, &opts, enc).map(|(enc, n, report)| (enc.finish(), n, report))
+            match GzipWriter::new(Vec::new()) {
+                Ok(enc) => {
+                    pack_through(dir, &opts, enc).map(|(enc, n, report)| (enc.finish(), n, report))
+                }
+                Err(e) => return Err(io_err(e)),
+            }
         } else {
             pack_through(dir, &opts, Vec::new()).map(|(tar, n, report)| (Ok(tar), n, report))
         };

@@ -9,6 +9,8 @@
 //! another type holds nothing of the filesystem. A block whose erase was cut short, or junk
 //! that only looks like a node, then counts as free exactly as JFFS2 counts it.
 
+use snapinit::gzip::{crc_tables, Crc32, CrcTables};
+
 const MAGIC: u16 = 0x1985;
 const CLEANMARKER: u16 = 0x2003;
 const PADDING: u16 = 0x2004;
@@ -17,16 +19,20 @@ const NODE_HEADER: usize = 12;
 /// Whether `block` (one whole erase block) holds a JFFS2 node other than a cleanmarker or
 /// padding, in either byte order.
 pub fn holds_nodes(block: &[u8]) -> bool {
+    let tables = crc_tables();
     (0..block.len().saturating_sub(NODE_HEADER - 1))
         .step_by(4)
-        .any(|at| node_at(&block[at..at + NODE_HEADER]))
+        .any(|at| node_at(&tables, &block[at..at + NODE_HEADER]))
 }
 
 /// A node header other than a cleanmarker or padding, little- or big-endian.
-fn node_at(h: &[u8]) -> bool {
+fn node_at(tables: &CrcTables, h: &[u8]) -> bool {
     let le = |i: usize| u16::from_le_bytes([h[i], h[i + 1]]);
     let be = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
-    let crc = jffs2_crc(&h[..8]);
+    if le(0) != MAGIC && be(0) != MAGIC {
+        return false;
+    }
+    let crc = jffs2_crc(tables, &h[..8]);
     let le_node = le(0) == MAGIC
         && ![CLEANMARKER, PADDING].contains(&le(2))
         && crc == u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
@@ -38,15 +44,16 @@ fn node_at(h: &[u8]) -> bool {
 
 /// JFFS2's CRC: the kernel's `crc32(0, ...)`, the CRC-32 register without the customary
 /// inversions at either end.
-fn jffs2_crc(bytes: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new_with_initial(u32::MAX);
-    h.update(bytes);
-    !h.finalize()
+fn jffs2_crc(tables: &CrcTables, bytes: &[u8]) -> u32 {
+    let mut c = Crc32::with_register(0);
+    c.update(tables, bytes);
+    c.register()
 }
 
 #[cfg(test)]
 mod tests {
     use super::{holds_nodes, jffs2_crc};
+    use snapinit::gzip::crc_tables;
 
     /// A node header of `kind`, sealed with its CRC, little- or big-endian.
     fn node(kind: u16, little: bool) -> Vec<u8> {
@@ -67,7 +74,7 @@ mod tests {
         h.extend_from_slice(&m);
         h.extend_from_slice(&k);
         h.extend_from_slice(&len);
-        let crc = jffs2_crc(&h);
+        let crc = jffs2_crc(&crc_tables(), &h);
         h.extend_from_slice(&if little {
             crc.to_le_bytes()
         } else {
@@ -86,7 +93,7 @@ mod tests {
     fn the_crc_is_the_kernels() {
         // mkfs.jffs2 -l's cleanmarker: 85 19 03 20 0c 00 00 00, then its CRC b1 b0 1e e4.
         assert_eq!(
-            jffs2_crc(&[0x85, 0x19, 0x03, 0x20, 0x0c, 0, 0, 0]),
+            jffs2_crc(&crc_tables(), &[0x85, 0x19, 0x03, 0x20, 0x0c, 0, 0, 0]),
             0xe41e_b0b1
         );
         assert_eq!(node(0x2003, true)[8..], [0xb1, 0xb0, 0x1e, 0xe4]);
