@@ -189,3 +189,22 @@ fn rollback_speaks_in_words() {
         "{out}"
     );
 }
+
+/// `diff` takes a snapshot number or `volatile` (docs/SNAPSHOT.md); refusing another word, it
+/// names what it takes, not `all`, which only `extract` takes.
+#[test]
+fn diff_refuses_a_bad_id_naming_what_diff_takes() {
+    let sc = scratch();
+    let base = sc.path();
+    let img = image(base, "flash.img", 256 << 10);
+    ok(&img, &e4(&["format"]));
+    let upper = base.join("upper");
+    put(&upper.join("etc/a"), b"a");
+    ok(&img, &e4(&["commit", "--upper", s(&upper), "--no-reboot"]));
+    for id in ["all", "latest"] {
+        let o = fails(&img, &e4(&["diff", id]), 2);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("not a snapshot number or `volatile`"), "{err}");
+        assert!(!err.contains("`all`"), "{err}");
+    }
+}

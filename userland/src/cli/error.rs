@@ -134,6 +134,9 @@ pub enum CliError {
     NoSuchSnapshot { id: usize, have: usize },
     #[error("{0:?} is not a snapshot number, `volatile` or `all`")]
     BadId(String),
+    /// `diff` takes one block: `all` is not an ID there.
+    #[error("{0:?} is not a snapshot number or `volatile`")]
+    BadDiffId(String),
     #[error("packing {dir}: {source}")]
     Pack {
         dir: PathBuf,
@@ -245,7 +248,7 @@ impl CliError {
             Unformatted(_) | Refused(_) | BadBackbuf(_) => code::STATE,
             NoSpace { .. } | VolatileTooLarge { .. } | TooSmall { .. } => code::NO_SPACE,
             NoVolatile | NoSuchSnapshot { .. } => code::NOT_FOUND,
-            BadId(_) => code::USAGE,
+            BadId(_) | BadDiffId(_) => code::USAGE,
             Pack { .. }
             | TooMuchData { .. }
             | Unpack { .. }

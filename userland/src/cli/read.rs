@@ -728,8 +728,8 @@ pub fn diff(ctx: &Ctx, id: Option<&str>, rom: &Path) -> Result<(), CliError> {
             return Ok(());
         }
     };
-    if id == "all" {
-        return Err(CliError::BadId(id));
+    if id != "volatile" && id.parse::<usize>().is_err() {
+        return Err(CliError::BadDiffId(id));
     }
     let target = select(&view, &id)?;
     let below = match id.as_str() {
