@@ -115,11 +115,13 @@ pub fn pack(dir: &Path, gzip: bool, max_data: Option<u64>) -> Result<Packed, Cli
     };
     spin.finish_and_clear();
     for s in &report.skipped {
-        eprintln!(
-            "snapshot: skipped {}: {} (not storable)",
-            s.path.display(),
-            s.reason
-        );
+        // A member the format cannot carry is left out; of a file with an xattr outside the
+        // restored namespaces only that xattr is, and its reason says why.
+        let what = match s.reason {
+            snapshot::pack::SkipReason::Xattr { .. } => "",
+            _ => " (not storable)",
+        };
+        eprintln!("snapshot: skipped {}: {}{what}", s.path.display(), s.reason);
     }
     Ok(Packed {
         data,
