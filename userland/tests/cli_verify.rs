@@ -332,3 +332,21 @@ fn a_directory_that_declares_data_is_named() {
     );
     assert!(!show(&o).contains("after entry"), "{}", show(&o));
 }
+
+/// After `rollback 0` the dropped snapshot at offset 0 stays (repair keeps offset 0 on a
+/// chain without snapshots, docs/FORMAT.md "repair"); verify notes it, and must not send the
+/// admin to a `repair` that erases nothing.
+#[test]
+fn verify_sends_to_repair_only_what_repair_erases() {
+    let sc = scratch();
+    let img = two_snapshots(sc.path());
+    ok(&img, &["rollback", "0", "--yes", "--no-reboot"]);
+    let out = ok(&img, &["repair"]);
+    assert!(out.contains("erased 0 erase block(s)"), "{out}");
+    let out = ok(&img, &["verify"]);
+    assert!(
+        out.contains("note  snapshot at 0x0: dropped by a rollback"),
+        "{out}"
+    );
+    assert!(!out.contains("`snapshot repair` erases it"), "{out}");
+}

@@ -216,8 +216,15 @@ pub fn verify(ctx: &Ctx) -> Result<(), CliError> {
                 r.offset, r.reason
             );
         } else {
+            // Repair keeps offset 0 on a chain without snapshots (it may record the layout):
+            // the next write replaces it there.
+            let fate = if r.offset == 0 && view.snapshots.is_empty() {
+                "kept where the next write goes, which replaces it"
+            } else {
+                "`snapshot repair` erases it"
+            };
             println!(
-                "note  {} at {:#x}: {} (left over by an interrupted or dropped write; `snapshot repair` erases it)",
+                "note  {} at {:#x}: {} (left over by an interrupted or dropped write; {fate})",
                 r.kind.map(kind_name).unwrap_or("block"),
                 r.offset,
                 r.reason
