@@ -350,3 +350,24 @@ fn verify_sends_to_repair_only_what_repair_erases() {
     );
     assert!(!out.contains("`snapshot repair` erases it"), "{out}");
 }
+
+/// `extract --salvage all DIR` (docs/SNAPSHOT.md): salvage ignores the chain and unpacks every
+/// block it finds, so another ID (`2`, expecting block 2 alone) is refused, not ignored.
+#[test]
+fn salvage_takes_all_and_refuses_another_id() {
+    let sc = scratch();
+    let img = two_snapshots(sc.path());
+    for id in ["2", "volatile", "x"] {
+        let dest = sc.path().join(format!("salvage-{id}"));
+        let o = fails(&img, &["extract", "--salvage", id, s(&dest)], 2);
+        assert!(!dest.exists(), "{}", show(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("`all`"),
+            "{}",
+            show(&o)
+        );
+    }
+    let dest = sc.path().join("salvage-all");
+    let out = ok(&img, &["extract", "--salvage", "all", s(&dest)]);
+    assert!(out.contains("salvaged 3 block(s)"), "{out}");
+}

@@ -137,6 +137,9 @@ pub enum CliError {
     /// `diff` takes one block: `all` is not an ID there.
     #[error("{0:?} is not a snapshot number or `volatile`")]
     BadDiffId(String),
+    /// `extract --salvage` ignores the chain: it takes no block ID but `all`.
+    #[error("`extract --salvage` unpacks every block it finds: give `all` as the ID, not {0:?}")]
+    SalvageId(String),
     #[error("packing {dir}: {source}")]
     Pack {
         dir: PathBuf,
@@ -248,7 +251,7 @@ impl CliError {
             Unformatted(_) | Refused(_) | BadBackbuf(_) => code::STATE,
             NoSpace { .. } | VolatileTooLarge { .. } | TooSmall { .. } => code::NO_SPACE,
             NoVolatile | NoSuchSnapshot { .. } => code::NOT_FOUND,
-            BadId(_) | BadDiffId(_) => code::USAGE,
+            BadId(_) | BadDiffId(_) | SalvageId(_) => code::USAGE,
             Pack { .. }
             | TooMuchData { .. }
             | Unpack { .. }

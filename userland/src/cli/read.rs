@@ -380,6 +380,9 @@ fn unpack_payload(
 }
 
 pub fn extract(ctx: &Ctx, id: &str, dir: &Path, salvage: bool) -> Result<(), CliError> {
+    if salvage && id != "all" {
+        return Err(CliError::SalvageId(id.to_string()));
+    }
     let (_lock, mut dev) = ctx.open(false)?;
     if salvage {
         return salvage_all(&mut dev, dir);
