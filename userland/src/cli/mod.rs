@@ -67,8 +67,9 @@ Exit status:
   18  a configuration file cannot be read or is invalid (also: trusted keys, keys to sign with)
   19  bundle: not signed by enough trusted keys (missing, bad, unknown): flash untouched
   20  bundle: the payload does not match its signed manifest: flash untouched
-  21  bundle: the chain's head is not the bundle's base: flash untouched
-  22  bundle: larger than the limit (--max-size): flash untouched
+  21  bundle: the chain's id is not the bundle's base: flash untouched
+  22  bundle: larger than the limit (--max-size), or its file data past its payload's bound:
+      flash untouched
   23  bundle: the signed manifest cannot be used (format, version): flash untouched
   24  fleet poll: the channel manifest is older than one already taken (replay): flash untouched
   25  fleet poll: no mirror answered after every retry: flash untouched
