@@ -208,3 +208,28 @@ fn diff_refuses_a_bad_id_naming_what_diff_takes() {
         assert!(!err.contains("`all`"), "{err}");
     }
 }
+
+/// On a truncated image (a chain whose back buffer this partition cannot have) every write,
+/// `repair` included, refuses with exit 16; `info` lists what is there and, as SNAPSHOT.md
+/// says, the same advice: what acts there (`extract --salvage`, `format --force`), not a
+/// `repair` that refuses.
+#[test]
+fn info_on_a_truncated_image_offers_only_what_acts_there() {
+    let sc = scratch();
+    let base = sc.path();
+    let img = image(base, "flash.img", 1 << 20);
+    ok(&img, &["format"]);
+    let upper = base.join("upper");
+    put(&upper.join("etc/a"), b"a");
+    ok(&img, &["commit", "--upper", s(&upper), "--no-reboot"]);
+    // 3 of 16 erase blocks: the chain's back buffer (2) is more than half of them.
+    let f = fs::OpenOptions::new().write(true).open(&img).expect("open");
+    f.set_len(3 << 16).expect("truncate");
+    drop(f);
+    fails(&img, &["repair", "--yes"], 16);
+    let out = ok(&img, &["info"]);
+    assert!(!out.contains("snapshot repair"), "{out}");
+    assert!(out.contains("format --force"), "{out}");
+    let salvaged = base.join("salvaged");
+    ok(&img, &["extract", "--salvage", "all", s(&salvaged)]);
+}

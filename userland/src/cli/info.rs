@@ -102,7 +102,14 @@ pub struct Info {
     /// What to run about the suspects (text only).
     #[serde(skip)]
     pub remedy: &'static str,
+    /// The chain records a back buffer this partition cannot have (a truncated image): every
+    /// write, `repair` included, refuses with exit 16 (text only).
+    #[serde(skip)]
+    pub truncated: Option<String>,
 }
+
+/// What acts on a truncated image: every write and `repair` refuse there (exit 16).
+const TRUNCATED_REMEDY: &str = "`snapshot extract --salvage` copies out what is still readable; `snapshot format --force` starts over.";
 
 pub fn foreign_name(f: Foreign) -> &'static str {
     match f {
@@ -183,6 +190,14 @@ fn survey_of(dev: &Device, view: &ChainView, layout: &Layout) -> Option<Survey> 
 pub fn gather(dev: &Device, view: &ChainView) -> Info {
     let (layout, from_chain) = effective_layout(view);
     let surveyed = survey_of(dev, view, &layout);
+    let total = layout.total_blocks();
+    let truncated = (from_chain && layout.backbuf_blocks > Layout::max_backbuf_blocks(total))
+        .then(|| {
+            format!(
+                "the chain records a back buffer of {} erase blocks, more than half of this {total}-block partition: the image was truncated or the partition shrank",
+                layout.backbuf_blocks
+            )
+        });
     let unknown = surveyed.as_ref().and_then(|s| {
         s.suspects.iter().find_map(|x| match x {
             Suspect::UnknownData { .. } => Some("unknown"),
@@ -259,9 +274,13 @@ pub fn gather(dev: &Device, view: &ChainView) -> Info {
             })
             .unwrap_or_default(),
         garbage_blocks: surveyed.as_ref().map_or(0, |s| s.garbage.len()),
-        remedy: surveyed
-            .as_ref()
-            .map_or("", |s| snapshot::writer::survey::remedy(&s.suspects)),
+        remedy: match (&surveyed, &truncated) {
+            // `repair` refuses too (exit 16): only what acts there.
+            (_, Some(_)) => TRUNCATED_REMEDY,
+            (Some(s), None) => snapshot::writer::survey::remedy(&s.suspects),
+            (None, None) => "",
+        },
+        truncated,
     }
 }
 
@@ -358,6 +377,11 @@ pub fn render(info: &Info) -> String {
         (s, _) => s.to_string(),
     };
     line(format!("status:      {status}"));
+    if let Some(t) = &info.truncated {
+        line(format!(
+            "geometry:    {t}: every write and `repair` refuse (exit 16). {TRUNCATED_REMEDY}"
+        ));
+    }
     let on_trial: Vec<String> = info
         .snapshots
         .iter()
