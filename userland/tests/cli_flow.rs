@@ -397,3 +397,77 @@ fn a_saved_payload_is_the_gzip_of_its_tar_and_nothing_else() {
         Some(offset as u64)
     );
 }
+
+/// A rollback is done once its one-byte drop is on flash; erasing what it dropped is
+/// housekeeping that the next write (or `repair`) does anyway. When that erase fails (a worn
+/// erase block, an I/O error) the command must still say the rollback is done and go on to
+/// its reboot: failing with "nothing visible changed" after the drop made a retried
+/// `rollback` (whose default is "all but the last") drop one more snapshot, and the unit kept
+/// running the dropped state.
+#[test]
+fn a_rollback_whose_freeing_fails_is_still_done() {
+    use std::process::Command;
+    let sc = scratch();
+    // A small filesystem of its own, filled up below: the erase of the dropped block writes
+    // into a hole punched into it, and fails for want of space.
+    let small = sc.path().join("small");
+    fs::create_dir(&small).expect("mkdir");
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "snapinit-small"])
+        .arg(&small)
+        .status()
+        .expect("mount");
+    assert!(st.success(), "mount tmpfs");
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&small);
+
+    let img = image(&small, "flash.img", 512 << 10);
+    ok(&img, &["format"]);
+    let uppers = mkdirs(sc.path(), &["u1", "u2"]);
+    file(&uppers[0].join("a"), b"one\n", 0o644, (0, 0));
+    file(&uppers[1].join("b"), b"two\n", 0o644, (0, 0));
+    for u in &uppers {
+        ok(&img, &["commit", "--upper", s(u), "--no-reboot"]);
+    }
+    let j = info(&img);
+    let second = j["snapshots"][1]["offset"].as_u64().expect("offset");
+    // Past snapshot 2's header and payload: only its erase block's tail becomes a hole.
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .expect("open image");
+    rustix::fs::fallocate(
+        &f,
+        rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+        second + 16384,
+        65536 - 16384,
+    )
+    .expect("punch a hole");
+    drop(f);
+    // Fill the filesystem.
+    let mut fill = fs::File::create(small.join("fill")).expect("create filler");
+    let chunk = vec![0u8; 4096];
+    while std::io::Write::write_all(&mut fill, &chunk).is_ok() {}
+    drop(fill);
+
+    let o = run(&img, &["rollback", "--yes", "--no-reboot"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("rolled back: kept snapshot 1"), "{}", show(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "the rollback was done, but the command failed:\n{}",
+        show(&o)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("snapshot repair"),
+        "the failed freeing is not named with what finishes it:\n{}",
+        show(&o)
+    );
+    assert_eq!(info(&img)["snapshots"].as_array().map(Vec::len), Some(1));
+}

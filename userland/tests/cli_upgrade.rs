@@ -91,3 +91,108 @@ fn upgrade_stores_changes_and_a_failure_touches_nothing() {
     assert_eq!(info(&img)["snapshots"].as_array().map(Vec::len), Some(3));
     ok(&img, &["verify"]);
 }
+
+/// An upgrade the package manager carried out but that cannot be stored (here: the flash is
+/// too full for it) leaves the running system upgraded and flash as it was: the refusal must
+/// say that the upgrade lives in RAM only, not just why nothing was written.
+#[test]
+fn an_upgrade_that_cannot_be_stored_says_it_runs_from_ram_only() {
+    let sc = scratch();
+    let base = sc.path();
+    let img = image(base, "flash.img", 512 << 10);
+    let upper = base.join("upper");
+    fs::create_dir(&upper).expect("mkdir");
+    file(&upper.join("f"), b"1\n", 0o644, (0, 0));
+    ok(&img, &["format"]);
+    ok(&img, &["commit", "--upper", s(&upper), "--no-reboot"]);
+    let before = fs::read(&img).expect("read image");
+
+    let big = base.join("pm-big.sh");
+    script(
+        &big,
+        "head -c 600000 /dev/urandom > \"$SNAPSHOT_UPPER/big\"",
+    );
+    let o = fails(&img, &["upgrade", "--upper", s(&upper), "--pm", s(&big)], 6);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("not enough space"), "{err}");
+    assert!(
+        err.contains("not stored") && err.contains("RAM"),
+        "the refusal does not say the upgrade runs from RAM only:\n{err}"
+    );
+    assert!(
+        fs::read(&img).expect("read image") == before,
+        "a refused upgrade changed flash"
+    );
+}
+
+/// `snapshot upgrade` sent a signal while its package manager runs (a timeout, `kill`, a
+/// service stop) must not let go of the partition lock while the package manager goes on: it
+/// would change the upper dir while another command packs it, and a `commit` or `save` would
+/// store a moment in the middle of the upgrade. The command waits for the package manager,
+/// then stops without writing.
+#[test]
+fn a_signalled_upgrade_keeps_the_lock_until_the_package_manager_ends() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let sc = scratch();
+    let base = sc.path();
+    let img = image(base, "flash.img", 2 << 20);
+    let upper = base.join("upper");
+    fs::create_dir(&upper).expect("mkdir");
+    file(&upper.join("f"), b"1\n", 0o644, (0, 0));
+    ok(&img, &["format"]);
+    ok(&img, &["commit", "--upper", s(&upper), "--no-reboot"]);
+    let before = fs::read(&img).expect("read image");
+
+    // A package manager that changes one file, works for a while, then changes another.
+    let pm = base.join("pm-slow.sh");
+    script(
+        &pm,
+        "echo half > \"$SNAPSHOT_UPPER/half\"\n\
+         sleep 3\n\
+         echo done > \"$SNAPSHOT_UPPER/done\"",
+    );
+    let up = Command::new(BIN)
+        .arg("--device")
+        .arg(&img)
+        .args(["upgrade", "--upper", s(&upper), "--pm", s(&pm)])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn upgrade");
+    let t = Instant::now();
+    while !upper.join("half").exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the package manager never ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = rustix::process::Pid::from_child(&up);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("signal upgrade");
+    std::thread::sleep(Duration::from_millis(300));
+
+    // The package manager is still at work: no other writer may take the partition.
+    let o = fails(
+        &img,
+        &["commit", "--upper", s(&upper), "--no-reboot", "--no-wait"],
+        4,
+    );
+    assert!(!upper.join("done").exists(), "{}", show(&o));
+    let o = up.wait_with_output().expect("wait upgrade");
+    assert!(!o.status.success(), "a signalled upgrade succeeded");
+    assert!(
+        upper.join("done").exists(),
+        "the package manager did not finish"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("flash untouched"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        fs::read(&img).expect("read image") == before,
+        "a signalled upgrade changed flash"
+    );
+}

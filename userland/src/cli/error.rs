@@ -181,6 +181,9 @@ pub enum CliError {
     PackageManager { cmd: String, status: String },
     #[error("no package manager found in PATH (apk or opkg); pass --pm")]
     NoPackageManager,
+    /// `upgrade` was asked to stop (this signal) while the package manager ran.
+    #[error("stopped by signal {0} while the package manager ran; it was left to finish; flash untouched")]
+    Stopped(i32),
     #[error("aborted; nothing changed")]
     Aborted,
     #[error("{0} needs confirmation: pass --yes (no terminal to ask on)")]
@@ -258,7 +261,7 @@ impl CliError {
             | ExtractRefused { .. }
             | Io { .. } => code::TREE,
             Payload { .. } | Verify(_) => code::VERIFY,
-            PackageManager { .. } | NoPackageManager => code::UPGRADE,
+            PackageManager { .. } | NoPackageManager | Stopped(_) => code::UPGRADE,
             Aborted | NeedsConfirmation(_) => code::ABORTED,
             Reboot(_) => code::REBOOT,
             Unhealthy(_) => code::UNHEALTHY,

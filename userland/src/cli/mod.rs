@@ -53,7 +53,7 @@ Exit status:
    7  no such snapshot, or no volatile
    8  packing or unpacking a directory tree failed
    9  verify found a problem (or a payload could not be decoded)
-  10  the package manager failed (upgrade): flash untouched
+  10  the package manager failed, or a stopping signal came while it ran (upgrade): flash untouched
   11  aborted, or confirmation needed and no terminal to ask on (pass --yes)
   12  written, but `reboot` could not be run
   13  refused: the partition holds data the chain does not show (damaged or unreachable

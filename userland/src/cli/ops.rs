@@ -11,6 +11,7 @@ use super::error::CliError;
 use super::info::{effective_layout, foreign_name};
 use super::tree::{self, Packed};
 use super::{ui, Ctx};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use snapinit::chain::{ChainView, Foreign, Layout, Status};
 use snapinit::flash::{DeviceError, ReadNorFlash};
 use snapinit::header::{data_limit, span_blocks, Compression, HEADER_LEN, MAX_DATA_PER_FLASH_BYTE};
@@ -19,6 +20,8 @@ use snapshot::writer::survey::Suspect;
 use snapshot::writer::{Outcome, WriteError, Writer};
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Refuses a partition that is not a clean chain (or an empty one): a foreign filesystem, or
 /// anything that might be data the chain does not show. Runs before any packing.
@@ -370,7 +373,14 @@ pub fn rollback(ctx: &Ctx, id: Option<usize>, yes: bool, do_reboot: bool) -> Res
             );
         }
         // Erase what was dropped now, so the space is free and `verify` sees a clean chain.
-        auto_repair(&mut dev)?;
+        // The rollback stands whatever happens here: a failure only leaves garbage that the
+        // next write (or `repair`) erases, and must not skip the reboot nor read as a rollback
+        // not done (a retry of `rollback` without ID would drop one more snapshot).
+        if let Err(e) = auto_repair(&mut dev) {
+            eprintln!(
+                "snapshot: warning: rolled back, but freeing the space of what was dropped failed ({e}); `snapshot repair` frees it (every write tries first too)"
+            );
+        }
     }
     if do_reboot {
         reboot(ctx)?;
@@ -497,11 +507,50 @@ fn upgradable(list: &str) -> Vec<String> {
         .collect()
 }
 
-fn run_pm(pm: &str, steps: &[Vec<String>], upper: &Path) -> Result<(), CliError> {
+/// SIGINT, SIGTERM and SIGHUP recorded instead of acted on, from the package manager's start to
+/// the command's end. The partition lock goes with this process: ended by such a signal (a
+/// `kill`, a timeout, a service stop, which need not reach the package manager), it would let
+/// another command pack the upper dir while the package manager goes on changing it, storing a
+/// moment in the middle of the upgrade. Recorded, the signal lets the package manager finish
+/// its step, starts no other, and stops the command before it writes. A signal to the whole
+/// process group (Ctrl-C) reaches the package manager too, which then stops first. The
+/// package manager itself starts with the default actions (exec resets handlers).
+struct StopRequests(Arc<AtomicUsize>);
+
+impl StopRequests {
+    fn record() -> Self {
+        let seen = Arc::new(AtomicUsize::new(0));
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            // These three can always be handled; were one not, it would keep its default
+            // action, which is how the command behaved before.
+            let _ = signal_hook::flag::register_usize(sig, Arc::clone(&seen), sig as usize);
+        }
+        Self(seen)
+    }
+
+    /// The last stopping signal that came, if any.
+    fn requested(&self) -> Option<i32> {
+        match self.0.load(Ordering::SeqCst) {
+            0 => None,
+            sig => i32::try_from(sig).ok(),
+        }
+    }
+}
+
+/// Runs the steps in order; none starts once the command was asked to stop.
+fn run_pm(
+    pm: &str,
+    steps: &[Vec<String>],
+    upper: &Path,
+    stop: &StopRequests,
+) -> Result<(), CliError> {
     for step in steps {
+        if stop.requested().is_some() {
+            return Ok(());
+        }
         run_step(step, upper)?;
     }
-    if pm == "opkg" {
+    if pm == "opkg" && stop.requested().is_none() {
         let out = Command::new("opkg")
             .arg("list-upgradable")
             .output()
@@ -516,7 +565,7 @@ fn run_pm(pm: &str, steps: &[Vec<String>], upper: &Path) -> Result<(), CliError>
             });
         }
         let names = upgradable(&String::from_utf8_lossy(&out.stdout));
-        if !names.is_empty() {
+        if !names.is_empty() && stop.requested().is_none() {
             let mut step = vec!["opkg".to_string(), "upgrade".to_string()];
             step.extend(names);
             run_step(&step, upper)?;
@@ -541,24 +590,40 @@ pub fn upgrade(
         require_trial_left(&dev, &view)?;
         let (pm, steps) = pm_steps(pm)?;
         let before = tree::fingerprint(upper)?;
-        if let Err(e) = run_pm(&pm, &steps, upper) {
+        let stop = StopRequests::record();
+        let ran = run_pm(&pm, &steps, upper, &stop);
+        if let Some(sig) = stop.requested() {
+            return Err(CliError::Stopped(sig));
+        }
+        if let Err(e) = ran {
             eprintln!("snapshot: the upgrade failed; nothing was written to flash");
             return Err(e);
         }
-        if tree::fingerprint(upper)? == before {
+        // From here on the running system is upgraded: a refusal leaves it so, unstored.
+        let not_stored = |e: CliError| {
+            // An I/O error (3) can come mid-write: complete or invisible, it does not say.
+            if e.exit_code() != super::error::code::DEVICE {
+                eprintln!(
+                    "snapshot: the upgrade is not stored: what the package manager changed is in the running system only (RAM), gone at the next reboot"
+                );
+            }
+            e
+        };
+        if tree::fingerprint(upper).map_err(not_stored)? == before {
             println!(
                 "the upgrade changed nothing in {}; flash untouched",
                 upper.display()
             );
             return Ok(());
         }
-        let packed = pack_capped(&view, upper, gzip, false)?;
-        precheck_packed(&view, upper, &packed, false)?;
+        let packed = pack_capped(&view, upper, gzip, false).map_err(not_stored)?;
+        precheck_packed(&view, upper, &packed, false).map_err(not_stored)?;
         let cost = block_cost(&view, packed.data.len()) + evacuation_cost(&view);
         let out = write_op(&mut dev, cost, "storing", |w| {
             w.trial_budget = ctx.trial;
             w.append_snapshot(&packed.payload())
-        })?;
+        })
+        .map_err(not_stored)?;
         if let Outcome::Written { seq, offset, .. } = out {
             println!(
                 "upgrade stored as snapshot {seq} at {offset:#x}: {}",
