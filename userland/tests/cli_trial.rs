@@ -454,3 +454,102 @@ fn a_volatile_on_its_last_trial_boot_is_not_committed_from_either_slot() {
         assert_eq!(info(&img)["snapshots"].as_array().map(Vec::len), Some(2));
     }
 }
+
+/// A check that never finishes (a command waiting on a dead server, a DNS lookup that hangs)
+/// must not hold the verdict past the deadline: on OpenWrt procd owns the watchdog, so
+/// nothing else would ever reboot the unit or confirm it. The check is killed (with what it
+/// started) when the round's time is up, and fails.
+#[test]
+fn a_hung_check_fails_at_the_deadline() {
+    let tmp = scratch();
+    let dir = tmp.path();
+    let img = image(dir, "flash.img", 1 << 20);
+    let e = ["--erase-size", "4096"];
+    let arg = |p: &Path| p.to_str().expect("utf-8").to_string();
+    ok(&img, &[e[0], e[1], "format"]);
+    let u = upper(dir, "trial");
+    ok(
+        &img,
+        &[
+            e[0],
+            e[1],
+            "commit",
+            "--upper",
+            &arg(&u),
+            "--no-reboot",
+            "--trial",
+            "2",
+        ],
+    );
+    spend_mark(&img, offset_of(&info(&img)["snapshots"][0]), 0);
+    // The deadline has passed (the test host has been up longer than 0 s): one round of at
+    // most `interval` seconds, then the verdict. `sleep` runs as a child of sh, which must
+    // not outlive the check either.
+    let pid_file = dir.join("sleep.pid");
+    let hung = config(
+        dir,
+        &format!(
+            "config health 'health'\n\toption deadline '0'\n\toption interval '2'\n\
+             \tlist command 'sleep 300 & echo $! >{}; wait'\n",
+            pid_file.display()
+        ),
+    );
+    let start = std::time::Instant::now();
+    let mut child = std::process::Command::new(bin())
+        .args(["--device", &arg(&img), e[0], e[1]])
+        .args(["health", "--config", &hung, "--no-reboot"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run snapshot");
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break Some(s);
+        }
+        if start.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    // The sleeper first: it holds the output pipes while it lives.
+    let sleeper: Option<i32> = fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse().ok());
+    // Running, that is, neither gone nor a zombie nobody reaped yet (given a moment to die).
+    let running = |p: i32| {
+        fs::read_to_string(format!("/proc/{p}/stat"))
+            .is_ok_and(|s| s.rsplit(')').next().is_some_and(|t| !t.starts_with(" Z")))
+    };
+    let alive = sleeper.is_some_and(|p| {
+        (0..20).all(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            running(p)
+        })
+    });
+    if let Some(p) = sleeper.filter(|_| alive) {
+        let _ = std::process::Command::new("kill")
+            .arg(p.to_string())
+            .status();
+    }
+    let o = child.wait_with_output().expect("output");
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(17),
+        "health did not give up on a hung check within 30 s ({:?}): {}",
+        start.elapsed(),
+        show(&o)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("did not finish"),
+        "{}",
+        show(&o)
+    );
+    assert!(!alive, "the hung check's child outlived the verdict");
+    assert_eq!(info(&img)["snapshots"][0]["confirmed"], false);
+    assert_eq!(
+        info(&img)["snapshots"][0]["failed_checks"],
+        serde_json::json!(["command"])
+    );
+}

@@ -13,10 +13,11 @@ use super::Ctx;
 use snapinit::header::Trial;
 use snapshot::writer::Writer;
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One UCI section: its type, name, options and lists.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -250,50 +251,109 @@ struct Failure {
     text: String,
 }
 
-/// Runs every check once; the failures, with their kinds.
-fn run_checks(c: &Checks) -> Vec<Failure> {
+/// How a check's process ended.
+enum Ran {
+    Exited(std::process::ExitStatus),
+    /// Still running when the round's time was up: killed, with its process group.
+    Late,
+}
+
+/// Runs `cmd` until it exits or `until` passes, petting the watchdog meanwhile. It runs in a
+/// process group of its own, killed whole when it is late, so that what it started (the
+/// `sleep` of `sh -c`, a hung DNS lookup of `ping`) does not outlive the check. A piped
+/// stdout is read as it comes (a full pipe must not stall the check); its bytes are returned.
+fn run_until(
+    cmd: &mut Command,
+    until: Instant,
+    dog: &mut Watchdog,
+) -> std::io::Result<(Ran, Vec<u8>)> {
+    // Out of the terminal's foreground group, a check that read the terminal would stop.
+    let mut child = cmd.process_group(0).stdin(Stdio::null()).spawn()?;
+    let reader = child.stdout.take().map(|mut out| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = out.read_to_end(&mut buf);
+            buf
+        })
+    });
+    let ran = loop {
+        if let Some(status) = child.try_wait()? {
+            break Ran::Exited(status);
+        }
+        if Instant::now() >= until {
+            let _ = rustix::process::kill_process_group(
+                rustix::process::Pid::from_child(&child),
+                rustix::process::Signal::KILL,
+            );
+            let _ = child.kill();
+            child.wait()?;
+            break Ran::Late;
+        }
+        dog.pet();
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The group is gone (exited or killed), so the pipe's write ends are closed.
+    let out = reader.and_then(|r| r.join().ok()).unwrap_or_default();
+    Ok((ran, out))
+}
+
+/// Runs every check once, each stopped at `until` at the latest; the failures, with their
+/// kinds.
+fn run_checks(c: &Checks, until: Instant, dog: &mut Watchdog) -> Vec<Failure> {
     let mut failed = Vec::new();
     let mut fail = |kind, text| failed.push(Failure { kind, text });
+    const LATE: &str = "did not finish before the round's time was up (killed)";
     for cmd in &c.commands {
-        match Command::new("/bin/sh").args(["-c", cmd]).status() {
-            Ok(s) if s.success() => {}
-            Ok(s) => fail(CheckKind::Command, format!("command `{cmd}` {s}")),
+        match run_until(Command::new("/bin/sh").args(["-c", cmd]), until, dog) {
+            Ok((Ran::Exited(s), _)) if s.success() => {}
+            Ok((Ran::Exited(s), _)) => fail(CheckKind::Command, format!("command `{cmd}` {s}")),
+            Ok((Ran::Late, _)) => fail(CheckKind::Command, format!("command `{cmd}` {LATE}")),
             Err(e) => fail(CheckKind::Command, format!("command `{cmd}`: {e}")),
         }
     }
     for host in &c.ping {
-        let ok = Command::new("ping")
-            .args(["-c", "1", "-W", "2", host])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            fail(CheckKind::Ping, format!("{host} does not answer ping"));
+        let ran = run_until(
+            Command::new("ping")
+                .args(["-c", "1", "-W", "2", host])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            until,
+            dog,
+        );
+        match ran {
+            Ok((Ran::Exited(s), _)) if s.success() => {}
+            Ok((Ran::Late, _)) => fail(CheckKind::Ping, format!("ping {host} {LATE}")),
+            _ => fail(CheckKind::Ping, format!("{host} does not answer ping")),
         }
     }
     if c.batman_neighbours > 0 {
-        let n = Command::new("batctl")
-            .args(["n", "-H"])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
+        let ran = run_until(
+            Command::new("batctl")
+                .args(["n", "-H"])
+                .stdout(Stdio::piped()),
+            until,
+            dog,
+        );
+        let n = match &ran {
+            Ok((Ran::Exited(s), out)) if s.success() => Some(
+                String::from_utf8_lossy(out)
                     .lines()
                     .filter(|l| !l.trim().is_empty())
-                    .count() as u32
-            });
-        match n {
-            Some(n) if n >= c.batman_neighbours => {}
-            Some(n) => fail(
+                    .count() as u32,
+            ),
+            _ => None,
+        };
+        match (n, ran) {
+            (Some(n), _) if n >= c.batman_neighbours => {}
+            (Some(n), _) => fail(
                 CheckKind::Batman,
                 format!(
                     "{n} batman-adv neighbour(s), at least {} needed",
                     c.batman_neighbours
                 ),
             ),
-            None => fail(
+            (None, Ok((Ran::Late, _))) => fail(CheckKind::Batman, format!("`batctl n` {LATE}")),
+            (None, _) => fail(
                 CheckKind::Batman,
                 "`batctl n` does not run (no batman-adv)".into(),
             ),
@@ -448,7 +508,14 @@ pub fn health(
     let mut dog = Watchdog::open(checks.watchdog);
     loop {
         dog.pet();
-        let failed = run_checks(&checks);
+        // A round ends by the deadline; once it has passed (a late start, `--once`), it gets
+        // `interval` seconds: a check that hangs is killed then and fails.
+        let round = checks
+            .deadline
+            .saturating_sub(uptime())
+            .max(checks.interval);
+        let until = Instant::now() + Duration::from_secs(round);
+        let failed = run_checks(&checks, until, &mut dog);
         if failed.is_empty() {
             super::ops::confirm_booted(ctx)?;
             record(state, &trial_block, &failed);
