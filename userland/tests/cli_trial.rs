@@ -553,3 +553,35 @@ fn a_hung_check_fails_at_the_deadline() {
         serde_json::json!(["command"])
     );
 }
+
+/// The service's helper reboots on a config that cannot be read (exit 18), so health reads the
+/// config only when it has a boot on trial to judge: with nothing on trial, or a trial no
+/// boot has tried, a bad config must not be an error (it would reboot the unit at every boot).
+#[test]
+fn a_bad_config_is_an_error_only_with_a_boot_to_judge() {
+    let tmp = scratch();
+    let dir = tmp.path();
+    let img = image(dir, "flash.img", 1 << 20);
+    let e = ["--erase-size", "4096"];
+    let arg = |p: &Path| p.to_str().expect("utf-8").to_string();
+    ok(&img, &[e[0], e[1], "format"]);
+    let bad = config(dir, "config health\n\toption deadlin '5'\n");
+    let health = ["health", "--config", &bad, "--once", "--no-reboot"];
+    let out = ok(&img, &health);
+    assert!(out.contains("nothing is on trial"), "{out}");
+    let u = upper(dir, "trial");
+    ok(
+        &img,
+        &["commit", "--upper", &arg(&u), "--no-reboot", "--trial", "2"],
+    );
+    let out = ok(&img, &health);
+    assert!(out.contains("has not been booted yet"), "{out}");
+    // Booted: now the config is needed, and its error is exit 18.
+    spend_mark(&img, offset_of(&info(&img)["snapshots"][0]), 0);
+    let o = fails(&img, &health, 18);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("unknown option deadlin"),
+        "{}",
+        show(&o)
+    );
+}

@@ -408,3 +408,21 @@ fn the_procd_services_follow_the_uci_fleet_section() {
         "{with:?}"
     );
 }
+
+/// A boot on trial whose checks cannot be read (a typo'd option in /etc/config/snapshot, which
+/// the trial itself may have brought: exit 18) is not vouched for. Left at that, the unit
+/// would run the unvetted state until some power cut, with procd petting the watchdog: cut off
+/// for good by a bad mesh setting. The helper reboots, as for a failed check, so the trial
+/// runs out and the unit comes back on the state below it.
+#[test]
+fn health_reboots_when_its_checks_cannot_be_read() {
+    let d = stubs(&[18]);
+    let (o, log) = run(d.path(), &[], &["health"]);
+    assert_eq!(o.status.code(), Some(18), "{o:?}");
+    assert_eq!(log, ["snapshot health --no-reboot", "reboot"], "{o:?}");
+    // Anything else (the lock held by another command, 4) is no verdict on the boot.
+    let d = stubs(&[4]);
+    let (o, log) = run(d.path(), &[], &["health"]);
+    assert_eq!(o.status.code(), Some(4), "{o:?}");
+    assert!(!log.iter().any(|l| l == "reboot"), "{log:?}");
+}

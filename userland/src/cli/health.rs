@@ -477,7 +477,6 @@ pub fn health(
     do_reboot: bool,
     state: &Path,
 ) -> Result<(), CliError> {
-    let checks = read_config(config)?;
     let trial_block = {
         let (_lock, mut dev) = ctx.open(false)?;
         let view = Writer::new(&mut dev).read();
@@ -505,6 +504,9 @@ pub fn health(
         );
         return Ok(());
     }
+    // Read only now that there is a boot to judge: the service reboots on a config that
+    // cannot be read (exit 18), which with nothing to judge would be every boot.
+    let checks = read_config(config)?;
     let mut dog = Watchdog::open(checks.watchdog);
     loop {
         dog.pet();

@@ -15,9 +15,11 @@
 #       `snapshot health --no-reboot HEALTH-ARGS` (confirms a boot on trial once its checks
 #       pass), then, when FLEET_MQTT is set, `snapshot fleet publish --mqtt $FLEET_MQTT
 #       $FLEET_PUBLISH_ARGS` so the broker learns the verdict at once, then, when the checks
-#       failed (exit 17), `reboot` (it spends the next trial boot, or rolls back). A report
+#       failed (exit 17) or cannot be read on a boot on trial (18: a typo the trial itself may
+#       have brought, which nothing else would ever end), `reboot` (it spends the next trial
+#       boot, or rolls back). A report
 #       that cannot be sent does not hold the reboot up for long (one try, 5 s).
-#       FLEET_NO_REBOOT=1: exit 17 instead of rebooting (tests).
+#       FLEET_NO_REBOOT=1: exit 17 (18) instead of rebooting (tests).
 #
 # SNAPSHOT, FLEET_SLEEP, FLEET_REBOOT: the commands run for snapshot, sleep and reboot
 # (default: those; tests put stubs there: busybox sh runs its own applets before PATH).
@@ -97,8 +99,8 @@ health() {
 		"$SNAPSHOT" fleet publish --mqtt "$FLEET_MQTT" --retries 0 --timeout 5 \
 			${FLEET_PUBLISH_ARGS:-} || log "the health verdict was not published"
 	fi
-	if [ "$rc" -eq 17 ] && [ -z "${FLEET_NO_REBOOT:-}" ]; then
-		log "health check failed: rebooting"
+	if { [ "$rc" -eq 17 ] || [ "$rc" -eq 18 ]; } && [ -z "${FLEET_NO_REBOOT:-}" ]; then
+		log "health check failed (exit $rc): rebooting"
 		"$FLEET_REBOOT"
 	fi
 	return "$rc"
