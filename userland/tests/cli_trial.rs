@@ -585,3 +585,60 @@ fn a_bad_config_is_an_error_only_with_a_boot_to_judge() {
         show(&o)
     );
 }
+
+/// Another command holding the partition (an admin's `snapshot save` packing a large tree, an
+/// `upgrade` running its package manager) when the checks pass must not lose the verdict: the
+/// service's helper takes exit 4 as no verdict, so the good trial would stay unconfirmed and
+/// the next reboot would spend its next trial boot (roll back, on its last). health confirms
+/// once the lock is free.
+#[test]
+fn health_confirms_after_another_command_releases_the_lock() {
+    let tmp = scratch();
+    let dir = tmp.path();
+    let img = image(dir, "flash.img", 1 << 20);
+    let e = ["--erase-size", "4096"];
+    let arg = |p: &Path| p.to_str().expect("utf-8").to_string();
+    ok(&img, &[e[0], e[1], "format"]);
+    let u = upper(dir, "trial");
+    ok(
+        &img,
+        &[
+            e[0],
+            e[1],
+            "commit",
+            "--upper",
+            &arg(&u),
+            "--no-reboot",
+            "--trial",
+            "1",
+        ],
+    );
+    spend_mark(&img, offset_of(&info(&img)["snapshots"][0]), 0);
+    // The check passes, and meanwhile (once) another command takes the partition for 3 s.
+    let once = dir.join("locked-once");
+    let busy = config(
+        dir,
+        &format!(
+            "config health 'health'\n\toption deadline '1000000000'\n\toption interval '1'\n\
+             \tlist command '[ -e {once} ] || {{ touch {once}; flock -x {img} sleep 3 & sleep 0.5; }}'\n",
+            once = once.display(),
+            img = img.display()
+        ),
+    );
+    let o = run(
+        &img,
+        &[
+            "--wait",
+            "1",
+            e[0],
+            e[1],
+            "health",
+            "--config",
+            &busy,
+            "--no-reboot",
+        ],
+    );
+    assert!(once.exists(), "the check never ran: {}", show(&o));
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(info(&img)["snapshots"][0]["confirmed"], true);
+}

@@ -519,31 +519,47 @@ pub fn health(
         let until = Instant::now() + Duration::from_secs(round);
         let failed = run_checks(&checks, until, &mut dog);
         if failed.is_empty() {
-            super::ops::confirm_booted(ctx)?;
-            record(state, &trial_block, &failed);
-            dog.release();
-            println!("health: every check passed; the boot on trial is confirmed");
-            return Ok(());
-        }
-        for f in &failed {
-            eprintln!("health: {}", f.text);
+            match super::ops::confirm_booted(ctx) {
+                // Another command holds the partition (a `save` packing, an `upgrade`): it
+                // ends, and the verdict must not be lost meanwhile (an unconfirmed trial
+                // spends its next boot at the next reboot). Checked and tried again at the
+                // next round; `--once` has none.
+                Err(e @ CliError::Locked { .. }) if !once => {
+                    eprintln!("health: every check passed but {e}: confirming at the next round");
+                }
+                done => {
+                    done?;
+                    record(state, &trial_block, &failed);
+                    dog.release();
+                    println!("health: every check passed; the boot on trial is confirmed");
+                    return Ok(());
+                }
+            }
+        } else {
+            for f in &failed {
+                eprintln!("health: {}", f.text);
+            }
+            let up = uptime();
+            if once || up >= checks.deadline {
+                record(state, &trial_block, &failed);
+                mark_failed(ctx, &trial_block, &failed);
+                eprintln!(
+                    "health: not confirmed {} s after boot: rebooting to spend the next trial (the unit rolls back when none is left)",
+                    up
+                );
+                if !do_reboot {
+                    return Err(CliError::Unhealthy(failed.len()));
+                }
+                // Leave the watchdog running: if the reboot hangs, it fires.
+                std::mem::forget(dog);
+                return super::ops::reboot(ctx).and(Err(CliError::Unhealthy(failed.len())));
+            }
         }
         let up = uptime();
-        if once || up >= checks.deadline {
-            record(state, &trial_block, &failed);
-            mark_failed(ctx, &trial_block, &failed);
-            eprintln!(
-                "health: not confirmed {} s after boot: rebooting to spend the next trial (the unit rolls back when none is left)",
-                up
-            );
-            if !do_reboot {
-                return Err(CliError::Unhealthy(failed.len()));
-            }
-            // Leave the watchdog running: if the reboot hangs, it fires.
-            std::mem::forget(dog);
-            return super::ops::reboot(ctx).and(Err(CliError::Unhealthy(failed.len())));
-        }
-        let wait = checks.interval.min(checks.deadline - up).max(1);
+        let wait = checks
+            .interval
+            .min(checks.deadline.saturating_sub(up))
+            .max(1);
         let mut left = wait;
         while left > 0 {
             let step = left.min(5);
