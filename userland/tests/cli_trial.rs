@@ -642,3 +642,33 @@ fn health_confirms_after_another_command_releases_the_lock() {
     assert!(o.status.success(), "{}", show(&o));
     assert_eq!(info(&img)["snapshots"][0]["confirmed"], true);
 }
+
+/// `uci set snapshot.health.command='...'` (and `option ping`, as `uci set` writes a single
+/// value) is a check like a `list` entry: it once read as no check, and health confirmed a
+/// trial whose check failed.
+#[test]
+fn a_failing_check_written_as_an_option_is_not_confirmed() {
+    let tmp = scratch();
+    let dir = tmp.path();
+    let img = image(dir, "flash.img", 1 << 20);
+    let arg = |p: &Path| p.to_str().expect("utf-8").to_string();
+    ok(&img, &["--erase-size", "4096", "format"]);
+    let u = upper(dir, "trial");
+    ok(
+        &img,
+        &["commit", "--upper", &arg(&u), "--no-reboot", "--trial", "2"],
+    );
+    spend_mark(&img, offset_of(&info(&img)["snapshots"][0]), 0);
+    let failing = config(dir, "config health 'health'\n\toption command 'exit 3'\n");
+    let o = fails(
+        &img,
+        &["health", "--config", &failing, "--once", "--no-reboot"],
+        17,
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("command `exit 3` exit status: 3"),
+        "{}",
+        show(&o)
+    );
+    assert_eq!(info(&img)["snapshots"][0]["confirmed"], false);
+}

@@ -158,13 +158,29 @@ pub fn checks(sections: &[Section]) -> Result<Checks, String> {
             return Err(format!("unknown option {key}"));
         }
     }
+    // Timings are single values: one given as a list would otherwise be a default, silently.
+    for key in ["deadline", "interval", "batman_neighbours", "watchdog"] {
+        if sec.lists.contains_key(key) {
+            return Err(format!("{key} is a list; it takes one value: option {key}"));
+        }
+    }
     c.deadline = number(sec, "deadline", c.deadline)?;
     c.interval = number(sec, "interval", c.interval)?.max(1);
     c.batman_neighbours = u32::try_from(number(sec, "batman_neighbours", 0)?)
         .map_err(|_| "option batman_neighbours is too large".to_string())?;
     c.watchdog = number(sec, "watchdog", 1)? != 0;
-    c.commands = sec.lists.get("command").cloned().unwrap_or_default();
-    c.ping = sec.lists.get("ping").cloned().unwrap_or_default();
+    // Checks are lists, but `uci set snapshot.health.ping=HOST` writes one value as an
+    // option: a check all the same (first), never one silently dropped.
+    let list = |key: &str| -> Vec<String> {
+        sec.options
+            .get(key)
+            .into_iter()
+            .chain(sec.lists.get(key).into_iter().flatten())
+            .cloned()
+            .collect()
+    };
+    c.commands = list("command");
+    c.ping = list("ping");
     for host in &c.ping {
         let ok = !host.is_empty()
             && host
@@ -668,6 +684,19 @@ config health 'health'
         let text = include_str!("../../../openwrt/files/etc/config/snapshot");
         let c = checks(&parse_uci(text).expect("parse")).expect("valid");
         assert_eq!((c.deadline, c.interval, c.watchdog), (600, 20, true));
+    }
+
+    /// `uci set snapshot.health.ping=10.0.0.1` writes an option, not a list: one check all
+    /// the same, never a check silently dropped. A timing given as a list is an error.
+    #[test]
+    fn a_check_given_as_an_option_is_a_check() {
+        let text = "config health 'health'\n\toption ping '10.0.0.1'\n\tlist ping 10.0.0.2\n\
+                    \toption command 'exit 3'\n";
+        let c = checks(&parse_uci(text).expect("parse")).expect("valid");
+        assert_eq!(c.ping, ["10.0.0.1", "10.0.0.2"]);
+        assert_eq!(c.commands, ["exit 3"]);
+        let bad = checks(&parse_uci("config health\n\tlist deadline 5\n").expect("parse"));
+        assert!(bad.is_err_and(|e| e.contains("deadline")));
     }
 
     #[test]
