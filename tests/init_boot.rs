@@ -948,6 +948,54 @@ fn a_snapshot_on_trial_rolls_back_after_its_boots_and_a_confirmed_one_stays() {
     }
 }
 
+/// A snapshot on trial that this unit cannot replay (here: past its data bound; on a unit, a
+/// tree the tmpfs has no room for) ends the chain below it, and the boot runs the state below.
+/// It was tried all the same: each such boot spends one of its trial marks, so it rolls back
+/// after its boots like any trial that never gets confirmed. Before, no mark was ever spent:
+/// it stayed on trial for good, `snapshot health` waited for a boot that never came, and
+/// `fleet poll` took no bundle ("waiting: snapshot 2 is on trial") for the rest of the unit's
+/// life. The boot record says the trial block did not run, so health vouches for nothing.
+#[test]
+fn a_snapshot_on_trial_that_fails_replay_spends_its_trial() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("trial-unreplayable");
+    let limit = snapinit::header::data_limit(1, ERASE);
+    let mut img = Image::new();
+    img.snapshot(&snap1(&dir));
+    let second_at = img.next;
+    img.trial = 2;
+    img.snapshot(&zeros_payload(&dir, "over", (limit >> 20) + 1));
+    let chain = dir.join("trial.img");
+    std::fs::write(&chain, &img.data).unwrap();
+    let marks = |chain: &Path| {
+        let data = std::fs::read(chain).unwrap();
+        let at = second_at as usize + snapinit::header::TRIAL_MARKS;
+        data[at..at + 3].to_vec()
+    };
+    for boot in 1..=2u8 {
+        let (out, log) = boot_trial(&dir, &chain);
+        assert!(out.contains("NET=one"), "boot {boot}: {out}");
+        assert!(log.contains("snapshot chain ends at #1"), "{log}");
+        let spent: Vec<u8> = (0..3).map(|i| if i < boot { 0 } else { 0xFF }).collect();
+        assert_eq!(marks(&chain), spent, "after boot {boot}:\n{log}");
+        assert!(
+            out.contains("RECORD=failed-check-marks,trial-not-booted,"),
+            "{out}"
+        );
+    }
+    // Its boots are spent: rolled back, as any unconfirmed trial.
+    let (out, log) = boot_trial(&dir, &chain);
+    assert!(out.contains("NET=one"), "{out}");
+    assert!(
+        log.contains("on trial, every allowed boot spent without a confirmation"),
+        "{log}"
+    );
+    assert_eq!(marks(&chain), [0, 0, 0]);
+    assert!(out.contains("RECORD=failed-check-marks,"), "{out}");
+    assert!(!out.contains("trial-not-booted"), "{out}");
+}
+
 #[test]
 fn a_volatile_on_trial_falls_back_to_the_previous_one() {
     setup();

@@ -151,13 +151,14 @@ pub extern "C" fn snapinit_main(sp: *const usize) -> ! {
 
     match Layers::create() {
         Ok(layers) => {
-            if settings.failsafe {
+            let trial_not_run = if settings.failsafe {
                 info!("failsafe: skipping the chain, plain tmpfs overlay");
+                false
             } else {
-                load_chain(&settings, &layers);
-            }
+                load_chain(&settings, &layers)
+            };
             let programs = [as_cstr(&target), FALLBACKS[0], FALLBACKS[1]];
-            match layers.switch_root(&programs, !settings.failsafe) {
+            match layers.switch_root(&programs, !settings.failsafe, trial_not_run) {
                 Ok(()) => {
                     ROM_BELOW.store(true, Ordering::Relaxed);
                     info!("root switched to the overlay")
@@ -168,7 +169,7 @@ pub extern "C" fn snapinit_main(sp: *const usize) -> ! {
                     let plain = layers
                         .reset_snapshot()
                         .and_then(|()| layers.reset_volatile())
-                        .and_then(|()| layers.switch_root(&programs, false));
+                        .and_then(|()| layers.switch_root(&programs, false, false));
                     match plain {
                         Ok(()) => {
                             ROM_BELOW.store(true, Ordering::Relaxed);
@@ -308,16 +309,18 @@ fn read_bytes<'a>(path: &str, buf: &'a mut [u8]) -> &'a [u8] {
 /// volatile is applied: it belongs to the full chain); a volatile that fails
 /// falls back to the next candidate, then to none; no partition or an
 /// unusable chain leaves both layers empty.
-fn load_chain(settings: &Settings, layers: &Layers) {
+///
+/// Returns whether the block on trial whose mark the boot spent did not run (`Marks`).
+fn load_chain(settings: &Settings, layers: &Layers) -> bool {
     if let Some(dev) = &settings.device {
         match DeviceFlash::open(dev.as_str(), settings.erase_size, false) {
             Ok(flash) => {
                 info!("chain device {dev} (erase size {})", flash.erase_size());
-                boot_from(flash, dev.as_str(), layers, settings);
+                return boot_from(flash, dev.as_str(), layers, settings);
             }
             Err(e) => warn!("cannot open {dev}: {e}; plain tmpfs overlay"),
         }
-        return;
+        return false;
     }
     let mut buf = [0u8; 4096];
     // Bytes: a partition name that is not UTF-8 must not hide the others (nor become '?').
@@ -328,7 +331,7 @@ fn load_chain(settings: &Settings, layers: &Layers) {
             "no MTD partition and no UBI volume {}; plain tmpfs overlay",
             Quoted(&settings.part)
         );
-        return;
+        return false;
     };
     match DeviceFlash::open(&path, settings.erase_size, false) {
         Ok(flash) => {
@@ -340,22 +343,27 @@ fn load_chain(settings: &Settings, layers: &Layers) {
                 ),
                 _ => info!("chain on {path} ({})", settings.part),
             }
-            boot_from(flash, path.as_str(), layers, settings);
+            boot_from(flash, path.as_str(), layers, settings)
         }
-        Err(e) => warn!("cannot open {path}: {e}; plain tmpfs overlay"),
+        Err(e) => {
+            warn!("cannot open {path}: {e}; plain tmpfs overlay");
+            false
+        }
     }
 }
 
 /// Replays the chain on `flash`, then spends what the boot owes its trial marks (on a write
 /// descriptor of its own: the read one is closed first).
-fn boot_from(mut flash: DeviceFlash, path: &str, layers: &Layers, settings: &Settings) {
+fn boot_from(mut flash: DeviceFlash, path: &str, layers: &Layers, settings: &Settings) -> bool {
     let booted = replay_chain(&mut flash, layers);
+    let not_run = booted.not_run;
     let corrected = flash.ecc_corrected();
     if corrected > 0 {
         warn!("the flash's ECC corrected {corrected} bit flip(s) while reading the chain: the part is wearing");
     }
     drop(flash);
     trial::on_boot(booted, path, settings);
+    not_run
 }
 
 /// Bytes per flash read when hashing and per file write when replaying.
@@ -424,14 +432,22 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> trial::Marks {
         snaps = &snaps[..pos];
         volatiles = &[];
     }
+    let on_trial = |b: &&Block| matches!(b.header.trial(), Trial::OnTrial { .. });
+    // A block on trial this boot tried and could not lay out (`Replayed::Refused`): when no
+    // block on trial runs, the boot spends its mark, so that it rolls back after its boots
+    // like any trial nothing confirms, instead of staying on trial for good.
+    let mut refused: Option<Block> = None;
     let mut good = snaps.len();
     for (i, block) in snaps.iter().enumerate() {
-        if !replay_into(flash, block, &layers.snapshot(), rom_lower, "snapshot") {
+        let replayed = replay_into(flash, block, &layers.snapshot(), rom_lower, "snapshot");
+        if replayed != Replayed::Done {
+            if replayed == Replayed::Refused && on_trial(&block) {
+                refused = Some(*block);
+            }
             good = i;
             break;
         }
     }
-    let on_trial = |b: &&Block| matches!(b.header.trial(), Trial::OnTrial { .. });
     if good < snaps.len() {
         warn!("snapshot chain ends at #{good}: rebuilding the layer from the {good} good one(s)");
         if let Err(e) = layers.reset_snapshot() {
@@ -439,7 +455,9 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> trial::Marks {
             return marks;
         }
         for block in &snaps[..good] {
-            if !replay_into(flash, block, &layers.snapshot(), rom_lower, "snapshot") {
+            if replay_into(flash, block, &layers.snapshot(), rom_lower, "snapshot")
+                != Replayed::Done
+            {
                 warn!("replay of a good snapshot failed again; leaving the snapshot layer empty");
                 let _ = layers.reset_snapshot();
                 return marks;
@@ -453,6 +471,7 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> trial::Marks {
             warn!("the volatile belongs to the full chain: not applying it");
         }
         marks.on_trial = snaps[..good].iter().find(on_trial).copied();
+        marks.tried(refused);
         return marks;
     }
     let snapshot_layer = open_dir(&layers.snapshot());
@@ -474,10 +493,15 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> trial::Marks {
             let _ = marks.rolled_back.push(*block);
             continue;
         }
-        if replay_into(flash, block, &layers.upper(), &lowers, "volatile") {
+        let replayed = replay_into(flash, block, &layers.upper(), &lowers, "volatile");
+        if replayed == Replayed::Done {
             info!("the saved changes are in place ({} copy)", copy_name(i));
             marks.on_trial = snaps.iter().chain(Some(block)).find(on_trial).copied();
+            marks.tried(refused);
             return marks;
+        }
+        if replayed == Replayed::Refused && refused.is_none() && on_trial(&block) {
+            refused = Some(*block);
         }
         warn!(
             "the {} copy of the saved changes failed; trying the next",
@@ -490,6 +514,7 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> trial::Marks {
     }
     info!("no volatile state");
     marks.on_trial = snaps.iter().find(on_trial).copied();
+    marks.tried(refused);
     marks
 }
 
@@ -509,15 +534,26 @@ fn open_dir(dir: &str) -> Option<OwnedFd> {
 
 /// Replays one block into the layer at `dir`; false (logged) on any failure. `lowers` are the
 /// layers below it, whose directories lend their metadata to parents the payload omits.
+/// How a block's replay ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replayed {
+    Done,
+    /// Its payload is what was written, but this boot could not lay it out (no room in RAM,
+    /// past its data bound, no layer directory): the block was tried and did not run.
+    Refused,
+    /// Its payload is not what was written: data to salvage, not a trial that failed.
+    Corrupt,
+}
+
 fn replay_into(
     flash: &mut DeviceFlash,
     block: &Block,
     dir: &str,
     lowers: &[Lower<'_>],
     what: &str,
-) -> bool {
+) -> Replayed {
     let Some(layer) = open_dir(dir) else {
-        return false;
+        return Replayed::Refused;
     };
     let seq = block.header.fields.seq;
     let mut buf = [0u8; IO_CHUNK];
@@ -547,7 +583,7 @@ fn replay_into(
                 Named(what, seq),
                 block.offset
             );
-            false
+            Replayed::Corrupt
         }
         Ok(s) => {
             info!(
@@ -557,7 +593,7 @@ fn replay_into(
                 s.entries,
                 s.bytes
             );
-            true
+            Replayed::Done
         }
         Err(e) => {
             error!(
@@ -565,7 +601,7 @@ fn replay_into(
                 Named(what, seq),
                 block.offset
             );
-            false
+            Replayed::Refused
         }
     }
 }

@@ -36,6 +36,8 @@ const SCAFFOLD_CANDIDATES: [&str; 2] = ["/tmp", "/mnt"];
 const BOOT_RECORD: &[u8] = b"failed-check-marks\n";
 /// The boot record's line for a boot whose root does not hold the chain.
 const CHAIN_NOT_BOOTED: &[u8] = b"chain-not-booted\n";
+/// The boot record's line for a boot that spent the trial of a block it could not replay.
+const TRIAL_NOT_BOOTED: &[u8] = b"trial-not-booted\n";
 
 /// Where the layers and the API filesystems are mounted in the merged root.
 const MOUNT_POINTS: [&str; 6] = ["/rom", "/snapshot", "/overlay", "/proc", "/sys", "/dev"];
@@ -307,8 +309,9 @@ impl Layers {
     /// Writes the boot record (see the module comment); a failure is only logged: the tool
     /// then writes nothing this PID 1 might not read. `chain`: whether the layers hold the
     /// chain; when not (failsafe, or the switch to it failed), the record says so, and
-    /// `snapshot health` vouches for no block on trial.
-    fn boot_record(&self, chain: bool) {
+    /// `snapshot health` vouches for no block on trial; so it does when `trial_not_run`: the
+    /// block on trial whose mark this boot spent could not be replayed.
+    fn boot_record(&self, chain: bool, trial_not_run: bool) {
         let path = join(&self.overlay(), "/snapinit");
         let written = snapinit::cpath::open(
             &path,
@@ -319,6 +322,8 @@ impl Layers {
             rustix::io::write(&fd, BOOT_RECORD)?;
             if !chain {
                 rustix::io::write(&fd, CHAIN_NOT_BOOTED)?;
+            } else if trial_not_run {
+                rustix::io::write(&fd, TRIAL_NOT_BOOTED)?;
             }
             Ok(())
         });
@@ -334,9 +339,10 @@ impl Layers {
         &self,
         programs: &[&core::ffi::CStr],
         chain: bool,
+        trial_not_run: bool,
     ) -> Result<(), MountError> {
         self.mount_points();
-        self.boot_record(chain);
+        self.boot_record(chain, trial_not_run);
         let mut opts: heapless::String<200> = heapless::String::new();
         let _ = write!(
             opts,

@@ -20,12 +20,26 @@ use snapinit::trial::spend;
 use super::cmdline::Settings;
 use crate::{error, info, warn};
 
-/// The trial marks a boot spends: one of the lowest booted block on trial, and the roll-back
-/// mark of every block the boot left out because its allowed boots were spent.
+/// The trial marks a boot spends: one of the lowest booted block on trial (else of the block
+/// on trial it tried and could not replay), and the roll-back mark of every block the boot
+/// left out because its allowed boots were spent.
 #[derive(Default)]
 pub struct Marks {
     pub on_trial: Option<Block>,
     pub rolled_back: heapless::Vec<Block, 3>,
+    /// `on_trial` is a block the boot tried but could not lay out: it spends a trial all
+    /// the same, and the boot record tells `snapshot health` that it did not run.
+    pub not_run: bool,
+}
+
+impl Marks {
+    /// With no booted block on trial to spend, the one on trial that `refused` to replay.
+    pub fn tried(&mut self, refused: Option<Block>) {
+        if self.on_trial.is_none() && refused.is_some() {
+            self.on_trial = refused;
+            self.not_run = true;
+        }
+    }
 }
 
 fn name(block: &Block) -> (&'static str, u32) {
@@ -65,6 +79,12 @@ pub fn on_boot(marks: Marks, device: &str, settings: &Settings) {
     };
     let (kind, seq) = name(&block);
     match spend(&mut flash, &block) {
+        Ok((used, budget)) if marks.not_run => warn!(
+            "{kind} {seq} is on trial and could not be replayed: boot {} of {} spent on it; {} more and it is rolled back",
+            u32::from(used),
+            u32::from(budget),
+            u32::from(budget - u16::from(used))
+        ),
         // As u32: the one integer width PID 1 formats anyway (u8 and u16 Display cost code).
         Ok((used, budget)) => info!(
             "{kind} {seq} is on trial: boot {} of {}; `snapshot confirm` keeps it, else {} more boot(s) and it is rolled back",

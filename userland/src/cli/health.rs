@@ -448,13 +448,16 @@ fn marks_readable(device: &Path, record: &Path) -> bool {
 }
 
 /// Why this boot's root does not hold the chain, if it does not: the PID 1 that booted it
-/// says so in `record` (failsafe, or a plain tmpfs overlay after a failed switch), or `root`
+/// says so in `record` (failsafe, or a plain tmpfs overlay after a failed switch; or
+/// `trial-not-booted`: the block on trial could not be replayed, the chain ends below it), or `root`
 /// is read-only. snapinit's root over the chain is an overlay with a tmpfs upper, always
 /// writable; a read-only root is its last rung (the squashfs alone), where no record can be
 /// left, or a boot without snapinit.
 fn chain_not_booted(record: &Path, root: &Path) -> Option<String> {
-    if record_says(record, "chain-not-booted") {
-        return Some(format!("{} says chain-not-booted", record.display()));
+    for word in ["chain-not-booted", "trial-not-booted"] {
+        if record_says(record, word) {
+            return Some(format!("{} says {word}", record.display()));
+        }
     }
     let read_only = rustix::fs::statvfs(root)
         .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY));
@@ -606,6 +609,11 @@ mod tests {
         std::fs::write(&record, "failed-check-marks\nchain-not-booted\n").expect("record");
         assert!(
             chain_not_booted(&record, root).is_some_and(|w| w.ends_with("says chain-not-booted"))
+        );
+        // PID 1 spent the trial of a block it could not replay: nothing here speaks for it.
+        std::fs::write(&record, "failed-check-marks\ntrial-not-booted\n").expect("record");
+        assert!(
+            chain_not_booted(&record, root).is_some_and(|w| w.ends_with("says trial-not-booted"))
         );
     }
 
