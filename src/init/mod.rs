@@ -532,8 +532,6 @@ fn open_dir(dir: &str) -> Option<OwnedFd> {
     }
 }
 
-/// Replays one block into the layer at `dir`; false (logged) on any failure. `lowers` are the
-/// layers below it, whose directories lend their metadata to parents the payload omits.
 /// How a block's replay ended.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Replayed {
@@ -545,6 +543,8 @@ enum Replayed {
     Corrupt,
 }
 
+/// Replays one block into the layer at `dir`; every failure is logged. `lowers` are the
+/// layers below it, whose directories lend their metadata to parents the payload omits.
 fn replay_into(
     flash: &mut DeviceFlash,
     block: &Block,
