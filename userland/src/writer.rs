@@ -244,16 +244,12 @@ where
         Ok((view, layout, survey))
     }
 
-    /// The chain, checked clean: every write starts here. Refuses when anything on flash might
-    /// be data the chain does not show; otherwise erases the provable garbage (newest first, so
-    /// that what proves a block stale outlives it) and reads the chain again.
-    fn formatted(&mut self) -> Res<(ChainView, Layout), F> {
-        self.formatted_if(|_, _| Ok(()))
-    }
-
-    /// `formatted`, once the write's own `check` of the chain passes: every refusal comes
-    /// before the first change (settling a trial rollback, erasing garbage), so a command
-    /// that refuses leaves flash as it was.
+    /// The chain, checked clean: every write that erases starts here. Refuses when anything on
+    /// flash might be data the chain does not show; otherwise erases the provable garbage
+    /// (newest first, so that what proves a block stale outlives it) and reads the chain
+    /// again. The write's own `check` of the chain comes first: every refusal comes before the
+    /// first change (settling a trial rollback, erasing garbage), so a command that refuses
+    /// leaves flash as it was.
     fn formatted_if(
         &mut self,
         check: impl FnOnce(&ChainView, &Layout) -> Res<(), F>,
@@ -498,8 +494,11 @@ where
         self.confirm_where(|used| used > 0)
     }
 
+    /// Confirming programs one byte inside headers the chain read has just verified and erases
+    /// nothing: unlike the writes, it needs no clean partition. Refused over unrelated damage
+    /// (a suspect block elsewhere), a good boot on trial would roll back for it.
     fn confirm_where(&mut self, take: impl Fn(u8) -> bool) -> Res<Outcome, F> {
-        let (view, _) = self.formatted()?;
+        let view = self.read();
         let on_trial: Vec<u32> = view
             .snapshots
             .iter()
@@ -522,7 +521,8 @@ where
     /// set, so a cut leaves a subset set; what boots and the trial state never change. A block
     /// no longer on trial (confirmed meanwhile, rolled back and replaced) gets nothing: `Ok(0)`.
     pub fn mark_failed(&mut self, hash: &[u8; 32], failed: u8) -> Res<usize, F> {
-        let (view, _) = self.formatted()?;
+        // As confirming: bytes inside a verified header, nothing erased.
+        let view = self.read();
         let Some(block) =
             view.snapshots.iter().chain(view.volatile()).find(|b| {
                 b.header.hash == *hash && matches!(b.header.trial(), Trial::OnTrial { .. })

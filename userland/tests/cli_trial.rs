@@ -672,3 +672,56 @@ fn a_failing_check_written_as_an_option_is_not_confirmed() {
     );
     assert_eq!(info(&img)["snapshots"][0]["confirmed"], false);
 }
+
+/// Confirming programs a byte in a header the chain read verifies, and erases nothing: a
+/// block the chain does not show elsewhere on the partition (which makes every write refuse, exit
+/// 13) must not keep a good boot on trial from being confirmed, nor its failed checks from
+/// being marked; it would roll back for something that has nothing to do with it.
+#[test]
+fn a_trial_is_confirmed_beside_data_the_chain_does_not_show() {
+    let tmp = scratch();
+    let dir = tmp.path();
+    let img = one_snapshot(dir);
+    let u = upper(dir, "trial");
+    let u = u.to_str().expect("utf-8");
+    ok(
+        &img,
+        &["commit", "--upper", u, "--no-reboot", "--trial", "3"],
+    );
+    let trial = offset_of(&info(&img)["snapshots"][1]);
+    // The boot: PID 1 spends the first trial mark.
+    spend_mark(&img, trial, 0);
+    // A copy of the trial's block where the chain does not reach: valid, and nothing visible
+    // supersedes it, so it might be data (every write refuses, exit 13).
+    let copy = fs::read(&img).expect("image")[trial as usize..trial as usize + 65536].to_vec();
+    patch(&img, 0x80000, &copy);
+    let o = fails(&img, &["save", "--upper", u], 13);
+    let before = fs::read(&img).expect("image");
+    let failing = config(dir, "config health 'health'\n\tlist command 'false'\n");
+    let o2 = fails(
+        &img,
+        &["health", "--config", &failing, "--once", "--no-reboot"],
+        17,
+    );
+    assert_eq!(
+        info(&img)["snapshots"][1]["failed_checks"],
+        serde_json::json!(["command"]),
+        "{}\n{}",
+        show(&o),
+        show(&o2)
+    );
+    ok(&img, &["confirm"]);
+    assert_eq!(info(&img)["snapshots"][1]["confirmed"], true);
+    // The failed-check mark and the confirm byte, in the trial's header; nothing else.
+    let after = fs::read(&img).expect("image");
+    let changed: Vec<usize> = (0..before.len())
+        .filter(|&i| before[i] != after[i])
+        .collect();
+    assert!(
+        changed
+            .iter()
+            .all(|&i| (i as u64) >= trial && (i as u64) < trial + 256),
+        "{changed:x?}"
+    );
+    assert!(after[0x80000..0x90000] == copy[..]);
+}
