@@ -725,3 +725,63 @@ fn a_trial_is_confirmed_beside_data_the_chain_does_not_show() {
     );
     assert!(after[0x80000..0x90000] == copy[..]);
 }
+
+/// The batman-adv check counts the lines `batctl n -H` prints, read while it runs: a count
+/// below the option fails (and is marked `batman-adv neighbours`), one that reaches it
+/// passes; a `batctl` that prints more than a pipe holds (64 KiB) before it exits is read
+/// to its end rather than left blocked until the round's time is up.
+#[test]
+fn the_batman_check_counts_what_batctl_prints() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = scratch();
+    let dir = tmp.path();
+    let img = one_snapshot(dir);
+    let u = upper(dir, "trial");
+    let u = u.to_str().expect("utf-8");
+    ok(
+        &img,
+        &["commit", "--upper", u, "--no-reboot", "--trial", "3"],
+    );
+    spend_mark(&img, offset_of(&info(&img)["snapshots"][1]), 0);
+    let bindir = dir.join("bin");
+    fs::create_dir(&bindir).expect("mkdir");
+    let batctl = bindir.join("batctl");
+    let path = format!(
+        "{}:{}",
+        bindir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let health = |lines: usize, need: u32| {
+        // Each neighbour line padded to 100 bytes: 1,000 of them overflow a pipe.
+        fs::write(
+            &batctl,
+            format!(
+                "#!/bin/sh\ni=0\nwhile [ $i -lt {lines} ]; do printf 'bat0 02:00:00:00:00:%02x %088d\\n' $((i % 256)) 0; i=$((i+1)); done\n"
+            ),
+        )
+        .expect("batctl");
+        fs::set_permissions(&batctl, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let conf = config(
+            dir,
+            &format!("config health 'health'\n\toption batman_neighbours '{need}'\n\toption interval '20'\n"),
+        );
+        std::process::Command::new(bin())
+            .env("PATH", &path)
+            .arg("--device")
+            .arg(&img)
+            .args(["health", "--config", &conf, "--once", "--no-reboot"])
+            .output()
+            .expect("health")
+    };
+    let o = health(2, 3);
+    assert_eq!(o.status.code(), Some(17), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("2 batman-adv neighbour(s), at least 3 needed"),
+        "{}",
+        show(&o)
+    );
+    // Left blocked on a full pipe, batctl would be killed at the round's end (20 s): exit 17.
+    let o = health(1000, 1000);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(info(&img)["snapshots"][1]["confirmed"], true);
+}

@@ -277,40 +277,78 @@ enum Ran {
 /// Runs `cmd` until it exits or `until` passes, petting the watchdog meanwhile. It runs in a
 /// process group of its own, killed whole when it is late, so that what it started (the
 /// `sleep` of `sh -c`, a hung DNS lookup of `ping`) does not outlive the check. A piped
-/// stdout is read as it comes (a full pipe must not stall the check); its bytes are returned.
+/// stdout is read as it comes (a full pipe must not stall the check), in this thread: a
+/// thread for it would bring std's thread runtime into the tool (about 15 KB); its bytes are
+/// returned.
 fn run_until(
     cmd: &mut Command,
     until: Instant,
     dog: &mut Watchdog,
 ) -> std::io::Result<(Ran, Vec<u8>)> {
+    const TICK: Duration = Duration::from_millis(50);
     // Out of the terminal's foreground group, a check that read the terminal would stop.
     let mut child = cmd.process_group(0).stdin(Stdio::null()).spawn()?;
-    let reader = child.stdout.take().map(|mut out| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = out.read_to_end(&mut buf);
-            buf
-        })
-    });
-    let ran = loop {
-        if let Some(status) = child.try_wait()? {
-            break Ran::Exited(status);
+    let mut pipe = child.stdout.take();
+    let mut out = Vec::new();
+    let mut exited = None;
+    loop {
+        if exited.is_none() {
+            exited = child.try_wait()?;
         }
-        if Instant::now() >= until {
-            let _ = rustix::process::kill_process_group(
-                rustix::process::Pid::from_child(&child),
-                rustix::process::Signal::KILL,
-            );
-            let _ = child.kill();
-            child.wait()?;
-            break Ran::Late;
+        match (exited, &pipe) {
+            (Some(status), None) => return Ok((Ran::Exited(status), out)),
+            _ if Instant::now() >= until => {
+                let _ = rustix::process::kill_process_group(
+                    rustix::process::Pid::from_child(&child),
+                    rustix::process::Signal::KILL,
+                );
+                let _ = child.kill();
+                let status = child.wait()?;
+                // Exited, with its output held open by something it left behind: its status
+                // stands; else it was late.
+                let ran = exited.map_or(Ran::Late, |_| Ran::Exited(status));
+                return Ok((ran, out));
+            }
+            _ => {}
         }
         dog.pet();
-        std::thread::sleep(Duration::from_millis(50));
+        match &mut pipe {
+            Some(p) => {
+                if !read_within(p, TICK, &mut out)? {
+                    pipe = None;
+                }
+            }
+            None => std::thread::sleep(TICK),
+        }
+    }
+}
+
+/// Waits up to `wait` for `pipe`, reading what arrived into `out`; false at its end.
+fn read_within(
+    pipe: &mut std::process::ChildStdout,
+    wait: Duration,
+    out: &mut Vec<u8>,
+) -> std::io::Result<bool> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let timeout = Timespec::try_from(wait).map_err(std::io::Error::other)?;
+    let ready = match poll(&mut [PollFd::new(&*pipe, PollFlags::IN)], Some(&timeout)) {
+        Ok(n) => n > 0,
+        Err(rustix::io::Errno::INTR) => false,
+        Err(e) => return Err(e.into()),
     };
-    // The group is gone (exited or killed), so the pipe's write ends are closed.
-    let out = reader.and_then(|r| r.join().ok()).unwrap_or_default();
-    Ok((ran, out))
+    if !ready {
+        return Ok(true);
+    }
+    let mut buf = [0u8; 4096];
+    match pipe.read(&mut buf) {
+        Ok(0) => Ok(false),
+        Ok(n) => {
+            out.extend_from_slice(&buf[..n]);
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(true),
+        Err(e) => Err(e),
+    }
 }
 
 /// Runs every check once, each stopped at `until` at the latest; the failures, with their
