@@ -196,3 +196,50 @@ fn a_signalled_upgrade_keeps_the_lock_until_the_package_manager_ends() {
         "a signalled upgrade changed flash"
     );
 }
+
+/// A signal the caller set to be ignored stays ignored, for the package manager too: under
+/// `nohup` (SIGHUP) or as a background job of a script (SIGINT), the hangup of the ssh session
+/// that started `snapshot upgrade` once left the package manager running to its end, and the
+/// upgrade was stored. Recording it would make the package manager's exec reset it to its
+/// default action: killed mid-install, and the upgrade not stored.
+#[test]
+fn an_ignored_hangup_stays_ignored_for_the_package_manager() {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let sc = scratch();
+    let base = sc.path();
+    let img = image(base, "flash.img", 2 << 20);
+    let upper = base.join("upper");
+    fs::create_dir(&upper).expect("mkdir");
+    file(&upper.join("f"), b"1\n", 0o644, (0, 0));
+    ok(&img, &["format"]);
+    ok(&img, &["commit", "--upper", s(&upper), "--no-reboot"]);
+
+    // The session hangs up in the middle of the package manager's run.
+    let pm = base.join("pm-hangup.sh");
+    script(
+        &pm,
+        "echo half > \"$SNAPSHOT_UPPER/half\"\n\
+         kill -HUP 0\n\
+         sleep 0.3\n\
+         echo done > \"$SNAPSHOT_UPPER/done\"",
+    );
+    // `nohup snapshot upgrade ...`, in a process group of its own (the hangup's reach).
+    let o = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("trap '' HUP; exec \"$0\" \"$@\"")
+        .arg(BIN)
+        .arg("--device")
+        .arg(&img)
+        .args(["upgrade", "--upper", s(&upper), "--pm", s(&pm)])
+        .process_group(0)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run upgrade");
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        upper.join("done").exists(),
+        "the package manager was killed"
+    );
+    assert_eq!(info(&img)["snapshots"].as_array().map(Vec::len), Some(2));
+}

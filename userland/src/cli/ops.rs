@@ -514,13 +514,19 @@ fn upgradable(list: &str) -> Vec<String> {
 /// moment in the middle of the upgrade. Recorded, the signal lets the package manager finish
 /// its step, starts no other, and stops the command before it writes. A signal to the whole
 /// process group (Ctrl-C) reaches the package manager too, which then stops first. The
-/// package manager itself starts with the default actions (exec resets handlers).
+/// package manager itself starts with the default actions (exec resets handlers). A signal
+/// the caller ignores (`nohup`, a script's background job) is left ignored: handled, it would
+/// reach the package manager with its default action, and a hangup would kill it mid-install.
 struct StopRequests(Arc<AtomicUsize>);
 
 impl StopRequests {
     fn record() -> Self {
         let seen = Arc::new(AtomicUsize::new(0));
+        let ignored = ignored_signals();
         for sig in [SIGINT, SIGTERM, SIGHUP] {
+            if ignored & (1 << (sig - 1)) != 0 {
+                continue;
+            }
             // These three can always be handled; were one not, it would keep its default
             // action, which is how the command behaved before.
             let _ = signal_hook::flag::register_usize(sig, Arc::clone(&seen), sig as usize);
@@ -535,6 +541,19 @@ impl StopRequests {
             sig => i32::try_from(sig).ok(),
         }
     }
+}
+
+/// The signals this process ignores (bit `sig - 1`), from `SigIgn` in /proc/self/status;
+/// none when it cannot be read.
+fn ignored_signals() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("SigIgn:"))
+                .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Runs the steps in order; none starts once the command was asked to stop.
