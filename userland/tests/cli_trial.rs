@@ -785,3 +785,51 @@ fn the_batman_check_counts_what_batctl_prints() {
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert_eq!(info(&img)["snapshots"][1]["confirmed"], true);
 }
+
+/// `--once` is one round, then the verdict "at once": a check that hangs is killed after
+/// `interval` seconds (docs/SNAPSHOT.md), not left to run until a deadline that is still
+/// minutes away.
+#[test]
+fn once_gives_a_hung_check_interval_seconds_not_the_deadline() {
+    let tmp = scratch();
+    let dir = tmp.path();
+    let img = one_snapshot(dir);
+    let u = upper(dir, "trial");
+    let u = u.to_str().expect("utf-8");
+    ok(
+        &img,
+        &["commit", "--upper", u, "--no-reboot", "--trial", "3"],
+    );
+    spend_mark(&img, offset_of(&info(&img)["snapshots"][1]), 0);
+    let hung = config(
+        dir,
+        "config health 'health'\n\toption deadline '1000000000'\n\toption interval '2'\n\
+         \tlist command 'exec sleep 60'\n",
+    );
+    let start = std::time::Instant::now();
+    let mut child = std::process::Command::new(bin())
+        .arg("--device")
+        .arg(&img)
+        .args(["health", "--config", &hung, "--once", "--no-reboot"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run snapshot");
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break Some(s);
+        }
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(17),
+        "health --once held a hung check for {:?}",
+        start.elapsed()
+    );
+}

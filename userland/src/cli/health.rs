@@ -567,12 +567,17 @@ pub fn health(
     let mut dog = Watchdog::open(checks.watchdog);
     loop {
         dog.pet();
-        // A round ends by the deadline; once it has passed (a late start, `--once`), it gets
-        // `interval` seconds: a check that hangs is killed then and fails.
-        let round = checks
-            .deadline
-            .saturating_sub(uptime())
-            .max(checks.interval);
+        // A round ends by the deadline; once it has passed (a late start), and always with
+        // `--once` (one round, its verdict at once), it gets `interval` seconds: a check that
+        // hangs is killed then and fails.
+        let round = if once {
+            checks.interval
+        } else {
+            checks
+                .deadline
+                .saturating_sub(uptime())
+                .max(checks.interval)
+        };
         let until = Instant::now() + Duration::from_secs(round);
         let failed = run_checks(&checks, until, &mut dog);
         if failed.is_empty() {
