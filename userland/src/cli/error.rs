@@ -182,7 +182,7 @@ pub enum CliError {
     #[error("no package manager found in PATH (apk or opkg); pass --pm")]
     NoPackageManager,
     /// `upgrade` was asked to stop (this signal) while the package manager ran.
-    #[error("stopped by signal {0} while the package manager ran; it was left to finish; flash untouched")]
+    #[error("stopped by signal {0} while the package manager ran: no further step started; flash untouched")]
     Stopped(i32),
     #[error("aborted; nothing changed")]
     Aborted,

@@ -600,6 +600,7 @@ pub fn upgrade(
     pm: Option<&str>,
     do_reboot: bool,
 ) -> Result<(), CliError> {
+    let stop;
     {
         // Held across the package manager run: no other command writes meanwhile.
         let (_lock, mut dev) = ctx.open(true)?;
@@ -609,9 +610,13 @@ pub fn upgrade(
         require_trial_left(&dev, &view)?;
         let (pm, steps) = pm_steps(pm)?;
         let before = tree::fingerprint(upper)?;
-        let stop = StopRequests::record();
+        stop = StopRequests::record();
         let ran = run_pm(&pm, &steps, upper, &stop);
         if let Some(sig) = stop.requested() {
+            // The package manager may have stopped on the same signal (Ctrl-C): its error too.
+            if let Err(e) = &ran {
+                eprintln!("snapshot: {e}");
+            }
             return Err(CliError::Stopped(sig));
         }
         if let Err(e) = ran {
@@ -651,6 +656,12 @@ pub fn upgrade(
         }
     }
     if do_reboot {
+        if let Some(sig) = stop.requested() {
+            eprintln!(
+                "snapshot: stopped by signal {sig} while the upgrade was stored: not rebooting"
+            );
+            return Ok(());
+        }
         reboot(ctx)?;
     }
     Ok(())
