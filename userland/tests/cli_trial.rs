@@ -190,26 +190,9 @@ fn trial_confirm_and_health() {
 fn health_on_a_read_only_root_confirms_nothing() {
     let tmp = scratch();
     let dir = tmp.path();
-    let img = image(dir, "flash.img", 1 << 20);
-    let e = ["--erase-size", "4096"];
+    let e = E;
     let arg = |p: &Path| p.to_str().expect("utf-8").to_string();
-    ok(&img, &[e[0], e[1], "format"]);
-    let u = upper(dir, "trial");
-    ok(
-        &img,
-        &[
-            e[0],
-            e[1],
-            "commit",
-            "--upper",
-            &arg(&u),
-            "--no-reboot",
-            "--trial",
-            "3",
-        ],
-    );
-    // The boot: PID 1 spends the first trial mark.
-    spend_mark(&img, offset_of(&info(&img)["snapshots"][0]), 0);
+    let img = booted_trial(dir, "3");
     let passing = config(dir, "config health 'health'\n\tlist command 'true'\n");
     let before = fs::read(&img).expect("image");
     // A mount namespace of its own whose / is read-only; the image stays where it is (on a
@@ -318,6 +301,33 @@ fn spend_mark(img: &Path, offset: u64, i: u64) {
 
 fn offset_of(j: &serde_json::Value) -> u64 {
     j["offset"].as_u64().expect("offset")
+}
+
+/// The erase size of the images of `booted_trial`.
+const E: [&str; 2] = ["--erase-size", "4096"];
+
+/// A 1 MiB image (4 KiB erase blocks, [`E`]) with one snapshot on trial for `trials` boots,
+/// of which the boot spent the first (PID 1's mark, written here by hand).
+fn booted_trial(dir: &Path, trials: &str) -> std::path::PathBuf {
+    let img = image(dir, "flash.img", 1 << 20);
+    ok(&img, &[E[0], E[1], "format"]);
+    let u = upper(dir, "trial");
+    let u = u.to_str().expect("utf-8");
+    ok(
+        &img,
+        &[
+            E[0],
+            E[1],
+            "commit",
+            "--upper",
+            u,
+            "--no-reboot",
+            "--trial",
+            trials,
+        ],
+    );
+    spend_mark(&img, offset_of(&info(&img)["snapshots"][0]), 0);
+    img
 }
 
 /// A formatted 1 MiB image (4 KiB erase blocks) with one confirmed snapshot.
@@ -463,25 +473,9 @@ fn a_volatile_on_its_last_trial_boot_is_not_committed_from_either_slot() {
 fn a_hung_check_fails_at_the_deadline() {
     let tmp = scratch();
     let dir = tmp.path();
-    let img = image(dir, "flash.img", 1 << 20);
-    let e = ["--erase-size", "4096"];
+    let e = E;
     let arg = |p: &Path| p.to_str().expect("utf-8").to_string();
-    ok(&img, &[e[0], e[1], "format"]);
-    let u = upper(dir, "trial");
-    ok(
-        &img,
-        &[
-            e[0],
-            e[1],
-            "commit",
-            "--upper",
-            &arg(&u),
-            "--no-reboot",
-            "--trial",
-            "2",
-        ],
-    );
-    spend_mark(&img, offset_of(&info(&img)["snapshots"][0]), 0);
+    let img = booted_trial(dir, "2");
     // The deadline has passed (the test host has been up longer than 0 s): one round of at
     // most `interval` seconds, then the verdict. `sleep` runs as a child of sh, which must
     // not outlive the check either.
@@ -595,25 +589,8 @@ fn a_bad_config_is_an_error_only_with_a_boot_to_judge() {
 fn health_confirms_after_another_command_releases_the_lock() {
     let tmp = scratch();
     let dir = tmp.path();
-    let img = image(dir, "flash.img", 1 << 20);
-    let e = ["--erase-size", "4096"];
-    let arg = |p: &Path| p.to_str().expect("utf-8").to_string();
-    ok(&img, &[e[0], e[1], "format"]);
-    let u = upper(dir, "trial");
-    ok(
-        &img,
-        &[
-            e[0],
-            e[1],
-            "commit",
-            "--upper",
-            &arg(&u),
-            "--no-reboot",
-            "--trial",
-            "1",
-        ],
-    );
-    spend_mark(&img, offset_of(&info(&img)["snapshots"][0]), 0);
+    let e = E;
+    let img = booted_trial(dir, "1");
     // The check passes, and meanwhile (once) another command takes the partition for 3 s.
     let once = dir.join("locked-once");
     let busy = config(
@@ -650,15 +627,7 @@ fn health_confirms_after_another_command_releases_the_lock() {
 fn a_failing_check_written_as_an_option_is_not_confirmed() {
     let tmp = scratch();
     let dir = tmp.path();
-    let img = image(dir, "flash.img", 1 << 20);
-    let arg = |p: &Path| p.to_str().expect("utf-8").to_string();
-    ok(&img, &["--erase-size", "4096", "format"]);
-    let u = upper(dir, "trial");
-    ok(
-        &img,
-        &["commit", "--upper", &arg(&u), "--no-reboot", "--trial", "2"],
-    );
-    spend_mark(&img, offset_of(&info(&img)["snapshots"][0]), 0);
+    let img = booted_trial(dir, "2");
     let failing = config(dir, "config health 'health'\n\toption command 'exit 3'\n");
     let o = fails(
         &img,

@@ -17,6 +17,18 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// An image of `size` bytes whose chain holds one snapshot: an upper dir with one file,
+/// given back with the image.
+fn one_commit(base: &Path, size: u64) -> (std::path::PathBuf, std::path::PathBuf) {
+    let img = image(base, "flash.img", size);
+    let upper = base.join("upper");
+    fs::create_dir(&upper).expect("mkdir");
+    file(&upper.join("f"), b"1\n", 0o644, (0, 0));
+    ok(&img, &["format"]);
+    ok(&img, &["commit", "--upper", s(&upper), "--no-reboot"]);
+    (img, upper)
+}
+
 #[test]
 fn upgrade_stores_changes_and_a_failure_touches_nothing() {
     let sc = scratch();
@@ -99,12 +111,7 @@ fn upgrade_stores_changes_and_a_failure_touches_nothing() {
 fn an_upgrade_that_cannot_be_stored_says_it_runs_from_ram_only() {
     let sc = scratch();
     let base = sc.path();
-    let img = image(base, "flash.img", 512 << 10);
-    let upper = base.join("upper");
-    fs::create_dir(&upper).expect("mkdir");
-    file(&upper.join("f"), b"1\n", 0o644, (0, 0));
-    ok(&img, &["format"]);
-    ok(&img, &["commit", "--upper", s(&upper), "--no-reboot"]);
+    let (img, upper) = one_commit(base, 512 << 10);
     let before = fs::read(&img).expect("read image");
 
     let big = base.join("pm-big.sh");
@@ -136,12 +143,7 @@ fn a_signalled_upgrade_keeps_the_lock_until_the_package_manager_ends() {
     use std::time::{Duration, Instant};
     let sc = scratch();
     let base = sc.path();
-    let img = image(base, "flash.img", 2 << 20);
-    let upper = base.join("upper");
-    fs::create_dir(&upper).expect("mkdir");
-    file(&upper.join("f"), b"1\n", 0o644, (0, 0));
-    ok(&img, &["format"]);
-    ok(&img, &["commit", "--upper", s(&upper), "--no-reboot"]);
+    let (img, upper) = one_commit(base, 2 << 20);
     let before = fs::read(&img).expect("read image");
 
     // A package manager that changes one file, works for a while, then changes another.
@@ -208,12 +210,7 @@ fn an_ignored_hangup_stays_ignored_for_the_package_manager() {
     use std::process::{Command, Stdio};
     let sc = scratch();
     let base = sc.path();
-    let img = image(base, "flash.img", 2 << 20);
-    let upper = base.join("upper");
-    fs::create_dir(&upper).expect("mkdir");
-    file(&upper.join("f"), b"1\n", 0o644, (0, 0));
-    ok(&img, &["format"]);
-    ok(&img, &["commit", "--upper", s(&upper), "--no-reboot"]);
+    let (img, upper) = one_commit(base, 2 << 20);
 
     // The session hangs up in the middle of the package manager's run.
     let pm = base.join("pm-hangup.sh");
