@@ -330,6 +330,21 @@ fn booted_trial(dir: &Path, trials: &str) -> std::path::PathBuf {
     img
 }
 
+/// `one_snapshot` with a second snapshot on trial for 3 boots, of which the boot spent the
+/// first: the image, the second's upper dir and its offset.
+fn second_on_trial(dir: &Path) -> (std::path::PathBuf, String, u64) {
+    let img = one_snapshot(dir);
+    let u = upper(dir, "trial");
+    let u = u.to_str().expect("utf-8").to_string();
+    ok(
+        &img,
+        &["commit", "--upper", &u, "--no-reboot", "--trial", "3"],
+    );
+    let trial = offset_of(&info(&img)["snapshots"][1]);
+    spend_mark(&img, trial, 0);
+    (img, u, trial)
+}
+
 /// A formatted 1 MiB image (4 KiB erase blocks) with one confirmed snapshot.
 fn one_snapshot(dir: &Path) -> std::path::PathBuf {
     let img = image(dir, "flash.img", 1 << 20);
@@ -650,16 +665,8 @@ fn a_failing_check_written_as_an_option_is_not_confirmed() {
 fn a_trial_is_confirmed_beside_data_the_chain_does_not_show() {
     let tmp = scratch();
     let dir = tmp.path();
-    let img = one_snapshot(dir);
-    let u = upper(dir, "trial");
-    let u = u.to_str().expect("utf-8");
-    ok(
-        &img,
-        &["commit", "--upper", u, "--no-reboot", "--trial", "3"],
-    );
-    let trial = offset_of(&info(&img)["snapshots"][1]);
-    // The boot: PID 1 spends the first trial mark.
-    spend_mark(&img, trial, 0);
+    let (img, u, trial) = second_on_trial(dir);
+    let u = u.as_str();
     // A copy of the trial's block where the chain does not reach: valid, and nothing visible
     // supersedes it, so it might be data (every write refuses, exit 13).
     let copy = fs::read(&img).expect("image")[trial as usize..trial as usize + 65536].to_vec();
@@ -704,14 +711,7 @@ fn the_batman_check_counts_what_batctl_prints() {
     use std::os::unix::fs::PermissionsExt;
     let tmp = scratch();
     let dir = tmp.path();
-    let img = one_snapshot(dir);
-    let u = upper(dir, "trial");
-    let u = u.to_str().expect("utf-8");
-    ok(
-        &img,
-        &["commit", "--upper", u, "--no-reboot", "--trial", "3"],
-    );
-    spend_mark(&img, offset_of(&info(&img)["snapshots"][1]), 0);
+    let (img, _, _) = second_on_trial(dir);
     let bindir = dir.join("bin");
     fs::create_dir(&bindir).expect("mkdir");
     let batctl = bindir.join("batctl");
@@ -762,14 +762,7 @@ fn the_batman_check_counts_what_batctl_prints() {
 fn once_gives_a_hung_check_interval_seconds_not_the_deadline() {
     let tmp = scratch();
     let dir = tmp.path();
-    let img = one_snapshot(dir);
-    let u = upper(dir, "trial");
-    let u = u.to_str().expect("utf-8");
-    ok(
-        &img,
-        &["commit", "--upper", u, "--no-reboot", "--trial", "3"],
-    );
-    spend_mark(&img, offset_of(&info(&img)["snapshots"][1]), 0);
+    let (img, _, _) = second_on_trial(dir);
     let hung = config(
         dir,
         "config health 'health'\n\toption deadline '1000000000'\n\toption interval '2'\n\
