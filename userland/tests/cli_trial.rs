@@ -708,39 +708,12 @@ fn a_trial_is_confirmed_beside_data_the_chain_does_not_show() {
 /// to its end rather than left blocked until the round's time is up.
 #[test]
 fn the_batman_check_counts_what_batctl_prints() {
-    use std::os::unix::fs::PermissionsExt;
     let tmp = scratch();
     let dir = tmp.path();
     let (img, _, _) = second_on_trial(dir);
-    let bindir = dir.join("bin");
-    fs::create_dir(&bindir).expect("mkdir");
-    let batctl = bindir.join("batctl");
-    let path = format!(
-        "{}:{}",
-        bindir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     let health = |lines: usize, need: u32| {
-        // Each neighbour line padded to 100 bytes: 1,000 of them overflow a pipe.
-        fs::write(
-            &batctl,
-            format!(
-                "#!/bin/sh\ni=0\nwhile [ $i -lt {lines} ]; do printf 'bat0 02:00:00:00:00:%02x %088d\\n' $((i % 256)) 0; i=$((i+1)); done\n"
-            ),
-        )
-        .expect("batctl");
-        fs::set_permissions(&batctl, fs::Permissions::from_mode(0o755)).expect("chmod");
-        let conf = config(
-            dir,
-            &format!("config health 'health'\n\toption batman_neighbours '{need}'\n\toption interval '20'\n"),
-        );
-        std::process::Command::new(bin())
-            .env("PATH", &path)
-            .arg("--device")
-            .arg(&img)
-            .args(["health", "--config", &conf, "--once", "--no-reboot"])
-            .output()
-            .expect("health")
+        let checks = format!("\toption batman_neighbours '{need}'\n\toption interval '20'\n");
+        health_with_batctl(dir, &img, lines, &checks)
     };
     let o = health(2, 3);
     assert_eq!(o.status.code(), Some(17), "{}", show(&o));
@@ -753,6 +726,59 @@ fn the_batman_check_counts_what_batctl_prints() {
     let o = health(1000, 1000);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert_eq!(info(&img)["snapshots"][1]["confirmed"], true);
+}
+
+/// `health --once` on `img` with `checks` (UCI option and list lines), a `batctl` in PATH
+/// that prints `lines` neighbours (each padded to 100 bytes: 1,000 of them overflow a pipe).
+fn health_with_batctl(dir: &Path, img: &Path, lines: usize, checks: &str) -> std::process::Output {
+    use std::os::unix::fs::PermissionsExt;
+    let bindir = dir.join("bin");
+    fs::create_dir_all(&bindir).expect("mkdir");
+    let batctl = bindir.join("batctl");
+    fs::write(
+        &batctl,
+        format!(
+            "#!/bin/sh\ni=0\nwhile [ $i -lt {lines} ]; do printf 'bat0 02:00:00:00:00:%02x %088d\\n' $((i % 256)) 0; i=$((i+1)); done\n"
+        ),
+    )
+    .expect("batctl");
+    fs::set_permissions(&batctl, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = format!(
+        "{}:{}",
+        bindir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let conf = config(dir, &format!("config health 'health'\n{checks}"));
+    std::process::Command::new(bin())
+        .env("PATH", &path)
+        .arg("--device")
+        .arg(img)
+        .args(["health", "--config", &conf, "--once", "--no-reboot"])
+        .output()
+        .expect("health")
+}
+
+/// A check that hangs ends the round: it is killed and marked failed, and the checks after it
+/// are not run, rather than killed at once and marked failed for its hang (a rollback would
+/// then blame batman-adv for a command that hung).
+#[test]
+fn a_hung_check_alone_is_blamed() {
+    let tmp = scratch();
+    let dir = tmp.path();
+    let (img, _, _) = second_on_trial(dir);
+    let o = health_with_batctl(
+        dir,
+        &img,
+        2,
+        "\toption batman_neighbours '1'\n\toption interval '2'\n\tlist command 'exec sleep 60'\n",
+    );
+    assert_eq!(o.status.code(), Some(17), "{}", show(&o));
+    assert_eq!(
+        info(&img)["snapshots"][1]["failed_checks"],
+        serde_json::json!(["command"]),
+        "{}",
+        show(&o)
+    );
 }
 
 /// `--once` is one round, then the verdict "at once": a check that hangs is killed after

@@ -354,18 +354,26 @@ fn read_within(
 /// Runs every check once, each stopped at `until` at the latest; the failures, with their
 /// kinds.
 fn run_checks(c: &Checks, until: Instant, dog: &mut Watchdog) -> Vec<Failure> {
-    let mut failed = Vec::new();
-    let mut fail = |kind, text| failed.push(Failure { kind, text });
+    let mut r = Round {
+        until,
+        failed: Vec::new(),
+    };
     const LATE: &str = "did not finish before the round's time was up (killed)";
     for cmd in &c.commands {
+        if r.over() {
+            return r.failed;
+        }
         match run_until(Command::new("/bin/sh").args(["-c", cmd]), until, dog) {
             Ok((Ran::Exited(s), _)) if s.success() => {}
-            Ok((Ran::Exited(s), _)) => fail(CheckKind::Command, format!("command `{cmd}` {s}")),
-            Ok((Ran::Late, _)) => fail(CheckKind::Command, format!("command `{cmd}` {LATE}")),
-            Err(e) => fail(CheckKind::Command, format!("command `{cmd}`: {e}")),
+            Ok((Ran::Exited(s), _)) => r.fail(CheckKind::Command, format!("command `{cmd}` {s}")),
+            Ok((Ran::Late, _)) => r.fail(CheckKind::Command, format!("command `{cmd}` {LATE}")),
+            Err(e) => r.fail(CheckKind::Command, format!("command `{cmd}`: {e}")),
         }
     }
     for host in &c.ping {
+        if r.over() {
+            return r.failed;
+        }
         let ran = run_until(
             Command::new("ping")
                 .args(["-c", "1", "-W", "2", host])
@@ -376,11 +384,11 @@ fn run_checks(c: &Checks, until: Instant, dog: &mut Watchdog) -> Vec<Failure> {
         );
         match ran {
             Ok((Ran::Exited(s), _)) if s.success() => {}
-            Ok((Ran::Late, _)) => fail(CheckKind::Ping, format!("ping {host} {LATE}")),
-            _ => fail(CheckKind::Ping, format!("{host} does not answer ping")),
+            Ok((Ran::Late, _)) => r.fail(CheckKind::Ping, format!("ping {host} {LATE}")),
+            _ => r.fail(CheckKind::Ping, format!("{host} does not answer ping")),
         }
     }
-    if c.batman_neighbours > 0 {
+    if c.batman_neighbours > 0 && !r.over() {
         let ran = run_until(
             Command::new("batctl")
                 .args(["n", "-H"])
@@ -399,21 +407,40 @@ fn run_checks(c: &Checks, until: Instant, dog: &mut Watchdog) -> Vec<Failure> {
         };
         match (n, ran) {
             (Some(n), _) if n >= c.batman_neighbours => {}
-            (Some(n), _) => fail(
+            (Some(n), _) => r.fail(
                 CheckKind::Batman,
                 format!(
                     "{n} batman-adv neighbour(s), at least {} needed",
                     c.batman_neighbours
                 ),
             ),
-            (None, Ok((Ran::Late, _))) => fail(CheckKind::Batman, format!("`batctl n` {LATE}")),
-            (None, _) => fail(
+            (None, Ok((Ran::Late, _))) => r.fail(CheckKind::Batman, format!("`batctl n` {LATE}")),
+            (None, _) => r.fail(
                 CheckKind::Batman,
                 "`batctl n` does not run (no batman-adv)".into(),
             ),
         }
     }
-    failed
+    r.failed
+}
+
+/// One round of checks: its end, and what failed so far.
+struct Round {
+    until: Instant,
+    failed: Vec<Failure>,
+}
+
+impl Round {
+    fn fail(&mut self, kind: CheckKind, text: String) {
+        self.failed.push(Failure { kind, text });
+    }
+
+    /// The round's time is up and its verdict is a failure already: the checks left are not
+    /// run, since killed at once they would be marked failed for another check's hang. (With
+    /// nothing failed yet, they run and are killed: no check left out can pass a round.)
+    fn over(&self) -> bool {
+        !self.failed.is_empty() && Instant::now() >= self.until
+    }
 }
 
 fn uptime() -> u64 {
