@@ -23,6 +23,16 @@ fn put(path: &Path, data: &[u8]) {
     file(path, data, 0o644, (0, 0));
 }
 
+/// A 256 KiB image (4 KiB erase blocks, [`e4`]) whose chain holds one snapshot of `etc/a`.
+fn one_snapshot(base: &Path) -> std::path::PathBuf {
+    let img = image(base, "flash.img", 256 << 10);
+    ok(&img, &e4(&["format"]));
+    let upper = base.join("upper");
+    put(&upper.join("etc/a"), b"a");
+    ok(&img, &e4(&["commit", "--upper", s(&upper), "--no-reboot"]));
+    img
+}
+
 #[test]
 fn help_names_each_alias_once() {
     let o = Command::new(bin()).arg("--help").output().expect("run");
@@ -177,11 +187,7 @@ fn diff_shows_a_changed_file_of_the_read_only_root_as_modified() {
 fn rollback_speaks_in_words() {
     let sc = scratch();
     let base = sc.path();
-    let img = image(base, "flash.img", 256 << 10);
-    ok(&img, &e4(&["format"]));
-    let upper = base.join("upper");
-    put(&upper.join("etc/a"), b"a");
-    ok(&img, &e4(&["commit", "--upper", s(&upper), "--no-reboot"]));
+    let img = one_snapshot(base);
     let out = ok(&img, &e4(&["rollback", "0", "--yes", "--no-reboot"]));
     assert!(!out.contains("..="), "{out}");
     assert!(
@@ -196,11 +202,7 @@ fn rollback_speaks_in_words() {
 fn diff_refuses_a_bad_id_naming_what_diff_takes() {
     let sc = scratch();
     let base = sc.path();
-    let img = image(base, "flash.img", 256 << 10);
-    ok(&img, &e4(&["format"]));
-    let upper = base.join("upper");
-    put(&upper.join("etc/a"), b"a");
-    ok(&img, &e4(&["commit", "--upper", s(&upper), "--no-reboot"]));
+    let img = one_snapshot(base);
     for id in ["all", "latest"] {
         let o = fails(&img, &e4(&["diff", id]), 2);
         let err = String::from_utf8_lossy(&o.stderr);
