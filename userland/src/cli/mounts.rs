@@ -16,14 +16,14 @@ const MTD_BLOCK_MAJOR: u32 = 31;
 /// A JFFS2 made read-only here, to be made read-write again if convert stops before it writes.
 #[derive(Debug, Default)]
 pub struct Frozen {
-    target: Option<PathBuf>,
+    target: Option<(PathBuf, MountFlags)>,
 }
 
 impl Frozen {
     /// Puts the JFFS2 back as it was (convert refused or was declined: nothing written).
     pub fn thaw(self) {
-        if let Some(t) = self.target {
-            if let Err(e) = mount_remount(&t, MountFlags::empty(), "") {
+        if let Some((t, kept)) = self.target {
+            if let Err(e) = mount_remount(&t, kept, "") {
                 eprintln!(
                     "snapshot: could not make {} read-write again ({e}); `mount -o remount,rw {}` does",
                     t.display(),
@@ -41,10 +41,10 @@ pub fn freeze_jffs2(dev: &Path) -> Result<Frozen, CliError> {
         return Ok(Frozen::default());
     };
     let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let Some(target) = jffs2_rw_mount(&table, index) else {
+    let Some((target, kept)) = jffs2_rw_mount(&table, index) else {
         return Ok(Frozen::default());
     };
-    mount_remount(&target, MountFlags::RDONLY, "").map_err(|e| {
+    mount_remount(&target, kept | MountFlags::RDONLY, "").map_err(|e| {
         CliError::Refused(format!(
             "the JFFS2 of {} is mounted read-write at {} and cannot be made read-only ({e}): something holds a file there open for writing; stop the services that write to it (or unmount it) and run convert again",
             dev.display(),
@@ -56,7 +56,7 @@ pub fn freeze_jffs2(dev: &Path) -> Result<Frozen, CliError> {
         target.display()
     );
     Ok(Frozen {
-        target: Some(target),
+        target: Some((target, kept)),
     })
 }
 
@@ -70,9 +70,10 @@ fn mtd_index(dev: &Path) -> Option<u32> {
     (rustix::fs::major(rdev) == MTD_CHAR_MAJOR).then(|| rustix::fs::minor(rdev) / 2)
 }
 
-/// The mount point of a read-write JFFS2 on mtdblock `index` in a `/proc/self/mountinfo` text:
+/// The mount point of a read-write JFFS2 on mtdblock `index` in a `/proc/self/mountinfo` text,
+/// with the mount's own flags a remount must repeat to keep:
 /// `id parent major:minor root mountpoint options [optional...] - fstype source superoptions`.
-fn jffs2_rw_mount(mountinfo: &str, index: u32) -> Option<PathBuf> {
+fn jffs2_rw_mount(mountinfo: &str, index: u32) -> Option<(PathBuf, MountFlags)> {
     let want = format!("{MTD_BLOCK_MAJOR}:{index}");
     mountinfo.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(' ').collect();
@@ -80,9 +81,29 @@ fn jffs2_rw_mount(mountinfo: &str, index: u32) -> Option<PathBuf> {
         let (fstype, superopts) = (fields.get(dash + 1)?, fields.get(dash + 3)?);
         let rw = superopts.split(',').any(|o| o == "rw");
         let target = fields.get(4)?;
+        let kept = mount_flags(fields.get(5)?);
         (*fstype == "jffs2" && fields.get(2) == Some(&want.as_str()) && rw)
-            .then(|| PathBuf::from(unescape(target)))
+            .then(|| (PathBuf::from(unescape(target)), kept))
     })
+}
+
+/// The per-mount flags of mountinfo's options field. A remount sets them all anew: one not
+/// repeated is cleared (a `nosuid,nodev,noexec` data mount would come back without them).
+/// The access-time mode is repeated too, though the kernel keeps it when none is given.
+fn mount_flags(options: &str) -> MountFlags {
+    options
+        .split(',')
+        .map(|o| match o {
+            "nosuid" => MountFlags::NOSUID,
+            "nodev" => MountFlags::NODEV,
+            "noexec" => MountFlags::NOEXEC,
+            "noatime" => MountFlags::NOATIME,
+            "nodiratime" => MountFlags::NODIRATIME,
+            "relatime" => MountFlags::RELATIME,
+            "nosymfollow" => MountFlags::NOSYMFOLLOW,
+            _ => MountFlags::empty(),
+        })
+        .fold(MountFlags::empty(), |a, f| a | f)
 }
 
 /// A mountinfo path: space, tab, newline and backslash come as octal escapes (`\040`).
@@ -116,16 +137,23 @@ mod tests {
 22 1 0:19 / / rw,noatime - overlay overlayfs:/overlay rw,lowerdir=/,upperdir=/overlay/upper,workdir=/overlay/work
 23 22 31:5 / /overlay rw,noatime - jffs2 /dev/mtdblock5 rw
 24 22 31:3 / /rom ro,relatime - squashfs /dev/root ro
-25 22 31:6 / /mnt/my\\040data rw - jffs2 mtd6 rw
+25 22 31:6 / /mnt/my\\040data rw,nosuid,nodev,noexec,relatime master:2 - jffs2 mtd6 rw
 26 22 31:7 / /mnt/old ro shared:4 - jffs2 /dev/mtdblock7 ro
 ";
 
     #[test]
     fn finds_the_read_write_jffs2_of_the_partition() {
-        assert_eq!(jffs2_rw_mount(TABLE, 5), Some(PathBuf::from("/overlay")));
+        assert_eq!(
+            jffs2_rw_mount(TABLE, 5),
+            Some((PathBuf::from("/overlay"), MountFlags::NOATIME))
+        );
+        // The remounts repeat the mount's own flags: else they come back cleared.
         assert_eq!(
             jffs2_rw_mount(TABLE, 6),
-            Some(PathBuf::from("/mnt/my data"))
+            Some((
+                PathBuf::from("/mnt/my data"),
+                MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC | MountFlags::RELATIME
+            ))
         );
         // Read-only already, another filesystem, or not mounted: nothing to freeze.
         assert_eq!(jffs2_rw_mount(TABLE, 7), None);
