@@ -536,9 +536,10 @@ fn record_says(record: &Path, word: &str) -> bool {
 
 /// Sets the block's failed-check marks (docs/FORMAT.md) before the reboot, so the rollback
 /// still says why once RAM is gone; best effort: a failure here must not stop the reboot.
-fn mark_failed(ctx: &Ctx, block: &snapinit::chain::Block, failed: &[Failure]) {
+fn mark_failed(ctx: &Ctx, block: &snapinit::chain::Block, failed: &[Failure], dog: &mut Watchdog) {
     let mask = failed.iter().fold(0, |m, f| m | f.kind.bit());
-    let done = ctx.open(true).and_then(|(_lock, mut dev)| {
+    let done = while_locked(ctx.wait(), &mut || dog.pet(), || {
+        let (_lock, mut dev) = ctx.no_wait().open(true)?;
         if !marks_readable(&dev.path, Path::new(BOOT_RECORD)) {
             eprintln!(
                 "health: the failed checks are not recorded on flash: the running snapinit does not read them (no failed-check-marks in {BOOT_RECORD})"
@@ -551,6 +552,45 @@ fn mark_failed(ctx: &Ctx, block: &snapinit::chain::Block, failed: &[Failure]) {
     });
     if let Err(e) = done {
         eprintln!("health: the failed checks could not be recorded on flash: {e}");
+    }
+}
+
+/// Runs `attempt` (a write that takes the partition's lock, refused at once when another
+/// command holds it) until it gets the lock or `wait` has passed, calling `pet` meanwhile: the
+/// lock's own wait (30 s by default) would leave a short watchdog unpetted that long.
+fn while_locked<T>(
+    wait: Option<Duration>,
+    pet: &mut dyn FnMut(),
+    mut attempt: impl FnMut() -> Result<T, CliError>,
+) -> Result<T, CliError> {
+    const TICK: Duration = Duration::from_millis(250);
+    let start = Instant::now();
+    let mut told = false;
+    loop {
+        match attempt() {
+            Err(CliError::Locked { path, .. }) => {
+                let Some(limit) = wait else {
+                    return Err(CliError::Locked { path, waited: None });
+                };
+                if start.elapsed() >= limit {
+                    return Err(CliError::Locked {
+                        path,
+                        waited: Some(limit.as_secs()),
+                    });
+                }
+                if !told {
+                    eprintln!(
+                        "health: {} is busy (another snapshot command); waiting up to {} s",
+                        path.display(),
+                        limit.as_secs()
+                    );
+                    told = true;
+                }
+                pet();
+                std::thread::sleep(TICK);
+            }
+            done => return done,
+        }
     }
 }
 
@@ -608,7 +648,10 @@ pub fn health(
         let until = Instant::now() + Duration::from_secs(round);
         let failed = run_checks(&checks, until, &mut dog);
         if failed.is_empty() {
-            match super::ops::confirm_booted(ctx) {
+            let confirmed = while_locked(ctx.wait(), &mut || dog.pet(), || {
+                super::ops::confirm_booted(&ctx.no_wait())
+            });
+            match confirmed {
                 // Another command holds the partition (a `save` packing, an `upgrade`): it
                 // ends, and the verdict must not be lost meanwhile (an unconfirmed trial
                 // spends its next boot at the next reboot). Checked and tried again at the
@@ -631,7 +674,7 @@ pub fn health(
             let up = uptime();
             if once || up >= checks.deadline {
                 record(state, &trial_block, &failed);
-                mark_failed(ctx, &trial_block, &failed);
+                mark_failed(ctx, &trial_block, &failed, &mut dog);
                 eprintln!(
                     "health: not confirmed {} s after boot: rebooting to spend the next trial (the unit rolls back when none is left)",
                     up
@@ -662,6 +705,54 @@ pub fn health(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::path::PathBuf;
+
+    #[test]
+    fn a_lock_wait_pets_the_watchdog_and_ends_at_the_wait() {
+        let busy = || CliError::Locked {
+            path: PathBuf::from("/dev/mtd5"),
+            waited: None,
+        };
+        // Free after three refusals: the watchdog was petted at each.
+        let (mut pets, mut tries) = (0, 0);
+        let got = while_locked(Some(Duration::from_secs(30)), &mut || pets += 1, || {
+            tries += 1;
+            if tries <= 3 {
+                Err(busy())
+            } else {
+                Ok(tries)
+            }
+        });
+        assert!(matches!(got, Ok(4)), "{got:?}");
+        assert_eq!(pets, 3);
+        // Held for good: refused once the wait has passed, saying how long it waited.
+        let mut pets = 0;
+        let start = Instant::now();
+        let got: Result<(), _> =
+            while_locked(Some(Duration::from_secs(1)), &mut || pets += 1, || {
+                Err(busy())
+            });
+        assert!(
+            matches!(
+                got,
+                Err(CliError::Locked {
+                    waited: Some(1),
+                    ..
+                })
+            ),
+            "{got:?}"
+        );
+        assert!(start.elapsed() >= Duration::from_secs(1) && pets >= 3);
+        // `--no-wait`: at once, unpetted; other errors pass through untouched.
+        let got: Result<(), _> = while_locked(None, &mut || pets += 100, || Err(busy()));
+        assert!(matches!(got, Err(CliError::Locked { waited: None, .. })));
+        assert!(pets < 100);
+        let got: Result<(), _> = while_locked(Some(Duration::from_secs(9)), &mut || {}, || {
+            Err(CliError::Unhealthy(2))
+        });
+        assert!(matches!(got, Err(CliError::Unhealthy(2))));
+    }
 
     #[test]
     fn a_boot_record_says_whether_the_chain_runs() {

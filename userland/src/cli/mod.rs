@@ -330,6 +330,7 @@ fn parse_erase_size(s: &str) -> Result<u32, String> {
 }
 
 /// What every command needs to reach the partition.
+#[derive(Clone)]
 pub struct Ctx {
     spec: DeviceSpec,
     wait: Option<Duration>,
@@ -338,6 +339,20 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// How long a command waits for another's lock (`None`: it refuses at once).
+    pub fn wait(&self) -> Option<Duration> {
+        self.wait
+    }
+
+    /// The same partition, refused at once when another command holds it: for a caller that
+    /// waits itself (health pets the watchdog meanwhile).
+    pub fn no_wait(&self) -> Ctx {
+        Ctx {
+            wait: None,
+            ..self.clone()
+        }
+    }
+
     /// Takes the lock (exclusive for writers), then opens the device with the erase size the
     /// chain on it records (see `device::open_checked`).
     pub fn open(&self, write: bool) -> Result<(lock::Lock, Device), CliError> {
