@@ -179,6 +179,25 @@ fn case1_ext4_partition_is_never_written() {
     assert_eq!(info(&img)["status"], "chain");
 }
 
+/// Foreign data with one erase block (not the first) that happens to start with 0xFF bytes
+/// (a bitmap, 0xFF padding in a file): its first eight bytes pass the "torn header" test, but
+/// only offset 0 can hold the writer's own first header, so it is no snapinit trace, and the
+/// rest of the partition stays data. Before, such a block anywhere made the whole partition
+/// "a chain" and the first save erased all of it.
+#[test]
+fn case1_ff_start_of_a_later_erase_block_is_no_snapinit_trace() {
+    let sc = scratch();
+    let img = image(sc.path(), "data.img", 1 << 20);
+    // Offset 0 as ext4 has it (1024 zero bytes, then its superblock), noise after.
+    patch(&img, 1024, &noise((1 << 20) - 1024, 5));
+    let mut ff = vec![0xFFu8; 64];
+    ff.extend_from_slice(&noise(1000, 6));
+    patch(&img, 0x30000, &ff);
+    assert_eq!(info(&img)["foreign"], "unknown");
+    every_write_refused(sc.path(), &img, 13, "not a snapinit block");
+    refused(&img, &["repair"], 13, "no snapinit chain");
+}
+
 #[test]
 fn case1_torn_first_write_is_still_writable() {
     // The first save on an erased partition, cut after its payload and half its header: the

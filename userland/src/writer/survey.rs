@@ -206,8 +206,9 @@ pub struct Survey {
     pub suspect_blocks: Vec<u32>,
     /// Highest generation of any valid header on the partition.
     pub max_generation: u64,
-    /// A valid or torn snapinit header was found: the partition is a chain (perhaps an empty
-    /// or damaged one), not foreign data.
+    /// A snapinit trace was found (a visible block, a valid header anywhere, or offset 0
+    /// erased or holding a torn header): the partition is a chain (perhaps an empty or damaged
+    /// one), not foreign data.
     pub identity: bool,
 }
 
@@ -398,7 +399,14 @@ pub fn survey_to<F: ReadNorFlash>(
                     slots[i] = Slot::Suspect(out.suspects.len() - 1);
                 }
                 Damage::Torn => {
-                    out.identity = true;
+                    // A trace only at offset 0 (FORMAT.md, "What a write may erase"): the
+                    // first write of an empty partition starts there, and a torn header above
+                    // it only ever lies over a chain that has another trace. Elsewhere the test
+                    // is eight leading 0xFF bytes, common in foreign data (bitmaps, padding):
+                    // taken as a trace, one such erase block made all the data garbage.
+                    if i == 0 {
+                        out.identity = true;
+                    }
                     slots[i] = Slot::Torn;
                 }
                 Damage::Foreign => slots[i] = Slot::Unknown,
