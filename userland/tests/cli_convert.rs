@@ -279,8 +279,11 @@ fn convert_takes_a_jffs2_whose_first_erase_block_is_free() {
     let img = image(base, "flash.img", 2 << 20);
     let f = fs::OpenOptions::new().write(true).open(&img).expect("open");
     f.write_all_at(&vec![0xFF; 2 << 20], 0).expect("erase");
+    // Past offset 0 the magic alone is not JFFS2 (a cut first save leaves payload bytes
+    // there): the block starts as JFFS2 starts every erase block it uses, with a node whose
+    // header CRC holds (here its cleanmarker).
     let mut node = noise(65536, 5);
-    node[..4].copy_from_slice(&[0x85, 0x19, 0x03, 0x20]);
+    node[..12].copy_from_slice(&jffs2_node(0x2003));
     f.write_all_at(&node, 65536).expect("node");
     drop(f);
     assert_eq!(info(&img)["foreign"], "jffs2");

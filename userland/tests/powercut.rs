@@ -514,6 +514,50 @@ fn refusals_before_garbage<F: Medium>() {
     assert!(f.ops() > ops);
 }
 
+/// The first save of an empty partition, cut at every operation, with payload bytes that
+/// start an erase block with JFFS2's node magic (in either byte order, one erase block in 2^15
+/// of a gzip payload does): before the header lands those bytes are all that shows past
+/// offset 0, and they are the writer's own. The next write must go ahead (before, the
+/// partition read as a JFFS2 whose first erase block is free, and every write refused).
+#[test]
+fn a_cut_first_save_whose_payload_looks_foreign_is_still_writable() {
+    cut_first_save_looks_foreign::<SimFlash>();
+    cut_first_save_looks_foreign::<Ubi>();
+}
+
+fn cut_first_save_looks_foreign<F: Medium>() {
+    // 3 erase blocks: the payload crosses two erase-block starts.
+    let mut data = pattern(50, 2 * ERASE as usize + 100);
+    let at = ERASE as usize - HEADER_LEN;
+    data[at..at + 4].copy_from_slice(&[0x85, 0x19, 0x03, 0xE0]);
+    data[at + ERASE as usize..at + ERASE as usize + 4].copy_from_slice(&[0x19, 0x85, 0xE0, 0x02]);
+    let save = |f: &mut F, d: &[u8]| {
+        let mut w = Writer::new(f);
+        w.backbuf_blocks = Some(BACKBUF);
+        w.save_volatile(&Payload::plain(d))
+    };
+    let mut whole = F::blank(ERASE, BLOCKS);
+    save(&mut whole, &data).expect("save without a cut");
+    let count = whole.ops();
+    for cut in 0..count {
+        for tear in F::tears() {
+            let mut f = F::blank(ERASE, BLOCKS);
+            f.cut_power_at(cut, tear);
+            assert!(save(&mut f, &data).is_err());
+            f.power_on();
+            let seen = state(&mut f);
+            assert!(
+                seen.volatile.is_none() || seen.volatile.as_deref() == Some(&data[..]),
+                "cut at {cut} ({tear:?}): a mix"
+            );
+            let next = pattern(51, 600);
+            save(&mut f, &next)
+                .unwrap_or_else(|e| panic!("next save after a cut at {cut} ({tear:?}): {e}"));
+            assert_eq!(state(&mut f).volatile, Some(next), "cut at {cut}");
+        }
+    }
+}
+
 #[test]
 fn wear_is_reported() {
     let mut f = SimFlash::new(ERASE, BLOCKS);

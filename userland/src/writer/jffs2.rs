@@ -42,6 +42,36 @@ fn node_at(tables: &CrcTables, h: &[u8]) -> bool {
     le_node || be_node
 }
 
+/// Whether `h` (at least 12 bytes) starts with a JFFS2 node header of any type, cleanmarker,
+/// padding and obsolete nodes included, in either byte order: the magic, and the header CRC as
+/// JFFS2's scan checks it (over the type with `JFFS2_NODE_ACCURATE` set again, which marking a
+/// node obsolete clears). Two bytes of magic alone start one erase block in 2^15 of random data.
+pub fn starts_with_node(h: &[u8]) -> bool {
+    const ACCURATE: u16 = 0x2000;
+    if h.len() < NODE_HEADER {
+        return false;
+    }
+    let tables = crc_tables();
+    let check = |magic: [u8; 2], kind: [u8; 2], crc: u32, le: bool| {
+        let kind = if le {
+            (u16::from_le_bytes(kind) | ACCURATE).to_le_bytes()
+        } else {
+            (u16::from_be_bytes(kind) | ACCURATE).to_be_bytes()
+        };
+        let mut b = [0u8; 8];
+        b[..2].copy_from_slice(&magic);
+        b[2..4].copy_from_slice(&kind);
+        b[4..8].copy_from_slice(&h[4..8]);
+        jffs2_crc(&tables, &b) == crc
+    };
+    let magic = [h[0], h[1]];
+    let kind = [h[2], h[3]];
+    let crc = [h[8], h[9], h[10], h[11]];
+    (u16::from_le_bytes(magic) == MAGIC && check(magic, kind, u32::from_le_bytes(crc), true))
+        || (u16::from_be_bytes(magic) == MAGIC
+            && check(magic, kind, u32::from_be_bytes(crc), false))
+}
+
 /// JFFS2's CRC: the kernel's `crc32(0, ...)`, the CRC-32 register without the customary
 /// inversions at either end.
 fn jffs2_crc(tables: &CrcTables, bytes: &[u8]) -> u32 {
@@ -129,5 +159,27 @@ mod tests {
         let mut cut = node(0x2003, true);
         cut[2] |= 0x04;
         assert!(!holds_nodes(&block_with(0, &cut)));
+    }
+
+    #[test]
+    fn a_node_start_needs_its_header_crc() {
+        for little in [true, false] {
+            // A cleanmarker, a padding node and an inode (NOR's JFFS2 starts every erase block
+            // it uses with one of them).
+            for kind in [0x2003u16, 0x2004, 0xE002] {
+                let h = node(kind, little);
+                assert!(super::starts_with_node(&h), "{kind:#x} {little}");
+                // Marked obsolete (JFFS2_NODE_ACCURATE cleared) after the CRC was sealed.
+                let mut obsolete = h.clone();
+                let k = if little { 3 } else { 2 };
+                obsolete[k] &= !0x20;
+                assert!(super::starts_with_node(&obsolete), "obsolete {kind:#x}");
+                // The magic with any other byte wrong is no node.
+                let mut bad = h.clone();
+                bad[5] ^= 1;
+                assert!(!super::starts_with_node(&bad));
+            }
+        }
+        assert!(!super::starts_with_node(&[0x85, 0x19, 0x03, 0x20]));
     }
 }

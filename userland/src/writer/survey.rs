@@ -499,9 +499,15 @@ pub fn survey_to<F: ReadNorFlash>(
                 continue;
             }
             let offset = (i as u32) * e;
-            let mut raw = [0u8; 8];
+            let mut raw = [0u8; 12];
             if flash.read(offset, &mut raw).is_ok() {
-                if let Some(fs) = Foreign::detect(&raw) {
+                // Past offset 0, JFFS2's two bytes of magic are not enough: a cut first write
+                // leaves payload bytes there, and JFFS2 starts each erase block it uses with a
+                // node (a cleanmarker at least) whose header CRC holds.
+                let fs = Foreign::detect(&raw).filter(|&fs| {
+                    i == 0 || fs != Foreign::Jffs2 || super::jffs2::starts_with_node(&raw)
+                });
+                if let Some(fs) = fs {
                     out.identity = false;
                     out.suspects.push(Suspect::Foreign { offset, fs });
                     break;
