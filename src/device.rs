@@ -130,6 +130,10 @@ impl Geometry for DeviceFlash {
     fn erase_size(&self) -> u32 {
         self.erase_size
     }
+
+    fn erase_tears(&self) -> bool {
+        !matches!(self.medium(), Medium::Ubi { .. })
+    }
 }
 
 impl ReadNorFlash for DeviceFlash {

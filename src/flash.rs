@@ -10,6 +10,12 @@ pub use embedded_storage::nor_flash::{
 /// `erase`; the format uses this value.
 pub trait Geometry {
     fn erase_size(&self) -> u32;
+
+    /// Whether an erase cut by a power loss can leave an erase block between its old bytes
+    /// and erased ones (NOR, files, block devices). A UBI LEB is unmapped atomically.
+    fn erase_tears(&self) -> bool {
+        true
+    }
 }
 
 /// Makes every earlier program and erase durable before the next one is issued. The writer calls

@@ -319,7 +319,14 @@ pub fn sealed_identity(b: &[u8; HEADER_LEN]) -> Option<(Kind, Digest32, bool)> {
     let kind = Kind::from_byte(b[0x0A])?;
     let mut prev = [0u8; 32];
     prev.copy_from_slice(&b[0x60..0x80]);
-    Some((kind, prev, b[LIVE_MARK] == MARK_SET))
+    Some((kind, prev, dropped(b[LIVE_MARK])))
+}
+
+/// Whether a live mark says dropped even though it is not exactly 0x00: two bits or more
+/// cleared. A drop is one single-byte program (0xFF to 0x00); an erase of the block cut in its
+/// first instant raises a few bits of it again. One bit cleared is rot of a live mark.
+pub fn dropped(live_mark: u8) -> bool {
+    (live_mark ^ MARK_CLEAR).count_ones() > 1
 }
 
 /// Marks are strict: a byte is 0xFF or 0x00, trial marks are consumed in order, and the unused
@@ -452,7 +459,8 @@ pub enum Damage {
     Sealed(HeaderError),
     /// Consistent with a header program cut by a power loss over erased flash, or an erase cut
     /// over a header: every bit that is 1 in the magic is 1 (a cut program only fails to clear
-    /// bits, a cut erase only sets them), and it is not sealed.
+    /// bits, a cut erase only sets them), and it is not sealed; or a dropped header (its live
+    /// mark programmed) that has changed since: garbage either way.
     Torn,
     /// Not a snapinit header at all.
     Foreign,
@@ -464,9 +472,15 @@ fn bits_off(a: u8, b: u8) -> u32 {
 
 /// Classifies a header that `decode` rejected (not for erased headers: `decode` says `Erased`).
 pub fn damage(b: &[u8; HEADER_LEN]) -> Damage {
+    // A dropped header (its live mark programmed: more than rot of a live one) is garbage
+    // whatever has changed in it since: the writer drops a live header before it erases it,
+    // so an erase cut in its first instant (a few bits raised) reads as a dropped block, not
+    // as damage to data.
+    let dropped = dropped(b[LIVE_MARK]);
     match decode(b) {
         Ok(_) | Err(HeaderError::Erased) => return Damage::Torn,
         Err(HeaderError::BadMagic) | Err(HeaderError::HashMismatch) => {}
+        Err(_) if dropped => return Damage::Torn,
         // The hash matched: the sealed part is exactly what a writer sealed.
         Err(e) => return Damage::Sealed(e),
     }
@@ -475,7 +489,7 @@ pub fn damage(b: &[u8; HEADER_LEN]) -> Damage {
         .zip(MAGIC.iter())
         .map(|(&x, &m)| bits_off(x, m))
         .sum();
-    if magic_off <= 1 && bits_off(b[SEALED_MARK], MARK_SET) <= 1 {
+    if magic_off <= 1 && bits_off(b[SEALED_MARK], MARK_SET) <= 1 && !dropped {
         let e = if magic_off == 0 {
             HeaderError::HashMismatch
         } else {
@@ -485,7 +499,7 @@ pub fn damage(b: &[u8; HEADER_LEN]) -> Damage {
     }
     // A cut program only fails to clear bits; a cut erase only sets them.
     let magic_superset = b[..8].iter().zip(MAGIC.iter()).all(|(&x, &m)| x & m == m);
-    if magic_superset {
+    if magic_superset || (dropped && magic_off <= 1) {
         Damage::Torn
     } else {
         Damage::Foreign
@@ -675,6 +689,35 @@ mod tests {
         let mut ext = [0u8; HEADER_LEN];
         ext[0..4].copy_from_slice(&[0x53, 0xEF, 0x01, 0x00]);
         assert_eq!(damage(&ext), Damage::Foreign);
+    }
+
+    #[test]
+    fn a_dropped_header_that_changed_is_garbage_a_live_one_is_data() {
+        let good = sealed(&fields());
+        let mut dropped = good;
+        dropped[LIVE_MARK] = MARK_SET;
+        // An erase cut in its first instant: one bit raised anywhere in the sealed part.
+        for byte in 0..SEALED_LEN {
+            for bit in 0..8 {
+                let (mut d, mut l) = (dropped, good);
+                d[byte] |= 1 << bit;
+                l[byte] |= 1 << bit;
+                if d[byte] == dropped[byte] {
+                    continue;
+                }
+                assert_eq!(damage(&d), Damage::Torn, "dropped, {byte}:{bit} raised");
+                assert!(
+                    matches!(damage(&l), Damage::Sealed(_)),
+                    "live, {byte}:{bit} raised: {:?}",
+                    damage(&l)
+                );
+            }
+        }
+        // Rot of a live header that also took one bit of its live mark is still data.
+        let mut l = good;
+        l[LIVE_MARK] = 0xFE;
+        l[0x19] ^= 0x04;
+        assert!(matches!(damage(&l), Damage::Sealed(_)), "{:?}", damage(&l));
     }
 
     #[test]

@@ -91,6 +91,11 @@ pub enum Tear {
     Prefix(usize),
     /// Every bit the operation would change changes or not at random (seeded).
     Random(u64),
+    /// The operation had only begun: one of the bits it would change in its first 256 bytes
+    /// (for an erase, the header of the block it erases) did: bit number `seed` modulo their
+    /// count. An erase cut in its first instant raises a bit or a few and leaves the rest of
+    /// a header as it was, which no other tear leaves.
+    FirstInstant(u64),
 }
 
 /// Wear and traffic per erase block.
@@ -335,8 +340,37 @@ impl SimFlash {
                 }
                 Err(SimError::PowerCut)
             }
+            Some(Tear::FirstInstant(seed)) => {
+                let head = start..start + len.min(FIRST_INSTANT_BYTES);
+                let zeros: Vec<u8> = self.mem[head].iter().map(|&b| !b).collect();
+                if let Some((i, bit)) = nth_set_bit(&zeros, seed) {
+                    self.mem[start + i] |= bit;
+                }
+                Err(SimError::PowerCut)
+            }
         }
     }
+}
+
+/// Where `Tear::FirstInstant` changes a bit: the first bytes of the operation.
+const FIRST_INSTANT_BYTES: usize = 256;
+
+/// The byte index and mask of set bit number `seed` (modulo their count) of `bits`.
+fn nth_set_bit(bits: &[u8], seed: u64) -> Option<(usize, u8)> {
+    let count: u64 = bits.iter().map(|b| u64::from(b.count_ones())).sum();
+    let mut n = seed.checked_rem(count)?;
+    for (i, &b) in bits.iter().enumerate() {
+        let ones = u64::from(b.count_ones());
+        if n < ones {
+            let bit = (0..8)
+                .map(|k| 1u8 << k)
+                .filter(|m| b & m != 0)
+                .nth(n as usize)?;
+            return Some((i, bit));
+        }
+        n -= ones;
+    }
+    None
 }
 
 impl ErrorType for SimFlash {
@@ -444,7 +478,7 @@ impl NorFlash for SimFlash {
             Some(Tear::Prefix(n)) => n.min(bytes.len()),
             // NOR programs one byte as a unit (docs/FORMAT.md): a cut one-byte program (a
             // mark) happened or did not.
-            Some(Tear::Random(seed)) if bytes.len() == 1 => {
+            Some(Tear::Random(seed) | Tear::FirstInstant(seed)) if bytes.len() == 1 => {
                 if seed & 1 == 1 {
                     self.mem[start] &= bytes[0];
                     self.programmed[start] = true;
@@ -457,6 +491,19 @@ impl NorFlash for SimFlash {
                     // Some of the bits that should clear did.
                     let partial = b | next_random(&mut state) as u8;
                     self.mem[start + i] &= partial;
+                    self.programmed[start + i] = true;
+                }
+                return Err(SimError::PowerCut);
+            }
+            Some(Tear::FirstInstant(seed)) => {
+                let clear: Vec<u8> = bytes
+                    .iter()
+                    .take(FIRST_INSTANT_BYTES)
+                    .zip(&self.mem[start..end])
+                    .map(|(&b, &m)| m & !b)
+                    .collect();
+                if let Some((i, bit)) = nth_set_bit(&clear, seed) {
+                    self.mem[start + i] &= !bit;
                     self.programmed[start + i] = true;
                 }
                 return Err(SimError::PowerCut);

@@ -334,6 +334,10 @@ impl<L: Leb> Geometry for OnUbi<L> {
     fn erase_size(&self) -> u32 {
         self.0.leb_size()
     }
+
+    fn erase_tears(&self) -> bool {
+        false
+    }
 }
 
 impl ReadNorFlash for OnUbi<UbiSim> {

@@ -14,8 +14,8 @@ use snapinit::chain::{
 };
 use snapinit::flash::{Durable, Geometry, NorFlash, ReadNorFlash};
 use snapinit::header::{
-    span_blocks, Compression, Digest32, Fields, Kind, Trial, CONFIRM_MARK, FAILED_MARKS,
-    FAILED_MARKS_LEN, HEADER_LEN, LIVE_MARK, MARK_SET, SEALED_MARK,
+    decode, span_blocks, Compression, Digest32, Fields, Kind, Trial, CONFIRM_MARK, FAILED_MARKS,
+    FAILED_MARKS_LEN, HEADER_LEN, LIVE_MARK, MARK_CLEAR, MARK_SET, SEALED_MARK,
 };
 use std::time::{SystemTime, UNIX_EPOCH};
 pub use survey::{survey, survey_to, Depth, Survey, Suspect};
@@ -285,6 +285,7 @@ where
     /// Erases `[from, to)` and reads it back: an erase that leaves a programmed bit is a bad
     /// block, reported before anything is programmed over it.
     fn erase_checked(&mut self, from: u32, to: u32) -> Res<(), F> {
+        self.drop_before_erase(from)?;
         self.flash.erase(from, to)?;
         let mut buf = vec![0u8; READ_CHUNK];
         let mut at = from;
@@ -299,6 +300,23 @@ where
                 });
             }
             at += n;
+        }
+        Ok(())
+    }
+
+    /// Drops a live header at `at` (one byte) before its erase. An erase cut in its first
+    /// instant raises a few bits of the sealed part and nothing else: a live header changed
+    /// that way reads as damage to data (`header::damage`) and every later write would refuse;
+    /// a dropped one reads as garbage. Not on UBI, whose erase cannot tear (and where the
+    /// program would cost an atomic LEB change).
+    fn drop_before_erase(&mut self, at: u32) -> Res<(), F> {
+        if !self.flash.erase_tears() {
+            return Ok(());
+        }
+        let mut h = [0u8; HEADER_LEN];
+        // Unreadable: the erase that follows reports the part.
+        if self.flash.read(at, &mut h).is_ok() && decode(&h).is_ok() && h[LIVE_MARK] == MARK_CLEAR {
+            self.kill(at)?;
         }
         Ok(())
     }

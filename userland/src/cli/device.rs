@@ -246,6 +246,10 @@ impl Geometry for Device {
     fn erase_size(&self) -> u32 {
         self.flash.erase_size()
     }
+
+    fn erase_tears(&self) -> bool {
+        self.flash.erase_tears()
+    }
 }
 
 impl ReadNorFlash for Device {

@@ -52,6 +52,7 @@ impl Medium for SimFlash {
             Tear::Prefix(700),
             Tear::Random(0x9E37_79B9_7F4A_7C15),
             Tear::Random(0x0123_4567_89AB_CDEF),
+            Tear::FirstInstant(0x2545_F491_4F6C_DD1D),
         ]
     }
 }
