@@ -614,3 +614,62 @@ fn a_bundle_past_the_data_bound_is_neither_created_nor_applied() {
     let o = apply(&img, &good, &k.dir, &[]);
     assert!(o.status.success(), "apply: {}", show(&o));
 }
+
+/// A usign key number is chosen at random, not derived from the key: anyone can relabel their
+/// public key with a second number. keys.d then holds one Ed25519 key under two names (a key
+/// holder who handed in "two keys", a copy renamed by mistake), and the same signature under
+/// each number must still count once toward k (docs/FLEET.md: "distinct trusted keys").
+#[test]
+fn one_public_key_under_two_key_numbers_counts_once() {
+    use snapshot::fleet::sign::{KeyNum, PublicKey, SecretKey};
+    let tmp = scratch();
+    let d = tmp.path();
+    let k = keys(d);
+    let base = upper(d, "base", "base\n");
+    let img = unit(d, "unit.img", &base);
+    let b = d.join("bundle-v2");
+    tool_ok(&[
+        "--erase-size",
+        "4096",
+        "bundle",
+        "create",
+        "--base",
+        s(&img),
+        "--upper",
+        s(&upper(d, "v2", "v2\n")),
+        "-o",
+        s(&b),
+        "--bundle-version",
+        "v2",
+    ]);
+    tool_ok(&["bundle", "sign", "--key", s(&k.b_sec), s(&b)]);
+    // Key b again, under another number, in keys.d.
+    let alias = KeyNum(*b"\x01alias\x02\x03");
+    let mut pk = PublicKey::parse(&fs::read_to_string(d.join("b.pub")).expect("b.pub"))
+        .expect("parse b.pub");
+    pk.num = alias;
+    fs::write(k.dir.join(alias.to_string()), pk.to_file("b again")).expect("install alias");
+    // b's signature once more, labelled with the alias number.
+    let mut sk = SecretKey::parse(&fs::read_to_string(&k.b_sec).expect("b.sec")).expect("b.sec");
+    sk.num = alias;
+    let msg = fs::read(b.join("manifest.json")).expect("manifest");
+    let mut sig = fs::OpenOptions::new()
+        .append(true)
+        .open(b.join("manifest.json.sig"))
+        .expect("sig");
+    std::io::Write::write_all(&mut sig, sk.sign(&msg).as_bytes()).expect("append sig");
+    drop(sig);
+    tool_ok(&["bundle", "verify", s(&b), "--keys", s(&k.dir)]);
+    refused(
+        &img,
+        &b,
+        &k.dir,
+        &["--min-sigs", "2"],
+        19,
+        "one key under two numbers",
+    );
+    // A really different second key makes it 2 of 2.
+    tool_ok(&["bundle", "sign", "--key", s(&k.a_sec), s(&b)]);
+    let o = apply(&img, &b, &k.dir, &["--min-sigs", "2"]);
+    assert!(o.status.success(), "apply: {}", show(&o));
+}

@@ -283,11 +283,16 @@ impl Keyring {
     }
 
     /// The distinct trusted keys whose signature over `msg` is among `sigs` and verifies.
+    ///
+    /// Distinct by the Ed25519 key itself, not by key number: a key number is a label its
+    /// owner picks at random, so the same key may sit in keys.d under two numbers (and its
+    /// signature be presented under each); it counts once, under the first number that verifies.
     pub fn count_valid(&self, msg: &[u8], sigs: &[Sig]) -> BTreeSet<KeyNum> {
         let mut good = BTreeSet::new();
+        let mut counted = BTreeSet::new();
         for s in sigs {
             for k in self.keys.iter().filter(|k| k.num == s.num) {
-                if k.key.verify(msg, &s.sig).is_ok() {
+                if k.key.verify(msg, &s.sig).is_ok() && counted.insert(*k.key.as_bytes()) {
                     good.insert(k.num);
                 }
             }
@@ -315,6 +320,17 @@ mod tests {
         let twice = parse_sigs(&format!("{sig}{sig}")).expect("two sigs");
         assert_eq!(twice.len(), 2);
         assert_eq!(ring.count_valid(b"hello", &twice).len(), 1);
+        // The same key under a second key number, and its signature relabelled: still one.
+        let mut alias = sk2.public();
+        alias.num = KeyNum([9; 8]);
+        let ring = Keyring {
+            keys: vec![sk2.public(), alias],
+        };
+        let mut relabelled = SecretKey::parse(&sk.to_file("test")).expect("parse");
+        relabelled.num = KeyNum([9; 8]);
+        let both = parse_sigs(&format!("{sig}{}", relabelled.sign(b"hello"))).expect("sigs");
+        assert_eq!(both.len(), 2);
+        assert_eq!(ring.count_valid(b"hello", &both).len(), 1);
     }
 
     #[test]
