@@ -427,3 +427,135 @@ fn a_poll_ends_on_a_trickling_mirror() {
     // No mirror answered (exit 25), flash untouched.
     assert_eq!(code, Some(25));
 }
+
+/// Listeners on 127.0.0.1-8 (one port) whose accept queues are full: the kernel drops every
+/// further SYN, so a connect to any of them hangs as to a host that is gone; on 127.0.0.9, the
+/// same port, a server that answers 404. python3 (as scripts/deps.sh installs), as std's
+/// listener has no backlog of 0. Killed on drop.
+struct DeadAddresses(std::process::Child, u16);
+
+impl DeadAddresses {
+    fn start() -> Self {
+        let mut c = Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import socket, sys, time\n\
+                 held, port = [], 0\n\
+                 for i in range(1, 9):\n\
+                 \x20   l = socket.socket(); l.bind(('127.0.0.%d' % i, port)); l.listen(0)\n\
+                 \x20   port = l.getsockname()[1]\n\
+                 \x20   c = socket.socket(); c.connect(('127.0.0.%d' % i, port)); held += [l, c]\n\
+                 live = socket.socket(); live.bind(('127.0.0.9', port)); live.listen(8)\n\
+                 print(port, flush=True)\n\
+                 while True:\n\
+                 \x20   c, _ = live.accept(); r = b''\n\
+                 \x20   while b'\\r\\n\\r\\n' not in r: r += c.recv(4096)\n\
+                 \x20   c.sendall(b'HTTP/1.0 404 Not Found\\r\\nContent-Length: 0\\r\\n\\r\\n'); c.close()\n",
+            )
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 (scripts/deps.sh installs it)");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(c.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("port");
+        let port = line.trim().parse().expect("a port");
+        DeadAddresses(c, port)
+    }
+}
+
+impl Drop for DeadAddresses {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A mirror's (or broker's) name that resolves to 8 addresses, none answering: the connect
+/// is bounded by the timeout as a whole, not once per address (DNS is not trusted, and a name
+/// may give dozens). `unshare -m` and a bind mount give the poll its own /etc/hosts.
+#[test]
+fn a_name_with_many_dead_addresses_is_left_within_the_timeout() {
+    require_root();
+    let sc = scratch();
+    let d = sc.path();
+    let (img, keys) = unit(d);
+    let dead = DeadAddresses::start();
+    let hosts = d.join("hosts");
+    let names: String = (1..=8)
+        .map(|i| format!("127.0.0.{i} mirror.test\n"))
+        .collect();
+    std::fs::write(&hosts, names).expect("hosts");
+    std::fs::write(
+        d.join("hosts.live"),
+        "127.0.0.1 mirror.test\n127.0.0.9 mirror.test\n",
+    )
+    .expect("hosts");
+    let port = dead.1.to_string();
+    let mirror = format!("http://mirror.test:{port}/fleet");
+    let broker = format!("mirror.test:{port}");
+    let state = d.join("state");
+    let common = ["--device", s(&img), "--erase-size", "4096", "fleet"];
+    let unit_args = ["--retries", "0", "--timeout", "2", "--state", s(&state)];
+    for (what, hosts, args, code) in [
+        (
+            "poll",
+            &hosts,
+            vec![
+                "poll",
+                "--keys",
+                s(&keys),
+                "--mirror",
+                &mirror,
+                "--no-reboot",
+            ],
+            25,
+        ),
+        ("publish", &hosts, vec!["publish", "--mqtt", &broker], 26),
+        // A dead first address does not starve the next one: the mirror there is reached.
+        (
+            "poll past a dead address",
+            &d.join("hosts.live"),
+            vec![
+                "poll",
+                "--keys",
+                s(&keys),
+                "--mirror",
+                &mirror,
+                "--no-reboot",
+            ],
+            25,
+        ),
+    ] {
+        let t = Instant::now();
+        let o = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount --bind "$0" /etc/hosts && exec "$@""#)
+            .arg(hosts)
+            .arg(bin())
+            .args(common)
+            .args(&args)
+            .args(unit_args)
+            .args(["--unit-id", "u1"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run unshare");
+        let took = t.elapsed();
+        assert_eq!(o.status.code(), Some(code), "{what}: {}", show(&o));
+        // 2 s for the connect, not 8 x 2 s.
+        assert!(
+            took < Duration::from_secs(6),
+            "{what}: {took:?} to give up on 8 dead addresses with a 2 s timeout"
+        );
+        if what == "poll past a dead address" {
+            assert!(
+                String::from_utf8_lossy(&o.stderr).contains("HTTP status 404"),
+                "{what}: {}",
+                show(&o)
+            );
+        }
+        eprintln!("{what}: exit {code} after {took:?}");
+    }
+}

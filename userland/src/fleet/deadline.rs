@@ -96,6 +96,29 @@ impl Deadline {
     }
 }
 
+/// Connects to the first of `addrs` that answers, all of the tries within `timeout`: a name may
+/// resolve to many addresses (DNS is not trusted; musl returns up to 48), and one full timeout
+/// per address that drops the SYN would hold the caller for that many timeouts. Each address
+/// gets an equal share of what is left, so a dead first one (an IPv6 route that goes nowhere)
+/// does not starve the next, and one that refuses at once leaves its share to the others.
+pub fn connect(
+    addrs: impl IntoIterator<Item = std::net::SocketAddr>,
+    timeout: Duration,
+) -> std::io::Result<TcpStream> {
+    let addrs: Vec<_> = addrs.into_iter().collect();
+    let deadline = Deadline::within(timeout);
+    let mut last = Error::new(ErrorKind::NotFound, "no address");
+    for (i, a) in addrs.iter().enumerate() {
+        let left = deadline.next_read(0, timeout)?;
+        let share = left / u32::try_from(addrs.len() - i).unwrap_or(u32::MAX);
+        match TcpStream::connect_timeout(a, share.max(Duration::from_millis(1))) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// A stream read under a [`Deadline`], for decoders that take `impl Read`.
 pub struct Paced<'a> {
     pub stream: &'a TcpStream,

@@ -8,9 +8,9 @@
 //! HTTP/1.0 keeps the reply simple: no chunked encoding; the body ends at `Content-Length` when
 //! the server sends one, else at close.
 
-use super::deadline::{Deadline, MIN_RATE};
+use super::deadline::{self, Deadline, MIN_RATE};
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::time::Duration;
 
 /// The most header bytes taken.
@@ -109,18 +109,7 @@ impl Client {
             source,
         };
         let addrs = (u.host, u.port).to_socket_addrs().map_err(net)?;
-        let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
-        let mut stream = None;
-        for a in addrs {
-            match TcpStream::connect_timeout(&a, self.timeout) {
-                Ok(s) => {
-                    stream = Some(s);
-                    break;
-                }
-                Err(e) => last = e,
-            }
-        }
-        let s = stream.ok_or_else(|| net(last))?;
+        let s = deadline::connect(addrs, self.timeout).map_err(net)?;
         s.set_write_timeout(Some(self.timeout)).map_err(net)?;
         let range = if from > 0 {
             format!("Range: bytes={from}-\r\n")

@@ -131,18 +131,8 @@ impl Session {
             broker: broker.clone(),
             source,
         };
-        let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
-        let mut stream = None;
-        for a in (host.as_str(), port).to_socket_addrs().map_err(net)? {
-            match TcpStream::connect_timeout(&a, timeout) {
-                Ok(s) => {
-                    stream = Some(s);
-                    break;
-                }
-                Err(e) => last = e,
-            }
-        }
-        let stream = stream.ok_or_else(|| net(last))?;
+        let addrs = (host.as_str(), port).to_socket_addrs().map_err(net)?;
+        let stream = super::deadline::connect(addrs, timeout).map_err(net)?;
         stream.set_write_timeout(Some(timeout)).map_err(net)?;
         let mut s = Session {
             stream,
