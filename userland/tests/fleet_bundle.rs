@@ -673,3 +673,55 @@ fn one_public_key_under_two_key_numbers_counts_once() {
     let o = apply(&img, &b, &k.dir, &["--min-sigs", "2"]);
     assert!(o.status.success(), "apply: {}", show(&o));
 }
+
+/// `bundle channel` refuses what every unit would refuse, before anything is signed: an
+/// expiry so far off that `published` + it does not fit in a u64 (it wrapped below
+/// `published`, or panicked) is refused, and no manifest is written.
+#[test]
+fn a_channel_whose_expiry_overflows_is_refused_not_written() {
+    let tmp = scratch();
+    let d = tmp.path();
+    let root = d.join("mirror");
+    tool_ok(&[
+        "bundle",
+        "create",
+        "--base-hash",
+        &"0".repeat(64),
+        "--upper",
+        s(&upper(d, "v2", "v2\n")),
+        "-o",
+        s(&root.join("bundles/v2")),
+        "--bundle-version",
+        "v2",
+    ]);
+    for args in [
+        vec!["--expires-days", "1e300"],
+        vec!["--published", "18446744073709551615"],
+    ] {
+        let mut a = vec![
+            "bundle",
+            "channel",
+            "--root",
+            s(&root),
+            "--channel",
+            "stable",
+        ];
+        a.extend_from_slice(&args);
+        a.push("bundles/v2");
+        let o = tool(&a);
+        assert_eq!(o.status.code(), Some(5), "{args:?}: {}", show(&o));
+        assert!(!root.join("stable.json").exists(), "{args:?}: written");
+    }
+    // A long but representable expiry is fine.
+    tool_ok(&[
+        "bundle",
+        "channel",
+        "--root",
+        s(&root),
+        "--channel",
+        "stable",
+        "--expires-days",
+        "36500",
+        "bundles/v2",
+    ]);
+}

@@ -218,6 +218,21 @@ pub fn channel(
             "--expires-days {expires_days} is not a number of days >= 0"
         )));
     }
+    // `as u64` saturates: an expiry past the end of u64 is refused, not wrapped below
+    // `published` (which every unit refuses) or a panic.
+    let expires = match expires_days > 0.0 {
+        false => None,
+        true => Some(
+            published
+                .checked_add((expires_days * 86_400.0).ceil() as u64)
+                .filter(|_| expires_days * 86_400.0 < u64::MAX as f64)
+                .ok_or_else(|| {
+                    CliError::Refused(format!(
+                        "--expires-days {expires_days} after {published} is past the largest time a manifest can say"
+                    ))
+                })?,
+        ),
+    };
     let doc = ChannelManifest {
         api_version: API_VERSION.into(),
         kind: KIND_CHANNEL.into(),
@@ -225,8 +240,7 @@ pub fn channel(
             channel: name.into(),
             published,
             priority,
-            expires: (expires_days > 0.0)
-                .then(|| published + (expires_days * 86_400.0).ceil() as u64),
+            expires,
             bundles: entries,
         },
     };
