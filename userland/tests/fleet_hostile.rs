@@ -559,3 +559,95 @@ fn a_name_with_many_dead_addresses_is_left_within_the_timeout() {
         eprintln!("{what}: exit {code} after {took:?}");
     }
 }
+
+/// Serves the files under `root` as `/fleet/...`, honouring `Range: bytes=N-`, but a link
+/// that drops: every connection ends after at most `cut` bytes of body (the headers announce
+/// the whole rest).
+fn dropping_mirror(root: std::path::PathBuf, cut: usize) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            let root = root.clone();
+            thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match c.read(&mut b) {
+                        Ok(1) => head.push(b[0]),
+                        _ => return,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let path = head.split_whitespace().nth(1).unwrap_or("/");
+                let Ok(body) = std::fs::read(root.join(path.trim_start_matches("/fleet/"))) else {
+                    let _ = c.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+                    return;
+                };
+                let from: usize = head
+                    .split("Range: bytes=")
+                    .nth(1)
+                    .and_then(|r| r.split('-').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                let rest = &body[from.min(body.len())..];
+                let reply = if from > 0 {
+                    format!(
+                        "HTTP/1.0 206 Partial Content\r\nContent-Range: bytes {from}-{}/{}\r\nContent-Length: {}\r\n\r\n",
+                        body.len() - 1,
+                        body.len(),
+                        rest.len()
+                    )
+                } else {
+                    format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", rest.len())
+                };
+                let _ = c.write_all(reply.as_bytes());
+                let _ = c.write_all(&rest[..rest.len().min(cut)]);
+            });
+        }
+    });
+    port
+}
+
+/// One mirror on a link that drops the connection every 16 KiB, polled as the OpenWrt service
+/// polls (`--retries 0`: its loop does the waiting): each connection brings bytes, the next
+/// resumes from there, and the bundle gets through. Before, the first cut ended the poll (25)
+/// and the bytes that had arrived were dropped with it, so the next poll started again from
+/// byte 0 and a payload larger than what the link carries between drops never arrived.
+#[test]
+fn a_link_that_drops_every_16_kib_still_brings_the_bundle_in_one_poll() {
+    require_root();
+    let sc = scratch();
+    let d = sc.path();
+    let b = one_bundle(d, 2, 64 * 1024);
+    let u = Unit::flash(d, &b.template, 1).pop().expect("unit");
+    let port = dropping_mirror(b.root.clone(), 16 * 1024);
+    let o = u.run(
+        None,
+        &[
+            "fleet",
+            "poll",
+            "--keys",
+            s(&b.keys.keys_d),
+            "--min-sigs",
+            "2",
+            "--mirror",
+            &format!("http://127.0.0.1:{port}/fleet"),
+            "--retries",
+            "0",
+            "--timeout",
+            "3",
+            "--no-reboot",
+            "--now",
+            &T0.to_string(),
+        ],
+        true,
+    );
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("bundle v2 applied as snapshot 2"),
+        "{}",
+        show(&o)
+    );
+}

@@ -18,6 +18,7 @@ use snapshot::fleet::bundle::{
     MANIFEST, MAX_MANIFEST, SIG_SUFFIX,
 };
 use snapshot::fleet::channel::{jitter, rollout, ChannelManifest};
+use snapshot::fleet::deadline::{Deadline, MIN_RATE};
 use snapshot::fleet::http::{Client, HttpError};
 use snapshot::fleet::mqtt::{self, MqttError};
 use snapshot::fleet::sign::{Keyring, PublicKey};
@@ -594,34 +595,57 @@ fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliEr
         // Resumed across errors and mirrors: each attempt asks for the bytes still missing.
         let mut buf = Vec::with_capacity(size as usize);
         let pname = format!("{}/{}", entry.path, pref.file);
-        over_mirrors(a, &order, &pname, |m| {
-            let from = buf.len() as u64;
-            let r = client.get(&format!("{m}/{pname}"), from, size, &mut buf);
-            if from > 0 {
-                eprintln!(
-                    "snapshot: fleet: resumed {pname} at byte {from} from {m}: now {} of {size}",
-                    buf.len()
-                );
-            }
-            match r {
-                Err(e @ HttpError::TooLarge { .. }) => return Err(e.into()),
-                // A failure after the last byte (a server that does not close) loses nothing:
-                // asking again from the end would only be answered 416.
-                Err(e) if (buf.len() as u64) < size => return Err(e.into()),
-                _ => {}
-            }
-            if (buf.len() as u64) < size {
-                // The mirror's copy ended early (a cut transfer, a partial upload): the next
-                // mirror resumes where it stopped.
-                return Err(HttpError::Short {
-                    url: format!("{m}/{pname}"),
-                    got: buf.len() as u64,
-                    want: size,
+        // Nothing of a download outlives the poll, so a pass over the mirrors that brought
+        // bytes is not a failed one: another pass resumes where it stopped (also with
+        // `--retries 0`, as the OpenWrt service polls), or a link that drops more often than
+        // the payload takes would never bring it. As long as the download as a whole keeps
+        // the floor rate after the first timeout (deadline.rs): a mirror cannot hold the unit
+        // longer by cutting its connections than by trickling one.
+        let overall = Deadline::paced(a.timeout, MIN_RATE);
+        loop {
+            let before = buf.len();
+            let pass = over_mirrors(a, &order, &pname, |m| {
+                let from = buf.len() as u64;
+                let r = client.get(&format!("{m}/{pname}"), from, size, &mut buf);
+                if from > 0 {
+                    eprintln!(
+                        "snapshot: fleet: resumed {pname} at byte {from} from {m}: now {} of {size}",
+                        buf.len()
+                    );
                 }
-                .into());
+                match r {
+                    Err(e @ HttpError::TooLarge { .. }) => return Err(e.into()),
+                    // A failure after the last byte (a server that does not close) loses
+                    // nothing: asking again from the end would only be answered 416.
+                    Err(e) if (buf.len() as u64) < size => return Err(e.into()),
+                    _ => {}
+                }
+                if (buf.len() as u64) < size {
+                    // The mirror's copy ended early (a cut transfer, a partial upload): the
+                    // next mirror resumes where it stopped.
+                    return Err(HttpError::Short {
+                        url: format!("{m}/{pname}"),
+                        got: buf.len() as u64,
+                        want: size,
+                    }
+                    .into());
+                }
+                Ok(())
+            });
+            match pass {
+                Ok(_) => break,
+                Err(CliError::NoMirror { .. })
+                    if buf.len() > before
+                        && overall.next_read(buf.len() as u64, a.timeout).is_ok() =>
+                {
+                    eprintln!(
+                        "snapshot: fleet: {pname}: {} of {size} bytes so far; resuming",
+                        buf.len()
+                    );
+                }
+                Err(e) => return Err(e),
             }
-            Ok(())
-        })?;
+        }
         Ok(buf)
     });
     let checked = checked?;
