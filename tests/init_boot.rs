@@ -1291,3 +1291,39 @@ fn an_opaque_snapshot_root_empties_nothing() {
     assert!(out.contains("NET=one"), "{out}");
     assert!(out.contains("DATA=a,b,c,"), "{out}");
 }
+
+/// A directory a payload leaves out is created with the metadata of the same directory in the
+/// read-only root (docs/FORMAT.md, "Replay", step 1): the squashfs's, as overlayfs shows it,
+/// not that of whatever the boot has mounted over it. PID 1's scaffold tmpfs sits on /tmp
+/// during the replay (and proc, sysfs, devtmpfs on /proc, /sys, /dev): an implicit `tmp` took
+/// the scaffold's mode and time, so a snapshot holding `tmp/x` alone turned the squashfs's
+/// sticky, world-writable /tmp into a 0755 directory.
+#[test]
+fn an_implicit_directory_takes_the_read_only_roots_metadata_not_a_mount_over_it() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("implicit-under-mount");
+    let mut img = Image::new();
+    // Only the file: its parent `tmp` is implicit.
+    img.snapshot(&payload_of(&dir, "implicit-tmp", false, "tmp/x", &|t| {
+        write(t, "tmp/x", "x")
+    }));
+    let image = img.data;
+    let extra = move |root: &Path| {
+        rom_extra(image.clone())(root);
+        sh(&format!(
+            "chmod 1777 {0}/tmp && touch -d @1500000000 {0}/tmp",
+            root.display()
+        ));
+    };
+    let script = r#"#!/bin/busybox sh
+bb=/bin/busybox
+echo "X=$($bb cat /tmp/x)"
+echo "TMP=$($bb stat -c '%a %Y' /tmp)"
+"#;
+    let (out, log) = boot_with(&dir, "snapinit.device=/chain.img", script, &extra);
+    println!("--- log ---\n{log}--- target ---\n{out}");
+    assert!(log.contains("restored snapshot 1"), "{log}");
+    assert!(out.contains("X=x"), "{out}");
+    assert!(out.contains("TMP=1777 1500000000\n"), "{out}");
+}

@@ -413,7 +413,7 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> trial::Marks {
         }
     }
     // The read-only root lies below every layer; the snapshot layer below the volatile.
-    let rom = open_dir("/");
+    let rom = open_rom();
     let rom_lower = rom.as_ref().map(|fd| Lower {
         fd: fd.as_fd(),
         blocks: false,
@@ -516,6 +516,19 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> trial::Marks {
     marks.on_trial = snaps.iter().find(on_trial).copied();
     marks.tried(refused);
     marks
+}
+
+/// The read-only root as overlayfs sees it below the layers: a clone of its mount without
+/// the mounts on it (the scaffold on /tmp, proc, sysfs and devtmpfs), whose roots would
+/// otherwise lend their metadata to a directory a payload leaves out. `/` itself when the
+/// kernel cannot clone it (no open_tree before Linux 5.2).
+fn open_rom() -> Option<OwnedFd> {
+    use rustix::mount::OpenTreeFlags;
+    let flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+    match rustix::mount::open_tree(rustix::fs::CWD, c"/", flags) {
+        Ok(fd) => Some(fd),
+        Err(_) => open_dir("/"),
+    }
 }
 
 fn open_dir(dir: &str) -> Option<OwnedFd> {
