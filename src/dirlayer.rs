@@ -35,6 +35,9 @@ const DIR_FLAGS: OFlags = OFlags::DIRECTORY
     .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC);
 
+/// [`OPAQUE_XATTR`] as the xattr calls take it.
+const OPAQUE_NAME: &str = "trusted.overlay.opaque";
+
 /// Granularity of holes in replayed files: tmpfs allocates whole pages.
 const HOLE_PAGE: u64 = 4096;
 
@@ -581,7 +584,7 @@ impl Layer for DirLayer<'_> {
         )
     }
 
-    fn dir_meta(&mut self, name: &str, e: &Entry, empty: bool) -> Res<()> {
+    fn dir_meta(&mut self, name: &str, e: &Entry, empty: bool, opaque: bool) -> Res<()> {
         let opened;
         let fd = if name.is_empty() {
             self.cur_fd()
@@ -597,6 +600,13 @@ impl Layer for DirLayer<'_> {
         }
         Self::drop_stale_xattrs(fd, e)?;
         Self::meta(fd, e)?;
+        if opaque {
+            // Changes the ctime only: the mtime stays as `meta` set it.
+            sys(
+                "fsetxattr",
+                at::fsetxattr(fd, OPAQUE_NAME, b"y", XattrFlags::empty()),
+            )?;
+        }
         if name.is_empty() {
             // The entered directory itself: these are the times to put back on leaving.
             self.cur_times = Some(entry_times(e));

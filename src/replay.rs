@@ -11,7 +11,8 @@
 //! * An entry replaces whatever is at its path, a directory with all its contents, except that
 //!   a directory entry over a directory merges with it (an opaque one empties it first, except
 //!   the layer root, which overlayfs never takes as opaque) and takes exactly the entry's
-//!   metadata.
+//!   metadata. A directory that replaces a whiteout is made opaque: it hides what lies below
+//!   as the whiteout did.
 //! * A hard link names a non-directory that exists in the layer when the link is replayed.
 //! * The whole stream is read: after the end-of-archive record only zeros may follow (at most
 //!   [`MAX_TRAILING`](crate::tar::MAX_TRAILING) of them), and a gzip trailer is checked,
@@ -68,12 +69,13 @@ pub trait Layer {
     fn remove(&mut self, name: &str) -> Result<(), LayerError<Self::Error>>;
     fn mkdir(&mut self, name: &str) -> Result<(), LayerError<Self::Error>>;
     /// Gives directory `name` (`""`: the entered directory itself) exactly `e`'s metadata,
-    /// emptying it first when `empty`.
+    /// emptying it first when `empty`, and marks it opaque when `opaque` whatever `e` says.
     fn dir_meta(
         &mut self,
         name: &str,
         e: &Entry,
         empty: bool,
+        opaque: bool,
     ) -> Result<(), LayerError<Self::Error>>;
     /// Starts a new regular file `name` for entry `e`, where nothing is; `write` appends its
     /// data, `close_file` ends it.
@@ -264,7 +266,7 @@ fn apply<R: Read, L: Layer>(
         // overlayfs never takes a layer's root as opaque: the layers below show through
         // whatever its xattr says, so it empties nothing here either (a later snapshot in
         // the shared snapshot layer leaves the earlier ones, as separate layers would).
-        return Ok(layer.dir_meta("", e, false)?);
+        return Ok(layer.dir_meta("", e, false, false)?);
     }
     let path = e.path.as_str();
     let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
@@ -283,7 +285,12 @@ fn apply<R: Read, L: Layer>(
             if !keep_dir {
                 layer.mkdir(name)?;
             }
-            layer.dir_meta(name, e, keep_dir && e.is_opaque())?;
+            // A directory in a whiteout's place hides what lies below, as the whiteout did:
+            // overlayfs makes a directory over a lower layer's whiteout without the opaque
+            // mark (that whiteout hides the rest), and a later snapshot stores it so; in the
+            // one snapshot layer it replaces that whiteout and must be opaque itself.
+            let over_whiteout = existing == Some(Node::Whiteout);
+            layer.dir_meta(name, e, keep_dir && e.is_opaque(), over_whiteout)?;
         }
         EntryKind::File => {
             layer.create(name, e)?;

@@ -1327,3 +1327,28 @@ echo "TMP=$($bb stat -c '%a %Y' /tmp)"
     assert!(out.contains("X=x"), "{out}");
     assert!(out.contains("TMP=1777 1500000000\n"), "{out}");
 }
+
+/// A directory deleted in one snapshot and made again in a later one. At run time the
+/// snapshot layer held the deletion (a whiteout) and the new directory went into the upper
+/// layer above it, plain: overlayfs creates a directory over a lower layer's whiteout without
+/// the opaque mark, since that whiteout already hides what lies below. The commit stores it
+/// so. Replayed into the one snapshot layer, the directory takes the whiteout's place, and
+/// must hide what lies below as the whiteout did: without the opaque mark the read-only
+/// root's files came back (DATA=c,new).
+#[test]
+fn a_directory_made_again_over_a_deleted_one_does_not_bring_back_the_roots_files() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("dir-over-whiteout");
+    let mut img = Image::new();
+    img.snapshot(&snap1(&dir));
+    // `rm -rf /data`, committed: a whiteout (the read-only root has data/c, snapshot 1 data/a).
+    img.snapshot(&payload(&dir, "rm-data", false, &|t| whiteout(t, "data")));
+    // `mkdir /data; echo new > /data/new`, committed: a plain directory.
+    img.snapshot(&payload(&dir, "new-data", false, &|t| {
+        write(t, "data/new", "new")
+    }));
+    let (out, log) = boot_chain(&dir, img.data);
+    assert!(log.contains("restored snapshot 3"), "{log}");
+    assert!(out.contains("DATA=new,\n"), "{out}");
+}

@@ -135,7 +135,7 @@ impl Layer for ModelLayer {
         Ok(())
     }
 
-    fn dir_meta(&mut self, name: &str, _: &Entry, empty: bool) -> Res<()> {
+    fn dir_meta(&mut self, name: &str, _: &Entry, empty: bool, _opaque: bool) -> Res<()> {
         if empty {
             let path = join(&self.cur, name);
             let below = if path.is_empty() {
