@@ -151,21 +151,31 @@ pub extern "C" fn snapinit_main(sp: *const usize) -> ! {
 
     match Layers::create() {
         Ok(layers) => {
-            let trial_not_run = if settings.failsafe {
+            let loaded = if settings.failsafe {
                 info!("failsafe: skipping the chain, plain tmpfs overlay");
-                false
+                Loaded::NO_TRIAL
             } else {
                 load_chain(&settings, &layers)
             };
             let programs = [as_cstr(&target), FALLBACKS[0], FALLBACKS[1]];
-            match layers.switch_root(&programs, !settings.failsafe, trial_not_run) {
+            let switched = match loaded {
+                Loaded::Chain { trial_not_run } => layers
+                    .switch_root(&programs, !settings.failsafe, trial_not_run)
+                    .map_err(|e| {
+                        error!("switching root failed ({e}); trying a plain tmpfs overlay")
+                    }),
+                Loaded::Lost => {
+                    error!("the layers do not hold the chain; trying a plain tmpfs overlay");
+                    Err(())
+                }
+            };
+            match switched {
                 Ok(()) => {
                     ROM_BELOW.store(true, Ordering::Relaxed);
                     info!("root switched to the overlay")
                 }
                 // The next rung down: the read-only root with empty layers over it.
-                Err(e) => {
-                    error!("switching root failed ({e}); trying a plain tmpfs overlay");
+                Err(()) => {
                     let plain = layers
                         .reset_snapshot()
                         .and_then(|()| layers.reset_volatile())
@@ -310,8 +320,23 @@ fn read_bytes<'a>(path: &str, buf: &'a mut [u8]) -> &'a [u8] {
 /// falls back to the next candidate, then to none; no partition or an
 /// unusable chain leaves both layers empty.
 ///
-/// Returns whether the block on trial whose mark the boot spent did not run (`Marks`).
-fn load_chain(settings: &Settings, layers: &Layers) -> bool {
+/// What the replay left in the layers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Loaded {
+    /// The chain as read (a good prefix of it, or nothing without a usable chain);
+    /// `trial_not_run`: the block on trial whose mark the boot spent did not run (`Marks`).
+    Chain { trial_not_run: bool },
+    /// The layers could not be made to hold it (`Marks::lost`): the next rung down.
+    Lost,
+}
+
+impl Loaded {
+    const NO_TRIAL: Loaded = Loaded::Chain {
+        trial_not_run: false,
+    };
+}
+
+fn load_chain(settings: &Settings, layers: &Layers) -> Loaded {
     if let Some(dev) = &settings.device {
         match DeviceFlash::open(dev.as_str(), settings.erase_size, false) {
             Ok(flash) => {
@@ -320,7 +345,7 @@ fn load_chain(settings: &Settings, layers: &Layers) -> bool {
             }
             Err(e) => warn!("cannot open {dev}: {e}; plain tmpfs overlay"),
         }
-        return false;
+        return Loaded::NO_TRIAL;
     }
     let mut buf = [0u8; 4096];
     // Bytes: a partition name that is not UTF-8 must not hide the others (nor become '?').
@@ -331,7 +356,7 @@ fn load_chain(settings: &Settings, layers: &Layers) -> bool {
             "no MTD partition and no UBI volume {}; plain tmpfs overlay",
             Quoted(&settings.part)
         );
-        return false;
+        return Loaded::NO_TRIAL;
     };
     match DeviceFlash::open(&path, settings.erase_size, false) {
         Ok(flash) => {
@@ -347,23 +372,29 @@ fn load_chain(settings: &Settings, layers: &Layers) -> bool {
         }
         Err(e) => {
             warn!("cannot open {path}: {e}; plain tmpfs overlay");
-            false
+            Loaded::NO_TRIAL
         }
     }
 }
 
 /// Replays the chain on `flash`, then spends what the boot owes its trial marks (on a write
 /// descriptor of its own: the read one is closed first).
-fn boot_from(mut flash: DeviceFlash, path: &str, layers: &Layers, settings: &Settings) -> bool {
+fn boot_from(mut flash: DeviceFlash, path: &str, layers: &Layers, settings: &Settings) -> Loaded {
     let booted = replay_chain(&mut flash, layers);
-    let not_run = booted.not_run;
+    let loaded = if booted.lost {
+        Loaded::Lost
+    } else {
+        Loaded::Chain {
+            trial_not_run: booted.not_run,
+        }
+    };
     let corrected = flash.ecc_corrected();
     if corrected > 0 {
         warn!("the flash's ECC corrected {corrected} bit flip(s) while reading the chain: the part is wearing");
     }
     drop(flash);
     trial::on_boot(booted, path, settings);
-    not_run
+    loaded
 }
 
 /// Bytes per flash read when hashing and per file write when replaying.
@@ -452,15 +483,14 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> trial::Marks {
         warn!("snapshot chain ends at #{good}: rebuilding the layer from the {good} good one(s)");
         if let Err(e) = layers.reset_snapshot() {
             error!("resetting the snapshot layer: {e}");
-            return marks;
+            return marks.lost(refused);
         }
         for block in &snaps[..good] {
             if replay_into(flash, block, &layers.snapshot(), rom_lower, "snapshot")
                 != Replayed::Done
             {
-                warn!("replay of a good snapshot failed again; leaving the snapshot layer empty");
-                let _ = layers.reset_snapshot();
-                return marks;
+                warn!("replay of a good snapshot failed again: the layers cannot hold the chain");
+                return marks.lost(refused);
             }
         }
         // The volatile is linked to the last snapshot: over a shorter chain
@@ -509,7 +539,7 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> trial::Marks {
         );
         if let Err(e) = layers.reset_volatile() {
             error!("resetting the volatile layer: {e}");
-            return marks;
+            return marks.lost(refused);
         }
     }
     info!("no volatile state");

@@ -30,9 +30,22 @@ pub struct Marks {
     /// `on_trial` is a block the boot tried but could not lay out: it spends a trial all
     /// the same, and the boot record tells `snapshot health` that it did not run.
     pub not_run: bool,
+    /// The layers could not be made to hold the chain or a good prefix of it (a layer reset
+    /// failed, or the good prefix failed its second replay): the boot takes the next rung
+    /// down, and its record says the chain did not boot.
+    pub lost: bool,
 }
 
 impl Marks {
+    /// The layers do not hold the chain (`lost`); a block on trial that `refused` to replay
+    /// still spends its mark.
+    pub fn lost(mut self, refused: Option<Block>) -> Self {
+        self.on_trial = None;
+        self.tried(refused);
+        self.lost = true;
+        self
+    }
+
     /// With no booted block on trial to spend, the one on trial that `refused` to replay.
     pub fn tried(&mut self, refused: Option<Block>) {
         if self.on_trial.is_none() && refused.is_some() {
