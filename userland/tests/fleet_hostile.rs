@@ -564,50 +564,8 @@ fn a_name_with_many_dead_addresses_is_left_within_the_timeout() {
 /// that drops: every connection ends after at most `cut` bytes of body (the headers announce
 /// the whole rest).
 fn dropping_mirror(root: std::path::PathBuf, cut: usize) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    thread::spawn(move || {
-        for c in l.incoming() {
-            let Ok(mut c) = c else { continue };
-            let root = root.clone();
-            thread::spawn(move || {
-                let mut head = Vec::new();
-                let mut b = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    match c.read(&mut b) {
-                        Ok(1) => head.push(b[0]),
-                        _ => return,
-                    }
-                }
-                let head = String::from_utf8_lossy(&head).into_owned();
-                let path = head.split_whitespace().nth(1).unwrap_or("/");
-                let Ok(body) = std::fs::read(root.join(path.trim_start_matches("/fleet/"))) else {
-                    let _ = c.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n");
-                    return;
-                };
-                let from: usize = head
-                    .split("Range: bytes=")
-                    .nth(1)
-                    .and_then(|r| r.split('-').next())
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0);
-                let rest = &body[from.min(body.len())..];
-                let reply = if from > 0 {
-                    format!(
-                        "HTTP/1.0 206 Partial Content\r\nContent-Range: bytes {from}-{}/{}\r\nContent-Length: {}\r\n\r\n",
-                        body.len() - 1,
-                        body.len(),
-                        rest.len()
-                    )
-                } else {
-                    format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", rest.len())
-                };
-                let _ = c.write_all(reply.as_bytes());
-                let _ = c.write_all(&rest[..rest.len().min(cut)]);
-            });
-        }
-    });
-    port
+    let root: &'static Path = Box::leak(root.into_boxed_path());
+    serve(move |c, head| answer(c, &head, root, |_| true, cut))
 }
 
 /// One mirror on a link that drops the connection every 16 KiB, polled as the OpenWrt service
@@ -645,6 +603,98 @@ fn a_link_that_drops_every_16_kib_still_brings_the_bundle_in_one_poll() {
         true,
     );
     assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("bundle v2 applied as snapshot 2"),
+        "{}",
+        show(&o)
+    );
+}
+
+/// Answers `head`'s GET from the files under `root` (`/fleet/...`), honouring `Range:
+/// bytes=N-`; 404 for what is missing or what `serves` leaves out. The connection ends after
+/// at most `cut` bytes of body (the headers announce the whole rest).
+fn answer(mut c: TcpStream, head: &str, root: &Path, serves: impl Fn(&str) -> bool, cut: usize) {
+    let path = head.split_whitespace().nth(1).unwrap_or("/");
+    let file = root.join(path.trim_start_matches("/fleet/"));
+    let Some(body) = serves(path).then(|| std::fs::read(file).ok()).flatten() else {
+        let _ = c.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+        return;
+    };
+    let from: usize = head
+        .split("Range: bytes=")
+        .nth(1)
+        .and_then(|r| r.split('-').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let rest = &body[from.min(body.len())..];
+    let reply = if from > 0 {
+        format!(
+            "HTTP/1.0 206 Partial Content\r\nContent-Range: bytes {from}-{}/{}\r\nContent-Length: {}\r\n\r\n",
+            body.len() - 1,
+            body.len(),
+            rest.len()
+        )
+    } else {
+        format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", rest.len())
+    };
+    let _ = c.write_all(reply.as_bytes());
+    let _ = c.write_all(&rest[..rest.len().min(cut)]);
+}
+
+/// A mirror that serves the channel and the manifests but answers the payload with `200 OK`
+/// and an error page (as a misconfigured server does), and a good mirror that has only the
+/// payload: the poll takes the channel from the first, the payload's first bytes too, and
+/// resumes on the second after them. The spliced payload fails its hash; fetched again whole
+/// from each mirror in turn, it comes from the good one. Before, the poll ended with 20 every
+/// time, however good the other mirror.
+#[test]
+fn a_mirror_answering_the_payload_with_an_error_page_does_not_spoil_a_good_one() {
+    require_root();
+    let sc = scratch();
+    let d = sc.path();
+    let b = one_bundle(d, 2, 4096);
+    let u = Unit::flash(d, &b.template, 1).pop().expect("unit");
+    let root: &'static Path = Box::leak(b.root.clone().into_boxed_path());
+    let soft = serve(move |mut c, head| {
+        if head.contains("/payload") {
+            let page = b"<html>temporarily unavailable</html>";
+            let _ = write!(
+                c,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n",
+                page.len()
+            );
+            let _ = c.write_all(page);
+        } else {
+            answer(c, &head, root, |_| true, usize::MAX);
+        }
+    });
+    let good = serve(move |c, head| answer(c, &head, root, |p| p.contains("/payload"), usize::MAX));
+    let o = u.run(
+        None,
+        &[
+            "fleet",
+            "poll",
+            "--keys",
+            s(&b.keys.keys_d),
+            "--min-sigs",
+            "2",
+            "--mirror",
+            &format!("http://127.0.0.1:{soft}/fleet"),
+            "--mirror",
+            &format!("http://127.0.0.1:{good}/fleet"),
+            "--retries",
+            "0",
+            "--timeout",
+            "3",
+            "--no-reboot",
+            "--now",
+            &T0.to_string(),
+        ],
+        true,
+    );
+    assert!(o.status.success(), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("fetching it again whole"), "{}", show(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("bundle v2 applied as snapshot 2"),
         "{}",

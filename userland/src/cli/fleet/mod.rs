@@ -592,59 +592,16 @@ fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliEr
             }
             .into());
         }
-        // Resumed across errors and mirrors: each attempt asks for the bytes still missing.
-        let mut buf = Vec::with_capacity(size as usize);
         let pname = format!("{}/{}", entry.path, pref.file);
-        // Nothing of a download outlives the poll, so a pass over the mirrors that brought
-        // bytes is not a failed one: another pass resumes where it stopped (also with
-        // `--retries 0`, as the OpenWrt service polls), or a link that drops more often than
-        // the payload takes would never bring it. As long as the download as a whole keeps
-        // the floor rate after the first timeout (deadline.rs): a mirror cannot hold the unit
-        // longer by cutting its connections than by trickling one.
-        let overall = Deadline::paced(a.timeout, MIN_RATE);
-        loop {
-            let before = buf.len();
-            let pass = over_mirrors(a, &order, &pname, |m| {
-                let from = buf.len() as u64;
-                let r = client.get(&format!("{m}/{pname}"), from, size, &mut buf);
-                if from > 0 {
-                    eprintln!(
-                        "snapshot: fleet: resumed {pname} at byte {from} from {m}: now {} of {size}",
-                        buf.len()
-                    );
-                }
-                match r {
-                    Err(e @ HttpError::TooLarge { .. }) => return Err(e.into()),
-                    // A failure after the last byte (a server that does not close) loses
-                    // nothing: asking again from the end would only be answered 416.
-                    Err(e) if (buf.len() as u64) < size => return Err(e.into()),
-                    _ => {}
-                }
-                if (buf.len() as u64) < size {
-                    // The mirror's copy ended early (a cut transfer, a partial upload): the
-                    // next mirror resumes where it stopped.
-                    return Err(HttpError::Short {
-                        url: format!("{m}/{pname}"),
-                        got: buf.len() as u64,
-                        want: size,
-                    }
-                    .into());
-                }
-                Ok(())
-            });
-            match pass {
-                Ok(_) => break,
-                Err(CliError::NoMirror { .. })
-                    if buf.len() > before
-                        && overall.next_read(buf.len() as u64, a.timeout).is_ok() =>
-                {
-                    eprintln!(
-                        "snapshot: fleet: {pname}: {} of {size} bytes so far; resuming",
-                        buf.len()
-                    );
-                }
-                Err(e) => return Err(e),
-            }
+        let (buf, resumed) = download(a, &client, &order, &pname, size, false)?;
+        // Resumed across mirrors, one bad copy spoils the whole: a mirror that answers 200
+        // with something shorter (an error page, a partial upload that is not a prefix) and
+        // a good one that resumes after it. Fetched again, each mirror's copy whole.
+        if resumed && !hex(&snapshot::writer::sha256(&buf)).eq_ignore_ascii_case(&pref.sha256) {
+            eprintln!(
+                "snapshot: fleet: {pname} resumed across mirrors does not match its SHA-256: fetching it again whole"
+            );
+            return Ok(download(a, &client, &order, &pname, size, true)?.0);
         }
         Ok(buf)
     });
@@ -686,6 +643,78 @@ fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliEr
         eprintln!("snapshot: fleet: the bundle is written, but its version is not recorded: {e}");
     }
     Ok(Polled::Written(checked.manifest.spec.version))
+}
+
+/// Downloads `pname` (`size` bytes) from the mirrors in `order` into RAM. Resumed across errors
+/// and mirrors, each attempt asking for the bytes still missing; with `whole`, every attempt
+/// from byte 0. Also says whether any bytes came from a resumed request.
+fn download(
+    a: &PollArgs<'_>,
+    client: &Client,
+    order: &[String],
+    pname: &str,
+    size: u64,
+    whole: bool,
+) -> Result<(Vec<u8>, bool), CliError> {
+    let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    let mut resumed = false;
+    // Nothing of a download outlives the poll, so a pass over the mirrors that brought
+    // bytes is not a failed one: another pass resumes where it stopped (also with
+    // `--retries 0`, as the OpenWrt service polls), or a link that drops more often than
+    // the payload takes would never bring it. As long as the download as a whole keeps
+    // the floor rate after the first timeout (deadline.rs): a mirror cannot hold the unit
+    // longer by cutting its connections than by trickling one.
+    let overall = Deadline::paced(a.timeout, MIN_RATE);
+    loop {
+        let before = buf.len();
+        let pass = over_mirrors(a, order, pname, |m| {
+            if whole {
+                buf.clear();
+            }
+            let from = buf.len() as u64;
+            resumed |= from > 0;
+            let r = client.get(&format!("{m}/{pname}"), from, size, &mut buf);
+            if from > 0 {
+                eprintln!(
+                    "snapshot: fleet: resumed {pname} at byte {from} from {m}: now {} of {size}",
+                    buf.len()
+                );
+            }
+            match r {
+                Err(e @ HttpError::TooLarge { .. }) => return Err(e.into()),
+                // A failure after the last byte (a server that does not close) loses
+                // nothing: asking again from the end would only be answered 416.
+                Err(e) if (buf.len() as u64) < size => return Err(e.into()),
+                _ => {}
+            }
+            if (buf.len() as u64) < size {
+                // The mirror's copy ended early (a cut transfer, a partial upload): the
+                // next mirror resumes where it stopped.
+                return Err(HttpError::Short {
+                    url: format!("{m}/{pname}"),
+                    got: buf.len() as u64,
+                    want: size,
+                }
+                .into());
+            }
+            Ok(())
+        });
+        match pass {
+            Ok(_) => break,
+            Err(CliError::NoMirror { .. })
+                if !whole
+                    && buf.len() > before
+                    && overall.next_read(buf.len() as u64, a.timeout).is_ok() =>
+            {
+                eprintln!(
+                    "snapshot: fleet: {pname}: {} of {size} bytes so far; resuming",
+                    buf.len()
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((buf, resumed))
 }
 
 /// The rollback the chain shows: the block right above the last snapshot whose trial boots
