@@ -701,3 +701,50 @@ fn a_mirror_answering_the_payload_with_an_error_page_does_not_spoil_a_good_one()
         show(&o)
     );
 }
+
+/// A channel signed with a `published` past the largest signed 64-bit time (a signer's slip):
+/// the unit does not take the bundle yet and says so. Before, `published as i64` took it for a
+/// time before 1970, and every unit took the bundle at once, whatever the rollout.
+#[test]
+fn a_channel_published_past_i64_time_is_not_taken_yet() {
+    require_root();
+    let sc = scratch();
+    let d = sc.path();
+    let b = one_bundle(d, 2, 4096);
+    channel(
+        &b.keys,
+        &b.root,
+        u64::MAX - 10,
+        "0",
+        &["--expires-days", "0", "bundles/v2"],
+    );
+    let u = Unit::flash(d, &b.template, 1).pop().expect("unit");
+    let port = dropping_mirror(b.root.clone(), usize::MAX);
+    let o = u.run(
+        None,
+        &[
+            "fleet",
+            "poll",
+            "--keys",
+            s(&b.keys.keys_d),
+            "--min-sigs",
+            "2",
+            "--mirror",
+            &format!("http://127.0.0.1:{port}/fleet"),
+            "--retries",
+            "0",
+            "--timeout",
+            "3",
+            "--no-reboot",
+            "--now",
+            &T0.to_string(),
+        ],
+        true,
+    );
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("waiting: bundle v2 rolls out"),
+        "{}",
+        show(&o)
+    );
+}

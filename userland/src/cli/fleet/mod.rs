@@ -552,7 +552,11 @@ fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliEr
         return Ok(Polled::Nothing(why));
     }
     let now = a.now.unwrap_or_else(unix_now);
-    let p = rollout(now as i64 - chan.spec.published as i64, chan.spec.priority);
+    // In i128: `as i64` would take a `published` past i64 (a signer's slip) for a time long
+    // gone, and roll the bundle out to every unit at once.
+    let age = i128::from(now) - i128::from(chan.spec.published);
+    let age = i64::try_from(age).unwrap_or(if age < 0 { i64::MIN } else { i64::MAX });
+    let p = rollout(age, chan.spec.priority);
     let u = jitter(a.unit, &entry.version);
     if p <= u {
         let why = format!(
