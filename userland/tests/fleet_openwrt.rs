@@ -426,3 +426,69 @@ fn health_reboots_when_its_checks_cannot_be_read() {
     assert_eq!(o.status.code(), Some(4), "{o:?}");
     assert!(!log.iter().any(|l| l == "reboot"), "{log:?}");
 }
+
+/// Sources openwrt/files/lib/preinit/79_snapinit under busybox sh as /etc/preinit does, with
+/// `mounts` and `cmdline` as /proc/mounts and /proc/cmdline (a `grep` function maps the paths),
+/// runs its preinit_main hooks, then calls `mount_root` as 80_mount_root's do_mount_root does:
+/// what the hook printed, and `mount_root ran` when fstools' mount_root would have run.
+fn preinit(mounts: &str, cmdline: &str) -> Vec<String> {
+    let hook =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../openwrt/files/lib/preinit/79_snapinit");
+    let d = tempfile::tempdir().expect("tempdir");
+    fs::write(d.path().join("mounts"), mounts).expect("mounts");
+    fs::write(d.path().join("cmdline"), cmdline).expect("cmdline");
+    let sh = format!(
+        "D='{d}'\n\
+         grep() {{ a=; for x; do case $x in /proc/*) x=$D/${{x#/proc/}} ;; esac; \
+           a=\"$a '$x'\"; done; eval \"command grep $a\"; }}\n\
+         hooks=\n\
+         boot_hook_add() {{ [ \"$1\" = preinit_main ] || echo \"hook $1\"; hooks=\"$hooks $2\"; }}\n\
+         mount_root() {{ echo 'mount_root ran'; }}\n\
+         . '{hook}'\n\
+         for h in $hooks; do $h; done\n\
+         mount_root\n",
+        d = d.path().display(),
+        hook = hook.display()
+    );
+    let o = Command::new("busybox")
+        .args(["sh", "-c", &sh])
+        .output()
+        .expect("busybox sh");
+    assert!(o.status.success(), "{o:?}");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// fstools' mount_root never probes rootfs_data when snapinit was PID 1: over the chain's
+/// layers (/snapshot mounted), and on the read-only squashfs of snapinit's last rungs
+/// (docs/BOOT.md section 11: no layer, no /snapshot in sight, the chain still on rootfs_data).
+/// There mount_root would take the chain for no filesystem and put a tmpfs overlay over / (a
+/// writable root: `snapshot health` would judge the boot as one that ran the chain), and
+/// /etc/init.d/done's `mount_root done` would then mount the chain as JFFS2, which erases
+/// every erase block it cannot parse. Without snapinit on the command line, mount_root runs.
+#[test]
+fn preinit_leaves_rootfs_data_alone_whenever_snapinit_was_pid_1() {
+    let base = "/dev/root /rom squashfs ro,relatime 0 0\nproc /proc proc rw 0 0\n\
+                tmpfs /tmp tmpfs rw,nosuid,nodev 0 0\n";
+    let layers = format!("{base}snapshot /snapshot tmpfs rw,relatime 0 0\n");
+    let snapinit = "console=ttyS0 rootfstype=squashfs init=/sbin/snapinit\n";
+    assert_eq!(
+        preinit(&layers, snapinit),
+        ["- snapinit set up the root: skipping mount_root -"]
+    );
+    // The read-only rung: snapinit was init, nothing mounted at /snapshot.
+    assert_eq!(
+        preinit(base, snapinit),
+        ["- snapinit left the read-only root: skipping mount_root -"]
+    );
+    // Not snapinit: OpenWrt's own boot.
+    for cmdline in [
+        "console=ttyS0 rootfstype=squashfs\n",
+        "console=ttyS0 init=/sbin/snapinit2\n",
+        "console=ttyS0 init=/sbin/procd snapinit.init=/sbin/snapinit\n",
+    ] {
+        assert_eq!(preinit(base, cmdline), ["mount_root ran"], "{cmdline}");
+    }
+}
