@@ -324,25 +324,34 @@ fn an_unknown_mode_is_a_usage_error() {
 }
 
 /// Runs `start_service` of an init script of openwrt/files/etc/init.d under busybox sh, with
-/// OpenWrt's config_* (UCI values from `uci`: `section_option=value`, lists space-separated)
-/// and procd_* functions stubbed: what procd would be told, one line per call.
+/// OpenWrt's config_* and procd_* functions stubbed: what procd would be told, one line per
+/// call. `uci` holds `section_option` and its value: an `option`; `+section_option` adds an
+/// item to a `list`. As in /lib/functions.sh, config_get gives an option's value or a list's
+/// items joined by spaces, and config_list_foreach walks list items only (an option is no list).
 fn start_service(script: &str, uci: &[(&str, &str)]) -> Vec<String> {
     let init = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../openwrt/files/etc/init.d")
         .join(script);
     let mut sh = String::from(
         "config_load() { [ \"$1\" = snapshot ] || echo \"config_load $1\"; }\n\
-         config_get() { eval \"v=\\${UCI_$2_$3-}\"; [ -n \"$v\" ] || v=${4-}; eval \"$1=\\$v\"; }\n\
+         config_get() { eval \"v=\\${CONFIG_$2_$3-}\"; [ -n \"$v\" ] || v=${4-}; eval \"$1=\\$v\"; }\n\
          config_get_bool() { config_get \"$@\"; eval \"v=\\$$1\"; \
            case $v in 1|on|true|yes|enabled) eval \"$1=1\" ;; *) eval \"$1=0\" ;; esac; }\n\
-         config_list_foreach() { eval \"l=\\${UCI_$1_$2-}\"; for x in $l; do \"$3\" \"$x\"; done; }\n\
+         config_list_foreach() { eval \"n=\\${CONFIG_$1_$2_LENGTH-}\"; [ -n \"$n\" ] || return 0; \
+           i=1; while [ $i -le $n ]; do eval \"x=\\$CONFIG_$1_$2_ITEM$i\"; \"$3\" \"$x\"; \
+           i=$((i + 1)); done; }\n\
+         list_add() { eval \"n=\\${CONFIG_$1_LENGTH:-0}\"; n=$((n + 1)); \
+           eval \"CONFIG_$1_ITEM$n=\\$2; CONFIG_$1_LENGTH=$n; CONFIG_$1=\\${CONFIG_$1:+\\$CONFIG_$1 }\\$2\"; }\n\
          procd_open_instance() { echo \"open $*\"; }\n\
          procd_set_param() { echo \"set $*\"; }\n\
          procd_append_param() { echo \"append $*\"; }\n\
          procd_close_instance() { echo close; }\n",
     );
     for (k, v) in uci {
-        sh += &format!("UCI_{k}='{v}'\n");
+        sh += &match k.strip_prefix('+') {
+            Some(k) => format!("list_add {k} '{v}'\n"),
+            None => format!("CONFIG_{k}='{v}'\n"),
+        };
     }
     sh += &format!(". {}\nstart_service\n", init.display());
     let o = Command::new("busybox")
@@ -363,7 +372,8 @@ fn the_procd_services_follow_the_uci_fleet_section() {
     assert!(start_service("snapshot-fleet", &[("fleet_enabled", "1")]).is_empty());
     let on = [
         ("fleet_enabled", "1"),
-        ("fleet_mirror", "http://m1/fleet http://m2/fleet"),
+        ("+fleet_mirror", "http://m1/fleet"),
+        ("+fleet_mirror", "http://m2/fleet"),
         ("fleet_min_sigs", "2"),
         ("fleet_mqtt", "broker.mesh:1883"),
         ("fleet_unit_id", "u7"),
@@ -387,6 +397,21 @@ fn the_procd_services_follow_the_uci_fleet_section() {
             "set stderr 1",
             "close",
         ]
+    );
+    // One mirror as an `option`, as `uci set snapshot.fleet.mirror=URL` writes it: a mirror
+    // all the same (config_list_foreach sees no list there), not a loop polling without one.
+    let one = start_service(
+        "snapshot-fleet",
+        &[("fleet_enabled", "1"), ("fleet_mirror", "http://m1/fleet")],
+    );
+    assert_eq!(
+        one[..3],
+        [
+            "open poll",
+            "set command /usr/libexec/snapshot-fleet.sh poll-loop --channel stable --min-sigs 1 --retries 0",
+            "append command --mirror http://m1/fleet",
+        ],
+        "{one:?}"
     );
     // The health check: publishes only with a broker.
     let plain = start_service("snapshot-health", &[]);
