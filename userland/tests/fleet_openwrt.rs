@@ -428,8 +428,8 @@ fn the_procd_services_follow_the_uci_fleet_section() {
     let with = start_service("snapshot-health", &on);
     assert_eq!(
         with[2],
-        "set env FLEET_MQTT=broker.mesh:1883 FLEET_PUBLISH_ARGS=--unit-id u7 --channel stable \
-         --mqtt-user u7 --mqtt-password-file /etc/snapshot/mqtt.pass",
+        "set env FLEET_MQTT=broker.mesh:1883 FLEET_UNIT_ID=u7 FLEET_CHANNEL=stable \
+         FLEET_MQTT_USER=u7 FLEET_MQTT_PASSWORD_FILE=/etc/snapshot/mqtt.pass",
         "{with:?}"
     );
 }
@@ -516,4 +516,61 @@ fn preinit_leaves_rootfs_data_alone_whenever_snapinit_was_pid_1() {
     ] {
         assert_eq!(preinit(base, cmdline), ["mount_root ran"], "{cmdline}");
     }
+}
+
+/// /etc/init.d/snapshot-health and the helper it starts, end to end under busybox sh: the UCI
+/// `fleet` section's values, through procd's environment (each `procd_set_param env` pair
+/// exported), reach `snapshot fleet publish` one argument each, a password file's path or a
+/// unit id with a space in it included; the `snapshot` stub logs its arguments in brackets.
+#[test]
+fn the_health_service_publishes_each_setting_as_one_argument() {
+    let d = stubs(&[]);
+    let p = d.path();
+    stub(
+        p,
+        "snapshot",
+        &format!(
+            "{{ printf snapshot; printf ' [%s]' \"$@\"; echo; }} >>{}",
+            p.join("log").display()
+        ),
+    );
+    let init =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../openwrt/files/etc/init.d/snapshot-health");
+    let sh = format!(
+        "config_load() {{ :; }}\n\
+         config_get() {{ eval \"v=\\${{CONFIG_$2_$3-}}\"; [ -n \"$v\" ] || v=${{4-}}; eval \"$1=\\$v\"; }}\n\
+         procd_open_instance() {{ :; }}\n\
+         procd_close_instance() {{ :; }}\n\
+         procd_set_param() {{ case $1 in command) shift; cmd=$1 ;; \
+           env) shift; for kv; do export \"$kv\"; done ;; esac; }}\n\
+         CONFIG_fleet_mqtt=broker.mesh\n\
+         CONFIG_fleet_unit_id='roof 7'\n\
+         CONFIG_fleet_mqtt_user=u7\n\
+         CONFIG_fleet_mqtt_password_file='/etc/snapshot/mqtt pass'\n\
+         . '{init}'\n\
+         start_service\n\
+         [ \"$cmd\" = /usr/libexec/snapshot-fleet.sh ] || exit 9\n\
+         exec busybox sh '{helper}' health\n",
+        init = init.display(),
+        helper = helper().display()
+    );
+    let o = Command::new("busybox")
+        .args(["sh", "-c", &sh])
+        .env("SNAPSHOT", p.join("snapshot"))
+        .env("FLEET_REBOOT", p.join("reboot"))
+        .env("FLEET_NO_REBOOT", "1")
+        .output()
+        .expect("busybox sh");
+    assert!(o.status.success(), "{o:?}");
+    let log = fs::read_to_string(p.join("log")).unwrap_or_default();
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        [
+            "snapshot [health] [--no-reboot]",
+            "snapshot [fleet] [publish] [--mqtt] [broker.mesh] [--retries] [0] [--timeout] [5] \
+             [--unit-id] [roof 7] [--channel] [stable] [--mqtt-user] [u7] \
+             [--mqtt-password-file] [/etc/snapshot/mqtt pass]",
+        ],
+        "{o:?}"
+    );
 }

@@ -14,7 +14,10 @@
 #   snapshot-fleet.sh health HEALTH-ARGS...
 #       `snapshot health --no-reboot HEALTH-ARGS` (confirms a boot on trial once its checks
 #       pass), then, when FLEET_MQTT is set, `snapshot fleet publish --mqtt $FLEET_MQTT
-#       $FLEET_PUBLISH_ARGS` so the broker learns the verdict at once, then, when the checks
+#       $FLEET_PUBLISH_ARGS` so the broker learns the verdict at once (with --unit-id,
+#       --channel, --mqtt-user and --mqtt-password-file from FLEET_UNIT_ID, FLEET_CHANNEL,
+#       FLEET_MQTT_USER and FLEET_MQTT_PASSWORD_FILE when set: each one argument, where
+#       FLEET_PUBLISH_ARGS is split into words), then, when the checks
 #       failed (exit 17) or cannot be read on a boot on trial (18: a typo the trial itself may
 #       have brought, which nothing else would ever end), `reboot` (it spends the next trial
 #       boot, or rolls back). A report
@@ -95,9 +98,16 @@ health() {
 	rc=0
 	"$SNAPSHOT" health --no-reboot "$@" || rc=$?
 	if [ -n "${FLEET_MQTT:-}" ]; then
+		# The health check's arguments are spent: the positional parameters take these.
+		set -- --mqtt "$FLEET_MQTT" --retries 0 --timeout 5
+		[ -z "${FLEET_UNIT_ID:-}" ] || set -- "$@" --unit-id "$FLEET_UNIT_ID"
+		[ -z "${FLEET_CHANNEL:-}" ] || set -- "$@" --channel "$FLEET_CHANNEL"
+		[ -z "${FLEET_MQTT_USER:-}" ] ||
+			set -- "$@" --mqtt-user "$FLEET_MQTT_USER" \
+				--mqtt-password-file "${FLEET_MQTT_PASSWORD_FILE:-}"
 		# shellcheck disable=SC2086 # FLEET_PUBLISH_ARGS is a list of words
-		"$SNAPSHOT" fleet publish --mqtt "$FLEET_MQTT" --retries 0 --timeout 5 \
-			${FLEET_PUBLISH_ARGS:-} || log "the health verdict was not published"
+		"$SNAPSHOT" fleet publish "$@" ${FLEET_PUBLISH_ARGS:-} ||
+			log "the health verdict was not published"
 	fi
 	if { [ "$rc" -eq 17 ] || [ "$rc" -eq 18 ]; } && [ -z "${FLEET_NO_REBOOT:-}" ]; then
 		log "health check failed (exit $rc): rebooting"
