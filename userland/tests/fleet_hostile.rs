@@ -581,33 +581,44 @@ fn a_link_that_drops_every_16_kib_still_brings_the_bundle_in_one_poll() {
     let b = one_bundle(d, 2, 64 * 1024);
     let u = Unit::flash(d, &b.template, 1).pop().expect("unit");
     let port = dropping_mirror(b.root.clone(), 16 * 1024);
-    let o = u.run(
-        None,
-        &[
-            "fleet",
-            "poll",
-            "--keys",
-            s(&b.keys.keys_d),
-            "--min-sigs",
-            "2",
-            "--mirror",
-            &format!("http://127.0.0.1:{port}/fleet"),
-            "--retries",
-            "0",
-            "--timeout",
-            "3",
-            "--no-reboot",
-            "--now",
-            &T0.to_string(),
-        ],
-        true,
-    );
+    let o = poll_once(&u, &b, &[port]);
     assert!(o.status.success(), "{}", show(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("bundle v2 applied as snapshot 2"),
         "{}",
         show(&o)
     );
+}
+
+/// `fleet poll` of unit `u` as the OpenWrt service runs it (`--retries 0`), trusting `b`'s
+/// keys (2 signatures), over `ports`' mirrors on 127.0.0.1, at time T0, without a reboot.
+fn poll_once(u: &Unit, b: &OneBundle, ports: &[u16]) -> std::process::Output {
+    let mirrors: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}/fleet"))
+        .collect();
+    let mut args = vec![
+        "fleet",
+        "poll",
+        "--keys",
+        s(&b.keys.keys_d),
+        "--min-sigs",
+        "2",
+    ];
+    for m in &mirrors {
+        args.extend(["--mirror", m.as_str()]);
+    }
+    let now = T0.to_string();
+    args.extend([
+        "--retries",
+        "0",
+        "--timeout",
+        "3",
+        "--no-reboot",
+        "--now",
+        &now,
+    ]);
+    u.run(None, &args, true)
 }
 
 /// Answers `head`'s GET from the files under `root` (`/fleet/...`), honouring `Range:
@@ -669,29 +680,7 @@ fn a_mirror_answering_the_payload_with_an_error_page_does_not_spoil_a_good_one()
         }
     });
     let good = serve(move |c, head| answer(c, &head, root, |p| p.contains("/payload"), usize::MAX));
-    let o = u.run(
-        None,
-        &[
-            "fleet",
-            "poll",
-            "--keys",
-            s(&b.keys.keys_d),
-            "--min-sigs",
-            "2",
-            "--mirror",
-            &format!("http://127.0.0.1:{soft}/fleet"),
-            "--mirror",
-            &format!("http://127.0.0.1:{good}/fleet"),
-            "--retries",
-            "0",
-            "--timeout",
-            "3",
-            "--no-reboot",
-            "--now",
-            &T0.to_string(),
-        ],
-        true,
-    );
+    let o = poll_once(&u, &b, &[soft, good]);
     assert!(o.status.success(), "{}", show(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("fetching it again whole"), "{}", show(&o));
@@ -720,27 +709,7 @@ fn a_channel_published_past_i64_time_is_not_taken_yet() {
     );
     let u = Unit::flash(d, &b.template, 1).pop().expect("unit");
     let port = dropping_mirror(b.root.clone(), usize::MAX);
-    let o = u.run(
-        None,
-        &[
-            "fleet",
-            "poll",
-            "--keys",
-            s(&b.keys.keys_d),
-            "--min-sigs",
-            "2",
-            "--mirror",
-            &format!("http://127.0.0.1:{port}/fleet"),
-            "--retries",
-            "0",
-            "--timeout",
-            "3",
-            "--no-reboot",
-            "--now",
-            &T0.to_string(),
-        ],
-        true,
-    );
+    let o = poll_once(&u, &b, &[port]);
     assert!(o.status.success(), "{}", show(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("waiting: bundle v2 rolls out"),
