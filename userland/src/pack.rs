@@ -13,7 +13,9 @@
 //!   (its link name is the path of an earlier `0` entry of the same archive)
 //!   and `3` character device `0:0` (an overlayfs whiteout). Sockets, FIFOs,
 //!   block devices and other character devices are not packed; they are
-//!   returned in [`PackReport::skipped`].
+//!   returned in [`PackReport::skipped`], and a whiteout (mode 0, owner 0:0,
+//!   mtime 0) takes their place, so that what a lower layer holds at their
+//!   path (a file deleted before the member was made there) stays hidden.
 //! * An `x` record precedes an entry when it needs any of these keys, written
 //!   in this order: `path` (path longer than 100 bytes; the ustar name field
 //!   then holds the first 100 bytes), `linkpath` (link target longer than
@@ -381,7 +383,7 @@ impl<W: Write> Packer<'_, W> {
                 self.report
                     .skipped
                     .push(skip(SkipReason::CharDevice { major, minor }));
-                return Ok(false);
+                return self.stand_in(&path_bytes);
             }
             Kind::Whiteout
         } else {
@@ -394,7 +396,7 @@ impl<W: Write> Packer<'_, W> {
                 SkipReason::BlockDevice { major, minor }
             };
             self.report.skipped.push(skip(reason));
-            return Ok(false);
+            return self.stand_in(&path_bytes);
         };
 
         // A file's content and xattrs come from the inode stat described, opened before
@@ -524,6 +526,34 @@ impl<W: Write> Packer<'_, W> {
         }
         self.report.entries += 1;
         Ok(matches!(kind, Kind::Dir))
+    }
+
+    /// Emits a whiteout (mode 0, owner 0:0, mtime 0, no xattrs) in place of a member the
+    /// dialect cannot carry: in an overlay upper directory such a member may stand where a
+    /// lower layer holds something deleted first (`rm f; mkfifo f` replaces the whiteout of
+    /// `f`), and leaving the path out of the payload would bring that back at boot.
+    fn stand_in(&mut self, path_bytes: &[u8]) -> Result<bool, PackError> {
+        let mut header = Header::new_ustar();
+        set_name_field(&mut header.as_old_mut().name, path_bytes);
+        if path_bytes.len() > USTAR_NAME_LEN {
+            self.builder
+                .append_pax_extensions([("path", path_bytes)])
+                .map_err(PackError::Write)?;
+        }
+        header.set_entry_type(EntryType::Char);
+        header.set_mode(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        header.set_size(0);
+        header.set_device_major(0).map_err(PackError::Write)?;
+        header.set_device_minor(0).map_err(PackError::Write)?;
+        header.set_cksum();
+        self.builder
+            .append(&header, io::empty())
+            .map_err(PackError::Write)?;
+        self.report.entries += 1;
+        Ok(false)
     }
 
     /// `Err(FileChanged)` unless the open `file` is still the inode `meta` describes, with

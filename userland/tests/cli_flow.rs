@@ -351,10 +351,16 @@ fn save_reports_what_it_cannot_store() {
     );
     let got = base.join("got");
     ok(&img, &["extract", "volatile", s(&got)]);
+    let got = tree(&got);
     assert_eq!(
-        tree(&got).keys().cloned().collect::<Vec<_>>(),
-        vec![PathBuf::from("kept")]
+        got.keys().cloned().collect::<Vec<_>>(),
+        ["fifo", "kept", "ubus.sock"].map(PathBuf::from)
     );
+    // A whiteout stands where each was: what a lower layer holds there stays hidden.
+    for name in ["fifo", "ubus.sock"] {
+        let n = &got[&PathBuf::from(name)];
+        assert_eq!((n.kind, n.rdev), ("chardev", (0, 0)), "{name}");
+    }
 }
 
 /// A saved gzip payload is the gzip of its tar at the default level and nothing else: the
