@@ -132,20 +132,10 @@ pub fn unpack<R: Read>(
     }
     let dir = std::fs::File::open(dest).map_err(dest_err)?;
     let mut tar = tar_reader(payload, gzip, data_limit);
-    let mut layer = DirLayer::new(dir.as_fd(), &[], umask());
+    // Not this process's umask: a default ACL on the destination (or on a directory below it)
+    // takes its place for what is created there, so no file may be taken to have its entry's
+    // mode from its creation alone; each gets its chmod.
+    let mut layer = DirLayer::new(dir.as_fd(), &[], snapinit::dirlayer::UMASK_UNKNOWN);
     let mut buf = vec![0u8; 64 * 1024];
     replay(&mut tar, &mut layer, &mut buf).map_err(|e| UnpackError::Replay(Box::new(e)))
-}
-
-/// This process's umask, read from /proc/self/status (Linux 4.7+) without changing it;
-/// unknown without /proc.
-fn umask() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Umask:"))
-                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
-        })
-        .unwrap_or(snapinit::dirlayer::UMASK_UNKNOWN)
 }

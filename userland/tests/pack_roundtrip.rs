@@ -727,6 +727,39 @@ fn later_payloads_override_earlier_ones() {
     );
 }
 
+/// A default ACL on the destination (inherited by what is created below it) takes the place of
+/// the umask: a file created there does not get the mode it was created with. `extract` must
+/// still give every file its entry's mode, as the boot path does on its tmpfs, so that a tree
+/// extracted (or salvaged) and committed again keeps its modes.
+#[test]
+fn unpacking_below_a_default_acl_keeps_every_mode() {
+    let tmp = scratch();
+    let src = tmp.path().join("upper");
+    fs::create_dir(&src).expect("mkdir");
+    write(&src.join("config"), b"readable by all", 0o644);
+    mkdir(&src.join("etc"), 0o755);
+    write(&src.join("etc/passwd"), b"root:x:0:0", 0o644);
+    let (bytes, _) = pack_vec(&src, &PackOptions::default());
+
+    let dest = tmp.path().join("out");
+    fs::create_dir(&dest).expect("mkdir");
+    // user::rwx group::--- other::--- (system.posix_acl_default, version 2).
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm) in [(0x01u16, 7u16), (0x04, 0), (0x20, 0)] {
+        acl.extend_from_slice(&tag.to_le_bytes());
+        acl.extend_from_slice(&perm.to_le_bytes());
+        acl.extend_from_slice(&u32::MAX.to_le_bytes());
+    }
+    xattr::set(&dest, "system.posix_acl_default", &acl)
+        .expect("the test's filesystem takes no POSIX ACLs");
+    unpack::unpack(&bytes[..], false, u64::MAX, &dest).expect("unpack");
+    for name in ["config", "etc", "etc/passwd"] {
+        let want = fs::symlink_metadata(src.join(name)).expect("stat").mode() & 0o7777;
+        let got = fs::symlink_metadata(dest.join(name)).expect("stat").mode() & 0o7777;
+        assert_eq!(got, want, "mode of {name}: {got:o}, packed {want:o}");
+    }
+}
+
 /// In an overlay, a FIFO, socket or device made where a lower layer holds a file (deleted
 /// first: `rm f; mkfifo f`) replaces that file's whiteout in the upper directory. The format
 /// cannot carry the member, but the payload must still hide what lies below it: replayed over
