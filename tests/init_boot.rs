@@ -1352,3 +1352,45 @@ fn a_directory_made_again_over_a_deleted_one_does_not_bring_back_the_roots_files
     assert!(log.contains("restored snapshot 3"), "{log}");
     assert!(out.contains("DATA=new,\n"), "{out}");
 }
+
+/// Sets a kernel parameter file for the life of the guard, and puts the old value back.
+struct ParamGuard {
+    path: &'static str,
+    old: String,
+}
+
+impl ParamGuard {
+    fn set(path: &'static str, value: &str) -> ParamGuard {
+        let old = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        std::fs::write(path, value).unwrap_or_else(|e| panic!("{path}: {e}"));
+        ParamGuard { path, old }
+    }
+}
+
+impl Drop for ParamGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.path, self.old.trim());
+    }
+}
+
+/// A kernel whose overlayfs redirects renamed directories by default
+/// (CONFIG_OVERLAY_FS_REDIRECT_DIR, or the module parameter set here) kept a renamed
+/// directory's files in the lower layers, and its upper copy held only a redirect to the old
+/// name. Committed, the chain merges the snapshots into one layer, where the old name is a
+/// whiteout: the directory booted empty. PID 1 mounts with redirect_dir=off, so the rename
+/// copies the files up and a save or commit stores them (UPPER=a,c, the snapshot's and the
+/// read-only root's files; before: UPPER= with only a redirect).
+#[test]
+fn a_renamed_directory_is_copied_up_whatever_the_kernels_redirect_default() {
+    setup();
+    require_root_namespace_tools();
+    let _default = ParamGuard::set("/sys/module/overlay/parameters/redirect_dir", "Y");
+    let dir = scratch("redirect-dir");
+    let mut img = Image::new();
+    img.snapshot(&snap1(&dir));
+    let script = "#!/bin/busybox sh\nbb=/bin/busybox\n$bb mv /data /data2 && echo MOVED\necho \"UPPER=$($bb ls /overlay/upper/data2 | $bb tr '\\n' ,)\"\n";
+    let (out, log) = boot_chain_with(&dir, img.data, script);
+    assert!(log.contains("redirect_dir=off"), "{log}");
+    assert!(out.contains("MOVED"), "{out}");
+    assert!(out.contains("UPPER=a,c,\n"), "{out}");
+}

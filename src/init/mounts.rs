@@ -7,7 +7,7 @@
 //!   S=/tmp (scaffold tmpfs)
 //!   S/snapshot        tmpfs: snapshot layer (replayed snapshots)
 //!   S/overlay         tmpfs: volatile layer, with upper/ and work/
-//!   S/root            overlay lowerdir=S/snapshot:/ upperdir=S/overlay/upper
+//!   S/root            overlay lowerdir=S/snapshot:/ upperdir=S/overlay/upper redirect_dir=off
 //!
 //! Then mount points the read-only root lacks (rom, snapshot, overlay) are made
 //! in the snapshot layer (so they are never in the volatile upper, which
@@ -343,29 +343,43 @@ impl Layers {
     ) -> Result<(), MountError> {
         self.mount_points();
         self.boot_record(chain, trial_not_run);
-        let mut opts: heapless::String<200> = heapless::String::new();
-        let _ = write!(
-            opts,
-            "lowerdir={}:/,upperdir={},workdir={}\0",
-            self.snapshot(),
-            self.upper(),
-            self.work()
-        );
-        let opts =
-            core::ffi::CStr::from_bytes_until_nul(opts.as_bytes()).map_err(|_| MountError {
-                op: "overlay options",
-                errno: Errno::NAMETOOLONG,
-            })?;
         let root = self.root();
-        sys::mount(
-            "overlay",
-            root.as_str(),
-            "overlay",
-            MountFlags::empty(),
-            Some(opts),
-        )
-        .map_err(err("mount overlay"))?;
-        info!("overlay mounted: {}", opts.to_str().unwrap_or("?"));
+        // redirect_dir=off: a directory renamed at run time is copied up whole, as on a kernel
+        // built without CONFIG_OVERLAY_FS_REDIRECT_DIR. A redirect points into the lower
+        // layers as they were, and the chain merges every snapshot into one layer: a rename
+        // committed would boot the directory empty (its redirect finding the whiteout of its
+        // old name). It also turns off metacopy, whose copy-up `snapshot save` cannot pack.
+        // Kernels before 4.10 know neither: mounted without it.
+        let mut mounted = Err(Errno::INVAL);
+        for extra in [",redirect_dir=off", ""] {
+            let mut opts: heapless::String<220> = heapless::String::new();
+            let _ = write!(
+                opts,
+                "lowerdir={}:/,upperdir={},workdir={}{extra}\0",
+                self.snapshot(),
+                self.upper(),
+                self.work()
+            );
+            let opts =
+                core::ffi::CStr::from_bytes_until_nul(opts.as_bytes()).map_err(|_| MountError {
+                    op: "overlay options",
+                    errno: Errno::NAMETOOLONG,
+                })?;
+            mounted = sys::mount(
+                "overlay",
+                root.as_str(),
+                "overlay",
+                MountFlags::empty(),
+                Some(opts),
+            );
+            if mounted != Err(Errno::INVAL) {
+                if mounted.is_ok() {
+                    info!("overlay mounted: {}", opts.to_str().unwrap_or("?"));
+                }
+                break;
+            }
+        }
+        mounted.map_err(err("mount overlay"))?;
         if let Err(e) = self.check_root(&root, programs) {
             let _ = sys::unmount(root.as_str(), UnmountFlags::DETACH);
             return Err(e);
