@@ -477,3 +477,105 @@ fn a_rollback_whose_freeing_fails_is_still_done() {
     );
     assert_eq!(info(&img)["snapshots"].as_array().map(Vec::len), Some(1));
 }
+
+/// A loop device over an image file: a partition, as a unit's flash is, not an image file.
+struct LoopDevice(PathBuf);
+
+impl LoopDevice {
+    fn attach(img: &Path) -> LoopDevice {
+        let o = std::process::Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(img)
+            .output()
+            .expect("run losetup");
+        assert!(o.status.success(), "losetup: {}", show(&o));
+        LoopDevice(PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup")
+            .arg("-d")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// After a commit (or upgrade, rollback, format) that did not reboot, the upper dir holds the
+/// running system's changes against the chain as booted: a file it held when committed,
+/// deleted since, leaves no whiteout (nothing was below it at boot), and stored again over the
+/// new snapshot it would come back at the next boot. So on the partition this boot runs,
+/// `save`, `commit` and `upgrade` of the running system's upper dir (the `upper` beside the
+/// boot record) refuse (exit 5, flash untouched) until the reboot; a prepared tree, an image
+/// file, or a boot without snapinit's record change nothing.
+#[test]
+fn after_a_commit_without_reboot_the_upper_dir_is_not_stored_again() {
+    require_root();
+    let t = scratch();
+    let d = t.path();
+    let img = image(d, "part.img", 64 * 4096);
+    ok(&img, &["--erase-size", "4096", "format"]);
+    let part = LoopDevice::attach(&img);
+    // A stand-in `reboot` that fails: this machine must never reboot.
+    let bin_dir = d.join("bin");
+    fs::create_dir_all(&bin_dir).expect("bin dir");
+    fs::write(bin_dir.join("reboot"), "#!/bin/sh\nexit 1\n").expect("reboot stub");
+    chmod(&bin_dir.join("reboot"), 0o755);
+    let record = d.join("record");
+    fs::write(&record, "failed-check-marks\n").expect("record");
+    let upper = d.join("upper");
+    dir(&upper, 0o755, (0, 0));
+    file(&upper.join("kept"), b"kept\n", 0o644, (0, 0));
+    file(&upper.join("gone-later"), b"gone\n", 0o644, (0, 0));
+    let tool = |args: &[&str]| {
+        std::process::Command::new(bin())
+            .env("PATH", format!("{}:/usr/bin:/bin", bin_dir.display()))
+            .arg("--device")
+            .arg(&part.0)
+            .args(["--erase-size", "4096", "--boot-record"])
+            .arg(&record)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run snapshot")
+    };
+    let u = upper.to_str().expect("utf-8");
+    let o = tool(&["commit", "--upper", u, "--no-reboot"]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(fs::read_to_string(&record)
+        .expect("record")
+        .contains("chain-moved"));
+    // The running system deletes a file the commit stored: the upper dir just loses it.
+    fs::remove_file(upper.join("gone-later")).expect("rm");
+    let before = fs::read(&img).expect("image");
+    for args in [
+        vec!["save", "--upper", u],
+        vec!["commit", "--upper", u, "--no-reboot"],
+        vec!["upgrade", "--upper", u, "--pm", "touch /nonexistent-dir/x"],
+    ] {
+        let o = tool(&args);
+        assert_eq!(o.status.code(), Some(5), "{args:?}: {}", show(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("the chain changed since this boot"),
+            "{}",
+            show(&o)
+        );
+    }
+    assert!(fs::read(&img).expect("image") == before, "flash changed");
+    // A prepared tree is not the running system's upper dir (the `upper` beside the record).
+    let tree = d.join("tree");
+    dir(&tree, 0o755, (0, 0));
+    file(&tree.join("prepared"), b"p\n", 0o644, (0, 0));
+    let o = tool(&[
+        "commit",
+        "--upper",
+        tree.to_str().expect("utf-8"),
+        "--no-reboot",
+    ]);
+    assert!(o.status.success(), "{}", show(&o));
+    // The next boot leaves a fresh record: the save goes ahead.
+    fs::write(&record, "failed-check-marks\n").expect("record");
+    let o = tool(&["save", "--upper", u]);
+    assert!(o.status.success(), "{}", show(&o));
+}

@@ -116,6 +116,8 @@ pub enum CliError {
     Unreadable,
     #[error("{0}")]
     Refused(String),
+    #[error("the chain changed since this boot ({record} says chain-moved: a commit, upgrade, rollback, format or bundle was written without a reboot): the upper dir holds changes against the chain as booted, and stored over the new one they would bring back what was deleted since; reboot to run the new chain, then save or commit")]
+    ChainMoved { record: PathBuf },
     #[error("not enough space: the {what} needs {need} bytes but only {free} are free")]
     NoSpace {
         what: &'static str,
@@ -251,7 +253,7 @@ impl CliError {
             ChainFull { .. } => code::CHAIN_FULL,
             Geometry { .. } | Layout(_) => code::GEOMETRY,
             Lock { .. } | Locked { .. } => code::LOCKED,
-            Unformatted(_) | Refused(_) | BadBackbuf(_) => code::STATE,
+            Unformatted(_) | Refused(_) | ChainMoved { .. } | BadBackbuf(_) => code::STATE,
             NoSpace { .. } | VolatileTooLarge { .. } | TooSmall { .. } => code::NO_SPACE,
             NoVolatile | NoSuchSnapshot { .. } => code::NOT_FOUND,
             BadId(_) | BadDiffId(_) | SalvageId(_) => code::USAGE,

@@ -500,16 +500,13 @@ fn record(state: &Path, block: &snapinit::chain::Block, failed: &[Failure]) {
         .and_then(|()| std::fs::write(state.join(HEALTH), doc.to_string()));
 }
 
-/// Where the PID 1 that booted this system says what it reads (src/init/mounts.rs).
-const BOOT_RECORD: &str = "/overlay/snapinit";
-
 /// Whether failed-check marks may be written to `device`: an image file is not what any PID 1
 /// booted from; a unit's flash only when its PID 1 says in `record` that it reads them (an
 /// older one takes them for a corrupt header and drops the block before its boots are spent,
 /// and its tool refuses to write over it).
 fn marks_readable(device: &Path, record: &Path) -> bool {
     std::fs::metadata(device).is_ok_and(|m| m.is_file())
-        || record_says(record, "failed-check-marks")
+        || super::record::says(record, "failed-check-marks")
 }
 
 /// Why this boot's root does not hold the chain, if it does not: the PID 1 that booted it
@@ -520,7 +517,7 @@ fn marks_readable(device: &Path, record: &Path) -> bool {
 /// left, or a boot without snapinit.
 fn chain_not_booted(record: &Path, root: &Path) -> Option<String> {
     for word in ["chain-not-booted", "trial-not-booted"] {
-        if record_says(record, word) {
+        if super::record::says(record, word) {
             return Some(format!("{} says {word}", record.display()));
         }
     }
@@ -529,20 +526,16 @@ fn chain_not_booted(record: &Path, root: &Path) -> Option<String> {
     read_only.then(|| format!("{} is read-only", root.display()))
 }
 
-/// Whether the boot record (one word per line) holds `word`; no record says nothing.
-fn record_says(record: &Path, word: &str) -> bool {
-    std::fs::read_to_string(record).is_ok_and(|r| r.lines().any(|l| l.trim() == word))
-}
-
 /// Sets the block's failed-check marks (docs/FORMAT.md) before the reboot, so the rollback
 /// still says why once RAM is gone; best effort: a failure here must not stop the reboot.
 fn mark_failed(ctx: &Ctx, block: &snapinit::chain::Block, failed: &[Failure], dog: &mut Watchdog) {
     let mask = failed.iter().fold(0, |m, f| m | f.kind.bit());
     let done = while_locked(ctx.wait(), &mut || dog.pet(), || {
         let (_lock, mut dev) = ctx.no_wait().open(true)?;
-        if !marks_readable(&dev.path, Path::new(BOOT_RECORD)) {
+        if !marks_readable(&dev.path, ctx.boot_record()) {
             eprintln!(
-                "health: the failed checks are not recorded on flash: the running snapinit does not read them (no failed-check-marks in {BOOT_RECORD})"
+                "health: the failed checks are not recorded on flash: the running snapinit does not read them (no failed-check-marks in {})",
+                ctx.boot_record().display()
             );
             return Ok(0);
         }
@@ -622,7 +615,7 @@ pub fn health(
     }
     // A boot whose root does not hold the chain (failsafe, or snapinit could not switch to
     // it) spent a trial boot without running the block: nothing here speaks for it.
-    if let Some(why) = chain_not_booted(Path::new(BOOT_RECORD), Path::new("/")) {
+    if let Some(why) = chain_not_booted(ctx.boot_record(), Path::new("/")) {
         println!(
             "health: this boot does not run the chain ({why}): the block on trial is left to the next boot"
         );

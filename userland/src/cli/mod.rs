@@ -11,13 +11,14 @@ mod lock;
 mod mounts;
 mod ops;
 mod read;
+mod record;
 mod tree;
 mod ui;
 
 use clap::{Args, Parser, Subcommand};
 use device::{Device, DeviceSpec};
 use error::CliError;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -113,6 +114,11 @@ struct Global {
     /// Fail at once (exit 4) if another snapshot command is running
     #[arg(long, global = true)]
     no_wait: bool,
+    /// The record snapinit (PID 1) leaves of this boot: `health` reads it, and `save`, `commit`
+    /// and `upgrade` refuse (exit 5) once a write since boot changed the snapshots below the
+    /// upper dir
+    #[arg(long, global = true, default_value = record::DEFAULT, value_name = "FILE")]
+    boot_record: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -336,12 +342,18 @@ pub struct Ctx {
     wait: Option<Duration>,
     /// Trial boots for the block a write adds (`--trial`); 0: confirmed at write.
     trial: u16,
+    /// This boot's record (`--boot-record`, record.rs).
+    boot_record: PathBuf,
 }
 
 impl Ctx {
     /// How long a command waits for another's lock (`None`: it refuses at once).
     pub fn wait(&self) -> Option<Duration> {
         self.wait
+    }
+
+    pub fn boot_record(&self) -> &Path {
+        &self.boot_record
     }
 
     /// The same partition, refused at once when another command holds it: for a caller that
@@ -379,6 +391,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
             _ => 0,
         },
+        boot_record: g.boot_record,
     };
     match cli.cmd {
         Cmd::Info { json } => read::info(&ctx, json),

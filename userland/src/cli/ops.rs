@@ -9,6 +9,7 @@
 use super::device::Device;
 use super::error::CliError;
 use super::info::{effective_layout, foreign_name};
+use super::record;
 use super::tree::{self, Packed};
 use super::{ui, Ctx};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -247,6 +248,7 @@ pub fn save(ctx: &Ctx, upper: &Path, gzip: bool) -> Result<(), CliError> {
     let (_lock, mut dev) = ctx.open(true)?;
     let view = read_view(&mut dev);
     require_chain(&mut dev, &view)?;
+    record::require_unmoved(ctx.boot_record(), &dev.path, upper)?;
     let packed = pack_capped(&view, upper, gzip, true)?;
     // Writing the same bytes again would only wear the flash.
     match view.volatile() {
@@ -294,6 +296,7 @@ pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<()
             require_trial_left(&dev, &view)?;
         }
         if tree::has_content(upper)? {
+            record::require_unmoved(ctx.boot_record(), &dev.path, upper)?;
             let packed = pack_capped(&view, upper, gzip, false)?;
             precheck_packed(&view, upper, &packed, false)?;
             let cost = block_cost(&view, packed.data.len()) + evacuation_cost(&view);
@@ -301,6 +304,7 @@ pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<()
                 w.trial_budget = ctx.trial;
                 w.append_snapshot(&packed.payload())
             })?;
+            record::note_moved(ctx.boot_record(), &dev.path);
             if let Outcome::Written { seq, offset, .. } = out {
                 println!(
                     "snapshot {seq} written at {offset:#x} from {}: {}",
@@ -318,6 +322,7 @@ pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<()
                 w.trial_budget = ctx.trial;
                 w.commit()
             })?;
+            record::note_moved(ctx.boot_record(), &dev.path);
             if let Outcome::Committed { seq } = out {
                 println!("volatile committed as snapshot {seq}");
             }
@@ -366,6 +371,10 @@ pub fn rollback(ctx: &Ctx, id: Option<usize>, yes: bool, do_reboot: bool) -> Res
             &format!("Keep {} and drop {what}?", snapshots_in_words(1, keep)),
         )?;
         let out = write_op(&mut dev, 0, "rolling back", |w| w.rollback(keep))?;
+        // Dropping the volatile alone leaves the snapshots below the upper dir as booted.
+        if keep < have {
+            record::note_moved(ctx.boot_record(), &dev.path);
+        }
         if let Outcome::RolledBack { kept, .. } = out {
             println!(
                 "rolled back: kept {}, dropped {what}",
@@ -608,6 +617,7 @@ pub fn upgrade(
         require_chain(&mut dev, &view)?;
         require_room(&view)?;
         require_trial_left(&dev, &view)?;
+        record::require_unmoved(ctx.boot_record(), &dev.path, upper)?;
         let (pm, steps) = pm_steps(pm)?;
         let before = tree::fingerprint(upper)?;
         stop = StopRequests::record();
@@ -648,6 +658,7 @@ pub fn upgrade(
             w.append_snapshot(&packed.payload())
         })
         .map_err(not_stored)?;
+        record::note_moved(ctx.boot_record(), &dev.path);
         if let Outcome::Written { seq, offset, .. } = out {
             println!(
                 "upgrade stored as snapshot {seq} at {offset:#x}: {}",
@@ -969,6 +980,9 @@ pub fn format(
         w.force = force || deadc0de;
         w.format()
     })?;
+    if view.status == Status::Chain {
+        record::note_moved(ctx.boot_record(), &dev.path);
+    }
     if let Outcome::Formatted { erased_blocks } = out {
         println!(
             "formatted {}: erased {erased_blocks} erase block(s)",

@@ -30,8 +30,8 @@ fn base_hash(ctx: &Ctx, image: Option<&Path>, hash: Option<&str>) -> Result<[u8;
                     partition: ctx.spec.partition.clone(),
                     erase_size: ctx.spec.erase_size,
                 },
-                wait: ctx.wait,
                 trial: 0,
+                ..ctx.clone()
             };
             let (_lock, mut dev) = c.open(false)?;
             // Not a chain (the wrong file, a JFFS2 image, zeros) would read as the empty

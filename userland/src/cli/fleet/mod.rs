@@ -234,6 +234,7 @@ fn apply_checked(ctx: &Ctx, c: &Checked, do_reboot: bool) -> Result<(), CliError
             w.trial_budget = s.trial_boots;
             w.append_snapshot(&payload)
         })?;
+        super::record::note_moved(ctx.boot_record(), &dev.path);
         if let Outcome::Written { seq, offset, .. } = out {
             println!(
                 "bundle {} applied as snapshot {seq} at {offset:#x}, on trial for {} boot(s) (signed by {})",

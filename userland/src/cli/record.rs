@@ -1,0 +1,112 @@
+//! This boot's record (docs/BOOT.md, "The boot record"): PID 1 writes it on the volatile
+//! layer's tmpfs, one word per line, and it is gone at the next boot. The tool reads it, and
+//! adds `chain-moved` when it changes the snapshots this boot laid out.
+//!
+//! Why: the upper dir holds the running system's changes against the chain as booted. Once a
+//! commit, upgrade, rollback, format or bundle has changed the snapshots below it, packing the
+//! upper dir again stores those changes against another chain: a file the upper dir held when
+//! it was committed, deleted since, left no whiteout (there was nothing below it at boot) and
+//! would come back at the next boot from the snapshot it was committed into.
+
+use super::error::CliError;
+use std::io::Write;
+use std::path::Path;
+
+/// Where PID 1 leaves it (`--boot-record`).
+pub const DEFAULT: &str = "/overlay/snapinit";
+
+const CHAIN_MOVED: &str = "chain-moved";
+
+/// Whether the record (one word per line) holds `word`; no record says nothing.
+pub fn says(record: &Path, word: &str) -> bool {
+    std::fs::read_to_string(record).is_ok_and(|r| r.lines().any(|l| l.trim() == word))
+}
+
+/// Whether `device` is a partition a unit boots, rather than an image file: only then does
+/// this boot's record speak about it.
+pub fn booted_from(device: &Path) -> bool {
+    std::fs::metadata(device).is_ok_and(|m| !m.is_file())
+}
+
+/// Notes that a write changed the snapshots of `device` since this boot. Only under snapinit
+/// (its record exists) and for a partition, not an image file; best effort (a record that
+/// cannot be written costs the later refusal, not this write).
+pub fn note_moved(record: &Path, device: &Path) {
+    if !booted_from(device) || !record.is_file() || says(record, CHAIN_MOVED) {
+        return;
+    }
+    let noted = std::fs::OpenOptions::new()
+        .append(true)
+        .open(record)
+        .and_then(|mut f| writeln!(f, "{CHAIN_MOVED}"));
+    if let Err(e) = noted {
+        eprintln!(
+            "snapshot: {}: cannot note that the chain changed since boot: {e}; do not save before the reboot",
+            record.display()
+        );
+    }
+}
+
+/// Whether `dir` is the running system's upper dir: the `upper` beside the record (PID 1
+/// leaves both on the volatile layer's tmpfs, `/overlay/snapinit` and `/overlay/upper`). A
+/// prepared tree given with `--upper` holds no changes against the booted chain.
+fn live_upper(record: &Path, dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(live) = record.parent().map(|p| p.join("upper")) else {
+        return false;
+    };
+    match (std::fs::metadata(live), std::fs::metadata(dir)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
+/// Refuses to pack the running system's upper dir `upper` for `device` when the snapshots
+/// below it changed since boot.
+pub fn require_unmoved(record: &Path, device: &Path, upper: &Path) -> Result<(), CliError> {
+    if booted_from(device) && says(record, CHAIN_MOVED) && live_upper(record, upper) {
+        return Err(CliError::ChainMoved {
+            record: record.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_move_is_noted_once_for_a_partition_under_snapinit_only() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let record = d.path().join("snapinit");
+        let img = d.path().join("chain.img");
+        std::fs::write(&img, b"x").expect("image");
+        let part = Path::new("/dev/null");
+        let upper = d.path().join("upper");
+        let tree = d.path().join("tree");
+        std::fs::create_dir(&upper).expect("upper");
+        std::fs::create_dir(&tree).expect("tree");
+        // No record: not booted by snapinit, nothing to note.
+        note_moved(&record, part);
+        assert!(!record.exists());
+        assert!(require_unmoved(&record, part, &upper).is_ok());
+        std::fs::write(&record, "failed-check-marks\n").expect("record");
+        // An image file is not what this boot runs.
+        note_moved(&record, &img);
+        assert!(require_unmoved(&record, part, &upper).is_ok());
+        note_moved(&record, part);
+        note_moved(&record, part);
+        assert_eq!(
+            std::fs::read_to_string(&record).expect("read"),
+            "failed-check-marks\nchain-moved\n"
+        );
+        assert!(matches!(
+            require_unmoved(&record, part, &upper),
+            Err(CliError::ChainMoved { .. })
+        ));
+        // An image file, or a prepared tree rather than the running system's upper dir.
+        assert!(require_unmoved(&record, &img, &upper).is_ok());
+        assert!(require_unmoved(&record, part, &tree).is_ok());
+    }
+}
