@@ -499,35 +499,19 @@ fn a_name_with_many_dead_addresses_is_left_within_the_timeout() {
     let state = d.join("state");
     let common = ["--device", s(&img), "--erase-size", "4096", "fleet"];
     let unit_args = ["--retries", "0", "--timeout", "2", "--state", s(&state)];
+    let poll = vec![
+        "poll",
+        "--keys",
+        s(&keys),
+        "--mirror",
+        &mirror,
+        "--no-reboot",
+    ];
     for (what, hosts, args, code) in [
-        (
-            "poll",
-            &hosts,
-            vec![
-                "poll",
-                "--keys",
-                s(&keys),
-                "--mirror",
-                &mirror,
-                "--no-reboot",
-            ],
-            25,
-        ),
+        ("poll", &hosts, poll.clone(), 25),
         ("publish", &hosts, vec!["publish", "--mqtt", &broker], 26),
         // A dead first address does not starve the next one: the mirror there is reached.
-        (
-            "poll past a dead address",
-            &d.join("hosts.live"),
-            vec![
-                "poll",
-                "--keys",
-                s(&keys),
-                "--mirror",
-                &mirror,
-                "--no-reboot",
-            ],
-            25,
-        ),
+        ("poll past a dead address", &d.join("hosts.live"), poll, 25),
     ] {
         let t = Instant::now();
         let o = Command::new("unshare")
