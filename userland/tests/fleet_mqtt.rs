@@ -455,3 +455,63 @@ fn units_and_the_operator_log_in_and_the_broker_holds_each_to_its_own_topics() {
         assert!(fs::read(&u.img).expect("img") == *b, "{} changed", u.id);
     }
 }
+
+/// mosquitto's own publisher: `payload` retained under `topic` (what a stolen broker, or anyone
+/// who may publish there, can leave for `fleet status --mqtt`).
+fn mosquitto_pub(broker: &Mosquitto, topic: &str, payload: &str) {
+    let port = broker.port.to_string();
+    let o = Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            &broker.addr,
+            "-p",
+            &port,
+            "-r",
+            "-t",
+            topic,
+            "-m",
+            payload,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("mosquitto_pub (scripts/deps.sh installs mosquitto-clients)");
+    assert!(o.status.success(), "mosquitto_pub: {}", show(&o));
+}
+
+#[test]
+fn a_hostile_chain_id_does_not_crash_the_fleet_view() {
+    let tmp = scratch();
+    let d = tmp.path();
+    let lo = "127.0.0.1";
+    let broker = Mosquitto::start(&d.join("mosquitto"), None, lo, free_port());
+    // 17 bytes: the 16th falls inside the last 'é'; the chain id is cut to 16 for display.
+    let chain = format!("a{}", "é".repeat(8));
+    mosquitto_pub(
+        &broker,
+        "snapinit/u1/state",
+        &serde_json::json!({"apiVersion": "snapinit.fleet/v1", "kind": "UnitStatus",
+            "status": {"unit": "u1", "chainId": chain, "version": "v2", "channel": "stable"}})
+        .to_string(),
+    );
+    let html = d.join("fleet.html");
+    let url = broker.url();
+    for extra in [&["--json"][..], &[][..]] {
+        let mut a = vec![
+            "fleet",
+            "status",
+            "--mqtt",
+            &url,
+            "--retries",
+            "0",
+            "--timeout",
+            "5",
+            "--html",
+            s(&html),
+        ];
+        a.extend_from_slice(extra);
+        let out = tool_ok(&a);
+        assert!(out.contains("u1") || out.contains("1 unit"), "{out}");
+    }
+    let page = fs::read_to_string(&html).expect("html");
+    assert!(page.contains("Fleet: 1 unit(s)"), "{page}");
+}

@@ -398,11 +398,7 @@ fn summarize(
     } else {
         println!("{} unit(s)", docs.len());
         for ((c, v, ch), u) in &chains {
-            println!(
-                "  {:>4}  {v:<12} {ch:<10} {}",
-                u.len(),
-                &c[..c.len().min(16)]
-            );
+            println!("  {:>4}  {v:<12} {ch:<10} {}", u.len(), short(c));
         }
         println!("  on trial: {}", on_trial.len());
         for (u, w, v, d) in &rolled_back {
@@ -415,6 +411,12 @@ fn summarize(
         write_file(path, page.as_bytes())?;
     }
     Ok(())
+}
+
+/// A chain id cut to 16 characters for display: the broker is not trusted to send 64 hex
+/// digits, and a byte index inside a multi-byte character would panic (abort in release).
+fn short(c: &str) -> &str {
+    c.char_indices().nth(16).map_or(c, |(i, _)| &c[..i])
 }
 
 fn esc(s: &str) -> String {
@@ -442,7 +444,7 @@ fn html_page(
              <td><div class=bar style=\"width:{}px\"></div></td><td>{}</td></tr>\n",
             esc(v),
             esc(ch),
-            esc(&c[..c.len().min(16)]),
+            esc(short(c)),
             u.len(),
             u.len() * 300 / total,
             esc(&u.join(", "))
