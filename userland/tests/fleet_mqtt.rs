@@ -457,8 +457,8 @@ fn units_and_the_operator_log_in_and_the_broker_holds_each_to_its_own_topics() {
 }
 
 /// mosquitto's own publisher: `payload` retained under `topic` (what a stolen broker, or anyone
-/// who may publish there, can leave for `fleet status --mqtt`).
-fn mosquitto_pub(broker: &Mosquitto, topic: &str, payload: &str) {
+/// who may publish there, can leave for `fleet status --mqtt`); `login`: `-u NAME -P PASSWORD`.
+fn mosquitto_pub(broker: &Mosquitto, login: &[&str], topic: &str, payload: &str) {
     let port = broker.port.to_string();
     let o = Command::new("mosquitto_pub")
         .args([
@@ -472,6 +472,7 @@ fn mosquitto_pub(broker: &Mosquitto, topic: &str, payload: &str) {
             "-m",
             payload,
         ])
+        .args(login)
         .stdin(Stdio::null())
         .output()
         .expect("mosquitto_pub (scripts/deps.sh installs mosquitto-clients)");
@@ -488,6 +489,7 @@ fn a_hostile_chain_id_does_not_crash_the_fleet_view() {
     let chain = format!("a{}", "é".repeat(8));
     mosquitto_pub(
         &broker,
+        &[],
         "snapinit/u1/state",
         &serde_json::json!({"apiVersion": "snapinit.fleet/v1", "kind": "UnitStatus",
             "status": {"unit": "u1", "chainId": chain, "version": "v2", "channel": "stable"}})
@@ -514,4 +516,86 @@ fn a_hostile_chain_id_does_not_crash_the_fleet_view() {
     }
     let page = fs::read_to_string(&html).expect("html");
     assert!(page.contains("Fleet: 1 unit(s)"), "{page}");
+}
+
+#[test]
+fn a_unit_cannot_pose_as_another_in_the_fleet_view_by_the_id_in_its_document() {
+    let tmp = scratch();
+    let d = tmp.path();
+    let lo = "127.0.0.1";
+    let broker = Mosquitto::start_with_logins(
+        &d.join("mosquitto"),
+        lo,
+        free_port(),
+        &[("unit-03", "pw-3"), ("unit-07", "pw-7"), ("ops", "pw-ops")],
+        "pattern write snapinit/%u/#\npattern readwrite snapinit/%c/end\n\
+         user ops\ntopic read snapinit/#\n",
+    );
+    let doc = |unit: &str, version: &str| {
+        serde_json::json!({"apiVersion": "snapinit.fleet/v1", "kind": "UnitStatus",
+            "status": {"unit": unit, "chainId": "00", "version": version, "channel": "stable",
+                "lastRollback": {"reason": "trialExhausted", "version": "v2", "detail": "x"}}})
+        .to_string()
+    };
+    mosquitto_pub(
+        &broker,
+        &["-u", "unit-03", "-P", "pw-3"],
+        "snapinit/unit-03/state",
+        &doc("unit-03", "v1"),
+    );
+    // unit-07, under the only topic its login may write, claims to be unit-03.
+    mosquitto_pub(
+        &broker,
+        &["-u", "unit-07", "-P", "pw-7"],
+        "snapinit/unit-07/state",
+        &doc("unit-03", "v9"),
+    );
+    let pw = d.join("pw-ops");
+    fs::write(&pw, "pw-ops\n").expect("password file");
+    let url = broker.url();
+    let out = tool_ok(&[
+        "fleet",
+        "status",
+        "--mqtt",
+        &url,
+        "--json",
+        "--retries",
+        "0",
+        "--timeout",
+        "5",
+        "--mqtt-user",
+        "ops",
+        "--mqtt-password-file",
+        s(&pw),
+    ]);
+    let rep: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let by_version = |v: &str| {
+        rep["status"]["chains"]
+            .as_array()
+            .expect("chains")
+            .iter()
+            .find(|c| c["version"] == v)
+            .map(|c| c["units"].clone())
+    };
+    assert_eq!(
+        by_version("v1"),
+        Some(serde_json::json!(["unit-03"])),
+        "{rep}"
+    );
+    assert_eq!(
+        by_version("v9"),
+        Some(serde_json::json!(["unit-07"])),
+        "{rep}"
+    );
+    let rolled: Vec<_> = rep["status"]["rolledBack"]
+        .as_array()
+        .expect("rolled back")
+        .iter()
+        .map(|r| r["unit"].clone())
+        .collect();
+    assert_eq!(
+        rolled,
+        [serde_json::json!("unit-03"), serde_json::json!("unit-07")],
+        "{rep}"
+    );
 }

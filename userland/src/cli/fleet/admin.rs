@@ -302,7 +302,25 @@ pub fn status_mqtt(m: &MqttArgs<'_>, json: bool, html: Option<&Path>) -> Result<
     let mut docs = Vec::new();
     for (topic, bytes) in msgs {
         match parse_unit_doc(&topic, &bytes) {
-            Ok(v) => docs.push(v),
+            Ok(mut v) => {
+                // The unit is the one whose topic holds the document (the broker's ACL lets
+                // each unit write only its own), not the id the document claims: a unit
+                // must not pose as another in the view, nor take that unit's health verdict.
+                let unit = topic.split('/').rev().nth(1).unwrap_or_default();
+                match v["status"].as_object_mut() {
+                    Some(st) => {
+                        if st.get("unit").and_then(|u| u.as_str()) != Some(unit) {
+                            eprintln!(
+                                "snapshot: fleet: {topic}: the document names unit {}: shown as {unit:?}",
+                                st.get("unit").unwrap_or(&serde_json::Value::Null)
+                            );
+                            st.insert("unit".into(), unit.into());
+                        }
+                        docs.push(v);
+                    }
+                    None => eprintln!("snapshot: fleet: {topic}: left out: no status object"),
+                }
+            }
             Err(e) => eprintln!("snapshot: fleet: {topic}: left out: {e}"),
         }
     }
