@@ -599,3 +599,20 @@ fn a_unit_cannot_pose_as_another_in_the_fleet_view_by_the_id_in_its_document() {
         "{rep}"
     );
 }
+
+#[test]
+fn a_volatile_saved_on_trial_is_published_as_on_trial() {
+    let tmp = scratch();
+    let d = tmp.path();
+    let u = &Unit::flash(d, &template(d), 1)[0];
+    let upper = d.join("upper");
+    fs::create_dir_all(upper.join("etc")).expect("mkdir");
+    fs::write(upper.join("etc/network"), "changed").expect("write");
+    let o = u.run(None, &["save", "--upper", s(&upper), "--trial", "2"], false);
+    assert!(o.status.success(), "{}", show(&o));
+    let o = u.run(None, &["fleet", "status", "--json"], true);
+    assert!(o.status.success(), "{}", show(&o));
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    // `snapshot health` judges it, `fleet poll` waits for it: the unit is on trial.
+    assert_eq!(st["status"]["onTrial"], true, "{st}");
+}

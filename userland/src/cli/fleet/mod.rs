@@ -914,6 +914,12 @@ pub fn unit_doc(
             })
         })
         .collect();
+    // A volatile saved on trial is a trial too (`snapshot health` judges it, `fleet poll`
+    // waits for it), though it is no snapshot.
+    on_trial |= view
+        .volatile()
+        .into_iter()
+        .any(|b| matches!(b.header.trial(), Trial::OnTrial { .. }));
     let read = |name: &str| {
         std::fs::read_to_string(state.join(name))
             .ok()
