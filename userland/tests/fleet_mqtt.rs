@@ -616,3 +616,47 @@ fn a_volatile_saved_on_trial_is_published_as_on_trial() {
     // `snapshot health` judges it, `fleet poll` waits for it: the unit is on trial.
     assert_eq!(st["status"]["onTrial"], true, "{st}");
 }
+
+#[test]
+fn a_unit_id_or_password_too_long_for_mqtt_is_refused_not_a_panic() {
+    let tmp = scratch();
+    let d = tmp.path();
+    let lo = "127.0.0.1";
+    let broker = Mosquitto::start(&d.join("mosquitto"), None, lo, free_port());
+    let url = broker.url();
+    let u = &Unit::flash(d, &template(d), 1)[0];
+    // MQTT strings have 16-bit lengths: client id `snapinit-<unit>`, user name, password.
+    let long = "u".repeat(65_530);
+    let pw = d.join("pw");
+    fs::write(&pw, format!("{}\n", "p".repeat(70_000))).expect("password file");
+    for (unit, login) in [
+        (long.as_str(), &[][..]),
+        (
+            u.id.as_str(),
+            &["--mqtt-user", "x", "--mqtt-password-file", s(&pw)][..],
+        ),
+    ] {
+        let mut a = vec![
+            "--erase-size",
+            "4096",
+            "fleet",
+            "publish",
+            "--mqtt",
+            &url,
+            "--retries",
+            "0",
+            "--state",
+            s(&u.state),
+            "--unit-id",
+            unit,
+        ];
+        a.extend_from_slice(login);
+        let o = run_in(None, &u.img, &a);
+        assert!(
+            !o.status.success() && o.status.code().is_some_and(|c| c != 101),
+            "{}",
+            show(&o)
+        );
+        assert!(!show(&o).contains("panicked"), "{}", show(&o));
+    }
+}

@@ -71,6 +71,9 @@ pub fn parse_broker(addr: &str) -> Result<(String, u16), MqttError> {
     Ok((host.to_string(), port))
 }
 
+/// The longest unit id: its client id `snapinit-<unit>` must fit an MQTT string.
+pub const MAX_UNIT_ID: usize = u16::MAX as usize - "snapinit-".len();
+
 /// The topic a unit's status goes to: `<prefix>/<unit>/state`. The unit id must be one topic
 /// level (no `/`, `+`, `#`).
 pub fn state_topic(prefix: &str, unit: &str) -> Result<String, MqttError> {
@@ -78,6 +81,17 @@ pub fn state_topic(prefix: &str, unit: &str) -> Result<String, MqttError> {
         return Err(MqttError::BadTopic {
             topic: unit.to_string(),
             detail: "a unit id must be one non-empty topic level (no /, + or #)".into(),
+        });
+    }
+    // MQTT strings (the topics, the client id `snapinit-<unit>`) have 16-bit lengths: the
+    // encoder asserts on a longer one (a panic, an abort in release) rather than failing.
+    let topic = format!("{prefix}/{unit}/health");
+    if topic.len() > usize::from(u16::MAX) || unit.len() > MAX_UNIT_ID {
+        return Err(MqttError::BadTopic {
+            topic: unit.to_string(),
+            detail: format!(
+                "a unit id must be at most {MAX_UNIT_ID} bytes, and its topics at most 65535"
+            ),
         });
     }
     Ok(format!("{prefix}/{unit}/state"))

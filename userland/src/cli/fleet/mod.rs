@@ -50,6 +50,12 @@ pub fn read_login(user: &str, password_file: &Path) -> Result<mqtt::Login, CliEr
     if password.is_empty() {
         return Err(bad("the MQTT password file is empty".into()));
     }
+    // MQTT strings have 16-bit lengths (the encoder asserts on a longer one).
+    if password.len() > usize::from(u16::MAX) || user.len() > usize::from(u16::MAX) {
+        return Err(bad(
+            "the MQTT user name or password is longer than 65535 bytes".into(),
+        ));
+    }
     Ok(mqtt::Login {
         user: user.to_string(),
         password: password.to_string(),
