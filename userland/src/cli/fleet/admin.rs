@@ -301,6 +301,8 @@ pub fn status_mqtt(m: &MqttArgs<'_>, json: bool, html: Option<&Path>) -> Result<
     // named and left out, not fatal.
     let mut docs = Vec::new();
     for (topic, bytes) in msgs {
+        // As the terminal shows it: the broker chose these bytes.
+        let shown = term(&topic);
         match parse_unit_doc(&topic, &bytes) {
             Ok(mut v) => {
                 // The unit is the one whose topic holds the document (the broker's ACL lets
@@ -311,17 +313,20 @@ pub fn status_mqtt(m: &MqttArgs<'_>, json: bool, html: Option<&Path>) -> Result<
                     Some(st) => {
                         if st.get("unit").and_then(|u| u.as_str()) != Some(unit) {
                             eprintln!(
-                                "snapshot: fleet: {topic}: the document names unit {}: shown as {unit:?}",
+                                "snapshot: fleet: {shown}: the document names unit {}: shown as {unit:?}",
                                 st.get("unit").unwrap_or(&serde_json::Value::Null)
                             );
                             st.insert("unit".into(), unit.into());
                         }
                         docs.push(v);
                     }
-                    None => eprintln!("snapshot: fleet: {topic}: left out: no status object"),
+                    None => eprintln!("snapshot: fleet: {shown}: left out: no status object"),
                 }
             }
-            Err(e) => eprintln!("snapshot: fleet: {topic}: left out: {e}"),
+            Err(e) => eprintln!(
+                "snapshot: fleet: {shown}: left out: {}",
+                term(&e.to_string())
+            ),
         }
     }
     summarize(&docs, &verdicts, json, html)
@@ -382,10 +387,10 @@ fn summarize(
         if let Some(r) = st["lastRollback"].as_object() {
             let field = |k: &str| r.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
             let (mut reason, mut detail) = (field("reason"), field("detail"));
-            if let Some(v) = verdicts.get(&unit).filter(|v| {
-                v["ok"] == false
-                    && v["headerHash"].as_str() == r.get("headerHash").and_then(|x| x.as_str())
-            }) {
+            if let Some(v) = verdicts
+                .get(&unit)
+                .filter(|v| verdict_on(v, r.get("headerHash")))
+            {
                 reason = "healthCheckFailed".into();
                 detail = failures(v);
             }
@@ -414,12 +419,16 @@ fn summarize(
     if json {
         println!("{doc}");
     } else {
+        // Every string here comes from the units (through a broker not trusted): no control
+        // characters reach the terminal (escape sequences could rewrite what it shows).
         println!("{} unit(s)", docs.len());
         for ((c, v, ch), u) in &chains {
-            println!("  {:>4}  {v:<12} {ch:<10} {}", u.len(), short(c));
+            let (v, ch) = (term(v), term(ch));
+            println!("  {:>4}  {v:<12} {ch:<10} {}", u.len(), term(short(c)));
         }
         println!("  on trial: {}", on_trial.len());
         for (u, w, v, d) in &rolled_back {
+            let (u, w, v, d) = (term(u), term(w), term(v), term(d));
             println!("  rolled back: {u} ({w}, {v}): {d}");
         }
     }
@@ -429,6 +438,20 @@ fn summarize(
         write_file(path, page.as_bytes())?;
     }
     Ok(())
+}
+
+/// Whether a failed health verdict speaks of the block that rolled back: both name the same
+/// header hash (a verdict or rollback without one speaks of no block in particular).
+fn verdict_on(verdict: &serde_json::Value, rolled: Option<&serde_json::Value>) -> bool {
+    let hash = verdict["headerHash"].as_str();
+    verdict["ok"] == false && hash.is_some() && hash == rolled.and_then(|x| x.as_str())
+}
+
+/// `s` with its control characters shown as U+FFFD, for a terminal.
+fn term(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect()
 }
 
 /// A chain id cut to 16 characters for display: the broker is not trusted to send 64 hex
@@ -538,4 +561,33 @@ fn html_page(
         esc(&on_trial.join(", ")),
         rolled_back.len()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_strings_reach_the_terminal_without_control_characters() {
+        assert_eq!(term("v2"), "v2");
+        assert_eq!(
+            term("a\u{1b}[2Jb\nc\u{9b}d"),
+            "a\u{FFFD}[2Jb\u{FFFD}c\u{FFFD}d"
+        );
+    }
+
+    #[test]
+    fn a_verdict_names_the_rolled_back_block_by_its_hash() {
+        let failed = |h: Option<&str>| serde_json::json!({"ok": false, "headerHash": h});
+        let hash = serde_json::json!("ab12");
+        assert!(verdict_on(&failed(Some("ab12")), Some(&hash)));
+        assert!(!verdict_on(&failed(Some("cd34")), Some(&hash)));
+        // Neither names a block: the verdict says nothing of this rollback.
+        assert!(!verdict_on(&failed(None), None));
+        assert!(!verdict_on(&failed(None), Some(&hash)));
+        assert!(!verdict_on(
+            &serde_json::json!({"ok": true, "headerHash": "ab12"}),
+            Some(&hash)
+        ));
+    }
 }
