@@ -579,3 +579,95 @@ fn after_a_commit_without_reboot_the_upper_dir_is_not_stored_again() {
     let o = tool(&["save", "--upper", u]);
     assert!(o.status.success(), "{}", show(&o));
 }
+
+/// A write that fails past its commit point changed the snapshots all the same: a format whose
+/// rollback to nothing went through and whose first erase then failed (here for want of space
+/// below a loop device; a worn erase block on NOR) leaves no snapshot, and the running system's
+/// upper dir must not be stored over that as if the chain were the one booted.
+#[test]
+fn a_write_that_fails_after_changing_the_snapshots_still_notes_it() {
+    use std::process::Command;
+    require_root();
+    let sc = scratch();
+    let d = sc.path();
+    let small = d.join("small");
+    fs::create_dir(&small).expect("mkdir");
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "snapinit-small"])
+        .arg(&small)
+        .status()
+        .expect("mount");
+    assert!(st.success(), "mount tmpfs");
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&small);
+
+    let size = 512u64 << 10;
+    let img = image(&small, "flash.img", size);
+    ok(&img, &["format"]);
+    let tree = d.join("tree");
+    dir(&tree, 0o755, (0, 0));
+    file(&tree.join("a"), b"one\n", 0o644, (0, 0));
+    ok(&img, &["commit", "--upper", s(&tree), "--no-reboot"]);
+    // The last erase block (format erases it first) becomes a hole, and the filesystem full.
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .expect("open image");
+    rustix::fs::fallocate(
+        &f,
+        rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+        size - 65536,
+        65536,
+    )
+    .expect("punch a hole");
+    drop(f);
+    let mut fill = fs::File::create(small.join("fill")).expect("create filler");
+    let chunk = vec![0u8; 4096];
+    while std::io::Write::write_all(&mut fill, &chunk).is_ok() {}
+    drop(fill);
+
+    let part = LoopDevice::attach(&img);
+    let record = d.join("record");
+    fs::write(&record, "failed-check-marks\n").expect("record");
+    let upper = d.join("upper");
+    dir(&upper, 0o755, (0, 0));
+    file(&upper.join("b"), b"two\n", 0o644, (0, 0));
+    let tool = |args: &[&str]| {
+        Command::new(bin())
+            .arg("--device")
+            .arg(&part.0)
+            .arg("--boot-record")
+            .arg(&record)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run snapshot")
+    };
+    let o = tool(&["format", "--force", "--yes"]);
+    assert!(
+        !o.status.success(),
+        "the format did not fail:\n{}",
+        show(&o)
+    );
+    let o = tool(&["info", "--json"]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("info --json");
+    assert_eq!(
+        j["snapshots"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        fs::read_to_string(&record)
+            .expect("record")
+            .contains("chain-moved"),
+        "the failed format changed the snapshots but the record does not say so"
+    );
+    let o = tool(&["save", "--upper", s(&upper)]);
+    assert_eq!(o.status.code(), Some(5), "{}", show(&o));
+}

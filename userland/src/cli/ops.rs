@@ -211,6 +211,21 @@ pub(super) fn read_view(dev: &mut Device) -> ChainView {
     Writer::new(dev).read()
 }
 
+/// After a write that failed: notes in the boot record (record.rs) that the snapshots changed
+/// all the same, when those read now are not those of `before`. A write can fail past its
+/// commit point (a sync or the sealed mark after the header, an erase after a format's
+/// rollback): what it left changed the chain below the upper dir as one that went through.
+pub(super) fn note_if_moved(ctx: &Ctx, dev: &mut Device, before: &ChainView) {
+    if !record::booted_from(&dev.path) {
+        return;
+    }
+    let ids =
+        |v: &ChainView| -> Vec<[u8; 32]> { v.snapshots.iter().map(|b| b.header.hash).collect() };
+    if ids(&read_view(dev)) != ids(before) {
+        record::note_moved(ctx.boot_record(), &dev.path);
+    }
+}
+
 /// Reboots into the new state, unless the chain is an image file: then this machine is not the
 /// one that boots it (a workstation preparing an image must not go down).
 pub(super) fn reboot(ctx: &Ctx) -> Result<(), CliError> {
@@ -303,7 +318,8 @@ pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<()
             let out = write_op(&mut dev, cost, "committing", |w| {
                 w.trial_budget = ctx.trial;
                 w.append_snapshot(&packed.payload())
-            })?;
+            })
+            .inspect_err(|_| note_if_moved(ctx, &mut dev, &view))?;
             record::note_moved(ctx.boot_record(), &dev.path);
             if let Outcome::Written { seq, offset, .. } = out {
                 println!(
@@ -321,7 +337,8 @@ pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<()
             let out = write_op(&mut dev, cost, "committing", |w| {
                 w.trial_budget = ctx.trial;
                 w.commit()
-            })?;
+            })
+            .inspect_err(|_| note_if_moved(ctx, &mut dev, &view))?;
             record::note_moved(ctx.boot_record(), &dev.path);
             if let Outcome::Committed { seq } = out {
                 println!("volatile committed as snapshot {seq}");
@@ -370,7 +387,8 @@ pub fn rollback(ctx: &Ctx, id: Option<usize>, yes: bool, do_reboot: bool) -> Res
             "rollback",
             &format!("Keep {} and drop {what}?", snapshots_in_words(1, keep)),
         )?;
-        let out = write_op(&mut dev, 0, "rolling back", |w| w.rollback(keep))?;
+        let out = write_op(&mut dev, 0, "rolling back", |w| w.rollback(keep))
+            .inspect_err(|_| note_if_moved(ctx, &mut dev, &view))?;
         // Dropping the volatile alone leaves the snapshots below the upper dir as booted.
         if keep < have {
             record::note_moved(ctx.boot_record(), &dev.path);
@@ -657,6 +675,7 @@ pub fn upgrade(
             w.trial_budget = ctx.trial;
             w.append_snapshot(&packed.payload())
         })
+        .inspect_err(|_| note_if_moved(ctx, &mut dev, &view))
         .map_err(not_stored)?;
         record::note_moved(ctx.boot_record(), &dev.path);
         if let Outcome::Written { seq, offset, .. } = out {
@@ -979,7 +998,8 @@ pub fn format(
         w.backbuf_blocks = backbuf_blocks;
         w.force = force || deadc0de;
         w.format()
-    })?;
+    })
+    .inspect_err(|_| note_if_moved(ctx, &mut dev, &view))?;
     if view.status == Status::Chain {
         record::note_moved(ctx.boot_record(), &dev.path);
     }

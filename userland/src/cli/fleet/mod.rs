@@ -239,7 +239,8 @@ fn apply_checked(ctx: &Ctx, c: &Checked, do_reboot: bool) -> Result<(), CliError
         let out = ops::write_op(&mut dev, cost, "applying", |w| {
             w.trial_budget = s.trial_boots;
             w.append_snapshot(&payload)
-        })?;
+        })
+        .inspect_err(|_| ops::note_if_moved(ctx, &mut dev, &view))?;
         super::record::note_moved(ctx.boot_record(), &dev.path);
         if let Outcome::Written { seq, offset, .. } = out {
             println!(
