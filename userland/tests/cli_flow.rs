@@ -671,3 +671,47 @@ fn a_write_that_fails_after_changing_the_snapshots_still_notes_it() {
     let o = tool(&["save", "--upper", s(&upper)]);
     assert_eq!(o.status.code(), Some(5), "{}", show(&o));
 }
+
+/// A format of a chain that holds a volatile and no snapshot drops what the boot replayed into
+/// the upper dir, and nothing below it: as a rollback of the volatile alone, it leaves the
+/// snapshots below the upper dir (none) as booted, and storing the upper dir again is no
+/// change against another chain.
+#[test]
+fn a_format_of_a_volatile_alone_does_not_stop_a_save() {
+    require_root();
+    let sc = scratch();
+    let d = sc.path();
+    let img = image(d, "part.img", 64 * 4096);
+    ok(&img, &["--erase-size", "4096", "format"]);
+    let tree = d.join("tree");
+    dir(&tree, 0o755, (0, 0));
+    file(&tree.join("a"), b"one\n", 0o644, (0, 0));
+    ok(&img, &["--erase-size", "4096", "save", "--upper", s(&tree)]);
+    let part = LoopDevice::attach(&img);
+    let record = d.join("record");
+    fs::write(&record, "failed-check-marks\n").expect("record");
+    let upper = d.join("upper");
+    dir(&upper, 0o755, (0, 0));
+    file(&upper.join("a"), b"one\n", 0o644, (0, 0));
+    let tool = |args: &[&str]| {
+        std::process::Command::new(bin())
+            .arg("--device")
+            .arg(&part.0)
+            .args(["--erase-size", "4096", "--boot-record"])
+            .arg(&record)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run snapshot")
+    };
+    let o = tool(&["format", "--force", "--yes"]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        !fs::read_to_string(&record)
+            .expect("record")
+            .contains("chain-moved"),
+        "no snapshot changed, yet the record says chain-moved"
+    );
+    let o = tool(&["save", "--upper", s(&upper)]);
+    assert!(o.status.success(), "{}", show(&o));
+}

@@ -1000,7 +1000,9 @@ pub fn format(
         w.format()
     })
     .inspect_err(|_| note_if_moved(ctx, &mut dev, &view))?;
-    if view.status == Status::Chain {
+    // As for a rollback: a chain of a volatile alone leaves the snapshots below the upper dir
+    // (none) as booted.
+    if !view.snapshots.is_empty() {
         record::note_moved(ctx.boot_record(), &dev.path);
     }
     if let Outcome::Formatted { erased_blocks } = out {
