@@ -1,6 +1,6 @@
 //! This boot's record (docs/BOOT.md, "The boot record"): PID 1 writes it on the volatile
 //! layer's tmpfs, one word per line, and it is gone at the next boot. The tool reads it, and
-//! adds `chain-moved` when it changes the snapshots this boot laid out.
+//! adds `chain-moved MAJOR:MINOR` when it changes the snapshots of that partition.
 //!
 //! Why: the upper dir holds the running system's changes against the chain as booted. Once a
 //! commit, upgrade, rollback, format or bundle has changed the snapshots below it, packing the
@@ -28,17 +28,36 @@ pub fn booted_from(device: &Path) -> bool {
     std::fs::metadata(device).is_ok_and(|m| !m.is_file())
 }
 
+/// The record's line for a move of `device`: `chain-moved MAJOR:MINOR`, by device number, so
+/// that a write to another partition (a USB stick, a loop device) stops no save of this one.
+fn moved_line(device: &Path) -> Option<String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let m = std::fs::metadata(device).ok()?;
+    let kind = m.file_type();
+    (kind.is_char_device() || kind.is_block_device()).then(|| {
+        let rdev = m.rdev();
+        format!(
+            "{CHAIN_MOVED} {}:{}",
+            rustix::fs::major(rdev),
+            rustix::fs::minor(rdev)
+        )
+    })
+}
+
 /// Notes that a write changed the snapshots of `device` since this boot. Only under snapinit
 /// (its record exists) and for a partition, not an image file; best effort (a record that
 /// cannot be written costs the later refusal, not this write).
 pub fn note_moved(record: &Path, device: &Path) {
-    if !booted_from(device) || !record.is_file() || says(record, CHAIN_MOVED) {
+    let Some(line) = moved_line(device) else {
+        return;
+    };
+    if !record.is_file() || says(record, &line) {
         return;
     }
     let noted = std::fs::OpenOptions::new()
         .append(true)
         .open(record)
-        .and_then(|mut f| writeln!(f, "{CHAIN_MOVED}"));
+        .and_then(|mut f| writeln!(f, "{line}"));
     if let Err(e) = noted {
         eprintln!(
             "snapshot: {}: cannot note that the chain changed since boot: {e}; do not save before the reboot",
@@ -64,7 +83,8 @@ fn live_upper(record: &Path, dir: &Path) -> bool {
 /// Refuses to pack the running system's upper dir `upper` for `device` when the snapshots
 /// below it changed since boot.
 pub fn require_unmoved(record: &Path, device: &Path, upper: &Path) -> Result<(), CliError> {
-    if booted_from(device) && says(record, CHAIN_MOVED) && live_upper(record, upper) {
+    let moved = moved_line(device).is_some_and(|line| says(record, &line));
+    if moved && live_upper(record, upper) {
         return Err(CliError::ChainMoved {
             record: record.to_path_buf(),
         });
@@ -99,7 +119,7 @@ mod tests {
         note_moved(&record, part);
         assert_eq!(
             std::fs::read_to_string(&record).expect("read"),
-            "failed-check-marks\nchain-moved\n"
+            "failed-check-marks\nchain-moved 1:3\n"
         );
         assert!(matches!(
             require_unmoved(&record, part, &upper),
@@ -108,5 +128,7 @@ mod tests {
         // An image file, or a prepared tree rather than the running system's upper dir.
         assert!(require_unmoved(&record, &img, &upper).is_ok());
         assert!(require_unmoved(&record, part, &tree).is_ok());
+        // A move of another partition (/dev/zero, 1:5) stops no save of this one.
+        assert!(require_unmoved(&record, Path::new("/dev/zero"), &upper).is_ok());
     }
 }
