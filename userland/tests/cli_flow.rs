@@ -412,27 +412,13 @@ fn a_saved_payload_is_the_gzip_of_its_tar_and_nothing_else() {
 /// running the dropped state.
 #[test]
 fn a_rollback_whose_freeing_fails_is_still_done() {
-    use std::process::Command;
     let sc = scratch();
     // A small filesystem of its own, filled up below: the erase of the dropped block writes
     // into a hole punched into it, and fails for want of space.
-    let small = sc.path().join("small");
-    fs::create_dir(&small).expect("mkdir");
-    let st = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "snapinit-small"])
-        .arg(&small)
-        .status()
-        .expect("mount");
-    assert!(st.success(), "mount tmpfs");
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(self.0).status();
-        }
-    }
-    let _unmount = Unmount(&small);
+    let tmpfs = SmallTmpfs::mount(&sc.path().join("small"));
+    let small = &tmpfs.0;
 
-    let img = image(&small, "flash.img", 512 << 10);
+    let img = image(small, "flash.img", 512 << 10);
     ok(&img, &["format"]);
     let uppers = mkdirs(sc.path(), &["u1", "u2"]);
     file(&uppers[0].join("a"), b"one\n", 0o644, (0, 0));
@@ -478,6 +464,32 @@ fn a_rollback_whose_freeing_fails_is_still_done() {
     assert_eq!(info(&img)["snapshots"].as_array().map(Vec::len), Some(1));
 }
 
+/// A 1 MiB tmpfs of its own at `.0`, to be filled up (a write below it then fails for want of
+/// space); unmounted when dropped.
+struct SmallTmpfs(PathBuf);
+
+impl SmallTmpfs {
+    fn mount(at: &Path) -> SmallTmpfs {
+        fs::create_dir(at).expect("mkdir");
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "snapinit-small"])
+            .arg(at)
+            .status()
+            .expect("mount");
+        assert!(st.success(), "mount tmpfs");
+        SmallTmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
 /// A loop device over an image file: a partition, as a unit's flash is, not an image file.
 struct LoopDevice(PathBuf);
 
@@ -502,6 +514,62 @@ impl Drop for LoopDevice {
     }
 }
 
+/// A partition as snapinit booted it, seen by the tool: a loop device over an image, this
+/// boot's record with the running system's `upper` dir beside it (record.rs), and a `reboot`
+/// that fails (this machine must never reboot).
+struct Booted {
+    part: LoopDevice,
+    record: PathBuf,
+    upper: PathBuf,
+    bin_dir: PathBuf,
+    /// `--erase-size` for the loop device (a block device has none of its own).
+    erase: &'static str,
+}
+
+impl Booted {
+    fn new(d: &Path, img: &Path, erase: &'static str) -> Booted {
+        let bin_dir = d.join("bin");
+        fs::create_dir_all(&bin_dir).expect("bin dir");
+        fs::write(bin_dir.join("reboot"), "#!/bin/sh\nexit 1\n").expect("reboot stub");
+        chmod(&bin_dir.join("reboot"), 0o755);
+        let upper = d.join("upper");
+        dir(&upper, 0o755, (0, 0));
+        let b = Booted {
+            part: LoopDevice::attach(img),
+            record: d.join("record"),
+            upper,
+            bin_dir,
+            erase,
+        };
+        b.boot();
+        b
+    }
+
+    /// A boot leaves a fresh record.
+    fn boot(&self) {
+        fs::write(&self.record, "failed-check-marks\n").expect("record");
+    }
+
+    fn moved(&self) -> bool {
+        fs::read_to_string(&self.record)
+            .expect("record")
+            .contains("chain-moved")
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(bin())
+            .env("PATH", format!("{}:/usr/bin:/bin", self.bin_dir.display()))
+            .arg("--device")
+            .arg(&self.part.0)
+            .args(["--erase-size", self.erase, "--boot-record"])
+            .arg(&self.record)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run snapshot")
+    }
+}
+
 /// After a commit (or upgrade, rollback, format) that did not reboot, the upper dir holds the
 /// running system's changes against the chain as booted: a file it held when committed,
 /// deleted since, leaves no whiteout (nothing was below it at boot), and stored again over the
@@ -516,36 +584,15 @@ fn after_a_commit_without_reboot_the_upper_dir_is_not_stored_again() {
     let d = t.path();
     let img = image(d, "part.img", 64 * 4096);
     ok(&img, &["--erase-size", "4096", "format"]);
-    let part = LoopDevice::attach(&img);
-    // A stand-in `reboot` that fails: this machine must never reboot.
-    let bin_dir = d.join("bin");
-    fs::create_dir_all(&bin_dir).expect("bin dir");
-    fs::write(bin_dir.join("reboot"), "#!/bin/sh\nexit 1\n").expect("reboot stub");
-    chmod(&bin_dir.join("reboot"), 0o755);
-    let record = d.join("record");
-    fs::write(&record, "failed-check-marks\n").expect("record");
-    let upper = d.join("upper");
-    dir(&upper, 0o755, (0, 0));
+    let booted = Booted::new(d, &img, "4096");
+    let upper = &booted.upper;
     file(&upper.join("kept"), b"kept\n", 0o644, (0, 0));
     file(&upper.join("gone-later"), b"gone\n", 0o644, (0, 0));
-    let tool = |args: &[&str]| {
-        std::process::Command::new(bin())
-            .env("PATH", format!("{}:/usr/bin:/bin", bin_dir.display()))
-            .arg("--device")
-            .arg(&part.0)
-            .args(["--erase-size", "4096", "--boot-record"])
-            .arg(&record)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("run snapshot")
-    };
+    let tool = |args: &[&str]| booted.run(args);
     let u = upper.to_str().expect("utf-8");
     let o = tool(&["commit", "--upper", u, "--no-reboot"]);
     assert!(o.status.success(), "{}", show(&o));
-    assert!(fs::read_to_string(&record)
-        .expect("record")
-        .contains("chain-moved"));
+    assert!(booted.moved());
     // The running system deletes a file the commit stored: the upper dir just loses it.
     fs::remove_file(upper.join("gone-later")).expect("rm");
     let before = fs::read(&img).expect("image");
@@ -575,7 +622,7 @@ fn after_a_commit_without_reboot_the_upper_dir_is_not_stored_again() {
     ]);
     assert!(o.status.success(), "{}", show(&o));
     // The next boot leaves a fresh record: the save goes ahead.
-    fs::write(&record, "failed-check-marks\n").expect("record");
+    booted.boot();
     let o = tool(&["save", "--upper", u]);
     assert!(o.status.success(), "{}", show(&o));
 }
@@ -586,28 +633,14 @@ fn after_a_commit_without_reboot_the_upper_dir_is_not_stored_again() {
 /// upper dir must not be stored over that as if the chain were the one booted.
 #[test]
 fn a_write_that_fails_after_changing_the_snapshots_still_notes_it() {
-    use std::process::Command;
     require_root();
     let sc = scratch();
     let d = sc.path();
-    let small = d.join("small");
-    fs::create_dir(&small).expect("mkdir");
-    let st = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "snapinit-small"])
-        .arg(&small)
-        .status()
-        .expect("mount");
-    assert!(st.success(), "mount tmpfs");
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(self.0).status();
-        }
-    }
-    let _unmount = Unmount(&small);
+    let tmpfs = SmallTmpfs::mount(&d.join("small"));
+    let small = &tmpfs.0;
 
     let size = 512u64 << 10;
-    let img = image(&small, "flash.img", size);
+    let img = image(small, "flash.img", size);
     ok(&img, &["format"]);
     let tree = d.join("tree");
     dir(&tree, 0o755, (0, 0));
@@ -631,23 +664,9 @@ fn a_write_that_fails_after_changing_the_snapshots_still_notes_it() {
     while std::io::Write::write_all(&mut fill, &chunk).is_ok() {}
     drop(fill);
 
-    let part = LoopDevice::attach(&img);
-    let record = d.join("record");
-    fs::write(&record, "failed-check-marks\n").expect("record");
-    let upper = d.join("upper");
-    dir(&upper, 0o755, (0, 0));
-    file(&upper.join("b"), b"two\n", 0o644, (0, 0));
-    let tool = |args: &[&str]| {
-        Command::new(bin())
-            .arg("--device")
-            .arg(&part.0)
-            .arg("--boot-record")
-            .arg(&record)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("run snapshot")
-    };
+    let booted = Booted::new(d, &img, "65536");
+    file(&booted.upper.join("b"), b"two\n", 0o644, (0, 0));
+    let tool = |args: &[&str]| booted.run(args);
     let o = tool(&["format", "--force", "--yes"]);
     assert!(
         !o.status.success(),
@@ -663,13 +682,13 @@ fn a_write_that_fails_after_changing_the_snapshots_still_notes_it() {
         show(&o)
     );
     assert!(
-        fs::read_to_string(&record)
-            .expect("record")
-            .contains("chain-moved"),
+        booted.moved(),
         "the failed format changed the snapshots but the record does not say so"
     );
-    let o = tool(&["save", "--upper", s(&upper)]);
+    let before = fs::read(&img).expect("image");
+    let o = tool(&["save", "--upper", s(&booted.upper)]);
     assert_eq!(o.status.code(), Some(5), "{}", show(&o));
+    assert!(fs::read(&img).expect("image") == before, "flash changed");
 }
 
 /// A format of a chain that holds a volatile and no snapshot drops what the boot replayed into
@@ -687,31 +706,15 @@ fn a_format_of_a_volatile_alone_does_not_stop_a_save() {
     dir(&tree, 0o755, (0, 0));
     file(&tree.join("a"), b"one\n", 0o644, (0, 0));
     ok(&img, &["--erase-size", "4096", "save", "--upper", s(&tree)]);
-    let part = LoopDevice::attach(&img);
-    let record = d.join("record");
-    fs::write(&record, "failed-check-marks\n").expect("record");
-    let upper = d.join("upper");
-    dir(&upper, 0o755, (0, 0));
-    file(&upper.join("a"), b"one\n", 0o644, (0, 0));
-    let tool = |args: &[&str]| {
-        std::process::Command::new(bin())
-            .arg("--device")
-            .arg(&part.0)
-            .args(["--erase-size", "4096", "--boot-record"])
-            .arg(&record)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("run snapshot")
-    };
+    let booted = Booted::new(d, &img, "4096");
+    file(&booted.upper.join("a"), b"one\n", 0o644, (0, 0));
+    let tool = |args: &[&str]| booted.run(args);
     let o = tool(&["format", "--force", "--yes"]);
     assert!(o.status.success(), "{}", show(&o));
     assert!(
-        !fs::read_to_string(&record)
-            .expect("record")
-            .contains("chain-moved"),
+        !booted.moved(),
         "no snapshot changed, yet the record says chain-moved"
     );
-    let o = tool(&["save", "--upper", s(&upper)]);
+    let o = tool(&["save", "--upper", s(&booted.upper)]);
     assert!(o.status.success(), "{}", show(&o));
 }
