@@ -410,12 +410,7 @@ impl<W: Write> Packer<'_, W> {
             _ => None,
         };
 
-        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
-        let mut header = Header::new_ustar();
-        set_name_field(&mut header.as_old_mut().name, &path_bytes);
-        if path_bytes.len() > USTAR_NAME_LEN {
-            pax.push(("path".into(), path_bytes.clone()));
-        }
+        let (mut header, mut pax) = named_header(&path_bytes);
         if let Kind::Symlink { target } | Kind::HardLink { target } = &kind {
             if std::str::from_utf8(target).is_err() || target.contains(&0) {
                 return Err(PackError::LinkTargetNotUtf8 {
@@ -482,21 +477,9 @@ impl<W: Write> Packer<'_, W> {
                 total,
             });
         }
-        header.set_entry_type(entry_type);
-        header.set_mode(meta.mode() & 0o7777);
-        header.set_uid(uid);
-        header.set_gid(gid);
-        header.set_mtime(secs);
-        header.set_size(size);
-        header.set_device_major(0).map_err(PackError::Write)?;
-        header.set_device_minor(0).map_err(PackError::Write)?;
-        header.set_cksum();
-
-        if !pax.is_empty() {
-            self.builder
-                .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
-                .map_err(PackError::Write)?;
-        }
+        let mode = meta.mode() & 0o7777;
+        fill_header(&mut header, entry_type, mode, (uid, gid), secs, size)?;
+        self.append_pax(&pax)?;
         if let (Kind::File { size }, Some(file)) = (&kind, file) {
             let size = *size;
             let mut data = CountingReader {
@@ -533,27 +516,24 @@ impl<W: Write> Packer<'_, W> {
     /// lower layer holds something deleted first (`rm f; mkfifo f` replaces the whiteout of
     /// `f`), and leaving the path out of the payload would bring that back at boot.
     fn stand_in(&mut self, path_bytes: &[u8]) -> Result<bool, PackError> {
-        let mut header = Header::new_ustar();
-        set_name_field(&mut header.as_old_mut().name, path_bytes);
-        if path_bytes.len() > USTAR_NAME_LEN {
-            self.builder
-                .append_pax_extensions([("path", path_bytes)])
-                .map_err(PackError::Write)?;
-        }
-        header.set_entry_type(EntryType::Char);
-        header.set_mode(0);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_mtime(0);
-        header.set_size(0);
-        header.set_device_major(0).map_err(PackError::Write)?;
-        header.set_device_minor(0).map_err(PackError::Write)?;
-        header.set_cksum();
+        let (mut header, pax) = named_header(path_bytes);
+        fill_header(&mut header, EntryType::Char, 0, (0, 0), 0, 0)?;
+        self.append_pax(&pax)?;
         self.builder
             .append(&header, io::empty())
             .map_err(PackError::Write)?;
         self.report.entries += 1;
         Ok(false)
+    }
+
+    /// The entry's pax record, if it needs one, ahead of its header.
+    fn append_pax(&mut self, pax: &[(String, Vec<u8>)]) -> Result<(), PackError> {
+        if pax.is_empty() {
+            return Ok(());
+        }
+        self.builder
+            .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+            .map_err(PackError::Write)
     }
 
     /// `Err(FileChanged)` unless the open `file` is still the inode `meta` describes, with
@@ -706,6 +686,39 @@ fn split_dev(rdev: u64) -> (u32, u32) {
 }
 
 /// Writes at most the field's length of `bytes` into a NUL-filled field.
+/// A ustar header named `path_bytes`, and the pax keys it starts with: `path` when the name
+/// field cannot hold it.
+fn named_header(path_bytes: &[u8]) -> (Header, Vec<(String, Vec<u8>)>) {
+    let mut header = Header::new_ustar();
+    set_name_field(&mut header.as_old_mut().name, path_bytes);
+    let mut pax = Vec::new();
+    if path_bytes.len() > USTAR_NAME_LEN {
+        pax.push(("path".into(), path_bytes.to_vec()));
+    }
+    (header, pax)
+}
+
+/// The header's type, metadata and size (device 0:0, as whiteouts need), and its checksum.
+fn fill_header(
+    header: &mut Header,
+    entry_type: EntryType,
+    mode: u32,
+    (uid, gid): (u64, u64),
+    mtime: u64,
+    size: u64,
+) -> Result<(), PackError> {
+    header.set_entry_type(entry_type);
+    header.set_mode(mode);
+    header.set_uid(uid);
+    header.set_gid(gid);
+    header.set_mtime(mtime);
+    header.set_size(size);
+    header.set_device_major(0).map_err(PackError::Write)?;
+    header.set_device_minor(0).map_err(PackError::Write)?;
+    header.set_cksum();
+    Ok(())
+}
+
 fn set_name_field(field: &mut [u8], bytes: &[u8]) {
     let n = bytes.len().min(field.len());
     field.fill(0);
