@@ -25,7 +25,7 @@ pub fn says(record: &Path, word: &str) -> bool {
 /// Whether `device` is a partition a unit boots, rather than an image file: only then does
 /// this boot's record speak about it.
 pub fn booted_from(device: &Path) -> bool {
-    std::fs::metadata(device).is_ok_and(|m| !m.is_file())
+    moved_line(device).is_some()
 }
 
 /// The record's line for a move of `device`: `chain-moved MAJOR:MINOR`, by device number, so
