@@ -553,7 +553,8 @@ fn what_the_fleet_reports_survives_the_reboots_that_empty_the_state_directory() 
 /// `--https-fetch` names: uclient-fetch on OpenWrt; here a stand-in with uclient-fetch's
 /// command line that runs curl, checking the server against that certificate. The bundle is
 /// taken; a fetcher that is missing or does not trust the server, and plain HTTP to the TLS
-/// port, are mirrors that do not answer (exit 25), with flash unchanged.
+/// port, are mirrors that do not answer (exit 25), with flash unchanged; a channel without its
+/// `.sig` is unsigned (exit 19), as over plain HTTP.
 #[test]
 fn an_https_mirror_through_the_external_fetcher() {
     let tmp = scratch();
@@ -579,21 +580,28 @@ fn an_https_mirror_through_the_external_fetcher() {
         .output()
         .expect("openssl (scripts/deps.sh)");
     assert!(o.status.success(), "{}", show(&o));
+    let unsigned = d.join("mirror-unsigned");
+    copy_tree(&root, &unsigned);
+    fs::remove_file(unsigned.join("stable.json.sig")).expect("rm");
     let lo = "127.0.0.1";
-    let p = free_port();
+    let (p, p_unsigned) = (free_port(), free_port());
     let _nginx = Nginx::start_tls(
         &d.join("nginx"),
         None,
-        &[(lo, p, &root)],
+        &[(lo, p, &root), (lo, p_unsigned, &unsigned)],
         Some((&cert, &key)),
     );
-    // uclient-fetch's command line (-q -T N -O - URL); the URL comes last.
+    // uclient-fetch's command line (-q -T N -O - URL; the URL comes last) and its answer to
+    // an HTTP error: `HTTP error NNN` on stderr, exit 8, nothing on stdout.
     let fetch = d.join("uclient-fetch");
     fs::write(
         &fetch,
         format!(
-            "#!/bin/sh\nfor a; do url=$a; done\n\
-             exec curl -sS --fail --max-time 5 --cacert {} -o - \"$url\"\n",
+            "#!/bin/sh\nfor a; do url=$a; done\nbody=$(mktemp)\n\
+             code=$(curl -sS --max-time 5 --cacert {} -o \"$body\" -w '%{{http_code}}' \"$url\") \
+             || {{ rm -f \"$body\"; exit 4; }}\n\
+             if [ \"$code\" = 200 ]; then cat \"$body\"; rm -f \"$body\"; exit 0; fi\n\
+             rm -f \"$body\"; echo \"HTTP error $code\" >&2; exit 8\n",
             s(&cert)
         ),
     )
@@ -638,6 +646,14 @@ fn an_https_mirror_through_the_external_fetcher() {
         "untrusted certificate",
     );
     let fetch_cmd = format!("{} -q -T 5 -O -", s(&fetch));
+    refused(
+        u,
+        &keys.keys_d,
+        &[format!("https://{lo}:{p_unsigned}")],
+        &["--now", &now, "--https-fetch", &fetch_cmd],
+        19,
+        "https channel without its signatures",
+    );
     let o = poll(
         u,
         &keys.keys_d,

@@ -357,6 +357,15 @@ impl Client {
             out.clear();
             pipes.drain_stderr();
             let stderr = String::from_utf8_lossy(&pipes.err_kept).into_owned();
+            // uclient-fetch says which status a server refused with only on stderr; read as
+            // a status, a missing `.sig` over https is an unsigned file (19), as over http,
+            // not a mirror that does not answer (25).
+            if let Some(status) = fetcher_status(&stderr) {
+                return Err(HttpError::Status {
+                    url: url.into(),
+                    status,
+                });
+            }
             return Err(HttpError::Fetcher {
                 url: url.into(),
                 program,
@@ -366,6 +375,15 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// The HTTP status in uclient-fetch's `HTTP error NNN` line (its exit code, 8, is the same for
+/// every status).
+fn fetcher_status(stderr: &str) -> Option<u16> {
+    stderr.lines().find_map(|l| {
+        let code = l.trim().strip_prefix("HTTP error ")?;
+        code.parse().ok().filter(|c| (100..600).contains(c))
+    })
 }
 
 /// What one wait on the fetcher's stdout brought.
@@ -471,6 +489,24 @@ impl Pipes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_from_uclient_fetchs_stderr() {
+        assert_eq!(fetcher_status("HTTP error 404\n"), Some(404));
+        assert_eq!(
+            fetcher_status("Connection reset\nHTTP error 503"),
+            Some(503)
+        );
+        for none in [
+            "",
+            "HTTP error",
+            "HTTP error 4040",
+            "Connection error: x",
+            "HTTP error 099",
+        ] {
+            assert_eq!(fetcher_status(none), None, "{none:?}");
+        }
+    }
 
     #[test]
     fn urls() {
