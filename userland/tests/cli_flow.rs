@@ -718,3 +718,59 @@ fn a_format_of_a_volatile_alone_does_not_stop_a_save() {
     let o = tool(&["save", "--upper", s(&booted.upper)]);
     assert!(o.status.success(), "{}", show(&o));
 }
+
+/// The move is noted before a write that may make it (a tool killed after the write's commit
+/// point would otherwise leave it unnoted) and withdrawn when the write failed without
+/// changing the snapshots: a commit that cannot write its block leaves the record as PID 1
+/// wrote it, and the save after it is not refused.
+#[test]
+fn a_commit_that_fails_before_changing_the_snapshots_withdraws_its_note() {
+    require_root();
+    let sc = scratch();
+    let d = sc.path();
+    let tmpfs = SmallTmpfs::mount(&d.join("small"));
+    let small = &tmpfs.0;
+    let size = 512u64 << 10;
+    let img = image(small, "flash.img", size);
+    ok(&img, &["format"]);
+    let tree = d.join("tree");
+    dir(&tree, 0o755, (0, 0));
+    file(&tree.join("a"), b"one\n", 0o644, (0, 0));
+    ok(&img, &["commit", "--upper", s(&tree), "--no-reboot"]);
+    // The erased space after the first block becomes a hole, and the filesystem full: the
+    // commit's first program fails.
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .expect("open image");
+    rustix::fs::fallocate(
+        &f,
+        rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+        65536,
+        size - 65536,
+    )
+    .expect("punch a hole");
+    drop(f);
+    let mut fill = fs::File::create(small.join("fill")).expect("create filler");
+    let chunk = vec![0u8; 4096];
+    while std::io::Write::write_all(&mut fill, &chunk).is_ok() {}
+    drop(fill);
+
+    let booted = Booted::new(d, &img, "65536");
+    file(&booted.upper.join("b"), b"two\n", 0o644, (0, 0));
+    let o = booted.run(&["commit", "--upper", s(&booted.upper), "--no-reboot"]);
+    assert!(
+        !o.status.success(),
+        "the commit did not fail:\n{}",
+        show(&o)
+    );
+    assert_eq!(
+        fs::read_to_string(&booted.record).expect("record"),
+        "failed-check-marks\n",
+        "the failed commit changed nothing, yet the record was left changed:\n{}",
+        show(&o)
+    );
+    fs::remove_file(small.join("fill")).expect("free the tmpfs");
+    let o = booted.run(&["save", "--upper", s(&booted.upper)]);
+    assert!(o.status.success(), "{}", show(&o));
+}

@@ -211,19 +211,28 @@ pub(super) fn read_view(dev: &mut Device) -> ChainView {
     Writer::new(dev).read()
 }
 
-/// After a write that failed: notes in the boot record (record.rs) that the snapshots changed
-/// all the same, when those read now are not those of `before`. A write can fail past its
-/// commit point (a sync or the sealed mark after the header, an erase after a format's
-/// rollback): what it left changed the chain below the upper dir as one that went through.
-pub(super) fn note_if_moved(ctx: &Ctx, dev: &mut Device, before: &ChainView) {
-    if !record::booted_from(&dev.path) {
-        return;
-    }
+/// Runs `write`, which may change the snapshots below the running upper dir (record.rs). The
+/// move is noted in the boot record before it, and kept when the write went through and
+/// `moves`, or when a failed write left snapshots other than `before`'s: a write can fail past
+/// its commit point (a sync or the sealed mark after the header, an erase after a format's
+/// rollback).
+pub(super) fn moving<T>(
+    ctx: &Ctx,
+    dev: &mut Device,
+    before: &ChainView,
+    moves: bool,
+    write: impl FnOnce(&mut Device) -> Result<T, CliError>,
+) -> Result<T, CliError> {
+    let ahead = record::note_ahead(ctx.boot_record(), &dev.path);
+    let out = write(dev);
     let ids =
         |v: &ChainView| -> Vec<[u8; 32]> { v.snapshots.iter().map(|b| b.header.hash).collect() };
-    if ids(&read_view(dev)) != ids(before) {
-        record::note_moved(ctx.boot_record(), &dev.path);
-    }
+    let moved = match &out {
+        Ok(_) => moves,
+        Err(_) => ahead.pending() && ids(&read_view(dev)) != ids(before),
+    };
+    ahead.settle(moved);
+    out
 }
 
 /// Reboots into the new state, unless the chain is an image file: then this machine is not the
@@ -315,12 +324,12 @@ pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<()
             let packed = pack_capped(&view, upper, gzip, false)?;
             precheck_packed(&view, upper, &packed, false)?;
             let cost = block_cost(&view, packed.data.len()) + evacuation_cost(&view);
-            let out = write_op(&mut dev, cost, "committing", |w| {
-                w.trial_budget = ctx.trial;
-                w.append_snapshot(&packed.payload())
-            })
-            .inspect_err(|_| note_if_moved(ctx, &mut dev, &view))?;
-            record::note_moved(ctx.boot_record(), &dev.path);
+            let out = moving(ctx, &mut dev, &view, true, |dev| {
+                write_op(dev, cost, "committing", |w| {
+                    w.trial_budget = ctx.trial;
+                    w.append_snapshot(&packed.payload())
+                })
+            })?;
             if let Outcome::Written { seq, offset, .. } = out {
                 println!(
                     "snapshot {seq} written at {offset:#x} from {}: {}",
@@ -334,12 +343,12 @@ pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<()
                 precheck(&view, len, false)?;
             }
             let cost = block_cost(&view, len) + evacuation_cost(&view);
-            let out = write_op(&mut dev, cost, "committing", |w| {
-                w.trial_budget = ctx.trial;
-                w.commit()
-            })
-            .inspect_err(|_| note_if_moved(ctx, &mut dev, &view))?;
-            record::note_moved(ctx.boot_record(), &dev.path);
+            let out = moving(ctx, &mut dev, &view, true, |dev| {
+                write_op(dev, cost, "committing", |w| {
+                    w.trial_budget = ctx.trial;
+                    w.commit()
+                })
+            })?;
             if let Outcome::Committed { seq } = out {
                 println!("volatile committed as snapshot {seq}");
             }
@@ -387,12 +396,10 @@ pub fn rollback(ctx: &Ctx, id: Option<usize>, yes: bool, do_reboot: bool) -> Res
             "rollback",
             &format!("Keep {} and drop {what}?", snapshots_in_words(1, keep)),
         )?;
-        let out = write_op(&mut dev, 0, "rolling back", |w| w.rollback(keep))
-            .inspect_err(|_| note_if_moved(ctx, &mut dev, &view))?;
         // Dropping the volatile alone leaves the snapshots below the upper dir as booted.
-        if keep < have {
-            record::note_moved(ctx.boot_record(), &dev.path);
-        }
+        let out = moving(ctx, &mut dev, &view, keep < have, |dev| {
+            write_op(dev, 0, "rolling back", |w| w.rollback(keep))
+        })?;
         if let Outcome::RolledBack { kept, .. } = out {
             println!(
                 "rolled back: kept {}, dropped {what}",
@@ -671,13 +678,13 @@ pub fn upgrade(
         let packed = pack_capped(&view, upper, gzip, false).map_err(not_stored)?;
         precheck_packed(&view, upper, &packed, false).map_err(not_stored)?;
         let cost = block_cost(&view, packed.data.len()) + evacuation_cost(&view);
-        let out = write_op(&mut dev, cost, "storing", |w| {
-            w.trial_budget = ctx.trial;
-            w.append_snapshot(&packed.payload())
+        let out = moving(ctx, &mut dev, &view, true, |dev| {
+            write_op(dev, cost, "storing", |w| {
+                w.trial_budget = ctx.trial;
+                w.append_snapshot(&packed.payload())
+            })
         })
-        .inspect_err(|_| note_if_moved(ctx, &mut dev, &view))
         .map_err(not_stored)?;
-        record::note_moved(ctx.boot_record(), &dev.path);
         if let Outcome::Written { seq, offset, .. } = out {
             println!(
                 "upgrade stored as snapshot {seq} at {offset:#x}: {}",
@@ -994,17 +1001,15 @@ pub fn format(
     }
     let total = dev.capacity() as u64;
     let deadc0de = view.status == Status::Unformatted(Foreign::DeadCode);
-    let out = write_op(&mut dev, total, "formatting", |w| {
-        w.backbuf_blocks = backbuf_blocks;
-        w.force = force || deadc0de;
-        w.format()
-    })
-    .inspect_err(|_| note_if_moved(ctx, &mut dev, &view))?;
     // As for a rollback: a chain of a volatile alone leaves the snapshots below the upper dir
     // (none) as booted.
-    if !view.snapshots.is_empty() {
-        record::note_moved(ctx.boot_record(), &dev.path);
-    }
+    let out = moving(ctx, &mut dev, &view, !view.snapshots.is_empty(), |dev| {
+        write_op(dev, total, "formatting", |w| {
+            w.backbuf_blocks = backbuf_blocks;
+            w.force = force || deadc0de;
+            w.format()
+        })
+    })?;
     if let Outcome::Formatted { erased_blocks } = out {
         println!(
             "formatted {}: erased {erased_blocks} erase block(s)",

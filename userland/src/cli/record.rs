@@ -1,6 +1,7 @@
 //! This boot's record (docs/BOOT.md, "The boot record"): PID 1 writes it on the volatile
 //! layer's tmpfs, one word per line, and it is gone at the next boot. The tool reads it, and
-//! adds `chain-moved MAJOR:MINOR` when it changes the snapshots of that partition.
+//! adds `chain-moved MAJOR:MINOR` when it changes the snapshots of that partition: before the
+//! write, withdrawn after it when the snapshots are as booted.
 //!
 //! Why: the upper dir holds the running system's changes against the chain as booted. Once a
 //! commit, upgrade, rollback, format or bundle has changed the snapshots below it, packing the
@@ -10,7 +11,7 @@
 
 use super::error::CliError;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Where PID 1 leaves it (`--boot-record`).
 pub const DEFAULT: &str = "/overlay/snapinit";
@@ -20,12 +21,6 @@ const CHAIN_MOVED: &str = "chain-moved";
 /// Whether the record (one word per line) holds `word`; no record says nothing.
 pub fn says(record: &Path, word: &str) -> bool {
     std::fs::read_to_string(record).is_ok_and(|r| r.lines().any(|l| l.trim() == word))
-}
-
-/// Whether `device` is a partition a unit boots, rather than an image file: only then does
-/// this boot's record speak about it.
-pub fn booted_from(device: &Path) -> bool {
-    moved_line(device).is_some()
 }
 
 /// The record's line for a move of `device`: `chain-moved MAJOR:MINOR`, by device number, so
@@ -44,25 +39,82 @@ fn moved_line(device: &Path) -> Option<String> {
     })
 }
 
-/// Notes that a write changed the snapshots of `device` since this boot. Only under snapinit
-/// (its record exists) and for a partition, not an image file; best effort (a record that
-/// cannot be written costs the later refusal, not this write).
-pub fn note_moved(record: &Path, device: &Path) {
+/// A move of `device`'s snapshots noted ahead of the write that may make it: a tool killed
+/// between the write's commit point and a note after it would leave a moved chain unnoted.
+/// Withdrawn when the write left the snapshots as booted.
+#[must_use = "a note ahead is kept or withdrawn once the write is over"]
+pub struct Ahead {
+    record: PathBuf,
+    /// The line this note added; `None` when there was nothing to note (not under snapinit,
+    /// an image file, the line already there) or it could not be written.
+    added: Option<String>,
+}
+
+/// Notes that a write may change the snapshots of `device` since this boot. Only under
+/// snapinit (its record exists) and for a partition, not an image file; best effort (a record
+/// that cannot be written costs the later refusal, not this write).
+pub fn note_ahead(record: &Path, device: &Path) -> Ahead {
+    let none = Ahead {
+        record: record.to_path_buf(),
+        added: None,
+    };
     let Some(line) = moved_line(device) else {
-        return;
+        return none;
     };
     if !record.is_file() || says(record, &line) {
-        return;
+        return none;
     }
     let noted = std::fs::OpenOptions::new()
         .append(true)
         .open(record)
         .and_then(|mut f| writeln!(f, "{line}"));
-    if let Err(e) = noted {
-        eprintln!(
-            "snapshot: {}: cannot note that the chain changed since boot: {e}; do not save before the reboot",
-            record.display()
-        );
+    match noted {
+        Ok(()) => Ahead {
+            added: Some(line),
+            ..none
+        },
+        Err(e) => {
+            eprintln!(
+                "snapshot: {}: cannot note that the chain changes since boot: {e}; do not save before the reboot",
+                record.display()
+            );
+            none
+        }
+    }
+}
+
+impl Ahead {
+    /// Whether this note is the one that says the chain moved (else an earlier write's does,
+    /// or nothing can).
+    pub fn pending(&self) -> bool {
+        self.added.is_some()
+    }
+
+    /// Keeps the note when `moved`, else withdraws it: the record again as before, replaced
+    /// whole by a rename, so that no kill leaves it without PID 1's own lines.
+    pub fn settle(self, moved: bool) {
+        let Some(line) = self.added.filter(|_| !moved) else {
+            return;
+        };
+        let withdrawn = std::fs::read_to_string(&self.record).and_then(|r| {
+            let kept: String = r
+                .lines()
+                .filter(|l| l.trim() != line)
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let mut new = self.record.clone().into_os_string();
+            new.push(".new");
+            let new = PathBuf::from(new);
+            std::fs::write(&new, kept)?;
+            std::fs::set_permissions(&new, std::fs::metadata(&self.record)?.permissions())?;
+            std::fs::rename(&new, &self.record)
+        });
+        if let Err(e) = withdrawn {
+            eprintln!(
+                "snapshot: {}: cannot withdraw the note that the chain changes: {e}; saves wait for the reboot",
+                self.record.display()
+            );
+        }
     }
 }
 
@@ -108,15 +160,29 @@ mod tests {
         std::fs::create_dir(&upper).expect("upper");
         std::fs::create_dir(&tree).expect("tree");
         // No record: not booted by snapinit, nothing to note.
-        note_moved(&record, part);
+        note_ahead(&record, part).settle(true);
         assert!(!record.exists());
         assert!(require_unmoved(&record, part, &upper).is_ok());
         std::fs::write(&record, "failed-check-marks\n").expect("record");
         // An image file is not what this boot runs.
-        note_moved(&record, &img);
+        note_ahead(&record, &img).settle(true);
         assert!(require_unmoved(&record, part, &upper).is_ok());
-        note_moved(&record, part);
-        note_moved(&record, part);
+        // Noted before the write: a write killed after its commit point leaves it so.
+        let ahead = note_ahead(&record, part);
+        assert!(matches!(
+            require_unmoved(&record, part, &upper),
+            Err(CliError::ChainMoved { .. })
+        ));
+        // A write that moved nothing withdraws it, and leaves PID 1's lines as they were.
+        ahead.settle(false);
+        assert_eq!(
+            std::fs::read_to_string(&record).expect("read"),
+            "failed-check-marks\n"
+        );
+        assert!(require_unmoved(&record, part, &upper).is_ok());
+        note_ahead(&record, part).settle(true);
+        // A later write that moves nothing withdraws no earlier move.
+        note_ahead(&record, part).settle(false);
         assert_eq!(
             std::fs::read_to_string(&record).expect("read"),
             "failed-check-marks\nchain-moved 1:3\n"

@@ -236,12 +236,12 @@ fn apply_checked(ctx: &Ctx, c: &Checked, do_reboot: bool) -> Result<(), CliError
             unpacked_len: s.payload.unpacked_size,
         };
         let cost = ops::block_cost(&view, c.payload.len()) + ops::evacuation_cost(&view);
-        let out = ops::write_op(&mut dev, cost, "applying", |w| {
-            w.trial_budget = s.trial_boots;
-            w.append_snapshot(&payload)
-        })
-        .inspect_err(|_| ops::note_if_moved(ctx, &mut dev, &view))?;
-        super::record::note_moved(ctx.boot_record(), &dev.path);
+        let out = ops::moving(ctx, &mut dev, &view, true, |dev| {
+            ops::write_op(dev, cost, "applying", |w| {
+                w.trial_budget = s.trial_boots;
+                w.append_snapshot(&payload)
+            })
+        })?;
         if let Outcome::Written { seq, offset, .. } = out {
             println!(
                 "bundle {} applied as snapshot {seq} at {offset:#x}, on trial for {} boot(s) (signed by {})",
