@@ -81,7 +81,7 @@ fn jffs2_rw_mount(mountinfo: &str, index: u32) -> Option<(PathBuf, MountFlags)> 
         let (fstype, superopts) = (fields.get(dash + 1)?, fields.get(dash + 3)?);
         let rw = superopts.split(',').any(|o| o == "rw");
         let target = fields.get(4)?;
-        let kept = mount_flags(fields.get(5)?);
+        let kept = mount_flags(fields.get(5)?) | superblock_flags(superopts);
         (*fstype == "jffs2" && fields.get(2) == Some(&want.as_str()) && rw)
             .then(|| (PathBuf::from(unescape(target)), kept))
     })
@@ -101,6 +101,20 @@ fn mount_flags(options: &str) -> MountFlags {
             "nodiratime" => MountFlags::NODIRATIME,
             "relatime" => MountFlags::RELATIME,
             "nosymfollow" => MountFlags::NOSYMFOLLOW,
+            _ => MountFlags::empty(),
+        })
+        .fold(MountFlags::empty(), |a, f| a | f)
+}
+
+/// The superblock flags a remount sets anew (the kernel's MS_RMT_MASK, beside `ro`), from
+/// mountinfo's superblock options: a remount that does not repeat `sync` or `lazytime` clears
+/// them, as it does the per-mount flags (`dirsync` it keeps).
+fn superblock_flags(superopts: &str) -> MountFlags {
+    superopts
+        .split(',')
+        .map(|o| match o {
+            "sync" => MountFlags::SYNCHRONOUS,
+            "lazytime" => MountFlags::LAZYTIME,
             _ => MountFlags::empty(),
         })
         .fold(MountFlags::empty(), |a, f| a | f)
@@ -139,6 +153,7 @@ mod tests {
 24 22 31:3 / /rom ro,relatime - squashfs /dev/root ro
 25 22 31:6 / /mnt/my\\040data rw,nosuid,nodev,noexec,relatime master:2 - jffs2 mtd6 rw
 26 22 31:7 / /mnt/old ro shared:4 - jffs2 /dev/mtdblock7 ro
+27 22 31:8 / /mnt/sync rw,relatime - jffs2 /dev/mtdblock8 rw,sync,dirsync,lazytime,compr=zlib
 ";
 
     #[test]
@@ -153,6 +168,14 @@ mod tests {
             Some((
                 PathBuf::from("/mnt/my data"),
                 MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC | MountFlags::RELATIME
+            ))
+        );
+        // And the superblock's, which a remount clears as well.
+        assert_eq!(
+            jffs2_rw_mount(TABLE, 8),
+            Some((
+                PathBuf::from("/mnt/sync"),
+                MountFlags::RELATIME | MountFlags::SYNCHRONOUS | MountFlags::LAZYTIME
             ))
         );
         // Read-only already, another filesystem, or not mounted: nothing to freeze.
