@@ -548,43 +548,15 @@ fn mark_failed(ctx: &Ctx, block: &snapinit::chain::Block, failed: &[Failure], do
     }
 }
 
-/// Runs `attempt` (a write that takes the partition's lock, refused at once when another
-/// command holds it) until it gets the lock or `wait` has passed, calling `pet` meanwhile: the
-/// lock's own wait (30 s by default) would leave a short watchdog unpetted that long.
+/// Runs `attempt`, a write that takes the partition's lock (`--no-wait`: refused at once when
+/// another command holds it), until it gets the lock or `wait` has passed, calling `pet` every
+/// 250 ms meanwhile.
 fn while_locked<T>(
     wait: Option<Duration>,
     pet: &mut dyn FnMut(),
-    mut attempt: impl FnMut() -> Result<T, CliError>,
+    attempt: impl FnMut() -> Result<T, CliError>,
 ) -> Result<T, CliError> {
-    const TICK: Duration = Duration::from_millis(250);
-    let start = Instant::now();
-    let mut told = false;
-    loop {
-        match attempt() {
-            Err(CliError::Locked { path, .. }) => {
-                let Some(limit) = wait else {
-                    return Err(CliError::Locked { path, waited: None });
-                };
-                if start.elapsed() >= limit {
-                    return Err(CliError::Locked {
-                        path,
-                        waited: Some(limit.as_secs()),
-                    });
-                }
-                if !told {
-                    eprintln!(
-                        "health: {} is busy (another snapshot command); waiting up to {} s",
-                        path.display(),
-                        limit.as_secs()
-                    );
-                    told = true;
-                }
-                pet();
-                std::thread::sleep(TICK);
-            }
-            done => return done,
-        }
-    }
+    super::lock::while_busy(wait, Duration::from_millis(250), pet, attempt)
 }
 
 pub fn health(

@@ -40,35 +40,55 @@ pub fn acquire(path: &Path, exclusive: bool, wait: Option<Duration>) -> Result<L
     } else {
         FlockOperation::NonBlockingLockShared
     };
+    let once = || match rustix::fs::flock(&fd, op) {
+        Ok(()) => Ok(()),
+        Err(Errno::WOULDBLOCK) | Err(Errno::INTR) => Err(CliError::Locked {
+            path: path.to_path_buf(),
+            waited: None,
+        }),
+        Err(e) => Err(io(e)),
+    };
+    while_busy(wait, Duration::from_millis(50), &mut || {}, once)?;
+    Ok(Lock { _fd: fd })
+}
+
+/// Runs `attempt` (refused with `Locked` while another command holds the lock) until it is
+/// not refused so or `wait` has passed (`None`: refused at once), calling `between` at every
+/// `tick` of the wait: `health` pets a watchdog there, which the lock's wait (30 s by
+/// default) would leave unpetted that long.
+pub fn while_busy<T>(
+    wait: Option<Duration>,
+    tick: Duration,
+    between: &mut dyn FnMut(),
+    mut attempt: impl FnMut() -> Result<T, CliError>,
+) -> Result<T, CliError> {
     let start = Instant::now();
     let mut told = false;
     loop {
-        match rustix::fs::flock(&fd, op) {
-            Ok(()) => return Ok(Lock { _fd: fd }),
-            Err(Errno::WOULDBLOCK) | Err(Errno::INTR) => {}
-            Err(e) => return Err(io(e)),
+        match attempt() {
+            Err(CliError::Locked { path, .. }) => {
+                let Some(limit) = wait else {
+                    return Err(CliError::Locked { path, waited: None });
+                };
+                if start.elapsed() >= limit {
+                    return Err(CliError::Locked {
+                        path,
+                        waited: Some(limit.as_secs()),
+                    });
+                }
+                if !told {
+                    eprintln!(
+                        "snapshot: {} is busy (another snapshot command); waiting up to {} s",
+                        path.display(),
+                        limit.as_secs()
+                    );
+                    told = true;
+                }
+                between();
+                std::thread::sleep(tick);
+            }
+            done => return done,
         }
-        let Some(limit) = wait else {
-            return Err(CliError::Locked {
-                path: path.to_path_buf(),
-                waited: None,
-            });
-        };
-        if start.elapsed() >= limit {
-            return Err(CliError::Locked {
-                path: path.to_path_buf(),
-                waited: Some(limit.as_secs()),
-            });
-        }
-        if !told {
-            eprintln!(
-                "snapshot: {} is busy (another snapshot command); waiting up to {} s",
-                path.display(),
-                limit.as_secs()
-            );
-            told = true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
