@@ -11,8 +11,8 @@
 //! * An entry replaces whatever is at its path, a directory with all its contents, except that
 //!   a directory entry over a directory merges with it (an opaque one empties it first, except
 //!   the layer root, which overlayfs never takes as opaque) and takes exactly the entry's
-//!   metadata. A directory that replaces a whiteout is made opaque: it hides what lies below
-//!   as the whiteout did.
+//!   metadata. A directory that replaces a whiteout or another non-directory is made opaque:
+//!   it hides what lies below as that entry did.
 //! * A hard link names a non-directory that exists in the layer when the link is replayed.
 //! * The whole stream is read: after the end-of-archive record only zeros may follow (at most
 //!   [`MAX_TRAILING`](crate::tar::MAX_TRAILING) of them), and a gzip trailer is checked,
@@ -285,12 +285,14 @@ fn apply<R: Read, L: Layer>(
             if !keep_dir {
                 layer.mkdir(name)?;
             }
-            // A directory in a whiteout's place hides what lies below, as the whiteout did:
-            // overlayfs makes a directory over a lower layer's whiteout without the opaque
-            // mark (that whiteout hides the rest), and a later snapshot stores it so; in the
-            // one snapshot layer it replaces that whiteout and must be opaque itself.
-            let over_whiteout = existing == Some(Node::Whiteout);
-            layer.dir_meta(name, e, keep_dir && e.is_opaque(), over_whiteout)?;
+            // A directory in the place of a whiteout or of any other non-directory hides what
+            // lies below, as that entry did. In layers of their own it needs no opaque mark:
+            // overlayfs makes a directory over a lower whiteout plain (that whiteout hides the
+            // rest), and looks no further down than a lower non-directory; a later snapshot
+            // stores it so. In the one snapshot layer it replaces that entry and must be
+            // opaque itself.
+            let hides_below = existing.is_some() && !keep_dir;
+            layer.dir_meta(name, e, keep_dir && e.is_opaque(), hides_below)?;
         }
         EntryKind::File => {
             layer.create(name, e)?;

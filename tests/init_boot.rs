@@ -1353,6 +1353,31 @@ fn a_directory_made_again_over_a_deleted_one_does_not_bring_back_the_roots_files
     assert!(out.contains("DATA=new,\n"), "{out}");
 }
 
+/// A directory over a file of an earlier snapshot, as a prepared tree or a bundle built from
+/// a target tree gives it: plain, since in an upper dir of its own a directory over a lower
+/// file hides what lies below that file (overlayfs looks no further down than a
+/// non-directory). Replayed into the one snapshot layer, it takes the file's place and must
+/// hide what lies below as the file did: without the opaque mark the read-only root's files
+/// came back (DATA=c,new).
+#[test]
+fn a_directory_over_an_earlier_snapshots_file_does_not_bring_back_the_roots_files() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("dir-over-file");
+    let mut img = Image::new();
+    img.snapshot(&snap1(&dir));
+    // /data a file (the read-only root has data/c, snapshot 1 data/a).
+    img.snapshot(&payload(&dir, "data-file", false, &|t| {
+        write(t, "data", "file")
+    }));
+    img.snapshot(&payload(&dir, "new-data", false, &|t| {
+        write(t, "data/new", "new")
+    }));
+    let (out, log) = boot_chain(&dir, img.data);
+    assert!(log.contains("restored snapshot 3"), "{log}");
+    assert!(out.contains("DATA=new,\n"), "{out}");
+}
+
 /// Sets a kernel parameter file for the life of the guard, and puts the old value back.
 struct ParamGuard {
     path: &'static str,
