@@ -1,7 +1,7 @@
-//! The JFFS2 mounts of the partition `convert` works on: made read-only while it packs the
-//! overlay and stages it at the partition's end. A read-write JFFS2 goes on writing
-//! (services, its garbage collector) into the very erase blocks convert checked to be free,
-//! and into the files being packed.
+//! The JFFS2 mounts of the partition `convert` or `format` works on, made read-only: while
+//! convert packs the overlay and stages it at the partition's end, and before a format. A
+//! read-write JFFS2 goes on writing (services, its garbage collector) into the very erase
+//! blocks convert checked to be free or format erased, and into the files being packed.
 
 use super::error::CliError;
 use rustix::mount::{mount_remount, MountFlags};
@@ -52,7 +52,7 @@ pub fn freeze_jffs2(dev: &Path) -> Result<Frozen, CliError> {
         ))
     })?;
     println!(
-        "the JFFS2 at {} is read-only from now on (convert reboots when done)",
+        "the JFFS2 at {} is read-only from now on, until the reboot",
         target.display()
     );
     Ok(Frozen {

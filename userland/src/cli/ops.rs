@@ -999,6 +999,10 @@ pub fn format(
             &format!("Erase {} which holds {h}?", dev.path.display()),
         )?;
     }
+    // A JFFS2 mounted read-write goes on writing (services, its garbage collector) into the
+    // blocks the format erases: read-only until the reboot, whatever the format's outcome
+    // (refused as convert is when that cannot be done).
+    let _frozen = super::mounts::freeze_jffs2(&dev.path)?;
     let total = dev.capacity() as u64;
     let deadc0de = view.status == Status::Unformatted(Foreign::DeadCode);
     // As for a rollback: a chain of a volatile alone leaves the snapshots below the upper dir
