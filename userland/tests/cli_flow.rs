@@ -627,6 +627,40 @@ fn after_a_commit_without_reboot_the_upper_dir_is_not_stored_again() {
     assert!(o.status.success(), "{}", show(&o));
 }
 
+/// A 512 KiB flash image in the small tmpfs `small` with one snapshot, whose erase blocks in
+/// `hole` (first and last block, 64 KiB each) are then a hole, with the tmpfs full: a write
+/// there fails for want of space below the loop device.
+fn one_snapshot_over_a_hole(d: &Path, small: &Path, hole: (u64, u64)) -> PathBuf {
+    let img = image(small, "flash.img", 512 << 10);
+    ok(&img, &["format"]);
+    let tree = d.join("tree");
+    dir(&tree, 0o755, (0, 0));
+    file(&tree.join("a"), b"one\n", 0o644, (0, 0));
+    ok(&img, &["commit", "--upper", s(&tree), "--no-reboot"]);
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .expect("open image");
+    rustix::fs::fallocate(
+        &f,
+        rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+        hole.0 * 65536,
+        (hole.1 + 1 - hole.0) * 65536,
+    )
+    .expect("punch a hole");
+    drop(f);
+    let mut fill = fs::File::create(small.join("fill")).expect("create filler");
+    let chunk = vec![0u8; 4096];
+    while std::io::Write::write_all(&mut fill, &chunk).is_ok() {}
+    drop(fill);
+    img
+}
+
+/// The last erase block, which a format erases first.
+const HOLE_AT_END: (u64, u64) = (7, 7);
+/// Every erase block after the first one, where the next block goes.
+const HOLE_AFTER_FIRST: (u64, u64) = (1, 7);
+
 /// A write that fails past its commit point changed the snapshots all the same: a format whose
 /// rollback to nothing went through and whose first erase then failed (here for want of space
 /// below a loop device; a worn erase block on NOR) leaves no snapshot, and the running system's
@@ -638,31 +672,8 @@ fn a_write_that_fails_after_changing_the_snapshots_still_notes_it() {
     let d = sc.path();
     let tmpfs = SmallTmpfs::mount(&d.join("small"));
     let small = &tmpfs.0;
-
-    let size = 512u64 << 10;
-    let img = image(small, "flash.img", size);
-    ok(&img, &["format"]);
-    let tree = d.join("tree");
-    dir(&tree, 0o755, (0, 0));
-    file(&tree.join("a"), b"one\n", 0o644, (0, 0));
-    ok(&img, &["commit", "--upper", s(&tree), "--no-reboot"]);
     // The last erase block (format erases it first) becomes a hole, and the filesystem full.
-    let f = fs::OpenOptions::new()
-        .write(true)
-        .open(&img)
-        .expect("open image");
-    rustix::fs::fallocate(
-        &f,
-        rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
-        size - 65536,
-        65536,
-    )
-    .expect("punch a hole");
-    drop(f);
-    let mut fill = fs::File::create(small.join("fill")).expect("create filler");
-    let chunk = vec![0u8; 4096];
-    while std::io::Write::write_all(&mut fill, &chunk).is_ok() {}
-    drop(fill);
+    let img = one_snapshot_over_a_hole(d, small, HOLE_AT_END);
 
     let booted = Booted::new(d, &img, "65536");
     file(&booted.upper.join("b"), b"two\n", 0o644, (0, 0));
@@ -730,31 +741,9 @@ fn a_commit_that_fails_before_changing_the_snapshots_withdraws_its_note() {
     let d = sc.path();
     let tmpfs = SmallTmpfs::mount(&d.join("small"));
     let small = &tmpfs.0;
-    let size = 512u64 << 10;
-    let img = image(small, "flash.img", size);
-    ok(&img, &["format"]);
-    let tree = d.join("tree");
-    dir(&tree, 0o755, (0, 0));
-    file(&tree.join("a"), b"one\n", 0o644, (0, 0));
-    ok(&img, &["commit", "--upper", s(&tree), "--no-reboot"]);
     // The erased space after the first block becomes a hole, and the filesystem full: the
     // commit's first program fails.
-    let f = fs::OpenOptions::new()
-        .write(true)
-        .open(&img)
-        .expect("open image");
-    rustix::fs::fallocate(
-        &f,
-        rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
-        65536,
-        size - 65536,
-    )
-    .expect("punch a hole");
-    drop(f);
-    let mut fill = fs::File::create(small.join("fill")).expect("create filler");
-    let chunk = vec![0u8; 4096];
-    while std::io::Write::write_all(&mut fill, &chunk).is_ok() {}
-    drop(fill);
+    let img = one_snapshot_over_a_hole(d, small, HOLE_AFTER_FIRST);
 
     let booted = Booted::new(d, &img, "65536");
     file(&booted.upper.join("b"), b"two\n", 0o644, (0, 0));
