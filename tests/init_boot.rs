@@ -733,6 +733,12 @@ fn corrupt_middle_snapshot_boots_the_prefix() {
     for want in ["NET=one", "DATA=a,c,\n", "VOL=\n", "UPPERLS=\n"] {
         assert!(out.contains(want), "{want} missing:\n{out}");
     }
+    // The running system holds less than the chain the tool reads: the record says so, and
+    // `save` stores no upper dir over it.
+    assert!(
+        out.contains("RECORD=failed-check-marks,chain-partly-booted,\n"),
+        "{out}"
+    );
 
     // Bit rot in the current volatile copy: discarded as it replays, the older copy boots.
     let mut img = Image::new();
@@ -757,6 +763,8 @@ fn corrupt_middle_snapshot_boots_the_prefix() {
         "{log}"
     );
     assert!(out.contains("VOL=older"), "{out}");
+    // A copy that fails its hash is no volatile to the tool either: the boot ran the chain.
+    assert!(out.contains("RECORD=failed-check-marks,\n"), "{out}");
 }
 
 /// A gzip payload whose one file of zeros is `mib` MiB: it compresses about 1000x, so a block
@@ -803,6 +811,29 @@ fn a_snapshot_that_unpacks_past_its_bound_ends_the_chain() {
     for want in ["NET=one", "DATA=a,c,\n", "VOL=\n"] {
         assert!(out.contains(want), "{want} missing:\n{out}");
     }
+    assert!(
+        out.contains("RECORD=failed-check-marks,chain-partly-booted,\n"),
+        "{out}"
+    );
+
+    // A volatile intact on flash that cannot be laid out: the older copy boots, and the
+    // record says the boot ran less than the chain the tool reads (its newest volatile).
+    let mut img = Image::new();
+    img.snapshot(&snap1(&dir));
+    img.volatile_in_backbuf(&payload(&dir, "vol-old", false, &|t| {
+        write(t, "etc/volatile", "older")
+    }));
+    img.volatile_in_slot(&zeros_payload(&dir, "vol-over", over));
+    let (out, log) = boot_chain(&dir, img.data);
+    assert!(
+        log.contains("the saved changes are in place (older copy)"),
+        "{log}"
+    );
+    assert!(out.contains("VOL=older"), "{out}");
+    assert!(
+        out.contains("RECORD=failed-check-marks,chain-partly-booted,\n"),
+        "{out}"
+    );
 
     // Just under the bound: the same kind of block boots, with every byte of its file.
     let mut img = Image::new();
@@ -826,6 +857,24 @@ fn empty_and_foreign_partitions_boot_a_plain_tmpfs_overlay() {
     assert!(log.contains("empty chain: nothing to replay"), "{log}");
     assert!(
         out.contains("ROMOLD=rom-old") && out.contains("OLD=rom-old"),
+        "{out}"
+    );
+    // Nothing to run is the chain run: the first save goes ahead.
+    assert!(out.contains("RECORD=failed-check-marks,\n"), "{out}");
+
+    // A chain device that cannot be opened may hold a chain all the same: the plain overlay
+    // is no boot of it, and the record says so (the tool then stores no upper dir over it).
+    let dir = scratch("chain-unopened");
+    let (out, log) = boot_with(
+        &dir,
+        "snapinit.device=/no-such-chain.img",
+        CHAIN_SCRIPT,
+        &rom_extra(Image::new().data),
+    );
+    assert!(log.contains("cannot open /no-such-chain.img"), "{log}");
+    assert!(out.contains("OLD=rom-old"), "{out}");
+    assert!(
+        out.contains("RECORD=failed-check-marks,chain-not-booted,\n"),
         "{out}"
     );
 

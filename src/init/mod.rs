@@ -45,7 +45,7 @@ use snapinit::text::Quoted;
 
 use crate::{error, info, warn};
 use cmdline::Settings;
-use mounts::Layers;
+use mounts::{Layers, Ran};
 
 #[cfg(target_arch = "x86_64")]
 core::arch::global_asm!(include_str!("../../boot/x86_64.s"), options(att_syntax));
@@ -153,17 +153,15 @@ pub extern "C" fn snapinit_main(sp: *const usize) -> ! {
         Ok(layers) => {
             let loaded = if settings.failsafe {
                 info!("failsafe: skipping the chain, plain tmpfs overlay");
-                Loaded::NO_TRIAL
+                Loaded::Chain(Ran::Nothing)
             } else {
                 load_chain(&settings, &layers)
             };
             let programs = [as_cstr(&target), FALLBACKS[0], FALLBACKS[1]];
             let switched = match loaded {
-                Loaded::Chain { trial_not_run } => layers
-                    .switch_root(&programs, !settings.failsafe, trial_not_run)
-                    .map_err(|e| {
-                        error!("switching root failed ({e}); trying a plain tmpfs overlay")
-                    }),
+                Loaded::Chain(ran) => layers.switch_root(&programs, ran).map_err(|e| {
+                    error!("switching root failed ({e}); trying a plain tmpfs overlay")
+                }),
                 Loaded::Lost => {
                     error!("the layers do not hold the chain; trying a plain tmpfs overlay");
                     Err(())
@@ -179,7 +177,7 @@ pub extern "C" fn snapinit_main(sp: *const usize) -> ! {
                     let plain = layers
                         .reset_snapshot()
                         .and_then(|()| layers.reset_volatile())
-                        .and_then(|()| layers.switch_root(&programs, false, false));
+                        .and_then(|()| layers.switch_root(&programs, Ran::Nothing));
                     match plain {
                         Ok(()) => {
                             ROM_BELOW.store(true, Ordering::Relaxed);
@@ -323,17 +321,18 @@ fn read_bytes<'a>(path: &str, buf: &'a mut [u8]) -> &'a [u8] {
 /// What the replay left in the layers.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Loaded {
-    /// The chain as read (a good prefix of it, or nothing without a usable chain);
-    /// `trial_not_run`: the block on trial whose mark the boot spent did not run (`Marks`).
-    Chain { trial_not_run: bool },
+    /// The chain as read, a good prefix of it, or nothing; which, for the boot record.
+    Chain(Ran),
     /// The layers could not be made to hold it (`Marks::lost`): the next rung down.
     Lost,
 }
 
 impl Loaded {
-    const NO_TRIAL: Loaded = Loaded::Chain {
-        trial_not_run: false,
-    };
+    /// No chain to run: none found, an empty one, another filesystem.
+    const NO_CHAIN: Loaded = Loaded::Chain(Ran::Chain);
+    /// A chain there that could not be read: the layers are empty, and the boot record
+    /// says the chain did not boot.
+    const UNREAD: Loaded = Loaded::Chain(Ran::Nothing);
 }
 
 fn load_chain(settings: &Settings, layers: &Layers) -> Loaded {
@@ -345,7 +344,7 @@ fn load_chain(settings: &Settings, layers: &Layers) -> Loaded {
             }
             Err(e) => warn!("cannot open {dev}: {e}; plain tmpfs overlay"),
         }
-        return Loaded::NO_TRIAL;
+        return Loaded::UNREAD;
     }
     let mut buf = [0u8; 4096];
     // Bytes: a partition name that is not UTF-8 must not hide the others (nor become '?').
@@ -356,7 +355,7 @@ fn load_chain(settings: &Settings, layers: &Layers) -> Loaded {
             "no MTD partition and no UBI volume {}; plain tmpfs overlay",
             Quoted(&settings.part)
         );
-        return Loaded::NO_TRIAL;
+        return Loaded::NO_CHAIN;
     };
     match DeviceFlash::open(&path, settings.erase_size, false) {
         Ok(flash) => {
@@ -372,7 +371,7 @@ fn load_chain(settings: &Settings, layers: &Layers) -> Loaded {
         }
         Err(e) => {
             warn!("cannot open {path}: {e}; plain tmpfs overlay");
-            Loaded::NO_TRIAL
+            Loaded::UNREAD
         }
     }
 }
@@ -383,10 +382,14 @@ fn boot_from(mut flash: DeviceFlash, path: &str, layers: &Layers, settings: &Set
     let booted = replay_chain(&mut flash, layers);
     let loaded = if booted.lost {
         Loaded::Lost
+    } else if booted.unread {
+        Loaded::UNREAD
+    } else if booted.not_run {
+        Loaded::Chain(Ran::TrialNotRun)
+    } else if booted.partly {
+        Loaded::Chain(Ran::Part)
     } else {
-        Loaded::Chain {
-            trial_not_run: booted.not_run,
-        }
+        Loaded::Chain(Ran::Chain)
     };
     let corrected = flash.ecc_corrected();
     if corrected > 0 {
@@ -436,6 +439,7 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> trial::Marks {
         }
         Status::Unreadable => {
             warn!("the partition cannot be read; plain tmpfs overlay");
+            marks.unread = true;
             return marks;
         }
         Status::Empty => {
@@ -481,6 +485,7 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> trial::Marks {
     }
     if good < snaps.len() {
         warn!("snapshot chain ends at #{good}: rebuilding the layer from the {good} good one(s)");
+        marks.partly = true;
         if let Err(e) = layers.reset_snapshot() {
             error!("resetting the snapshot layer: {e}");
             return marks.lost(refused);
@@ -529,6 +534,10 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> trial::Marks {
             marks.on_trial = snaps.iter().chain(Some(block)).find(on_trial).copied();
             marks.tried(refused);
             return marks;
+        }
+        // Intact on flash and not laid out: the tool reads it as the chain's volatile.
+        if replayed == Replayed::Refused {
+            marks.partly = true;
         }
         if replayed == Replayed::Refused && refused.is_none() && on_trial(&block) {
             refused = Some(*block);

@@ -38,6 +38,22 @@ const BOOT_RECORD: &[u8] = b"failed-check-marks\n";
 const CHAIN_NOT_BOOTED: &[u8] = b"chain-not-booted\n";
 /// The boot record's line for a boot that spent the trial of a block it could not replay.
 const TRIAL_NOT_BOOTED: &[u8] = b"trial-not-booted\n";
+/// The boot record's line for a boot that laid out less of the chain than the flash holds.
+const CHAIN_PARTLY_BOOTED: &[u8] = b"chain-partly-booted\n";
+
+/// What the layers hold of the chain on flash, as the boot record says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ran {
+    /// The chain as the tool reads it, or nothing where there is no chain to run.
+    Chain,
+    /// Less: a snapshot or the volatile that is on flash intact could not be laid out (no
+    /// room in RAM, past its data bound), or a snapshot failed its hash and ends the chain.
+    Part,
+    /// The chain below a block on trial whose mark this boot spent and could not replay.
+    TrialNotRun,
+    /// None of it: failsafe, a chain that could not be read, the plain-overlay rung.
+    Nothing,
+}
 
 /// Where the layers and the API filesystems are mounted in the merged root.
 const MOUNT_POINTS: [&str; 6] = ["/rom", "/snapshot", "/overlay", "/proc", "/sys", "/dev"];
@@ -307,11 +323,11 @@ impl Layers {
     }
 
     /// Writes the boot record (see the module comment); a failure is only logged: the tool
-    /// then writes nothing this PID 1 might not read. `chain`: whether the layers hold the
-    /// chain; when not (failsafe, or the switch to it failed), the record says so, and
-    /// `snapshot health` vouches for no block on trial; so it does when `trial_not_run`: the
-    /// block on trial whose mark this boot spent could not be replayed.
-    fn boot_record(&self, chain: bool, trial_not_run: bool) {
+    /// then writes nothing this PID 1 might not read. `ran`: what the layers hold of the chain;
+    /// when not all of it, the record says so: `snapshot health` then vouches for no block on
+    /// trial the boot did not run, and `save`, `commit` and `upgrade` store no upper dir
+    /// whose changes are against another chain than the one on flash.
+    fn boot_record(&self, ran: Ran) {
         let path = join(&self.overlay(), "/snapinit");
         let written = snapinit::cpath::open(
             &path,
@@ -320,10 +336,17 @@ impl Layers {
         )
         .and_then(|fd| {
             rustix::io::write(&fd, BOOT_RECORD)?;
-            if !chain {
-                rustix::io::write(&fd, CHAIN_NOT_BOOTED)?;
-            } else if trial_not_run {
-                rustix::io::write(&fd, TRIAL_NOT_BOOTED)?;
+            match ran {
+                Ran::Chain => {}
+                Ran::Part => {
+                    rustix::io::write(&fd, CHAIN_PARTLY_BOOTED)?;
+                }
+                Ran::TrialNotRun => {
+                    rustix::io::write(&fd, TRIAL_NOT_BOOTED)?;
+                }
+                Ran::Nothing => {
+                    rustix::io::write(&fd, CHAIN_NOT_BOOTED)?;
+                }
             }
             Ok(())
         });
@@ -335,14 +358,9 @@ impl Layers {
     /// Mounts the overlay and makes it / (see the module comment). `programs`: what PID 1
     /// will exec, in order; the switch is refused (nothing moved) when the overlay holds none
     /// of them: a snapshot that lost its init would otherwise panic the kernel at every boot.
-    pub fn switch_root(
-        &self,
-        programs: &[&core::ffi::CStr],
-        chain: bool,
-        trial_not_run: bool,
-    ) -> Result<(), MountError> {
+    pub fn switch_root(&self, programs: &[&core::ffi::CStr], ran: Ran) -> Result<(), MountError> {
         self.mount_points();
-        self.boot_record(chain, trial_not_run);
+        self.boot_record(ran);
         let root = self.root();
         // redirect_dir=off: a directory renamed at run time is copied up whole, as on a kernel
         // built without CONFIG_OVERLAY_FS_REDIRECT_DIR. A redirect points into the lower

@@ -763,3 +763,56 @@ fn a_commit_that_fails_before_changing_the_snapshots_withdraws_its_note() {
     let o = booted.run(&["save", "--upper", s(&booted.upper)]);
     assert!(o.status.success(), "{}", show(&o));
 }
+
+/// A boot that ran less of the chain than the flash holds (a snapshot or the volatile it could
+/// not lay out, a block on trial it could not replay) or none of it (failsafe, a chain it could
+/// not read): the upper dir holds changes against what it ran. Stored over the chain on flash
+/// they would mix with what the boot left out at the next one, or replace the volatile it
+/// could not lay out; `save`, `commit` and `upgrade` of it refuse (exit 5, flash untouched).
+#[test]
+fn an_upper_dir_of_a_boot_that_did_not_run_the_whole_chain_is_not_stored() {
+    require_root();
+    let sc = scratch();
+    let d = sc.path();
+    let img = image(d, "part.img", 64 * 4096);
+    ok(&img, &["--erase-size", "4096", "format"]);
+    let tree = d.join("tree");
+    dir(&tree, 0o755, (0, 0));
+    file(&tree.join("a"), b"one\n", 0o644, (0, 0));
+    ok(
+        &img,
+        &["--erase-size", "4096", "commit", "--upper", s(&tree)],
+    );
+    ok(&img, &["--erase-size", "4096", "save", "--upper", s(&tree)]);
+    let booted = Booted::new(d, &img, "4096");
+    file(&booted.upper.join("b"), b"two\n", 0o644, (0, 0));
+    let u = s(&booted.upper);
+    for word in [
+        "chain-partly-booted",
+        "trial-not-booted",
+        "chain-not-booted",
+    ] {
+        fs::write(&booted.record, format!("failed-check-marks\n{word}\n")).expect("record");
+        let before = fs::read(&img).expect("image");
+        for args in [
+            &["save", "--upper", u][..],
+            &["commit", "--upper", u, "--no-reboot"][..],
+        ] {
+            let o = booted.run(args);
+            assert_eq!(o.status.code(), Some(5), "{word} {args:?}: {}", show(&o));
+            assert!(
+                String::from_utf8_lossy(&o.stderr).contains(word),
+                "{word} {args:?}: {}",
+                show(&o)
+            );
+            assert!(fs::read(&img).expect("image") == before, "flash changed");
+        }
+        // A prepared tree holds no changes against the boot.
+        let o = booted.run(&["save", "--upper", s(&tree)]);
+        assert!(o.status.success(), "{word}: {}", show(&o));
+    }
+    // The next boot that runs the whole chain.
+    booted.boot();
+    let o = booted.run(&["save", "--upper", u]);
+    assert!(o.status.success(), "{}", show(&o));
+}

@@ -118,6 +118,11 @@ pub enum CliError {
     Refused(String),
     #[error("the chain changed since this boot ({record} says chain-moved: a commit, upgrade, rollback, format or bundle was written without a reboot): the upper dir holds changes against the chain as booted, and stored over the new one they would bring back what was deleted since; reboot to run the new chain, then save or commit")]
     ChainMoved { record: PathBuf },
+    #[error("this boot did not run the chain on flash ({record} says {not_run}; `dmesg | grep snapinit` says why): the upper dir holds changes against what it ran, and stored over the chain they would mix with what it left out or replace what it could not lay out; `snapshot info` shows the chain, `snapshot rollback` drops what cannot run; reboot before you save or commit")]
+    NotAsBooted {
+        record: PathBuf,
+        not_run: super::record::NotRun,
+    },
     #[error("not enough space: the {what} needs {need} bytes but only {free} are free")]
     NoSpace {
         what: &'static str,
@@ -253,7 +258,11 @@ impl CliError {
             ChainFull { .. } => code::CHAIN_FULL,
             Geometry { .. } | Layout(_) => code::GEOMETRY,
             Lock { .. } | Locked { .. } => code::LOCKED,
-            Unformatted(_) | Refused(_) | ChainMoved { .. } | BadBackbuf(_) => code::STATE,
+            Unformatted(_)
+            | Refused(_)
+            | ChainMoved { .. }
+            | NotAsBooted { .. }
+            | BadBackbuf(_) => code::STATE,
             NoSpace { .. } | VolatileTooLarge { .. } | TooSmall { .. } => code::NO_SPACE,
             NoVolatile | NoSuchSnapshot { .. } => code::NOT_FOUND,
             BadId(_) | BadDiffId(_) | SalvageId(_) => code::USAGE,

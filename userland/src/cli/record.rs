@@ -132,13 +132,64 @@ fn live_upper(record: &Path, dir: &Path) -> bool {
     }
 }
 
-/// Refuses to pack the running system's upper dir `upper` for `device` when the snapshots
-/// below it changed since boot.
+/// What PID 1's record says when this boot did not run all of the chain on flash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotRun {
+    /// `chain-not-booted`: none of it (failsafe, a chain that could not be read, the plain
+    /// tmpfs overlay of a boot that failed).
+    Chain,
+    /// `trial-not-booted`: the chain below a block on trial that could not be laid out.
+    TrialBlock,
+    /// `chain-partly-booted`: less of it, a snapshot or the volatile not laid out.
+    Part,
+}
+
+impl NotRun {
+    fn word(self) -> &'static str {
+        match self {
+            NotRun::Chain => "chain-not-booted",
+            NotRun::TrialBlock => "trial-not-booted",
+            NotRun::Part => "chain-partly-booted",
+        }
+    }
+
+    fn read(record: &Path) -> Option<NotRun> {
+        [NotRun::Chain, NotRun::TrialBlock, NotRun::Part]
+            .into_iter()
+            .find(|n| says(record, n.word()))
+    }
+}
+
+impl std::fmt::Display for NotRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self {
+            NotRun::Chain => "none of the chain",
+            NotRun::TrialBlock => "the chain below a block on trial it could not lay out",
+            NotRun::Part => "less of the chain than the flash holds",
+        };
+        write!(f, "{} ({what})", self.word())
+    }
+}
+
+/// Refuses to pack the running system's upper dir `upper` for `device` when its changes are
+/// against another chain than the one on flash: the snapshots below it changed since boot,
+/// or the boot did not run all of them.
 pub fn require_unmoved(record: &Path, device: &Path, upper: &Path) -> Result<(), CliError> {
-    let moved = moved_line(device).is_some_and(|line| says(record, &line));
-    if moved && live_upper(record, upper) {
+    let Some(line) = moved_line(device) else {
+        return Ok(());
+    };
+    if !live_upper(record, upper) {
+        return Ok(());
+    }
+    if says(record, &line) {
         return Err(CliError::ChainMoved {
             record: record.to_path_buf(),
+        });
+    }
+    if let Some(not_run) = NotRun::read(record) {
+        return Err(CliError::NotAsBooted {
+            record: record.to_path_buf(),
+            not_run,
         });
     }
     Ok(())
@@ -196,5 +247,19 @@ mod tests {
         assert!(require_unmoved(&record, part, &tree).is_ok());
         // A move of another partition (/dev/zero, 1:5) stops no save of this one.
         assert!(require_unmoved(&record, Path::new("/dev/zero"), &upper).is_ok());
+        // A boot that did not run all of the chain on flash.
+        for (word, not_run) in [
+            ("chain-not-booted", NotRun::Chain),
+            ("trial-not-booted", NotRun::TrialBlock),
+            ("chain-partly-booted", NotRun::Part),
+        ] {
+            std::fs::write(&record, format!("failed-check-marks\n{word}\n")).expect("record");
+            match require_unmoved(&record, part, &upper) {
+                Err(CliError::NotAsBooted { not_run: n, .. }) => assert_eq!(n, not_run),
+                other => panic!("{word}: {other:?}"),
+            }
+            assert!(require_unmoved(&record, part, &tree).is_ok());
+            assert!(require_unmoved(&record, &img, &upper).is_ok());
+        }
     }
 }
