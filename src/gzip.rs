@@ -178,6 +178,8 @@ pub struct GzipReader<R> {
     window: [u8; WINDOW],
     /// Where inflate writes next in `window`.
     out_pos: usize,
+    /// `out_pos` has gone round the window once: 32 KiB of output lie behind it.
+    wrapped: bool,
     /// Inflated bytes in `window[pending_start..pending_start + pending_len]`
     /// not yet handed to the caller; never wraps.
     pending_start: usize,
@@ -203,6 +205,7 @@ impl<R: Read> GzipReader<R> {
             inflate: DecompressorOxide::new(),
             window: [0; WINDOW],
             out_pos: 0,
+            wrapped: false,
             pending_start: 0,
             pending_len: 0,
             input: [0; INPUT],
@@ -323,11 +326,19 @@ impl<R: Read> GzipReader<R> {
     fn inflate_some(&mut self) -> Result<(), GzipError<R::Error>> {
         loop {
             let more = self.fill()?;
-            let flags = if more {
+            let mut flags = if more {
                 inflate_flags::TINFL_FLAG_HAS_MORE_INPUT
             } else {
                 0
             };
+            // A circular window lets a distance reach before the first byte of output (into
+            // the window's initial zeros) unchecked; RFC 1951 forbids it, and zlib refuses it
+            // ("invalid distance too far back"). Until the window has gone round once the
+            // output so far is exactly `window[..out_pos]`, which inflate checks distances
+            // against when told the buffer does not wrap.
+            if !self.wrapped {
+                flags |= inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
+            }
             let (status, consumed, produced) = decompress(
                 &mut self.inflate,
                 &self.input[self.in_pos..self.in_len],
@@ -343,6 +354,7 @@ impl<R: Read> GzipReader<R> {
                 self.pending_start = self.out_pos;
                 self.pending_len = produced;
                 self.out_pos = (self.out_pos + produced) & (WINDOW - 1);
+                self.wrapped |= self.out_pos == 0;
             }
             match status {
                 TINFLStatus::Done => {
@@ -533,6 +545,36 @@ mod tests {
             inflate_all(&bad, 1000, 64),
             Err(GzipError::ReservedFlags(0x20))
         );
+    }
+
+    /// A gzip member around the raw deflate stream `deflate` that inflates to `data`.
+    fn member(deflate: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut gz = HELLO_GZ[..10].to_vec();
+        gz.extend_from_slice(deflate);
+        let mut crc = Crc32::new();
+        crc.update(&crc_tables(), data);
+        gz.extend_from_slice(&crc.finish().to_le_bytes());
+        gz.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        gz
+    }
+
+    #[test]
+    fn a_distance_before_the_first_byte_is_refused() {
+        // One fixed-Huffman block: a match of length 3 at distance 1 before any literal, then
+        // end of block (zlib: "invalid distance too far back"). A circular window would
+        // copy its initial zeros.
+        let too_far = member(&[0x03, 0x02, 0x00], &[0, 0, 0]);
+        for chunk in [1, 1000] {
+            assert_eq!(
+                inflate_all(&too_far, chunk, 64),
+                Err(GzipError::Inflate(TINFLStatus::Failed as i8)),
+                "chunk {chunk}"
+            );
+        }
+        // The same match after a literal 'a' reaches the first byte exactly: "aaaa".
+        // Bits: BFINAL 1, BTYPE 01, literal 0x61 (8-bit code 0x91), 257, distance code 0, 256.
+        let ok = member(&[0x4b, 0x04, 0x02, 0x00], b"aaaa");
+        assert_eq!(inflate_all(&ok, 1, 64).unwrap(), b"aaaa");
     }
 
     /// Runs the system `gzip`, so fixtures come from the real tool.

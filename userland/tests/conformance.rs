@@ -414,7 +414,25 @@ fn crafted_cases() -> Vec<Case> {
     two.extend_from_slice(&good);
     let mut junk = good.clone();
     junk.push(0);
+    // A fixed-Huffman block of four matches at distance 1 before any literal: 1024 bytes
+    // copied from before the first byte of output (zlib: "invalid distance too far back").
+    // A circular window without the check made them its initial zeros: an empty archive.
+    let before_start = {
+        let zeros = [0u8; 1024];
+        let mut gz = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+        gz.extend_from_slice(&[0x1b, 0x05, 0xa3, 0x60, 0x14, 0x8c, 0x5c, 0x00, 0x00]);
+        let mut crc = snapinit::gzip::Crc32::new();
+        crc.update(&snapinit::gzip::crc_tables(), &zeros);
+        gz.extend_from_slice(&crc.finish().to_le_bytes());
+        gz.extend_from_slice(&(zeros.len() as u32).to_le_bytes());
+        gz
+    };
     for (name, data, why) in [
+        (
+            "gzip whose first match reaches before its first byte",
+            before_start,
+            "gzip: corrupt deflate data",
+        ),
         ("gzip with a wrong CRC32", crc, "gzip: crc32"),
         ("gzip with a wrong ISIZE", isize, "gzip: isize"),
         ("gzip cut inside its trailer", cut, "gzip: stream truncated"),
