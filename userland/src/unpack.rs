@@ -8,7 +8,10 @@ use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
+use snapinit::chain::Block;
 use snapinit::dirlayer::DirLayer;
+use snapinit::flash::ReadNorFlash;
+use snapinit::header::HEADER_LEN;
 use snapinit::payload::TarSource;
 use snapinit::replay::{replay, ReplayError, Stats};
 use snapinit::tar::TarReader;
@@ -138,4 +141,105 @@ pub fn unpack<R: Read>(
     let mut layer = DirLayer::new(dir.as_fd(), &[], snapinit::dirlayer::UMASK_UNKNOWN);
     let mut buf = vec![0u8; 64 * 1024];
     replay(&mut tar, &mut layer, &mut buf).map_err(|e| UnpackError::Replay(Box::new(e)))
+}
+
+/// Why a block's payload could not be read for unpacking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadRead<E> {
+    /// The flash failed to read.
+    Read(E),
+    /// The bytes read are not those the header's SHA-256 names: the chain was verified on
+    /// an earlier read, and the flash answered differently this time (a flaky part, a failing
+    /// read that reported no error).
+    Changed { offset: u32 },
+}
+
+/// A block's payload, read once into memory and checked against its SHA-256 as read: what is
+/// judged and unpacked is then exactly the bytes hashed (the boot path hashes the very bytes
+/// it replays), not a second read of a block an earlier read verified.
+pub fn read_verified<F: ReadNorFlash>(
+    flash: &mut F,
+    b: &Block,
+) -> Result<Vec<u8>, PayloadRead<F::Error>> {
+    let len = usize::try_from(b.header.fields.payload_len).unwrap_or(usize::MAX);
+    let mut data = vec![0u8; len];
+    flash
+        .read(b.offset + HEADER_LEN as u32, &mut data)
+        .map_err(PayloadRead::Read)?;
+    if crate::writer::sha256(&data) != b.header.fields.payload_sha256 {
+        return Err(PayloadRead::Changed { offset: b.offset });
+    }
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::writer::{Payload, Writer};
+    use snapinit::flash::ErrorType;
+    use snapinit::sim::SimFlash;
+
+    /// A flash whose payload byte at `at` reads back flipped once `good_reads` reads are done.
+    struct Flaky {
+        inner: SimFlash,
+        good_reads: usize,
+        at: u32,
+    }
+
+    impl ErrorType for Flaky {
+        type Error = <SimFlash as ErrorType>::Error;
+    }
+
+    impl ReadNorFlash for Flaky {
+        const READ_SIZE: usize = 1;
+
+        fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+            self.inner.read(offset, bytes)?;
+            match self.good_reads.checked_sub(1) {
+                Some(left) => self.good_reads = left,
+                None => {
+                    if let Some(b) = self
+                        .at
+                        .checked_sub(offset)
+                        .and_then(|i| bytes.get_mut(i as usize))
+                    {
+                        *b ^= 1;
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        fn capacity(&self) -> usize {
+            self.inner.capacity()
+        }
+    }
+
+    #[test]
+    fn a_payload_that_reads_back_changed_is_not_handed_out() {
+        let mut flash = SimFlash::new(4096, 16);
+        let data = vec![7u8; 3000];
+        Writer::new(&mut flash)
+            .append_snapshot(&Payload::plain(&data))
+            .expect("append");
+        let view = Writer::new(&mut flash).read();
+        let b = view.snapshots[0];
+        let at = b.offset + HEADER_LEN as u32 + 1234;
+        let mut steady = Flaky {
+            inner: flash.clone(),
+            good_reads: usize::MAX,
+            at,
+        };
+        assert_eq!(read_verified(&mut steady, &b), Ok(data));
+        // The chain verified on the reads before; this one answers differently.
+        let mut flaky = Flaky {
+            inner: flash,
+            good_reads: 0,
+            at,
+        };
+        assert_eq!(
+            read_verified(&mut flaky, &b),
+            Err(PayloadRead::Changed { offset: b.offset })
+        );
+    }
 }

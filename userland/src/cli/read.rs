@@ -13,7 +13,7 @@ use snapinit::payload::{payload_sha256, Hashing, PayloadReader, TarSource};
 use snapinit::replay::{replay, Stats};
 use snapinit::tar::{Entry, EntryKind, TarReader};
 use snapshot::model::ModelLayer;
-use snapshot::unpack::{tar_reader, unpack, Count, Source};
+use snapshot::unpack::{read_verified, tar_reader, unpack, Count, PayloadRead, Source};
 use snapshot::writer::{survey, Writer};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -286,7 +286,25 @@ fn ok_line(what: &str, b: &Block, stats: Stats, bytes: u64) -> String {
     line
 }
 
+/// A block's payload as hashed: the bytes that are judged, unpacked or compared are the very
+/// bytes checked against its SHA-256 (`read_chain` verified an earlier read of them).
 fn read_payload(dev: &mut Device, b: &Block) -> Result<Vec<u8>, CliError> {
+    read_verified(dev, b).map_err(|e| match e {
+        PayloadRead::Read(err) => CliError::Device {
+            path: dev.path.clone(),
+            err,
+        },
+        PayloadRead::Changed { offset } => CliError::BadBlock {
+            path: dev.path.clone(),
+            detail: format!(
+                "the payload at {offset:#x} read back different from what its SHA-256 names (it verified on an earlier read): the flash is failing"
+            ),
+        },
+    })
+}
+
+/// A block's payload as it reads now, whatever its hash says: what salvage unpacks.
+fn read_unverified(dev: &mut Device, b: &Block) -> Result<Vec<u8>, CliError> {
     let mut data = vec![0u8; b.header.fields.payload_len as usize];
     dev.read(b.offset + HEADER_LEN as u32, &mut data)
         .map_err(|err| CliError::Device {
@@ -343,7 +361,7 @@ fn create_dir(dir: &Path) -> Result<(), CliError> {
 /// (a block an older tool wrote from a sparse file still holds the files after it); a block
 /// past the bound is named as one the boot refuses.
 fn unpack_block(dev: &mut Device, b: &Block, what: &str, dir: &Path) -> Result<(), CliError> {
-    let data = read_payload(dev, b)?;
+    let data = read_unverified(dev, b)?;
     let bytes = unpack_payload(&data, b, what, dir, u64::MAX)?;
     let limit = b.header.data_limit();
     if bytes > limit {
