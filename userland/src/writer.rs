@@ -479,6 +479,15 @@ where
         if v.offset != view.next_offset {
             return Ok(());
         }
+        // A volatile on trial over a confirmed copy (in the back buffer: the current one is in
+        // the slot) is not copied over that copy: it is the state a failed trial comes back
+        // to, as for a save over a trial. Until the new snapshot's header lands, a cut shows the
+        // trial or, once the slot is erased, that confirmed state; a copy would have left two
+        // copies of the trial (its boots given twice) and nothing to come back to.
+        let on_trial = |b: &Block| matches!(b.header.trial(), Trial::OnTrial { .. });
+        if on_trial(&v) && view.volatiles.get(1).is_some_and(|o| !on_trial(o)) {
+            return Ok(());
+        }
         let data = self.read_payload(&v)?;
         let mut fields = v.header.fields;
         fields.generation = view.max_generation + 1;

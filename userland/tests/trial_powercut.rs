@@ -476,3 +476,95 @@ fn a_volatile_on_its_last_trial_boot_is_not_evacuated() {
         })
         .expect("append after confirm");
 }
+
+/// A snapshot written over a volatile on trial that lies in the chain slot (a `commit` of it,
+/// or a `commit`/`upgrade` with content), while the other copy, in the back buffer, is the
+/// confirmed state the trial comes back to. A cut before the new snapshot's header must leave
+/// that confirmed copy: the trial then runs out onto it, as it would have without the write.
+/// Before, the write first evacuated the trial copy over it: a cut after the evacuation left
+/// two copies of the trial (the boots left given twice) and, once they ran out, no saved
+/// changes at all.
+fn a_snapshot_over_a_volatile_on_trial_keeps_the_confirmed_copy<F: Medium>() {
+    let mut f = F::blank(ERASE, BLOCKS);
+    append(&mut f, 1, 0);
+    save(&mut f, 2, 0).expect("save");
+    save(&mut f, 3, 0).expect("the confirmed save");
+    save(&mut f, 4, 2).expect("the save on trial");
+    {
+        let mut buf = [0u8; 512];
+        let view = read_chain(&mut f, &mut buf);
+        let v = view.volatile().expect("volatile");
+        assert_eq!(
+            v.offset, view.next_offset,
+            "the trial copy lies in the slot"
+        );
+        assert_eq!(view.volatiles[1].header.trial(), Trial::Confirmed);
+    }
+    boot(&mut f).expect("the first trial boot");
+    let good = State {
+        snapshots: vec![data(1, 700)],
+        volatile: Some(data(3, 500)),
+    };
+    let committed = State {
+        snapshots: vec![data(1, 700), data(4, 500)],
+        volatile: None,
+    };
+    let appended = State {
+        snapshots: vec![data(1, 700), data(5, 700)],
+        volatile: None,
+    };
+    let ends = |f: &mut F, at: &str, new: &State| {
+        // Boots until every trial has run out (2 boots allowed, one spent, one to roll back).
+        let mut later = f.clone();
+        for _ in 0..4 {
+            boot(&mut later).expect("boot");
+        }
+        let end = state(&mut later);
+        let tags = |s: &State| {
+            let first = |d: &Vec<u8>| d[0];
+            (
+                s.snapshots.iter().map(first).collect::<Vec<_>>(),
+                s.volatile.as_ref().map(first),
+            )
+        };
+        assert!(
+            end == good || end == *new,
+            "{at}: once the trial ran out the unit shows {:?} (first bytes), not {:?} or {:?}",
+            tags(&end),
+            tags(&good),
+            tags(new)
+        );
+    };
+    let mut checked = cut_everywhere(
+        "commit over a volatile on trial",
+        &f,
+        &|f| writer(f, 0).commit().is_ok(),
+        &|f, at| ends(f, at, &committed),
+    );
+    checked += cut_everywhere(
+        "append over a volatile on trial",
+        &f,
+        &|f| {
+            let d = data(5, 700);
+            writer(f, 0)
+                .append_snapshot(&Payload {
+                    data: &d,
+                    compression: Compression::None,
+                    unpacked_len: d.len() as u64,
+                })
+                .is_ok()
+        },
+        &|f, at| ends(f, at, &appended),
+    );
+    assert!(checked > 20, "only {checked}");
+}
+
+#[test]
+fn a_snapshot_over_a_volatile_on_trial_keeps_the_confirmed_copy_nor() {
+    a_snapshot_over_a_volatile_on_trial_keeps_the_confirmed_copy::<SimFlash>();
+}
+
+#[test]
+fn a_snapshot_over_a_volatile_on_trial_keeps_the_confirmed_copy_ubi() {
+    a_snapshot_over_a_volatile_on_trial_keeps_the_confirmed_copy::<Ubi>();
+}
