@@ -1045,6 +1045,55 @@ fn a_snapshot_on_trial_that_fails_replay_spends_its_trial() {
     assert!(!out.contains("trial-not-booted"), "{out}");
 }
 
+/// A boot that rolls back a block on trial but cannot write its roll-back mark (the device
+/// cannot be opened for writing, a program that fails) leaves the flash saying the block is on
+/// its last allowed boot: to `snapshot health` that reads as the boot running it, and passing
+/// checks (of the state below, which is what runs) would confirm the very block whose trial
+/// ran out. The boot record says `trial-not-booted`, so health vouches for nothing; the next
+/// boot rolls it back again. Before, the record said nothing.
+#[test]
+fn a_roll_back_whose_mark_cannot_be_written_is_not_vouched_for() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("trial-rollback-read-only");
+    let mut img = Image::new();
+    img.snapshot(&snap1(&dir));
+    let second_at = img.next;
+    img.trial = 1;
+    img.snapshot(&payload(&dir, "snap2", false, &|t| {
+        write(t, "etc/config/network", "two")
+    }));
+    // Its one allowed boot is spent: this boot rolls it back.
+    img.data[second_at as usize + snapinit::header::TRIAL_MARKS] = 0;
+    let chain = dir.join("trial.img");
+    std::fs::write(&chain, &img.data).unwrap();
+    let (out, log) = boot_with_pre(
+        &dir,
+        "snapinit.device=/chain.img snapinit.watchdog=0",
+        CHAIN_SCRIPT,
+        &rom_extra(Vec::new()),
+        &format!(
+            "mount --bind {} $mnt/chain.img; mount -o remount,bind,ro $mnt/chain.img;",
+            chain.display()
+        ),
+    );
+    assert!(out.contains("NET=one"), "{out}");
+    assert!(log.contains("to spend trial marks"), "{log}");
+    assert_eq!(
+        std::fs::read(&chain).unwrap(),
+        img.data,
+        "a read-only boot wrote"
+    );
+    assert!(
+        out.contains("RECORD=failed-check-marks,trial-not-booted,"),
+        "{out}\n{log}"
+    );
+    // Writable, the roll-back mark lands and the record says nothing more.
+    let (out, _) = boot_trial(&dir, &chain);
+    assert!(out.contains("NET=one"), "{out}");
+    assert!(out.contains("RECORD=failed-check-marks,\n"), "{out}");
+}
+
 #[test]
 fn a_volatile_on_trial_falls_back_to_the_previous_one() {
     setup();

@@ -380,24 +380,24 @@ fn load_chain(settings: &Settings, layers: &Layers) -> Loaded {
 /// descriptor of its own: the read one is closed first).
 fn boot_from(mut flash: DeviceFlash, path: &str, layers: &Layers, settings: &Settings) -> Loaded {
     let booted = replay_chain(&mut flash, layers);
-    let loaded = if booted.lost {
-        Loaded::Lost
-    } else if booted.unread {
-        Loaded::UNREAD
-    } else if booted.not_run {
-        Loaded::Chain(Ran::TrialNotRun)
-    } else if booted.partly {
-        Loaded::Chain(Ran::Part)
-    } else {
-        Loaded::Chain(Ran::Chain)
-    };
+    let (lost, unread, partly) = (booted.lost, booted.unread, booted.partly);
     let corrected = flash.ecc_corrected();
     if corrected > 0 {
         warn!("the flash's ECC corrected {corrected} bit flip(s) while reading the chain: the part is wearing");
     }
     drop(flash);
-    trial::on_boot(booted, path, settings);
-    loaded
+    let trial_not_run = trial::on_boot(booted, path, settings);
+    if lost {
+        Loaded::Lost
+    } else if unread {
+        Loaded::UNREAD
+    } else if trial_not_run {
+        Loaded::Chain(Ran::TrialNotRun)
+    } else if partly {
+        Loaded::Chain(Ran::Part)
+    } else {
+        Loaded::Chain(Ran::Chain)
+    }
 }
 
 /// Bytes per flash read when hashing and per file write when replaying.

@@ -68,10 +68,12 @@ fn name(block: &Block) -> (&'static str, u32) {
     }
 }
 
-/// Spends the boot's trial marks, then arms the watchdog for a boot on trial.
-pub fn on_boot(marks: Marks, device: &str, settings: &Settings) {
+/// Spends the boot's trial marks, then arms the watchdog for a boot on trial. Returns whether
+/// the boot record must say that a block the flash shows on trial did not run (`not_run`, or a
+/// roll-back mark that could not be written).
+pub fn on_boot(marks: Marks, device: &str, settings: &Settings) -> bool {
     if marks.on_trial.is_none() && marks.rolled_back.is_empty() {
-        return;
+        return marks.not_run;
     }
     let mut flash = match DeviceFlash::open(device, settings.erase_size, true) {
         Ok(f) => f,
@@ -81,19 +83,23 @@ pub fn on_boot(marks: Marks, device: &str, settings: &Settings) {
             if marks.on_trial.is_some() && settings.watchdog > 0 {
                 arm_watchdog(settings.watchdog);
             }
-            return;
+            return marks.not_run || !marks.rolled_back.is_empty();
         }
     };
     // The roll-back mark tells everyone after this boot (the tool included) that the block is
-    // out; until it lands, the next boot decides the same again.
+    // out; until it lands, the next boot decides the same again. Meanwhile the flash shows it
+    // on its last allowed boot, which to `snapshot health` is the boot running it: the record
+    // must say it did not run, or passing checks of the state below would confirm it.
+    let mut not_run = marks.not_run;
     for block in &marks.rolled_back {
         let (kind, seq) = name(block);
         if let Err(e) = spend(&mut flash, block) {
             error!("{kind} {seq}: its roll-back mark could not be written: {e}");
+            not_run = true;
         }
     }
     let Some(block) = marks.on_trial else {
-        return;
+        return not_run;
     };
     let (kind, seq) = name(&block);
     match spend(&mut flash, &block) {
@@ -115,6 +121,7 @@ pub fn on_boot(marks: Marks, device: &str, settings: &Settings) {
     if settings.watchdog > 0 {
         arm_watchdog(settings.watchdog);
     }
+    not_run
 }
 
 /// `WDIOC_SETTIMEOUT` and `WDIOC_KEEPALIVE` from <linux/watchdog.h>.
