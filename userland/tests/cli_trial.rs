@@ -821,3 +821,72 @@ fn once_gives_a_hung_check_interval_seconds_not_the_deadline() {
         start.elapsed()
     );
 }
+
+/// Another command holding the partition when health starts (an admin's `save` packing a
+/// large tree, a cron job) must not end it without a verdict either: exit 4 reboots nothing,
+/// and on OpenWrt, where procd owns the watchdog, the trial would run unjudged until some
+/// power cut, neither confirmed nor spent. health waits for the lock, then judges the boot.
+/// Before, it gave up after `--wait` with exit 4.
+#[test]
+fn health_waits_for_a_lock_held_when_it_starts() {
+    let tmp = scratch();
+    let dir = tmp.path();
+    let e = E;
+    let img = booted_trial(dir, "1");
+    let passing = config(
+        dir,
+        "config health 'health'\n\toption deadline '1000000000'\n\toption interval '1'\n\tlist command 'true'\n",
+    );
+    let started = dir.join("holding");
+    let mut holder = std::process::Command::new("flock")
+        .arg("-x")
+        .arg(&img)
+        .args(["sh", "-c"])
+        .arg(format!("touch {}; sleep 3", started.display()))
+        .spawn()
+        .expect("flock");
+    while !started.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = run(
+        &img,
+        &[
+            "--wait",
+            "1",
+            e[0],
+            e[1],
+            "health",
+            "--config",
+            &passing,
+            "--no-reboot",
+        ],
+    );
+    holder.wait().expect("flock ends");
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(info(&img)["snapshots"][0]["confirmed"], true);
+    // `--once` has no later round: it still says the partition is busy (exit 4).
+    let img = booted_trial(dir, "1");
+    let mut holder = std::process::Command::new("flock")
+        .arg("-x")
+        .arg(&img)
+        .args(["sleep", "3"])
+        .spawn()
+        .expect("flock");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let o = run(
+        &img,
+        &[
+            "--no-wait",
+            e[0],
+            e[1],
+            "health",
+            "--config",
+            &passing,
+            "--once",
+            "--no-reboot",
+        ],
+    );
+    holder.wait().expect("flock ends");
+    assert_eq!(o.status.code(), Some(4), "{}", show(&o));
+    assert_eq!(info(&img)["snapshots"][0]["confirmed"], false);
+}

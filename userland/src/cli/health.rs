@@ -565,6 +565,18 @@ fn while_locked<T>(
     super::lock::while_busy(wait, Duration::from_millis(250), pet, attempt)
 }
 
+/// The lowest block on trial, read under the partition's shared lock.
+fn lowest_on_trial(ctx: &Ctx) -> Result<Option<snapinit::chain::Block>, CliError> {
+    let (_lock, mut dev) = ctx.open(false)?;
+    let view = Writer::new(&mut dev).read();
+    Ok(view
+        .snapshots
+        .iter()
+        .chain(view.volatile())
+        .find(|b| matches!(b.header.trial(), Trial::OnTrial { .. }))
+        .copied())
+}
+
 pub fn health(
     ctx: &Ctx,
     config: Option<&Path>,
@@ -572,14 +584,27 @@ pub fn health(
     do_reboot: bool,
     state: &Path,
 ) -> Result<(), CliError> {
-    let trial_block = {
-        let (_lock, mut dev) = ctx.open(false)?;
-        let view = Writer::new(&mut dev).read();
-        view.snapshots
-            .iter()
-            .chain(view.volatile())
-            .find(|b| matches!(b.header.trial(), Trial::OnTrial { .. }))
-            .copied()
+    // The verdict on a boot on trial is due whatever else runs: another command holding the
+    // partition now (a save packing a large tree) must not end health without one (exit 4
+    // reboots nothing, and where procd owns the watchdog the trial would run unjudged until
+    // some power cut). Read again until it is free; `--once` has no later round.
+    let (mut attempt, mut told) = (ctx.clone(), false);
+    let trial_block = loop {
+        match lowest_on_trial(&attempt) {
+            Err(CliError::Locked { path, .. }) if !once => {
+                if !told {
+                    eprintln!(
+                        "health: {} is busy (another snapshot command): waiting for it to judge this boot",
+                        path.display()
+                    );
+                    told = true;
+                }
+                // Past the first `--wait`, quietly: one line said it.
+                attempt = ctx.no_wait();
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            read => break read?,
+        }
     };
     let Some(trial_block) = trial_block else {
         println!("health: nothing is on trial");
