@@ -479,13 +479,16 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> trial::Marks {
             if replayed == Replayed::Refused && on_trial(&block) {
                 refused = Some(*block);
             }
+            // A snapshot intact on flash and not laid out is in the chain the tool reads: the
+            // boot ran less of it. One whose payload fails its hash ends the tool's chain
+            // there too (and takes the volatile above it), so the boot ran all of that.
+            marks.partly = replayed == Replayed::Refused;
             good = i;
             break;
         }
     }
     if good < snaps.len() {
         warn!("snapshot chain ends at #{good}: rebuilding the layer from the {good} good one(s)");
-        marks.partly = true;
         if let Err(e) = layers.reset_snapshot() {
             error!("resetting the snapshot layer: {e}");
             return marks.lost(refused);

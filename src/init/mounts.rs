@@ -47,7 +47,8 @@ pub enum Ran {
     /// The chain as the tool reads it, or nothing where there is no chain to run.
     Chain,
     /// Less: a snapshot or the volatile that is on flash intact could not be laid out (no
-    /// room in RAM, past its data bound), or a snapshot failed its hash and ends the chain.
+    /// room in RAM, past its data bound). Not a payload that fails its hash: the tool's chain
+    /// ends before it too.
     Part,
     /// The chain below a block on trial whose mark this boot spent and could not replay.
     TrialNotRun,

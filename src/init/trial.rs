@@ -34,8 +34,8 @@ pub struct Marks {
     /// failed, or the good prefix failed its second replay): the boot takes the next rung
     /// down, and its record says the chain did not boot.
     pub lost: bool,
-    /// The layers hold less than the chain the tool reads: a snapshot ended it early, or a
-    /// volatile intact on flash could not be laid out. The boot record says so.
+    /// The layers hold less than the chain the tool reads: a snapshot intact on flash ended
+    /// it early, or a volatile intact on flash could not be laid out. The boot record says so.
     pub partly: bool,
     /// The partition could not be read: nothing of it is in the layers.
     pub unread: bool,
