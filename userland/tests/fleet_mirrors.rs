@@ -592,16 +592,20 @@ fn an_https_mirror_through_the_external_fetcher() {
         Some((&cert, &key)),
     );
     // uclient-fetch's command line (-q -T N -O - URL; the URL comes last) and its answer to
-    // an HTTP error: `HTTP error NNN` on stderr, exit 8, nothing on stdout.
-    let fetch = d.join("uclient-fetch");
+    // an HTTP error: exit 8, nothing on stdout, and `HTTP error NNN` on stderr unless -q
+    // (uclient-fetch.c prints it only when not quiet), with its other status lines.
+    let bin_d = d.join("bin");
+    fs::create_dir(&bin_d).expect("mkdir bin");
+    let fetch = bin_d.join("uclient-fetch");
     fs::write(
         &fetch,
         format!(
-            "#!/bin/sh\nfor a; do url=$a; done\nbody=$(mktemp)\n\
+            "#!/bin/sh\nquiet=\nfor a; do [ \"$a\" = -q ] && quiet=1; url=$a; done\n\
+             [ -n \"$quiet\" ] || echo \"Connecting to 127.0.0.1\" >&2\nbody=$(mktemp)\n\
              code=$(curl -sS --max-time 5 --cacert {} -o \"$body\" -w '%{{http_code}}' \"$url\") \
              || {{ rm -f \"$body\"; exit 4; }}\n\
              if [ \"$code\" = 200 ]; then cat \"$body\"; rm -f \"$body\"; exit 0; fi\n\
-             rm -f \"$body\"; echo \"HTTP error $code\" >&2; exit 8\n",
+             rm -f \"$body\"; [ -n \"$quiet\" ] || echo \"HTTP error $code\" >&2; exit 8\n",
             s(&cert)
         ),
     )
@@ -645,7 +649,7 @@ fn an_https_mirror_through_the_external_fetcher() {
         25,
         "untrusted certificate",
     );
-    let fetch_cmd = format!("{} -q -T 5 -O -", s(&fetch));
+    let fetch_cmd = format!("{} -T 5 -O -", s(&fetch));
     refused(
         u,
         &keys.keys_d,
@@ -653,6 +657,59 @@ fn an_https_mirror_through_the_external_fetcher() {
         &["--now", &now, "--https-fetch", &fetch_cmd],
         19,
         "https channel without its signatures",
+    );
+    // The same through the default command line, uclient-fetch found on PATH: the status
+    // must come through it too (with -q, uclient-fetch prints none, and the missing .sig was
+    // a mirror that did not answer, 25).
+    let before = fs::read(&u.img).expect("image");
+    let path = format!(
+        "{}:{}",
+        s(&bin_d),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut args: Vec<String> = ["--erase-size", "4096", "fleet", "poll", "--keys"]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+    args.push(s(&keys.keys_d).to_string());
+    for a in [
+        "--min-sigs",
+        "2",
+        "--retries",
+        "1",
+        "--backoff-ms",
+        "20",
+        "--timeout",
+        "3",
+        "--no-reboot",
+        "--now",
+        &now,
+        "--state",
+        s(&u.state),
+        "--unit-id",
+        &u.id,
+    ] {
+        args.push(a.to_string());
+    }
+    args.push("--mirror".into());
+    args.push(format!("https://{lo}:{p_unsigned}"));
+    let o = std::process::Command::new(bin())
+        .arg("--device")
+        .arg(&u.img)
+        .args(&args)
+        .env("PATH", path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run snapshot");
+    assert_eq!(
+        o.status.code(),
+        Some(19),
+        "default https fetcher, channel without its signatures:\n{}",
+        show(&o)
+    );
+    assert!(
+        fs::read(&u.img).expect("image") == before,
+        "the image changed"
     );
     let o = poll(
         u,

@@ -53,7 +53,7 @@ pub enum HttpError {
 pub struct Client {
     pub timeout: Duration,
     /// The program (and its first arguments) that fetches `https://` URLs to stdout; the URL is
-    /// appended. Empty: `uclient-fetch -q -T <timeout> -O -`.
+    /// appended. Empty: `uclient-fetch -T <timeout> -O -`.
     pub https_fetch: Vec<String>,
 }
 
@@ -258,9 +258,11 @@ impl Client {
     fn get_https(&self, url: &str, limit: u64, out: &mut Vec<u8>) -> Result<(), HttpError> {
         use std::process::{Command, Stdio};
         let argv: Vec<String> = if self.https_fetch.is_empty() {
+            // Not quiet (-q): uclient-fetch then says nothing of the status a server refused
+            // with (`HTTP error NNN` is printed only without it), and its exit, 8, is the same
+            // for every status. Its other lines (progress, `Connecting to`) are drained.
             [
                 "uclient-fetch",
-                "-q",
                 "-T",
                 &self.timeout.as_secs().max(1).to_string(),
                 "-O",
@@ -378,7 +380,7 @@ impl Client {
 }
 
 /// The HTTP status in uclient-fetch's `HTTP error NNN` line (its exit code, 8, is the same for
-/// every status).
+/// every status; the line is not printed with `-q`).
 fn fetcher_status(stderr: &str) -> Option<u16> {
     stderr.lines().find_map(|l| {
         let code = l.trim().strip_prefix("HTTP error ")?;

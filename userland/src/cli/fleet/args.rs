@@ -161,7 +161,7 @@ pub enum FleetCmd {
         #[arg(long = "mirror", required = true, value_name = "URL")]
         mirrors: Vec<String>,
         /// The program that fetches https:// mirrors to stdout, with its arguments (the URL is
-        /// appended) [default: uclient-fetch -q -T SECS -O -]
+        /// appended) [default: uclient-fetch -T SECS -O -]
         #[arg(long, value_name = "CMD")]
         https_fetch: Option<String>,
         /// Try the mirrors in the order given (a preferred local one first), not a random one
