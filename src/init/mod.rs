@@ -380,7 +380,12 @@ fn load_chain(settings: &Settings, layers: &Layers) -> Loaded {
 /// descriptor of its own: the read one is closed first).
 fn boot_from(mut flash: DeviceFlash, path: &str, layers: &Layers, settings: &Settings) -> Loaded {
     let booted = replay_chain(&mut flash, layers);
-    let (lost, unread, partly) = (booted.lost, booted.unread, booted.partly);
+    let (lost, unread, partly, volatile_left) = (
+        booted.lost,
+        booted.unread,
+        booted.partly,
+        booted.volatile_left,
+    );
     let corrected = flash.ecc_corrected();
     if corrected > 0 {
         warn!("the flash's ECC corrected {corrected} bit flip(s) while reading the chain: the part is wearing");
@@ -395,6 +400,8 @@ fn boot_from(mut flash: DeviceFlash, path: &str, layers: &Layers, settings: &Set
         Loaded::Chain(Ran::TrialNotRun)
     } else if partly {
         Loaded::Chain(Ran::Part)
+    } else if volatile_left {
+        Loaded::Chain(Ran::VolatileLeft)
     } else {
         Loaded::Chain(Ran::Chain)
     }
@@ -540,7 +547,7 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> trial::Marks {
         }
         // Intact on flash and not laid out: the tool reads it as the chain's volatile.
         if replayed == Replayed::Refused {
-            marks.partly = true;
+            marks.volatile_left = true;
         }
         if replayed == Replayed::Refused && refused.is_none() && on_trial(&block) {
             refused = Some(*block);

@@ -40,16 +40,19 @@ const CHAIN_NOT_BOOTED: &[u8] = b"chain-not-booted\n";
 const TRIAL_NOT_BOOTED: &[u8] = b"trial-not-booted\n";
 /// The boot record's line for a boot that laid out less of the chain than the flash holds.
 const CHAIN_PARTLY_BOOTED: &[u8] = b"chain-partly-booted\n";
+/// The boot record's line for a boot that laid out every snapshot but not the volatile.
+const VOLATILE_NOT_BOOTED: &[u8] = b"volatile-not-booted\n";
 
 /// What the layers hold of the chain on flash, as the boot record says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ran {
     /// The chain as the tool reads it, or nothing where there is no chain to run.
     Chain,
-    /// Less: a snapshot or the volatile that is on flash intact could not be laid out (no
-    /// room in RAM, past its data bound). Not a payload that fails its hash: the tool's chain
-    /// ends before it too.
+    /// Less: a snapshot that is on flash intact could not be laid out (no room in RAM, past
+    /// its data bound). Not a payload that fails its hash: the tool's chain ends before it too.
     Part,
+    /// Every snapshot, but not the volatile that is on flash intact (an older copy may run).
+    VolatileLeft,
     /// The chain below a block on trial whose mark this boot spent and could not replay.
     TrialNotRun,
     /// None of it: failsafe, a chain that could not be read, the plain-overlay rung.
@@ -341,6 +344,9 @@ impl Layers {
                 Ran::Chain => {}
                 Ran::Part => {
                     rustix::io::write(&fd, CHAIN_PARTLY_BOOTED)?;
+                }
+                Ran::VolatileLeft => {
+                    rustix::io::write(&fd, VOLATILE_NOT_BOOTED)?;
                 }
                 Ran::TrialNotRun => {
                     rustix::io::write(&fd, TRIAL_NOT_BOOTED)?;

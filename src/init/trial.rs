@@ -35,8 +35,11 @@ pub struct Marks {
     /// down, and its record says the chain did not boot.
     pub lost: bool,
     /// The layers hold less than the chain the tool reads: a snapshot intact on flash ended
-    /// it early, or a volatile intact on flash could not be laid out. The boot record says so.
+    /// it early. The boot record says so.
     pub partly: bool,
+    /// The snapshots are all laid out, but a volatile intact on flash could not be (an older
+    /// copy may run instead). The boot record says so.
+    pub volatile_left: bool,
     /// The partition could not be read: nothing of it is in the layers.
     pub unread: bool,
 }

@@ -815,4 +815,28 @@ fn an_upper_dir_of_a_boot_that_did_not_run_the_whole_chain_is_not_stored() {
     booted.boot();
     let o = booted.run(&["save", "--upper", u]);
     assert!(o.status.success(), "{}", show(&o));
+
+    // A boot that ran every snapshot but could not lay out the volatile: stored, the upper dir
+    // would replace it. Refused while the chain holds it; once a rollback of the volatile
+    // alone drops it (the snapshots stay as booted), the save goes ahead.
+    fs::write(
+        &booted.record,
+        "failed-check-marks
+volatile-not-booted
+",
+    )
+    .expect("record");
+    let before = fs::read(&img).expect("image");
+    let o = booted.run(&["save", "--upper", u]);
+    assert_eq!(o.status.code(), Some(5), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("snapshot extract volatile DIR"),
+        "{}",
+        show(&o)
+    );
+    assert!(fs::read(&img).expect("image") == before, "flash changed");
+    let o = booted.run(&["rollback", "1", "--yes", "--no-reboot"]);
+    assert!(o.status.success(), "{}", show(&o));
+    let o = booted.run(&["save", "--upper", u]);
+    assert!(o.status.success(), "{}", show(&o));
 }

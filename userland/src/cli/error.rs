@@ -123,6 +123,8 @@ pub enum CliError {
         record: PathBuf,
         not_run: super::record::NotRun,
     },
+    #[error("this boot could not lay out the saved changes on flash ({record} says volatile-not-booted; `dmesg | grep snapinit` says why): stored, the upper dir would replace them; `snapshot extract volatile DIR` keeps a copy, `snapshot rollback` with the last snapshot's number drops them, then save")]
+    VolatileNotBooted { record: PathBuf },
     #[error("not enough space: the {what} needs {need} bytes but only {free} are free")]
     NoSpace {
         what: &'static str,
@@ -262,6 +264,7 @@ impl CliError {
             | Refused(_)
             | ChainMoved { .. }
             | NotAsBooted { .. }
+            | VolatileNotBooted { .. }
             | BadBackbuf(_) => code::STATE,
             NoSpace { .. } | VolatileTooLarge { .. } | TooSmall { .. } => code::NO_SPACE,
             NoVolatile | NoSuchSnapshot { .. } => code::NOT_FOUND,

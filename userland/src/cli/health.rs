@@ -512,16 +512,17 @@ fn marks_readable(device: &Path, record: &Path) -> bool {
 /// Why this boot's root does not hold the chain, if it does not: the PID 1 that booted it
 /// says so in `record` (failsafe, or a plain tmpfs overlay after a failed switch; or
 /// `trial-not-booted`: the block on trial could not be replayed, the chain ends below it; or
-/// `chain-partly-booted`: a snapshot or the volatile could not be laid out, so what runs is not
-/// what a confirmation would keep: a bundle that leaves the unit's own saved changes no room
-/// rolls back), or `root` is read-only. snapinit's root over the chain is an overlay with a tmpfs upper, always
-/// writable; a read-only root is its last rung (the squashfs alone), where no record can be
-/// left, or a boot without snapinit.
+/// `chain-partly-booted` or `volatile-not-booted`: a snapshot or the volatile could not be
+/// laid out, so what runs is not what a confirmation would keep: a bundle that leaves the
+/// unit's own saved changes no room rolls back), or `root` is read-only. snapinit's root over
+/// the chain is an overlay with a tmpfs upper, always writable; a read-only root is its last
+/// rung (the squashfs alone), where no record can be left, or a boot without snapinit.
 fn chain_not_booted(record: &Path, root: &Path) -> Option<String> {
     for word in [
         "chain-not-booted",
         "trial-not-booted",
         "chain-partly-booted",
+        "volatile-not-booted",
     ] {
         if super::record::says(record, word) {
             return Some(format!("{} says {word}", record.display()));
@@ -776,6 +777,11 @@ mod tests {
         std::fs::write(&record, "failed-check-marks\nchain-partly-booted\n").expect("record");
         assert!(chain_not_booted(&record, root)
             .is_some_and(|w| w.ends_with("says chain-partly-booted")));
+        // Nor when the saved changes on flash could not be laid out: a bundle that leaves
+        // them no room rolls back.
+        std::fs::write(&record, "failed-check-marks\nvolatile-not-booted\n").expect("record");
+        assert!(chain_not_booted(&record, root)
+            .is_some_and(|w| w.ends_with("says volatile-not-booted")));
     }
 
     /// Image files are always marked; a unit's flash only under a PID 1 that reads the marks.

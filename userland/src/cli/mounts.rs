@@ -46,7 +46,7 @@ pub fn freeze_jffs2(dev: &Path) -> Result<Frozen, CliError> {
     };
     mount_remount(&target, kept | MountFlags::RDONLY, "").map_err(|e| {
         CliError::Refused(format!(
-            "the JFFS2 of {} is mounted read-write at {} and cannot be made read-only ({e}): something holds a file there open for writing; stop the services that write to it (or unmount it) and run convert again",
+            "the JFFS2 of {} is mounted read-write at {} and cannot be made read-only ({e}): something holds a file there open for writing; stop the services that write to it (or unmount it) and run the command again",
             dev.display(),
             target.display()
         ))

@@ -272,7 +272,12 @@ pub fn save(ctx: &Ctx, upper: &Path, gzip: bool) -> Result<(), CliError> {
     let (_lock, mut dev) = ctx.open(true)?;
     let view = read_view(&mut dev);
     require_chain(&mut dev, &view)?;
-    record::require_unmoved(ctx.boot_record(), &dev.path, upper)?;
+    record::require_unmoved(
+        ctx.boot_record(),
+        &dev.path,
+        upper,
+        view.volatile().is_some(),
+    )?;
     let packed = pack_capped(&view, upper, gzip, true)?;
     // Writing the same bytes again would only wear the flash.
     match view.volatile() {
@@ -320,7 +325,12 @@ pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<()
             require_trial_left(&dev, &view)?;
         }
         if tree::has_content(upper)? {
-            record::require_unmoved(ctx.boot_record(), &dev.path, upper)?;
+            record::require_unmoved(
+                ctx.boot_record(),
+                &dev.path,
+                upper,
+                view.volatile().is_some(),
+            )?;
             let packed = pack_capped(&view, upper, gzip, false)?;
             precheck_packed(&view, upper, &packed, false)?;
             let cost = block_cost(&view, packed.data.len()) + evacuation_cost(&view);
@@ -642,7 +652,12 @@ pub fn upgrade(
         require_chain(&mut dev, &view)?;
         require_room(&view)?;
         require_trial_left(&dev, &view)?;
-        record::require_unmoved(ctx.boot_record(), &dev.path, upper)?;
+        record::require_unmoved(
+            ctx.boot_record(),
+            &dev.path,
+            upper,
+            view.volatile().is_some(),
+        )?;
         let (pm, steps) = pm_steps(pm)?;
         let before = tree::fingerprint(upper)?;
         stop = StopRequests::record();

@@ -103,7 +103,9 @@ impl Ahead {
                 .map(|l| format!("{l}\n"))
                 .collect();
             let mut new = self.record.clone().into_os_string();
-            new.push(".new");
+            // Of this process: another tool withdrawing its note meanwhile (a write to
+            // another partition, under another lock) has its own.
+            new.push(format!(".new.{}", std::process::id()));
             let new = PathBuf::from(new);
             std::fs::write(&new, kept)?;
             std::fs::set_permissions(&new, std::fs::metadata(&self.record)?.permissions())?;
@@ -140,8 +142,11 @@ pub enum NotRun {
     Chain,
     /// `trial-not-booted`: the chain below a block on trial that could not be laid out.
     TrialBlock,
-    /// `chain-partly-booted`: less of it, a snapshot or the volatile not laid out.
+    /// `chain-partly-booted`: less of it, a snapshot not laid out.
     Part,
+    /// `volatile-not-booted`: every snapshot, but not the volatile on flash (an older copy of
+    /// it may run).
+    Volatile,
 }
 
 impl NotRun {
@@ -150,13 +155,19 @@ impl NotRun {
             NotRun::Chain => "chain-not-booted",
             NotRun::TrialBlock => "trial-not-booted",
             NotRun::Part => "chain-partly-booted",
+            NotRun::Volatile => "volatile-not-booted",
         }
     }
 
     fn read(record: &Path) -> Option<NotRun> {
-        [NotRun::Chain, NotRun::TrialBlock, NotRun::Part]
-            .into_iter()
-            .find(|n| says(record, n.word()))
+        [
+            NotRun::Chain,
+            NotRun::TrialBlock,
+            NotRun::Part,
+            NotRun::Volatile,
+        ]
+        .into_iter()
+        .find(|n| says(record, n.word()))
     }
 }
 
@@ -166,6 +177,7 @@ impl std::fmt::Display for NotRun {
             NotRun::Chain => "none of the chain",
             NotRun::TrialBlock => "the chain below a block on trial it could not lay out",
             NotRun::Part => "less of the chain than the flash holds",
+            NotRun::Volatile => "every snapshot, but not the saved changes on flash",
         };
         write!(f, "{} ({what})", self.word())
     }
@@ -173,8 +185,15 @@ impl std::fmt::Display for NotRun {
 
 /// Refuses to pack the running system's upper dir `upper` for `device` when its changes are
 /// against another chain than the one on flash: the snapshots below it changed since boot,
-/// or the boot did not run all of them.
-pub fn require_unmoved(record: &Path, device: &Path, upper: &Path) -> Result<(), CliError> {
+/// or the boot did not run all of them; or, while the chain holds a volatile
+/// (`has_volatile`), when the boot could not lay that out: stored, the upper dir would
+/// replace it.
+pub fn require_unmoved(
+    record: &Path,
+    device: &Path,
+    upper: &Path,
+    has_volatile: bool,
+) -> Result<(), CliError> {
     let Some(line) = moved_line(device) else {
         return Ok(());
     };
@@ -186,13 +205,17 @@ pub fn require_unmoved(record: &Path, device: &Path, upper: &Path) -> Result<(),
             record: record.to_path_buf(),
         });
     }
-    if let Some(not_run) = NotRun::read(record) {
-        return Err(CliError::NotAsBooted {
+    match NotRun::read(record) {
+        Some(NotRun::Volatile) if !has_volatile => Ok(()),
+        Some(NotRun::Volatile) => Err(CliError::VolatileNotBooted {
+            record: record.to_path_buf(),
+        }),
+        Some(not_run) => Err(CliError::NotAsBooted {
             record: record.to_path_buf(),
             not_run,
-        });
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -213,15 +236,15 @@ mod tests {
         // No record: not booted by snapinit, nothing to note.
         note_ahead(&record, part).settle(true);
         assert!(!record.exists());
-        assert!(require_unmoved(&record, part, &upper).is_ok());
+        assert!(require_unmoved(&record, part, &upper, true).is_ok());
         std::fs::write(&record, "failed-check-marks\n").expect("record");
         // An image file is not what this boot runs.
         note_ahead(&record, &img).settle(true);
-        assert!(require_unmoved(&record, part, &upper).is_ok());
+        assert!(require_unmoved(&record, part, &upper, true).is_ok());
         // Noted before the write: a write killed after its commit point leaves it so.
         let ahead = note_ahead(&record, part);
         assert!(matches!(
-            require_unmoved(&record, part, &upper),
+            require_unmoved(&record, part, &upper, true),
             Err(CliError::ChainMoved { .. })
         ));
         // A write that moved nothing withdraws it, and leaves PID 1's lines as they were.
@@ -230,7 +253,7 @@ mod tests {
             std::fs::read_to_string(&record).expect("read"),
             "failed-check-marks\n"
         );
-        assert!(require_unmoved(&record, part, &upper).is_ok());
+        assert!(require_unmoved(&record, part, &upper, true).is_ok());
         note_ahead(&record, part).settle(true);
         // A later write that moves nothing withdraws no earlier move.
         note_ahead(&record, part).settle(false);
@@ -239,14 +262,14 @@ mod tests {
             "failed-check-marks\nchain-moved 1:3\n"
         );
         assert!(matches!(
-            require_unmoved(&record, part, &upper),
+            require_unmoved(&record, part, &upper, true),
             Err(CliError::ChainMoved { .. })
         ));
         // An image file, or a prepared tree rather than the running system's upper dir.
-        assert!(require_unmoved(&record, &img, &upper).is_ok());
-        assert!(require_unmoved(&record, part, &tree).is_ok());
+        assert!(require_unmoved(&record, &img, &upper, true).is_ok());
+        assert!(require_unmoved(&record, part, &tree, true).is_ok());
         // A move of another partition (/dev/zero, 1:5) stops no save of this one.
-        assert!(require_unmoved(&record, Path::new("/dev/zero"), &upper).is_ok());
+        assert!(require_unmoved(&record, Path::new("/dev/zero"), &upper, true).is_ok());
         // A boot that did not run all of the chain on flash.
         for (word, not_run) in [
             ("chain-not-booted", NotRun::Chain),
@@ -254,12 +277,21 @@ mod tests {
             ("chain-partly-booted", NotRun::Part),
         ] {
             std::fs::write(&record, format!("failed-check-marks\n{word}\n")).expect("record");
-            match require_unmoved(&record, part, &upper) {
+            match require_unmoved(&record, part, &upper, true) {
                 Err(CliError::NotAsBooted { not_run: n, .. }) => assert_eq!(n, not_run),
                 other => panic!("{word}: {other:?}"),
             }
-            assert!(require_unmoved(&record, part, &tree).is_ok());
-            assert!(require_unmoved(&record, &img, &upper).is_ok());
+            assert!(require_unmoved(&record, part, &tree, true).is_ok());
+            assert!(require_unmoved(&record, &img, &upper, true).is_ok());
         }
+        // The volatile the boot could not lay out: refused while the chain holds it, not
+        // once it is dropped (a rollback of the volatile alone).
+        std::fs::write(&record, "failed-check-marks\nvolatile-not-booted\n").expect("record");
+        assert!(matches!(
+            require_unmoved(&record, part, &upper, true),
+            Err(CliError::VolatileNotBooted { .. })
+        ));
+        assert!(require_unmoved(&record, part, &upper, false).is_ok());
+        assert!(require_unmoved(&record, part, &tree, true).is_ok());
     }
 }
