@@ -41,6 +41,8 @@ struct Peb {
     /// Pages programmed since the last erase (the NAND write pointer).
     written: u32,
     erases: u64,
+    /// Its data reads as an uncorrectable ECC error (`EBADMSG`) until it is erased.
+    rotten: bool,
 }
 
 /// A pending atomic change: the bytes handed so far.
@@ -77,6 +79,7 @@ impl UbiSim {
             data: vec![0xFF; leb_size as usize],
             written: 0,
             erases: 0,
+            rotten: false,
         };
         UbiSim {
             leb_size,
@@ -141,6 +144,21 @@ impl UbiSim {
         self.pebs[p].data[offset % self.leb_size as usize] ^= 1 << (bit & 7);
     }
 
+    /// The PEB behind LEB `lnum` rots past what its ECC corrects: every read of the LEB fails
+    /// (UBI hands a dynamic volume's reader `EBADMSG`) until the LEB is erased or changed,
+    /// which puts it on another PEB.
+    pub fn rot_leb(&mut self, lnum: u32) {
+        let p = match self.eba[lnum as usize] {
+            Some(p) => p,
+            None => {
+                let p = self.free_peb().expect("a free PEB");
+                self.eba[lnum as usize] = Some(p);
+                p
+            }
+        };
+        self.pebs[p].rotten = true;
+    }
+
     fn begin(&mut self) -> Result<(), SimError> {
         if !self.powered {
             return Err(SimError::PowerCut);
@@ -167,6 +185,7 @@ impl UbiSim {
         let peb = &mut self.pebs[p];
         peb.data.fill(0xFF);
         peb.written = 0;
+        peb.rotten = false;
         peb.erases += 1;
         self.stats.peb_erases += 1;
         Ok(())
@@ -236,6 +255,9 @@ impl Leb for UbiSim {
         for (i, b) in buf.iter_mut().enumerate() {
             let at = start + i;
             *b = match self.eba[at / e] {
+                Some(p) if self.pebs[p].rotten => {
+                    return Err(SimError::ReadFailed { offset: at as u32 })
+                }
                 Some(p) => self.pebs[p].data[at % e],
                 None => 0xFF,
             };

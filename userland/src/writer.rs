@@ -32,7 +32,7 @@ pub enum WriteError<E: core::fmt::Debug> {
     Flash(E),
     #[error("the partition holds {0}, not a snapinit chain (`snapshot convert` or `snapshot format --force`)")]
     Unformatted(snapinit::chain::Foreign),
-    #[error("the partition's first erase block cannot be read")]
+    #[error("the partition's first erase block cannot be read: `snapshot extract --salvage` copies out what still reads; `snapshot format --force` erases it and starts over")]
     Unreadable,
     #[error("there is no volatile block to commit")]
     NoVolatile,
@@ -886,7 +886,10 @@ where
         }
         let mut erased_blocks = 0;
         for i in (0..total).rev() {
-            if all_erased(self.flash, i * e, e)? {
+            // One that cannot be read is erased too: format is what every refusal of an
+            // unreadable partition points to, and on UBI the erase moves a LEB off the PEB
+            // whose ECC failed (the read-back after it says whether it took).
+            if all_erased(self.flash, i * e, e).unwrap_or(false) {
                 continue;
             }
             // Highest first, each synced before the next (as in `erase_blocks`).

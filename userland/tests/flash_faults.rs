@@ -309,3 +309,52 @@ fn wear_of_ten_thousand_small_saves() {
     );
     assert_eq!(used, 2, "{erases:?}");
 }
+
+/// A UBI volume whose PEB rotted past its ECC (`EBADMSG` on every read of that LEB, until the
+/// LEB is erased and so moves to another PEB): `format --force`, the way out every refusal
+/// names for a partition that no longer reads, erases it like any other erase block and
+/// starts over, wherever the rot is. It stopped at the unreadable LEB, after the chain was
+/// already dropped, and every later run stopped there again.
+#[test]
+fn format_force_erases_an_unreadable_leb_on_ubi() {
+    use snapinit::ubi_sim::{OnUbi, UbiSim};
+    let mut chain = OnUbi(UbiSim::new(ERASE, ERASE / 8, BLOCKS, 4));
+    for (t, n, snapshot) in [(1, 700, true), (2, 2100, true), (3, 500, false)] {
+        let mut w = Writer::new(&mut chain);
+        w.backbuf_blocks = Some(BACKBUF);
+        let d = data(t, n);
+        if snapshot {
+            w.append_snapshot(&p(&d))
+        } else {
+            w.save_volatile(&p(&d))
+        }
+        .expect("build");
+    }
+    for lnum in [0, 1, 3, BLOCKS - BACKBUF, BLOCKS - 1] {
+        let mut f = chain.clone();
+        f.0.rot_leb(lnum);
+        // An ordinary write refuses, and says what to run.
+        let before = f.0.contents();
+        let refused = Writer::new(&mut f).save_volatile(&p(&data(8, 300)));
+        let said = refused
+            .map(|_| String::new())
+            .unwrap_or_else(|e| e.to_string());
+        assert!(
+            said.contains("format --force"),
+            "LEB {lnum}: the save's refusal names no way out: {said:?}"
+        );
+        assert!(f.0.contents() == before, "LEB {lnum}: a refused save wrote");
+        let mut w = Writer::new(&mut f);
+        w.force = true;
+        w.format()
+            .unwrap_or_else(|e| panic!("format --force with LEB {lnum} unreadable: {e}"));
+        assert!(
+            f.0.contents().iter().all(|&b| b == 0xFF),
+            "LEB {lnum}: not erased"
+        );
+        let d = data(9, 600);
+        Writer::new(&mut f)
+            .save_volatile(&p(&d))
+            .unwrap_or_else(|e| panic!("save after the format (LEB {lnum}): {e}"));
+    }
+}

@@ -112,7 +112,7 @@ pub enum CliError {
     Locked { path: PathBuf, waited: Option<u64> },
     #[error("the partition holds {0}, not a snapinit chain (`snapshot convert` for a JFFS2 overlay, or `snapshot format --force`)")]
     Unformatted(Foreign),
-    #[error("the partition's first erase block cannot be read")]
+    #[error("the partition's first erase block cannot be read: `snapshot extract --salvage` copies out what still reads; `snapshot format --force` erases it and starts over")]
     Unreadable,
     #[error("{0}")]
     Refused(String),
