@@ -371,3 +371,33 @@ fn salvage_takes_all_and_refuses_another_id() {
     let out = ok(&img, &["extract", "--salvage", "all", s(&dest)]);
     assert!(out.contains("salvaged 3 block(s)"), "{out}");
 }
+
+/// A block of another erase size (an older chain's, left where a newer chain did not write)
+/// spans erase blocks of its own size: salvage moves on from it by this partition's erase
+/// blocks. It jumped to the block's end, off this partition's grid, and read every later
+/// header 4 KiB past its place: the volatile above went unsalvaged.
+#[test]
+fn salvage_finds_the_blocks_after_one_of_another_erase_size() {
+    let sc = scratch();
+    let img = two_snapshots(sc.path());
+    let other = image(sc.path(), "other.img", 64 << 10);
+    {
+        let mut flash = DeviceFlash::open_file(other.as_path(), 4096, true).expect("open");
+        Writer::new(&mut flash)
+            .append_snapshot(&Payload::plain(&[0u8; 1024]))
+            .expect("append");
+    }
+    // Over snapshot 2: the chain ends at snapshot 1, the volatile above is unreachable.
+    let small = fs::read(&other).expect("read");
+    patch(&img, 0x10000, &small[..4096]);
+    let dest = sc.path().join("salvaged");
+    let out = ok(&img, &["extract", "--salvage", "all", s(&dest)]);
+    let names: Vec<String> = fs::read_dir(&dest)
+        .expect("salvaged")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("00020000-volatile")),
+        "the volatile at 0x20000 was not salvaged: {names:?}\n{out}"
+    );
+}

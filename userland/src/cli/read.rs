@@ -663,9 +663,10 @@ fn salvage_all(dev: &mut Device, dir: &Path) -> Result<(), CliError> {
                 Err(e) => println!("partial {}: {e}", sub.display()),
             }
         }
-        // A block that decodes spans whole erase blocks; a bogus length moves on by one.
+        // A block that decodes spans whole erase blocks; a bogus length moves on by one, and
+        // so does a block of another erase size, whose end is off this partition's grid.
         let end = block.end();
-        offset = if end > u64::from(offset) && end <= u64::from(capacity) {
+        offset = if f.erase_size == erase && end > u64::from(offset) && end <= u64::from(capacity) {
             end as u32
         } else {
             next
