@@ -110,6 +110,21 @@ pub enum NotNor {
 impl core::fmt::Display for DeviceError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
+            // UBI refuses an atomic LEB change while any other descriptor of the volume is
+            // open (a probe such as fstools' `block info`): nothing was changed, and the same
+            // write succeeds once it is closed.
+            DeviceError::Io {
+                op,
+                offset,
+                errno: rustix::io::Errno::BUSY,
+            } => write!(
+                f,
+                "{} at {offset:#x} failed: {}: another process holds the device open (a UBI \
+                 volume takes a write only while the writer's descriptor is the only one): run \
+                 the command again once it is closed",
+                op.name(),
+                rustix::io::Errno::BUSY
+            ),
             DeviceError::Io { op, offset, errno } => {
                 write!(f, "{} at {offset:#x} failed: {errno}", op.name())
             }
@@ -236,5 +251,30 @@ mod tests {
         ] {
             assert_eq!(op.name(), std::format!("{op:?}"));
         }
+    }
+
+    #[test]
+    fn a_busy_device_says_what_to_do() {
+        let busy = DeviceError::Io {
+            op: Op::Program,
+            offset: 0x10000,
+            errno: rustix::io::Errno::BUSY,
+        };
+        let said = std::format!("{busy}");
+        assert!(said.starts_with("Program at 0x10000 failed: "), "{said}");
+        assert!(
+            said.contains("another process holds the device open"),
+            "{said}"
+        );
+        assert!(
+            said.ends_with("run the command again once it is closed"),
+            "{said}"
+        );
+        let other = DeviceError::Io {
+            op: Op::Program,
+            offset: 0x10000,
+            errno: rustix::io::Errno::IO,
+        };
+        assert!(!std::format!("{other}").contains("another process"));
     }
 }
