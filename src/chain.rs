@@ -140,6 +140,7 @@ impl Status {
             Status::Unformatted(Foreign::Ubi) => "Unformatted(Ubi)",
             Status::Unformatted(Foreign::Squashfs) => "Unformatted(Squashfs)",
             Status::Unformatted(Foreign::OpenWrtSnapshot) => "Unformatted(OpenWrtSnapshot)",
+            Status::Unformatted(Foreign::Ubifs) => "Unformatted(Ubifs)",
             Status::Unreadable => "Unreadable",
             Status::Empty => "Empty",
             Status::Chain => "Chain",
@@ -484,6 +485,9 @@ pub enum Foreign {
     Squashfs,
     /// The chain of OpenWrt's original snapshot tool (fstools' FS_SNAPSHOT): "OWRT".
     OpenWrtSnapshot,
+    /// A UBIFS: node magic 0x06101831, always little-endian. OpenWrt's NAND sysupgrade makes
+    /// one of rootfs_data to hand kept settings (sysupgrade.tgz) to the next boot.
+    Ubifs,
 }
 
 impl Foreign {
@@ -494,6 +498,7 @@ impl Foreign {
             b"UBI#" => Some(Foreign::Ubi),
             b"hsqs" | b"sqsh" => Some(Foreign::Squashfs),
             b"OWRT" => Some(Foreign::OpenWrtSnapshot),
+            [0x31, 0x18, 0x10, 0x06] => Some(Foreign::Ubifs),
             _ => None,
         }
     }
@@ -507,6 +512,9 @@ impl fmt::Display for Foreign {
             Foreign::Ubi => "UBI",
             Foreign::Squashfs => "a squashfs image",
             Foreign::OpenWrtSnapshot => "a chain of OpenWrt's original snapshot tool (OWRT)",
+            Foreign::Ubifs => {
+                "a UBIFS filesystem (OpenWrt's NAND sysupgrade keeps settings in one: sysupgrade.tgz)"
+            }
         })
     }
 }
@@ -524,6 +532,7 @@ mod tests {
             Status::Unformatted(Foreign::Ubi),
             Status::Unformatted(Foreign::Squashfs),
             Status::Unformatted(Foreign::OpenWrtSnapshot),
+            Status::Unformatted(Foreign::Ubifs),
             Status::Unreadable,
             Status::Empty,
             Status::Chain,

@@ -705,6 +705,8 @@ fn deadc0de_is_recognised_exactly_as_openwrt_writes_it() {
         ("le", [0xDE, 0xC0, 0xAD, 0xDE], "unformatted", "unknown"),
         // fstools' FS_SNAPSHOT, the original snapshot tool's chain.
         ("owrt", *b"OWRT", "unformatted", "owrt"),
+        // A UBIFS node, as OpenWrt's NAND sysupgrade leaves rootfs_data with kept settings.
+        ("ubifs", [0x31, 0x18, 0x10, 0x06], "unformatted", "ubifs"),
     ] {
         let img = image(sc.path(), &format!("{name}.img"), 1 << 20);
         let f = fs::OpenOptions::new().write(true).open(&img).expect("open");

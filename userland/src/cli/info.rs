@@ -75,7 +75,7 @@ pub struct Info {
     /// "chain", "empty", "damaged" (no valid chain, but blocks that might be data), "unformatted"
     /// or "unreadable".
     pub status: &'static str,
-    /// The foreign filesystem of an unformatted partition ("jffs2", "deadc0de", "ubi", "squashfs").
+    /// The foreign filesystem of an unformatted partition ("jffs2", "deadc0de", "ubi", "squashfs", "owrt", "ubifs").
     pub foreign: Option<&'static str>,
     pub backbuf: Backbuf,
     /// Bytes taken by visible blocks (snapshots and every volatile copy).
@@ -118,6 +118,7 @@ pub fn foreign_name(f: Foreign) -> &'static str {
         Foreign::Ubi => "ubi",
         Foreign::Squashfs => "squashfs",
         Foreign::OpenWrtSnapshot => "owrt",
+        Foreign::Ubifs => "ubifs",
     }
 }
 
