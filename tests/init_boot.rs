@@ -848,6 +848,61 @@ fn a_snapshot_that_unpacks_past_its_bound_ends_the_chain() {
     assert!(out.contains(&format!("ZEROS={}\n", under << 20)), "{out}");
 }
 
+/// The volatile layer gets at most the RAM the snapshots left free, less a reserve
+/// (`snapinit.reserve`, KiB): a snapshot layer near its half of RAM and a volatile filling
+/// its own would leave the kernel nothing, and with PID 1 the only process it panics at
+/// every boot. Here the reserve is past all of RAM, so the layer gets its smallest size
+/// (1 MiB): a volatile of 2 MiB is refused for want of space, the older copy boots, and the
+/// record says the volatile on flash did not.
+#[test]
+fn the_volatile_layer_takes_only_what_the_snapshots_left_free() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("ram-cap");
+    let mut img = Image::new();
+    img.snapshot(&snap1(&dir));
+    img.volatile_in_backbuf(&payload(&dir, "vol-old", false, &|t| {
+        write(t, "etc/volatile", "older")
+    }));
+    img.volatile_in_slot(&payload(&dir, "vol-big", true, &|t| {
+        write(t, "etc/volatile", "newer");
+        write(t, "data/big", &"x".repeat(2 << 20));
+    }));
+    let (out, log) = boot_with(
+        &dir,
+        "snapinit.device=/chain.img snapinit.reserve=4294967295",
+        &format!("{CHAIN_SCRIPT}echo \"UPPERKB=$($bb df -k /overlay | $bb tail -n 1 | $bb tr -s ' ' | $bb cut -d ' ' -f 2)\"\n"),
+        &rom_extra(img.data),
+    );
+    println!("--- log ---\n{log}--- target ---\n{out}");
+    assert!(
+        log.contains("the volatile layer is capped at 1024 KiB"),
+        "{log}"
+    );
+    assert!(
+        log.contains("the saved changes are in place (older copy)"),
+        "{log}"
+    );
+    assert!(out.contains("VOL=older"), "{out}");
+    assert!(out.contains("UPPERKB=1024\n"), "{out}");
+    assert!(
+        out.contains("RECORD=failed-check-marks,volatile-not-booted,\n"),
+        "{out}"
+    );
+
+    // The default reserve on this machine leaves the same chain alone.
+    let mut img = Image::new();
+    img.snapshot(&snap1(&dir));
+    img.volatile_in_slot(&payload(&dir, "vol-big", true, &|t| {
+        write(t, "etc/volatile", "newer");
+        write(t, "data/big", &"x".repeat(2 << 20));
+    }));
+    let (out, log) = boot_chain(&dir, img.data);
+    assert!(!log.contains("the volatile layer is capped"), "{log}");
+    assert!(out.contains("VOL=newer"), "{out}");
+    assert!(out.contains("RECORD=failed-check-marks,\n"), "{out}");
+}
+
 #[test]
 fn empty_and_foreign_partitions_boot_a_plain_tmpfs_overlay() {
     setup();

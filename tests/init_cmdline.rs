@@ -28,7 +28,8 @@ fn defaults() {
 fn all_keys() {
     let (s, w) = parse_all(
         "snapinit.part=data snapinit.device=/dev/sda3 snapinit.erase_size=0x20000 \
-         snapinit.init=/bin/sh snapinit.failsafe snapinit.root=/mnt/root snapinit.log=console",
+         snapinit.init=/bin/sh snapinit.failsafe snapinit.root=/mnt/root snapinit.log=console \
+         snapinit.reserve=8192",
     );
     assert!(w.is_empty(), "{w:?}");
     assert_eq!(s.part.as_str(), "data");
@@ -38,6 +39,14 @@ fn all_keys() {
     assert!(s.failsafe);
     assert_eq!(s.root.as_deref(), Some("/mnt/root"));
     assert!(s.log_console);
+    assert_eq!(s.reserve_kib, Some(8192));
+}
+
+#[test]
+fn a_bad_reserve_is_a_warning_and_the_default_stays() {
+    let (s, w) = parse_all("snapinit.reserve=lots");
+    assert_eq!(s.reserve_kib, None);
+    assert_eq!(w.len(), 1, "{w:?}");
 }
 
 #[test]

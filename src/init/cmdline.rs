@@ -30,6 +30,9 @@ pub struct Settings {
     pub log_console: bool,
     /// Seconds the watchdog is armed for when a block boots on trial; 0 never arms it.
     pub watchdog: u32,
+    /// KiB of RAM the volatile layer must leave free once the snapshots are laid out; `None`:
+    /// a sixteenth of RAM, at least 2 MiB (`mounts::volatile_cap`).
+    pub reserve_kib: Option<u32>,
 }
 
 impl Default for Settings {
@@ -47,6 +50,7 @@ impl Default for Settings {
             root: None,
             log_console: false,
             watchdog: DEFAULT_WATCHDOG,
+            reserve_kib: None,
         }
     }
 }
@@ -213,6 +217,10 @@ fn parse_dyn<'a>(cmdline: &'a str, warn: &mut dyn FnMut(Warning<'a>)) -> Setting
             "failsafe" => s.failsafe = true,
             "snapinit.watchdog" => match value.and_then(number) {
                 Some(n) => s.watchdog = n,
+                None => warn(bad(value)),
+            },
+            "snapinit.reserve" => match value.and_then(number) {
+                Some(n) => s.reserve_kib = Some(n),
                 None => warn(bad(value)),
             },
             "snapinit.log" => match value {

@@ -25,6 +25,7 @@ pub mod cmdline;
 pub mod kmsg;
 mod mem;
 pub mod mounts;
+pub mod ram;
 pub mod rt;
 mod trial;
 
@@ -379,7 +380,7 @@ fn load_chain(settings: &Settings, layers: &Layers) -> Loaded {
 /// Replays the chain on `flash`, then spends what the boot owes its trial marks (on a write
 /// descriptor of its own: the read one is closed first).
 fn boot_from(mut flash: DeviceFlash, path: &str, layers: &Layers, settings: &Settings) -> Loaded {
-    let booted = replay_chain(&mut flash, layers);
+    let booted = replay_chain(&mut flash, layers, settings.reserve_kib);
     let (lost, unread, partly, volatile_left) = (
         booted.lost,
         booted.unread,
@@ -411,7 +412,12 @@ fn boot_from(mut flash: DeviceFlash, path: &str, layers: &Layers, settings: &Set
 const IO_CHUNK: usize = 64 * 1024;
 
 /// Replays the chain; says which trial marks the boot must spend (`trial::on_boot`).
-fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> trial::Marks {
+/// `reserve_kib`: `snapinit.reserve` (`Layers::cap_volatile`).
+fn replay_chain(
+    flash: &mut DeviceFlash,
+    layers: &Layers,
+    reserve_kib: Option<u32>,
+) -> trial::Marks {
     let mut marks = trial::Marks::default();
     // Headers only: payloads are read by `replay_into`.
     let mut buf = [0u8; 4096];
@@ -519,6 +525,9 @@ fn replay_chain(flash: &mut DeviceFlash, layers: &Layers) -> trial::Marks {
         marks.tried(refused);
         return marks;
     }
+    // What the volatile layer may take, the saved changes and the running system's, is what
+    // the snapshots left free (ram.rs).
+    layers.cap_volatile(reserve_kib);
     let snapshot_layer = open_dir(&layers.snapshot());
     let mut lowers: heapless::Vec<Lower<'_>, 2> = heapless::Vec::new();
     if let Some(fd) = &snapshot_layer {

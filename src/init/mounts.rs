@@ -19,6 +19,7 @@
 //! system, outside the upper directory `snapshot save` stores) says what this PID 1 reads, so
 //! that a newer `snapshot` tool never writes what an older PID 1 would take for corruption.
 
+use core::ffi::CStr;
 use core::fmt::Write;
 
 use rustix::fs::{Mode, OFlags};
@@ -105,6 +106,10 @@ pub mod sys {
         )
     }
 
+    pub fn remount(target: &str, flags: MountFlags, data: &CStr) -> Result<(), Errno> {
+        rustix::mount::mount_remount(c_str(target, &mut [0; MAX + 1])?, flags, data)
+    }
+
     pub fn unmount(target: &str, flags: UnmountFlags) -> Result<(), Errno> {
         rustix::mount::unmount(c_str(target, &mut [0; MAX + 1])?, flags)
     }
@@ -182,15 +187,24 @@ pub fn api_filesystems() {
     }
 }
 
+/// The flags of the scaffold and the layers, which a remount must repeat.
+const LAYER_FLAGS: MountFlags = MountFlags::NOSUID.union(MountFlags::NODEV);
+
 fn tmpfs(target: &str, what: &'static str) -> Result<(), MountError> {
-    sys::mount(
-        what,
-        target,
-        "tmpfs",
-        MountFlags::NOSUID | MountFlags::NODEV,
-        Some(c"mode=0755"),
-    )
-    .map_err(err("mount tmpfs"))
+    sys::mount(what, target, "tmpfs", LAYER_FLAGS, Some(c"mode=0755")).map_err(err("mount tmpfs"))
+}
+
+/// sysinfo(2)'s counts are C longs: 32 bits on MIPS and 32-bit ARM, 64 elsewhere.
+#[allow(clippy::useless_conversion)]
+fn ulong(n: core::ffi::c_ulong) -> u64 {
+    u64::from(n)
+}
+
+/// `size=N` for a tmpfs mount, NUL-terminated.
+fn size_option(bytes: u64) -> heapless::String<32> {
+    let mut opt = heapless::String::new();
+    let _ = write!(opt, "size={bytes}\0");
+    opt
 }
 
 fn mkdir(path: &str) -> Result<(), MountError> {
@@ -240,6 +254,8 @@ fn runnable_in(root: &rustix::fd::OwnedFd, path: &core::ffi::CStr) -> bool {
 /// The scaffold and its two layer tmpfs mounts.
 pub struct Layers {
     pub base: &'static str,
+    /// The volatile layer's size once capped (`cap_volatile`), kept for a fresh one.
+    volatile_cap: core::cell::Cell<Option<u64>>,
 }
 
 impl Layers {
@@ -269,7 +285,10 @@ impl Layers {
             })?;
         tmpfs(base, "snapinit")?;
         info!("scaffold tmpfs on {base}");
-        let l = Self { base };
+        let l = Self {
+            base,
+            volatile_cap: core::cell::Cell::new(None),
+        };
         match l.populate() {
             Ok(()) => Ok(l),
             Err(e) => {
@@ -289,8 +308,54 @@ impl Layers {
 
     fn fresh_volatile_dirs(&self) -> Result<(), MountError> {
         tmpfs(&self.overlay(), "overlay")?;
+        if let Some(cap) = self.volatile_cap.get() {
+            self.resize_volatile(cap)?;
+        }
         mkdir(&self.upper())?;
         mkdir(&self.work())
+    }
+
+    fn resize_volatile(&self, bytes: u64) -> Result<(), MountError> {
+        let opt = size_option(bytes);
+        let data = CStr::from_bytes_with_nul(opt.as_bytes()).map_err(|_| MountError {
+            op: "size option",
+            errno: Errno::INVAL,
+        })?;
+        sys::remount(&self.overlay(), LAYER_FLAGS, data).map_err(err("resize the volatile layer"))
+    }
+
+    /// Caps the volatile layer now that the snapshots are laid out (`ram.rs` says why):
+    /// `reserve_kib` (`snapinit.reserve`) of RAM stay free beside it. Logged; a failure only
+    /// warns (the layer keeps the kernel's default).
+    pub fn cap_volatile(&self, reserve_kib: Option<u32>) {
+        let info = rustix::system::sysinfo();
+        let unit = u64::from(info.mem_unit.max(1));
+        let total = ulong(info.totalram).saturating_mul(unit);
+        // Buffers too: the pages of a block device (block2mtd) the chain was read through.
+        let avail = ulong(info.freeram)
+            .saturating_add(ulong(info.bufferram))
+            .saturating_mul(unit);
+        let reserve = reserve_kib.map_or(super::ram::default_reserve(total), |k| {
+            u64::from(k).saturating_mul(1024)
+        });
+        let Some(cap) = super::ram::volatile_cap(total, avail, reserve) else {
+            return;
+        };
+        match self.resize_volatile(cap) {
+            Ok(()) => {
+                self.volatile_cap.set(Some(cap));
+                // In KiB as u32: the one integer width PID 1 formats anyway.
+                let kib = |b: u64| u32::try_from(b >> 10).unwrap_or(u32::MAX);
+                info!(
+                    "RAM: {} KiB free of {} KiB once the snapshots are laid out: the volatile layer is capped at {} KiB, so that {} KiB stay free",
+                    kib(avail),
+                    kib(total),
+                    kib(cap),
+                    kib(reserve)
+                );
+            }
+            Err(e) => warn!("capping the volatile layer failed ({e}); it keeps half of RAM"),
+        }
     }
 
     /// Empties the snapshot layer by replacing its tmpfs.
