@@ -76,15 +76,35 @@ impl<R: embedded_io::Read> embedded_io::Read for Count<R> {
 }
 
 /// A payload's bytes as tar, plain or gunzipped by the boot path's decoder, counted (`n`: the
-/// tar stream's length so far).
-pub type Source<R> = Count<TarSource<IoReader<R>>>;
+/// tar stream's length so far). Whatever the payload is read from (memory, the flash through
+/// [`StdReader`]), it is one type: the decoders are instantiated once in the tool (about 10 KB
+/// each time; docs/SIZE.md).
+pub type Source<'a> = Count<TarSource<IoReader<Box<dyn Read + 'a>>>>;
+
+/// An embedded-io reader (the boot path's flash readers) as a std one, for [`tar_reader`]. Its
+/// errors keep only that they happened: a payload that cannot be read fails its hash too,
+/// which is what its reader reports.
+pub struct StdReader<R>(pub R);
+
+impl<R: embedded_io::Read> Read for StdReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0
+            .read(buf)
+            .map_err(|_| io::Error::from(io::ErrorKind::Other))
+    }
+}
 
 /// Why the payload's bytes could not be read.
 pub type SourceError = snapinit::payload::SourceError<ReadError>;
 
 /// A tar reader over a payload, boxed: its record buffers are large. `data_limit` is the
 /// block's [`Header::data_limit`](snapinit::header::Header::data_limit), as the boot reads it.
-pub fn tar_reader<R: Read>(payload: R, gzip: bool, data_limit: u64) -> Box<TarReader<Source<R>>> {
+pub fn tar_reader<'a>(
+    payload: impl Read + 'a,
+    gzip: bool,
+    data_limit: u64,
+) -> Box<TarReader<Source<'a>>> {
+    let payload: Box<dyn Read + 'a> = Box::new(payload);
     Box::new(TarReader::new(
         Count::new(TarSource::new(IoReader(payload), gzip)),
         data_limit,

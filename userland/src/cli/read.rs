@@ -9,11 +9,11 @@ use snapinit::chain::{
 };
 use snapinit::flash::{Geometry, ReadNorFlash};
 use snapinit::header::{self, Compression, Header, HeaderError, Kind, Marks, HEADER_LEN};
-use snapinit::payload::{payload_sha256, Hashing, PayloadReader, TarSource};
+use snapinit::payload::{payload_sha256, Hashing, PayloadReader};
 use snapinit::replay::{replay, Stats};
 use snapinit::tar::{Entry, EntryKind, TarReader};
 use snapshot::model::ModelLayer;
-use snapshot::unpack::{read_verified, tar_reader, unpack, Count, PayloadRead, Source};
+use snapshot::unpack::{read_verified, tar_reader, unpack, PayloadRead, Source, StdReader};
 use snapshot::writer::{survey, Writer};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -40,7 +40,7 @@ pub fn info(ctx: &Ctx, json: bool) -> Result<(), CliError> {
 
 /// The boot path's reader over `b`'s payload, held in memory as `data`: its compression and its
 /// bound on file data.
-fn payload_reader<'a>(data: &'a [u8], b: &Block) -> Box<TarReader<Source<&'a [u8]>>> {
+fn payload_reader<'a>(data: &'a [u8], b: &Block) -> Box<TarReader<Source<'a>>> {
     let gzip = b.header.fields.compression == Compression::Gzip;
     tar_reader(data, gzip, b.header.data_limit())
 }
@@ -85,19 +85,17 @@ fn check_block(
     let gzip = b.header.fields.compression == Compression::Gzip;
     let mut buf = vec![0u8; 64 * 1024];
     let (replayed, complete, digest, bytes) = {
-        let payload = Hashing::new(PayloadReader::new(dev, b));
-        let mut tar = Box::new(TarReader::new(
-            Count::new(TarSource::new(payload, gzip)),
-            b.header.data_limit(),
-        ));
-        let replayed = replay(&mut *tar, layer, &mut buf);
-        let count = tar.get_ref();
-        let hashed = count.inner.payload();
+        let mut hashed = Hashing::new(PayloadReader::new(dev, b));
+        let (replayed, bytes) = {
+            let mut tar = tar_reader(StdReader(&mut hashed), gzip, b.header.data_limit());
+            let replayed = replay(&mut *tar, layer, &mut buf);
+            (replayed, tar.get_ref().n)
+        };
         (
             replayed,
             hashed.get_ref().remaining() == 0,
             hashed.digest(),
-            count.n,
+            bytes,
         )
     };
     let hash_ok = if complete {
