@@ -381,30 +381,20 @@ fn load_chain(settings: &Settings, layers: &Layers) -> Loaded {
 /// descriptor of its own: the read one is closed first).
 fn boot_from(mut flash: DeviceFlash, path: &str, layers: &Layers, settings: &Settings) -> Loaded {
     let booted = replay_chain(&mut flash, layers, settings.reserve_kib);
-    let (lost, unread, partly, volatile_left) = (
-        booted.lost,
-        booted.unread,
-        booted.partly,
-        booted.volatile_left,
-    );
+    let (lost, ran) = (booted.lost, booted.ran);
     let corrected = flash.ecc_corrected();
     if corrected > 0 {
         warn!("the flash's ECC corrected {corrected} bit flip(s) while reading the chain: the part is wearing");
     }
     drop(flash);
+    // A partition that could not be read has no trial marks to spend.
     let trial_not_run = trial::on_boot(booted, path, settings);
     if lost {
         Loaded::Lost
-    } else if unread {
-        Loaded::UNREAD
     } else if trial_not_run {
         Loaded::Chain(Ran::TrialNotRun)
-    } else if partly {
-        Loaded::Chain(Ran::Part)
-    } else if volatile_left {
-        Loaded::Chain(Ran::VolatileLeft)
     } else {
-        Loaded::Chain(Ran::Chain)
+        Loaded::Chain(ran)
     }
 }
 
@@ -452,7 +442,7 @@ fn replay_chain(
         }
         Status::Unreadable => {
             warn!("the partition cannot be read; plain tmpfs overlay");
-            marks.unread = true;
+            marks.ran = Ran::Nothing;
             return marks;
         }
         Status::Empty => {
@@ -495,7 +485,9 @@ fn replay_chain(
             // A snapshot intact on flash and not laid out is in the chain the tool reads: the
             // boot ran less of it. One whose payload fails its hash ends the tool's chain
             // there too (and takes the volatile above it), so the boot ran all of that.
-            marks.partly = replayed == Replayed::Refused;
+            if replayed == Replayed::Refused {
+                marks.ran = Ran::Part;
+            }
             good = i;
             break;
         }
@@ -556,7 +548,7 @@ fn replay_chain(
         }
         // Intact on flash and not laid out: the tool reads it as the chain's volatile.
         if replayed == Replayed::Refused {
-            marks.volatile_left = true;
+            marks.ran = Ran::VolatileLeft;
         }
         if replayed == Replayed::Refused && refused.is_none() && on_trial(&block) {
             refused = Some(*block);

@@ -45,9 +45,10 @@ const CHAIN_PARTLY_BOOTED: &[u8] = b"chain-partly-booted\n";
 const VOLATILE_NOT_BOOTED: &[u8] = b"volatile-not-booted\n";
 
 /// What the layers hold of the chain on flash, as the boot record says it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub enum Ran {
     /// The chain as the tool reads it, or nothing where there is no chain to run.
+    #[default]
     Chain,
     /// Less: a snapshot that is on flash intact could not be laid out (no room in RAM, past
     /// its data bound). Not a payload that fails its hash: the tool's chain ends before it too.

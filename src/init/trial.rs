@@ -18,6 +18,7 @@ use snapinit::header::Kind;
 use snapinit::trial::spend;
 
 use super::cmdline::Settings;
+use super::mounts::Ran;
 use crate::{error, info, warn};
 
 /// The trial marks a boot spends: one of the lowest booted block on trial (else of the block
@@ -34,14 +35,10 @@ pub struct Marks {
     /// failed, or the good prefix failed its second replay): the boot takes the next rung
     /// down, and its record says the chain did not boot.
     pub lost: bool,
-    /// The layers hold less than the chain the tool reads: a snapshot intact on flash ended
-    /// it early. The boot record says so.
-    pub partly: bool,
-    /// The snapshots are all laid out, but a volatile intact on flash could not be (an older
-    /// copy may run instead). The boot record says so.
-    pub volatile_left: bool,
-    /// The partition could not be read: nothing of it is in the layers.
-    pub unread: bool,
+    /// What the layers hold of the chain the tool reads, for the boot record: all of it, less
+    /// (a snapshot or the volatile intact on flash that could not be laid out), or nothing
+    /// (the partition could not be read). `on_boot` may still make it `TrialNotRun`.
+    pub ran: Ran,
 }
 
 impl Marks {

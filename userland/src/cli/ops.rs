@@ -211,6 +211,22 @@ pub(super) fn read_view(dev: &mut Device) -> ChainView {
     Writer::new(dev).read()
 }
 
+/// `save`, `commit` and `upgrade` store `upper` over the chain of `view` only when, for the
+/// running system's upper dir, that is the chain this boot ran (record.rs).
+fn require_as_booted(
+    ctx: &Ctx,
+    dev: &Device,
+    view: &ChainView,
+    upper: &Path,
+) -> Result<(), CliError> {
+    record::require_unmoved(
+        ctx.boot_record(),
+        &dev.path,
+        upper,
+        view.volatile().is_some(),
+    )
+}
+
 /// Runs `write`, which may change the snapshots below the running upper dir (record.rs). The
 /// move is noted in the boot record before it, and kept when the write went through and
 /// `moves`, or when a failed write left snapshots other than `before`'s: a write can fail past
@@ -272,12 +288,7 @@ pub fn save(ctx: &Ctx, upper: &Path, gzip: bool) -> Result<(), CliError> {
     let (_lock, mut dev) = ctx.open(true)?;
     let view = read_view(&mut dev);
     require_chain(&mut dev, &view)?;
-    record::require_unmoved(
-        ctx.boot_record(),
-        &dev.path,
-        upper,
-        view.volatile().is_some(),
-    )?;
+    require_as_booted(ctx, &dev, &view, upper)?;
     let packed = pack_capped(&view, upper, gzip, true)?;
     // Writing the same bytes again would only wear the flash.
     match view.volatile() {
@@ -325,12 +336,7 @@ pub fn commit(ctx: &Ctx, upper: &Path, gzip: bool, do_reboot: bool) -> Result<()
             require_trial_left(&dev, &view)?;
         }
         if tree::has_content(upper)? {
-            record::require_unmoved(
-                ctx.boot_record(),
-                &dev.path,
-                upper,
-                view.volatile().is_some(),
-            )?;
+            require_as_booted(ctx, &dev, &view, upper)?;
             let packed = pack_capped(&view, upper, gzip, false)?;
             precheck_packed(&view, upper, &packed, false)?;
             let cost = block_cost(&view, packed.data.len()) + evacuation_cost(&view);
@@ -652,12 +658,7 @@ pub fn upgrade(
         require_chain(&mut dev, &view)?;
         require_room(&view)?;
         require_trial_left(&dev, &view)?;
-        record::require_unmoved(
-            ctx.boot_record(),
-            &dev.path,
-            upper,
-            view.volatile().is_some(),
-        )?;
+        require_as_booted(ctx, &dev, &view, upper)?;
         let (pm, steps) = pm_steps(pm)?;
         let before = tree::fingerprint(upper)?;
         stop = StopRequests::record();
