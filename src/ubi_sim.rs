@@ -132,30 +132,28 @@ impl UbiSim {
 
     /// Flips one bit of the volume as read (bit rot that UBI's ECC missed).
     pub fn flip_bit(&mut self, offset: usize, bit: u8) {
-        let lnum = offset / self.leb_size as usize;
-        let p = match self.eba[lnum] {
+        let p = self.mapped_peb(offset / self.leb_size as usize);
+        self.pebs[p].data[offset % self.leb_size as usize] ^= 1 << (bit & 7);
+    }
+
+    /// The PEB behind LEB `lnum`, mapping a free one to an unmapped LEB (a fault injected
+    /// there lands on what the LEB's next read finds).
+    fn mapped_peb(&mut self, lnum: usize) -> usize {
+        match self.eba[lnum] {
             Some(p) => p,
             None => {
                 let p = self.free_peb().expect("a free PEB");
                 self.eba[lnum] = Some(p);
                 p
             }
-        };
-        self.pebs[p].data[offset % self.leb_size as usize] ^= 1 << (bit & 7);
+        }
     }
 
     /// The PEB behind LEB `lnum` rots past what its ECC corrects: every read of the LEB fails
     /// (UBI hands a dynamic volume's reader `EBADMSG`) until the LEB is erased or changed,
     /// which puts it on another PEB.
     pub fn rot_leb(&mut self, lnum: u32) {
-        let p = match self.eba[lnum as usize] {
-            Some(p) => p,
-            None => {
-                let p = self.free_peb().expect("a free PEB");
-                self.eba[lnum as usize] = Some(p);
-                p
-            }
-        };
+        let p = self.mapped_peb(lnum as usize);
         self.pebs[p].rotten = true;
     }
 
