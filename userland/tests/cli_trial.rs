@@ -890,3 +890,32 @@ fn health_waits_for_a_lock_held_when_it_starts() {
     assert_eq!(o.status.code(), Some(4), "{}", show(&o));
     assert_eq!(info(&img)["snapshots"][0]["confirmed"], false);
 }
+
+/// A block on trial rolled back by another command while health's checks run leaves nothing
+/// for health to confirm: it must not say it confirmed the boot (it once did, and an admin
+/// reading the log took the rolled-back bundle for kept).
+#[test]
+fn health_does_not_claim_a_trial_rolled_back_while_its_checks_ran() {
+    let tmp = scratch();
+    let dir = tmp.path();
+    let (img, _, _) = second_on_trial(dir);
+    // The check itself rolls the block on trial back, then passes.
+    let check = config(
+        dir,
+        &format!(
+            "config health 'health'\n\tlist command '{bin} --device {img} rollback 1 --yes --no-reboot >/dev/null'\n",
+            bin = bin(),
+            img = img.display()
+        ),
+    );
+    let out = ok(
+        &img,
+        &["health", "--config", &check, "--once", "--no-reboot"],
+    );
+    assert!(
+        !out.contains("is confirmed") && out.contains("rolled back meanwhile"),
+        "{out}"
+    );
+    let j = info(&img);
+    assert_eq!(j["snapshots"].as_array().map(Vec::len), Some(1), "{j}");
+}

@@ -657,10 +657,16 @@ pub fn health(
                     eprintln!("health: every check passed but {e}: confirming at the next round");
                 }
                 done => {
-                    done?;
+                    let blocks = done?;
                     record(state, &trial_block, &failed);
                     dog.release();
-                    println!("health: every check passed; the boot on trial is confirmed");
+                    if blocks == 0 {
+                        // Another command settled it while the checks ran: nothing to vouch
+                        // for is left, and saying "confirmed" would hide a rollback.
+                        println!("health: every check passed, but nothing this boot tried is on trial any more (confirmed or rolled back meanwhile)");
+                    } else {
+                        println!("health: every check passed; the boot on trial is confirmed");
+                    }
                     return Ok(());
                 }
             }

@@ -1044,28 +1044,33 @@ pub fn format(
 
 /// Marks every block on trial good (`snapshot confirm`).
 pub fn confirm(ctx: &Ctx) -> Result<(), CliError> {
-    confirm_with(ctx, |w| w.confirm())
+    confirm_with(ctx, |w| w.confirm()).map(|_| ())
 }
 
 /// `confirm` of what a boot has tried only (`snapshot health`).
-pub fn confirm_booted(ctx: &Ctx) -> Result<(), CliError> {
+/// How many blocks it confirmed: none when the blocks the boot tried were confirmed or rolled
+/// back meanwhile.
+pub fn confirm_booted(ctx: &Ctx) -> Result<usize, CliError> {
     confirm_with(ctx, |w| w.confirm_booted())
 }
 
 fn confirm_with(
     ctx: &Ctx,
     op: impl FnOnce(&mut Writer<'_, Device>) -> Result<Outcome, WriteError<DeviceError>>,
-) -> Result<(), CliError> {
+) -> Result<usize, CliError> {
     let (_lock, mut dev) = ctx.open(true)?;
     let out = write_op(&mut dev, 0, "confirming", op)?;
     match out {
-        Outcome::Confirmed { blocks: 0 } => println!("nothing is on trial"),
-        Outcome::Confirmed { blocks } => {
-            println!("confirmed: {blocks} block(s) on trial are kept from now on")
+        Outcome::Confirmed { blocks: 0 } => {
+            println!("nothing is on trial");
+            Ok(0)
         }
-        _ => {}
+        Outcome::Confirmed { blocks } => {
+            println!("confirmed: {blocks} block(s) on trial are kept from now on");
+            Ok(blocks)
+        }
+        _ => Ok(0),
     }
-    Ok(())
 }
 
 #[cfg(test)]
