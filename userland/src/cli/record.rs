@@ -61,6 +61,7 @@ pub fn note_ahead(record: &Path, device: &Path) -> Ahead {
     let Some(line) = moved_line(device) else {
         return none;
     };
+    let _held = Held::take(record);
     if !record.is_file() || says(record, &line) {
         return none;
     }
@@ -96,6 +97,7 @@ impl Ahead {
         let Some(line) = self.added.filter(|_| !moved) else {
             return;
         };
+        let _held = Held::take(&self.record);
         let withdrawn = std::fs::read_to_string(&self.record).and_then(|r| {
             let kept: String = r
                 .lines()
@@ -117,6 +119,29 @@ impl Ahead {
                 self.record.display()
             );
         }
+    }
+}
+
+/// The record's directory locked (flock, exclusive) while a note is added or withdrawn: a
+/// withdrawal rewrites the whole record, and a note another tool appended between its read
+/// and its rename (a write to another partition, under that partition's lock) would be lost,
+/// and a save of that partition no longer refused. Best effort: unlocked, a lost note costs
+/// that refusal, never the write.
+struct Held {
+    _dir: Option<std::fs::File>,
+}
+
+impl Held {
+    fn take(record: &Path) -> Held {
+        let dir = record
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let held = std::fs::File::open(dir).ok().filter(|f| {
+            // Blocking: the other tool holds it for one read and one rename.
+            rustix::fs::flock(f, rustix::fs::FlockOperation::LockExclusive).is_ok()
+        });
+        Held { _dir: held }
     }
 }
 
@@ -293,5 +318,32 @@ mod tests {
         ));
         assert!(require_unmoved(&record, part, &upper, false).is_ok());
         assert!(require_unmoved(&record, part, &tree, true).is_ok());
+    }
+
+    /// A withdrawal waits for the record's directory lock, which another tool's note holds
+    /// while it appends: it once rewrote the record at once, dropping a line appended meanwhile.
+    #[test]
+    fn a_withdrawal_waits_for_another_tools_note() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let record = d.path().join("snapinit");
+        std::fs::write(&record, "failed-check-marks\n").expect("record");
+        let ahead = note_ahead(&record, Path::new("/dev/null"));
+        assert!(ahead.pending());
+        let other = Held::take(&record);
+        let settling = std::thread::spawn(move || ahead.settle(false));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // Still held: the note is not withdrawn yet, and the other tool's line goes in.
+        assert!(says(&record, "chain-moved 1:3"));
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&record)
+            .and_then(|mut f| writeln!(f, "chain-moved 1:5"))
+            .expect("append");
+        drop(other);
+        settling.join().expect("settle");
+        assert_eq!(
+            std::fs::read_to_string(&record).expect("read"),
+            "failed-check-marks\nchain-moved 1:5\n"
+        );
     }
 }
