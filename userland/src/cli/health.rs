@@ -589,23 +589,18 @@ pub fn health(
     // partition now (a save packing a large tree) must not end health without one (exit 4
     // reboots nothing, and where procd owns the watchdog the trial would run unjudged until
     // some power cut). Read again until it is free; `--once` has no later round.
-    let (mut attempt, mut told) = (ctx.clone(), false);
-    let trial_block = loop {
-        match lowest_on_trial(&attempt) {
-            Err(CliError::Locked { path, .. }) if !once => {
-                if !told {
-                    eprintln!(
-                        "health: {} is busy (another snapshot command): waiting for it to judge this boot",
-                        path.display()
-                    );
-                    told = true;
-                }
-                // Past the first `--wait`, quietly: one line said it.
-                attempt = ctx.no_wait();
-                std::thread::sleep(Duration::from_millis(250));
-            }
-            read => break read?,
-        }
+    // Meanwhile the watchdog PID 1 armed for a trial boot is petted (off OpenWrt nothing else
+    // does: a command holding the partition past its timeout, an `upgrade` running opkg, would
+    // reset the unit and spend a trial boot). Opened only once there is a wait, and closed
+    // without the magic character, so left as armed, on the ways out that judge nothing.
+    let mut early: Option<Watchdog> = None;
+    let trial_block = if once {
+        lowest_on_trial(ctx)?
+    } else {
+        let mut pet = || early.get_or_insert_with(|| Watchdog::open(true)).pet();
+        while_locked(Some(Duration::MAX), &mut pet, || {
+            lowest_on_trial(&ctx.no_wait())
+        })?
     };
     let Some(trial_block) = trial_block else {
         println!("health: nothing is on trial");
@@ -628,6 +623,7 @@ pub fn health(
     // Read only now that there is a boot to judge: the service reboots on a config that
     // cannot be read (exit 18), which with nothing to judge would be every boot.
     let checks = read_config(config)?;
+    drop(early);
     let mut dog = Watchdog::open(checks.watchdog);
     loop {
         dog.pet();
@@ -729,6 +725,18 @@ mod tests {
         });
         assert!(matches!(got, Ok(4)), "{got:?}");
         assert_eq!(pets, 3);
+        // No limit (health's wait before it knows what to judge): petted until free.
+        let (mut pets, mut tries) = (0, 0);
+        let got = while_locked(Some(Duration::MAX), &mut || pets += 1, || {
+            tries += 1;
+            if tries <= 6 {
+                Err(busy())
+            } else {
+                Ok(tries)
+            }
+        });
+        assert!(matches!(got, Ok(7)), "{got:?}");
+        assert_eq!(pets, 6);
         // Held for good: refused once the wait has passed, saying how long it waited.
         let mut pets = 0;
         let start = Instant::now();

@@ -53,9 +53,9 @@ pub fn acquire(path: &Path, exclusive: bool, wait: Option<Duration>) -> Result<L
 }
 
 /// Runs `attempt` (refused with `Locked` while another command holds the lock) until it is
-/// not refused so or `wait` has passed (`None`: refused at once), calling `between` at every
-/// `tick` of the wait: `health` pets a watchdog there, which the lock's wait (30 s by
-/// default) would leave unpetted that long.
+/// not refused so or `wait` has passed (`None`: refused at once; `Duration::MAX`: no limit),
+/// calling `between` at every `tick` of the wait: `health` pets a watchdog there, which the
+/// lock's wait (30 s by default) would leave unpetted that long.
 pub fn while_busy<T>(
     wait: Option<Duration>,
     tick: Duration,
@@ -77,10 +77,14 @@ pub fn while_busy<T>(
                     });
                 }
                 if !told {
+                    let until = if limit == Duration::MAX {
+                        "until it is done".to_string()
+                    } else {
+                        format!("up to {} s", limit.as_secs())
+                    };
                     eprintln!(
-                        "snapshot: {} is busy (another snapshot command); waiting up to {} s",
+                        "snapshot: {} is busy (another snapshot command); waiting {until}",
                         path.display(),
-                        limit.as_secs()
                     );
                     told = true;
                 }
