@@ -785,3 +785,120 @@ fn a_unit_on_trial_waits_for_the_verdict_before_the_next_bundle() {
     let out = poll();
     assert!(out.contains("bundle v3 applied"), "{out}");
 }
+
+/// A loop device over an image file: the unit's flash as a partition (a reboot is due), not
+/// an image file (which never reboots this machine).
+struct LoopDevice(std::path::PathBuf);
+
+impl LoopDevice {
+    fn attach(img: &Path) -> LoopDevice {
+        let o = std::process::Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(img)
+            .output()
+            .expect("run losetup");
+        assert!(o.status.success(), "losetup: {}", show(&o));
+        LoopDevice(String::from_utf8_lossy(&o.stdout).trim().into())
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup")
+            .arg("-d")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A bundle written whose reboot failed is booted by the next poll of the same boot, without
+/// the network: it once waited on trial for whatever reboot came next ("waiting: snapshot 2
+/// is on trial"). Once its trial boot is spent, polls reboot nothing.
+#[test]
+fn a_poll_reboots_again_into_a_bundle_whose_reboot_failed() {
+    require_root();
+    let tmp = scratch();
+    let d = tmp.path();
+    let OneBundle {
+        keys,
+        template,
+        root,
+    } = one_bundle(d, 2, 0);
+    let lo = "127.0.0.1";
+    let p = free_port();
+    let nginx = Nginx::start(&d.join("nginx"), None, &[(lo, p, &root)]);
+    let mirrors = [format!("http://{lo}:{p}")];
+    let units = Unit::flash(d, &template, 1);
+    let part = LoopDevice::attach(&units[0].img);
+    let unit = Unit {
+        id: units[0].id.clone(),
+        img: part.0.clone(),
+        state: units[0].state.clone(),
+    };
+    // A stand-in `reboot`: the first call fails, later ones succeed; each is counted.
+    let bin_dir = d.join("bin");
+    fs::create_dir(&bin_dir).expect("mkdir");
+    let calls = d.join("reboots");
+    let fake = bin_dir.join("reboot");
+    fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho x >> {c}\n[ \"$(wc -l < {c})\" -ge 2 ]\n",
+            c = calls.display()
+        ),
+    )
+    .expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let now = (T0 + 60).to_string();
+    let poll = |mirror: &str| {
+        std::process::Command::new(bin())
+            .env("PATH", &path)
+            .args(["--device", s(&unit.img), "--erase-size", "4096"])
+            .args([
+                "fleet",
+                "poll",
+                "--keys",
+                s(&keys.keys_d),
+                "--min-sigs",
+                "2",
+            ])
+            .args(["--retries", "0", "--timeout", "3", "--mirror", mirror])
+            .args([
+                "--now",
+                &now,
+                "--state",
+                s(&unit.state),
+                "--unit-id",
+                &unit.id,
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run snapshot")
+    };
+    let reboots = || {
+        fs::read_to_string(&calls)
+            .map(|c| c.lines().count())
+            .unwrap_or(0)
+    };
+    let o = poll(&mirrors[0]);
+    assert_eq!(o.status.code(), Some(12), "{}", show(&o));
+    assert!(show(&o).contains("bundle v2 applied"), "{}", show(&o));
+    assert_eq!(reboots(), 1);
+    // The mirror gone: the bundle is on flash already, only its reboot is due.
+    drop(nginx);
+    let o = poll(&mirrors[0]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(show(&o).contains("rebooting again"), "{}", show(&o));
+    assert_eq!(reboots(), 2);
+    // Booted (a trial mark spent): nothing more to reboot for.
+    unit.boot();
+    let o = poll(&mirrors[0]);
+    assert_eq!(reboots(), 2, "{}", show(&o));
+    assert!(!show(&o).contains("rebooting again"), "{}", show(&o));
+}

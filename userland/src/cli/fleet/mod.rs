@@ -389,7 +389,17 @@ pub fn poll(
 ) -> Result<(), CliError> {
     let r = poll_once(ctx, a, t);
     let (result, detail) = match &r {
-        Ok(Polled::Written(v)) => ("taken".to_string(), format!("bundle {v} written on trial")),
+        Ok(Polled::Written(w)) if w.again => (
+            "taken".to_string(),
+            format!(
+                "bundle {} on trial, not booted yet: rebooting again",
+                w.version
+            ),
+        ),
+        Ok(Polled::Written(w)) => (
+            "taken".to_string(),
+            format!("bundle {} written on trial", w.version),
+        ),
         Ok(Polled::Nothing(why)) => ("nothing".to_string(), why.clone()),
         Err(e) => (format!("exit {}", e.exit_code()), e.to_string()),
     };
@@ -412,18 +422,66 @@ pub fn poll(
         None => Ok(()),
     };
     match r? {
-        Polled::Written(_) if do_reboot => ops::reboot(ctx),
+        Polled::Written(w) if do_reboot => {
+            note_reboot_due(a.state, &w);
+            ops::reboot(ctx)
+        }
         Polled::Written(_) => Ok(()),
         Polled::Nothing(_) => published,
     }
 }
 
+/// `<state>/reboot-due.json`: the bundle a poll wrote and rebooted for, with the boot it was
+/// written in (`{bootId, payloadSha256, version}`). A reboot that failed (the command missing
+/// or refused) left it on flash unbooted: the next poll of the same boot reboots again rather
+/// than wait, on trial, for whatever reboot comes next.
+const REBOOT_DUE: &str = "reboot-due.json";
+
+/// This boot's id (a fresh UUID at every boot); `None` where the kernel gives none.
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Best effort: unrecorded, a failed reboot waits for the next one, as before.
+fn note_reboot_due(state: &Path, w: &Written) {
+    let Some(boot) = boot_id() else { return };
+    let doc = serde_json::json!({
+        "bootId": boot,
+        "payloadSha256": w.payload_sha256,
+        "version": w.version,
+    });
+    let _ = write_file(&state.join(REBOOT_DUE), doc.to_string().as_bytes());
+}
+
+/// The version of the bundle an earlier poll of this boot wrote and rebooted for, when it is
+/// the unbooted block on trial `unbooted` (its payload's SHA-256): its reboot did not happen.
+/// Only in the boot that wrote it: a boot that ran without spending its trial (failsafe, a
+/// chain PID 1 could not read) must not be rebooted at every poll.
+fn reboot_missed(state: &Path, unbooted: Option<&str>) -> Option<String> {
+    let unbooted = unbooted?;
+    let due = read_json(&state.join(REBOOT_DUE))?;
+    let boot = boot_id()?;
+    (due["bootId"] == boot.as_str() && due["payloadSha256"] == unbooted)
+        .then(|| due["version"].as_str().map(str::to_string))
+        .flatten()
+}
+
 /// How a poll that did not fail ended.
 enum Polled {
-    /// This bundle version was written on trial.
-    Written(String),
+    /// A bundle is on trial, unbooted: written now, or by an earlier poll whose reboot failed.
+    Written(Written),
     /// Nothing to take (up to date, waiting for the rollout, rolled back before): why.
     Nothing(String),
+}
+
+struct Written {
+    version: String,
+    payload_sha256: String,
+    /// Written by an earlier poll of this boot, whose reboot did not happen.
+    again: bool,
 }
 
 /// A bundle that rolled back on this unit (record `r`) is not taken again: says why.
@@ -452,17 +510,21 @@ fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliEr
         shuffled(a.mirrors)
     };
     std::fs::create_dir_all(a.state).map_err(io_err("creating", a.state))?;
-    let (id, rolled, top, on_trial) = {
+    let (id, rolled, top, on_trial, unbooted) = {
         let (_lock, mut dev) = ctx.open(false)?;
         let view = ops::read_view(&mut dev);
-        let on_trial = view
+        let trial = view
             .snapshots
             .iter()
             .enumerate()
             .map(|(i, b)| (format!("snapshot {}", i + 1), b))
             .chain(view.volatile().map(|b| ("the volatile".to_string(), b)))
-            .find(|(_, b)| matches!(b.header.trial(), Trial::OnTrial { .. }))
-            .map(|(name, _)| name);
+            .find(|(_, b)| matches!(b.header.trial(), Trial::OnTrial { .. }));
+        let unbooted = trial
+            .as_ref()
+            .filter(|(_, b)| matches!(b.header.trial(), Trial::OnTrial { used: 0, .. }))
+            .map(|(_, b)| hex(&b.header.fields.payload_sha256));
+        let on_trial = trial.map(|(name, _)| name);
         // The chain below the top snapshot and the top's payload: which bundle it may be.
         let top = view.snapshots.split_last().map(|(last, below)| {
             (
@@ -477,8 +539,20 @@ fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliEr
             rollbacks(&mut dev, &view, a.state),
             top,
             on_trial,
+            unbooted,
         )
     };
+    // Before the network: the bundle is on flash and verified, only the reboot is missing.
+    if let Some(version) = reboot_missed(a.state, unbooted.as_deref()) {
+        println!(
+            "bundle {version} is on trial but has not booted (the reboot after it was written did not happen): rebooting again"
+        );
+        return Ok(Polled::Written(Written {
+            version,
+            payload_sha256: unbooted.unwrap_or_default(),
+            again: true,
+        }));
+    }
     let seen_path = a.state.join(format!("{}.published", a.channel));
     let seen: u64 = std::fs::read_to_string(&seen_path)
         .ok()
@@ -654,7 +728,11 @@ fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliEr
     if let Err(e) = kept {
         eprintln!("snapshot: fleet: the bundle is written, but its version is not recorded: {e}");
     }
-    Ok(Polled::Written(checked.manifest.spec.version))
+    Ok(Polled::Written(Written {
+        version: checked.manifest.spec.version,
+        payload_sha256: checked.manifest.spec.payload.sha256.to_ascii_lowercase(),
+        again: false,
+    }))
 }
 
 /// Downloads `pname` (`size` bytes) from the mirrors in `order` into RAM. Resumed across errors
