@@ -126,6 +126,35 @@ fn poll_loop_backs_off_without_mirror_or_broker_and_waits_the_interval_otherwise
     assert!(err.contains("exit 21; next poll in 200 s"), "{err}");
 }
 
+/// A poll whose reboot into the bundle failed (exit 12) is followed after the short wait, not
+/// the interval: that poll reboots into the bundle already on flash.
+#[test]
+fn poll_loop_retries_a_failed_reboot_after_the_backoff() {
+    let d = stubs(&[12, 0]);
+    let (o, log) = run(
+        d.path(),
+        &[
+            ("FLEET_INTERVAL", "1800"),
+            ("FLEET_BACKOFF", "60"),
+            ("FLEET_LOOPS", "2"),
+        ],
+        &["poll-loop", "--mirror", "http://m1/fleet"],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let sleeps = sleeps(&log);
+    let between = if log[0].starts_with("sleep") {
+        &sleeps[1..]
+    } else {
+        &sleeps[..]
+    };
+    assert_eq!(between.first(), Some(&60), "{log:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("the reboot into the bundle failed (exit 12); next try in 60 s"),
+        "{err}"
+    );
+}
+
 #[test]
 fn poll_loop_after_a_good_poll_waits_the_interval_and_a_tenth_at_most() {
     let d = stubs(&[0, 25, 0]);

@@ -9,7 +9,8 @@
 #       (26): the next poll comes after FLEET_BACKOFF seconds (default 60), doubling each time
 #       up to FLEET_INTERVAL. A refusal (a bad signature, a stale manifest, ...) waits the
 #       full interval: the mirror would serve the same. A poll that takes a bundle reboots
-#       the unit (unless POLL-ARGS has --no-reboot). FLEET_LOOPS=N stops after N polls with
+#       the unit (unless POLL-ARGS has --no-reboot); when that reboot fails (exit 12) the next
+#       poll, FLEET_BACKOFF seconds later, reboots again. FLEET_LOOPS=N stops after N polls with
 #       the last poll's exit status (tests).
 #   snapshot-fleet.sh health HEALTH-ARGS...
 #       `snapshot health --no-reboot HEALTH-ARGS` (confirms a boot on trial once its checks
@@ -75,6 +76,12 @@ poll_loop() {
 			wait=$backoff
 			random_upto $((interval / 10))
 			pause=$((interval + rnd))
+			;;
+		12)
+			# A bundle is on flash, unbooted: the next poll reboots into it (docs/FLEET.md
+			# step 7), mirrors or not, so it comes after the short wait, not the interval.
+			pause=$backoff
+			log "poll: the reboot into the bundle failed (exit 12); next try in $pause s"
 			;;
 		25 | 26)
 			pause=$wait
