@@ -725,3 +725,50 @@ fn a_channel_whose_expiry_overflows_is_refused_not_written() {
         "bundles/v2",
     ]);
 }
+
+/// `bundle channel` takes each bundle as a directory under `--root`, and a unit fetches it at
+/// the entry's `path` relative to its mirror, refusing (23, the whole channel) a path that
+/// starts with `/` or holds `..`. A bundle named by its absolute path (it reads as well, as
+/// `root.join` of an absolute path is that path) or through `..` is refused here, before a
+/// channel that no unit takes is signed and published.
+#[test]
+fn a_channel_entry_every_unit_would_refuse_is_not_written() {
+    let tmp = scratch();
+    let d = tmp.path();
+    let root = d.join("mirror");
+    let bdir = root.join("bundles/v2");
+    tool_ok(&[
+        "bundle",
+        "create",
+        "--base-hash",
+        &"0".repeat(64),
+        "--upper",
+        s(&upper(d, "v2", "v2\n")),
+        "-o",
+        s(&bdir),
+        "--bundle-version",
+        "v2",
+    ]);
+    for path in [s(&bdir), "bundles/../bundles/v2"] {
+        let o = tool(&[
+            "bundle",
+            "channel",
+            "--root",
+            s(&root),
+            "--channel",
+            "stable",
+            path,
+        ]);
+        assert_eq!(o.status.code(), Some(5), "{path}: {}", show(&o));
+        assert!(!root.join("stable.json").exists(), "{path}: written");
+    }
+    tool_ok(&[
+        "bundle",
+        "channel",
+        "--root",
+        s(&root),
+        "--channel",
+        "stable",
+        "bundles/v2/",
+    ]);
+}

@@ -249,7 +249,13 @@ pub fn channel(
         detail: e.to_string(),
     })?;
     json.push(b'\n');
-    let out = root.join(format!("{name}.json"));
+    let out_name = format!("{name}.json");
+    // The rest of what every unit checks: an entry's path is the bundle's directory relative
+    // to the mirror, and a bundle given by its absolute path or through `..` reads here all the
+    // same (`root.join`), but every unit refuses the whole channel for it (23).
+    ChannelManifest::parse(&out_name, &json)
+        .map_err(|e| CliError::Refused(format!("{e}: every unit would refuse this channel")))?;
+    let out = root.join(out_name);
     let sig = sig_path(&out);
     if sig.exists() {
         std::fs::remove_file(&sig).map_err(io_err("removing", &sig))?;
