@@ -328,6 +328,59 @@ fn a_broker_trickling_its_connack_does_not_hold_a_connect() {
     eprintln!("{e}");
 }
 
+/// A broker that takes the CONNECT and the SUBSCRIBE, acknowledges both, then sends `flood`
+/// over and over as fast as the reader takes it, and never the reader's end marker.
+fn flooding_broker(flood: &'static [u8]) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            thread::spawn(move || {
+                let mut b = [0u8; 4096];
+                let _ = c.read(&mut b); // CONNECT
+                let _ = c.write_all(&[0x20, 0x02, 0x00, 0x00]);
+                // SUBSCRIBE (remaining length < 128): its packet id in bytes 2 and 3.
+                let Ok(n) = c.read(&mut b) else { return };
+                if n < 4 {
+                    return;
+                }
+                let _ = c.write_all(&[0x90, 0x04, b[2], b[3], 0x00, 0x00]);
+                let many = flood.repeat(4096);
+                while c.write_all(&many).is_ok() {}
+            });
+        }
+    });
+    port
+}
+
+/// docs/FLEET.md: a collection of retained messages takes at most 100,000 of them. Counted
+/// by distinct topic only, a broker sending one unit's state again and again (or PINGRESPs),
+/// faster than the floor rate of 1 KiB/s, held `fleet status --mqtt` for ever: each KiB it
+/// sent moved the deadline on by a second.
+#[test]
+fn a_broker_repeating_one_message_forever_does_not_hold_a_collection() {
+    use snapshot::fleet::mqtt::Session;
+    // PUBLISH, QoS 0, topic "snapinit/u/state" (16 bytes), payload "x".
+    const STATE: &[u8] = b"\x30\x13\x00\x10snapinit/u/stateX";
+    const PINGRESP: &[u8] = &[0xD0, 0x00];
+    for flood in [STATE, PINGRESP] {
+        let port = flooding_broker(flood);
+        let r = within(60, move || {
+            let mut s = Session::connect(
+                &format!("127.0.0.1:{port}"),
+                "x",
+                None,
+                Duration::from_secs(1),
+            )?;
+            s.collect_retained("snapinit/+/state", "snapinit/x/end")
+        })
+        .unwrap_or_else(|| panic!("{flood:?}: collect_retained still reading after 60 s"));
+        let e = r.expect_err("the end marker never came");
+        eprintln!("{e}");
+    }
+}
+
 // ---- the real binary, with the flags the OpenWrt scripts use ----
 
 /// Runs `snapshot ARGS`; its exit code, or None when it was still running after `secs` (killed).

@@ -284,6 +284,11 @@ impl Session {
         let mut out = BTreeMap::new();
         let mut subscribed = false;
         let mut marker_sent = false;
+        // Every packet counts towards the bound, not only a new topic: the deadline moves on
+        // with each KiB that arrives, so a broker sending one topic again and again (or
+        // PINGRESPs, or deletions) faster than the floor rate would hold the reader for ever.
+        // Besides the messages: the SUBACK and the marker.
+        let mut packets = 0usize;
         loop {
             if subscribed && !marker_sent {
                 self.send(&PublishPacket::new(
@@ -310,6 +315,12 @@ impl Session {
                 }
                 r => r?,
             };
+            packets += 1;
+            if packets > MAX_RETAINED + 2 {
+                return Err(self.protocol(format!(
+                    "more than {MAX_RETAINED} messages under {filter:?} without the end marker"
+                )));
+            }
             match packet {
                 VariablePacket::SubackPacket(a) if a.packet_identifier() == id => {
                     use mqtt::packet::suback::SubscribeReturnCode;
