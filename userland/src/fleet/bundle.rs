@@ -230,3 +230,51 @@ impl BundleManifest {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(base: &str, sha: &str) -> Vec<u8> {
+        serde_json::json!({
+            "apiVersion": API_VERSION,
+            "kind": KIND_BUNDLE,
+            "spec": {
+                "base": base,
+                "payload": {"file": "payload.tar", "sha256": sha, "size": 0,
+                            "unpackedSize": 0, "compression": "none"},
+                "trialBoots": 1,
+                "version": "v2",
+            }
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    /// Hex in a signed manifest is lower case, as units compare it (docs/FLEET.md): upper case
+    /// is refused at once (23), not taken and then never matched (a payload that is the one
+    /// named refused as a mismatch, 20; a channel entry never offered, "up to date").
+    #[test]
+    fn upper_case_hex_in_a_manifest_is_refused() {
+        let lower = sha256_hex(b"");
+        let upper = lower.to_ascii_uppercase();
+        assert!(BundleManifest::parse("m", &manifest(&lower, &lower)).is_ok());
+        for (base, sha) in [(&upper, &lower), (&lower, &upper)] {
+            let r = BundleManifest::parse("m", &manifest(base, sha));
+            assert!(matches!(r, Err(BundleError::BadManifest { .. })), "{r:?}");
+        }
+        let channel = |base: &str| {
+            serde_json::json!({
+                "apiVersion": API_VERSION,
+                "kind": "Channel",
+                "spec": {"channel": "stable", "published": 1, "priority": 0.0,
+                         "bundles": [{"base": base, "path": "bundles/v2", "version": "v2"}]}
+            })
+            .to_string()
+        };
+        use super::super::channel::ChannelManifest;
+        assert!(ChannelManifest::parse("c", channel(&lower).as_bytes()).is_ok());
+        let r = ChannelManifest::parse("c", channel(&upper).as_bytes());
+        assert!(matches!(r, Err(BundleError::BadManifest { .. })), "{r:?}");
+    }
+}
