@@ -549,6 +549,90 @@ fn what_the_fleet_reports_survives_the_reboots_that_empty_the_state_directory() 
     assert_eq!(st["chainId"], head(&template), "{st}");
 }
 
+/// A rollback found on flash after a reboot has no version; the next poll names it from the
+/// bundle whose signed manifest has its payload. A mirror (or anyone on the path: plain HTTP)
+/// that answers the manifest of the fix, v3, with the signed manifest of v2, which rolled back
+/// here, must not get v2's record named v3: a unit skips every bundle whose version a
+/// rollback record names, so that one answer kept it from the fix for good, from honest
+/// mirrors too. A manifest that is not the bundle its channel entry names is refused (23).
+#[test]
+fn a_rolled_back_bundles_manifest_served_for_the_fix_does_not_block_the_fix() {
+    let tmp = scratch();
+    let d = tmp.path();
+    let OneBundle {
+        keys,
+        template,
+        root,
+    } = one_bundle(d, 1, 0);
+    let lo = "127.0.0.1";
+    let (p, q) = (free_port(), free_port());
+    let evil = d.join("evil");
+    let units = Unit::flash(d, &template, 1);
+    let u = &units[0];
+    let fail = d.join("broken.conf");
+    fs::write(&fail, "config health\n\tlist command 'false'\n").expect("config");
+    {
+        let _nginx = Nginx::start(&d.join("nginx0"), None, &[(lo, p, &root)]);
+        let mirrors = vec![format!("http://{lo}:{p}")];
+        let o = poll(
+            u,
+            &keys.keys_d,
+            &mirrors,
+            &["--now", &(T0 + 60).to_string()],
+        );
+        assert!(o.status.success(), "{}", show(&o));
+    }
+    // v2 fails its health check and rolls back; every reboot empties the state directory.
+    let reboot = |u: &Unit| {
+        let _ = fs::remove_dir_all(&u.state);
+        u.boot();
+    };
+    reboot(u);
+    let o = u.health(None, &fail);
+    assert_eq!(o.status.code(), Some(17), "{}", show(&o));
+    reboot(u);
+    // The fix, v3, on the same base; the hostile mirror serves v2's signed manifest for it.
+    bundle(&keys, &root, &template, "v3", 1, 0);
+    channel(&keys, &root, T0 + 100, "0", &["bundles/v3"]);
+    copy_tree(&root, &evil);
+    for f in ["manifest.json", "manifest.json.sig"] {
+        fs::copy(
+            root.join("bundles/v2").join(f),
+            evil.join("bundles/v3").join(f),
+        )
+        .expect("cp");
+    }
+    let _nginx = Nginx::start(&d.join("nginx"), None, &[(lo, p, &root), (lo, q, &evil)]);
+    let now = (T0 + 200).to_string();
+    refused(
+        u,
+        &keys.keys_d,
+        &[format!("http://{lo}:{q}")],
+        &["--now", &now],
+        23,
+        "v2's manifest for v3",
+    );
+    let st = {
+        let o = u.run(None, &["fleet", "status", "--json"], true);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        v["status"].clone()
+    };
+    assert_ne!(st["lastRollback"]["version"], "v3", "{st}");
+    // The honest mirror's v3 is taken.
+    let o = poll(
+        u,
+        &keys.keys_d,
+        &[format!("http://{lo}:{p}")],
+        &["--now", &now],
+    );
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("bundle v3 applied"),
+        "{}",
+        show(&o)
+    );
+}
+
 /// An https:// mirror (nginx with TLS, a certificate made here) through the external fetcher
 /// `--https-fetch` names: uclient-fetch on OpenWrt; here a stand-in with uclient-fetch's
 /// command line that runs curl, checking the server against that certificate. The bundle is

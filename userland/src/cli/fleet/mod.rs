@@ -656,12 +656,27 @@ fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliEr
     let mut order = vec![mirror.clone()];
     order.extend(mirrors.iter().filter(|m| **m != mirror).cloned());
     let mname = format!("{}/{MANIFEST}", entry.path);
-    let ((msg, sig), _) = over_mirrors(a, &order, &mname, |m| {
-        fetch_signed(&client, &format!("{m}/{mname}"), &ring, t.min_sigs, &mname)
+    // Only the bundle the channel entry names: a mirror (or anyone on the path) answering with
+    // another signed manifest, one whose payload rolled back here, would get that rollback
+    // named after this entry's version below, and every later poll, from any mirror, would
+    // skip the entry's bundle as rolled back. Refused (23), and the next mirror tried.
+    let ((msg, sig, bm), _) = over_mirrors(a, &order, &mname, |m| {
+        let (msg, sig) = fetch_signed(&client, &format!("{m}/{mname}"), &ring, t.min_sigs, &mname)?;
+        let bm = BundleManifest::parse(&mname, &msg)?;
+        if bm.spec.base != entry.base || bm.spec.version != entry.version {
+            return Err(BundleError::BadManifest {
+                what: mname.clone(),
+                detail: format!(
+                    "it is {} on top of {}, the channel says {} on top of {}",
+                    bm.spec.version, bm.spec.base, entry.version, entry.base
+                ),
+            }
+            .into());
+        }
+        Ok((msg, sig, bm))
     })?;
     // The same payload rolled back here before, even when the record lost its version (the
     // state directory is RAM: after a reboot the rollback is found on flash, by its payload).
-    let bm = BundleManifest::parse(&mname, &msg)?;
     if let Some(r) = rolled
         .iter()
         .find(|r| r["payloadSha256"] == bm.spec.payload.sha256.as_str())
@@ -691,20 +706,8 @@ fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliEr
         }
         Ok(buf)
     });
+    // Parsed from the very bytes checked against the channel entry above.
     let checked = checked?;
-    if checked.manifest.spec.base != entry.base || checked.manifest.spec.version != entry.version {
-        return Err(BundleError::BadManifest {
-            what: mname,
-            detail: format!(
-                "it is {} on top of {}, the channel says {} on top of {}",
-                checked.manifest.spec.version,
-                checked.manifest.spec.base,
-                entry.version,
-                entry.base
-            ),
-        }
-        .into());
-    }
     // Recorded before the reboot: the version this unit now runs on trial, and the one below
     // it (back in force if it rolls back).
     let before = std::fs::read_to_string(&vpath).ok();
