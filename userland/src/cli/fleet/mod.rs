@@ -66,7 +66,7 @@ pub fn read_login(user: &str, password_file: &Path) -> Result<mqtt::Login, CliEr
 fn read_limited(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>, CliError> {
     let f = std::fs::File::open(path).map_err(io_err("reading", path))?;
     let mut data = Vec::new();
-    f.take(limit + 1)
+    f.take(limit.saturating_add(1))
         .read_to_end(&mut data)
         .map_err(io_err("reading", path))?;
     if data.len() as u64 > limit {
@@ -74,7 +74,7 @@ fn read_limited(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>, CliError
             what: what.to_string(),
             size: std::fs::metadata(path)
                 .map(|m| m.len())
-                .unwrap_or(limit + 1),
+                .unwrap_or(limit.saturating_add(1)),
             limit,
         }
         .into());
@@ -312,6 +312,10 @@ fn shuffled(mirrors: &[String]) -> Vec<String> {
     v
 }
 
+/// The longest wait between two rounds of retries (a `--backoff-ms` past it too: doubled, an
+/// operator's huge value would overflow).
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
 /// Tries `f` on each mirror in turn, for `retries + 1` rounds with exponential backoff, until
 /// one gives a result. Network errors are retried; a refusal (signatures, format, staleness) is
 /// kept and the next mirror tried, but does not make rounds go on: a mirror that answers with
@@ -323,7 +327,7 @@ fn over_mirrors<T>(
     mut f: impl FnMut(&str) -> Result<T, CliError>,
 ) -> Result<(T, String), CliError> {
     let mut tries = 0;
-    let mut wait = a.backoff;
+    let mut wait = a.backoff.min(MAX_BACKOFF);
     loop {
         tries += 1;
         // Every mirror failed: the last refusal (some mirror served something refused) wins
@@ -354,7 +358,7 @@ fn over_mirrors<T>(
             wait.as_millis()
         );
         std::thread::sleep(wait);
-        wait = (wait * 2).min(Duration::from_secs(300));
+        wait = wait.saturating_mul(2).min(MAX_BACKOFF);
     }
 }
 
@@ -880,6 +884,33 @@ fn failures(verdict: &serde_json::Value) -> String {
         .unwrap_or_default()
 }
 
+/// The most `rolled-back.json` keeps: 32 records and half the size it is read back with. By
+/// count alone, records with long details (a failed check's command line, verbatim) could pass
+/// that size, and a file read back as too large is no record at all: every bundle that rolled
+/// back here would be taken again. The oldest go first; the newest is kept whatever its size.
+fn keep_newest(rolled: &mut Vec<serde_json::Value>) {
+    const RECORDS: usize = 32;
+    let excess = rolled.len().saturating_sub(RECORDS);
+    rolled.drain(..excess);
+    let limit = usize::try_from(MAX_MANIFEST / 2).unwrap_or(usize::MAX);
+    while rolled.len() > 1 && serde_json::to_vec(rolled).map_or(0, |v| v.len()) > limit {
+        rolled.remove(0);
+    }
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, marked when cut.
+fn clip(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max.saturating_sub(3);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
+}
+
 /// The rollbacks this unit has seen, oldest first (`<state>/rolled-back.json`), with the one the
 /// chain shows now added (and the recorded version put back to the one below it).
 fn rollbacks(
@@ -936,12 +967,10 @@ fn rollbacks(
                 "payloadSha256": sha,
                 "version": read("version"),
                 "reason": reason,
-                "detail": detail,
+                "detail": clip(detail, 4096),
                 "time": unix_now(),
             }));
-            // The newest 32: the file stays far below the size read back.
-            let excess = rolled.len().saturating_sub(32);
-            rolled.drain(..excess);
+            keep_newest(&mut rolled);
             // Best effort: a read-only state directory still gets the document.
             if std::fs::create_dir_all(state).is_ok() {
                 let _ = std::fs::write(
@@ -1147,7 +1176,7 @@ fn with_broker<T>(
     what: &str,
     mut exchange: impl FnMut(&MqttArgs<'_>) -> Result<T, MqttError>,
 ) -> Result<T, CliError> {
-    let mut wait = m.backoff;
+    let mut wait = m.backoff.min(MAX_BACKOFF);
     let mut tries = 0;
     loop {
         tries += 1;
@@ -1168,8 +1197,40 @@ fn with_broker<T>(
                     wait.as_millis()
                 );
                 std::thread::sleep(wait);
-                wait = (wait * 2).min(Duration::from_secs(300));
+                wait = wait.saturating_mul(2).min(MAX_BACKOFF);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records with long details are dropped oldest first until the file is read back whole
+    /// (it once kept 32 by count alone and could grow past what is read back: no record at
+    /// all, and every bundle that rolled back taken again).
+    #[test]
+    fn the_rollback_record_stays_readable() {
+        let long = "x".repeat(4000);
+        let mut rolled: Vec<serde_json::Value> = (0..32)
+            .map(|i| serde_json::json!({"payloadSha256": format!("{i:064x}"), "detail": clip(long.repeat(2), 4096)}))
+            .collect();
+        keep_newest(&mut rolled);
+        let bytes = serde_json::to_vec(&rolled).expect("json");
+        assert!(bytes.len() as u64 <= MAX_MANIFEST / 2, "{}", bytes.len());
+        assert!(rolled.len() >= 7, "{}", rolled.len());
+        assert_eq!(
+            rolled.last().expect("newest")["payloadSha256"],
+            format!("{:064x}", 31)
+        );
+        // A short list is left alone, and 40 records keep the newest 32.
+        let mut few: Vec<serde_json::Value> =
+            (0..40).map(|i| serde_json::json!({"n": i})).collect();
+        keep_newest(&mut few);
+        assert_eq!(few.len(), 32);
+        assert_eq!(few[0]["n"], 8);
+        assert_eq!(clip("aé".repeat(10), 8), "aéa...");
+        assert_eq!(clip("short".into(), 8), "short");
     }
 }
