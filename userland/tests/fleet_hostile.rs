@@ -754,3 +754,54 @@ fn a_channel_published_past_i64_time_is_not_taken_yet() {
         show(&o)
     );
 }
+
+/// A mirror whose copy of the payload is whole but damaged (same size, one byte changed: a
+/// failing disk, a bad sync) and a good mirror: the poll takes the channel and the payload
+/// from the first, finds the hash wrong, and fetches it again whole from each mirror, each copy
+/// checked on its own. Before, only a copy resumed across mirrors was fetched again: a damaged
+/// copy from the first mirror ended the poll with 20 however good the other.
+#[test]
+fn a_mirror_with_a_damaged_copy_of_the_payload_does_not_spoil_a_good_one() {
+    require_root();
+    let sc = scratch();
+    let d = sc.path();
+    let b = one_bundle(d, 2, 4096);
+    let u = Unit::flash(d, &b.template, 1).pop().expect("unit");
+    let root: &'static Path = Box::leak(b.root.clone().into_boxed_path());
+    let damaged = serve(move |mut c, head| {
+        if head.contains("/payload") {
+            let file = root.join(
+                head.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("/")
+                    .trim_start_matches("/fleet/"),
+            );
+            let mut body = std::fs::read(file).unwrap_or_default();
+            if let Some(x) = body.get_mut(100) {
+                *x ^= 0x55;
+            }
+            let _ = write!(
+                c,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = c.write_all(&body);
+        } else {
+            answer(c, &head, root, |_| true, usize::MAX);
+        }
+    });
+    let good = serve(move |c, head| answer(c, &head, root, |p| p.contains("/payload"), usize::MAX));
+    let o = poll_once(&u, &b, &[damaged, good]);
+    assert!(o.status.success(), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("as fetched does not match its SHA-256"),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("bundle v2 applied as snapshot 2"),
+        "{}",
+        show(&o)
+    );
+}

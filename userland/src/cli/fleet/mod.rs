@@ -698,15 +698,22 @@ fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliEr
             .into());
         }
         let pname = format!("{}/{}", entry.path, pref.file);
-        let (buf, resumed) = download(a, &client, &order, &pname, size, false)?;
-        // Resumed across mirrors, one bad copy spoils the whole: a mirror that answers 200
-        // with something shorter (an error page, a partial upload that is not a prefix) and
-        // a good one that resumes after it. Fetched again, each mirror's copy whole.
-        if resumed && !hex(&snapshot::writer::sha256(&buf)).eq_ignore_ascii_case(&pref.sha256) {
+        let (buf, resumed) = download(a, &client, &order, &pname, size, None)?;
+        // One bad copy spoils the whole: resumed across mirrors, a mirror that answered 200
+        // with something shorter (an error page, a partial upload that is not a prefix) and a
+        // good one that resumed after it; or the first mirror's copy itself damaged (a broken
+        // disk, a truncated upload padded). Fetched again, each mirror's copy whole and checked
+        // on its own, so a good mirror still brings it.
+        if hex(&snapshot::writer::sha256(&buf)) != pref.sha256 {
+            let how = if resumed {
+                "resumed across mirrors"
+            } else {
+                "as fetched"
+            };
             eprintln!(
-                "snapshot: fleet: {pname} resumed across mirrors does not match its SHA-256: fetching it again whole"
+                "snapshot: fleet: {pname} {how} does not match its SHA-256: fetching it again whole from each mirror"
             );
-            return Ok(download(a, &client, &order, &pname, size, true)?.0);
+            return Ok(download(a, &client, &order, &pname, size, Some(&pref.sha256))?.0);
         }
         Ok(buf)
     });
@@ -743,15 +750,16 @@ fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliEr
 }
 
 /// Downloads `pname` (`size` bytes) from the mirrors in `order` into RAM. Resumed across errors
-/// and mirrors, each attempt asking for the bytes still missing; with `whole`, every attempt
-/// from byte 0. Also says whether any bytes came from a resumed request.
+/// and mirrors, each attempt asking for the bytes still missing; with `whole` (the payload's
+/// SHA-256), every attempt from byte 0 and each mirror's copy checked against it. Also says
+/// whether any bytes came from a resumed request.
 fn download(
     a: &PollArgs<'_>,
     client: &Client,
     order: &[String],
     pname: &str,
     size: u64,
-    whole: bool,
+    whole: Option<&str>,
 ) -> Result<(Vec<u8>, bool), CliError> {
     let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     let mut resumed = false;
@@ -765,7 +773,7 @@ fn download(
     loop {
         let before = buf.len();
         let pass = over_mirrors(a, order, pname, |m| {
-            if whole {
+            if whole.is_some() {
                 buf.clear();
             }
             let from = buf.len() as u64;
@@ -794,12 +802,24 @@ fn download(
                 }
                 .into());
             }
+            // Whole copies are each checked: a damaged one is this mirror's refusal, and the
+            // next mirror is tried.
+            if let Some(sha) = whole {
+                let got = hex(&snapshot::writer::sha256(&buf));
+                if got != sha {
+                    return Err(BundleError::Mismatch {
+                        file: format!("{m}/{pname}"),
+                        detail: format!("SHA-256 {got}, the manifest says {sha}"),
+                    }
+                    .into());
+                }
+            }
             Ok(())
         });
         match pass {
             Ok(_) => break,
             Err(CliError::NoMirror { .. })
-                if !whole
+                if whole.is_none()
                     && buf.len() > before
                     && overall.next_read(buf.len() as u64, a.timeout).is_ok() =>
             {
