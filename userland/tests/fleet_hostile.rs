@@ -805,3 +805,67 @@ fn a_mirror_with_a_damaged_copy_of_the_payload_does_not_spoil_a_good_one() {
         show(&o)
     );
 }
+
+/// A plain-HTTP mirror that cuts every connection after 512 bytes of the payload and an
+/// https mirror whose fetcher fails: each pass brings 512 bytes more from the first, and the
+/// second's failure keeps them, so the download completes. Before, the https attempt emptied
+/// the buffer first, the pass had brought nothing, and the poll ended with 25.
+#[test]
+fn a_failing_https_mirror_keeps_what_plain_http_brought() {
+    require_root();
+    let sc = scratch();
+    let d = sc.path();
+    let b = one_bundle(d, 2, 4096);
+    let u = Unit::flash(d, &b.template, 1).pop().expect("unit");
+    let root: &'static Path = Box::leak(b.root.clone().into_boxed_path());
+    let cutting = serve(move |c, head| {
+        let cut = if head.contains("/payload") {
+            512
+        } else {
+            usize::MAX
+        };
+        answer(c, &head, root, |_| true, cut);
+    });
+    let payload = std::fs::read_dir(root.join("bundles/v2"))
+        .expect("bundle dir")
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name().to_string_lossy().starts_with("payload")
+                && e.metadata().is_ok_and(|m| m.len() > 1024)
+        });
+    assert!(payload, "the payload must take several passes");
+    let http = format!("http://127.0.0.1:{cutting}/fleet");
+    let now = T0.to_string();
+    let o = u.run(
+        None,
+        &[
+            "fleet",
+            "poll",
+            "--keys",
+            s(&b.keys.keys_d),
+            "--min-sigs",
+            "2",
+            "--mirror",
+            &http,
+            "--mirror",
+            "https://mirror.invalid/fleet",
+            "--https-fetch",
+            "false",
+            "--in-order",
+            "--retries",
+            "0",
+            "--timeout",
+            "3",
+            "--no-reboot",
+            "--now",
+            &now,
+        ],
+        true,
+    );
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("bundle v2 applied as snapshot 2"),
+        "{}",
+        show(&o)
+    );
+}

@@ -253,9 +253,21 @@ fn content_range_start(v: &str) -> Option<u64> {
 
 impl Client {
     /// `https://` through the external fetcher. It cannot resume (uclient-fetch continues only
-    /// into a file), so it restarts `out`; the limit holds all the same: the fetcher is killed
-    /// once it has written more than `limit` bytes.
+    /// into a file), so it fetches from byte 0; the limit holds all the same: the fetcher is
+    /// killed once it has written more than `limit` bytes. What `out` holds already (bytes
+    /// earlier plain-HTTP mirrors brought) is replaced only by a whole copy or a longer
+    /// start: an https mirror that fails must not throw away the download so far, which the
+    /// next pass resumes over plain HTTP.
     fn get_https(&self, url: &str, limit: u64, out: &mut Vec<u8>) -> Result<(), HttpError> {
+        let mut fresh = Vec::new();
+        let r = self.fetch_https(url, limit, &mut fresh);
+        if r.is_ok() || fresh.len() > out.len() {
+            *out = fresh;
+        }
+        r
+    }
+
+    fn fetch_https(&self, url: &str, limit: u64, out: &mut Vec<u8>) -> Result<(), HttpError> {
         use std::process::{Command, Stdio};
         let argv: Vec<String> = if self.https_fetch.is_empty() {
             // Not quiet (-q): uclient-fetch then says nothing of the status a server refused
