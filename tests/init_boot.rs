@@ -903,6 +903,42 @@ fn the_volatile_layer_takes_only_what_the_snapshots_left_free() {
     assert!(out.contains("RECORD=failed-check-marks,\n"), "{out}");
 }
 
+/// The cap on the volatile layer is what the snapshot layer left free. When the switch to the
+/// chain fails and the plain tmpfs overlay takes over, the snapshot layer is emptied: the cap
+/// measured over it no longer holds, and the plain overlay's writable layer gets the kernel's
+/// default again. (Before, it kept the cap, here its smallest size: 1 MiB for the running
+/// system on the plain-overlay rung, with all of the snapshots' RAM free again.)
+#[test]
+fn the_plain_overlay_after_a_failed_switch_drops_the_chains_ram_cap() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("ram-cap-plain");
+    let mut img = Image::new();
+    img.snapshot(&payload(&dir, "no-init", false, &|t| {
+        whiteout(t, "sbin/init");
+        whiteout(t, "bin/sh");
+        write(t, "etc/config/network", "chain");
+    }));
+    let (out, log) = boot_with(
+        &dir,
+        "snapinit.device=/chain.img snapinit.reserve=4294967295",
+        &format!("{DEGRADED_SCRIPT}echo \"UPPERKB=$($bb df -k /overlay | $bb tail -n 1 | $bb tr -s ' ' | $bb cut -d ' ' -f 2)\"\n"),
+        &rom_extra(img.data),
+    );
+    println!("--- log ---\n{log}--- target ---\n{out}");
+    assert!(
+        log.contains("the volatile layer is capped at 1024 KiB"),
+        "{log}"
+    );
+    assert!(
+        log.contains("root switched to a plain tmpfs overlay: the chain is not booted"),
+        "{log}"
+    );
+    assert!(out.contains("chain-not-booted"), "{out}");
+    assert!(out.contains("UPPERKB="), "{out}");
+    assert!(!out.contains("UPPERKB=1024\n"), "{out}");
+}
+
 #[test]
 fn empty_and_foreign_partitions_boot_a_plain_tmpfs_overlay() {
     setup();

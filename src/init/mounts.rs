@@ -363,6 +363,9 @@ impl Layers {
     pub fn reset_snapshot(&self) -> Result<(), MountError> {
         sys::unmount(self.snapshot().as_str(), UnmountFlags::DETACH)
             .map_err(err("unmount snapshot"))?;
+        // The volatile cap is what the snapshots left free: with them gone it no longer holds,
+        // and a fresh volatile layer (the plain-overlay rung) gets the kernel's default again.
+        self.volatile_cap.set(None);
         tmpfs(&self.snapshot(), "snapshot")
     }
 
