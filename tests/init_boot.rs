@@ -939,6 +939,45 @@ fn the_plain_overlay_after_a_failed_switch_drops_the_chains_ram_cap() {
     assert!(!out.contains("UPPERKB=1024\n"), "{out}");
 }
 
+/// A chain on a file or block device written for another erase size than
+/// `snapinit.erase_size`: the boot path rejects its first block (docs/FORMAT.md, step 5) and
+/// boots an empty overlay, but the chain is there, and `snapshot` (which takes a block
+/// device's erase size from the chain's headers) reads and writes it. The boot record says
+/// `chain-not-booted`, as for a chain device that cannot be read: the running system's upper
+/// dir holds changes against none of the chain, and saved over it they would mix with it;
+/// nor may `snapshot health` vouch for a block on trial there. (Before, the record said
+/// nothing.)
+#[test]
+fn a_chain_of_another_erase_size_is_not_booted_and_the_record_says_so() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("chain-other-erase-size");
+    let mut img = Image::new();
+    img.snapshot(&snap1(&dir));
+    img.volatile_in_slot(&payload(&dir, "vol", false, &|t| {
+        write(t, "etc/volatile", "vol")
+    }));
+    let (out, log) = boot_with(
+        &dir,
+        &format!(
+            "snapinit.device=/chain.img snapinit.erase_size={}",
+            2 * ERASE
+        ),
+        CHAIN_SCRIPT,
+        &rom_extra(img.data),
+    );
+    println!("--- log ---\n{log}--- target ---\n{out}");
+    assert!(
+        log.contains("geometry does not match the partition"),
+        "{log}"
+    );
+    assert!(out.contains("VOL=\n"), "{out}");
+    assert!(
+        out.contains("RECORD=failed-check-marks,chain-not-booted,\n"),
+        "{out}"
+    );
+}
+
 #[test]
 fn empty_and_foreign_partitions_boot_a_plain_tmpfs_overlay() {
     setup();

@@ -447,6 +447,17 @@ fn replay_chain(
         }
         Status::Empty => {
             info!("empty chain: nothing to replay; plain tmpfs overlay");
+            // A linked block refused for its geometry (a chain written for another erase size
+            // than this boot's, which the tool reads with the erase size its headers record) is
+            // a chain there that this boot does not run, as one that cannot be read.
+            let geometry = |r: &snapinit::chain::Rejected| {
+                r.kind.is_some() && r.reason == snapinit::chain::Reject::Geometry
+            };
+            if matches!(view.end, End::Rejected(r) if geometry(&r))
+                || view.rejected_volatiles.iter().any(geometry)
+            {
+                marks.ran = Ran::Nothing;
+            }
             return marks;
         }
     }
