@@ -986,3 +986,81 @@ fn a_poll_reboots_again_into_a_bundle_whose_reboot_failed() {
     assert_eq!(reboots(), 2, "{}", show(&o));
     assert!(!show(&o).contains("rebooting again"), "{}", show(&o));
 }
+
+/// A unit whose boot left part of its chain out (its boot record says so: a snapshot that no
+/// longer fits in RAM, a refused volatile, failsafe) still answers and polls; its status says
+/// what the record says, and the fleet report lists it apart. Before, nothing in the status
+/// told such a unit from a healthy one on the same chain.
+#[test]
+fn the_fleet_report_shows_units_whose_boot_did_not_run_their_chain() {
+    let tmp = scratch();
+    let d = tmp.path();
+    let template = template(d);
+    let units = Unit::flash(d, &template, 3);
+    let records = [
+        Some("failed-check-marks\nchain-partly-booted\n"),
+        Some("failed-check-marks\n"),
+        None,
+    ];
+    let mut docs = Vec::new();
+    for (u, rec) in units.iter().zip(records) {
+        let path = d.join(format!("record-{}", u.id));
+        if let Some(r) = rec {
+            fs::write(&path, r).expect("record");
+        }
+        let args = [
+            "--erase-size",
+            "4096",
+            "--boot-record",
+            s(&path),
+            "fleet",
+            "status",
+            "--state",
+            s(&u.state),
+            "--unit-id",
+            &u.id,
+        ];
+        let text = ok(&u.img, &args);
+        assert_eq!(
+            text.contains("does not run the whole chain: chain-partly-booted"),
+            rec.is_some_and(|r| r.contains("partly")),
+            "{text}"
+        );
+        let mut json_args = args.to_vec();
+        json_args.push("--json");
+        let st = ok(&u.img, &json_args);
+        let v: serde_json::Value = serde_json::from_str(&st).expect("status json");
+        match rec {
+            None => assert!(v["status"]["boot"].is_null(), "{v}"),
+            Some(r) => {
+                let want = r.contains("partly").then_some("chain-partly-booted");
+                assert_eq!(v["status"]["boot"]["notRun"].as_str(), want, "{v}");
+                assert_eq!(v["status"]["boot"]["chainMoved"], false, "{v}");
+            }
+        }
+        let f = d.join(format!("status-{}.json", u.id));
+        fs::write(&f, st).expect("status");
+        docs.push(f);
+    }
+    let html = d.join("fleet.html");
+    let mut args = vec!["fleet", "report", "--json", "--html", s(&html)];
+    args.extend(docs.iter().map(|p| s(p)));
+    let rep: serde_json::Value = serde_json::from_str(&tool_ok(&args)).expect("report json");
+    assert_eq!(
+        rep["status"]["notRunning"],
+        serde_json::json!([{"unit": "unit-00", "notRun": "chain-partly-booted"}]),
+        "{rep}"
+    );
+    let page = fs::read_to_string(&html).expect("html");
+    assert!(
+        page.contains("Not running their whole chain: 1") && page.contains("chain-partly-booted"),
+        "{page}"
+    );
+    let mut text_args = vec!["fleet", "report"];
+    text_args.extend(docs.iter().map(|p| s(p)));
+    let text = tool_ok(&text_args);
+    assert!(
+        text.contains("not running its whole chain: unit-00 (chain-partly-booted)"),
+        "{text}"
+    );
+}

@@ -175,7 +175,8 @@ pub enum NotRun {
 }
 
 impl NotRun {
-    fn word(self) -> &'static str {
+    /// The record's word for it.
+    pub fn word(self) -> &'static str {
         match self {
             NotRun::Chain => "chain-not-booted",
             NotRun::TrialBlock => "trial-not-booted",
@@ -206,6 +207,26 @@ impl std::fmt::Display for NotRun {
         };
         write!(f, "{} ({what})", self.word())
     }
+}
+
+/// What this boot's record says of `device`'s chain, for the fleet's status: whether the boot
+/// left any of the chain on flash out (`not_run`), and whether a write changed the snapshots
+/// since (`moved`). `None` without a record: not booted by snapinit.
+#[cfg(feature = "fleet")]
+pub struct Booted {
+    pub not_run: Option<NotRun>,
+    pub moved: bool,
+}
+
+#[cfg(feature = "fleet")]
+pub fn booted(record: &Path, device: &Path) -> Option<Booted> {
+    if !record.is_file() {
+        return None;
+    }
+    Some(Booted {
+        not_run: NotRun::read(record),
+        moved: moved_line(device).is_some_and(|line| says(record, &line)),
+    })
 }
 
 /// Refuses to pack the running system's upper dir `upper` for `device` when its changes are

@@ -375,6 +375,8 @@ fn summarize(
     use std::collections::BTreeMap;
     let mut chains: BTreeMap<(String, String, String), Vec<String>> = BTreeMap::new();
     let mut on_trial = Vec::new();
+    // Units whose boot left part of their chain out: (unit, the boot record's word).
+    let mut not_running: Vec<(String, String)> = Vec::new();
     let mut rolled_back = Vec::new();
     // When each unit's running version was written: its newest snapshot's creation time.
     let mut taken: Vec<(u64, String, String)> = Vec::new();
@@ -389,6 +391,9 @@ fn summarize(
             .push(unit.clone());
         if st["onTrial"] == true {
             on_trial.push(unit.clone());
+        }
+        if let Some(word) = st["boot"]["notRun"].as_str() {
+            not_running.push((unit.clone(), word.to_string()));
         }
         if let Some(r) = st["lastRollback"].as_object() {
             let field = |k: &str| r.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
@@ -419,6 +424,7 @@ fn summarize(
                 "chainId": c, "version": v, "channel": ch, "count": u.len(), "units": u,
             })).collect::<Vec<_>>(),
             "onTrial": on_trial,
+            "notRunning": not_running.iter().map(|(u, w)| serde_json::json!({"unit": u, "notRun": w})).collect::<Vec<_>>(),
             "rolledBack": rolled_back.iter().map(|(u, w, v, d)| serde_json::json!({"unit": u, "reason": w, "version": v, "detail": d})).collect::<Vec<_>>(),
         }
     });
@@ -433,6 +439,9 @@ fn summarize(
             println!("  {:>4}  {v:<12} {ch:<10} {}", u.len(), term(short(c)));
         }
         println!("  on trial: {}", on_trial.len());
+        for (u, w) in &not_running {
+            println!("  not running its whole chain: {} ({})", term(u), term(w));
+        }
         for (u, w, v, d) in &rolled_back {
             let (u, w, v, d) = (term(u), term(w), term(v), term(d));
             println!("  rolled back: {u} ({w}, {v}): {d}");
@@ -440,7 +449,14 @@ fn summarize(
     }
     if let Some(path) = html {
         taken.sort();
-        let page = html_page(docs.len(), &chains, &on_trial, &rolled_back, &taken);
+        let page = html_page(
+            docs.len(),
+            &chains,
+            &on_trial,
+            &not_running,
+            &rolled_back,
+            &taken,
+        );
         write_file(path, page.as_bytes())?;
     }
     Ok(())
@@ -480,6 +496,7 @@ fn html_page(
     units: usize,
     chains: &std::collections::BTreeMap<(String, String, String), Vec<String>>,
     on_trial: &[String],
+    not_running: &[(String, String)],
     rolled_back: &[(String, String, String, String)],
     taken: &[(u64, String, String)],
 ) -> String {
@@ -540,6 +557,14 @@ fn html_page(
     } else {
         svg = "<p class=note>no unit runs a fleet bundle yet</p>".into();
     }
+    let mut nr = String::new();
+    for (u, w) in not_running {
+        nr += &format!(
+            "<tr><td>{}</td><td class=why>{}</td></tr>\n",
+            esc(u),
+            esc(w)
+        );
+    }
     let mut rb = String::new();
     for (u, why, v, d) in rolled_back {
         rb += &format!(
@@ -561,10 +586,13 @@ fn html_page(
          <th>units</th><th></th><th>which</th></tr>\n{rows}</table>\
          <h2>Rollout over time</h2>{svg}\
          <h2>On trial: {}</h2><p>{}</p>\
+         <h2>Not running their whole chain: {}</h2><table><tr><th>unit</th><th>boot record</th>\
+         </tr>\n{nr}</table>\
          <h2>Rolled back: {}</h2><table><tr><th>unit</th><th>version</th><th>reason</th>\
          <th>detail</th></tr>\n{rb}</table></body></html>\n",
         on_trial.len(),
         esc(&on_trial.join(", ")),
+        not_running.len(),
         rolled_back.len()
     )
 }

@@ -1064,6 +1064,16 @@ pub fn unit_doc(
     };
     let last_health = read_json(&state.join(HEALTH)).or_else(|| confirmed_on_flash(&view));
     let rolled = rollbacks(&mut dev, &view, state);
+    // A unit running less than its chain (a snapshot that no longer fits in RAM, a volatile
+    // refused, failsafe) still answers and polls: the fleet view must show it degraded.
+    let boot = ctx.spec.resolve().ok().and_then(|device| {
+        super::record::booted(ctx.boot_record(), &device).map(|b| {
+            serde_json::json!({
+                "notRun": b.not_run.map(|n| n.word()),
+                "chainMoved": b.moved,
+            })
+        })
+    });
     Ok(serde_json::json!({
         "apiVersion": API_VERSION,
         "kind": "UnitStatus",
@@ -1078,6 +1088,7 @@ pub fn unit_doc(
             "lastHealth": last_health,
             "lastPoll": read_json(&state.join(POLL)),
             "lastRollback": rolled.last(),
+            "boot": boot,
             "reported": unix_now(),
         }
     }))
@@ -1132,6 +1143,11 @@ pub fn status(
         },
         st["version"].as_str().unwrap_or("-")
     );
+    if let Some(word) = st["boot"]["notRun"].as_str() {
+        println!(
+            "this boot does not run the whole chain: {word} (`dmesg | grep snapinit` says why)"
+        );
+    }
     if let Some(r) = st["lastRollback"].as_object() {
         println!(
             "rolled back: snapshot {} ({}): {}",
