@@ -242,7 +242,8 @@ STEP
       python3 -c 'import json, sys
 s = json.loads(sys.argv[1])["status"]
 assert s["chainId"] == sys.argv[2] and s["onTrial"] is False and s["version"] == "v2", s
-assert s["lastHealth"]["ok"] is True, s' "$(get "$u-health" unit_status)" "$want"
+assert s["lastHealth"]["ok"] is True, s
+assert s["boot"] == {"notRun": None, "chainMoved": False}, s' "$(get "$u-health" unit_status)" "$want"
   done
 
   # Bundle v3 on top of v2 breaks the mesh (the health check fails): published with a new
