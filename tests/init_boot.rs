@@ -903,6 +903,44 @@ fn the_volatile_layer_takes_only_what_the_snapshots_left_free() {
     assert!(out.contains("RECORD=failed-check-marks,\n"), "{out}");
 }
 
+/// A volatile that fills its layer to the last page leaves no room for the boot record, which
+/// PID 1 writes last: the tool then takes the boot for one without snapinit and refuses
+/// nothing (a save after a commit without a reboot would mix). The record's page is taken
+/// before the volatile is laid out, so such a volatile is refused like one a page larger.
+#[test]
+fn a_volatile_that_fills_its_layer_leaves_room_for_the_boot_record() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("ram-cap-record");
+    let mut img = Image::new();
+    img.snapshot(&snap1(&dir));
+    img.volatile_in_backbuf(&payload(&dir, "vol-old", false, &|t| {
+        write(t, "etc/volatile", "older")
+    }));
+    // 256 pages: etc/volatile one, data/big 255, the whole of the 1 MiB layer.
+    img.volatile_in_slot(&payload(&dir, "vol-full", true, &|t| {
+        write(t, "etc/volatile", "newer");
+        write(t, "data/big", &"x".repeat(255 * 4096));
+    }));
+    let (out, log) = boot_with(
+        &dir,
+        "snapinit.device=/chain.img snapinit.reserve=4294967295",
+        CHAIN_SCRIPT,
+        &rom_extra(img.data),
+    );
+    println!("--- log ---\n{log}--- target ---\n{out}");
+    assert!(
+        log.contains("the volatile layer is capped at 1024 KiB"),
+        "{log}"
+    );
+    assert!(!log.contains("cannot write"), "{log}");
+    assert!(out.contains("VOL=older"), "{out}");
+    assert!(
+        out.contains("RECORD=failed-check-marks,volatile-not-booted,\n"),
+        "{out}"
+    );
+}
+
 /// The cap on the volatile layer is what the snapshot layer left free. When the switch to the
 /// chain fails and the plain tmpfs overlay takes over, the snapshot layer is emptied: the cap
 /// measured over it no longer holds, and the plain overlay's writable layer gets the kernel's

@@ -550,6 +550,8 @@ fn replay_chain(
             let _ = marks.rolled_back.push(*block);
             continue;
         }
+        // Each copy on a fresh layer (a failed one's is replaced): the record's page first.
+        layers.hold_record();
         let replayed = replay_into(flash, block, &layers.upper(), &lowers, "volatile");
         if replayed == Replayed::Done {
             info!("the saved changes are in place ({} copy)", copy_name(i));

@@ -395,6 +395,27 @@ impl Layers {
         }
     }
 
+    /// Takes the boot record's page in the volatile layer before the saved changes are laid
+    /// out there: a volatile that filled the layer to its last page left the record unwritten
+    /// (ENOSPC), and without one the tool takes the boot for one without snapinit and refuses
+    /// nothing. What it says until `boot_record` rewrites it in place (its page freed by the
+    /// truncation, taken again by the write) is the safe side: none of the chain ran.
+    pub fn hold_record(&self) {
+        let path = join(&self.overlay(), "/snapinit");
+        let held = snapinit::cpath::open(
+            &path,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o444),
+        )
+        .and_then(|fd| {
+            rustix::io::write(&fd, BOOT_RECORD)?;
+            rustix::io::write(&fd, CHAIN_NOT_BOOTED)
+        });
+        if let Err(e) = held {
+            warn!("cannot write {path}: {e}");
+        }
+    }
+
     /// Writes the boot record (see the module comment); a failure is only logged: the tool
     /// then writes nothing this PID 1 might not read. `ran`: what the layers hold of the chain;
     /// when not all of it, the record says so: `snapshot health` then vouches for no block on
