@@ -903,6 +903,40 @@ fn the_volatile_layer_takes_only_what_the_snapshots_left_free() {
     assert!(out.contains("RECORD=failed-check-marks,\n"), "{out}");
 }
 
+/// A chain that ends early (here a snapshot that fails its hash) boots the good prefix, and the
+/// running system's layer gets what that prefix left free, as over a whole chain. Before, the
+/// cap was measured only after a whole chain: a prefix boot kept the kernel's default, half
+/// of RAM, however little the snapshots left.
+#[test]
+fn a_prefix_boot_caps_the_volatile_layer_too() {
+    setup();
+    require_root_namespace_tools();
+    let dir = scratch("ram-cap-prefix");
+    let mut img = Image::new();
+    img.snapshot(&snap1(&dir));
+    let second_at = img.next;
+    img.snapshot(&payload(&dir, "snap2", false, &|t| {
+        write(t, "etc/config/network", "two")
+    }));
+    img.data[second_at as usize + 256 + 10] ^= 0x20;
+    let (out, log) = boot_with(
+        &dir,
+        "snapinit.device=/chain.img snapinit.reserve=4294967295",
+        &format!("{CHAIN_SCRIPT}echo \"UPPERKB=$($bb df -k /overlay | $bb tail -n 1 | $bb tr -s ' ' | $bb cut -d ' ' -f 2)\"\n"),
+        &rom_extra(img.data),
+    );
+    println!("--- log ---\n{log}--- target ---\n{out}");
+    assert!(log.contains("snapshot chain ends at #1"), "{log}");
+    assert!(
+        log.contains("the volatile layer is capped at 1024 KiB"),
+        "{log}"
+    );
+    assert!(
+        out.contains("NET=one") && out.contains("UPPERKB=1024\n"),
+        "{out}"
+    );
+}
+
 /// A volatile that fills its layer to the last page leaves no room for the boot record, which
 /// PID 1 writes last: the tool then takes the boot for one without snapinit and refuses
 /// nothing (a save after a commit without a reboot would mix). The record's page is taken

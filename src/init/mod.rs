@@ -524,6 +524,9 @@ fn replay_chain(
         if !volatiles.is_empty() {
             warn!("the volatile belongs to the full chain: not applying it");
         }
+        // The running system's changes get what the good prefix left free, as over the whole
+        // chain: a snapshot refused for want of RAM left little.
+        layers.cap_volatile(reserve_kib);
         marks.on_trial = snaps[..good].iter().find(on_trial).copied();
         marks.tried(refused);
         return marks;
