@@ -470,25 +470,45 @@ where
         }
     }
 
-    /// If the current volatile lives in the chain slot a new snapshot needs, give it a second
-    /// copy in the back buffer first: erasing the slot would otherwise destroy its only copy.
-    fn evacuate_volatile(&mut self, view: &mut ChainView, layout: &Layout) -> Res<(), F> {
-        let Some(v) = view.volatile().copied() else {
+    /// If the volatile copy that must outlive the write lives in the chain slot a new snapshot
+    /// needs, give it a second copy in the back buffer first: erasing the slot would otherwise
+    /// destroy its only copy. That copy is the current one, except while the current one is on
+    /// trial over a confirmed one: then it is the confirmed copy, the state a failed trial
+    /// comes back to (as for a save over a trial).
+    /// `current_data`: the current copy's payload when the caller has read it already (a
+    /// commit), so that it is not held twice.
+    fn evacuate_volatile(
+        &mut self,
+        view: &mut ChainView,
+        layout: &Layout,
+        current_data: Option<&[u8]>,
+    ) -> Res<(), F> {
+        let Some(current) = view.volatile().copied() else {
             return Ok(());
+        };
+        // With the trial in the slot and the confirmed copy in the back buffer, nothing is
+        // copied: until the new snapshot's header lands a cut shows the trial or, once the slot
+        // is erased, that confirmed state; copying the trial over it would have left two copies
+        // of the trial (its boots given twice) and nothing to come back to. With the trial in
+        // the back buffer and the confirmed copy in the slot, the confirmed copy is the one
+        // copied (over the trial): erasing the slot would otherwise leave the trial alone, and
+        // once it ran out the unit came back on no saved changes at all.
+        let on_trial = |b: &Block| matches!(b.header.trial(), Trial::OnTrial { .. });
+        let v = match view.volatiles.get(1) {
+            Some(other) if on_trial(&current) && !on_trial(other) => *other,
+            _ => current,
         };
         if v.offset != view.next_offset {
             return Ok(());
         }
-        // A volatile on trial over a confirmed copy (in the back buffer: the current one is in
-        // the slot) is not copied over that copy: it is the state a failed trial comes back
-        // to, as for a save over a trial. Until the new snapshot's header lands, a cut shows the
-        // trial or, once the slot is erased, that confirmed state; a copy would have left two
-        // copies of the trial (its boots given twice) and nothing to come back to.
-        let on_trial = |b: &Block| matches!(b.header.trial(), Trial::OnTrial { .. });
-        if on_trial(&v) && view.volatiles.get(1).is_some_and(|o| !on_trial(o)) {
-            return Ok(());
-        }
-        let data = self.read_payload(&v)?;
+        let read;
+        let data = match current_data {
+            Some(d) if v == current => d,
+            _ => {
+                read = self.read_payload(&v)?;
+                &read[..]
+            }
+        };
         let mut fields = v.header.fields;
         fields.generation = view.max_generation + 1;
         fields.nonce = nonce();
@@ -503,7 +523,7 @@ where
             Trial::OnTrial { used, budget } => budget - u16::from(used),
             Trial::Confirmed | Trial::Exhausted { .. } => 0,
         };
-        self.write_block(layout.backbuf_offset(), &fields, &data)?;
+        self.write_block(layout.backbuf_offset(), &fields, data)?;
         *view = self.read();
         Ok(())
     }
@@ -652,7 +672,7 @@ where
             Self::check_chain_space(view, layout, len)?;
             Self::check_trial_left(view)
         })?;
-        self.evacuate_volatile(&mut view, &layout)?;
+        self.evacuate_volatile(&mut view, &layout, None)?;
         let sha = sha256(payload.data);
         let fields = self.fields(&view, &layout, Kind::Snapshot, payload, sha);
         self.write_block(view.next_offset, &fields, payload.data)?;
@@ -674,9 +694,11 @@ where
             }
             Self::check_trial_left(view)
         })?;
-        self.evacuate_volatile(&mut view, &layout)?;
+        // Read before the evacuation, which may replace this copy with the confirmed one a
+        // trial comes back to.
         let v = *view.volatile().ok_or(WriteError::NoVolatile)?;
         let data = self.read_payload(&v)?;
+        self.evacuate_volatile(&mut view, &layout, Some(&data))?;
         let payload = Payload {
             data: &data,
             compression: v.header.fields.compression,

@@ -568,3 +568,88 @@ fn a_snapshot_over_a_volatile_on_trial_keeps_the_confirmed_copy_nor() {
 fn a_snapshot_over_a_volatile_on_trial_keeps_the_confirmed_copy_ubi() {
     a_snapshot_over_a_volatile_on_trial_keeps_the_confirmed_copy::<Ubi>();
 }
+
+/// The mirror of the case above: the volatile on trial lies in the back buffer and the
+/// confirmed copy it comes back to lies in the chain slot, which the new snapshot takes (a
+/// `save` then a `save --trial` leave them so). A cut after the slot's erase and before the new
+/// snapshot's header must still leave the confirmed state to come back to once the trial runs
+/// out, as the commit's own documentation promises.
+fn a_snapshot_over_a_confirmed_copy_in_the_slot_keeps_it<F: Medium>() {
+    let mut f = F::blank(ERASE, BLOCKS);
+    append(&mut f, 1, 0);
+    save(&mut f, 3, 0).expect("the confirmed save");
+    save(&mut f, 4, 2).expect("the save on trial");
+    {
+        let mut buf = [0u8; 512];
+        let view = read_chain(&mut f, &mut buf);
+        let v = view.volatile().expect("volatile");
+        assert_ne!(
+            v.offset, view.next_offset,
+            "the trial copy lies in the back buffer"
+        );
+        assert_eq!(view.volatiles[1].offset, view.next_offset);
+        assert_eq!(view.volatiles[1].header.trial(), Trial::Confirmed);
+    }
+    boot(&mut f).expect("the first trial boot");
+    let good = State {
+        snapshots: vec![data(1, 700)],
+        volatile: Some(data(3, 500)),
+    };
+    let committed = State {
+        snapshots: vec![data(1, 700), data(4, 500)],
+        volatile: None,
+    };
+    let appended = State {
+        snapshots: vec![data(1, 700), data(5, 700)],
+        volatile: None,
+    };
+    let ends = |f: &mut F, at: &str, new: &State| {
+        let mut later = f.clone();
+        for _ in 0..4 {
+            boot(&mut later).expect("boot");
+        }
+        let end = state(&mut later);
+        assert!(
+            end == good || end == *new,
+            "{at}: once the trial ran out the unit shows {} snapshot(s) and volatile {:?}, neither the confirmed state nor the new one",
+            end.snapshots.len(),
+            end.volatile.as_ref().map(|d| d[0]),
+        );
+    };
+    let mut checked = cut_everywhere(
+        "commit of a volatile on trial over a confirmed copy in the slot",
+        &f,
+        &|f| writer(f, 0).commit().is_ok(),
+        &|f, at| ends(f, at, &committed),
+    );
+    // Without a cut the commit stores the trial's content.
+    let mut whole = f.clone();
+    writer(&mut whole, 0).commit().expect("commit");
+    assert_eq!(state(&mut whole), committed);
+    checked += cut_everywhere(
+        "append over a volatile on trial with a confirmed copy in the slot",
+        &f,
+        &|f| {
+            let d = data(5, 700);
+            writer(f, 0)
+                .append_snapshot(&Payload {
+                    data: &d,
+                    compression: Compression::None,
+                    unpacked_len: d.len() as u64,
+                })
+                .is_ok()
+        },
+        &|f, at| ends(f, at, &appended),
+    );
+    assert!(checked > 20, "only {checked}");
+}
+
+#[test]
+fn a_snapshot_over_a_confirmed_copy_in_the_slot_keeps_it_nor() {
+    a_snapshot_over_a_confirmed_copy_in_the_slot_keeps_it::<SimFlash>();
+}
+
+#[test]
+fn a_snapshot_over_a_confirmed_copy_in_the_slot_keeps_it_ubi() {
+    a_snapshot_over_a_confirmed_copy_in_the_slot_keeps_it::<Ubi>();
+}
