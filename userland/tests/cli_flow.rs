@@ -490,30 +490,6 @@ impl Drop for SmallTmpfs {
     }
 }
 
-/// A loop device over an image file: a partition, as a unit's flash is, not an image file.
-struct LoopDevice(PathBuf);
-
-impl LoopDevice {
-    fn attach(img: &Path) -> LoopDevice {
-        let o = std::process::Command::new("losetup")
-            .args(["--find", "--show"])
-            .arg(img)
-            .output()
-            .expect("run losetup");
-        assert!(o.status.success(), "losetup: {}", show(&o));
-        LoopDevice(PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
-    }
-}
-
-impl Drop for LoopDevice {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("losetup")
-            .arg("-d")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 /// A partition as snapinit booted it, seen by the tool: a loop device over an image, this
 /// boot's record with the running system's `upper` dir beside it (record.rs), and a `reboot`
 /// that fails (this machine must never reboot).

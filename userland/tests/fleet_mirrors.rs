@@ -870,31 +870,6 @@ fn a_unit_on_trial_waits_for_the_verdict_before_the_next_bundle() {
     assert!(out.contains("bundle v3 applied"), "{out}");
 }
 
-/// A loop device over an image file: the unit's flash as a partition (a reboot is due), not
-/// an image file (which never reboots this machine).
-struct LoopDevice(std::path::PathBuf);
-
-impl LoopDevice {
-    fn attach(img: &Path) -> LoopDevice {
-        let o = std::process::Command::new("losetup")
-            .args(["--find", "--show"])
-            .arg(img)
-            .output()
-            .expect("run losetup");
-        assert!(o.status.success(), "losetup: {}", show(&o));
-        LoopDevice(String::from_utf8_lossy(&o.stdout).trim().into())
-    }
-}
-
-impl Drop for LoopDevice {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("losetup")
-            .arg("-d")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 /// A bundle written whose reboot failed is booted by the next poll of the same boot, without
 /// the network: it once waited on trial for whatever reboot came next ("waiting: snapshot 2
 /// is on trial"). Once its trial boot is spent, polls reboot nothing.

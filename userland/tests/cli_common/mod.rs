@@ -356,3 +356,25 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A loop device over an image file: a partition, as a unit's flash is, not an image file
+/// (which the tool treats as no running system's: it never reboots for one, notes no move).
+pub struct LoopDevice(pub PathBuf);
+
+impl LoopDevice {
+    pub fn attach(img: &Path) -> LoopDevice {
+        let o = Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(img)
+            .output()
+            .expect("run losetup");
+        assert!(o.status.success(), "losetup: {}", show(&o));
+        LoopDevice(PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+    }
+}
