@@ -919,3 +919,97 @@ fn health_does_not_claim_a_trial_rolled_back_while_its_checks_ran() {
     let j = info(&img);
     assert_eq!(j["snapshots"].as_array().map(Vec::len), Some(1), "{j}");
 }
+
+/// Runs `snapshot --device IMG ARGS...` while another command holds the image's lock for a
+/// moment, in a mount namespace whose /dev holds a regular file for `/dev/watchdog`: what
+/// health wrote to the watchdog.
+fn health_with_a_watchdog_after_a_wait(dir: &Path, img: &Path, args: &[&str]) -> Vec<u8> {
+    require_root();
+    let dev = dir.join("dev");
+    fs::create_dir_all(&dev).expect("mkdir dev");
+    let null = dev.join("null");
+    if !null.exists() {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &null,
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0o666),
+            rustix::fs::makedev(1, 3),
+        )
+        .expect("mknod null");
+    }
+    let dog = dev.join("watchdog");
+    fs::write(&dog, b"").expect("watchdog");
+    let started = dir.join("holding");
+    let _ = fs::remove_file(&started);
+    let mut holder = std::process::Command::new("flock")
+        .arg("-x")
+        .arg(img)
+        .args(["sh", "-c"])
+        .arg(format!("touch {}; sleep 1", started.display()))
+        .spawn()
+        .expect("flock");
+    while !started.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg("mount --bind \"$1\" /dev && shift && exec \"$@\"")
+        .arg("sh")
+        .arg(&dev)
+        .arg(bin())
+        .arg("--device")
+        .arg(img)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("unshare");
+    holder.wait().expect("flock ends");
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("busy"),
+        "{}",
+        show(&o)
+    );
+    fs::read(&dog).expect("watchdog")
+}
+
+/// Health that waits for a lock held when it starts pets the watchdog meanwhile, which opens
+/// it, and opening a watchdog starts it. When the wait ends with no trial boot to judge
+/// (nothing on trial, or a block on trial no boot has tried), PID 1 armed nothing: the
+/// watchdog health started must be stopped (magic close), not left running unpetted to reset
+/// the unit (it once was).
+#[test]
+fn health_stops_the_watchdog_its_wait_started_when_no_trial_boot_runs() {
+    let tmp = scratch();
+    let dir = tmp.path();
+    let passing = config(dir, "config health 'health'\n\tlist command 'true'\n");
+    let stopped = |w: &[u8]| w.is_empty() || w.last() == Some(&b'V');
+    // Nothing on trial.
+    let img = one_snapshot(dir);
+    let w = health_with_a_watchdog_after_a_wait(
+        dir,
+        &img,
+        &["health", "--config", &passing, "--no-reboot"],
+    );
+    assert!(stopped(&w), "{w:?}");
+    // A block on trial that no boot has tried.
+    let u = upper(dir, "unbooted");
+    ok(
+        &img,
+        &[
+            "commit",
+            "--upper",
+            u.to_str().expect("utf-8"),
+            "--no-reboot",
+            "--trial",
+            "2",
+        ],
+    );
+    let w = health_with_a_watchdog_after_a_wait(
+        dir,
+        &img,
+        &["health", "--config", &passing, "--no-reboot"],
+    );
+    assert!(stopped(&w), "{w:?}");
+}

@@ -592,7 +592,8 @@ pub fn health(
     // Meanwhile the watchdog PID 1 armed for a trial boot is petted (off OpenWrt nothing else
     // does: a command holding the partition past its timeout, an `upgrade` running opkg, would
     // reset the unit and spend a trial boot). Opened only once there is a wait, and closed
-    // without the magic character, so left as armed, on the ways out that judge nothing.
+    // without the magic character, so left as armed, on the ways out that leave a trial boot
+    // unjudged; stopped where no trial boot runs.
     let mut early: Option<Watchdog> = None;
     let trial_block = if once {
         lowest_on_trial(ctx)?
@@ -602,13 +603,22 @@ pub fn health(
             lowest_on_trial(&ctx.no_wait())
         })?
     };
+    // Opening a watchdog starts it: where no trial boot runs, PID 1 armed nothing (or what it
+    // armed is settled), and the one the wait started must not be left to reset the unit.
+    let stop_early = |early: &mut Option<Watchdog>| {
+        if let Some(dog) = early.as_mut() {
+            dog.release();
+        }
+    };
     let Some(trial_block) = trial_block else {
+        stop_early(&mut early);
         println!("health: nothing is on trial");
         return Ok(());
     };
     // PID 1 spends a trial boot of the lowest block on trial before it runs anything: none
     // spent, this boot did not run it (it was written since, or the unit did not boot it).
     if matches!(trial_block.header.trial(), Trial::OnTrial { used: 0, .. }) {
+        stop_early(&mut early);
         println!("health: the block on trial has not been booted yet: the next boot tries it");
         return Ok(());
     }
