@@ -1039,3 +1039,53 @@ fn the_fleet_report_shows_units_whose_boot_did_not_run_their_chain() {
         "{text}"
     );
 }
+
+/// A poll of an image file reboots nothing ("not rebooting: ... is an image file"), so no
+/// reboot is due: the next poll of the same boot asks the mirrors as ever. It
+/// once noted a reboot due, and every later poll of the image took the bundle for one whose
+/// reboot failed ("rebooting again", result "taken") without asking the mirrors.
+#[test]
+fn a_poll_of_an_image_file_notes_no_reboot_due() {
+    let tmp = scratch();
+    let d = tmp.path();
+    let OneBundle {
+        keys,
+        template,
+        root,
+    } = one_bundle(d, 2, 0);
+    let lo = "127.0.0.1";
+    let p = free_port();
+    let _nginx = Nginx::start(&d.join("nginx"), None, &[(lo, p, &root)]);
+    let mirror = format!("http://{lo}:{p}");
+    let u = &Unit::flash(d, &template, 1)[0];
+    let now = (T0 + 60).to_string();
+    let poll = || {
+        let o = std::process::Command::new(bin())
+            .args(["--device", s(&u.img), "--erase-size", "4096"])
+            .args([
+                "fleet",
+                "poll",
+                "--keys",
+                s(&keys.keys_d),
+                "--min-sigs",
+                "2",
+            ])
+            .args(["--retries", "0", "--timeout", "3", "--mirror", &mirror])
+            .args(["--now", &now, "--state", s(&u.state), "--unit-id", &u.id])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run snapshot");
+        assert!(o.status.success(), "{}", show(&o));
+        show(&o)
+    };
+    let out = poll();
+    assert!(out.contains("bundle v2 applied"), "{out}");
+    assert!(out.contains("not rebooting"), "{out}");
+    assert!(!u.state.join("reboot-due.json").exists(), "{out}");
+    let out = poll();
+    assert!(!out.contains("rebooting again"), "{out}");
+    let last: serde_json::Value =
+        serde_json::from_slice(&fs::read(u.state.join("poll.json")).expect("poll.json"))
+            .expect("json");
+    assert_eq!(last["result"], "nothing", "{last}");
+}

@@ -254,14 +254,12 @@ pub(super) fn moving<T>(
 /// Reboots into the new state, unless the chain is an image file: then this machine is not the
 /// one that boots it (a workstation preparing an image must not go down).
 pub(super) fn reboot(ctx: &Ctx) -> Result<(), CliError> {
-    if let Ok(path) = ctx.spec.resolve() {
-        if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
-            println!(
-                "not rebooting: {} is an image file, not this system's flash",
-                path.display()
-            );
-            return Ok(());
-        }
+    if let Some(path) = image_file(ctx) {
+        println!(
+            "not rebooting: {} is an image file, not this system's flash",
+            path.display()
+        );
+        return Ok(());
     }
     println!("rebooting");
     match Command::new("reboot").status() {
@@ -269,6 +267,14 @@ pub(super) fn reboot(ctx: &Ctx) -> Result<(), CliError> {
         Ok(s) => Err(CliError::Reboot(format!("reboot exited with {s}"))),
         Err(e) => Err(CliError::Reboot(e.to_string())),
     }
+}
+
+/// The chain's path when it is an image file, which `reboot` does not reboot for.
+pub(super) fn image_file(ctx: &Ctx) -> Option<std::path::PathBuf> {
+    ctx.spec
+        .resolve()
+        .ok()
+        .filter(|path| std::fs::metadata(path).is_ok_and(|m| m.is_file()))
 }
 
 fn describe(p: &Packed) -> String {

@@ -427,7 +427,7 @@ pub fn poll(
     };
     match r? {
         Polled::Written(w) if do_reboot => {
-            note_reboot_due(a.state, &w);
+            note_reboot_due(ctx, a.state, &w);
             ops::reboot(ctx)
         }
         Polled::Written(_) => Ok(()),
@@ -449,8 +449,13 @@ fn boot_id() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// Best effort: unrecorded, a failed reboot waits for the next one, as before.
-fn note_reboot_due(state: &Path, w: &Written) {
+/// Best effort: unrecorded, a failed reboot waits for the next one, as before. Not for an
+/// image file: `reboot` reboots nothing for it, so no reboot is due (noted, every later poll
+/// of this boot would take the bundle on it for one whose reboot failed).
+fn note_reboot_due(ctx: &Ctx, state: &Path, w: &Written) {
+    if ops::image_file(ctx).is_some() {
+        return;
+    }
     let Some(boot) = boot_id() else { return };
     let doc = serde_json::json!({
         "bootId": boot,
