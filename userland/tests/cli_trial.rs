@@ -924,6 +924,17 @@ fn health_does_not_claim_a_trial_rolled_back_while_its_checks_ran() {
 /// moment, in a mount namespace whose /dev holds a regular file for `/dev/watchdog`: what
 /// health wrote to the watchdog.
 fn health_with_a_watchdog_after_a_wait(dir: &Path, img: &Path, args: &[&str]) -> Vec<u8> {
+    health_with_a_watchdog_in_state(dir, img, args, None)
+}
+
+/// `health_with_a_watchdog_after_a_wait`, with the kernel's view of the watchdog's state
+/// (`/sys/class/watchdog/watchdog0/state`) given as `state` when `Some`.
+fn health_with_a_watchdog_in_state(
+    dir: &Path,
+    img: &Path,
+    args: &[&str],
+    state: Option<&str>,
+) -> Vec<u8> {
     require_root();
     let dev = dir.join("dev");
     fs::create_dir_all(&dev).expect("mkdir dev");
@@ -952,9 +963,17 @@ fn health_with_a_watchdog_after_a_wait(dir: &Path, img: &Path, args: &[&str]) ->
     while !started.exists() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    let sysfs = match state {
+        Some(st) => format!(
+            "mount -t tmpfs none /sys/class && mkdir -p /sys/class/watchdog/watchdog0 && echo {st} >/sys/class/watchdog/watchdog0/state && "
+        ),
+        None => String::new(),
+    };
     let o = std::process::Command::new("unshare")
         .args(["-m", "--propagation", "private", "sh", "-c"])
-        .arg("mount --bind \"$1\" /dev && shift && exec \"$@\"")
+        .arg(format!(
+            "{sysfs}mount --bind \"$1\" /dev && shift && exec \"$@\""
+        ))
         .arg("sh")
         .arg(&dev)
         .arg(bin())
@@ -1012,4 +1031,31 @@ fn health_stops_the_watchdog_its_wait_started_when_no_trial_boot_runs() {
         &["health", "--config", &passing, "--no-reboot"],
     );
     assert!(stopped(&w), "{w:?}");
+}
+
+/// A watchdog the kernel says is not running (PID 1 armed none: `snapinit.watchdog=0`) is not
+/// opened by health's wait for a lock held at its start: opening it would start it, and on a
+/// way out that leaves it as PID 1 left it (here a boot that did not run the chain) nothing
+/// would pet it. One the kernel says is running (PID 1 armed it) is petted meanwhile and
+/// left running there.
+#[test]
+fn health_pets_only_a_running_watchdog_while_it_waits() {
+    let tmp = scratch();
+    let dir = tmp.path();
+    let passing = config(dir, "config health 'health'\n\tlist command 'true'\n");
+    let record = dir.join("record");
+    fs::write(&record, "failed-check-marks\nchain-not-booted\n").expect("record");
+    let (img, _, _) = second_on_trial(dir);
+    let args = [
+        "--boot-record",
+        record.to_str().expect("utf-8"),
+        "health",
+        "--config",
+        &passing,
+        "--no-reboot",
+    ];
+    let w = health_with_a_watchdog_in_state(dir, &img, &args, Some("inactive"));
+    assert!(w.is_empty(), "an inactive watchdog was opened: {w:?}");
+    let w = health_with_a_watchdog_in_state(dir, &img, &args, Some("active"));
+    assert!(w.contains(&0) && w.last() != Some(&b'V'), "{w:?}");
 }

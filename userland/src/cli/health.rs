@@ -450,6 +450,15 @@ fn uptime() -> u64 {
         .unwrap_or(0)
 }
 
+/// Whether /dev/watchdog (watchdog0) is running, as the kernel says in sysfs: opening one
+/// starts it, so health's wait before it knows of a trial boot opens only a running one (PID
+/// 1 armed it). A kernel without that view (`CONFIG_WATCHDOG_SYSFS` off) says nothing: taken
+/// as running, and a wait that opened it stops it where no trial boot runs.
+fn running() -> bool {
+    std::fs::read_to_string("/sys/class/watchdog/watchdog0/state")
+        .map_or(true, |s| s.trim() == "active")
+}
+
 /// Pets the watchdog PID 1 armed while the checks wait, when nothing else holds it.
 struct Watchdog(Option<std::fs::File>);
 
@@ -598,7 +607,7 @@ pub fn health(
     let trial_block = if once {
         lowest_on_trial(ctx)?
     } else {
-        let mut pet = || early.get_or_insert_with(|| Watchdog::open(true)).pet();
+        let mut pet = || early.get_or_insert_with(|| Watchdog::open(running())).pet();
         while_locked(Some(Duration::MAX), &mut pet, || {
             lowest_on_trial(&ctx.no_wait())
         })?
