@@ -908,14 +908,25 @@ fn health_does_not_claim_a_trial_rolled_back_while_its_checks_ran() {
             img = img.display()
         ),
     );
+    let state = dir.join("state");
     let out = ok(
         &img,
-        &["health", "--config", &check, "--once", "--no-reboot"],
+        &[
+            "health",
+            "--config",
+            &check,
+            "--once",
+            "--no-reboot",
+            "--state",
+            state.to_str().expect("utf-8"),
+        ],
     );
     assert!(
         !out.contains("is confirmed") && out.contains("rolled back meanwhile"),
         "{out}"
     );
+    // No verdict recorded on the block gone: the fleet's status would show it passed.
+    assert!(!state.join("health.json").exists());
     let j = info(&img);
     assert_eq!(j["snapshots"].as_array().map(Vec::len), Some(1), "{j}");
 }

@@ -673,7 +673,11 @@ pub fn health(
                 }
                 done => {
                     let blocks = done?;
-                    record(state, &trial_block, &failed);
+                    // A verdict on a block no longer on trial (rolled back meanwhile) would
+                    // show in the fleet's status as that block's passed check.
+                    if blocks > 0 {
+                        record(state, &trial_block, &failed);
+                    }
                     dog.release();
                     if blocks == 0 {
                         // Another command settled it while the checks ran: nothing to vouch

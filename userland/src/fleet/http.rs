@@ -255,13 +255,14 @@ impl Client {
     /// `https://` through the external fetcher. It cannot resume (uclient-fetch continues only
     /// into a file), so it fetches from byte 0; the limit holds all the same: the fetcher is
     /// killed once it has written more than `limit` bytes. What `out` holds already (bytes
-    /// earlier plain-HTTP mirrors brought) is replaced only by a whole copy or a longer
-    /// start: an https mirror that fails must not throw away the download so far, which the
+    /// earlier plain-HTTP mirrors brought) is replaced only by as much or more: an https mirror that fails must not throw away the download so far, which the
     /// next pass resumes over plain HTTP.
     fn get_https(&self, url: &str, limit: u64, out: &mut Vec<u8>) -> Result<(), HttpError> {
         let mut fresh = Vec::new();
         let r = self.fetch_https(url, limit, &mut fresh);
-        if r.is_ok() || fresh.len() > out.len() {
+        // Even a fetcher that exits 0 may bring less (a short copy): the longer start stays,
+        // and the caller finds it short and resumes.
+        if fresh.len() >= out.len() {
             *out = fresh;
         }
         r
