@@ -1013,8 +1013,12 @@ fn health_with_a_watchdog_in_state(
 fn health_stops_the_watchdog_its_wait_started_when_no_trial_boot_runs() {
     let tmp = scratch();
     let dir = tmp.path();
-    let passing = config(dir, "config health 'health'\n\tlist command 'true'\n");
-    let stopped = |w: &[u8]| w.is_empty() || w.last() == Some(&b'V');
+    // A deadline far off: this machine's uptime is no unit's just booted.
+    let passing = config(
+        dir,
+        "config health 'health'\n\toption deadline '1000000000'\n\tlist command 'true'\n",
+    );
+    let stopped = |w: &[u8]| w.contains(&0) && w.last() == Some(&b'V');
     // Nothing on trial.
     let img = one_snapshot(dir);
     let w = health_with_a_watchdog_after_a_wait(
@@ -1053,7 +1057,11 @@ fn health_stops_the_watchdog_its_wait_started_when_no_trial_boot_runs() {
 fn health_pets_only_a_running_watchdog_while_it_waits() {
     let tmp = scratch();
     let dir = tmp.path();
-    let passing = config(dir, "config health 'health'\n\tlist command 'true'\n");
+    // A deadline far off: this machine's uptime is no unit's just booted.
+    let passing = config(
+        dir,
+        "config health 'health'\n\toption deadline '1000000000'\n\tlist command 'true'\n",
+    );
     let record = dir.join("record");
     fs::write(&record, "failed-check-marks\nchain-not-booted\n").expect("record");
     let (img, _, _) = second_on_trial(dir);
@@ -1069,4 +1077,14 @@ fn health_pets_only_a_running_watchdog_while_it_waits() {
     assert!(w.is_empty(), "an inactive watchdog was opened: {w:?}");
     let w = health_with_a_watchdog_in_state(dir, &img, &args, Some("active"));
     assert!(w.contains(&0) && w.last() != Some(&b'V'), "{w:?}");
+    // Past the deadline (here 0 s after boot) it is left unpetted: a command holding the lock
+    // for good must not keep a trial boot unjudged; the watchdog then resets the unit.
+    let late = config(
+        dir,
+        "config health 'health'\n\toption deadline '0'\n\tlist command 'true'\n",
+    );
+    let mut args = args;
+    args[4] = &late;
+    let w = health_with_a_watchdog_in_state(dir, &img, &args, Some("active"));
+    assert!(w.is_empty(), "petted past the deadline: {w:?}");
 }

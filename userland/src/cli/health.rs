@@ -607,7 +607,20 @@ pub fn health(
     let trial_block = if once {
         lowest_on_trial(ctx)?
     } else {
-        let mut pet = || early.get_or_insert_with(|| Watchdog::open(running())).pet();
+        // Petted until the deadline only: a command that hangs holding the lock (a stuck
+        // opkg) must not keep a trial boot unjudged for good. Past it, a watchdog PID 1 armed
+        // resets the unit, which spends the next trial boot, as a failed check would. Read
+        // leniently here: a config that cannot be read is judged (exit 18) once a boot is.
+        // Only once there is a wait: most runs find the partition free.
+        let mut deadline = None;
+        let mut pet = || {
+            let deadline = *deadline.get_or_insert_with(|| {
+                read_config(config).map_or(Checks::default().deadline, |c| c.deadline)
+            });
+            if uptime() < deadline {
+                early.get_or_insert_with(|| Watchdog::open(running())).pet();
+            }
+        };
         while_locked(Some(Duration::MAX), &mut pet, || {
             lowest_on_trial(&ctx.no_wait())
         })?
