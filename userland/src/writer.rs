@@ -471,10 +471,8 @@ where
     }
 
     /// If the volatile copy that must outlive the write lives in the chain slot a new snapshot
-    /// needs, give it a second copy in the back buffer first: erasing the slot would otherwise
-    /// destroy its only copy. That copy is the current one, except while the current one is on
-    /// trial over a confirmed one: then it is the confirmed copy, the state a failed trial
-    /// comes back to (as for a save over a trial).
+    /// needs ([`evacuee`]), give it a second copy in the back buffer first: erasing the slot
+    /// would otherwise destroy its only copy.
     /// `current_data`: the current copy's payload when the caller has read it already (a
     /// commit), so that it is not held twice.
     fn evacuate_volatile(
@@ -483,27 +481,12 @@ where
         layout: &Layout,
         current_data: Option<&[u8]>,
     ) -> Res<(), F> {
-        let Some(current) = view.volatile().copied() else {
+        let Some(v) = evacuee(view) else {
             return Ok(());
         };
-        // With the trial in the slot and the confirmed copy in the back buffer, nothing is
-        // copied: until the new snapshot's header lands a cut shows the trial or, once the slot
-        // is erased, that confirmed state; copying the trial over it would have left two copies
-        // of the trial (its boots given twice) and nothing to come back to. With the trial in
-        // the back buffer and the confirmed copy in the slot, the confirmed copy is the one
-        // copied (over the trial): erasing the slot would otherwise leave the trial alone, and
-        // once it ran out the unit came back on no saved changes at all.
-        let on_trial = |b: &Block| matches!(b.header.trial(), Trial::OnTrial { .. });
-        let v = match view.volatiles.get(1) {
-            Some(other) if on_trial(&current) && !on_trial(other) => *other,
-            _ => current,
-        };
-        if v.offset != view.next_offset {
-            return Ok(());
-        }
         let read;
         let data = match current_data {
-            Some(d) if v == current => d,
+            Some(d) if view.volatile() == Some(&v) => d,
             _ => {
                 read = self.read_payload(&v)?;
                 &read[..]
@@ -983,4 +966,25 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(&sha2::Sha256::digest(data));
     out
+}
+
+/// The volatile copy a new snapshot at `view.next_offset` must first copy to the back buffer
+/// (the progress bar counts it too): the one that must outlive the write, when it lies in that
+/// slot. That is the current copy, except while the current one is on trial over a confirmed
+/// one: then the confirmed copy, the state a failed trial comes back to (as for a save over a
+/// trial). With the trial in the slot and the confirmed copy in the back buffer, nothing is
+/// copied: until the new snapshot's header lands a cut shows the trial or, once the slot is
+/// erased, that confirmed state; copying the trial over it would leave two copies of the trial
+/// (its boots given twice) and nothing to come back to. With the trial in the back buffer and
+/// the confirmed copy in the slot, the confirmed copy is copied (over the trial): erasing the
+/// slot would otherwise leave the trial alone, and once it ran out the unit would come back on
+/// no saved changes at all.
+pub fn evacuee(view: &ChainView) -> Option<Block> {
+    let current = view.volatile().copied()?;
+    let on_trial = |b: &Block| matches!(b.header.trial(), Trial::OnTrial { .. });
+    let v = match view.volatiles.get(1) {
+        Some(other) if on_trial(&current) && !on_trial(other) => *other,
+        _ => current,
+    };
+    (v.offset == view.next_offset).then_some(v)
 }

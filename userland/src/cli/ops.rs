@@ -196,15 +196,13 @@ pub(super) fn block_cost(view: &ChainView, len: usize) -> u64 {
         + (len + HEADER_LEN) as u64
 }
 
-/// Bytes a new snapshot costs on top of its own block: the writer first copies a volatile that
-/// lives in the slot the snapshot needs to the back buffer.
+/// Bytes a new snapshot costs on top of its own block: the writer first copies the volatile
+/// copy that must outlive the write, when it lives in the slot the snapshot needs, to the back
+/// buffer (`writer::evacuee`, the same rule).
 pub(super) fn evacuation_cost(view: &ChainView) -> u64 {
-    match view.volatile() {
-        Some(v) if v.offset == view.next_offset => {
-            block_cost(view, v.header.fields.payload_len as usize)
-        }
-        _ => 0,
-    }
+    snapshot::writer::evacuee(view).map_or(0, |v| {
+        block_cost(view, v.header.fields.payload_len as usize)
+    })
 }
 
 pub(super) fn read_view(dev: &mut Device) -> ChainView {
