@@ -396,7 +396,7 @@ pub fn poll(
         Ok(Polled::Written(w)) if w.again => (
             "taken".to_string(),
             format!(
-                "bundle {} on trial, not booted yet: rebooting again",
+                "bundle {} on trial, not booted yet: its reboot is due",
                 w.version
             ),
         ),
@@ -554,7 +554,7 @@ fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliEr
     // Before the network: the bundle is on flash and verified, only the reboot is missing.
     if let Some(version) = reboot_missed(a.state, unbooted.as_deref()) {
         println!(
-            "bundle {version} is on trial but has not booted (the reboot after it was written did not happen): rebooting again"
+            "bundle {version} is on trial but has not booted: the reboot after it was written did not happen"
         );
         return Ok(Polled::Written(Written {
             version,
