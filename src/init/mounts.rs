@@ -401,19 +401,7 @@ impl Layers {
     /// nothing. What it says until `boot_record` rewrites it in place (its page freed by the
     /// truncation, taken again by the write) is the safe side: none of the chain ran.
     pub fn hold_record(&self) {
-        let path = join(&self.overlay(), "/snapinit");
-        let held = snapinit::cpath::open(
-            &path,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o444),
-        )
-        .and_then(|fd| {
-            rustix::io::write(&fd, BOOT_RECORD)?;
-            rustix::io::write(&fd, CHAIN_NOT_BOOTED)
-        });
-        if let Err(e) = held {
-            warn!("cannot write {path}: {e}");
-        }
+        self.boot_record(Ran::Nothing);
     }
 
     /// Writes the boot record (see the module comment); a failure is only logged: the tool

@@ -527,15 +527,8 @@ fn marks_readable(device: &Path, record: &Path) -> bool {
 /// the chain is an overlay with a tmpfs upper, always writable; a read-only root is its last
 /// rung (the squashfs alone), where no record can be left, or a boot without snapinit.
 fn chain_not_booted(record: &Path, root: &Path) -> Option<String> {
-    for word in [
-        "chain-not-booted",
-        "trial-not-booted",
-        "chain-partly-booted",
-        "volatile-not-booted",
-    ] {
-        if super::record::says(record, word) {
-            return Some(format!("{} says {word}", record.display()));
-        }
+    if let Some(not_run) = super::record::NotRun::read(record) {
+        return Some(format!("{} says {}", record.display(), not_run.word()));
     }
     let read_only = rustix::fs::statvfs(root)
         .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY));

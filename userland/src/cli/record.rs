@@ -185,7 +185,8 @@ impl NotRun {
         }
     }
 
-    fn read(record: &Path) -> Option<NotRun> {
+    /// The first of the words the record holds, in this order; none without a record.
+    pub fn read(record: &Path) -> Option<NotRun> {
         [
             NotRun::Chain,
             NotRun::TrialBlock,

@@ -255,8 +255,9 @@ impl Client {
     /// `https://` through the external fetcher. It cannot resume (uclient-fetch continues only
     /// into a file), so it fetches from byte 0; the limit holds all the same: the fetcher is
     /// killed once it has written more than `limit` bytes. What `out` holds already (bytes
-    /// earlier plain-HTTP mirrors brought) is replaced only by as much or more: an https mirror that fails must not throw away the download so far, which the
-    /// next pass resumes over plain HTTP.
+    /// earlier plain-HTTP mirrors brought) is replaced only by as much or more: an https
+    /// mirror that fails must not throw away the download so far, which the next pass resumes
+    /// over plain HTTP.
     fn get_https(&self, url: &str, limit: u64, out: &mut Vec<u8>) -> Result<(), HttpError> {
         let mut fresh = Vec::new();
         let r = self.fetch_https(url, limit, &mut fresh);

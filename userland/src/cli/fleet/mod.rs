@@ -749,7 +749,7 @@ fn poll_once(ctx: &Ctx, a: &PollArgs<'_>, t: &Trust<'_>) -> Result<Polled, CliEr
     }
     Ok(Polled::Written(Written {
         version: checked.manifest.spec.version,
-        payload_sha256: checked.manifest.spec.payload.sha256.to_ascii_lowercase(),
+        payload_sha256: checked.manifest.spec.payload.sha256.clone(),
         again: false,
     }))
 }
