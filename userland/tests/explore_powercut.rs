@@ -38,11 +38,11 @@ mod medium;
 
 use std::fmt;
 
-use medium::{pattern, Medium, Ubi};
-use snapinit::chain::{read_chain, read_chain_with, Block, Volatiles};
+use medium::{boot, pattern, Medium, Ubi};
+use snapinit::chain::{read_chain, Block};
 use snapinit::header::{Trial, HEADER_LEN};
 use snapinit::sim::{SimError, SimFlash, Tear};
-use snapinit::trial::{spend, SpendError};
+use snapinit::trial::SpendError;
 use snapshot::writer::{Payload, WriteError, Writer};
 
 const ERASE: u32 = 1024;
@@ -223,38 +223,6 @@ fn run<F: Medium>(flash: &mut F, case: &Case<F>, op: Op) -> Result<(), Failure> 
         Op::Boot => return boot(flash).map(drop).map_err(Failure::Boot),
     };
     written.map(drop).map_err(Failure::Write)
-}
-
-/// The boot path's writes, decided as PID 1 decides them (as in trial_powercut.rs): a snapshot
-/// whose allowed boots are spent gets its roll-back mark, and so do spent volatile copies;
-/// then the lowest booted block still on trial spends a mark. Whether it wrote anything.
-fn boot<F: Medium>(flash: &mut F) -> Result<bool, SpendError<SimError>> {
-    let mut buf = [0u8; 512];
-    let view = read_chain_with(flash, &mut buf, Volatiles::Deferred);
-    if let Some(b) = view.snapshots.iter().find(|b| b.header.trial_spent()) {
-        return spend(flash, b).map(|_| true);
-    }
-    let mut wrote = false;
-    let mut booted = None;
-    for v in &view.unverified_volatiles {
-        if v.header.trial_spent() {
-            spend(flash, v)?;
-            wrote = true;
-        } else {
-            booted = Some(*v);
-            break;
-        }
-    }
-    let lowest = view
-        .snapshots
-        .iter()
-        .chain(booted.as_ref())
-        .find(|b| matches!(b.header.trial(), Trial::OnTrial { .. }))
-        .copied();
-    match lowest {
-        Some(b) => spend(flash, &b).map(|_| true),
-        None => Ok(wrote),
-    }
 }
 
 /// What the boot path replays: snapshot payloads oldest first, then the volatile's.

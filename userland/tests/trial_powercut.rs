@@ -4,14 +4,13 @@
 //! (spent marks never come back), a confirmation never lost once made, and the next write
 //! succeeds.
 
-use snapinit::chain::{read_chain, read_chain_with, Block, Volatiles};
+use snapinit::chain::{read_chain, Block};
 use snapinit::header::{Compression, Trial, HEADER_LEN};
 use snapinit::sim::{SimError, SimFlash};
-use snapinit::trial::{spend, SpendError};
 use snapshot::writer::{Payload, WriteError, Writer};
 
 mod medium;
-use medium::{Medium, Ubi};
+use medium::{boot, Medium, Ubi};
 
 const ERASE: u32 = 1024;
 const BLOCKS: u32 = 32;
@@ -90,36 +89,6 @@ fn save<F: Medium>(flash: &mut F, tag: u8, trial: u16) -> Result<(), WriteError<
             unpacked_len: d.len() as u64,
         })
         .map(|_| ())
-}
-
-/// The boot path's writes, decided as PID 1 decides them (src/init/mod.rs): a snapshot whose
-/// allowed boots are spent is rolled back (its roll-back mark), and so are spent volatile
-/// copies; then the lowest booted block still on trial spends one mark.
-fn boot<F: Medium>(flash: &mut F) -> Result<(), SpendError<SimError>> {
-    let mut buf = [0u8; 512];
-    let view = read_chain_with(flash, &mut buf, Volatiles::Deferred);
-    if let Some(b) = view.snapshots.iter().find(|b| b.header.trial_spent()) {
-        return spend(flash, b).map(|_| ());
-    }
-    let mut booted = None;
-    for v in &view.unverified_volatiles {
-        if v.header.trial_spent() {
-            spend(flash, v)?;
-        } else {
-            booted = Some(*v);
-            break;
-        }
-    }
-    let lowest = view
-        .snapshots
-        .iter()
-        .chain(booted.as_ref())
-        .find(|b| matches!(b.header.trial(), Trial::OnTrial { .. }))
-        .copied();
-    match lowest {
-        Some(b) => spend(flash, &b).map(|_| ()),
-        None => Ok(()),
-    }
 }
 
 /// Runs `op` on a copy of `flash` cut at every operation, with every tear, and checks each.

@@ -2,8 +2,11 @@
 //! (`OnUbi<UbiSim>`), behind one trait so each test is written once.
 #![allow(dead_code)]
 
+use snapinit::chain::{read_chain_with, Volatiles};
 use snapinit::flash::{Durable, Geometry, NorFlash, ReadNorFlash};
+use snapinit::header::Trial;
 use snapinit::sim::{SimError, SimFlash, Tear};
+use snapinit::trial::{spend, SpendError};
 use snapinit::ubi_sim::{OnUbi, UbiSim};
 
 /// NAND pages per LEB in the UBI runs.
@@ -90,4 +93,36 @@ pub fn pattern(tag: u8, len: usize) -> Vec<u8> {
     (0..len)
         .map(|i| tag.wrapping_mul(31).wrapping_add((i % 251) as u8))
         .collect()
+}
+
+/// The boot path's writes, decided as PID 1 decides them (src/init/mod.rs): a snapshot
+/// whose allowed boots are spent gets its roll-back mark, and so do spent volatile copies;
+/// then the lowest booted block still on trial spends a mark. Whether it wrote anything.
+pub fn boot<F: Medium>(flash: &mut F) -> Result<bool, SpendError<SimError>> {
+    let mut buf = [0u8; 512];
+    let view = read_chain_with(flash, &mut buf, Volatiles::Deferred);
+    if let Some(b) = view.snapshots.iter().find(|b| b.header.trial_spent()) {
+        return spend(flash, b).map(|_| true);
+    }
+    let mut wrote = false;
+    let mut booted = None;
+    for v in &view.unverified_volatiles {
+        if v.header.trial_spent() {
+            spend(flash, v)?;
+            wrote = true;
+        } else {
+            booted = Some(*v);
+            break;
+        }
+    }
+    let lowest = view
+        .snapshots
+        .iter()
+        .chain(booted.as_ref())
+        .find(|b| matches!(b.header.trial(), Trial::OnTrial { .. }))
+        .copied();
+    match lowest {
+        Some(b) => spend(flash, &b).map(|_| true),
+        None => Ok(wrote),
+    }
 }
